@@ -1,0 +1,1 @@
+//! Packet protection (RFC 9001 §5, RFC 9369 §3).

@@ -1,0 +1,1 @@
+//! A set of disjoint u64 ranges.

@@ -1,0 +1,1 @@
+//! Loss detection and congestion control (RFC 9002).
