@@ -32,3 +32,6 @@ pub use version::Version;
 pub mod range_set;
 pub mod recovery;
 pub mod stream;
+pub mod cid_gen;
+pub mod rand;
+pub mod token;

@@ -1,0 +1,40 @@
+# quicpro — the two commands of the README are `make run` and `make test`.
+# Both install what they need first (scripts/setup.sh skips what is present).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+FUZZ_SECONDS ?= 20
+
+.PHONY: setup run test test-rust test-fuzz fuzz bench build clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release -p quicpro-cli
+
+# The main job. Until the HTTP/3 server lands this runs the newest working
+# demo: the QUIC packet inspector over real captured Initials.
+run: build
+	@bash scripts/run-demo.sh
+
+# Every test: unit, property and integration tests, the bench harnesses in
+# test mode, and a short smoke run of each fuzz target.
+test: setup test-rust test-fuzz
+
+test-rust:
+	mkdir -p target; $(CARGO) test --workspace --all-targets --no-fail-fast 2>&1 | tee target/test-output.log; \
+	  status=$${PIPESTATUS[0]}; bash scripts/summarize-tests.sh target/test-output.log; exit $$status
+
+test-fuzz:
+	@bash scripts/fuzz.sh smoke $(FUZZ_SECONDS)
+
+# Long fuzzing runs: `make fuzz FUZZ_SECONDS=600`.
+fuzz: setup
+	@bash scripts/fuzz.sh long $(FUZZ_SECONDS)
+
+bench: setup
+	$(CARGO) bench -p quicpro-benches
+
+clean:
+	$(CARGO) clean
