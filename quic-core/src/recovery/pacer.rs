@@ -1,0 +1,224 @@
+//! Pacing (RFC 9002 §7.7) as a token bucket that returns deadlines.
+//!
+//! The bucket holds up to [`BURST_DATAGRAMS`] full datagrams and refills at
+//! rate = N * congestion_window / smoothed_rtt with N = 5/4. It starts full,
+//! so the initial window (at most ten datagrams, RFC 9002 §7.2) goes out as
+//! one burst. All arithmetic is integer nanoseconds and bytes, so results are
+//! exact and deterministic. Packets carrying only ACK frames should bypass the
+//! pacer (RFC 9002 §7.7).
+
+use core::time::Duration;
+use std::time::Instant;
+
+/// Burst size in datagrams; 10 covers the largest initial window of RFC 9002
+/// §7.2 (min(10 * max_datagram_size, ...)).
+pub const BURST_DATAGRAMS: u64 = 10;
+
+/// RFC 9002 §7.7: N = 1.25, as a ratio.
+const N_NUM: u128 = 5;
+const N_DEN: u128 = 4;
+
+/// A token-bucket pacer. It owns no timer: [`delay_until`](Self::delay_until)
+/// says when the next packet may leave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pacer {
+    capacity: u64,
+    tokens: u64,
+    /// When tokens were last added; `None` until first used.
+    last_refill: Option<Instant>,
+}
+
+impl Pacer {
+    pub fn new(max_datagram_size: u64) -> Self {
+        let capacity = burst_capacity(max_datagram_size);
+        Self { capacity, tokens: capacity, last_refill: None }
+    }
+
+    /// The path's maximum datagram size changed: resize the burst.
+    pub fn set_max_datagram_size(&mut self, max_datagram_size: u64) {
+        self.capacity = burst_capacity(max_datagram_size);
+        self.tokens = self.tokens.min(self.capacity);
+    }
+
+    /// Bytes that may be sent right now without waiting (as of the last
+    /// refill).
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// The burst size in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// When a packet of `bytes_to_send` may be sent: `None` means now, else
+    /// the deadline to wait for. `cwnd` and `srtt` give the rate (RFC 9002
+    /// §7.7); without a usable rate (zero window or RTT) nothing is paced.
+    pub fn delay_until(
+        &mut self,
+        now: Instant,
+        bytes_to_send: u64,
+        cwnd: u64,
+        srtt: Duration,
+    ) -> Option<Instant> {
+        let srtt_ns = srtt.as_nanos();
+        if srtt_ns == 0 || cwnd == 0 {
+            self.tokens = self.capacity;
+            self.last_refill = Some(now);
+            return None;
+        }
+        self.refill(now, cwnd, srtt_ns);
+
+        // A packet larger than the bucket only waits for a full bucket.
+        let needed = bytes_to_send.min(self.capacity);
+        if self.tokens >= needed {
+            return None;
+        }
+        let deficit = u128::from(needed - self.tokens);
+        // interval = deficit / rate = deficit * srtt / (N * cwnd), rounded up.
+        let num = deficit.saturating_mul(srtt_ns).saturating_mul(N_DEN);
+        let den = u128::from(cwnd).saturating_mul(N_NUM);
+        let wait_ns = num.div_ceil(den);
+        let wait = Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX));
+        // A deadline the clock cannot represent (absurd RTT) degrades to
+        // "send now" rather than panicking.
+        now.checked_add(wait)
+    }
+
+    /// A paced packet of `bytes` was sent at `now`.
+    pub fn on_sent(&mut self, now: Instant, bytes: u64) {
+        if self.last_refill.is_none() {
+            self.last_refill = Some(now);
+        }
+        self.tokens = self.tokens.saturating_sub(bytes);
+    }
+
+    fn refill(&mut self, now: Instant, cwnd: u64, srtt_ns: u128) {
+        let Some(last) = self.last_refill else {
+            self.last_refill = Some(now);
+            return;
+        };
+        if self.tokens >= self.capacity {
+            // A full bucket does not bank idle time.
+            self.last_refill = Some(now);
+            return;
+        }
+        let elapsed = now.saturating_duration_since(last).as_nanos();
+        // rate * elapsed = N * cwnd * elapsed / srtt
+        let added = elapsed.saturating_mul(u128::from(cwnd)).saturating_mul(N_NUM)
+            / srtt_ns.saturating_mul(N_DEN);
+        if added == 0 {
+            // Keep `last_refill`: sub-byte amounts accumulate instead of
+            // being lost on every call.
+            return;
+        }
+        let room = u128::from(self.capacity - self.tokens);
+        if added >= room {
+            self.tokens = self.capacity;
+            self.last_refill = Some(now);
+            return;
+        }
+        // `added < room <= u64::MAX`, so this conversion cannot fail.
+        self.tokens += u64::try_from(added).unwrap_or(0);
+        // Advance only by the time those whole bytes took (rounded down), so
+        // the fraction of a byte already earned is carried to the next call.
+        let used_ns = added.saturating_mul(srtt_ns).saturating_mul(N_DEN)
+            / u128::from(cwnd).saturating_mul(N_NUM);
+        let used = Duration::from_nanos(u64::try_from(used_ns).unwrap_or(u64::MAX));
+        self.last_refill = Some(last.checked_add(used).unwrap_or(now).min(now));
+    }
+}
+
+fn burst_capacity(max_datagram_size: u64) -> u64 {
+    max_datagram_size.saturating_mul(BURST_DATAGRAMS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn initial_burst_then_spaced_packets() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1200);
+        assert_eq!(p.capacity(), 12_000);
+        // cwnd 12000 B, srtt 100 ms: rate = 1.25 * 12000 / 0.1 s = 150 B/ms,
+        // so one 1200-byte datagram every 8 ms after the burst.
+        for _ in 0..10 {
+            assert_eq!(p.delay_until(t0, 1200, 12_000, ms(100)), None);
+            p.on_sent(t0, 1200);
+        }
+        assert_eq!(p.tokens(), 0);
+        assert_eq!(p.delay_until(t0, 1200, 12_000, ms(100)), Some(t0 + ms(8)));
+        // Half way: 600 bytes earned, 4 ms still to wait.
+        assert_eq!(p.delay_until(t0 + ms(4), 1200, 12_000, ms(100)), Some(t0 + ms(8)));
+        assert_eq!(p.tokens(), 600);
+        assert_eq!(p.delay_until(t0 + ms(8), 1200, 12_000, ms(100)), None);
+        p.on_sent(t0 + ms(8), 1200);
+        assert_eq!(p.delay_until(t0 + ms(8), 1200, 12_000, ms(100)), Some(t0 + ms(16)));
+    }
+
+    #[test]
+    fn rate_scales_with_window_and_rtt() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1200);
+        p.on_sent(t0, 12_000);
+        // Twice the window: 4 ms per datagram.
+        assert_eq!(p.delay_until(t0, 1200, 24_000, ms(100)), Some(t0 + ms(4)));
+        // 10 ms RTT, 12000 B window: 1200 B per 0.8 ms.
+        assert_eq!(p.delay_until(t0, 1200, 12_000, ms(10)), Some(t0 + Duration::from_micros(800)));
+        // Odd values round the wait up: 1 byte at 1.25 * 3 B / 1 s = 266.67 ms.
+        assert_eq!(
+            p.delay_until(t0, 1, 3, Duration::from_secs(1)),
+            Some(t0 + Duration::from_nanos(266_666_667))
+        );
+    }
+
+    #[test]
+    fn idle_time_refills_only_to_burst() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1200);
+        p.on_sent(t0, 12_000);
+        assert_eq!(p.delay_until(t0 + ms(10_000), 1200, 12_000, ms(100)), None);
+        assert_eq!(p.tokens(), 12_000);
+        // Oversized request waits only for a full bucket.
+        p.on_sent(t0 + ms(10_000), 6000);
+        assert_eq!(p.delay_until(t0 + ms(10_000), 50_000, 12_000, ms(100)), Some(t0 + ms(10_040)));
+    }
+
+    #[test]
+    fn tiny_steps_accumulate() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1200);
+        p.on_sent(t0, 12_000);
+        // 150 B/ms = 0.00015 B/ns: 1 µs steps add < 1 byte each, but the
+        // elapsed time is kept until whole bytes are earned.
+        let mut now = t0;
+        for _ in 0..8000 {
+            now += Duration::from_micros(1);
+            let _ = p.delay_until(now, 1200, 12_000, ms(100));
+        }
+        assert_eq!(p.tokens(), 1200);
+    }
+
+    #[test]
+    fn degenerate_inputs_do_not_pace_or_panic() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1200);
+        p.on_sent(t0, 12_000);
+        assert_eq!(p.delay_until(t0, 1200, 0, ms(100)), None);
+        p.on_sent(t0, 12_000);
+        assert_eq!(p.delay_until(t0, 1200, 12_000, Duration::ZERO), None);
+        p.on_sent(t0, u64::MAX);
+        assert_eq!(p.tokens(), 0);
+        // An absurd RTT saturates the wait instead of overflowing.
+        let far = p.delay_until(t0, 1200, 1, Duration::MAX);
+        assert!(far.is_none_or(|t| t > t0 + Duration::from_secs(365 * 24 * 3600)));
+        p.set_max_datagram_size(1500);
+        assert_eq!(p.capacity(), 15_000);
+    }
+}
