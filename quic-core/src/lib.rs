@@ -35,3 +35,4 @@ pub mod stream;
 pub mod cid_gen;
 pub mod rand;
 pub mod token;
+pub mod tls;

@@ -1,0 +1,235 @@
+//! rustls configurations for QUIC (RFC 9001 §4.2: TLS 1.3 only; §8.1: ALPN
+//! is mandatory; §4.6.1: 0-RTT needs max_early_data_size 0xffffffff).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::provider::crypto_provider;
+
+#[derive(Debug)]
+pub enum TlsConfigError {
+    /// A certificate or key file could not be read or parsed.
+    File { path: PathBuf, reason: String },
+    /// No certificate in the chain file, or no private key in the key file.
+    Missing(&'static str),
+    /// rustls refused the combination (e.g. key does not match certificate).
+    Rustls(rustls::Error),
+    /// No trust anchors: no CA file and no system roots found.
+    NoRoots,
+}
+
+impl core::fmt::Display for TlsConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TlsConfigError::File { path, reason } => write!(f, "{}: {reason}", path.display()),
+            TlsConfigError::Missing(what) => write!(f, "missing {what}"),
+            TlsConfigError::Rustls(e) => write!(f, "TLS configuration rejected: {e}"),
+            TlsConfigError::NoRoots => f.write_str("no trusted root certificates (give a CA file)"),
+        }
+    }
+}
+
+impl std::error::Error for TlsConfigError {}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsConfigError::File { path: path.into(), reason: e.to_string() })?
+        .collect();
+    let certs = certs.map_err(|e| TlsConfigError::File { path: path.into(), reason: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsConfigError::Missing("certificate"));
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsConfigError::Missing("private key"),
+        e => TlsConfigError::File { path: path.into(), reason: e.to_string() },
+    })
+}
+
+/// What a QUIC server needs from TLS.
+#[derive(Debug, Clone)]
+pub struct ServerTlsOptions {
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: Arc<PrivateKeyDer<'static>>,
+    pub alpn: Vec<Vec<u8>>,
+    /// Accept 0-RTT from clients resuming with a ticket.
+    pub early_data: bool,
+    /// Tickets sent after each full handshake (RFC 8446 §4.6.1).
+    pub tickets: usize,
+    /// Encrypts and decrypts session tickets; sharing one across processes
+    /// lets any worker resume any client. `None` uses a process-local
+    /// rotating ticketer.
+    pub ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+    /// Server-side session store, consulted (and entries taken) for 0-RTT
+    /// single-use checks; `None` keeps an in-memory cache.
+    pub session_storage: Option<Arc<dyn rustls::server::StoresServerSessions>>,
+    /// Write TLS secrets in SSLKEYLOGFILE format to the file named by that
+    /// environment variable.
+    pub key_log: bool,
+}
+
+impl ServerTlsOptions {
+    pub fn new(cert_chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>, alpn: &[&[u8]]) -> Self {
+        Self {
+            cert_chain,
+            key: Arc::new(key),
+            alpn: alpn.iter().map(|a| a.to_vec()).collect(),
+            early_data: true,
+            tickets: 2,
+            ticketer: None,
+            session_storage: None,
+            key_log: false,
+        }
+    }
+
+    pub fn from_pem_files(cert: &Path, key: &Path, alpn: &[&[u8]]) -> Result<Self, TlsConfigError> {
+        Ok(Self::new(load_certs(cert)?, load_key(key)?, alpn))
+    }
+
+    pub fn build(&self) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+        let mut cfg = rustls::ServerConfig::builder_with_provider(crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(TlsConfigError::Rustls)?
+            .with_no_client_auth()
+            .with_single_cert(self.cert_chain.clone(), self.key.clone_key())
+            .map_err(TlsConfigError::Rustls)?;
+        cfg.alpn_protocols = self.alpn.clone();
+        // RFC 9001 §4.6.1: the only value allowed in QUIC's NewSessionTicket.
+        cfg.max_early_data_size = if self.early_data { u32::MAX } else { 0 };
+        cfg.send_tls13_tickets = self.tickets;
+        if let Some(t) = &self.ticketer {
+            cfg.ticketer = t.clone();
+        } else if self.tickets > 0 {
+            if let Ok(t) = rustls::crypto::ring::Ticketer::new() {
+                cfg.ticketer = t;
+            }
+        }
+        if let Some(s) = &self.session_storage {
+            cfg.session_storage = s.clone();
+        }
+        if self.key_log {
+            cfg.key_log = Arc::new(rustls::KeyLogFile::new());
+        }
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// What a QUIC client needs from TLS.
+#[derive(Debug, Clone)]
+pub struct ClientTlsOptions {
+    pub alpn: Vec<Vec<u8>>,
+    /// PEM file with the CAs to trust instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Extra trust anchors (e.g. a test's self-signed certificate).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Skip certificate verification entirely. Only by explicit request
+    /// (`quicpro get -k`); never the default.
+    pub insecure_skip_verify: bool,
+    /// Send 0-RTT data when a ticket allows it.
+    pub early_data: bool,
+    /// Where session tickets are kept for resumption; `None` uses an
+    /// in-memory cache of 256 entries.
+    pub session_store: Option<Arc<dyn rustls::client::ClientSessionStore>>,
+    pub key_log: bool,
+}
+
+impl ClientTlsOptions {
+    pub fn new(alpn: &[&[u8]]) -> Self {
+        Self {
+            alpn: alpn.iter().map(|a| a.to_vec()).collect(),
+            ca_file: None,
+            extra_roots: Vec::new(),
+            insecure_skip_verify: false,
+            early_data: true,
+            session_store: None,
+            key_log: false,
+        }
+    }
+
+    pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
+        let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(TlsConfigError::Rustls)?;
+        let mut cfg = if self.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification))
+                .with_no_client_auth()
+        } else {
+            let mut roots = RootCertStore::empty();
+            if let Some(ca) = &self.ca_file {
+                for c in load_certs(ca)? {
+                    roots.add(c).map_err(TlsConfigError::Rustls)?;
+                }
+            }
+            for c in &self.extra_roots {
+                roots.add(c.clone()).map_err(TlsConfigError::Rustls)?;
+            }
+            if self.ca_file.is_none() && self.extra_roots.is_empty() {
+                add_system_roots(&mut roots);
+            }
+            if roots.is_empty() {
+                return Err(TlsConfigError::NoRoots);
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        cfg.alpn_protocols = self.alpn.clone();
+        cfg.enable_early_data = self.early_data;
+        if let Some(s) = &self.session_store {
+            cfg.resumption = rustls::client::Resumption::store(s.clone());
+        }
+        if self.key_log {
+            cfg.key_log = Arc::new(rustls::KeyLogFile::new());
+        }
+        Ok(Arc::new(cfg))
+    }
+}
+
+/// Reads the system's CA bundle (Debian: /etc/ssl/certs/ca-certificates.crt).
+fn add_system_roots(roots: &mut RootCertStore) {
+    for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"] {
+        if let Ok(certs) = load_certs(Path::new(path)) {
+            let _ = roots.add_parsable_certificates(certs);
+            if !roots.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+/// Accepts any server certificate: for `-k` style testing only.
+#[derive(Debug)]
+struct NoVerification;
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(&self, _: &[u8], _: &CertificateDer<'_>, _: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        crypto_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
