@@ -36,3 +36,6 @@ pub mod cid_gen;
 pub mod rand;
 pub mod token;
 pub mod tls;
+pub mod connection;
+pub mod config;
+pub mod endpoint;

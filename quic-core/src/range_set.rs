@@ -315,13 +315,13 @@ impl RangeSet {
     }
 
     /// Ranges in ascending order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Range<u64>> + ExactSizeIterator + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Range<u64>> + ExactSizeIterator + Clone + '_ {
         self.ranges.as_slice().iter().map(|r| r.0..r.1)
     }
 
     /// Ranges in descending order, the order an ACK frame lists them in
     /// (RFC 9000 §19.3.1).
-    pub fn iter_rev(&self) -> impl ExactSizeIterator<Item = Range<u64>> + '_ {
+    pub fn iter_rev(&self) -> impl ExactSizeIterator<Item = Range<u64>> + Clone + '_ {
         self.iter().rev()
     }
 }

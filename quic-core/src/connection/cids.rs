@@ -1,0 +1,198 @@
+//! Connection IDs of one connection (RFC 9000 §5.1): the ones we issued to
+//! the peer and the ones it issued to us.
+
+use std::collections::VecDeque;
+
+use crate::cid::{ConnectionId, ResetToken};
+use crate::cid_gen::{ConnectionIdGenerator, ResetTokenKey};
+use crate::error::{Error, TransportErrorCode};
+use crate::rand::RandomSource;
+
+/// Routing changes for the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CidEvent {
+    /// Packets to this ID now belong to the connection.
+    Issued(ConnectionId),
+    /// The peer retired this ID; stop routing it.
+    Retired(ConnectionId),
+}
+
+/// IDs we issued (sequence numbers start at 0 with the handshake SCID).
+pub struct LocalCids {
+    issued: VecDeque<(u64, ConnectionId, ResetToken)>,
+    next_seq: u64,
+    generator: Box<dyn ConnectionIdGenerator>,
+    reset_key: Option<ResetTokenKey>,
+    events: VecDeque<CidEvent>,
+    /// NEW_CONNECTION_ID frames to (re)send, by sequence number.
+    pub pending_new: VecDeque<u64>,
+    initial: ConnectionId,
+}
+
+impl core::fmt::Debug for LocalCids {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("LocalCids").field("issued", &self.issued.len()).field("next_seq", &self.next_seq).finish()
+    }
+}
+
+impl LocalCids {
+    pub fn new(initial: ConnectionId, generator: Box<dyn ConnectionIdGenerator>, reset_key: Option<ResetTokenKey>) -> Self {
+        let token = reset_key.as_ref().map(|k| k.token(&initial)).unwrap_or_default();
+        let mut issued = VecDeque::new();
+        issued.push_back((0, initial, token));
+        Self { issued, next_seq: 1, generator, reset_key, events: VecDeque::new(), pending_new: VecDeque::new(), initial }
+    }
+
+    pub fn initial(&self) -> ConnectionId {
+        self.initial
+    }
+
+    pub fn cid_len(&self) -> usize {
+        self.generator.cid_len()
+    }
+
+    /// Issues IDs until the peer holds `limit` of ours (its
+    /// active_connection_id_limit, RFC 9000 §5.1.1). Zero-length IDs cannot
+    /// be rotated, so none are issued then.
+    pub fn top_up(&mut self, limit: u64, rng: &mut dyn RandomSource) {
+        if self.generator.cid_len() == 0 {
+            return;
+        }
+        // Our own bound, whatever the peer allows.
+        let limit = limit.min(8);
+        while (self.issued.len() as u64) < limit {
+            let cid = self.generator.generate(rng);
+            let token = match &self.reset_key {
+                Some(k) => k.token(&cid),
+                None => {
+                    let mut t = [0u8; 16];
+                    rng.fill(&mut t);
+                    ResetToken(t)
+                }
+            };
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.issued.push_back((seq, cid, token));
+            self.pending_new.push_back(seq);
+            self.events.push_back(CidEvent::Issued(cid));
+        }
+    }
+
+    pub fn get(&self, seq: u64) -> Option<(ConnectionId, ResetToken)> {
+        self.issued.iter().find(|(s, _, _)| *s == seq).map(|(_, c, t)| (*c, *t))
+    }
+
+    /// RFC 9000 §19.16: retiring an ID we never issued is PROTOCOL_VIOLATION;
+    /// retiring the one the packet arrived on likewise.
+    pub fn on_retire(&mut self, seq: u64, packet_dcid: &[u8]) -> Result<(), Error> {
+        if seq >= self.next_seq {
+            return Err(Error::protocol_violation("RETIRE_CONNECTION_ID for an unissued sequence number").with_frame_type(0x19));
+        }
+        if let Some(pos) = self.issued.iter().position(|(s, _, _)| *s == seq) {
+            if self.issued[pos].1.as_slice() == packet_dcid {
+                return Err(Error::protocol_violation("retired the connection ID in use").with_frame_type(0x19));
+            }
+            let (_, cid, _) = self.issued.remove(pos).unwrap_or((0, ConnectionId::EMPTY, ResetToken::default()));
+            self.events.push_back(CidEvent::Retired(cid));
+        }
+        Ok(())
+    }
+
+    pub fn poll_event(&mut self) -> Option<CidEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.issued.iter().map(|(_, c, _)| *c)
+    }
+}
+
+/// IDs the peer issued to us.
+#[derive(Debug)]
+pub struct RemoteCids {
+    active: (u64, ConnectionId, Option<ResetToken>),
+    spare: VecDeque<(u64, ConnectionId, ResetToken)>,
+    retire_prior_to: u64,
+    limit: u64,
+    /// RETIRE_CONNECTION_ID frames to send.
+    pub pending_retire: VecDeque<u64>,
+}
+
+impl RemoteCids {
+    pub fn new(initial: ConnectionId, limit: u64) -> Self {
+        Self { active: (0, initial, None), spare: VecDeque::new(), retire_prior_to: 0, limit: limit.max(2), pending_retire: VecDeque::new() }
+    }
+
+    pub fn active(&self) -> ConnectionId {
+        self.active.1
+    }
+
+    /// Client: the server's first SCID replaces the DCID we made up (RFC 9000 §7.2).
+    pub fn set_initial(&mut self, cid: ConnectionId) {
+        self.active = (0, cid, self.active.2);
+    }
+
+    /// The stateless reset token for the active ID (from the server's
+    /// transport parameters for sequence 0).
+    pub fn set_initial_reset_token(&mut self, token: ResetToken) {
+        if self.active.0 == 0 {
+            self.active.2 = Some(token);
+        }
+    }
+
+    pub fn is_reset_token(&self, token: &[u8]) -> bool {
+        self.active.2.is_some_and(|t| t.ct_eq(token)) || self.spare.iter().any(|(_, _, t)| t.ct_eq(token))
+    }
+
+    /// RFC 9000 §19.15 NEW_CONNECTION_ID.
+    pub fn on_new_cid(&mut self, seq: u64, retire_prior_to: u64, cid: ConnectionId, token: ResetToken) -> Result<(), Error> {
+        const FT: u64 = 0x18;
+        // Same sequence with different contents is PROTOCOL_VIOLATION.
+        if seq == self.active.0 && seq >= self.retire_prior_to {
+            if self.active.1 != cid {
+                return Err(Error::protocol_violation("NEW_CONNECTION_ID reuses a sequence number").with_frame_type(FT));
+            }
+        } else if let Some((_, c, _)) = self.spare.iter().find(|(s, _, _)| *s == seq) {
+            if *c != cid {
+                return Err(Error::protocol_violation("NEW_CONNECTION_ID reuses a sequence number").with_frame_type(FT));
+            }
+            return Ok(());
+        }
+        if seq < self.retire_prior_to {
+            // Already retired: retire it again (§19.15).
+            self.pending_retire.push_back(seq);
+            return Ok(());
+        }
+        if seq != self.active.0 {
+            self.spare.push_back((seq, cid, token));
+        }
+        if retire_prior_to > self.retire_prior_to {
+            self.retire_prior_to = retire_prior_to;
+            let rpt = retire_prior_to;
+            let mut retired = Vec::new();
+            self.spare.retain(|(s, _, _)| {
+                if *s < rpt {
+                    retired.push(*s);
+                    false
+                } else {
+                    true
+                }
+            });
+            self.pending_retire.extend(retired);
+            if self.active.0 < rpt {
+                self.pending_retire.push_back(self.active.0);
+                match self.spare.pop_front() {
+                    Some((s, c, t)) => self.active = (s, c, Some(t)),
+                    None => {
+                        return Err(Error::new(TransportErrorCode::PROTOCOL_VIOLATION, "all connection IDs retired").with_frame_type(FT))
+                    }
+                }
+            }
+        }
+        // §5.1.1: more active IDs than our limit is CONNECTION_ID_LIMIT_ERROR.
+        if self.spare.len() as u64 + 1 > self.limit {
+            return Err(Error::new(TransportErrorCode::CONNECTION_ID_LIMIT_ERROR, "too many connection IDs").with_frame_type(FT));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,836 @@
+//! A QUIC connection as a deterministic state machine (RFC 9000).
+//!
+//! Inputs are `handle_datagram` and `handle_timeout`, outputs `poll_transmit`,
+//! `poll_timeout` and `poll_event`; `now` comes in with every call. The
+//! application reads and writes streams through the methods below. Nothing
+//! here touches a socket or a clock.
+//!
+//! - [`spaces`]: packet number spaces, ACK tracking, sent-frame metadata.
+//! - [`streams`]: the stream map and stream events.
+//! - `recv`: packet unprotection and frame processing.
+//! - `send`: packet assembly, coalescing, padding, sealing.
+//! - `keys`: TLS driving and the 1-RTT key phases (RFC 9001 §6).
+//! - `cids`: connection IDs we issue and those the peer gave us.
+
+mod cids;
+mod keys;
+mod recv;
+mod send;
+pub mod spaces;
+pub mod streams;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::cid::ConnectionId;
+use crate::cid_gen::{ConnectionIdGenerator, ResetTokenKey};
+use crate::config::TransportConfig;
+use crate::error::{Error, TransportErrorCode};
+use crate::rand::RandomSource;
+use crate::recovery::{AckOutcome, Recovery, RecoveryConfig, SpaceId};
+use crate::stream::{Dir, Initiator, RecvWindow, SendCredit, StreamId, StreamReadError, WriteError};
+use crate::tls::TlsSession;
+use crate::transport_params::{Role, TransportParameters, VersionInformation};
+use crate::version::Version;
+
+pub use cids::{CidEvent, LocalCids, RemoteCids};
+pub use keys::OneRttKeys;
+pub use spaces::{EcnCodepoint, PacketSpace, SentFrames};
+pub use streams::{StreamEvent, Streams};
+
+/// Which end of the connection we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub fn is_server(self) -> bool {
+        self == Side::Server
+    }
+    fn initiator(self) -> Initiator {
+        match self {
+            Side::Client => Initiator::Client,
+            Side::Server => Initiator::Server,
+        }
+    }
+    fn role(self) -> Role {
+        match self {
+            Side::Client => Role::Client,
+            Side::Server => Role::Server,
+        }
+    }
+}
+
+/// A datagram ready to go out, written at the front of the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub destination: SocketAddr,
+    pub ecn: Option<EcnCodepoint>,
+    /// Total bytes written.
+    pub size: usize,
+    /// When several datagrams were written back to back (GSO), the size of
+    /// each but possibly the last.
+    pub segment_size: Option<usize>,
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionError {
+    /// We detected a protocol error and closed with this code.
+    TransportError(Error),
+    /// The peer closed with a transport error code (CONNECTION_CLOSE 0x1c).
+    PeerTransportClose { code: TransportErrorCode, frame_type: u64, reason: Vec<u8> },
+    /// The peer's application closed (CONNECTION_CLOSE 0x1d).
+    PeerApplicationClose { code: u64, reason: Vec<u8> },
+    /// Our application called `close`.
+    LocallyClosed,
+    /// No packet within the idle timeout (RFC 9000 §10.1).
+    TimedOut,
+    /// The peer sent a stateless reset (RFC 9000 §10.3).
+    Reset,
+    /// The server speaks none of our versions (RFC 9000 §6.2).
+    VersionMismatch,
+}
+
+impl core::fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConnectionError::TransportError(e) => write!(f, "closed by us: {e}"),
+            ConnectionError::PeerTransportClose { code, reason, .. } => {
+                write!(f, "closed by peer: {code} {}", String::from_utf8_lossy(reason))
+            }
+            ConnectionError::PeerApplicationClose { code, reason } => {
+                write!(f, "closed by peer application: {code:#x} {}", String::from_utf8_lossy(reason))
+            }
+            ConnectionError::LocallyClosed => f.write_str("closed locally"),
+            ConnectionError::TimedOut => f.write_str("idle timeout"),
+            ConnectionError::Reset => f.write_str("stateless reset"),
+            ConnectionError::VersionMismatch => f.write_str("no common QUIC version"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectionError {}
+
+/// What the application learns from `poll_event`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// TLS finished; streams may be used with 1-RTT keys.
+    HandshakeCompleted,
+    /// RFC 9001 §4.1.2: the handshake is confirmed.
+    HandshakeConfirmed,
+    Stream(StreamEvent),
+    /// A DATAGRAM frame arrived (RFC 9221); take it with `recv_datagram`.
+    DatagramReceived,
+    /// The server refused our 0-RTT data; it is being resent as 1-RTT.
+    ZeroRttRejected,
+    /// The connection is closed (or draining); no more data flows.
+    ConnectionLost(ConnectionError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Handshake,
+    Established,
+    /// We sent CONNECTION_CLOSE and answer further packets with it (§10.2.1).
+    Closing,
+    /// The peer closed; we send nothing more (§10.2.2).
+    Draining,
+    /// Everything is over; the endpoint may forget the connection.
+    Drained,
+}
+
+/// The CONNECTION_CLOSE we send while closing.
+#[derive(Debug, Clone)]
+struct CloseFrame {
+    application: bool,
+    code: u64,
+    frame_type: u64,
+    reason: Bytes,
+}
+
+/// Per-connection counters for tests, logs and the runtime's metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnectionStats {
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub packets_lost: u64,
+    pub packets_dropped: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub stream_bytes_sent: u64,
+    pub stream_bytes_received: u64,
+    pub key_updates: u64,
+    /// Largest number of bytes sent before the peer's address was validated
+    /// divided by bytes received, x100 (RFC 9000 §8.1 caps it at 300).
+    pub max_amplification_x100: u64,
+}
+
+/// Frames queued for sending that belong to the connection rather than a stream.
+#[derive(Debug, Default)]
+struct Pending {
+    handshake_done: bool,
+    max_data: bool,
+    max_streams: [bool; 2],
+    data_blocked: Option<u64>,
+    streams_blocked: [Option<u64>; 2],
+    path_responses: VecDeque<[u8; 8]>,
+    ping: bool,
+    new_token: Option<Bytes>,
+}
+
+/// Everything needed to start a connection besides the TLS session.
+pub struct ConnectionParams {
+    pub side: Side,
+    pub version: Version,
+    pub config: Arc<TransportConfig>,
+    pub remote: SocketAddr,
+    /// Our first Source Connection ID.
+    pub local_cid: ConnectionId,
+    /// The Destination Connection ID we address the peer with at first.
+    pub remote_cid: ConnectionId,
+    /// Client: the DCID of its first Initial; server: the DCID the client
+    /// chose (after Retry: the one before Retry).
+    pub original_dcid: ConnectionId,
+    /// Server after a Retry: the Retry packet's SCID.
+    pub retry_scid: Option<ConnectionId>,
+    /// Client: the token to put in Initial packets (from NEW_TOKEN).
+    pub token: Bytes,
+    pub cid_generator: Box<dyn ConnectionIdGenerator>,
+    pub reset_key: Option<ResetTokenKey>,
+    pub rng: Box<dyn RandomSource>,
+    /// Server: the client's address was already validated by a token.
+    pub address_validated: bool,
+}
+
+impl core::fmt::Debug for ConnectionParams {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ConnectionParams").field("side", &self.side).field("remote", &self.remote).finish()
+    }
+}
+
+pub struct Connection {
+    side: Side,
+    version: Version,
+    state: State,
+    config: Arc<TransportConfig>,
+    tls: TlsSession,
+    spaces: [PacketSpace; 3],
+    /// Client: keys to send 0-RTT; server: keys to read it.
+    zero_rtt: Option<rustls::quic::DirectionalKeys>,
+    zero_rtt_enabled: bool,
+    one_rtt: Option<OneRttKeys>,
+    handshake_complete: bool,
+    handshake_confirmed: bool,
+    local_cids: LocalCids,
+    remote_cids: RemoteCids,
+    original_dcid: ConnectionId,
+    /// Client: the DCID Initial keys derive from (changes after Retry).
+    initial_dcid: ConnectionId,
+    retry_scid: Option<ConnectionId>,
+    token: Bytes,
+    remote: SocketAddr,
+    /// Server: the client's address is validated (RFC 9000 §8.1).
+    address_validated: bool,
+    /// Client: something from the server was processed (ends Retry/VN acceptance).
+    received_any: bool,
+    bytes_received: u64,
+    bytes_sent: u64,
+    recovery: Recovery<SentFrames>,
+    ack_outcome: AckOutcome<SentFrames>,
+    streams: Streams,
+    conn_recv: RecvWindow,
+    conn_send: SendCredit,
+    pending: Pending,
+    local_params: TransportParameters,
+    peer_params: Option<TransportParameters>,
+    idle_timeout: Option<Duration>,
+    idle_deadline: Option<Instant>,
+    close_deadline: Option<Instant>,
+    keep_alive_deadline: Option<Instant>,
+    close: Option<CloseFrame>,
+    /// Closing: answer the next packet with CONNECTION_CLOSE.
+    close_pending: bool,
+    error: Option<ConnectionError>,
+    events: VecDeque<Event>,
+    rng: Box<dyn RandomSource>,
+    datagrams_in: VecDeque<Bytes>,
+    datagrams_out: VecDeque<Bytes>,
+    mtu: u16,
+    pacing_deadline: Option<Instant>,
+    stats: ConnectionStats,
+    grease_seed: u64,
+    /// Scratch for TLS output, reused.
+    tls_buf: Vec<u8>,
+    /// Client: the server's first SCID was adopted as our DCID (RFC 9000 §7.2).
+    remote_scid_locked: bool,
+    /// Client: the newest NEW_TOKEN from the server, for the next connection.
+    received_token: Option<Bytes>,
+}
+
+impl core::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Connection")
+            .field("side", &self.side)
+            .field("state", &self.state)
+            .field("remote", &self.remote)
+            .field("local_cid", &self.local_cids.initial())
+            .finish()
+    }
+}
+
+/// Bound on queued incoming DATAGRAM frames the application has not read.
+const MAX_QUEUED_DATAGRAMS: usize = 256;
+/// Bound on PATH_RESPONSE frames owed (one per challenge).
+const MAX_PATH_RESPONSES: usize = 8;
+
+impl Connection {
+    /// Creates a client connection and queues its first flight. The TLS
+    /// session must have been created with `local_transport_parameters`'
+    /// encoding (see [`Connection::client_transport_parameters`]).
+    pub fn new(params: ConnectionParams, tls: TlsSession, local_params: TransportParameters, now: Instant) -> Result<Self, Error> {
+        let cfg = params.config.clone();
+        let side = params.side;
+        let mut recovery_cfg = RecoveryConfig::new(side.is_server());
+        recovery_cfg.initial_rtt = cfg.initial_rtt;
+        recovery_cfg.max_datagram_size = u64::from(cfg.initial_mtu.max(1200));
+        recovery_cfg.congestion = cfg.congestion;
+        let mut rng = params.rng;
+        let grease_seed = rng.next_u64();
+        let local_cids = LocalCids::new(params.local_cid, params.cid_generator, params.reset_key);
+        let mut conn = Connection {
+            side,
+            version: params.version,
+            state: State::Handshake,
+            tls,
+            spaces: [
+                PacketSpace::new(SpaceId::Initial, cfg.crypto_buffer_size),
+                PacketSpace::new(SpaceId::Handshake, cfg.crypto_buffer_size),
+                PacketSpace::new(SpaceId::Data, cfg.crypto_buffer_size),
+            ],
+            zero_rtt: None,
+            zero_rtt_enabled: false,
+            one_rtt: None,
+            handshake_complete: false,
+            handshake_confirmed: false,
+            local_cids,
+            remote_cids: RemoteCids::new(params.remote_cid, cfg.active_connection_id_limit),
+            original_dcid: params.original_dcid,
+            initial_dcid: if side.is_server() { params.original_dcid } else { params.remote_cid },
+            retry_scid: params.retry_scid,
+            token: params.token,
+            remote: params.remote,
+            address_validated: params.address_validated || !side.is_server(),
+            received_any: false,
+            bytes_received: 0,
+            bytes_sent: 0,
+            recovery: Recovery::new(recovery_cfg),
+            ack_outcome: AckOutcome::new(),
+            streams: Streams::new(side.initiator(), &cfg),
+            conn_recv: RecvWindow::new(cfg.receive_window, cfg.max_receive_window),
+            conn_send: SendCredit::new(0),
+            pending: Pending::default(),
+            local_params,
+            peer_params: None,
+            idle_timeout: None,
+            idle_deadline: None,
+            close_deadline: None,
+            keep_alive_deadline: None,
+            close: None,
+            close_pending: false,
+            error: None,
+            events: VecDeque::new(),
+            rng,
+            datagrams_in: VecDeque::new(),
+            datagrams_out: VecDeque::new(),
+            mtu: cfg.initial_mtu.max(1200),
+            pacing_deadline: None,
+            stats: ConnectionStats::default(),
+            grease_seed,
+            tls_buf: Vec::with_capacity(4096),
+            remote_scid_locked: false,
+            received_token: None,
+            config: cfg,
+        };
+        // Initial keys come from the client's first DCID (RFC 9001 §5.2).
+        let suite = crate::tls::provider::initial_suite();
+        let rside = if side.is_server() { rustls::Side::Server } else { rustls::Side::Client };
+        let rversion = if conn.version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
+        conn.spaces[0].keys = Some(suite.keys(&conn.initial_dcid, rside, rversion));
+        conn.idle_timeout = (!conn.config.max_idle_timeout.is_zero()).then_some(conn.config.max_idle_timeout);
+        conn.reset_idle(now);
+        if !side.is_server() {
+            conn.drive_tls(now)?;
+            // With a ticket that allows it, 0-RTT keys exist right away.
+            if let Some(keys) = conn.tls.zero_rtt_keys() {
+                conn.zero_rtt = Some(keys);
+                conn.zero_rtt_enabled = true;
+                conn.apply_remembered_params();
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Our transport parameters as a client or server sends them
+    /// (RFC 9000 §18.2, §7.3).
+    pub fn local_transport_parameters(
+        side: Side,
+        cfg: &TransportConfig,
+        local_cid: &ConnectionId,
+        original_dcid: Option<&ConnectionId>,
+        retry_scid: Option<&ConnectionId>,
+        reset_token: Option<crate::cid::ResetToken>,
+        version: Version,
+    ) -> TransportParameters {
+        let mut p = TransportParameters {
+            max_idle_timeout: cfg.max_idle_timeout.as_millis() as u64,
+            max_udp_payload_size: u64::from(cfg.max_udp_payload_size.max(1200)),
+            initial_max_data: cfg.receive_window,
+            initial_max_stream_data_bidi_local: cfg.stream_receive_window,
+            initial_max_stream_data_bidi_remote: cfg.stream_receive_window,
+            initial_max_stream_data_uni: cfg.stream_receive_window,
+            initial_max_streams_bidi: cfg.max_concurrent_bidi_streams,
+            initial_max_streams_uni: cfg.max_concurrent_uni_streams,
+            ack_delay_exponent: u64::from(cfg.ack_delay_exponent),
+            max_ack_delay: cfg.max_ack_delay.as_millis() as u64,
+            active_connection_id_limit: cfg.active_connection_id_limit.max(2),
+            initial_source_connection_id: Some(*local_cid),
+            max_datagram_frame_size: cfg.max_datagram_frame_size,
+            grease_quic_bit: false,
+            version_information: Some(VersionInformation::new(version, Version::SUPPORTED)),
+            ..TransportParameters::default()
+        };
+        if side.is_server() {
+            p.original_destination_connection_id = original_dcid.copied();
+            p.retry_source_connection_id = retry_scid.copied();
+            p.stateless_reset_token = reset_token;
+        }
+        p
+    }
+
+    /// Encodes transport parameters for the TLS extension.
+    pub fn encode_transport_parameters(p: &TransportParameters, side: Side, grease: Option<u64>) -> Vec<u8> {
+        let len = match grease {
+            Some(seed) => p.encoded_len_with_grease(side.role(), seed),
+            None => p.encoded_len(side.role()),
+        };
+        let mut buf = vec![0u8; len];
+        let mut w = crate::codec::Writer::new(&mut buf);
+        let ok = match grease {
+            Some(seed) => p.encode_with_grease(&mut w, side.role(), seed).is_ok(),
+            None => p.encode(&mut w, side.role()).is_ok(),
+        };
+        let n = if ok { w.len() } else { 0 };
+        buf.truncate(n);
+        buf
+    }
+
+    /// Server: the DCID of the Initial that created the connection derives
+    /// the Initial keys (after a Retry it differs from the original DCID).
+    pub fn set_initial_dcid_for_keys(&mut self, dcid: ConnectionId) {
+        if self.initial_dcid == dcid {
+            return;
+        }
+        self.initial_dcid = dcid;
+        let suite = crate::tls::provider::initial_suite();
+        let v = if self.version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
+        self.spaces[0].keys = Some(suite.keys(&dcid, rustls::Side::Server, v));
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    pub fn remote_address(&self) -> SocketAddr {
+        self.remote
+    }
+
+    pub fn stats(&self) -> ConnectionStats {
+        self.stats
+    }
+
+    pub fn rtt(&self) -> Duration {
+        self.recovery.rtt().smoothed_rtt()
+    }
+
+    pub fn congestion_window(&self) -> u64 {
+        self.recovery.congestion_window()
+    }
+
+    pub fn bytes_in_flight(&self) -> u64 {
+        self.recovery.bytes_in_flight()
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        !self.handshake_complete
+    }
+
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closing | State::Draining | State::Drained)
+    }
+
+    /// The endpoint may forget this connection.
+    pub fn is_drained(&self) -> bool {
+        self.state == State::Drained
+    }
+
+    pub fn error(&self) -> Option<&ConnectionError> {
+        self.error.as_ref()
+    }
+
+    /// Whether TLS resumed a session (no Certificate message in the handshake).
+    pub fn is_resumed(&self) -> bool {
+        self.tls.is_resumed()
+    }
+
+    pub fn tls(&self) -> &TlsSession {
+        &self.tls
+    }
+
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.tls.alpn()
+    }
+
+    /// Client: whether 0-RTT was attempted and accepted.
+    pub fn zero_rtt_accepted(&self) -> Option<bool> {
+        if !self.zero_rtt_enabled && self.side == Side::Client {
+            return None;
+        }
+        self.tls.early_data_accepted()
+    }
+
+    /// Whether 0-RTT keys are in use (client before the handshake ends,
+    /// server when it accepted early data).
+    pub fn has_zero_rtt(&self) -> bool {
+        self.zero_rtt.is_some()
+    }
+
+    pub fn peer_transport_parameters(&self) -> Option<&TransportParameters> {
+        self.peer_params.as_ref()
+    }
+
+    pub fn local_cid(&self) -> ConnectionId {
+        self.local_cids.initial()
+    }
+
+    /// Connection IDs that were issued or retired since the last call, for
+    /// the endpoint's routing table.
+    pub fn poll_cid_event(&mut self) -> Option<CidEvent> {
+        self.local_cids.poll_event()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        self.streams.events.pop_front().map(Event::Stream)
+    }
+
+    // ----- streams -----
+
+    /// Opens a stream of ours; `None` while the peer's MAX_STREAMS forbids it
+    /// (a STREAMS_BLOCKED frame is then queued, RFC 9000 §4.6).
+    pub fn open_stream(&mut self, dir: Dir) -> Option<StreamId> {
+        if self.is_closed() || (!self.handshake_complete && self.zero_rtt.is_none() && self.peer_params.is_none()) {
+            return None;
+        }
+        let id = self.streams.open(dir);
+        if id.is_none() {
+            let i = if dir == Dir::Bi { 0 } else { 1 };
+            self.pending.streams_blocked[i] = self.streams.limits.poll_streams_blocked(dir);
+        }
+        id
+    }
+
+    /// A stream the peer opened, in order of arrival.
+    pub fn accept_stream(&mut self, dir: Dir) -> Option<StreamId> {
+        self.streams.accept(dir)
+    }
+
+    pub fn set_priority(&mut self, id: StreamId, priority: i32) {
+        if let Some(s) = self.streams.map.get_mut(&id) {
+            s.priority = priority;
+        }
+    }
+
+    /// Queues bytes on a stream; returns how many were taken (fewer when the
+    /// send buffer is full: wait for `StreamEvent::Writable`).
+    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
+        let s = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()).ok_or(WriteError::Finished)?;
+        let n = s.write(data)?;
+        if n > 0 {
+            self.streams.queue_send(id);
+        }
+        Ok(n)
+    }
+
+    /// Zero-copy variant of [`Connection::write`].
+    pub fn write_bytes(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
+        let s = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()).ok_or(WriteError::Finished)?;
+        let n = s.write_bytes(data)?;
+        if n > 0 {
+            self.streams.queue_send(id);
+        }
+        Ok(n)
+    }
+
+    /// Marks the end of the stream's data (a FIN goes out after the data).
+    pub fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
+        let s = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()).ok_or(WriteError::Finished)?;
+        s.finish()?;
+        self.streams.queue_send(id);
+        Ok(())
+    }
+
+    /// Abandons sending on a stream (RESET_STREAM, RFC 9000 §19.4).
+    pub fn reset_stream(&mut self, id: StreamId, error_code: u64) {
+        if let Some(s) = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
+            if s.reset(error_code).is_some() {
+                self.streams.pending_reset.push(id);
+            }
+        }
+    }
+
+    /// Asks the peer to stop sending on a stream (STOP_SENDING, §19.5).
+    pub fn stop_sending(&mut self, id: StreamId, error_code: u64) {
+        if let Some(r) = self.streams.map.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+            if r.stop(error_code) {
+                self.streams.pending_stop_sending.push((id, error_code));
+            }
+            let released = r.take_released();
+            self.conn_recv.on_consumed(released);
+        }
+    }
+
+    /// Reads stream data in order into `out`.
+    pub fn read(&mut self, id: StreamId, out: &mut [u8]) -> Result<crate::stream::ReadOutcome, StreamReadError> {
+        let r = self.streams.map.get_mut(&id).and_then(|s| s.recv.as_mut()).ok_or(StreamReadError::Blocked)?;
+        let res = r.read(out);
+        let released = r.take_released();
+        let wants_update = r.should_send_max_stream_data().is_some();
+        self.after_read(id, released, wants_update);
+        res
+    }
+
+    /// Zero-copy read of the next contiguous chunk (at most `max` bytes).
+    pub fn read_chunk(&mut self, id: StreamId, max: usize) -> Result<crate::stream::ReadChunk, StreamReadError> {
+        let r = self.streams.map.get_mut(&id).and_then(|s| s.recv.as_mut()).ok_or(StreamReadError::Blocked)?;
+        let res = r.read_chunk(max);
+        let released = r.take_released();
+        let wants_update = r.should_send_max_stream_data().is_some();
+        self.after_read(id, released, wants_update);
+        res
+    }
+
+    fn after_read(&mut self, id: StreamId, released: u64, wants_update: bool) {
+        self.conn_recv.on_consumed(released);
+        if wants_update && !self.streams.pending_max_stream_data.contains(&id) {
+            self.streams.pending_max_stream_data.push(id);
+        }
+        if self.conn_recv.should_send_max_data().is_some() {
+            self.pending.max_data = true;
+        }
+        self.streams.reap(id);
+    }
+
+    /// Bytes ready to read on a stream without blocking.
+    pub fn readable(&self, id: StreamId) -> u64 {
+        self.streams.map.get(&id).and_then(|s| s.recv.as_ref()).map_or(0, |r| r.readable_len())
+    }
+
+    /// Bytes a write on this stream would accept now.
+    pub fn writable(&self, id: StreamId) -> u64 {
+        self.streams.map.get(&id).and_then(|s| s.send.as_ref()).map_or(0, |s| s.writable())
+    }
+
+    /// Queues a DATAGRAM frame (RFC 9221); dropped if the peer does not accept them.
+    pub fn send_datagram(&mut self, data: Bytes) -> bool {
+        let max = self.peer_params.as_ref().and_then(|p| p.max_datagram_frame_size).unwrap_or(0);
+        if (data.len() as u64) + 4 > max || self.datagrams_out.len() >= MAX_QUEUED_DATAGRAMS {
+            return false;
+        }
+        self.datagrams_out.push_back(data);
+        true
+    }
+
+    /// Client: a token from NEW_TOKEN to present on the next connection to
+    /// this server (RFC 9000 §8.1.3).
+    pub fn take_new_token(&mut self) -> Option<Bytes> {
+        self.received_token.take()
+    }
+
+    pub fn recv_datagram(&mut self) -> Option<Bytes> {
+        self.datagrams_in.pop_front()
+    }
+
+    /// Closes the connection with an application error code (RFC 9000 §10.2).
+    pub fn close(&mut self, now: Instant, error_code: u64, reason: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        self.close = Some(CloseFrame { application: true, code: error_code, frame_type: 0, reason: Bytes::copy_from_slice(reason) });
+        self.enter_closing(now, ConnectionError::LocallyClosed);
+    }
+
+    /// Closes because of a protocol error we detected.
+    fn close_with_error(&mut self, now: Instant, err: Error) {
+        if self.is_closed() {
+            return;
+        }
+        self.close = Some(CloseFrame {
+            application: false,
+            code: err.code.0,
+            frame_type: err.frame_type.unwrap_or(0),
+            reason: Bytes::from_static(err.reason.as_bytes()),
+        });
+        self.enter_closing(now, ConnectionError::TransportError(err));
+    }
+
+    fn enter_closing(&mut self, now: Instant, err: ConnectionError) {
+        self.state = State::Closing;
+        self.close_pending = true;
+        // RFC 9000 §10.2: linger three PTOs so a lost CONNECTION_CLOSE can be
+        // repeated when the peer keeps sending.
+        self.close_deadline = Some(now + 3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed));
+        self.set_error(err);
+    }
+
+    fn enter_draining(&mut self, now: Instant, err: ConnectionError) {
+        if matches!(self.state, State::Draining | State::Drained) {
+            return;
+        }
+        self.state = State::Draining;
+        self.close_pending = false;
+        self.close_deadline = Some(now + 3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed));
+        self.set_error(err);
+    }
+
+    fn set_error(&mut self, err: ConnectionError) {
+        if self.error.is_none() {
+            self.error = Some(err.clone());
+            self.events.push_back(Event::ConnectionLost(err));
+        }
+    }
+
+    // ----- timers -----
+
+    fn reset_idle(&mut self, now: Instant) {
+        if let Some(t) = self.effective_idle_timeout() {
+            self.idle_deadline = Some(now + t);
+        }
+        if let Some(k) = self.config.keep_alive_interval {
+            self.keep_alive_deadline = Some(now + k);
+        }
+    }
+
+    /// RFC 9000 §10.1: the smaller of both sides' timeouts, but at least
+    /// three PTOs so a slow path does not time out spuriously.
+    fn effective_idle_timeout(&self) -> Option<Duration> {
+        let peer = self.peer_params.as_ref().and_then(|p| p.max_idle_timeout_duration());
+        let t = match (self.idle_timeout, peer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }?;
+        Some(t.max(3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed)))
+    }
+
+    fn timer_ctx(&self) -> crate::recovery::TimerContext {
+        crate::recovery::TimerContext {
+            handshake_confirmed: self.handshake_confirmed,
+            has_handshake_keys: self.spaces[1].keys.is_some(),
+            amplification_blocked: self.amplification_blocked(),
+        }
+    }
+
+    fn amplification_blocked(&self) -> bool {
+        !self.address_validated && self.bytes_sent >= 3 * self.bytes_received
+    }
+
+    /// The earliest instant at which `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Drained {
+            return None;
+        }
+        if let Some(d) = self.close_deadline {
+            return Some(d);
+        }
+        let mut t = self.idle_deadline;
+        let mut take = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t: Instant| t.min(x)));
+            }
+        };
+        take(self.recovery.loss_detection_timer(self.timer_ctx()));
+        for s in &self.spaces {
+            if !s.discarded {
+                take(s.ack.deadline());
+            }
+        }
+        take(self.keep_alive_deadline);
+        take(self.pacing_deadline);
+        if let Some(k) = &self.one_rtt {
+            take(k.prev_discard_deadline());
+        }
+        t
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(d) = self.close_deadline {
+            if now >= d {
+                self.state = State::Drained;
+                self.close_deadline = None;
+            }
+            return;
+        }
+        if self.idle_deadline.is_some_and(|d| now >= d) {
+            // RFC 9000 §10.1: silently close.
+            self.set_error(ConnectionError::TimedOut);
+            self.state = State::Drained;
+            return;
+        }
+        if self.keep_alive_deadline.is_some_and(|d| now >= d) && self.handshake_complete {
+            self.pending.ping = true;
+            self.keep_alive_deadline = self.config.keep_alive_interval.map(|k| now + k);
+        }
+        if self.pacing_deadline.is_some_and(|d| now >= d) {
+            self.pacing_deadline = None;
+        }
+        if let Some(k) = &mut self.one_rtt {
+            k.discard_prev_if_due(now);
+        }
+        if self.recovery.loss_detection_timer(self.timer_ctx()).is_some_and(|d| now >= d) {
+            let ctx = self.timer_ctx();
+            let mut out = core::mem::take(&mut self.ack_outcome);
+            let action = self.recovery.on_loss_detection_timeout(now, ctx, &mut out);
+            for p in out.lost.drain(..) {
+                self.stats.packets_lost += 1;
+                self.on_frames_lost(p.payload);
+            }
+            self.ack_outcome = out;
+            if let crate::recovery::TimeoutAction::Probe { space, probes } = action {
+                self.spaces[space.index()].probes = probes;
+            }
+        }
+    }
+
+    fn on_established(&mut self) {
+        if self.state == State::Handshake {
+            self.state = State::Established;
+        }
+    }
+}
+

@@ -1,0 +1,646 @@
+//! Sending: choosing frames, building and coalescing packets, padding,
+//! sealing (RFC 9000 §12–§14, RFC 9001 §5).
+
+use std::time::Instant;
+
+use super::spaces::{Retransmit, SentFrames, StreamRange};
+use super::{Connection, Side, State, Transmit};
+use crate::codec::Writer;
+use crate::frame::{AckFrame, CryptoFrameHeader, DatagramFrameHeader, Frame, StreamDir, StreamFrameHeader};
+use crate::packet::header::{HeaderLayout, LongHeader, LongType, ShortHeader};
+use crate::packet::{number, MIN_INITIAL_DATAGRAM_SIZE};
+use crate::recovery::{SentPacket, SpaceId};
+use crate::stream::Dir;
+
+/// AEAD tag length of every QUIC v1/v2 cipher suite (RFC 9001 §5.3).
+const TAG_LEN: usize = 16;
+/// Smallest room worth starting a packet in.
+const MIN_PACKET_ROOM: usize = 64;
+
+/// A packet whose header is written and whose frames are being added.
+struct OpenPacket {
+    space: SpaceId,
+    zero_rtt: bool,
+    start: usize,
+    layout: HeaderLayout,
+    pn: u64,
+    /// Absolute end of the payload written so far.
+    end: usize,
+    /// Absolute bound for the payload (leaving room for the tag).
+    limit: usize,
+    frames: SentFrames,
+    ack_eliciting: bool,
+    padded: bool,
+}
+
+impl OpenPacket {
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.end)
+    }
+}
+
+impl Connection {
+    /// Writes the next datagram(s) to send into `buf`; `None` when nothing is
+    /// due (check `poll_timeout`). With GSO enabled, several equal-size
+    /// datagrams may be written back to back.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if matches!(self.state, State::Draining | State::Drained) {
+            return None;
+        }
+        let peer_max = self.peer_params.as_ref().map_or(usize::MAX, |p| p.max_udp_payload_size as usize);
+        let max_size = buf.len().min(self.mtu as usize).min(peer_max);
+        let first = self.build_datagram(now, &mut buf[..max_size])?;
+        let mut total = first;
+        let mut segments = 1;
+        // GSO: keep adding datagrams of exactly `first` bytes while there is
+        // full-size 1-RTT data to send (the last may be shorter).
+        if first == max_size && self.state == State::Established && self.config.max_gso_segments > 1 {
+            while segments < self.config.max_gso_segments && total + first <= buf.len() {
+                let Some(n) = self.build_datagram(now, &mut buf[total..total + first]) else { break };
+                total += n;
+                segments += 1;
+                if n < first {
+                    break;
+                }
+            }
+        }
+        Some(Transmit {
+            destination: self.remote,
+            ecn: None,
+            size: total,
+            segment_size: (segments > 1).then_some(first),
+        })
+    }
+
+    fn build_datagram(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let mut budget = buf.len();
+        if !self.address_validated {
+            // RFC 9000 §8.1: at most three times what was received.
+            let allowed = (3 * self.bytes_received).saturating_sub(self.bytes_sent) as usize;
+            budget = budget.min(allowed);
+        }
+        if budget < MIN_PACKET_ROOM {
+            return None;
+        }
+        if self.state == State::Closing {
+            return self.build_close(now, &mut buf[..budget]);
+        }
+        self.maybe_initiate_key_update(now);
+        let probing = self.spaces.iter().any(|s| s.probes > 0);
+        let mut cc_ok = probing || self.recovery.can_send(budget as u64);
+        if cc_ok && !probing {
+            if let Some(t) = self.recovery.pacing_deadline(now, budget as u64) {
+                if t > now {
+                    self.pacing_deadline = Some(t);
+                    cc_ok = false;
+                }
+            }
+        }
+        let mut written = 0;
+        let mut open: Option<OpenPacket> = None;
+        let mut pad_datagram = false;
+        for space in [SpaceId::Initial, SpaceId::Handshake, SpaceId::Data] {
+            if !self.can_send_in(space) {
+                continue;
+            }
+            let wants_ack = self.spaces[space.index()].ack.ack_due(now);
+            let wants_data = cc_ok && self.has_frames_for(space);
+            if !wants_ack && !wants_data {
+                continue;
+            }
+            if let Some(p) = open.take() {
+                written = self.seal(now, buf, p)?;
+            }
+            if budget - written < MIN_PACKET_ROOM {
+                break;
+            }
+            let mut p = self.begin_packet(space, buf, written, budget)?;
+            self.fill_packet(now, &mut p, buf, cc_ok);
+            if p.end == p.start + p.layout.header_len() {
+                continue; // Nothing fit; the header is overwritten next.
+            }
+            if space == SpaceId::Initial && (self.side == Side::Client || p.ack_eliciting) {
+                // RFC 9000 §14.1: datagrams with a client Initial, or an
+                // ack-eliciting server Initial, are at least 1200 bytes.
+                pad_datagram = true;
+            }
+            open = Some(p);
+        }
+        let mut p = open?;
+        if pad_datagram {
+            let target = MIN_INITIAL_DATAGRAM_SIZE.min(budget);
+            let want_end = target.saturating_sub(TAG_LEN);
+            if p.end < want_end && want_end <= p.limit {
+                buf[p.end..want_end].fill(0);
+                p.end = want_end;
+                p.padded = true;
+            }
+        }
+        let end = self.seal(now, buf, p)?;
+        self.bytes_sent += end as u64;
+        self.stats.bytes_sent += end as u64;
+        if !self.address_validated && self.bytes_received > 0 {
+            let ratio = self.bytes_sent * 100 / self.bytes_received;
+            self.stats.max_amplification_x100 = self.stats.max_amplification_x100.max(ratio);
+        }
+        Some(end)
+    }
+
+    fn can_send_in(&self, space: SpaceId) -> bool {
+        let s = &self.spaces[space.index()];
+        if s.discarded {
+            return false;
+        }
+        match space {
+            SpaceId::Initial | SpaceId::Handshake => s.keys.is_some(),
+            SpaceId::Data => self.one_rtt.is_some() || (self.side == Side::Client && self.zero_rtt.is_some()),
+        }
+    }
+
+    fn has_frames_for(&self, space: SpaceId) -> bool {
+        let s = &self.spaces[space.index()];
+        if s.probes > 0 || s.crypto_send.has_data_to_send() {
+            return true;
+        }
+        if space != SpaceId::Data {
+            return false;
+        }
+        let p = &self.pending;
+        let one_rtt = self.one_rtt.is_some();
+        (one_rtt
+            && (p.handshake_done
+                || p.max_data
+                || p.max_streams.iter().any(|b| *b)
+                || p.data_blocked.is_some()
+                || p.streams_blocked.iter().any(|b| b.is_some())
+                || !p.path_responses.is_empty()
+                || p.ping
+                || p.new_token.is_some()
+                || !self.streams.pending_max_stream_data.is_empty()
+                || !self.streams.pending_reset.is_empty()
+                || !self.streams.pending_stop_sending.is_empty()
+                || !self.local_cids.pending_new.is_empty()
+                || !self.remote_cids.pending_retire.is_empty()))
+            || !self.datagrams_out.is_empty()
+            || (!self.streams.send_queue.is_empty() && self.stream_data_sendable())
+    }
+
+    fn stream_data_sendable(&self) -> bool {
+        // Retransmissions and FINs need no credit; new data needs connection credit.
+        self.conn_send.available() > 0
+            || self.streams.send_queue.iter().any(|id| {
+                self.streams.map.get(id).and_then(|s| s.send.as_ref()).is_some_and(|s| s.has_data_to_send())
+            })
+    }
+
+    /// RFC 9001 §6.1: start a key update after `key_update_interval` packets,
+    /// once the current phase is acknowledged and the handshake confirmed.
+    fn maybe_initiate_key_update(&mut self, now: Instant) {
+        let interval = self.config.key_update_interval;
+        let pto = self.recovery.pto(SpaceId::Data, self.handshake_confirmed);
+        if !self.handshake_confirmed {
+            return;
+        }
+        if let Some(k) = &mut self.one_rtt {
+            if k.sent_in_phase >= interval && k.phase_acked && k.prev_discard_deadline().is_none() {
+                k.rotate(now, pto);
+                self.stats.key_updates += 1;
+            }
+        }
+    }
+
+    /// Forces a key update at the next packet (for tests and operators).
+    pub fn initiate_key_update(&mut self, now: Instant) -> bool {
+        let pto = self.recovery.pto(SpaceId::Data, self.handshake_confirmed);
+        match &mut self.one_rtt {
+            Some(k) if self.handshake_confirmed && k.phase_acked && k.prev_discard_deadline().is_none() => {
+                k.rotate(now, pto);
+                self.stats.key_updates += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn begin_packet(&mut self, space: SpaceId, buf: &mut [u8], start: usize, budget: usize) -> Option<OpenPacket> {
+        let pn = self.spaces[space.index()].next_pn;
+        let pn_len = number::encoded_len(pn, self.recovery.largest_acked(space));
+        let dcid = self.remote_cids.active();
+        let scid = self.local_cids.initial();
+        let mut w = Writer::new(&mut buf[start..budget]);
+        let zero_rtt = space == SpaceId::Data && self.one_rtt.is_none();
+        let layout = match space {
+            SpaceId::Data if !zero_rtt => {
+                let key_phase = self.one_rtt.as_ref().is_some_and(|k| k.key_phase);
+                ShortHeader { dcid: &dcid, spin: false, key_phase }.encode(&mut w, pn, pn_len).ok()?
+            }
+            _ => {
+                let ty = match space {
+                    SpaceId::Initial => LongType::Initial,
+                    SpaceId::Handshake => LongType::Handshake,
+                    SpaceId::Data => LongType::ZeroRtt,
+                };
+                let token: &[u8] = if ty == LongType::Initial && self.side == Side::Client { &self.token } else { &[] };
+                let width = if budget < 16384 { 2 } else { 4 };
+                LongHeader { ty, version: self.version, dcid: &dcid, scid: &scid, token }.encode(&mut w, pn, pn_len, width).ok()?
+            }
+        };
+        let layout = HeaderLayout {
+            pn_offset: start + layout.pn_offset,
+            pn_len: layout.pn_len,
+            length_field: layout.length_field.map(|(at, wdt)| (start + at, wdt)),
+        };
+        let end = layout.header_len();
+        Some(OpenPacket {
+            space,
+            zero_rtt,
+            start,
+            layout,
+            pn,
+            end,
+            limit: budget.checked_sub(TAG_LEN)?,
+            frames: SentFrames::new(space),
+            ack_eliciting: false,
+            padded: false,
+        })
+    }
+
+    /// Adds frames in priority order: ACK, control frames, CRYPTO, DATAGRAM,
+    /// STREAM, then a PING if a probe is owed.
+    fn fill_packet(&mut self, now: Instant, p: &mut OpenPacket, buf: &mut [u8], cc_ok: bool) {
+        let space = p.space;
+        // ACK (not in 0-RTT packets, RFC 9000 §12.4).
+        if !p.zero_rtt && self.spaces[space.index()].ack.has_unsent() {
+            let exp = self.config.ack_delay_exponent;
+            let ack = &self.spaces[space.index()].ack;
+            let delay = if space == SpaceId::Data { ack.ack_delay(now, exp) } else { 0 };
+            let ecn = ack.ecn_counts();
+            let largest = ack.largest();
+            let mut w = Writer::new(&mut buf[p.end..p.limit]);
+            if AckFrame::encode_from_ranges(&mut w, ack.ranges(), delay, ecn).is_ok() {
+                p.end += w.len();
+                p.frames.ack_largest = largest;
+                self.spaces[space.index()].ack.on_ack_sent();
+            }
+        }
+        if !cc_ok {
+            return;
+        }
+        if space == SpaceId::Data && !p.zero_rtt {
+            self.write_control_frames(now, p, buf);
+        }
+        // CRYPTO.
+        {
+            let s = &mut self.spaces[space.index()];
+            while p.room() > 8 {
+                let probe_room = p.room().saturating_sub(16);
+                let Some(chunk) = s.crypto_send.next_chunk(probe_room, u64::MAX >> 2) else { break };
+                let Some(h) = CryptoFrameHeader::fit(chunk.offset, chunk.len, p.room()) else {
+                    s.crypto_send.on_lost(chunk.offset, chunk.len, false);
+                    break;
+                };
+                if h.len < chunk.len {
+                    // Return what does not fit; it goes in the next packet.
+                    s.crypto_send.on_lost(chunk.offset + h.len as u64, chunk.len - h.len, false);
+                }
+                let mut w = Writer::new(&mut buf[p.end..p.limit]);
+                if h.encode(&mut w).is_err() {
+                    break;
+                }
+                let hl = w.len();
+                let at = p.end + hl;
+                if !s.crypto_send.copy_chunk(chunk.offset, h.len, &mut buf[at..at + h.len]) {
+                    break;
+                }
+                p.end = at + h.len;
+                p.frames.crypto = Some((chunk.offset, h.len as u32));
+                p.ack_eliciting = true;
+                break; // One CRYPTO frame per packet keeps the metadata small.
+            }
+        }
+        if space == SpaceId::Data {
+            self.write_datagram_frames(p, buf);
+            self.write_stream_frames(p, buf);
+        }
+        let s = &mut self.spaces[space.index()];
+        let ping_needed = (s.probes > 0 || (space == SpaceId::Data && self.pending.ping)) && !p.ack_eliciting;
+        if ping_needed && p.room() >= 1 {
+            buf[p.end] = 0x01;
+            p.end += 1;
+            p.ack_eliciting = true;
+            if space == SpaceId::Data {
+                self.pending.ping = false;
+            }
+        }
+        if p.ack_eliciting && s.probes > 0 {
+            s.probes -= 1;
+        }
+    }
+
+    fn push_frame(p: &mut OpenPacket, buf: &mut [u8], f: &Frame<'_>) -> bool {
+        let mut w = Writer::new(&mut buf[p.end..p.limit]);
+        if f.encode(&mut w).is_err() {
+            return false;
+        }
+        p.end += w.len();
+        p.ack_eliciting |= f.is_ack_eliciting();
+        true
+    }
+
+    fn write_control_frames(&mut self, now: Instant, p: &mut OpenPacket, buf: &mut [u8]) {
+        if self.pending.handshake_done && Self::push_frame(p, buf, &Frame::HandshakeDone) {
+            self.pending.handshake_done = false;
+            p.frames.control.push(Retransmit::HandshakeDone);
+        }
+        while let Some(data) = self.pending.path_responses.front().copied() {
+            if !Self::push_frame(p, buf, &Frame::PathResponse { data }) {
+                break;
+            }
+            self.pending.path_responses.pop_front();
+        }
+        let rtt = self.recovery.rtt().smoothed_rtt();
+        if self.pending.max_data || self.conn_recv.should_send_max_data().is_some() {
+            let max = self.conn_recv.should_send_max_data().unwrap_or(self.conn_recv.limit());
+            if Self::push_frame(p, buf, &Frame::MaxData { max }) {
+                self.conn_recv.on_max_data_sent(max, now, rtt);
+                self.pending.max_data = false;
+                p.frames.control.push(Retransmit::MaxData);
+            }
+        }
+        for (i, dir) in [(0usize, Dir::Bi), (1, Dir::Uni)] {
+            let due = self.streams.limits.should_send_max_streams(dir);
+            if self.pending.max_streams[i] || due.is_some() {
+                let max = due.unwrap_or(self.streams.limits.local_max_streams(dir));
+                let sd = if dir == Dir::Bi { StreamDir::Bidi } else { StreamDir::Uni };
+                if Self::push_frame(p, buf, &Frame::MaxStreams { dir: sd, max }) {
+                    self.streams.limits.on_max_streams_sent(dir, max);
+                    self.pending.max_streams[i] = false;
+                    p.frames.control.push(if i == 0 { Retransmit::MaxStreamsBidi } else { Retransmit::MaxStreamsUni });
+                }
+            }
+            if let Some(limit) = self.pending.streams_blocked[i] {
+                let sd = if dir == Dir::Bi { StreamDir::Bidi } else { StreamDir::Uni };
+                if Self::push_frame(p, buf, &Frame::StreamsBlocked { dir: sd, limit }) {
+                    self.pending.streams_blocked[i] = None;
+                }
+            }
+        }
+        while let Some(id) = self.streams.pending_max_stream_data.last().copied() {
+            let Some(r) = self.streams.map.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
+                self.streams.pending_max_stream_data.pop();
+                continue;
+            };
+            let max = r.should_send_max_stream_data().unwrap_or(r.max_stream_data());
+            if !Self::push_frame(p, buf, &Frame::MaxStreamData { id: id.0, max }) {
+                break;
+            }
+            if let Some(r) = self.streams.map.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+                r.on_max_stream_data_sent(max, now, rtt);
+            }
+            self.streams.pending_max_stream_data.pop();
+            p.frames.control.push(Retransmit::MaxStreamData(id.0));
+        }
+        while let Some(id) = self.streams.pending_reset.last().copied() {
+            let frame = self.streams.map.get(&id).and_then(|s| s.send.as_ref()).and_then(|s| s.reset_frame());
+            let Some((error_code, final_size)) = frame else {
+                self.streams.pending_reset.pop();
+                continue;
+            };
+            if !Self::push_frame(p, buf, &Frame::ResetStream { id: id.0, error_code, final_size }) {
+                break;
+            }
+            self.streams.pending_reset.pop();
+            p.frames.control.push(Retransmit::ResetStream(id.0));
+        }
+        while let Some((id, error_code)) = self.streams.pending_stop_sending.last().copied() {
+            if !Self::push_frame(p, buf, &Frame::StopSending { id: id.0, error_code }) {
+                break;
+            }
+            self.streams.pending_stop_sending.pop();
+            p.frames.control.push(Retransmit::StopSending(id.0));
+        }
+        while let Some(seq) = self.local_cids.pending_new.front().copied() {
+            let Some((cid, reset_token)) = self.local_cids.get(seq) else {
+                self.local_cids.pending_new.pop_front();
+                continue;
+            };
+            let f = Frame::NewConnectionId { sequence: seq, retire_prior_to: 0, cid, reset_token };
+            if !Self::push_frame(p, buf, &f) {
+                break;
+            }
+            self.local_cids.pending_new.pop_front();
+            p.frames.control.push(Retransmit::NewConnectionId(seq));
+        }
+        while let Some(seq) = self.remote_cids.pending_retire.front().copied() {
+            if !Self::push_frame(p, buf, &Frame::RetireConnectionId { sequence: seq }) {
+                break;
+            }
+            self.remote_cids.pending_retire.pop_front();
+            p.frames.control.push(Retransmit::RetireConnectionId(seq));
+        }
+        if let Some(limit) = self.conn_send.poll_blocked() {
+            if Self::push_frame(p, buf, &Frame::DataBlocked { limit }) {
+                p.frames.control.push(Retransmit::DataBlocked);
+            }
+        }
+        if let Some(token) = self.pending.new_token.take() {
+            if !Self::push_frame(p, buf, &Frame::NewToken { token: &token }) {
+                self.pending.new_token = Some(token);
+            } else {
+                p.frames.control.push(Retransmit::NewToken);
+            }
+        }
+    }
+
+    fn write_datagram_frames(&mut self, p: &mut OpenPacket, buf: &mut [u8]) {
+        while let Some(d) = self.datagrams_out.front() {
+            let h = DatagramFrameHeader { len: d.len(), with_len: true };
+            if h.encoded_len() + d.len() > p.room() {
+                break;
+            }
+            let mut w = Writer::new(&mut buf[p.end..p.limit]);
+            if h.encode(&mut w).is_err() || w.put(d).is_err() {
+                break;
+            }
+            p.end += w.len();
+            p.ack_eliciting = true;
+            self.datagrams_out.pop_front();
+        }
+    }
+
+    fn write_stream_frames(&mut self, p: &mut OpenPacket, buf: &mut [u8]) {
+        let mut rounds = self.streams.send_queue.len();
+        while rounds > 0 && p.room() > 8 {
+            rounds -= 1;
+            let Some(id) = self.streams.send_queue.pop_front() else { break };
+            let credit = self.conn_send.available();
+            let Some(st) = self.streams.map.get_mut(&id) else { continue };
+            let Some(send) = st.send.as_mut() else {
+                st.queued = false;
+                continue;
+            };
+            // Worst-case header: type + id + offset + length varints.
+            let overhead = 1 + 8 + 8 + 4;
+            let max_len = p.room().saturating_sub(overhead);
+            let chunk = if max_len > 0 || send.has_data_to_send() { send.next_chunk(max_len, credit) } else { None };
+            let Some(chunk) = chunk else {
+                // Nothing sendable now (flow control); keep it queued if data waits.
+                if send.has_data_to_send() {
+                    self.streams.send_queue.push_back(id);
+                } else {
+                    st.queued = false;
+                }
+                continue;
+            };
+            let h = StreamFrameHeader { id: id.0, offset: chunk.offset, len: chunk.len, fin: chunk.fin, with_len: true };
+            let mut w = Writer::new(&mut buf[p.end..p.limit]);
+            if h.encode(&mut w).is_err() {
+                send.on_lost(chunk.offset, chunk.len, chunk.fin);
+                self.streams.send_queue.push_front(id);
+                break;
+            }
+            let at = p.end + w.len();
+            if !send.copy_chunk(chunk.offset, chunk.len, &mut buf[at..at + chunk.len]) {
+                send.on_lost(chunk.offset, chunk.len, chunk.fin);
+                self.streams.send_queue.push_front(id);
+                break;
+            }
+            p.end = at + chunk.len;
+            p.ack_eliciting = true;
+            if !chunk.retransmission {
+                let _ = self.conn_send.consume(chunk.len as u64);
+                self.stats.stream_bytes_sent += chunk.len as u64;
+            }
+            p.frames.streams.push(StreamRange { id: id.0, offset: chunk.offset, len: chunk.len as u32, fin: chunk.fin });
+            if send.has_data_to_send() {
+                self.streams.send_queue.push_back(id);
+            } else {
+                st.queued = false;
+            }
+        }
+    }
+
+    /// Seals the packet in place and records it; returns the datagram offset
+    /// where the next packet may start.
+    fn seal(&mut self, now: Instant, buf: &mut [u8], mut p: OpenPacket) -> Option<usize> {
+        // RFC 9001 §5.4.2: the sample needs pn_len + payload >= 4 bytes.
+        let header_len = p.layout.header_len();
+        let min_end = p.layout.pn_offset + 4;
+        if p.end < min_end {
+            buf[p.end..min_end].fill(0);
+            p.end = min_end;
+        }
+        let payload_len = p.end - header_len;
+        // The layout holds datagram offsets; the Length field is filled
+        // relative to the packet start.
+        let rel = HeaderLayout {
+            pn_offset: p.layout.pn_offset - p.start,
+            pn_len: p.layout.pn_len,
+            length_field: p.layout.length_field.map(|(a, w)| (a - p.start, w)),
+        };
+        rel.set_payload_len(&mut buf[p.start..], payload_len + TAG_LEN).ok()?;
+        let (packet_key, hp): (&dyn rustls::quic::PacketKey, &dyn rustls::quic::HeaderProtectionKey) = match p.space {
+            SpaceId::Initial | SpaceId::Handshake => {
+                let k = self.spaces[p.space.index()].keys.as_ref()?;
+                (&*k.local.packet, &*k.local.header)
+            }
+            SpaceId::Data if p.zero_rtt => {
+                let k = self.zero_rtt.as_ref()?;
+                (&*k.packet, &*k.header)
+            }
+            SpaceId::Data => {
+                let k = self.one_rtt.as_ref()?;
+                (&*k.local, &*k.local_hp)
+            }
+        };
+        let pkt = &mut buf[p.start..p.end + TAG_LEN];
+        let hl = header_len - p.start;
+        let (header, rest) = pkt.split_at_mut(hl);
+        let tag = packet_key.encrypt_in_place(p.pn, header, &mut rest[..payload_len]).ok()?;
+        rest[payload_len..payload_len + TAG_LEN].copy_from_slice(tag.as_ref());
+        let pn_rel = rel.pn_offset;
+        let mut sample = [0u8; 16];
+        sample.copy_from_slice(pkt.get(pn_rel + 4..pn_rel + 20)?);
+        let (first, tail) = pkt.split_first_mut()?;
+        hp.encrypt_in_place(&sample, first, &mut tail[pn_rel - 1..pn_rel - 1 + p.layout.pn_len]).ok()?;
+
+        let size = p.end + TAG_LEN - p.start;
+        let space = p.space;
+        self.spaces[space.index()].next_pn = p.pn + 1;
+        if space == SpaceId::Data {
+            if let Some(k) = &mut self.one_rtt {
+                if !p.zero_rtt {
+                    k.sent_in_phase += 1;
+                    k.phase_first_sent.get_or_insert(p.pn);
+                }
+            }
+        }
+        let in_flight = p.ack_eliciting || p.padded;
+        self.recovery.on_packet_sent(
+            space,
+            SentPacket {
+                pn: p.pn,
+                time_sent: now,
+                size: size.min(u16::MAX as usize) as u16,
+                ack_eliciting: p.ack_eliciting,
+                in_flight,
+                payload: p.frames,
+            },
+        );
+        self.stats.packets_sent += 1;
+        if p.ack_eliciting {
+            // RFC 9000 §10.1: sending an ack-eliciting packet restarts the idle
+            // timer if nothing was sent since the last receipt.
+            self.reset_idle(now);
+        }
+        if self.side == Side::Client && space == SpaceId::Handshake {
+            // RFC 9001 §4.9.1: the client drops Initial keys when it first
+            // sends a Handshake packet.
+            self.discard_space(SpaceId::Initial);
+        }
+        Some(p.end + TAG_LEN)
+    }
+
+    /// Closing state: one packet with CONNECTION_CLOSE in the highest space
+    /// we have keys for (RFC 9000 §10.2.3).
+    fn build_close(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if !self.close_pending {
+            return None;
+        }
+        self.close_pending = false;
+        let close = self.close.clone()?;
+        let space = if self.one_rtt.is_some() {
+            SpaceId::Data
+        } else if self.spaces[1].keys.is_some() && !self.spaces[1].discarded {
+            SpaceId::Handshake
+        } else {
+            SpaceId::Initial
+        };
+        if !self.can_send_in(space) {
+            return None;
+        }
+        let budget = buf.len();
+        let mut p = self.begin_packet(space, buf, 0, budget)?;
+        // RFC 9000 §10.2.3: an application close before 1-RTT becomes a
+        // transport close with APPLICATION_ERROR and no reason.
+        let frame = if close.application && space == SpaceId::Data {
+            Frame::ApplicationClose { error_code: close.code, reason: &close.reason }
+        } else if close.application {
+            Frame::ConnectionClose { error_code: crate::TransportErrorCode::APPLICATION_ERROR, frame_type: 0, reason: &[] }
+        } else {
+            Frame::ConnectionClose {
+                error_code: crate::TransportErrorCode(close.code),
+                frame_type: close.frame_type,
+                reason: &close.reason,
+            }
+        };
+        if !Self::push_frame(&mut p, buf, &frame) {
+            let short = Frame::ConnectionClose { error_code: crate::TransportErrorCode(close.code), frame_type: 0, reason: &[] };
+            Self::push_frame(&mut p, buf, &short);
+        }
+        p.ack_eliciting = false;
+        let end = self.seal(now, buf, p)?;
+        self.bytes_sent += end as u64;
+        Some(end)
+    }
+}

@@ -1,0 +1,599 @@
+//! The endpoint: one per socket (or worker). Routes datagrams to connections
+//! by Destination Connection ID, accepts new connections, and answers what
+//! no connection owns: Version Negotiation (RFC 9000 §6), Retry (§8.1.2) and
+//! stateless resets (§10.3). Like the connection, it never touches a socket
+//! or a clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::cid::ConnectionId;
+use crate::cid_gen::{ConnectionIdGenerator, RandomCidGenerator, ResetTokenKey};
+use crate::codec::Writer;
+use crate::config::TransportConfig;
+use crate::connection::{CidEvent, Connection, ConnectionParams, EcnCodepoint, Side, Transmit};
+use crate::packet::header::{encode_retry_without_tag, encode_version_negotiation, peek_dcid, HeaderError};
+use crate::packet::{LongType, PacketType, ProtectedHeader, MIN_INITIAL_DATAGRAM_SIZE};
+use crate::rand::{RandomSource, SystemRandom};
+use crate::tls::TlsSession;
+use crate::token::{TokenKey, TokenKind};
+use crate::version::Version;
+
+/// Index of a connection inside its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionHandle(pub usize);
+
+/// When the server demands address validation with a Retry (RFC 9000 §8.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryPolicy {
+    Never,
+    Always,
+    /// Only while more than this many handshakes are in progress.
+    UnderLoad { max_handshakes: usize },
+}
+
+/// Makes a fresh connection ID generator for each connection.
+pub type CidGeneratorFactory = Arc<dyn Fn() -> Box<dyn ConnectionIdGenerator> + Send + Sync>;
+
+/// Settings shared by all connections of the endpoint.
+#[derive(Clone)]
+pub struct EndpointConfig {
+    pub cid_generator: CidGeneratorFactory,
+    /// Derives stateless reset tokens (RFC 9000 §10.3.2); share it between
+    /// the workers of a server.
+    pub reset_key: ResetTokenKey,
+    /// Stateless resets sent per second at most (§10.3.3 asks for a limit).
+    pub max_stateless_resets_per_sec: u32,
+}
+
+impl core::fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EndpointConfig").finish_non_exhaustive()
+    }
+}
+
+impl EndpointConfig {
+    pub fn new(reset_secret: &[u8]) -> Self {
+        Self {
+            cid_generator: Arc::new(|| Box::new(RandomCidGenerator::new(8))),
+            reset_key: ResetTokenKey::new(reset_secret),
+            max_stateless_resets_per_sec: 100,
+        }
+    }
+}
+
+/// What a server needs to accept connections.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub transport: Arc<TransportConfig>,
+    pub retry: RetryPolicy,
+    pub token_key: Arc<TokenKey>,
+    pub retry_token_lifetime: Duration,
+    pub new_token_lifetime: Duration,
+    /// Connections not yet accepted by the application, at most.
+    pub max_incoming: usize,
+    /// Wall-clock seconds at the instant passed as `now` when the endpoint
+    /// was created; tokens carry wall-clock time so any worker can check them.
+    pub unix_time_at_start: u64,
+}
+
+impl core::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerConfig").field("retry", &self.retry).finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    pub fn new(tls: Arc<rustls::ServerConfig>, token_secret: &[u8], unix_time_at_start: u64) -> Self {
+        Self {
+            tls,
+            transport: Arc::new(TransportConfig::default()),
+            retry: RetryPolicy::Never,
+            token_key: Arc::new(TokenKey::new(token_secret)),
+            retry_token_lifetime: Duration::from_secs(10),
+            new_token_lifetime: Duration::from_secs(24 * 3600),
+            max_incoming: 4096,
+            unix_time_at_start,
+        }
+    }
+}
+
+/// What a client needs to connect.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub tls: Arc<rustls::ClientConfig>,
+    pub transport: Arc<TransportConfig>,
+    pub version: Version,
+}
+
+impl core::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ClientConfig").field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+/// Why the endpoint dropped a datagram (counted in [`EndpointStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Unparseable,
+    UnknownConnection,
+    InitialTooSmall,
+    NotAServer,
+    InvalidToken,
+    TooManyConnections,
+    ConnectionSetupFailed,
+}
+
+/// What happened to a datagram given to [`Endpoint::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramEvent {
+    /// Processed by an existing connection.
+    Connection(ConnectionHandle),
+    /// A new connection was created (server); it is also queued for `accept`.
+    NewConnection(ConnectionHandle),
+    /// Answered statelessly (Version Negotiation, Retry or stateless reset);
+    /// fetch it with `poll_transmit`.
+    Response,
+    Dropped(DropReason),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EndpointStats {
+    pub datagrams_received: u64,
+    pub dropped_unparseable: u64,
+    pub dropped_unknown_connection: u64,
+    pub dropped_initial_too_small: u64,
+    pub dropped_invalid_token: u64,
+    pub dropped_too_many: u64,
+    pub version_negotiations_sent: u64,
+    pub retries_sent: u64,
+    pub stateless_resets_sent: u64,
+    pub connections_accepted: u64,
+}
+
+pub struct Endpoint {
+    config: EndpointConfig,
+    server: Option<ServerConfig>,
+    connections: Vec<Option<Connection>>,
+    free: Vec<usize>,
+    routes: HashMap<ConnectionId, ConnectionHandle>,
+    /// Client-chosen DCIDs of connections still in the handshake, so
+    /// retransmitted Initials find their connection (RFC 9000 §7.2).
+    initial_routes: HashMap<ConnectionId, ConnectionHandle>,
+    incoming: VecDeque<ConnectionHandle>,
+    responses: VecDeque<(SocketAddr, Vec<u8>)>,
+    rng: Box<dyn RandomSource>,
+    local_cid_len: usize,
+    start: Instant,
+    reset_budget: (Instant, u32),
+    stats: EndpointStats,
+    handshakes: usize,
+}
+
+impl core::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Endpoint").field("connections", &self.routes.len()).field("stats", &self.stats).finish()
+    }
+}
+
+/// Most stateless responses queued at once; more are dropped.
+const MAX_QUEUED_RESPONSES: usize = 256;
+
+impl Endpoint {
+    pub fn new(config: EndpointConfig, server: Option<ServerConfig>, now: Instant) -> Self {
+        Self::with_rng(config, server, now, Box::new(SystemRandom::new()))
+    }
+
+    /// With an explicit random source, for reproducible simulations.
+    pub fn with_rng(config: EndpointConfig, server: Option<ServerConfig>, now: Instant, rng: Box<dyn RandomSource>) -> Self {
+        let local_cid_len = (config.cid_generator)().cid_len();
+        Self {
+            config,
+            server,
+            connections: Vec::new(),
+            free: Vec::new(),
+            routes: HashMap::new(),
+            initial_routes: HashMap::new(),
+            incoming: VecDeque::new(),
+            responses: VecDeque::new(),
+            rng,
+            local_cid_len,
+            start: now,
+            reset_budget: (now, 0),
+            stats: EndpointStats::default(),
+            handshakes: 0,
+        }
+    }
+
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    pub fn connection(&mut self, h: ConnectionHandle) -> Option<&mut Connection> {
+        self.connections.get_mut(h.0).and_then(|c| c.as_mut())
+    }
+
+    pub fn connection_ref(&self, h: ConnectionHandle) -> Option<&Connection> {
+        self.connections.get(h.0).and_then(|c| c.as_ref())
+    }
+
+    /// Handles of all live connections.
+    pub fn handles(&self) -> impl Iterator<Item = ConnectionHandle> + '_ {
+        self.connections.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| ConnectionHandle(i))
+    }
+
+    pub fn accept(&mut self) -> Option<ConnectionHandle> {
+        self.incoming.pop_front()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.len() - self.free.len()
+    }
+
+    fn unix_now(&self, now: Instant) -> u64 {
+        let base = self.server.as_ref().map_or(0, |s| s.unix_time_at_start);
+        base + now.saturating_duration_since(self.start).as_secs()
+    }
+
+    fn insert(&mut self, conn: Connection) -> ConnectionHandle {
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.connections[i] = Some(conn);
+                i
+            }
+            None => {
+                self.connections.push(Some(conn));
+                self.connections.len() - 1
+            }
+        };
+        ConnectionHandle(idx)
+    }
+
+    /// Starts a client connection to `remote`.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        config: &ClientConfig,
+        remote: SocketAddr,
+        server_name: &str,
+        token: Bytes,
+    ) -> Result<ConnectionHandle, crate::Error> {
+        let mut gen = (self.config.cid_generator)();
+        let local_cid = gen.generate(&mut *self.rng);
+        // RFC 9000 §7.2: an unpredictable DCID of at least 8 bytes.
+        let mut d = [0u8; 16];
+        self.rng.fill(&mut d);
+        let remote_cid = ConnectionId::new(&d).unwrap_or(ConnectionId::EMPTY);
+        let params = Connection::local_transport_parameters(Side::Client, &config.transport, &local_cid, None, None, None, config.version);
+        let grease = config.transport.grease.then(|| self.rng.next_u64());
+        let encoded = Connection::encode_transport_parameters(&params, Side::Client, grease);
+        let tls = TlsSession::client(config.tls.clone(), server_name, config.version, encoded)?;
+        let mut seed = [0u8; 32];
+        self.rng.fill(&mut seed);
+        let conn = Connection::new(
+            ConnectionParams {
+                side: Side::Client,
+                version: config.version,
+                config: config.transport.clone(),
+                remote,
+                local_cid,
+                remote_cid,
+                original_dcid: remote_cid,
+                retry_scid: None,
+                token,
+                cid_generator: gen,
+                reset_key: None,
+                rng: Box::new(SystemRandomOrSeeded::from_seed(&seed)),
+                address_validated: true,
+            },
+            tls,
+            params,
+            now,
+        )?;
+        let h = self.insert(conn);
+        self.routes.insert(local_cid, h);
+        Ok(h)
+    }
+
+    /// Processes a datagram from `remote`. `data` is decrypted in place.
+    pub fn handle(&mut self, now: Instant, remote: SocketAddr, ecn: Option<EcnCodepoint>, data: &mut [u8]) -> DatagramEvent {
+        self.stats.datagrams_received += 1;
+        let Some(dcid) = peek_dcid(data, self.local_cid_len) else {
+            self.stats.dropped_unparseable += 1;
+            return DatagramEvent::Dropped(DropReason::Unparseable);
+        };
+        if let Some(&h) = self.routes.get(&dcid).or_else(|| self.initial_routes.get(&dcid)) {
+            if let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.as_mut()) {
+                conn.handle_datagram(now, remote, ecn, data);
+                self.maintain(h);
+                return DatagramEvent::Connection(h);
+            }
+        }
+        let long = data.first().is_some_and(|b| b & 0x80 != 0);
+        if !long {
+            return self.maybe_stateless_reset(now, remote, data, &dcid);
+        }
+        if self.server.is_none() {
+            self.stats.dropped_unknown_connection += 1;
+            return DatagramEvent::Dropped(DropReason::NotAServer);
+        }
+        let header = match ProtectedHeader::parse(data, self.local_cid_len) {
+            Ok(h) => h,
+            Err(HeaderError::UnsupportedVersion { dcid, scid, .. }) => {
+                // RFC 9000 §6.1 / §14.1: only answer datagrams big enough to
+                // have carried an Initial, which limits amplification.
+                if data.len() < MIN_INITIAL_DATAGRAM_SIZE {
+                    self.stats.dropped_initial_too_small += 1;
+                    return DatagramEvent::Dropped(DropReason::InitialTooSmall);
+                }
+                let (d, s) = (data[dcid].to_vec(), data[scid].to_vec());
+                return self.send_version_negotiation(remote, &d, &s);
+            }
+            Err(_) => {
+                self.stats.dropped_unparseable += 1;
+                return DatagramEvent::Dropped(DropReason::Unparseable);
+            }
+        };
+        if header.ty != PacketType::Long(LongType::Initial) {
+            // 0-RTT before its Initial, or Handshake for a forgotten connection.
+            self.stats.dropped_unknown_connection += 1;
+            return DatagramEvent::Dropped(DropReason::UnknownConnection);
+        }
+        if data.len() < MIN_INITIAL_DATAGRAM_SIZE {
+            self.stats.dropped_initial_too_small += 1;
+            return DatagramEvent::Dropped(DropReason::InitialTooSmall);
+        }
+        self.accept_initial(now, remote, ecn, header, data)
+    }
+
+    fn accept_initial(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        ecn: Option<EcnCodepoint>,
+        header: ProtectedHeader,
+        data: &mut [u8],
+    ) -> DatagramEvent {
+        let Some(server) = self.server.clone() else {
+            return DatagramEvent::Dropped(DropReason::NotAServer);
+        };
+        if self.incoming.len() >= server.max_incoming {
+            self.stats.dropped_too_many += 1;
+            return DatagramEvent::Dropped(DropReason::TooManyConnections);
+        }
+        let version = header.version.unwrap_or(Version::V1);
+        let token = &data[header.token.clone()];
+        let unix_now = self.unix_now(now);
+        let mut original_dcid = header.dcid;
+        let mut retry_scid = None;
+        let mut validated = false;
+        if !token.is_empty() {
+            let lifetime = server.retry_token_lifetime.max(server.new_token_lifetime);
+            match server.token_key.validate(token, remote, unix_now, lifetime) {
+                Ok(t) if t.kind == TokenKind::Retry => {
+                    if unix_now.saturating_sub(t.issued_unix_secs) > server.retry_token_lifetime.as_secs() {
+                        self.stats.dropped_invalid_token += 1;
+                        return DatagramEvent::Dropped(DropReason::InvalidToken);
+                    }
+                    original_dcid = t.original_dcid;
+                    retry_scid = Some(t.retry_scid);
+                    validated = true;
+                }
+                Ok(_) => validated = true,
+                Err(_) => {
+                    // RFC 9000 §8.1.3: a bad NEW_TOKEN token is ignored; a bad
+                    // Retry token cannot be told apart, so fall through to the
+                    // policy (which may send a fresh Retry).
+                }
+            }
+        }
+        let must_retry = !validated
+            && match server.retry {
+                RetryPolicy::Never => false,
+                RetryPolicy::Always => true,
+                RetryPolicy::UnderLoad { max_handshakes } => self.handshakes >= max_handshakes,
+            };
+        if must_retry {
+            return self.send_retry(now, remote, version, &header, &server);
+        }
+        let mut gen = (self.config.cid_generator)();
+        let local_cid = gen.generate(&mut *self.rng);
+        let reset_token = self.config.reset_key.token(&local_cid);
+        let params = Connection::local_transport_parameters(
+            Side::Server,
+            &server.transport,
+            &local_cid,
+            Some(&original_dcid),
+            retry_scid.as_ref(),
+            Some(reset_token),
+            version,
+        );
+        let grease = server.transport.grease.then(|| self.rng.next_u64());
+        let encoded = Connection::encode_transport_parameters(&params, Side::Server, grease);
+        let Ok(tls) = TlsSession::server(server.tls.clone(), version, encoded) else {
+            return DatagramEvent::Dropped(DropReason::ConnectionSetupFailed);
+        };
+        let mut seed = [0u8; 32];
+        self.rng.fill(&mut seed);
+        let conn = Connection::new(
+            ConnectionParams {
+                side: Side::Server,
+                version,
+                config: server.transport.clone(),
+                remote,
+                local_cid,
+                remote_cid: header.scid,
+                original_dcid: header.dcid,
+                retry_scid,
+                token: Bytes::new(),
+                cid_generator: gen,
+                reset_key: Some(self.config.reset_key.clone()),
+                rng: Box::new(SystemRandomOrSeeded::from_seed(&seed)),
+                address_validated: validated,
+            },
+            tls,
+            params,
+            now,
+        );
+        let Ok(mut conn) = conn else {
+            return DatagramEvent::Dropped(DropReason::ConnectionSetupFailed);
+        };
+        // Initial keys derive from the DCID of this Initial, which after a
+        // Retry is the server's Retry SCID (RFC 9001 §5.2).
+        conn.set_initial_dcid_for_keys(header.dcid);
+        conn.handle_datagram(now, remote, ecn, data);
+        let h = self.insert(conn);
+        self.routes.insert(local_cid, h);
+        self.initial_routes.insert(header.dcid, h);
+        self.handshakes += 1;
+        self.stats.connections_accepted += 1;
+        self.incoming.push_back(h);
+        self.maintain(h);
+        DatagramEvent::NewConnection(h)
+    }
+
+    fn send_version_negotiation(&mut self, remote: SocketAddr, dcid: &[u8], scid: &[u8]) -> DatagramEvent {
+        let mut buf = vec![0u8; 64 + dcid.len() + scid.len()];
+        let unused = (self.rng.next_u64() & 0x7f) as u8;
+        // RFC 9000 §6.3 / §15: include a reserved version to exercise the mechanism.
+        let grease = Version::grease(self.rng.next_u64() as u32);
+        let versions = [Version::V1, Version::V2, grease];
+        let mut w = Writer::new(&mut buf);
+        if encode_version_negotiation(&mut w, dcid, scid, &versions, unused).is_err() {
+            return DatagramEvent::Dropped(DropReason::Unparseable);
+        }
+        let n = w.len();
+        buf.truncate(n);
+        self.queue_response(remote, buf);
+        self.stats.version_negotiations_sent += 1;
+        DatagramEvent::Response
+    }
+
+    fn send_retry(&mut self, now: Instant, remote: SocketAddr, version: Version, header: &ProtectedHeader, server: &ServerConfig) -> DatagramEvent {
+        let mut gen = (self.config.cid_generator)();
+        let retry_scid = gen.generate(&mut *self.rng);
+        let token = server.token_key.seal(TokenKind::Retry, remote, &header.dcid, &retry_scid, self.unix_now(now), &mut *self.rng);
+        let mut buf = vec![0u8; 128 + token.as_bytes().len()];
+        let unused = (self.rng.next_u64() & 0x0f) as u8;
+        let mut w = Writer::new(&mut buf);
+        if encode_retry_without_tag(&mut w, version, &header.scid, &retry_scid, token.as_bytes(), unused).is_err() {
+            return DatagramEvent::Dropped(DropReason::Unparseable);
+        }
+        let n = w.len();
+        let Ok(tag) = crate::crypto::retry_integrity_tag(version, &header.dcid, &buf[..n]) else {
+            return DatagramEvent::Dropped(DropReason::Unparseable);
+        };
+        buf[n..n + 16].copy_from_slice(&tag);
+        buf.truncate(n + 16);
+        self.queue_response(remote, buf);
+        self.stats.retries_sent += 1;
+        DatagramEvent::Response
+    }
+
+    /// RFC 9000 §10.3: answer a short-header packet for an unknown
+    /// connection with a stateless reset, smaller than what provoked it
+    /// (§10.3.3, so two endpoints cannot loop), and rate-limited.
+    fn maybe_stateless_reset(&mut self, now: Instant, remote: SocketAddr, data: &[u8], dcid: &ConnectionId) -> DatagramEvent {
+        self.stats.dropped_unknown_connection += 1;
+        const MIN_RESET: usize = 21;
+        if data.len() <= MIN_RESET + 1 || dcid.len() != self.local_cid_len || self.local_cid_len == 0 {
+            return DatagramEvent::Dropped(DropReason::UnknownConnection);
+        }
+        let (since, count) = self.reset_budget;
+        if now.saturating_duration_since(since) >= Duration::from_secs(1) {
+            self.reset_budget = (now, 0);
+        } else if count >= self.config.max_stateless_resets_per_sec {
+            return DatagramEvent::Dropped(DropReason::UnknownConnection);
+        }
+        self.reset_budget.1 += 1;
+        let len = (data.len() - 1).min(43).max(MIN_RESET);
+        let mut buf = vec![0u8; len];
+        self.rng.fill(&mut buf[..len - 16]);
+        // Looks like a short header: form 0, fixed bit 1.
+        buf[0] = 0x40 | (buf[0] & 0x3f);
+        let token = self.config.reset_key.token(dcid);
+        buf[len - 16..].copy_from_slice(&token.0);
+        self.queue_response(remote, buf);
+        self.stats.stateless_resets_sent += 1;
+        DatagramEvent::Response
+    }
+
+    fn queue_response(&mut self, remote: SocketAddr, buf: Vec<u8>) {
+        if self.responses.len() < MAX_QUEUED_RESPONSES {
+            self.responses.push_back((remote, buf));
+        }
+    }
+
+    /// A stateless response to send, written into `buf`.
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let (dest, data) = self.responses.pop_front()?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        Some(Transmit { destination: dest, ecn: None, size: n, segment_size: None })
+    }
+
+    /// Updates routing after a connection did work; frees drained ones.
+    /// Call after driving a connection outside `handle` (timeouts, writes).
+    pub fn maintain(&mut self, h: ConnectionHandle) {
+        let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.as_mut()) else { return };
+        while let Some(ev) = conn.poll_cid_event() {
+            match ev {
+                CidEvent::Issued(cid) => {
+                    self.routes.insert(cid, h);
+                }
+                CidEvent::Retired(cid) => {
+                    self.routes.remove(&cid);
+                }
+            }
+        }
+        if !conn.is_handshaking() {
+            let before = self.initial_routes.len();
+            self.initial_routes.retain(|_, v| *v != h);
+            if before != self.initial_routes.len() {
+                self.handshakes = self.handshakes.saturating_sub(1);
+            }
+        }
+        if conn.is_drained() {
+            self.remove(h);
+        }
+    }
+
+    fn remove(&mut self, h: ConnectionHandle) {
+        let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.take()) else { return };
+        if conn.is_handshaking() && self.initial_routes.values().any(|v| *v == h) {
+            self.handshakes = self.handshakes.saturating_sub(1);
+        }
+        self.routes.retain(|_, v| *v != h);
+        self.initial_routes.retain(|_, v| *v != h);
+        self.incoming.retain(|v| *v != h);
+        self.free.push(h.0);
+    }
+}
+
+/// Per-connection randomness: seeded from the endpoint's source, so a seeded
+/// endpoint gives reproducible connections and a system-random one gives
+/// unpredictable ones.
+struct SystemRandomOrSeeded(crate::rand::SeededRandom, Option<SystemRandom>);
+
+impl SystemRandomOrSeeded {
+    fn from_seed(seed: &[u8; 32]) -> Self {
+        let s = u64::from_le_bytes([seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7]]);
+        // A zero seed is only produced by a broken source; use the OS then.
+        let sys = (s == 0).then(SystemRandom::new);
+        Self(crate::rand::SeededRandom::new(s), sys)
+    }
+}
+
+impl RandomSource for SystemRandomOrSeeded {
+    fn fill(&mut self, buf: &mut [u8]) {
+        match &mut self.1 {
+            Some(sys) => sys.fill(buf),
+            None => self.0.fill(buf),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! A minimal in-memory harness: two endpoints exchanging datagrams over
+//! simulated time, optionally dropping packets.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quic_core::config::TransportConfig;
+use quic_core::connection::Connection;
+use quic_core::endpoint::{ClientConfig, ConnectionHandle, Endpoint, EndpointConfig, ServerConfig};
+use quic_core::rand::{RandomSource, SeededRandom};
+use quic_core::tls::{ClientTlsOptions, ServerTlsOptions};
+use quic_core::Version;
+
+pub struct Pair {
+    pub now: Instant,
+    pub server: Endpoint,
+    pub client: Endpoint,
+    pub server_addr: SocketAddr,
+    pub client_addr: SocketAddr,
+    pub client_conn: ConnectionHandle,
+    pub server_conn: Option<ConnectionHandle>,
+    pub rng: SeededRandom,
+    /// Probability of dropping each datagram, both directions.
+    pub loss: f64,
+    /// One-way delay.
+    pub delay: Duration,
+    in_flight: Vec<(Instant, bool, Vec<u8>)>,
+    pub delivered: u64,
+    pub dropped: u64,
+    /// Bytes sent server→client before the server received anything beyond
+    /// the first flight (for amplification checks).
+    pub server_sent: u64,
+    pub client_sent: u64,
+}
+
+pub struct Certs {
+    pub cert: rustls::pki_types::CertificateDer<'static>,
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+pub fn certs() -> Certs {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    Certs {
+        cert: ck.cert.der().clone(),
+        key: rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()),
+    }
+}
+
+pub fn server_tls(c: &Certs) -> ServerTlsOptions {
+    ServerTlsOptions::new(vec![c.cert.clone()], c.key.clone_key(), &[b"test"])
+}
+
+pub fn client_tls(c: &Certs) -> ClientTlsOptions {
+    let mut o = ClientTlsOptions::new(&[b"test"]);
+    o.extra_roots.push(c.cert.clone());
+    o
+}
+
+impl Pair {
+    pub fn new(seed: u64, server_tls: ServerTlsOptions, client_tls: ClientTlsOptions, transport: TransportConfig) -> Self {
+        Self::with(seed, server_tls, client_tls, transport, |_| {}, Version::V1)
+    }
+
+    pub fn with(
+        seed: u64,
+        server_tls: ServerTlsOptions,
+        client_tls: ClientTlsOptions,
+        transport: TransportConfig,
+        tweak: impl FnOnce(&mut ServerConfig),
+        version: Version,
+    ) -> Self {
+        let now = Instant::now();
+        let transport = Arc::new(transport);
+        let mut sc = ServerConfig::new(server_tls.build().unwrap(), b"token secret", 1_700_000_000);
+        sc.transport = transport.clone();
+        tweak(&mut sc);
+        let mut rng = SeededRandom::new(seed);
+        let server = Endpoint::with_rng(EndpointConfig::new(b"reset"), Some(sc), now, Box::new(SeededRandom::new(rng.next_u64())));
+        let mut client = Endpoint::with_rng(EndpointConfig::new(b"creset"), None, now, Box::new(SeededRandom::new(rng.next_u64())));
+        let cc = ClientConfig { tls: client_tls.build().unwrap(), transport, version };
+        let server_addr: SocketAddr = "198.18.0.1:4433".parse().unwrap();
+        let client_addr: SocketAddr = "198.18.0.2:50000".parse().unwrap();
+        let client_conn = client.connect(now, &cc, server_addr, "localhost", bytes::Bytes::new()).unwrap();
+        Self {
+            now,
+            server,
+            client,
+            server_addr,
+            client_addr,
+            client_conn,
+            server_conn: None,
+            rng,
+            loss: 0.0,
+            delay: Duration::from_millis(10),
+            in_flight: Vec::new(),
+            delivered: 0,
+            dropped: 0,
+            server_sent: 0,
+            client_sent: 0,
+        }
+    }
+
+    pub fn client(&mut self) -> &mut Connection {
+        self.client.connection(self.client_conn).unwrap()
+    }
+
+    pub fn server(&mut self) -> &mut Connection {
+        let h = self.server_conn.expect("server connection");
+        self.server.connection(h).unwrap()
+    }
+
+    /// Moves all pending transmits into flight.
+    fn collect(&mut self) -> bool {
+        let mut any = false;
+        let mut buf = vec![0u8; 65536];
+        for from_client in [true, false] {
+            let ep = if from_client { &mut self.client } else { &mut self.server };
+            let handles: Vec<_> = ep.handles().collect();
+            for h in handles {
+                loop {
+                    let Some(conn) = ep.connection(h) else { break };
+                    let Some(t) = conn.poll_transmit(self.now, &mut buf) else { break };
+                    ep.maintain(h);
+                    any = true;
+                    let seg = t.segment_size.unwrap_or(t.size);
+                    for chunk in buf[..t.size].chunks(seg) {
+                        if from_client {
+                            self.client_sent += chunk.len() as u64;
+                        } else {
+                            self.server_sent += chunk.len() as u64;
+                        }
+                        self.in_flight.push((self.now + self.delay, from_client, chunk.to_vec()));
+                    }
+                }
+            }
+            while let Some(t) = ep.poll_transmit(&mut buf) {
+                any = true;
+                self.in_flight.push((self.now + self.delay, from_client, buf[..t.size].to_vec()));
+            }
+        }
+        any
+    }
+
+    fn deliver_due(&mut self) -> bool {
+        let now = self.now;
+        let mut due: Vec<_> = Vec::new();
+        self.in_flight.retain(|(t, c, d)| {
+            if *t <= now {
+                due.push((*c, d.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        let any = !due.is_empty();
+        for (from_client, mut d) in due {
+            if self.loss > 0.0 && self.rng.unit() < self.loss {
+                self.dropped += 1;
+                continue;
+            }
+            self.delivered += 1;
+            if from_client {
+                let ev = self.server.handle(now, self.client_addr, None, &mut d);
+                if let quic_core::endpoint::DatagramEvent::NewConnection(h) = ev {
+                    self.server_conn.get_or_insert(h);
+                }
+            } else {
+                self.client.handle(now, self.server_addr, None, &mut d);
+            }
+        }
+        any
+    }
+
+    fn next_event(&mut self) -> Option<Instant> {
+        let mut t: Option<Instant> = self.in_flight.iter().map(|(t, _, _)| *t).min();
+        for ep in [&mut self.client, &mut self.server] {
+            let handles: Vec<_> = ep.handles().collect();
+            for h in handles {
+                if let Some(x) = ep.connection_ref(h).and_then(|c| c.poll_timeout()) {
+                    t = Some(t.map_or(x, |t| t.min(x)));
+                }
+            }
+        }
+        t
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now;
+        for ep in [&mut self.client, &mut self.server] {
+            let handles: Vec<_> = ep.handles().collect();
+            for h in handles {
+                if let Some(c) = ep.connection(h) {
+                    if c.poll_timeout().is_some_and(|t| t <= now) {
+                        c.handle_timeout(now);
+                    }
+                }
+                ep.maintain(h);
+            }
+        }
+    }
+
+    /// One step: send, deliver, fire timers, advance to the next event.
+    /// Returns false when nothing is left to happen.
+    pub fn step(&mut self) -> bool {
+        let sent = self.collect();
+        let got = self.deliver_due();
+        if sent || got {
+            return true;
+        }
+        self.fire_timers();
+        if self.collect() {
+            return true;
+        }
+        match self.next_event() {
+            Some(t) if t > self.now => {
+                self.now = t;
+                true
+            }
+            Some(_) => {
+                self.fire_timers();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Steps until `cond` holds; panics after `limit` simulated time.
+    pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&mut Self) -> bool) {
+        let end = self.now + limit;
+        let mut steps = 0u64;
+        while !cond(self) {
+            assert!(self.now < end, "condition not met within {limit:?} of simulated time");
+            steps += 1;
+            assert!(steps < 5_000_000, "too many steps");
+            if !self.step() {
+                assert!(cond(self), "network went idle before the condition held");
+                return;
+            }
+        }
+    }
+
+    pub fn handshake(&mut self) {
+        self.run_until(Duration::from_secs(30), |p| {
+            p.server_conn.is_some()
+                && !p.client().is_handshaking()
+                && !p.server().is_handshaking()
+        });
+    }
+}
