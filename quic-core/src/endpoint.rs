@@ -173,6 +173,7 @@ pub struct Endpoint {
     reset_budget: (Instant, u32),
     stats: EndpointStats,
     handshakes: usize,
+    closed: VecDeque<(ConnectionHandle, Option<crate::connection::ConnectionError>)>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -207,6 +208,7 @@ impl Endpoint {
             reset_budget: (now, 0),
             stats: EndpointStats::default(),
             handshakes: 0,
+            closed: VecDeque::new(),
         }
     }
 
@@ -572,6 +574,15 @@ impl Endpoint {
         self.initial_routes.retain(|_, v| *v != h);
         self.incoming.retain(|v| *v != h);
         self.free.push(h.0);
+        if self.closed.len() >= MAX_QUEUED_RESPONSES {
+            self.closed.pop_front();
+        }
+        self.closed.push_back((h, conn.error().cloned()));
+    }
+
+    /// Connections that ended and were freed, with why they ended.
+    pub fn poll_closed(&mut self) -> Option<(ConnectionHandle, Option<crate::connection::ConnectionError>)> {
+        self.closed.pop_front()
     }
 }
 

@@ -219,11 +219,18 @@ impl<T> SentPackets<T> {
         } else {
             let len = u64::try_from(self.slots.len()).map_err(|_| InvalidPacketNumber)?;
             let next = self.base.checked_add(len).ok_or(InvalidPacketNumber)?;
-            // `next <= largest_sent + 1 <= pn` because slots end at or before
-            // the largest packet sent.
-            let gap = pn.checked_sub(next).ok_or(InvalidPacketNumber)?;
-            if gap > MAX_PN_GAP {
+            // `compact` may have popped resolved packets off the back, so the
+            // slots can end before the largest packet sent: those numbers were
+            // really used (acked or lost), and only the numbers after the
+            // largest sent are skipped.
+            let first_unused = self.largest_sent.map_or(next, |l| l + 1).max(next);
+            let resolved = first_unused - next;
+            let gap = pn.checked_sub(first_unused).ok_or(InvalidPacketNumber)?;
+            if gap > MAX_PN_GAP || resolved > MAX_PN_GAP {
                 return Err(InvalidPacketNumber);
+            }
+            for _ in 0..resolved {
+                self.slots.push_back(Slot::Lost);
             }
             for _ in 0..gap {
                 self.slots.push_back(Slot::Skipped);
@@ -479,6 +486,25 @@ mod tests {
         assert_eq!(s.iter().map(|p| p.pn).collect::<Vec<_>>(), vec![0, 1, 2, 5]);
         assert_eq!(s.get(4), None);
         assert_eq!(s.get(5).map(|p| p.payload), Some(5));
+    }
+
+    #[test]
+    fn late_ack_of_resolved_tail_is_not_a_skip() {
+        // 0..=3 sent; 2 and 3 resolved (popped from the back by compact);
+        // then 4 sent; a late ACK covering 3 must be accepted.
+        let t = Instant::now();
+        let mut s: SentPackets<()> = SentPackets::new();
+        for pn in 0..4 {
+            s.insert(SentPacket { pn, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, payload: () }).unwrap();
+        }
+        let mut out = Vec::new();
+        s.remove_acked(2..=3, &mut out);
+        s.compact();
+        s.insert(SentPacket { pn: 4, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, payload: () }).unwrap();
+        assert!(s.validate_ack([3..=4].into_iter()).is_ok());
+        // A real skip is still caught: 5 is never sent.
+        s.insert(SentPacket { pn: 6, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, payload: () }).unwrap();
+        assert!(s.validate_ack([5..=6].into_iter()).is_err());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct Pair {
     pub loss: f64,
     /// One-way delay.
     pub delay: Duration,
+    /// Extra random delay in [0, jitter) per datagram: reorders packets.
+    pub jitter: Duration,
     in_flight: Vec<(Instant, bool, Vec<u8>)>,
     pub delivered: u64,
     pub dropped: u64,
@@ -94,6 +96,7 @@ impl Pair {
             rng,
             loss: 0.0,
             delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
             in_flight: Vec::new(),
             delivered: 0,
             dropped: 0,
@@ -103,6 +106,11 @@ impl Pair {
     }
 
     pub fn client(&mut self) -> &mut Connection {
+        if self.client.connection_ref(self.client_conn).is_none() {
+            let closed: Vec<_> = std::iter::from_fn(|| self.client.poll_closed()).collect();
+            let sclosed: Vec<_> = std::iter::from_fn(|| self.server.poll_closed()).collect();
+            panic!("client connection is gone: client {closed:?} server {sclosed:?}");
+        }
         self.client.connection(self.client_conn).unwrap()
     }
 
@@ -131,7 +139,12 @@ impl Pair {
                         } else {
                             self.server_sent += chunk.len() as u64;
                         }
-                        self.in_flight.push((self.now + self.delay, from_client, chunk.to_vec()));
+                        let extra = if self.jitter.is_zero() {
+                            Duration::ZERO
+                        } else {
+                            self.jitter.mul_f64(self.rng.unit())
+                        };
+                        self.in_flight.push((self.now + self.delay + extra, from_client, chunk.to_vec()));
                     }
                 }
             }
