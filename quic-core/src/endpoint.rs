@@ -166,6 +166,9 @@ pub struct Endpoint {
     /// retransmitted Initials find their connection (RFC 9000 §7.2).
     initial_routes: HashMap<ConnectionId, ConnectionHandle>,
     incoming: VecDeque<ConnectionHandle>,
+    /// Client connections by server address: a stateless reset carries no
+    /// connection ID of ours, so it is matched by where it came from.
+    client_remotes: HashMap<SocketAddr, ConnectionHandle>,
     responses: VecDeque<(SocketAddr, Vec<u8>)>,
     rng: Box<dyn RandomSource>,
     local_cid_len: usize,
@@ -201,6 +204,7 @@ impl Endpoint {
             routes: HashMap::new(),
             initial_routes: HashMap::new(),
             incoming: VecDeque::new(),
+            client_remotes: HashMap::new(),
             responses: VecDeque::new(),
             rng,
             local_cid_len,
@@ -299,6 +303,7 @@ impl Endpoint {
         )?;
         let h = self.insert(conn);
         self.routes.insert(local_cid, h);
+        self.client_remotes.insert(remote, h);
         Ok(h)
     }
 
@@ -318,6 +323,15 @@ impl Endpoint {
         }
         let long = data.first().is_some_and(|b| b & 0x80 != 0);
         if !long {
+            // RFC 9000 §10.3.1: possibly a stateless reset for a client
+            // connection; the connection checks the token.
+            if let Some(&h) = self.client_remotes.get(&remote) {
+                if let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.as_mut()) {
+                    conn.handle_datagram(now, remote, ecn, data);
+                    self.maintain(h);
+                    return DatagramEvent::Connection(h);
+                }
+            }
             return self.maybe_stateless_reset(now, remote, data, &dcid);
         }
         if self.server.is_none() {
@@ -573,6 +587,7 @@ impl Endpoint {
         self.routes.retain(|_, v| *v != h);
         self.initial_routes.retain(|_, v| *v != h);
         self.incoming.retain(|v| *v != h);
+        self.client_remotes.retain(|_, v| *v != h);
         self.free.push(h.0);
         if self.closed.len() >= MAX_QUEUED_RESPONSES {
             self.closed.pop_front();

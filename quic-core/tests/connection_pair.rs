@@ -20,11 +20,18 @@ fn handshake_completes() {
     assert!(p.server().is_established());
 }
 
-/// Client sends `size` bytes on one bidi stream; the server reads them all
-/// and echoes a digest back; returns the bytes the server read.
+/// Client sends `size` bytes on one bidi stream; the server reads them all.
 fn transfer(p: &mut Pair, size: usize, limit: Duration) -> Vec<u8> {
-    let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
     let id = p.client().open_stream(Dir::Bi).expect("stream");
+    transfer_on(p, id, size, limit)
+}
+
+fn pattern(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn transfer_on(p: &mut Pair, id: quic_core::stream::StreamId, size: usize, limit: Duration) -> Vec<u8> {
+    let data = pattern(size);
     let mut written = 0;
     let mut received = Vec::with_capacity(size);
     let mut fin = false;
@@ -93,4 +100,333 @@ fn handshake_with_thirty_percent_loss() {
         p.handshake();
         assert!(p.client().is_established(), "seed {seed}");
     }
+}
+
+/// The server sends `size` bytes to the client on a server-opened uni stream.
+fn download(p: &mut Pair, size: usize, limit: Duration) {
+    let data = pattern(size);
+    let id = p.server().open_stream(Dir::Uni).expect("stream");
+    let mut written = 0;
+    let mut received = Vec::with_capacity(size);
+    let mut fin = false;
+    let mut cid = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    p.run_until(limit, |p| {
+        if written < data.len() {
+            written += p.server().write(id, &data[written..]).unwrap_or(0);
+            if written == data.len() {
+                p.server().finish(id).unwrap();
+            }
+        }
+        if cid.is_none() {
+            cid = p.client().accept_stream(Dir::Uni);
+        }
+        if let Some(s) = cid {
+            while let Ok(out) = p.client().read(s, &mut buf) {
+                received.extend_from_slice(&buf[..out.bytes]);
+                if out.fin {
+                    fin = true;
+                    break;
+                }
+                if out.bytes == 0 {
+                    break;
+                }
+            }
+        }
+        fin
+    });
+    assert!(received == data, "downloaded bytes differ ({} of {})", received.len(), data.len());
+}
+
+#[test]
+fn ten_megabytes_download_with_loss_and_reordering() {
+    let c = certs();
+    let mut p = Pair::new(4, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    p.loss = 0.05;
+    p.jitter = Duration::from_millis(5);
+    download(&mut p, 10 << 20, Duration::from_secs(600));
+    assert!(p.server().stats().packets_lost > 0);
+}
+
+#[test]
+fn thousand_concurrent_streams() {
+    let c = certs();
+    let t = TransportConfig { max_concurrent_bidi_streams: 1000, ..TransportConfig::default() };
+    let mut p = Pair::new(5, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    let mut ids = Vec::new();
+    for i in 0..1000u32 {
+        let id = p.client().open_stream(Dir::Bi).unwrap_or_else(|| panic!("stream {i}"));
+        let msg = format!("stream {i} says hello");
+        assert_eq!(p.client().write(id, msg.as_bytes()).unwrap(), msg.len());
+        p.client().finish(id).unwrap();
+        ids.push(id);
+    }
+    let mut done = std::collections::HashMap::new();
+    let mut buf = [0u8; 256];
+    p.run_until(Duration::from_secs(60), |p| {
+        while let Some(s) = p.server().accept_stream(Dir::Bi) {
+            done.insert(s, (Vec::new(), false));
+        }
+        let keys: Vec<_> = done.iter().filter(|(_, v)| !v.1).map(|(k, _)| *k).collect();
+        for s in keys {
+            while let Ok(out) = p.server().read(s, &mut buf) {
+                let e = done.get_mut(&s).unwrap();
+                e.0.extend_from_slice(&buf[..out.bytes]);
+                if out.fin {
+                    e.1 = true;
+                    break;
+                }
+                if out.bytes == 0 {
+                    break;
+                }
+            }
+        }
+        done.len() == 1000 && done.values().all(|v| v.1)
+    });
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(done[id].0, format!("stream {i} says hello").into_bytes());
+    }
+}
+
+#[test]
+fn flow_control_limited_transfer() {
+    let c = certs();
+    let t = TransportConfig {
+        receive_window: 32 * 1024,
+        max_receive_window: 32 * 1024,
+        stream_receive_window: 16 * 1024,
+        max_stream_receive_window: 16 * 1024,
+        ..TransportConfig::default()
+    };
+    let mut p = Pair::new(6, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    transfer(&mut p, 2 << 20, Duration::from_secs(120));
+}
+
+#[test]
+fn retry_then_transfer() {
+    let c = certs();
+    let mut p = Pair::with(7, server_tls(&c), client_tls(&c), TransportConfig::default(), |s| {
+        s.retry = quic_core::endpoint::RetryPolicy::Always;
+    }, quic_core::Version::V1);
+    p.handshake();
+    assert_eq!(p.server.stats().retries_sent, 1);
+    transfer(&mut p, 100_000, Duration::from_secs(30));
+}
+
+#[test]
+fn quic_v2_handshake_and_transfer() {
+    let c = certs();
+    let mut p = Pair::with(8, server_tls(&c), client_tls(&c), TransportConfig::default(), |_| {}, quic_core::Version::V2);
+    p.handshake();
+    assert_eq!(p.server().version(), quic_core::Version::V2);
+    transfer(&mut p, 100_000, Duration::from_secs(30));
+}
+
+#[test]
+fn resumption_skips_certificate() {
+    let c = certs();
+    let mut p = Pair::new(9, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    assert!(!p.client().is_resumed());
+    // Let the NewSessionTicket arrive.
+    p.run_until(Duration::from_secs(5), |p| p.client().tls().tickets_received() > 0);
+    p.reconnect();
+    p.handshake();
+    assert!(p.client().is_resumed(), "second handshake resumed");
+    assert!(p.server().is_resumed());
+    assert!(p.client().tls().peer_certificates().is_none_or(|c| c.is_empty()) || p.client().is_resumed());
+}
+
+#[test]
+fn zero_rtt_accepted() {
+    let c = certs();
+    let mut p = Pair::new(10, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    p.run_until(Duration::from_secs(5), |p| p.client().tls().tickets_received() > 0);
+    p.reconnect();
+    assert!(p.client().has_zero_rtt(), "client has 0-RTT keys");
+    let id = p.client().open_stream(Dir::Bi).expect("0-RTT stream");
+    p.client().write(id, b"early data").unwrap();
+    p.client().finish(id).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut server_saw_0rtt = false;
+    p.run_until(Duration::from_secs(10), |p| {
+        if let Some(h) = p.server_conn {
+            let conn = p.server.connection(h).unwrap();
+            server_saw_0rtt |= conn.has_zero_rtt();
+            if let Some(s) = conn.accept_stream(Dir::Bi) {
+                while let Ok(o) = conn.read(s, &mut buf) {
+                    got.extend_from_slice(&buf[..o.bytes]);
+                    if o.bytes == 0 || o.fin {
+                        break;
+                    }
+                }
+            }
+        }
+        !got.is_empty() && !p.client().is_handshaking()
+    });
+    assert_eq!(got, b"early data");
+    assert!(server_saw_0rtt);
+    assert_eq!(p.client().zero_rtt_accepted(), Some(true));
+}
+
+#[test]
+fn zero_rtt_rejected_data_is_resent() {
+    let c = certs();
+    let mut p = Pair::new(11, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    p.run_until(Duration::from_secs(5), |p| p.client().tls().tickets_received() > 0);
+    // A new server with a different ticket key cannot resume: 0-RTT is refused.
+    let mut sc = quic_core::endpoint::ServerConfig::new(server_tls(&c).build().unwrap(), b"token secret", 1_700_000_000);
+    sc.transport = std::sync::Arc::new(TransportConfig::default());
+    p.server = quic_core::endpoint::Endpoint::new(quic_core::endpoint::EndpointConfig::new(b"reset"), Some(sc), p.now);
+    p.reconnect();
+    assert!(p.client().has_zero_rtt());
+    let id = p.client().open_stream(Dir::Bi).expect("0-RTT stream");
+    transfer_on(&mut p, id, 50_000, Duration::from_secs(30));
+    assert_eq!(p.client().zero_rtt_accepted(), Some(false));
+    let mut rejected = false;
+    while let Some(e) = p.client().poll_event() {
+        rejected |= e == quic_core::connection::Event::ZeroRttRejected;
+    }
+    assert!(rejected, "application told about the rejection");
+}
+
+#[test]
+fn key_update_both_ways() {
+    let c = certs();
+    let mut p = Pair::new(12, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    p.run_until(Duration::from_secs(5), |p| {
+        p.server_conn.is_some() && p.client().peer_transport_parameters().is_some()
+    });
+    // Let the handshake be confirmed and something acknowledged in the phase.
+    transfer(&mut p, 10_000, Duration::from_secs(10));
+    let now = p.now;
+    assert!(p.client().initiate_key_update(now));
+    transfer(&mut p, 200_000, Duration::from_secs(30));
+    assert_eq!(p.client().stats().key_updates, 1);
+    assert_eq!(p.server().stats().key_updates, 1, "server followed");
+    // RFC 9001 §6.1: a new update waits until the current phase is
+    // acknowledged (and, here, until the old keys are gone).
+    p.run_until(Duration::from_secs(10), |p| {
+        let now = p.now;
+        p.server().initiate_key_update(now)
+    });
+    download(&mut p, 200_000, Duration::from_secs(30));
+    assert_eq!(p.server().stats().key_updates, 2);
+    assert_eq!(p.client().stats().key_updates, 2, "client followed");
+}
+
+#[test]
+fn idle_timeout_closes_both() {
+    let c = certs();
+    let t = TransportConfig { max_idle_timeout: Duration::from_secs(2), ..TransportConfig::default() };
+    let mut p = Pair::new(13, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    let start = p.now;
+    p.run_until(Duration::from_secs(30), |p| p.client.connection_count() == 0 && p.server.connection_count() == 0);
+    assert!(p.now - start >= Duration::from_secs(2));
+    let (_, e) = p.client.poll_closed().unwrap();
+    assert_eq!(e, Some(quic_core::connection::ConnectionError::TimedOut));
+    let (_, e) = p.server.poll_closed().unwrap();
+    assert_eq!(e, Some(quic_core::connection::ConnectionError::TimedOut));
+}
+
+#[test]
+fn stateless_reset_after_server_restart() {
+    let c = certs();
+    let mut p = Pair::new(14, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    transfer(&mut p, 1000, Duration::from_secs(5));
+    // The server loses all state but keeps its reset key.
+    let mut sc = quic_core::endpoint::ServerConfig::new(server_tls(&c).build().unwrap(), b"token secret", 1_700_000_000);
+    sc.transport = std::sync::Arc::new(TransportConfig::default());
+    p.server = quic_core::endpoint::Endpoint::new(quic_core::endpoint::EndpointConfig::new(b"reset"), Some(sc), p.now);
+    p.server_conn = None;
+    let id = p.client().open_stream(Dir::Bi).unwrap();
+    p.client().write(id, b"anyone there?").unwrap();
+    p.run_until(Duration::from_secs(10), |p| p.client.connection_count() == 0);
+    assert!(p.server.stats().stateless_resets_sent >= 1);
+    let (_, e) = p.client.poll_closed().unwrap();
+    assert_eq!(e, Some(quic_core::connection::ConnectionError::Reset));
+}
+
+#[test]
+fn version_negotiation_both_sides() {
+    use quic_core::codec::Writer;
+    use quic_core::packet::header::{encode_version_negotiation, negotiation_versions, ProtectedHeader};
+    use quic_core::packet::PacketType;
+    let c = certs();
+    let mut p = Pair::new(15, server_tls(&c), client_tls(&c), TransportConfig::default());
+    // Server side: an Initial of an unknown version gets a VN listing ours.
+    let mut dg = vec![0u8; 1200];
+    dg[0] = 0xc0;
+    dg[1..5].copy_from_slice(&0x1a2a3a4au32.to_be_bytes());
+    dg[5] = 8;
+    dg[6..14].copy_from_slice(&[7; 8]);
+    dg[14] = 4;
+    dg[15..19].copy_from_slice(&[9; 4]);
+    let now = p.now;
+    let ev = p.server.handle(now, p.client_addr, None, &mut dg);
+    assert_eq!(ev, quic_core::endpoint::DatagramEvent::Response);
+    let mut out = [0u8; 256];
+    let t = p.server.poll_transmit(&mut out).unwrap();
+    let h = ProtectedHeader::parse(&out[..t.size], 0).unwrap();
+    assert_eq!(h.ty, PacketType::VersionNegotiation);
+    assert_eq!(h.dcid.as_slice(), &[9; 4]);
+    assert_eq!(h.scid.as_slice(), &[7; 8]);
+    let vs: Vec<_> = negotiation_versions(&out[h.pn_offset..t.size]).collect();
+    assert!(vs.contains(&quic_core::Version::V1) && vs.contains(&quic_core::Version::V2));
+    // Too small: no answer (no amplification).
+    let ev = p.server.handle(now, p.client_addr, None, &mut dg[..600]);
+    assert!(matches!(ev, quic_core::endpoint::DatagramEvent::Dropped(_)));
+    // Client side: a VN without our version ends the attempt.
+    let scid = p.client().local_cid();
+    let mut vn = [0u8; 64];
+    let mut w = Writer::new(&mut vn);
+    encode_version_negotiation(&mut w, &[1, 2, 3, 4, 5, 6, 7, 8], &scid, &[quic_core::Version(0x1a2a3a4a)], 0x11).unwrap();
+    let n = w.len();
+    let addr = p.server_addr;
+    p.client.handle(now, addr, None, &mut vn[..n]);
+    assert_eq!(p.client.connection_count(), 0);
+    let (_, e) = p.client.poll_closed().unwrap();
+    assert_eq!(e, Some(quic_core::connection::ConnectionError::VersionMismatch));
+}
+
+#[test]
+fn amplification_limit_with_large_certificate_chain() {
+    // A chain of several certificates, far more than 3x the client's Initial.
+    let mut params = rcgen::CertificateParams::new(
+        (0..60).map(|i| format!("host-{i}-with-a-long-name.example.com")).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    params.subject_alt_names.push(rcgen::SanType::DnsName("localhost".try_into().unwrap()));
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let der = cert.der().clone();
+    let chain = vec![der.clone(), der.clone(), der.clone()];
+    let mut st = quic_core::tls::ServerTlsOptions::new(chain, rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()), &[b"test"]);
+    st.tickets = 0;
+    let mut ct = quic_core::tls::ClientTlsOptions::new(&[b"test"]);
+    ct.extra_roots.push(der.clone());
+    assert!(der.len() * 3 > 3 * 1200, "chain of {} bytes exceeds the limit", der.len() * 3);
+    let mut p = Pair::new(16, st, ct, TransportConfig::default());
+    // Deliver the client's first flight only, then cut the client off.
+    p.run_until(Duration::from_secs(1), |p| p.server_conn.is_some());
+    p.blackhole_client_to_server = true;
+    let received = p.server().stats().bytes_received;
+    let start = p.now;
+    p.run_until(Duration::from_secs(5), |p| p.now >= start + Duration::from_secs(4));
+    let sent = p.server().stats().bytes_sent;
+    assert!(sent <= 3 * received, "server sent {sent} after receiving {received}");
+    assert!(sent > 2 * received, "server used its allowance: {sent} of {}", 3 * received);
+    assert!(p.server().stats().max_amplification_x100 <= 300);
+    // Once the client is heard again, the handshake completes.
+    p.blackhole_client_to_server = false;
+    p.handshake();
 }

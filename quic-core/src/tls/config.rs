@@ -64,9 +64,9 @@ pub struct ServerTlsOptions {
     pub early_data: bool,
     /// Tickets sent after each full handshake (RFC 8446 §4.6.1).
     pub tickets: usize,
-    /// Encrypts and decrypts session tickets; sharing one across processes
-    /// lets any worker resume any client. `None` uses a process-local
-    /// rotating ticketer.
+    /// Encrypts and decrypts stateless session tickets when early data is
+    /// off; sharing one across processes lets any worker resume any client.
+    /// `None` uses a process-local rotating ticketer.
     pub ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
     /// Server-side session store, consulted (and entries taken) for 0-RTT
     /// single-use checks; `None` keeps an in-memory cache.
@@ -105,15 +105,24 @@ impl ServerTlsOptions {
         // RFC 9001 §4.6.1: the only value allowed in QUIC's NewSessionTicket.
         cfg.max_early_data_size = if self.early_data { u32::MAX } else { 0 };
         cfg.send_tls13_tickets = self.tickets;
-        if let Some(t) = &self.ticketer {
-            cfg.ticketer = t.clone();
-        } else if self.tickets > 0 {
-            if let Ok(t) = rustls::crypto::ring::Ticketer::new() {
-                cfg.ticketer = t;
-            }
-        }
+        // rustls accepts 0-RTT only with stateful resumption: the session is
+        // taken out of the store when used, so each ticket admits early data
+        // once (the anti-replay of RFC 8446 §8.1 / RFC 9001 §9.2). With early
+        // data on, tickets are session IDs into `session_storage` (shared
+        // across workers by the PHP binding); without it, stateless tickets.
         if let Some(s) = &self.session_storage {
             cfg.session_storage = s.clone();
+        } else {
+            cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+        }
+        if !self.early_data {
+            if let Some(t) = &self.ticketer {
+                cfg.ticketer = t.clone();
+            } else if self.tickets > 0 {
+                if let Ok(t) = rustls::crypto::ring::Ticketer::new() {
+                    cfg.ticketer = t;
+                }
+            }
         }
         if self.key_log {
             cfg.key_log = Arc::new(rustls::KeyLogFile::new());

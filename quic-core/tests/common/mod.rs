@@ -20,6 +20,9 @@ pub struct Pair {
     pub server_addr: SocketAddr,
     pub client_addr: SocketAddr,
     pub client_conn: ConnectionHandle,
+    pub client_config: ClientConfig,
+    /// Drop every datagram from client to server while set.
+    pub blackhole_client_to_server: bool,
     pub server_conn: Option<ConnectionHandle>,
     pub rng: SeededRandom,
     /// Probability of dropping each datagram, both directions.
@@ -85,6 +88,7 @@ impl Pair {
         let server_addr: SocketAddr = "198.18.0.1:4433".parse().unwrap();
         let client_addr: SocketAddr = "198.18.0.2:50000".parse().unwrap();
         let client_conn = client.connect(now, &cc, server_addr, "localhost", bytes::Bytes::new()).unwrap();
+        let client_config = cc;
         Self {
             now,
             server,
@@ -92,6 +96,8 @@ impl Pair {
             server_addr,
             client_addr,
             client_conn,
+            client_config,
+            blackhole_client_to_server: false,
             server_conn: None,
             rng,
             loss: 0.0,
@@ -169,7 +175,7 @@ impl Pair {
         });
         let any = !due.is_empty();
         for (from_client, mut d) in due {
-            if self.loss > 0.0 && self.rng.unit() < self.loss {
+            if (from_client && self.blackhole_client_to_server) || (self.loss > 0.0 && self.rng.unit() < self.loss) {
                 self.dropped += 1;
                 continue;
             }
@@ -177,7 +183,7 @@ impl Pair {
             if from_client {
                 let ev = self.server.handle(now, self.client_addr, None, &mut d);
                 if let quic_core::endpoint::DatagramEvent::NewConnection(h) = ev {
-                    self.server_conn.get_or_insert(h);
+                    self.server_conn = Some(h);
                 }
             } else {
                 self.client.handle(now, self.server_addr, None, &mut d);
@@ -252,6 +258,14 @@ impl Pair {
                 return;
             }
         }
+    }
+
+    /// Opens a second client connection to the same server with the same
+    /// TLS configuration (so its session cache is shared).
+    pub fn reconnect(&mut self) {
+        let cc = self.client_config.clone();
+        self.client_conn = self.client.connect(self.now, &cc, self.server_addr, "localhost", bytes::Bytes::new()).unwrap();
+        self.server_conn = None;
     }
 
     pub fn handshake(&mut self) {
