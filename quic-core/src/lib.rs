@@ -33,6 +33,7 @@ pub mod range_set;
 pub mod recovery;
 pub mod stream;
 pub mod cid_gen;
+pub mod qlog;
 pub mod rand;
 pub mod token;
 pub mod tls;

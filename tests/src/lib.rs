@@ -15,3 +15,5 @@ pub fn shared_data() -> PathBuf {
 pub fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s.trim()).unwrap_or_else(|e| panic!("bad hex in test data: {e}"))
 }
+
+pub mod sim;
