@@ -17,3 +17,4 @@ pub fn unhex(s: &str) -> Vec<u8> {
 }
 
 pub mod sim;
+pub mod udp;
