@@ -430,3 +430,53 @@ fn amplification_limit_with_large_certificate_chain() {
     p.blackhole_client_to_server = false;
     p.handshake();
 }
+
+/// A `Write` sink shared with the test.
+#[derive(Clone, Default)]
+struct SharedSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn qlog_trace_records_the_connection() {
+    let c = certs();
+    let mut p = Pair::new(17, server_tls(&c), client_tls(&c), TransportConfig::default());
+    let sink = SharedSink::default();
+    let now = p.now;
+    p.client().enable_qlog(Box::new(sink.clone()), now);
+    p.handshake();
+    transfer(&mut p, 20_000, Duration::from_secs(10));
+    let now = p.now;
+    p.client().close(now, 0, b"bye");
+    p.run_until(Duration::from_secs(5), |p| p.client.connection_count() == 0);
+    let bytes = sink.0.lock().unwrap().clone();
+    let records: Vec<serde_json::Value> = bytes
+        .split(|b| *b == 0x1e)
+        .filter(|r| !r.is_empty())
+        .map(|r| serde_json::from_slice(r).unwrap())
+        .collect();
+    let names: Vec<&str> = records.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(records[0].get("file_schema").is_some(), "header record first");
+    for want in ["quic:parameters_set", "quic:packet_sent", "quic:packet_received", "quic:connection_closed"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let sent_initial = records.iter().any(|r| {
+        r["name"] == "quic:packet_sent" && r["data"]["header"]["packet_type"] == "initial"
+    });
+    assert!(sent_initial);
+    let stream_frames = records
+        .iter()
+        .filter(|r| r["name"] == "quic:packet_sent")
+        .flat_map(|r| r["data"]["frames"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["frame_type"] == "stream")
+        .count();
+    assert!(stream_frames >= 15, "stream frames logged: {stream_frames}");
+}

@@ -263,6 +263,9 @@ impl Connection {
             self.remote_cids.set_initial_reset_token(t);
         }
         self.apply_peer_params(&p)?;
+        if let Some(q) = &mut self.qlog {
+            q.parameters_set(now, &crate::qlog::ParametersSet::from_transport_parameters(crate::qlog::Initiator::Remote, &p));
+        }
         self.peer_params = Some(p);
         self.reset_idle(now);
         Ok(())

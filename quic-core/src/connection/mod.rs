@@ -265,13 +265,14 @@ pub struct Connection {
     mtu: u16,
     pacing_deadline: Option<Instant>,
     stats: ConnectionStats,
-    grease_seed: u64,
     /// Scratch for TLS output, reused.
     tls_buf: Vec<u8>,
     /// Client: the server's first SCID was adopted as our DCID (RFC 9000 §7.2).
     remote_scid_locked: bool,
     /// Client: the newest NEW_TOKEN from the server, for the next connection.
     received_token: Option<Bytes>,
+    /// qlog trace of this connection, when enabled.
+    qlog: Option<Box<crate::qlog::QlogWriter>>,
 }
 
 impl core::fmt::Debug for Connection {
@@ -302,7 +303,6 @@ impl Connection {
         recovery_cfg.max_datagram_size = u64::from(cfg.initial_mtu.max(1200));
         recovery_cfg.congestion = cfg.congestion;
         let mut rng = params.rng;
-        let grease_seed = rng.next_u64();
         let local_cids = LocalCids::new(params.local_cid, params.cid_generator, params.reset_key);
         let mut conn = Connection {
             side,
@@ -352,10 +352,10 @@ impl Connection {
             mtu: cfg.initial_mtu.max(1200),
             pacing_deadline: None,
             stats: ConnectionStats::default(),
-            grease_seed,
             tls_buf: Vec::with_capacity(4096),
             remote_scid_locked: false,
             received_token: None,
+            qlog: None,
             config: cfg,
         };
         // Initial keys come from the client's first DCID (RFC 9001 §5.2).
@@ -441,6 +441,39 @@ impl Connection {
         let suite = crate::tls::provider::initial_suite();
         let v = if self.version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
         self.spaces[0].keys = Some(suite.keys(&dcid, rustls::Side::Server, v));
+    }
+
+    /// Starts a qlog trace (draft-ietf-quic-qlog, JSON-SEQ) into `sink`.
+    /// The caller opens the file; quic-core only writes.
+    pub fn enable_qlog(&mut self, sink: Box<dyn std::io::Write + Send>, now: Instant) {
+        use crate::qlog::{Initiator, ParametersSet, QlogWriter, TraceInfo, VantagePointType};
+        let vp = if self.side.is_server() { VantagePointType::Server } else { VantagePointType::Client };
+        let odcid = format!("{:?}", self.original_dcid);
+        let mut trace = TraceInfo::new(vp);
+        trace.group_id = Some(&odcid);
+        let mut w = QlogWriter::new(sink, now, &trace);
+        w.parameters_set(now, &ParametersSet::from_transport_parameters(Initiator::Local, &self.local_params));
+        self.qlog = Some(Box::new(w));
+    }
+
+    fn qlog_metrics(&mut self, now: Instant) {
+        let Some(q) = &mut self.qlog else { return };
+        let rtt = self.recovery.rtt();
+        q.recovery_metrics_updated(
+            now,
+            &crate::qlog::RecoveryMetrics {
+                min_rtt: Some(rtt.min_rtt()),
+                smoothed_rtt: Some(rtt.smoothed_rtt()),
+                latest_rtt: Some(rtt.latest_rtt()),
+                rtt_variance: Some(rtt.rttvar()),
+                pto_count: Some(self.recovery.pto_count().min(u16::MAX as u32) as u16),
+                congestion_window: Some(self.recovery.congestion_window()),
+                bytes_in_flight: Some(self.recovery.bytes_in_flight()),
+                ssthresh: None,
+                packets_in_flight: None,
+                pacing_rate: None,
+            },
+        );
     }
 
     pub fn side(&self) -> Side {
@@ -721,6 +754,22 @@ impl Connection {
 
     fn set_error(&mut self, err: ConnectionError) {
         if self.error.is_none() {
+            if let Some(q) = &mut self.qlog {
+                use crate::qlog::{CloseError, CloseTrigger, ConnectionClosed, Initiator};
+                let (initiator, error, trigger) = match &err {
+                    ConnectionError::TransportError(e) => (Initiator::Local, Some(CloseError::Transport(e.code)), CloseTrigger::Error),
+                    ConnectionError::PeerTransportClose { code, .. } => (Initiator::Remote, Some(CloseError::Transport(*code)), CloseTrigger::Error),
+                    ConnectionError::PeerApplicationClose { code, .. } => (Initiator::Remote, Some(CloseError::Application(*code)), CloseTrigger::Application),
+                    ConnectionError::LocallyClosed => (Initiator::Local, None, CloseTrigger::Application),
+                    ConnectionError::TimedOut => (Initiator::Local, None, CloseTrigger::IdleTimeout),
+                    ConnectionError::Reset => (Initiator::Remote, None, CloseTrigger::StatelessReset),
+                    ConnectionError::VersionMismatch => (Initiator::Remote, None, CloseTrigger::VersionMismatch),
+                };
+                let reason = err.to_string();
+                let now = q.reference_time();
+                q.connection_closed(now, &ConnectionClosed { initiator: Some(initiator), error, internal_code: None, reason: Some(&reason), trigger: Some(trigger) });
+                q.flush();
+            }
             self.error = Some(err.clone());
             self.events.push_back(Event::ConnectionLost(err));
         }

@@ -140,6 +140,13 @@ impl Connection {
             if let Some(k) = &mut self.one_rtt {
                 k.rotate(now, pto);
                 self.stats.key_updates += 1;
+                let gen = self.stats.key_updates;
+                if let Some(q) = &mut self.qlog {
+                    use crate::qlog::{KeyType, KeyUpdateTrigger};
+                    let (a, b) = (KeyType::Client1RttSecret, KeyType::Server1RttSecret);
+                    q.key_updated(now, a, Some(gen), Some(KeyUpdateTrigger::RemoteUpdate));
+                    q.key_updated(now, b, Some(gen), Some(KeyUpdateTrigger::RemoteUpdate));
+                }
             }
         }
         if let (Some(PhaseKey::Current | PhaseKey::Next), Some(k)) = (phase, &mut self.one_rtt) {
@@ -165,6 +172,23 @@ impl Connection {
         }
         let payload_start = header_len;
         let payload_end = header_len + payload_len;
+        if let Some(q) = &mut self.qlog {
+            let ty = match (space, zero_rtt) {
+                (SpaceId::Initial, _) => crate::qlog::PacketType::Initial,
+                (SpaceId::Handshake, _) => crate::qlog::PacketType::Handshake,
+                (SpaceId::Data, true) => crate::qlog::PacketType::ZeroRtt,
+                (SpaceId::Data, false) => crate::qlog::PacketType::OneRtt,
+            };
+            let mut hdr = match (h.version, ty) {
+                (Some(v), _) => crate::qlog::PacketHeader::long(ty, v, &h.dcid, &h.scid, pn),
+                (None, _) => crate::qlog::PacketHeader::short(&h.dcid, pn),
+            };
+            hdr.packet_number_length = Some((header_len - h.pn_offset) as u8);
+            let mut ev = crate::qlog::PacketEvent::new(hdr);
+            ev.raw = crate::qlog::RawInfo::length(packet.len());
+            let frames = FrameIter::new(&packet[payload_start..payload_end]).map_while(Result::ok);
+            q.packet_received(now, &ev, frames);
+        }
         let ack_eliciting = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, &packet[payload_start..payload_end]) {
             Ok(e) => e,
             Err(err) => {
@@ -499,9 +523,22 @@ impl Connection {
         }
         for p in out.lost.drain(..) {
             self.stats.packets_lost += 1;
+            if let Some(q) = &mut self.qlog {
+                let ty = match space {
+                    SpaceId::Initial => crate::qlog::PacketType::Initial,
+                    SpaceId::Handshake => crate::qlog::PacketType::Handshake,
+                    SpaceId::Data => crate::qlog::PacketType::OneRtt,
+                };
+                let hdr = crate::qlog::PacketHeader { packet_number: Some(p.pn), ..crate::qlog::PacketHeader::new(ty) };
+                q.packet_lost(now, &hdr, core::iter::empty::<Frame<'_>>(), None);
+            }
             self.on_frames_lost(p.payload);
         }
+        let rtt_updated = out.rtt_updated;
         self.ack_outcome = out;
+        if rtt_updated {
+            self.qlog_metrics(now);
+        }
         Ok(())
     }
 

@@ -553,6 +553,26 @@ impl Connection {
                 (&*k.local, &*k.local_hp)
             }
         };
+        if let Some(q) = &mut self.qlog {
+            let ty = match (p.space, p.zero_rtt) {
+                (SpaceId::Initial, _) => crate::qlog::PacketType::Initial,
+                (SpaceId::Handshake, _) => crate::qlog::PacketType::Handshake,
+                (SpaceId::Data, true) => crate::qlog::PacketType::ZeroRtt,
+                (SpaceId::Data, false) => crate::qlog::PacketType::OneRtt,
+            };
+            let dcid = self.remote_cids.active();
+            let scid = self.local_cids.initial();
+            let mut hdr = if ty == crate::qlog::PacketType::OneRtt {
+                crate::qlog::PacketHeader::short(&dcid, p.pn)
+            } else {
+                crate::qlog::PacketHeader::long(ty, self.version, &dcid, &scid, p.pn)
+            };
+            hdr.packet_number_length = Some(p.layout.pn_len as u8);
+            let mut ev = crate::qlog::PacketEvent::new(hdr);
+            ev.raw = crate::qlog::RawInfo::length(p.end + TAG_LEN - p.start);
+            let frames = crate::frame::FrameIter::new(&buf[header_len..p.end]).map_while(Result::ok);
+            q.packet_sent(now, &ev, frames);
+        }
         let pkt = &mut buf[p.start..p.end + TAG_LEN];
         let hl = header_len - p.start;
         let (header, rest) = pkt.split_at_mut(hl);
