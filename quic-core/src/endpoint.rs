@@ -177,6 +177,8 @@ pub struct Endpoint {
     stats: EndpointStats,
     handshakes: usize,
     closed: VecDeque<(ConnectionHandle, Option<crate::connection::ConnectionError>)>,
+    /// The latest `now` passed in; `maintain` has none of its own.
+    last_now: Instant,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -213,6 +215,7 @@ impl Endpoint {
             stats: EndpointStats::default(),
             handshakes: 0,
             closed: VecDeque::new(),
+            last_now: now,
         }
     }
 
@@ -310,6 +313,7 @@ impl Endpoint {
     /// Processes a datagram from `remote`. `data` is decrypted in place.
     pub fn handle(&mut self, now: Instant, remote: SocketAddr, ecn: Option<EcnCodepoint>, data: &mut [u8]) -> DatagramEvent {
         self.stats.datagrams_received += 1;
+        self.last_now = self.last_now.max(now);
         let Some(dcid) = peek_dcid(data, self.local_cid_len) else {
             self.stats.dropped_unparseable += 1;
             return DatagramEvent::Dropped(DropReason::Unparseable);
@@ -565,6 +569,16 @@ impl Endpoint {
                 CidEvent::Retired(cid) => {
                     self.routes.remove(&cid);
                 }
+            }
+        }
+        if conn.wants_new_token() {
+            if let Some(server) = &self.server {
+                // RFC 9000 §8.1.3: a token for the client's next connection,
+                // bound to its address (not port).
+                let unix_now = server.unix_time_at_start + self.last_now.saturating_duration_since(self.start).as_secs();
+                let remote = conn.remote_address();
+                let t = server.token_key.seal(TokenKind::NewToken, remote, &ConnectionId::EMPTY, &ConnectionId::EMPTY, unix_now, &mut *self.rng);
+                conn.queue_new_token(Bytes::copy_from_slice(t.as_bytes()));
             }
         }
         if !conn.is_handshaking() {

@@ -480,3 +480,25 @@ fn qlog_trace_records_the_connection() {
         .count();
     assert!(stream_frames >= 15, "stream frames logged: {stream_frames}");
 }
+
+#[test]
+fn new_token_validates_the_next_connection() {
+    let c = certs();
+    let mut p = Pair::with(18, server_tls(&c), client_tls(&c), TransportConfig::default(), |s| {
+        s.retry = quic_core::endpoint::RetryPolicy::Always;
+    }, quic_core::Version::V1);
+    p.handshake();
+    assert_eq!(p.server.stats().retries_sent, 1);
+    let mut token = None;
+    p.run_until(Duration::from_secs(5), |p| {
+        token = p.client().take_new_token();
+        token.is_some()
+    });
+    // The next connection presents the token: no Retry is needed.
+    let cc = p.client_config.clone();
+    let (now, addr) = (p.now, p.server_addr);
+    p.client_conn = p.client.connect(now, &cc, addr, "localhost", token.unwrap()).unwrap();
+    p.server_conn = None;
+    p.handshake();
+    assert_eq!(p.server.stats().retries_sent, 1, "token accepted, no second Retry");
+}

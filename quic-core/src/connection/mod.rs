@@ -273,6 +273,7 @@ pub struct Connection {
     received_token: Option<Bytes>,
     /// qlog trace of this connection, when enabled.
     qlog: Option<Box<crate::qlog::QlogWriter>>,
+    new_token_queued: bool,
 }
 
 impl core::fmt::Debug for Connection {
@@ -356,6 +357,7 @@ impl Connection {
             remote_scid_locked: false,
             received_token: None,
             qlog: None,
+            new_token_queued: false,
             config: cfg,
         };
         // Initial keys come from the client's first DCID (RFC 9001 §5.2).
@@ -698,6 +700,17 @@ impl Connection {
         }
         self.datagrams_out.push_back(data);
         true
+    }
+
+    /// Server: the handshake is confirmed and no NEW_TOKEN was queued yet
+    /// (RFC 9000 §8.1.3); the endpoint then calls [`Connection::queue_new_token`].
+    pub fn wants_new_token(&self) -> bool {
+        self.side.is_server() && self.handshake_confirmed && !self.new_token_queued
+    }
+
+    pub fn queue_new_token(&mut self, token: Bytes) {
+        self.new_token_queued = true;
+        self.pending.new_token = Some(token);
     }
 
     /// Client: a token from NEW_TOKEN to present on the next connection to
