@@ -107,6 +107,9 @@ impl LocalCids {
     }
 }
 
+/// RETIRE_CONNECTION_ID frames we may owe at once.
+const MAX_PENDING_RETIRE: usize = 256;
+
 /// IDs the peer issued to us.
 #[derive(Debug)]
 pub struct RemoteCids {
@@ -188,6 +191,10 @@ impl RemoteCids {
                     }
                 }
             }
+        }
+        // RFC 9000 §5.1.2: bound the retirements we still owe.
+        if self.pending_retire.len() > MAX_PENDING_RETIRE {
+            return Err(Error::new(TransportErrorCode::CONNECTION_ID_LIMIT_ERROR, "too many connection IDs to retire").with_frame_type(FT));
         }
         // §5.1.1: more active IDs than our limit is CONNECTION_ID_LIMIT_ERROR.
         if self.spare.len() as u64 + 1 > self.limit {

@@ -490,8 +490,11 @@ impl Connection {
                 if self.datagrams_in.len() >= MAX_QUEUED_DATAGRAMS {
                     self.datagrams_in.pop_front();
                 }
+                if self.datagrams_in.is_empty() {
+                    // One event per empty→non-empty transition (bounded queue).
+                    self.events.push_back(Event::DatagramReceived);
+                }
                 self.datagrams_in.push_back(bytes::Bytes::copy_from_slice(data));
-                self.events.push_back(Event::DatagramReceived);
             }
         }
         Ok(())
@@ -551,11 +554,14 @@ impl Connection {
             let id = StreamId(r.id);
             if let Some(s) = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()) {
                 let was_closed = s.is_closed();
+                let was_blocked = s.writable() == 0;
                 s.on_ack(r.offset, r.len as usize, r.fin);
                 if !was_closed && s.is_closed() {
                     self.streams.events.push_back(StreamEvent::Finished(id));
                 }
-                if s.writable() > 0 && !s.is_finished() {
+                // Only a stream whose buffer was full becomes writable again;
+                // one event per transition keeps the queue bounded.
+                if was_blocked && s.writable() > 0 && !s.is_finished() {
                     self.streams.events.push_back(StreamEvent::Writable(id));
                 }
             }
