@@ -502,3 +502,22 @@ fn new_token_validates_the_next_connection() {
     p.handshake();
     assert_eq!(p.server.stats().retries_sent, 1, "token accepted, no second Retry");
 }
+
+#[test]
+fn sslkeylogfile_records_secrets() {
+    let c = certs();
+    let path = std::env::temp_dir().join(format!("quicpro-keylog-{}.txt", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    // rustls' KeyLogFile reads the variable when the config is built.
+    std::env::set_var("SSLKEYLOGFILE", &path);
+    let mut ct = client_tls(&c);
+    ct.key_log = true;
+    let mut p = Pair::new(19, server_tls(&c), ct, TransportConfig::default());
+    std::env::remove_var("SSLKEYLOGFILE");
+    p.handshake();
+    let log = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    for label in ["CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"] {
+        assert!(log.lines().any(|l| l.starts_with(label)), "{label} missing from key log");
+    }
+}
