@@ -4,3 +4,5 @@
 //! Not written yet: this crate will hold the H3 frame codec, QPACK (static
 //! table, Huffman, dynamic table, encoder/decoder streams) and the client and
 //! server connection state machines. See issue "h3-core".
+
+pub mod qpack;
