@@ -10,3 +10,4 @@ pub mod frame;
 pub mod message;
 pub mod settings;
 pub mod stream_type;
+pub mod qpack;

@@ -1,0 +1,648 @@
+//! The QPACK encoder (RFC 9204 §2.1, §4.3 sending side, §4.4 receiving
+//! side, §4.5).
+//!
+//! Sans-I/O: [`Encoder::encode`] turns a header list into an encoded field
+//! section plus encoder-stream bytes (send those first, on the encoder
+//! stream); [`Encoder::feed_decoder_stream`] takes the peer decoder's
+//! acknowledgments.
+//!
+//! # Policy
+//! For each field line, in order:
+//! 1. Sensitive fields (see [`is_sensitive`], or `never_index` set by the
+//!    caller) become literals with the 'N' bit and are never inserted
+//!    (RFC 9204 §7.1.3). Their name may still come from the static table.
+//! 2. A full static match is an indexed static line.
+//! 3. A full dynamic match is referenced if it may be: the entry is not in
+//!    the draining region, and either acknowledged or the stream may block.
+//!    A draining match is re-inserted with Duplicate (§4.3.4) instead.
+//! 4. Otherwise the line is inserted if it is worth it ([`worth_inserting`]:
+//!    fits in 3/4 of the table, and not a volatile value such as `:path`
+//!    whose name is already referenceable), likely to repeat, and room can
+//!    be made by evicting only evictable entries (§2.1.1); it is referenced
+//!    if the stream may block. "Likely to repeat" means: the name is not
+//!    referenceable yet (the entry makes it so), or the line was seen
+//!    recently (a bounded fingerprint filter), or the stream may block and
+//!    the entry is small (at most 1/32 of the table). The idea: an insert
+//!    costs about as much as a literal; a section that may block uses it at
+//!    once, while one that may not pays twice and profits only on a repeat,
+//!    and large one-off values would flush entries that do repeat.
+//! 5. Otherwise a literal, with the cheapest usable name reference (static,
+//!    then dynamic), else a literal name.
+//!
+//! Strings are Huffman coded when that is shorter. A stream "may block" if
+//! it already has a section that may block, or fewer than the peer's
+//! SETTINGS_QPACK_BLOCKED_STREAMS streams currently may (§2.1.2).
+//!
+//! Every dynamic reference in a section not yet acknowledged counts
+//! against its entry; such entries, and entries whose insertion is not yet
+//! acknowledged, are never evicted (§2.1.1).
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use super::error::QpackError;
+use super::field::HeaderField;
+use super::instructions::{self, DecoderInstruction};
+use super::prefix_int;
+use super::static_table::{self, StaticMatch};
+use super::string;
+use super::table::{entry_size, DynamicTable};
+use super::ENTRY_OVERHEAD;
+
+/// Encoder settings: the peer decoder's SETTINGS plus local policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderConfig {
+    /// Peer's SETTINGS_QPACK_MAX_TABLE_CAPACITY (RFC 9204 §5).
+    pub max_table_capacity: u64,
+    /// Peer's SETTINGS_QPACK_BLOCKED_STREAMS (RFC 9204 §5).
+    pub max_blocked_streams: usize,
+    /// Capacity we want to use; clamped to `max_table_capacity`. Set with a
+    /// Set Dynamic Table Capacity instruction before the first insert.
+    pub table_capacity: u64,
+    /// Huffman-code strings when shorter.
+    pub use_huffman: bool,
+    /// Bound on field sections awaiting acknowledgment that reference the
+    /// dynamic table; past it, sections use only the static table and
+    /// literals, so a peer that never acknowledges cannot grow our state.
+    pub max_unacked_sections: usize,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            max_table_capacity: 0,
+            max_blocked_streams: 0,
+            table_capacity: 4096,
+            use_huffman: true,
+            max_unacked_sections: 1024,
+        }
+    }
+}
+
+impl EncoderConfig {
+    /// Settings received from the peer, with default local policy.
+    pub fn from_peer(max_table_capacity: u64, max_blocked_streams: usize) -> Self {
+        Self {
+            max_table_capacity,
+            max_blocked_streams,
+            ..Self::default()
+        }
+    }
+}
+
+/// Why [`Encoder::set_capacity`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetCapacityError {
+    /// Above the peer's SETTINGS_QPACK_MAX_TABLE_CAPACITY (RFC 9204 §3.2.3).
+    AboveMaximum,
+    /// Would evict an entry that is not evictable (RFC 9204 §4.3.1).
+    WouldEvictReferenced,
+}
+
+/// An encoded section still awaiting acknowledgment.
+#[derive(Debug)]
+struct Section {
+    required_insert_count: u64,
+    /// Absolute indices referenced, one per reference.
+    refs: Vec<u64>,
+}
+
+/// Fields that are never indexed. The rule: `authorization` and
+/// `proxy-authorization` always (credentials), and `cookie` / `set-cookie`
+/// values shorter than 20 bytes (short, low-entropy values are the easiest
+/// to recover by probing the table, RFC 9204 §7.1.3; long cookies are
+/// compressed, as typical browsers send many of them). Names are expected in
+/// lowercase, as HTTP/3 requires (RFC 9114 §4.2).
+pub fn is_sensitive(name: &[u8], value: &[u8]) -> bool {
+    match name {
+        b"authorization" | b"proxy-authorization" => true,
+        b"cookie" | b"set-cookie" => value.len() < 20,
+        _ => false,
+    }
+}
+
+/// Names whose values rarely repeat between sections: once the name can be
+/// referenced (static table or an existing dynamic entry), their values are
+/// sent as literals rather than inserted, to keep room for lines that do
+/// repeat.
+fn is_volatile(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b":path"
+            | b"content-length"
+            | b"content-range"
+            | b"etag"
+            | b"last-modified"
+            | b"if-modified-since"
+            | b"if-none-match"
+            | b"age"
+            | b"expires"
+    )
+}
+
+/// Whether inserting (name, value) pays: it must fit in at most 3/4 of the
+/// table (so one line cannot flush everything), and volatile values are
+/// not inserted when the name is already referenceable.
+pub fn worth_inserting(name: &[u8], value: &[u8], capacity: u64, name_known: bool) -> bool {
+    let size = entry_size(name.len(), value.len());
+    size <= capacity / 4 * 3 && !(name_known && is_volatile(name))
+}
+
+/// The QPACK encoder.
+#[derive(Debug)]
+pub struct Encoder {
+    config: EncoderConfig,
+    table: DynamicTable,
+    /// MaxEntries for Required Insert Count encoding (RFC 9204 §4.5.1.1),
+    /// from the peer's maximum (not our chosen capacity).
+    max_entries: u64,
+    /// Whether the configured capacity has been announced.
+    capacity_announced: bool,
+    /// Known Received Count (RFC 9204 §2.1.4).
+    known_received_count: u64,
+    /// Per stream, unacknowledged sections with dynamic references, oldest
+    /// first (RFC 9204 §2.2.2.1 acknowledges them in order).
+    outstanding: HashMap<u64, VecDeque<Section>>,
+    outstanding_count: usize,
+    /// Tail of the decoder stream holding an incomplete instruction.
+    decoder_buf: Vec<u8>,
+    /// Field lines of the section being encoded (the prefix goes first but
+    /// is known only at the end).
+    scratch: Vec<u8>,
+    /// Fingerprints of recently encoded (name, value) lines that were not
+    /// inserted, direct-mapped: a bounded "seen before" filter.
+    seen: Box<[u64; SEEN_SLOTS]>,
+}
+
+/// Size of the "seen before" filter.
+const SEEN_SLOTS: usize = 1024;
+
+/// Fingerprint of a field line for the "seen before" filter (FNV-1a; a
+/// collision only changes a compression choice).
+fn fingerprint(name: &[u8], value: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name.iter().chain(&[0xff]).chain(value) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h | 1 // 0 marks an empty slot
+}
+
+/// Longest decoder instruction: one byte plus ten continuation bytes.
+const MAX_DECODER_INSTRUCTION: usize = 1 + prefix_int::MAX_CONTINUATION_BYTES;
+
+impl Encoder {
+    pub fn new(config: EncoderConfig) -> Self {
+        Self {
+            max_entries: config.max_table_capacity / ENTRY_OVERHEAD,
+            config,
+            table: DynamicTable::with_index(),
+            capacity_announced: false,
+            known_received_count: 0,
+            outstanding: HashMap::new(),
+            outstanding_count: 0,
+            decoder_buf: Vec::new(),
+            scratch: Vec::new(),
+            seen: Box::new([0; SEEN_SLOTS]),
+        }
+    }
+
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    /// The encoder's copy of the dynamic table.
+    pub fn table(&self) -> &DynamicTable {
+        &self.table
+    }
+
+    /// Known Received Count (RFC 9204 §2.1.4).
+    pub fn known_received_count(&self) -> u64 {
+        self.known_received_count
+    }
+
+    /// Unacknowledged sections that reference the dynamic table.
+    pub fn outstanding_sections(&self) -> usize {
+        self.outstanding_count
+    }
+
+    /// Streams that could currently be blocked at the decoder (have an
+    /// unacknowledged section with RIC above the Known Received Count).
+    pub fn blocking_streams(&self) -> usize {
+        let krc = self.known_received_count;
+        self.outstanding
+            .values()
+            .filter(|q| q.iter().any(|s| s.required_insert_count > krc))
+            .count()
+    }
+
+    fn stream_may_block_already(&self, stream_id: u64) -> bool {
+        let krc = self.known_received_count;
+        self.outstanding
+            .get(&stream_id)
+            .is_some_and(|q| q.iter().any(|s| s.required_insert_count > krc))
+    }
+
+    /// RFC 9204 §2.1.1: evictable once acknowledged and unreferenced.
+    fn evictable(krc: u64) -> impl Fn(u64, &super::table::Entry) -> bool {
+        move |abs, e| abs < krc && e.refs_is_zero()
+    }
+
+    /// Emits Set Dynamic Table Capacity (RFC 9204 §4.3.1) and applies it.
+    /// Refuses capacities above the peer's maximum, and reductions that
+    /// would evict entries that are not evictable.
+    pub fn set_capacity(
+        &mut self,
+        capacity: u64,
+        out_encoder_stream: &mut Vec<u8>,
+    ) -> Result<(), SetCapacityError> {
+        if capacity > self.config.max_table_capacity {
+            return Err(SetCapacityError::AboveMaximum);
+        }
+        if !self
+            .table
+            .can_shrink_to(capacity, Self::evictable(self.known_received_count))
+        {
+            return Err(SetCapacityError::WouldEvictReferenced);
+        }
+        instructions::write_set_capacity(capacity, out_encoder_stream);
+        self.table.set_capacity(capacity);
+        self.capacity_announced = true;
+        Ok(())
+    }
+
+    /// Encodes `headers` as one field section for `stream_id`: appends the
+    /// section to `out_field_section` and any encoder instructions to
+    /// `out_encoder_stream` (to be sent on the encoder stream; the decoder
+    /// can decode the section once those arrive). Sensitive fields are
+    /// chosen by [`is_sensitive`].
+    pub fn encode<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &mut self,
+        stream_id: u64,
+        headers: &[(N, V)],
+        out_field_section: &mut Vec<u8>,
+        out_encoder_stream: &mut Vec<u8>,
+    ) {
+        let lines = headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref(), false));
+        self.encode_lines(stream_id, lines, out_field_section, out_encoder_stream);
+    }
+
+    /// Like [`Self::encode`], honouring each field's `never_index` flag in
+    /// addition to [`is_sensitive`].
+    pub fn encode_fields(
+        &mut self,
+        stream_id: u64,
+        fields: &[HeaderField],
+        out_field_section: &mut Vec<u8>,
+        out_encoder_stream: &mut Vec<u8>,
+    ) {
+        let lines = fields
+            .iter()
+            .map(|f| (&f.name[..], &f.value[..], f.never_index));
+        self.encode_lines(stream_id, lines, out_field_section, out_encoder_stream);
+    }
+
+    fn encode_lines<'a>(
+        &mut self,
+        stream_id: u64,
+        lines: impl Iterator<Item = (&'a [u8], &'a [u8], bool)>,
+        out_field_section: &mut Vec<u8>,
+        out_encoder_stream: &mut Vec<u8>,
+    ) {
+        if !self.capacity_announced {
+            let cap = self
+                .config
+                .table_capacity
+                .min(self.config.max_table_capacity);
+            if cap > 0 {
+                // Cannot fail: the table is empty and `cap` is within the
+                // maximum.
+                let _ = self.set_capacity(cap, out_encoder_stream);
+            }
+            self.capacity_announced = true;
+        }
+        let mut ctx = SectionCtx {
+            base: self.table.insert_count(),
+            may_block: self.stream_may_block_already(stream_id)
+                || self.blocking_streams() < self.config.max_blocked_streams,
+            use_dynamic: self.table.capacity() > 0
+                && self.max_entries > 0
+                && self.outstanding_count < self.config.max_unacked_sections,
+            refs: Vec::new(),
+        };
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        for (name, value, never_index) in lines {
+            self.encode_line(
+                &mut ctx,
+                name,
+                value,
+                never_index,
+                &mut buf,
+                out_encoder_stream,
+            );
+        }
+
+        // RFC 9204 §4.5.1: prefix. RIC is one more than the largest
+        // referenced absolute index.
+        let ric = ctx.refs.iter().max().map_or(0, |&m| m + 1);
+        if ric == 0 {
+            out_field_section.extend_from_slice(&[0, 0]);
+        } else {
+            // §4.5.1.1 encoding, modulo 2 * MaxEntries.
+            let encoded = ric % (2 * self.max_entries) + 1;
+            prefix_int::encode(encoded, 8, 0, out_field_section);
+            // §4.5.1.2 Base as sign + delta.
+            if ctx.base >= ric {
+                prefix_int::encode(ctx.base - ric, 7, 0x00, out_field_section);
+            } else {
+                prefix_int::encode(ric - ctx.base - 1, 7, 0x80, out_field_section);
+            }
+            self.outstanding
+                .entry(stream_id)
+                .or_default()
+                .push_back(Section {
+                    required_insert_count: ric,
+                    refs: std::mem::take(&mut ctx.refs),
+                });
+            self.outstanding_count += 1;
+        }
+        out_field_section.extend_from_slice(&buf);
+        self.scratch = buf;
+    }
+
+    /// Whether `abs` may be referenced from the current section.
+    fn referenceable(&self, ctx: &SectionCtx, abs: u64) -> bool {
+        self.table.get(abs).is_some()
+            && (abs < self.known_received_count || ctx.may_block)
+            && !self.draining(abs)
+    }
+
+    /// Whether this line was encoded recently without being inserted;
+    /// records it either way.
+    fn seen_before(&mut self, name: &[u8], value: &[u8]) -> bool {
+        let h = fingerprint(name, value);
+        let slot = &mut self.seen[(h % SEEN_SLOTS as u64) as usize];
+        let hit = *slot == h;
+        *slot = h;
+        hit
+    }
+
+    /// RFC 9204 §2.1.1.1 draining index: entries in the oldest part of the
+    /// table are not newly referenced once free space falls below a quarter
+    /// of the capacity, so they can become evictable.
+    fn draining(&self, abs: u64) -> bool {
+        let reserve = self.table.capacity() / 4;
+        let free = self.table.capacity().saturating_sub(self.table.size());
+        let drain_bytes = reserve.saturating_sub(free);
+        drain_bytes > 0 && self.table.bytes_through(abs) <= drain_bytes
+    }
+
+    fn add_ref(&mut self, ctx: &mut SectionCtx, abs: u64) {
+        self.table.add_ref(abs);
+        ctx.refs.push(abs);
+    }
+
+    /// Inserts if room can be made without evicting protected entries.
+    fn can_insert(&self, size: u64) -> bool {
+        self.table
+            .can_insert(size, Self::evictable(self.known_received_count))
+    }
+
+    fn encode_line(
+        &mut self,
+        ctx: &mut SectionCtx,
+        name: &[u8],
+        value: &[u8],
+        never_index: bool,
+        out: &mut Vec<u8>,
+        enc: &mut Vec<u8>,
+    ) {
+        let huffman = self.config.use_huffman;
+        let sensitive = never_index || is_sensitive(name, value);
+        let static_match = static_table::find(name, value);
+        if !sensitive {
+            if let Some(StaticMatch::Full(i)) = static_match {
+                // §4.5.2 indexed, static.
+                prefix_int::encode(u64::from(i), 6, 0xc0, out);
+                return;
+            }
+        }
+        if ctx.use_dynamic && !sensitive {
+            if let Some(abs) = self.table.find(name, value) {
+                if self.referenceable(ctx, abs) {
+                    self.add_ref(ctx, abs);
+                    write_indexed_dynamic(ctx.base, abs, out);
+                    return;
+                }
+                // Draining or unacknowledged: duplicate it (§4.3.4) if the
+                // copy could be referenced.
+                if ctx.may_block && self.can_insert(entry_size(name.len(), value.len())) {
+                    let relative = self.table.insert_count() - 1 - abs;
+                    if let Some(e) = self.table.get(abs) {
+                        let (n, v) = (e.name.clone(), e.value.clone());
+                        if let Ok(new_abs) = self.table.insert(n, v) {
+                            instructions::write_duplicate(relative, enc);
+                            self.add_ref(ctx, new_abs);
+                            write_indexed_dynamic(ctx.base, new_abs, out);
+                            return;
+                        }
+                    }
+                }
+            } else {
+                let static_name = match static_match {
+                    Some(StaticMatch::Name(i) | StaticMatch::Full(i)) => Some(i),
+                    None => None,
+                };
+                let dynamic_name = self.table.find_name(name);
+                let name_known = static_name.is_some() || dynamic_name.is_some();
+                // "Likely to repeat", see the module documentation.
+                let small = entry_size(name.len(), value.len()) * 32 <= self.table.capacity();
+                let repeat_likely =
+                    (ctx.may_block && small) || !name_known || self.seen_before(name, value);
+                if repeat_likely
+                    && worth_inserting(name, value, self.table.capacity(), name_known)
+                    && self.can_insert(entry_size(name.len(), value.len()))
+                {
+                    // §4.3.2 / §4.3.3: the cheapest name form. Encoder-stream
+                    // references need no acknowledgment (§2.1.1).
+                    if let Some(i) = static_name {
+                        instructions::write_insert_with_name_ref(
+                            true,
+                            u64::from(i),
+                            value,
+                            huffman,
+                            enc,
+                        );
+                    } else if let Some(d) = dynamic_name {
+                        let relative = self.table.insert_count() - 1 - d;
+                        instructions::write_insert_with_name_ref(
+                            false, relative, value, huffman, enc,
+                        );
+                    } else {
+                        instructions::write_insert_with_literal_name(name, value, huffman, enc);
+                    }
+                    let (n, v) = match dynamic_name.and_then(|d| self.table.get(d)) {
+                        // Share the stored name rather than copy it again.
+                        Some(e) => (e.name.clone(), Bytes::copy_from_slice(value)),
+                        None => (Bytes::copy_from_slice(name), Bytes::copy_from_slice(value)),
+                    };
+                    if let Ok(new_abs) = self.table.insert(n, v) {
+                        if ctx.may_block {
+                            self.add_ref(ctx, new_abs);
+                            write_indexed_dynamic(ctx.base, new_abs, out);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        self.write_literal(ctx, name, value, sensitive, static_match, out);
+    }
+
+    /// §4.5.4 - §4.5.6 literals, with the cheapest usable name reference.
+    fn write_literal(
+        &mut self,
+        ctx: &mut SectionCtx,
+        name: &[u8],
+        value: &[u8],
+        sensitive: bool,
+        static_match: Option<StaticMatch>,
+        out: &mut Vec<u8>,
+    ) {
+        let huffman = self.config.use_huffman;
+        let n_bit = if sensitive { 0x20 } else { 0 };
+        if let Some(StaticMatch::Name(i) | StaticMatch::Full(i)) = static_match {
+            // 01 N T=1 index(4+).
+            prefix_int::encode(u64::from(i), 4, 0x50 | n_bit, out);
+        } else if let Some(abs) = ctx
+            .use_dynamic
+            .then(|| self.table.find_name(name))
+            .flatten()
+            .filter(|&abs| self.referenceable(ctx, abs))
+        {
+            self.add_ref(ctx, abs);
+            if abs < ctx.base {
+                // 01 N T=0 relative(4+).
+                prefix_int::encode(ctx.base - 1 - abs, 4, 0x40 | n_bit, out);
+            } else {
+                // 0000 N post-base(3+).
+                prefix_int::encode(abs - ctx.base, 3, if sensitive { 0x08 } else { 0 }, out);
+            }
+        } else {
+            // 001 N H len(3+) name.
+            string::write(
+                name,
+                4,
+                0x20 | if sensitive { 0x10 } else { 0 },
+                huffman,
+                out,
+            );
+        }
+        string::write(value, 8, 0, huffman, out);
+    }
+
+    /// Processes decoder-stream bytes (RFC 9204 §4.4), in any chunking.
+    /// Errors are QPACK_DECODER_STREAM_ERROR connection errors.
+    pub fn feed_decoder_stream(&mut self, data: &[u8]) -> Result<(), QpackError> {
+        let mut buf = std::mem::take(&mut self.decoder_buf);
+        buf.extend_from_slice(data);
+        let mut used = 0;
+        let result = loop {
+            let rest = buf.get(used..).unwrap_or_default();
+            match DecoderInstruction::parse(rest) {
+                Ok(Some((inst, len))) => {
+                    if let Err(e) = self.execute(inst) {
+                        break Err(e);
+                    }
+                    used += len;
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if result.is_err() {
+            // The connection is closing; keep nothing.
+            buf.clear();
+        } else {
+            buf.drain(..used);
+        }
+        // Only integers travel here; anything longer failed to parse above.
+        debug_assert!(buf.len() <= MAX_DECODER_INSTRUCTION);
+        self.decoder_buf = buf;
+        result
+    }
+
+    fn execute(&mut self, inst: DecoderInstruction) -> Result<(), QpackError> {
+        match inst {
+            DecoderInstruction::SectionAcknowledgment { stream_id } => {
+                // §4.4.1: acknowledges the oldest outstanding section.
+                let section = self
+                    .outstanding
+                    .get_mut(&stream_id)
+                    .and_then(|q| q.pop_front())
+                    .ok_or(QpackError::decoder_stream(
+                        "acknowledgment for no outstanding section",
+                    ))?;
+                if self
+                    .outstanding
+                    .get(&stream_id)
+                    .is_some_and(|q| q.is_empty())
+                {
+                    self.outstanding.remove(&stream_id);
+                }
+                self.outstanding_count -= 1;
+                // §2.1.4: the Known Received Count rises to the section's RIC.
+                self.known_received_count =
+                    self.known_received_count.max(section.required_insert_count);
+                for abs in section.refs {
+                    self.table.release_ref(abs);
+                }
+            }
+            DecoderInstruction::StreamCancellation { stream_id } => {
+                // §4.4.2: all references on the stream are released; nothing
+                // is learnt about inserts.
+                if let Some(q) = self.outstanding.remove(&stream_id) {
+                    self.outstanding_count -= q.len();
+                    for abs in q.into_iter().flat_map(|s| s.refs) {
+                        self.table.release_ref(abs);
+                    }
+                }
+            }
+            DecoderInstruction::InsertCountIncrement { increment } => {
+                // §4.4.3: zero, or past what we sent, is an error.
+                let new = self.known_received_count.checked_add(increment);
+                match new {
+                    Some(n) if increment > 0 && n <= self.table.insert_count() => {
+                        self.known_received_count = n;
+                    }
+                    _ => return Err(QpackError::decoder_stream("invalid Insert Count Increment")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-section encoding state.
+#[derive(Debug)]
+struct SectionCtx {
+    /// Insert count when the section started (RFC 9204 §4.5.1.2).
+    base: u64,
+    /// May this section reference unacknowledged entries?
+    may_block: bool,
+    /// May it reference the dynamic table at all?
+    use_dynamic: bool,
+    /// Dynamic references made so far.
+    refs: Vec<u64>,
+}
+
+/// §4.5.2 / §4.5.3: indexed dynamic line, relative or post-base.
+fn write_indexed_dynamic(base: u64, abs: u64, out: &mut Vec<u8>) {
+    if abs < base {
+        prefix_int::encode(base - 1 - abs, 6, 0x80, out);
+    } else {
+        prefix_int::encode(abs - base, 4, 0x10, out);
+    }
+}
