@@ -1,9 +1,14 @@
 //! Sans-I/O HTTP/3 (RFC 9114) and QPACK with the dynamic table (RFC 9204),
 //! running over `quic-core`'s stream API.
 //!
-//! Not written yet: this crate will hold the H3 frame codec, QPACK (static
-//! table, Huffman, dynamic table, encoder/decoder streams) and the client and
-//! server connection state machines. See issue "h3-core".
+//! - [`frame`]: incremental HTTP/3 frame decoding (DATA streams through
+//!   without buffering) and encoding; [`settings`]; [`stream_type`].
+//! - [`message`]: request/response validation (RFC 9114 §4).
+//! - [`qpack`]: QPACK encoder and decoder with the dynamic table, Huffman,
+//!   blocked streams, and bounds against decompression bombs.
+//! - [`error`]: H3 and QPACK error codes.
+//!
+//! The connection layer that ties these to quic-core streams is next.
 
 pub mod error;
 pub mod frame;
