@@ -18,3 +18,4 @@ pub fn unhex(s: &str) -> Vec<u8> {
 
 pub mod sim;
 pub mod udp;
+pub mod pair;

@@ -1,11 +1,9 @@
 //! Two endpoints in memory: handshake, streams, loss, close.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use quicpro_tests::pair::*;
 use quic_core::config::TransportConfig;
 use quic_core::stream::Dir;
 

@@ -1,6 +1,6 @@
 //! A minimal in-memory harness: two endpoints exchanging datagrams over
 //! simulated time, optionally dropping packets.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
