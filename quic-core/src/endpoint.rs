@@ -531,7 +531,7 @@ impl Endpoint {
             return DatagramEvent::Dropped(DropReason::UnknownConnection);
         }
         self.reset_budget.1 += 1;
-        let len = (data.len() - 1).min(43).max(MIN_RESET);
+        let len = (data.len() - 1).clamp(MIN_RESET, 43);
         let mut buf = vec![0u8; len];
         self.rng.fill(&mut buf[..len - 16]);
         // Looks like a short header: form 0, fixed bit 1.

@@ -303,7 +303,7 @@ impl Connection {
         recovery_cfg.initial_rtt = cfg.initial_rtt;
         recovery_cfg.max_datagram_size = u64::from(cfg.initial_mtu.max(1200));
         recovery_cfg.congestion = cfg.congestion;
-        let mut rng = params.rng;
+        let rng = params.rng;
         let local_cids = LocalCids::new(params.local_cid, params.cid_generator, params.reset_key);
         let mut conn = Connection {
             side,

@@ -292,12 +292,15 @@ impl Connection {
         // CRYPTO.
         {
             let s = &mut self.spaces[space.index()];
-            while p.room() > 8 {
+            'crypto: {
+                if p.room() <= 8 {
+                    break 'crypto;
+                }
                 let probe_room = p.room().saturating_sub(16);
-                let Some(chunk) = s.crypto_send.next_chunk(probe_room, u64::MAX >> 2) else { break };
+                let Some(chunk) = s.crypto_send.next_chunk(probe_room, u64::MAX >> 2) else { break 'crypto };
                 let Some(h) = CryptoFrameHeader::fit(chunk.offset, chunk.len, p.room()) else {
                     s.crypto_send.on_lost(chunk.offset, chunk.len, false);
-                    break;
+                    break 'crypto;
                 };
                 if h.len < chunk.len {
                     // Return what does not fit; it goes in the next packet.
@@ -305,17 +308,17 @@ impl Connection {
                 }
                 let mut w = Writer::new(&mut buf[p.end..p.limit]);
                 if h.encode(&mut w).is_err() {
-                    break;
+                    break 'crypto;
                 }
                 let hl = w.len();
                 let at = p.end + hl;
                 if !s.crypto_send.copy_chunk(chunk.offset, h.len, &mut buf[at..at + h.len]) {
-                    break;
+                    break 'crypto;
                 }
                 p.end = at + h.len;
                 p.frames.crypto = Some((chunk.offset, h.len as u32));
                 p.ack_eliciting = true;
-                break; // One CRYPTO frame per packet keeps the metadata small.
+                // One CRYPTO frame per packet keeps the metadata small.
             }
         }
         if space == SpaceId::Data {
