@@ -10,6 +10,7 @@
 //!
 //! The connection layer that ties these to quic-core streams is next.
 
+pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod message;

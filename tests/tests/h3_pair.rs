@@ -1,0 +1,387 @@
+//! HTTP/3 over two in-memory QUIC endpoints: requests, bodies, trailers,
+//! QPACK dynamic table use, GOAWAY, and the error cases of RFC 9114 §8.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h3_core::connection::{H3Config, H3Connection, H3Event};
+use h3_core::error::H3ErrorCode;
+use h3_core::qpack::HeaderField;
+use quic_core::config::TransportConfig;
+use quic_core::connection::{ConnectionError, Side};
+use quic_core::stream::{Dir, StreamId};
+use quicpro_tests::pair::*;
+
+struct H3Pair {
+    p: Pair,
+    client: H3Connection,
+    server: H3Connection,
+    client_events: Vec<H3Event>,
+    server_events: Vec<H3Event>,
+}
+
+fn hf(n: &str, v: &str) -> HeaderField {
+    HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
+}
+
+fn get(path: &str) -> Vec<HeaderField> {
+    vec![hf(":method", "GET"), hf(":scheme", "https"), hf(":authority", "localhost"), hf(":path", path), hf("user-agent", "quicpro-test/1.0"), hf("accept", "*/*")]
+}
+
+impl H3Pair {
+    fn new(seed: u64) -> Self {
+        let c = certs();
+        let t = TransportConfig { max_concurrent_bidi_streams: 300, ..TransportConfig::default() };
+        let mut p = Pair::new(seed, server_tls(&c), client_tls(&c), t);
+        p.handshake();
+        let mut s = Self {
+            p,
+            client: H3Connection::new(Side::Client, H3Config::default()),
+            server: H3Connection::new(Side::Server, H3Config::default()),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        };
+        s.pump();
+        s
+    }
+
+    /// Runs both HTTP/3 layers once and collects their events.
+    fn pump(&mut self) {
+        let now = self.p.now;
+        if self.p.client.connection_ref(self.p.client_conn).is_some() {
+            let conn = self.p.client.connection(self.p.client_conn).unwrap();
+            let _ = self.client.process(conn, now);
+            while let Some(e) = self.client.poll_event() {
+                self.client_events.push(e);
+            }
+        }
+        if let Some(h) = self.p.server_conn {
+            if let Some(conn) = self.p.server.connection(h) {
+                let _ = self.server.process(conn, now);
+                while let Some(e) = self.server.poll_event() {
+                    self.server_events.push(e);
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, limit: Duration, mut cond: impl FnMut(&mut Self) -> bool) {
+        let end = self.p.now + limit;
+        loop {
+            self.pump();
+            if cond(self) {
+                return;
+            }
+            assert!(self.p.now < end, "condition not met in {limit:?}");
+            assert!(self.p.step(), "network idle before the condition held");
+        }
+    }
+}
+
+/// A server that answers GET /<n> with n bytes and echoes POST bodies' length.
+fn serve(h: &mut H3Pair, bodies: &mut HashMap<StreamId, Vec<u8>>) {
+    let events: Vec<_> = h.server_events.drain(..).collect();
+    let sh = h.p.server_conn.unwrap();
+    for e in events {
+        match e {
+            H3Event::Headers { stream, headers, fin } => {
+                let path = headers.iter().find(|f| &f.name[..] == b":path").map(|f| String::from_utf8_lossy(&f.value).to_string()).unwrap();
+                if fin {
+                    let conn = h.p.server.connection(sh).unwrap();
+                    respond(&mut h.server, conn, stream, &path, 0);
+                } else {
+                    bodies.insert(stream, Vec::new());
+                }
+            }
+            H3Event::Data { stream } => {
+                let conn = h.p.server.connection(sh).unwrap();
+                while let Some(b) = h.server.recv_body(conn, stream, usize::MAX) {
+                    bodies.entry(stream).or_default().extend_from_slice(&b);
+                }
+                while let Some(e) = h.server.poll_event() {
+                    h.server_events.push(e);
+                }
+            }
+            H3Event::Finished { stream } => {
+                // Requests with a body are answered once it is complete.
+                if let Some(b) = bodies.remove(&stream) {
+                    let conn = h.p.server.connection(sh).unwrap();
+                    respond(&mut h.server, conn, stream, "/echo", b.len());
+                }
+            }
+            H3Event::Trailers { .. } | H3Event::Reset { .. } | H3Event::Transport(_) | H3Event::GoAway { .. } => {}
+        }
+    }
+}
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn respond(h3: &mut H3Connection, conn: &mut quic_core::connection::Connection, stream: StreamId, path: &str, body_len: usize) {
+    if path == "/echo" {
+        let body = format!("received {body_len} bytes");
+        h3.send_response(conn, stream, 200, &[hf("content-type", "text/plain"), hf("content-length", &body.len().to_string())], false).unwrap();
+        h3.send_data(conn, stream, body.as_bytes(), true).unwrap();
+        return;
+    }
+    let n: usize = path.trim_start_matches('/').parse().unwrap_or(5);
+    h3.send_response(conn, stream, 200, &[hf("content-type", "application/octet-stream"), hf("server", "quicpro")], false).unwrap();
+    let body = Bytes::from(pattern(n));
+    let sent = h3.send_data_bytes(conn, stream, body.clone(), true).unwrap();
+    assert_eq!(sent, n, "test bodies fit in the send buffer");
+}
+
+/// Collects the client's view of each response.
+#[derive(Default, Debug)]
+struct Resp {
+    status: Option<String>,
+    body: Vec<u8>,
+    done: bool,
+    trailers: Option<Vec<HeaderField>>,
+}
+
+fn client_collect(h: &mut H3Pair, resps: &mut HashMap<StreamId, Resp>) {
+    let events: Vec<_> = h.client_events.drain(..).collect();
+    for e in events {
+        match e {
+            H3Event::Headers { stream, headers, .. } => {
+                let st = headers.iter().find(|f| &f.name[..] == b":status").map(|f| String::from_utf8_lossy(&f.value).to_string());
+                resps.entry(stream).or_default().status = st;
+            }
+            H3Event::Data { stream } => {
+                let conn = h.p.client.connection(h.p.client_conn).unwrap();
+                while let Some(b) = h.client.recv_body(conn, stream, usize::MAX) {
+                    resps.entry(stream).or_default().body.extend_from_slice(&b);
+                }
+                while let Some(e) = h.client.poll_event() {
+                    h.client_events.push(e);
+                }
+            }
+            H3Event::Finished { stream } => resps.entry(stream).or_default().done = true,
+            H3Event::Trailers { stream, headers } => resps.entry(stream).or_default().trailers = Some(headers),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn get_request_and_response() {
+    let mut h = H3Pair::new(1);
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let id = h.client.send_request(conn, &get("/1000"), true).unwrap();
+    let mut bodies = HashMap::new();
+    let mut resps = HashMap::new();
+    h.run(Duration::from_secs(10), |h| {
+        serve(h, &mut bodies);
+        client_collect(h, &mut resps);
+        resps.get(&id).is_some_and(|r| r.done)
+    });
+    let r = &resps[&id];
+    assert_eq!(r.status.as_deref(), Some("200"));
+    assert_eq!(r.body, pattern(1000));
+    assert!(h.server.peer_settings().is_some() && h.client.peer_settings().is_some());
+}
+
+#[test]
+fn thousand_sequential_gets_use_the_dynamic_table() {
+    let mut h = H3Pair::new(2);
+    let mut bodies = HashMap::new();
+    let mut resps = HashMap::new();
+    for i in 0..1000 {
+        let conn = h.p.client.connection(h.p.client_conn).unwrap();
+        let id = h.client.send_request(conn, &get(&format!("/{}", 10 + i % 50)), true).unwrap();
+        h.run(Duration::from_secs(10), |h| {
+            serve(h, &mut bodies);
+            client_collect(h, &mut resps);
+            resps.get(&id).is_some_and(|r| r.done)
+        });
+        assert_eq!(resps[&id].body.len(), 10 + i % 50);
+    }
+    assert_eq!(resps.values().filter(|r| r.done && r.status.as_deref() == Some("200")).count(), 1000);
+    assert!(h.client.qpack_encoder().known_received_count() > 0, "client's QPACK inserts were acknowledged");
+    assert!(h.server.qpack_encoder().known_received_count() > 0, "server's QPACK inserts were acknowledged");
+}
+
+#[test]
+fn two_hundred_concurrent_requests() {
+    let mut h = H3Pair::new(3);
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let conn = h.p.client.connection(h.p.client_conn).unwrap();
+        ids.push((h.client.send_request(conn, &get(&format!("/{}", 100 + i)), true).unwrap(), 100 + i));
+    }
+    let mut bodies = HashMap::new();
+    let mut resps = HashMap::new();
+    h.run(Duration::from_secs(30), |h| {
+        serve(h, &mut bodies);
+        client_collect(h, &mut resps);
+        ids.iter().all(|(id, _)| resps.get(id).is_some_and(|r| r.done))
+    });
+    for (id, n) in ids {
+        assert_eq!(resps[&id].body, pattern(n));
+    }
+}
+
+#[test]
+fn large_post_body_with_trailers() {
+    let mut h = H3Pair::new(4);
+    let size = 5 << 20;
+    let body = Bytes::from(pattern(size));
+    let headers = vec![hf(":method", "POST"), hf(":scheme", "https"), hf(":authority", "localhost"), hf(":path", "/upload"), hf("content-length", &size.to_string())];
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let id = h.client.send_request(conn, &headers, false).unwrap();
+    let mut off = 0;
+    let mut trailers_sent = false;
+    let mut bodies = HashMap::new();
+    let mut resps = HashMap::new();
+    let mut server_trailers = None;
+    h.run(Duration::from_secs(120), |h| {
+        if h.p.client.connection_ref(h.p.client_conn).is_none() {
+            panic!("client closed: {:?} server: {:?}", h.p.client.poll_closed(), h.p.server.poll_closed());
+        }
+        let conn = h.p.client.connection(h.p.client_conn).unwrap();
+        if off < size {
+            off += h.client.send_data_bytes(conn, id, body.slice(off..), false).unwrap();
+        } else if !trailers_sent {
+            h.client.send_headers(conn, id, &[hf("x-checksum", "pattern")], true).unwrap();
+            trailers_sent = true;
+        }
+        for e in &h.server_events {
+            if let H3Event::Trailers { headers, .. } = e {
+                server_trailers = Some(headers.clone());
+            }
+        }
+        serve(h, &mut bodies);
+        client_collect(h, &mut resps);
+        if std::env::var("H3DEBUG").is_ok() {
+            let sc = h.p.server_conn.and_then(|s| h.p.server.connection_ref(s)).map(|c| (c.stats().stream_bytes_received, c.readable(id)));
+            eprintln!("t={:?} off={off} trailers={trailers_sent} server_body={:?} srv={:?} open={}", h.p.now, bodies.get(&id).map(|b| b.len()), sc, h.server.open_requests());
+        }
+        resps.get(&id).is_some_and(|r| r.done)
+    });
+    assert_eq!(String::from_utf8_lossy(&resps[&id].body), format!("received {size} bytes"));
+    let t = server_trailers.expect("trailers reached the server");
+    assert_eq!(&t[0].name[..], b"x-checksum");
+}
+
+#[test]
+fn goaway_refuses_later_requests() {
+    let mut h = H3Pair::new(5);
+    let mut bodies = HashMap::new();
+    let mut resps = HashMap::new();
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let first = h.client.send_request(conn, &get("/10"), true).unwrap();
+    h.run(Duration::from_secs(10), |h| {
+        serve(h, &mut bodies);
+        client_collect(h, &mut resps);
+        resps.get(&first).is_some_and(|r| r.done)
+    });
+    let sh = h.p.server_conn.unwrap();
+    let id = h.server.send_goaway(h.p.server.connection(sh).unwrap()).unwrap();
+    assert_eq!(id, first.0 + 4);
+    h.run(Duration::from_secs(10), |h| h.client.goaway_received().is_some());
+    assert!(h.client_events.iter().any(|e| matches!(e, H3Event::GoAway { id: g } if *g == id)));
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    assert_eq!(h.client.send_request(conn, &get("/10"), true), Err(h3_core::connection::SendError::Refused));
+}
+
+/// Writes raw bytes on a new client stream, bypassing the client H3 layer.
+fn raw_client_stream(h: &mut H3Pair, dir: Dir, bytes: &[u8], fin: bool) -> StreamId {
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let id = conn.open_stream(dir).unwrap();
+    conn.write(id, bytes).unwrap();
+    if fin {
+        conn.finish(id).unwrap();
+    }
+    id
+}
+
+fn server_closed_with(h: &mut H3Pair, code: H3ErrorCode) {
+    h.run(Duration::from_secs(10), |h| h.p.client.connection_ref(h.p.client_conn).is_none_or(|c| c.is_closed()));
+    let err = h.p.client.connection_ref(h.p.client_conn).and_then(|c| c.error().cloned()).or_else(|| h.p.client.poll_closed().and_then(|(_, e)| e));
+    match err {
+        Some(ConnectionError::PeerApplicationClose { code: c, .. }) => assert_eq!(c, code.0, "expected {code:?}"),
+        other => panic!("expected an application close with {code:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn data_before_headers_is_frame_unexpected() {
+    let mut h = H3Pair::new(6);
+    // DATA frame (type 0, length 3) as the first frame of a request.
+    raw_client_stream(&mut h, Dir::Bi, &[0x00, 0x03, b'a', b'b', b'c'], true);
+    server_closed_with(&mut h, H3ErrorCode::H3_FRAME_UNEXPECTED);
+}
+
+#[test]
+fn second_control_stream_is_stream_creation_error() {
+    let mut h = H3Pair::new(7);
+    // Stream type 0x00 (control) followed by an empty SETTINGS frame.
+    raw_client_stream(&mut h, Dir::Uni, &[0x00, 0x04, 0x00], false);
+    server_closed_with(&mut h, H3ErrorCode::H3_STREAM_CREATION_ERROR);
+}
+
+#[test]
+fn missing_pseudo_header_resets_the_stream() {
+    let mut h = H3Pair::new(8);
+    // A request without :path: a malformed message is a stream error (§4.1.2).
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let _ = conn;
+    let mut section = Vec::new();
+    let mut enc_stream = Vec::new();
+    let mut enc = h3_core::qpack::Encoder::new(h3_core::qpack::EncoderConfig::from_peer(0, 0));
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let id = conn.open_stream(Dir::Bi).unwrap();
+    enc.encode(id.0, &[(":method", "GET"), (":scheme", "https"), (":authority", "x")], &mut section, &mut enc_stream);
+    let mut frame = vec![0x01, section.len() as u8];
+    frame.extend_from_slice(&section);
+    conn.write(id, &frame).unwrap();
+    conn.finish(id).unwrap();
+    h.run(Duration::from_secs(10), |h| h.server_events.iter().any(|e| matches!(e, H3Event::Reset { .. })));
+    assert!(h.server_events.iter().any(|e| matches!(e, H3Event::Reset { stream, code } if *stream == id && *code == H3ErrorCode::H3_MESSAGE_ERROR.0)));
+    // The connection survives and serves the next request.
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let next = h.client.send_request(conn, &get("/7"), true).unwrap();
+    let mut bodies = HashMap::new();
+    let mut resps = HashMap::new();
+    h.run(Duration::from_secs(10), |h| {
+        serve(h, &mut bodies);
+        client_collect(h, &mut resps);
+        resps.get(&next).is_some_and(|r| r.done)
+    });
+}
+
+#[test]
+fn closing_the_control_stream_is_closed_critical_stream() {
+    let mut h = H3Pair::new(9);
+    raw_client_stream(&mut h, Dir::Uni, &[0x00, 0x04, 0x00], true);
+    // The client's own control stream already exists, so this is a second
+    // one: the first error wins. Use a fresh pair where the raw control
+    // stream is the only one instead.
+    let _ = h;
+    let c = certs();
+    let t = TransportConfig::default();
+    let mut p = Pair::new(10, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    let mut server = H3Connection::new(Side::Server, H3Config::default());
+    let conn = p.client.connection(p.client_conn).unwrap();
+    let id = conn.open_stream(Dir::Uni).unwrap();
+    conn.write(id, &[0x00, 0x04, 0x00]).unwrap();
+    conn.finish(id).unwrap();
+    let mut closed = false;
+    let end = p.now + Duration::from_secs(10);
+    while p.now < end && !closed {
+        p.step();
+        if let Some(sc) = p.server_conn.and_then(|s| p.server.connection(s)) {
+            let now = p.now;
+            if let Err(e) = server.process(sc, now) {
+                assert_eq!(e.code, H3ErrorCode::H3_CLOSED_CRITICAL_STREAM);
+                closed = true;
+            }
+        }
+    }
+    assert!(closed, "closing the control stream is a connection error");
+}
