@@ -84,11 +84,9 @@ impl Connection {
         }
         // RFC 9000 §10.3.1: a datagram we cannot decrypt whose last 16 bytes
         // are a reset token the peer gave us is a stateless reset.
-        if !decrypted_any && is_short && total >= 21 {
-            if self.remote_cids.is_reset_token(&data[total - 16..]) {
-                self.set_error(ConnectionError::Reset);
-                self.state = State::Drained;
-            }
+        if !decrypted_any && is_short && total >= 21 && self.remote_cids.is_reset_token(&data[total - 16..]) {
+            self.set_error(ConnectionError::Reset);
+            self.state = State::Drained;
         }
     }
 
