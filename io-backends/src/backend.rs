@@ -113,12 +113,20 @@ impl<'a> RecvBatch<'a> {
     /// For backends: `entries` must describe buffers inside `arena`; an entry
     /// that does not is skipped, never trusted.
     pub fn new(arena: &'a mut [u8], entries: &'a [RecvEntry]) -> Self {
-        RecvBatch { arena, entries, next: 0 }
+        RecvBatch {
+            arena,
+            entries,
+            next: 0,
+        }
     }
 
     /// An empty batch (nothing was waiting).
     pub fn empty() -> Self {
-        RecvBatch { arena: &mut [], entries: &[], next: 0 }
+        RecvBatch {
+            arena: &mut [],
+            entries: &[],
+            next: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -194,9 +202,18 @@ pub struct Interest {
 }
 
 impl Interest {
-    pub const READABLE: Interest = Interest { readable: true, writable: false };
-    pub const WRITABLE: Interest = Interest { readable: false, writable: true };
-    pub const BOTH: Interest = Interest { readable: true, writable: true };
+    pub const READABLE: Interest = Interest {
+        readable: true,
+        writable: false,
+    };
+    pub const WRITABLE: Interest = Interest {
+        readable: false,
+        writable: true,
+    };
+    pub const BOTH: Interest = Interest {
+        readable: true,
+        writable: true,
+    };
 }
 
 /// What `wait` found. Both false means the timeout passed (or a signal).
@@ -287,9 +304,16 @@ pub enum BackendError {
     /// The backend asked for does not exist in this build or on this host.
     Unavailable(&'static str),
     /// An environment knob has a value we cannot use.
-    InvalidConfig { var: &'static str, value: String, reason: &'static str },
+    InvalidConfig {
+        var: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     /// A system call failed while opening.
-    Io { context: &'static str, source: io::Error },
+    Io {
+        context: &'static str,
+        source: io::Error,
+    },
 }
 
 impl BackendError {
@@ -302,7 +326,9 @@ impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackendError::Unavailable(why) => f.write_str(why),
-            BackendError::InvalidConfig { var, value, reason } => write!(f, "{var}={value:?}: {reason}"),
+            BackendError::InvalidConfig { var, value, reason } => {
+                write!(f, "{var}={value:?}: {reason}")
+            }
             BackendError::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }

@@ -20,8 +20,8 @@ pub mod select;
 pub mod udp;
 
 pub use backend::{
-    datagrams, Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch,
-    RecvEntry, RecvMeta, Transmit,
+    datagrams, Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness,
+    RecvBatch, RecvEntry, RecvMeta, Transmit,
 };
 pub use busy_poll::{BusyPollBackend, BusyPollConfig, BusyPollReport, OptOutcome};
 pub use epoll::EpollBackend;

@@ -30,7 +30,8 @@ pub const DEFAULT_BUSY_POLL_US: u32 = 50;
 pub const MAX_BUSY_POLL_US: u32 = 1_000_000;
 
 const XDP_NOT_BUILT: &str = "af_xdp: not built yet; unset QUICPRO_XDP to use the kernel UDP path";
-const IO_URING_NOT_BUILT: &str = "io_uring: not built yet; unset QUICPRO_BACKEND or set it to epoll or busy_poll";
+const IO_URING_NOT_BUILT: &str =
+    "io_uring: not built yet; unset QUICPRO_BACKEND or set it to epoll or busy_poll";
 const IO_URING_FALLBACK: &str = "io_uring backend not built, using epoll";
 
 /// The knobs, parsed. Tests build it directly instead of touching the
@@ -58,7 +59,11 @@ impl BackendConfig {
     /// Reads the knobs through `lookup` (name → value); empty values count
     /// as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BackendError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let forced = match get(ENV_BACKEND) {
             None => None,
             Some(v) => Some(match v.to_ascii_lowercase().as_str() {
@@ -98,7 +103,13 @@ impl BackendConfig {
                 }
             },
         };
-        Ok(BackendConfig { forced, xdp_interface, busy_poll_us, busy_poll_budget: None, udp: UdpConfig::default() })
+        Ok(BackendConfig {
+            forced,
+            xdp_interface,
+            busy_poll_us,
+            busy_poll_budget: None,
+            udp: UdpConfig::default(),
+        })
     }
 }
 
@@ -117,15 +128,26 @@ pub struct Choice {
 pub fn choose(cfg: &BackendConfig) -> Result<Choice, BackendError> {
     match cfg.forced {
         Some(BackendKind::Epoll) => {
-            return Ok(Choice { kind: BackendKind::Epoll, busy_poll_us: 0, reason: "forced by QUICPRO_BACKEND" })
+            return Ok(Choice {
+                kind: BackendKind::Epoll,
+                busy_poll_us: 0,
+                reason: "forced by QUICPRO_BACKEND",
+            })
         }
         Some(BackendKind::BusyPoll) => {
             let (us, reason) = if cfg.busy_poll_us > 0 {
                 (cfg.busy_poll_us, "forced by QUICPRO_BACKEND")
             } else {
-                (DEFAULT_BUSY_POLL_US, "forced by QUICPRO_BACKEND, QUICPRO_BUSY_POLL unset: default spin")
+                (
+                    DEFAULT_BUSY_POLL_US,
+                    "forced by QUICPRO_BACKEND, QUICPRO_BUSY_POLL unset: default spin",
+                )
             };
-            return Ok(Choice { kind: BackendKind::BusyPoll, busy_poll_us: us, reason });
+            return Ok(Choice {
+                kind: BackendKind::BusyPoll,
+                busy_poll_us: us,
+                reason,
+            });
         }
         Some(BackendKind::IoUring) => return Err(BackendError::Unavailable(IO_URING_NOT_BUILT)),
         Some(BackendKind::AfXdp) => return Err(BackendError::Unavailable(XDP_NOT_BUILT)),
@@ -135,14 +157,25 @@ pub fn choose(cfg: &BackendConfig) -> Result<Choice, BackendError> {
         return Err(BackendError::Unavailable(XDP_NOT_BUILT));
     }
     if cfg.busy_poll_us > 0 {
-        return Ok(Choice { kind: BackendKind::BusyPoll, busy_poll_us: cfg.busy_poll_us, reason: "QUICPRO_BUSY_POLL set" });
+        return Ok(Choice {
+            kind: BackendKind::BusyPoll,
+            busy_poll_us: cfg.busy_poll_us,
+            reason: "QUICPRO_BUSY_POLL set",
+        });
     }
-    Ok(Choice { kind: BackendKind::Epoll, busy_poll_us: 0, reason: IO_URING_FALLBACK })
+    Ok(Choice {
+        kind: BackendKind::Epoll,
+        busy_poll_us: 0,
+        reason: IO_URING_FALLBACK,
+    })
 }
 
 /// Chooses and opens the backend bound to `bind`. Returns it with the one
 /// line to log at start-up.
-pub fn open(cfg: &BackendConfig, bind: SocketAddr) -> Result<(Box<dyn Backend>, String), BackendError> {
+pub fn open(
+    cfg: &BackendConfig,
+    bind: SocketAddr,
+) -> Result<(Box<dyn Backend>, String), BackendError> {
     let choice = choose(cfg)?;
     match choice.kind {
         BackendKind::BusyPoll => {

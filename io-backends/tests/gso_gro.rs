@@ -10,7 +10,13 @@ use common::*;
 use io_backends::{Backend, EpollBackend, Transmit, UdpConfig};
 
 fn gso_transmit(dest: SocketAddr, bytes: &[u8], seg: usize) -> Transmit<'_> {
-    Transmit { destination: dest, source: None, ecn: None, segment_size: Some(seg), contents: bytes }
+    Transmit {
+        destination: dest,
+        source: None,
+        ecn: None,
+        segment_size: Some(seg),
+        contents: bytes,
+    }
 }
 
 /// `n` datagrams of `seg` bytes back to back (the last `last` bytes if set).
@@ -53,9 +59,15 @@ fn gro_receives_a_gso_burst_coalesced() {
     eprintln!(
         "GRO on lo: {} buffer(s): {:?}",
         got.len(),
-        got.iter().map(|g| (g.meta.len, g.meta.segment_size)).collect::<Vec<_>>()
+        got.iter()
+            .map(|g| (g.meta.len, g.meta.segment_size))
+            .collect::<Vec<_>>()
     );
-    assert_eq!(flatten(&got), parts, "every datagram arrives intact and in order");
+    assert_eq!(
+        flatten(&got),
+        parts,
+        "every datagram arrives intact and in order"
+    );
     if gro {
         // Loopback hands the unsegmented GSO packet to a socket with
         // UDP_GRO on: one buffer, with the segment size in the cmsg.
@@ -68,7 +80,10 @@ fn gro_receives_a_gso_burst_coalesced() {
 
 #[test]
 fn without_gro_a_gso_burst_arrives_split() {
-    let cfg = UdpConfig { gro: false, ..udp_config() };
+    let cfg = UdpConfig {
+        gro: false,
+        ..udp_config()
+    };
     let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     assert!(!rx.capabilities().gro);
     let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
@@ -77,7 +92,9 @@ fn without_gro_a_gso_burst_arrives_split() {
     send_all(&mut tx, &mut t);
     let got = recv_datagrams(&mut rx, 10, DEADLINE);
     assert_eq!(got.len(), 10);
-    assert!(got.iter().all(|g| g.meta.segment_size.is_none() && g.meta.len == 1200));
+    assert!(got
+        .iter()
+        .all(|g| g.meta.segment_size.is_none() && g.meta.len == 1200));
     assert_eq!(flatten(&got), parts);
 }
 
@@ -86,7 +103,10 @@ fn big_transmits_are_split_into_several_gso_messages() {
     // 100 × 1200 B exceeds one IP packet (64 KiB): the backend cuts it in
     // messages of at most 54 segments (65507 / 1200).
     let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
-    let cfg = UdpConfig { gro: false, ..udp_config() };
+    let cfg = UdpConfig {
+        gro: false,
+        ..udp_config()
+    };
     let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     let (bytes, parts) = burst(100, 1200, None);
     let mut t = [gso_transmit(rx.local_addr(), &bytes, 1200)];
@@ -101,10 +121,16 @@ fn kernel_refusing_gso_falls_back_to_plain_datagrams() {
     // A real kernel refusal: more segments in one UDP_SEGMENT send than the
     // kernel's UDP_MAX_SEGMENTS (64, or 128 since Linux 6.9) gets EINVAL
     // from udp_send_skb. Allow 200 so the backend asks for 150.
-    let cfg = UdpConfig { gso_max_segments: 200, ..udp_config() };
+    let cfg = UdpConfig {
+        gso_max_segments: 200,
+        ..udp_config()
+    };
     let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     assert!(tx.capabilities().gso);
-    let rx_cfg = UdpConfig { gro: false, ..udp_config() };
+    let rx_cfg = UdpConfig {
+        gro: false,
+        ..udp_config()
+    };
     let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &rx_cfg).unwrap();
     let (bytes, parts) = burst(150, 100, None);
     let mut t = [gso_transmit(rx.local_addr(), &bytes, 100)];
@@ -112,12 +138,20 @@ fn kernel_refusing_gso_falls_back_to_plain_datagrams() {
     let stats = tx.stats();
     eprintln!("after refused GSO send: {stats:?}");
     assert_eq!(stats.gso_fallbacks, 1);
-    assert_eq!(stats.gso_fallback_errno, libc_einval(), "udp_send_skb: too many segments is EINVAL");
+    assert_eq!(
+        stats.gso_fallback_errno,
+        libc_einval(),
+        "udp_send_skb: too many segments is EINVAL"
+    );
     assert!(!tx.capabilities().gso, "GSO stays off for the socket");
     assert_eq!(stats.send_messages, 150, "resent one datagram per message");
     assert_eq!(stats.send_dropped, 0);
     let got = recv_datagrams(&mut rx, 150, DEADLINE);
-    assert_eq!(flatten(&got), parts, "every datagram arrives once, in order");
+    assert_eq!(
+        flatten(&got),
+        parts,
+        "every datagram arrives once, in order"
+    );
 
     // Later segmented transmits go out as plain datagrams straight away.
     let (bytes, parts) = burst(5, 1200, None);
@@ -128,6 +162,49 @@ fn kernel_refusing_gso_falls_back_to_plain_datagrams() {
     assert_eq!(flatten(&recv_datagrams(&mut rx, 5, DEADLINE)), parts);
 }
 
+#[test]
+fn unsendable_transmit_is_dropped_without_turning_gso_off() {
+    // Port 0 is EINVAL in udp_sendmsg, segmented or not: the backend must
+    // tell that apart from a refused segmentation, drop the transmit and
+    // keep GSO for the others.
+    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+    let cfg = UdpConfig {
+        gro: false,
+        ..udp_config()
+    };
+    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let port_zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (bytes, parts) = burst(4, 1200, None);
+    let lone = payload(1, 300);
+    let mut t = [
+        gso_transmit(port_zero, &bytes, 1200),
+        gso_transmit(rx.local_addr(), &bytes, 1200),
+        Transmit {
+            destination: port_zero,
+            source: None,
+            ecn: None,
+            segment_size: None,
+            contents: &lone,
+        },
+        Transmit {
+            destination: rx.local_addr(),
+            source: None,
+            ecn: None,
+            segment_size: None,
+            contents: &lone,
+        },
+    ];
+    let sent = tx.send(&mut t).unwrap();
+    assert_eq!(sent, 4, "dropped transmits count as done");
+    let stats = tx.stats();
+    assert_eq!(stats.send_dropped, 2);
+    assert_eq!(stats.gso_fallbacks, 0);
+    assert!(tx.capabilities().gso);
+    let mut want = parts;
+    want.push(lone.clone());
+    assert_eq!(flatten(&recv_datagrams(&mut rx, 5, DEADLINE)), want);
+}
+
 /// EINVAL's value on Linux (asm-generic/errno-base.h).
 fn libc_einval() -> i32 {
     22
@@ -136,7 +213,10 @@ fn libc_einval() -> i32 {
 #[test]
 fn mixed_batch_of_plain_and_segmented_transmits() {
     let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
-    let cfg = UdpConfig { gro: false, ..udp_config() };
+    let cfg = UdpConfig {
+        gro: false,
+        ..udp_config()
+    };
     let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     let dest = rx.local_addr();
     let (a, a_parts) = burst(3, 1200, Some(77));
@@ -144,7 +224,13 @@ fn mixed_batch_of_plain_and_segmented_transmits() {
     let (c, c_parts) = burst(4, 1000, None);
     let mut t = [
         gso_transmit(dest, &a, 1200),
-        Transmit { destination: dest, source: None, ecn: None, segment_size: None, contents: &single },
+        Transmit {
+            destination: dest,
+            source: None,
+            ecn: None,
+            segment_size: None,
+            contents: &single,
+        },
         // A segment size not smaller than the contents means one datagram.
         gso_transmit(dest, &single, 5000),
         gso_transmit(dest, &c, 1000),

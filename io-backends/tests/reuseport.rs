@@ -26,7 +26,8 @@ fn two_sockets_share_a_port_and_split_the_flows() {
     let start = Instant::now();
     while na + nb < 32 && start.elapsed() < DEADLINE {
         for (s, n) in [(&mut a, &mut na), (&mut b, &mut nb)] {
-            s.wait(Interest::READABLE, Some(Duration::from_millis(10))).unwrap();
+            s.wait(Interest::READABLE, Some(Duration::from_millis(10)))
+                .unwrap();
             *n += s.recv().unwrap().len();
         }
     }
@@ -40,15 +41,24 @@ fn two_sockets_share_a_port_and_split_the_flows() {
     }
     let got_a = recv_datagrams(&mut a, 5, Duration::from_millis(300)).len();
     let got_b = recv_datagrams(&mut b, 5, Duration::from_millis(300)).len();
-    assert!((got_a, got_b) == (5, 0) || (got_a, got_b) == (0, 5), "{got_a} / {got_b}, before {before:?}");
+    assert!(
+        (got_a, got_b) == (5, 0) || (got_a, got_b) == (0, 5),
+        "{got_a} / {got_b}, before {before:?}"
+    );
 }
 
 #[test]
 fn without_reuseport_the_second_bind_fails() {
-    let cfg = UdpConfig { reuse_port: false, ..udp_config() };
+    let cfg = UdpConfig {
+        reuse_port: false,
+        ..udp_config()
+    };
     let a = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     match EpollBackend::open(a.local_addr(), &cfg) {
-        Err(BackendError::Io { context: "bind", source }) => {
+        Err(BackendError::Io {
+            context: "bind",
+            source,
+        }) => {
             assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse)
         }
         other => panic!("expected EADDRINUSE, got {other:?}"),

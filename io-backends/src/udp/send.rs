@@ -85,11 +85,19 @@ impl SendRing {
             gso: gso && gso_max_segments > 1,
             gso_max_segments: gso_max_segments.max(1),
             names: vec![zeroed_storage(); batch],
-            iovecs: vec![libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 }; batch],
+            iovecs: vec![
+                libc::iovec {
+                    iov_base: ptr::null_mut(),
+                    iov_len: 0
+                };
+                batch
+            ],
             control: vec![0u8; batch * SEND_SPACE],
             // SAFETY: mmsghdr is plain old data; zero is a valid value and
             // every field used is set before each call.
-            hdrs: (0..batch).map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() }).collect(),
+            hdrs: (0..batch)
+                .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
+                .collect(),
             pieces: vec![Piece::default(); batch],
             calls: 0,
             messages: 0,
@@ -132,12 +140,17 @@ impl SendRing {
             // names and control point into this ring's buffers with their
             // lengths, iovecs point at `transmits`' contents, which are
             // borrowed for this whole function. The kernel only reads them.
-            let rc = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), built as libc::c_uint, 0) };
+            let rc =
+                unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), built as libc::c_uint, 0) };
             if rc > 0 {
                 let sent = (rc as usize).min(built);
                 self.messages += sent as u64;
                 done = self.advance(transmits, sent);
                 continue;
+            }
+            if rc == 0 {
+                // Nothing taken and no error: treat as a full buffer.
+                break;
             }
             let err = io::Error::last_os_error();
             let errno = err.raw_os_error().unwrap_or(0);
@@ -145,7 +158,27 @@ impl SendRing {
             match classify(err, first_gso) {
                 Failure::Full => break,
                 Failure::Retry => continue,
-                Failure::GsoRefused => self.disable_gso(errno),
+                Failure::GsoRefused => match self.send_first_plain(fd, transmits, done) {
+                    // The first datagram alone went out: segmentation was
+                    // what the kernel refused. The rest follow unsegmented.
+                    Ok(()) => {
+                        self.disable_gso(errno);
+                        self.messages += 1;
+                        done = self.advance(transmits, 1);
+                    }
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) =>
+                    {
+                        break
+                    }
+                    // Refused without segmentation too: the transmit itself
+                    // is unsendable (EINVAL also means port 0, a bad source
+                    // address...). Drop it and keep GSO.
+                    Err(_) => {
+                        self.dropped += 1;
+                        done += 1;
+                    }
+                },
                 Failure::DropOne => {
                     self.dropped += 1;
                     done = self.advance(transmits, 1);
@@ -154,6 +187,40 @@ impl SendRing {
             }
         }
         Ok(done)
+    }
+
+    /// Sends the first datagram of `transmits[first]` on its own, without
+    /// UDP_SEGMENT, to learn whether segmentation or the transmit was at
+    /// fault.
+    fn send_first_plain(
+        &mut self,
+        fd: RawFd,
+        transmits: &[Transmit<'_>],
+        first: usize,
+    ) -> io::Result<()> {
+        let saved = self.gso;
+        self.gso = false;
+        let built = self.prepare(transmits, first);
+        self.gso = saved;
+        if built == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        loop {
+            self.calls += 1;
+            // SAFETY: as in `send`: header 0 was just filled by `prepare`
+            // and points at this ring's buffers and the borrowed contents.
+            let rc = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), 1, 0) };
+            if rc == 1 {
+                return Ok(());
+            }
+            if rc == 0 {
+                return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
     }
 
     /// Turns GSO off for this socket: the same datagrams are rebuilt as one
@@ -174,10 +241,16 @@ impl SendRing {
     /// of the first transmit not completely sent (advancing its contents if
     /// part of it left).
     fn advance(&mut self, transmits: &mut [Transmit<'_>], sent: usize) -> usize {
-        let Some(last) = sent.checked_sub(1).and_then(|i| self.pieces.get(i)).copied() else {
+        let Some(last) = sent
+            .checked_sub(1)
+            .and_then(|i| self.pieces.get(i))
+            .copied()
+        else {
             return self.pieces.first().map_or(0, |p| p.transmit);
         };
-        let Some(t) = transmits.get_mut(last.transmit) else { return transmits.len() };
+        let Some(t) = transmits.get_mut(last.transmit) else {
+            return transmits.len();
+        };
         if last.end >= t.contents.len() {
             last.transmit + 1
         } else {
@@ -200,7 +273,8 @@ impl SendRing {
             // Datagrams per message: as many as the kernel takes in one
             // UDP_SEGMENT send, never more than one IP packet's worth.
             let per_msg = if self.gso && stride < len {
-                self.gso_max_segments.min((MAX_UDP_PAYLOAD / stride.max(1)).max(1))
+                self.gso_max_segments
+                    .min((MAX_UDP_PAYLOAD / stride.max(1)).max(1))
             } else {
                 1
             };
@@ -222,7 +296,11 @@ impl SendRing {
                     return n;
                 }
                 if let Some(p) = self.pieces.get_mut(n) {
-                    *p = Piece { transmit: ti, end, gso };
+                    *p = Piece {
+                        transmit: ti,
+                        end,
+                        gso,
+                    };
                 }
                 n += 1;
                 start = end;
@@ -236,13 +314,25 @@ impl SendRing {
 
     /// Writes message `i`. Returns false if the destination does not fit the
     /// socket family.
-    fn fill_header(&mut self, i: usize, t: &Transmit<'_>, bytes: &[u8], segment: Option<usize>) -> bool {
+    fn fill_header(
+        &mut self,
+        i: usize,
+        t: &Transmit<'_>,
+        bytes: &[u8],
+        segment: Option<usize>,
+    ) -> bool {
         let socket_v6 = self.socket_v6;
-        let Some(name) = self.names.get_mut(i) else { return false };
-        let Some(namelen) = write_sockaddr(t.destination, socket_v6, name) else { return false };
+        let Some(name) = self.names.get_mut(i) else {
+            return false;
+        };
+        let Some(namelen) = write_sockaddr(t.destination, socket_v6, name) else {
+            return false;
+        };
         let name_ptr: *mut libc::sockaddr_storage = name;
 
-        let Some(ctrl) = self.control.get_mut(i * SEND_SPACE..(i + 1) * SEND_SPACE) else { return false };
+        let Some(ctrl) = self.control.get_mut(i * SEND_SPACE..(i + 1) * SEND_SPACE) else {
+            return false;
+        };
         let ctrl_ptr = ctrl.as_mut_ptr();
         let mut w = CmsgWriter::new(ctrl);
         // The IPv4 path (an IPv4 socket, or an IPv4-mapped destination on a
@@ -256,7 +346,8 @@ impl SendRing {
             ok &= if v4_path {
                 w.push_int(libc::IPPROTO_IP, libc::IP_TOS, tos).is_ok()
             } else {
-                w.push_int(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos).is_ok()
+                w.push_int(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos)
+                    .is_ok()
             };
         }
         match t.source.map(canonical) {
@@ -270,7 +361,9 @@ impl SendRing {
             Some(IpAddr::V6(src)) if !v4_path => {
                 let mut info = [0u8; 20];
                 info[..16].copy_from_slice(&src.octets());
-                ok &= w.push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info).is_ok();
+                ok &= w
+                    .push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info)
+                    .is_ok();
             }
             // A source of the other family cannot be used for this
             // destination: let the kernel pick.
@@ -279,24 +372,37 @@ impl SendRing {
         if let Some(seg) = segment {
             // UDP_SEGMENT takes a u16 (the kernel rejects other lengths).
             let seg = u16::try_from(seg).unwrap_or(u16::MAX);
-            ok &= w.push(libc::SOL_UDP, libc::UDP_SEGMENT, &seg.to_ne_bytes()).is_ok();
+            ok &= w
+                .push(libc::SOL_UDP, libc::UDP_SEGMENT, &seg.to_ne_bytes())
+                .is_ok();
         }
         let ctrl_len = w.len();
         if !ok {
             return false;
         }
 
-        let Some(iov) = self.iovecs.get_mut(i) else { return false };
+        let Some(iov) = self.iovecs.get_mut(i) else {
+            return false;
+        };
         // The kernel never writes through a send iovec; the cast to *mut is
         // what the C struct's type requires.
-        *iov = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
+        *iov = libc::iovec {
+            iov_base: bytes.as_ptr().cast_mut().cast(),
+            iov_len: bytes.len(),
+        };
         let iov_ptr: *mut libc::iovec = iov;
-        let Some(h) = self.hdrs.get_mut(i) else { return false };
+        let Some(h) = self.hdrs.get_mut(i) else {
+            return false;
+        };
         h.msg_hdr.msg_name = name_ptr.cast();
         h.msg_hdr.msg_namelen = namelen;
         h.msg_hdr.msg_iov = iov_ptr;
         h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_control = if ctrl_len == 0 { ptr::null_mut() } else { ctrl_ptr.cast() };
+        h.msg_hdr.msg_control = if ctrl_len == 0 {
+            ptr::null_mut()
+        } else {
+            ctrl_ptr.cast()
+        };
         h.msg_hdr.msg_controllen = ctrl_len as _;
         h.msg_hdr.msg_flags = 0;
         h.msg_len = 0;
@@ -313,7 +419,89 @@ fn classify(err: io::Error, gso: bool) -> Failure {
         // segments or a segment size the path cannot take; EOPNOTSUPP: no
         // GSO on this socket type.
         Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) if gso => Failure::GsoRefused,
-        Some(libc::EBADF) | Some(libc::ENOTSOCK) | Some(libc::EFAULT) | Some(libc::ENOMEM) => Failure::Fatal(err),
+        Some(libc::EBADF) | Some(libc::ENOTSOCK) | Some(libc::EFAULT) | Some(libc::ENOMEM) => {
+            Failure::Fatal(err)
+        }
         _ => Failure::DropOne,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn dest() -> SocketAddr {
+        "127.0.0.1:4433".parse().unwrap()
+    }
+
+    fn t(bytes: &[u8], seg: Option<usize>) -> Transmit<'_> {
+        Transmit {
+            destination: dest(),
+            source: None,
+            ecn: None,
+            segment_size: seg,
+            contents: bytes,
+        }
+    }
+
+    #[test]
+    fn segmented_transmit_becomes_one_message_per_group() {
+        let mut ring = SendRing::new(32, false, true, 4);
+        let data = [0u8; 1000];
+        // 10 segments of 100 with at most 4 per message: 4 + 4 + 2.
+        let n = ring.prepare(&[t(&data, Some(100))], 0);
+        assert_eq!(n, 3);
+        let ends: Vec<_> = ring.pieces[..3].iter().map(|p| (p.end, p.gso)).collect();
+        assert_eq!(ends, [(400, true), (800, true), (1000, true)]);
+        assert_eq!(ring.iovecs[2].iov_len, 200);
+    }
+
+    #[test]
+    fn a_lone_last_segment_carries_no_udp_segment() {
+        let mut ring = SendRing::new(32, false, true, 4);
+        let data = [0u8; 450];
+        let n = ring.prepare(&[t(&data, Some(100))], 0);
+        assert_eq!(n, 2);
+        assert_eq!(
+            (ring.pieces[1].end, ring.pieces[1].gso),
+            (450, false),
+            "50 bytes: one datagram"
+        );
+    }
+
+    #[test]
+    fn without_gso_every_datagram_is_a_message_and_the_batch_bounds_them() {
+        let mut ring = SendRing::new(4, false, false, 64);
+        let a = [0u8; 350];
+        let b = [0u8; 20];
+        let n = ring.prepare(&[t(&a, Some(100)), t(&b, None)], 0);
+        assert_eq!(n, 4, "batch of 4 filled by the first transmit's datagrams");
+        assert!(ring.pieces[..4].iter().all(|p| p.transmit == 0 && !p.gso));
+    }
+
+    #[test]
+    fn partial_send_advances_the_transmit_so_a_retry_sends_no_duplicate() {
+        let mut ring = SendRing::new(4, false, false, 64);
+        let a: Vec<u8> = (0..=255).collect();
+        let b = [9u8; 10];
+        let mut ts = [t(&a, Some(64)), t(&b, None)];
+        assert_eq!(ring.prepare(&ts, 0), 4);
+        // The kernel took 3 of the 4 datagrams of transmit 0.
+        assert_eq!(ring.advance(&mut ts, 3), 0);
+        assert_eq!(ts[0].contents, &a[192..]);
+        assert_eq!(ts[0].segment_size, Some(64));
+        // Rebuilt from there: the last datagram of 0, then transmit 1.
+        assert_eq!(ring.prepare(&ts, 0), 2);
+        assert_eq!(ring.advance(&mut ts, 2), 2);
+    }
+
+    #[test]
+    fn ipv6_destination_on_ipv4_socket_is_not_prepared() {
+        let mut ring = SendRing::new(4, false, true, 64);
+        let mut tr = t(&[1, 2, 3], None);
+        tr.destination = "[::1]:4433".parse().unwrap();
+        assert_eq!(ring.prepare(&[tr], 0), 0);
     }
 }
