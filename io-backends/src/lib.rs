@@ -1,6 +1,29 @@
-//! The drivers that pump `quic-core` endpoints with real datagrams: epoll,
-//! io_uring, busy-poll and AF_XDP, with GSO/GRO and batched syscalls, plus the
-//! per-worker runtime loop.
+//! The drivers that move datagrams between sockets and the sans-I/O
+//! `quic-core` endpoints, fast: batched system calls, GSO/GRO, ECN and
+//! local-address ancillary data, busy polling.
 //!
-//! Not written yet: selection will follow `QUICPRO_XDP` (interface name) and
-//! `QUICPRO_BUSY_POLL` (µs) as the product documents describe.
+//! - [`backend`]: the [`Backend`] trait every driver implements (epoll and
+//!   busy-poll now; io_uring and AF_XDP later) and its types.
+//! - [`udp`]: kernel UDP socket setup, cmsg building/parsing, recvmmsg and
+//!   sendmmsg batches.
+//! - [`epoll`], [`busy_poll`]: the two kernel-UDP drivers.
+//! - [`select`]: which driver a worker runs, from `QUICPRO_BACKEND`,
+//!   `QUICPRO_XDP` and `QUICPRO_BUSY_POLL`.
+//!
+//! Linux only: the options used (UDP_SEGMENT, UDP_GRO, IP_PKTINFO,
+//! SO_BUSY_POLL, epoll) have no portable equivalent.
+
+pub mod backend;
+pub mod busy_poll;
+pub mod epoll;
+pub mod select;
+pub mod udp;
+
+pub use backend::{
+    datagrams, Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness,
+    RecvBatch, RecvEntry, RecvMeta, Transmit,
+};
+pub use busy_poll::{BusyPollBackend, BusyPollConfig, BusyPollReport, OptOutcome};
+pub use epoll::EpollBackend;
+pub use select::{choose, open, BackendConfig, Choice};
+pub use udp::{UdpConfig, UdpSocketInfo};

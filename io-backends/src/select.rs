@@ -1,0 +1,206 @@
+//! Which backend a worker runs, from the environment knobs of the product
+//! documents:
+//!
+//! 1. `QUICPRO_BACKEND=epoll|io_uring|busy_poll` forces one.
+//! 2. Else `QUICPRO_XDP=<ifname>` asks for AF_XDP on that interface.
+//! 3. Else `QUICPRO_BUSY_POLL=<µs>` greater than 0 selects busy-poll.
+//! 4. Else io_uring, with epoll as the fallback where io_uring is missing.
+//!
+//! AF_XDP and io_uring are not built yet: asking for them explicitly is an
+//! error that says so; the default path falls back to epoll and says that in
+//! the start-up line.
+
+use std::net::SocketAddr;
+
+use crate::backend::{Backend, BackendError, BackendKind};
+use crate::busy_poll::{BusyPollBackend, BusyPollConfig, DEFAULT_BUSY_POLL_BUDGET};
+use crate::epoll::EpollBackend;
+use crate::udp::UdpConfig;
+
+pub const ENV_BACKEND: &str = "QUICPRO_BACKEND";
+pub const ENV_XDP: &str = "QUICPRO_XDP";
+pub const ENV_BUSY_POLL: &str = "QUICPRO_BUSY_POLL";
+
+/// Spin time when `QUICPRO_BACKEND=busy_poll` is given without
+/// `QUICPRO_BUSY_POLL`.
+pub const DEFAULT_BUSY_POLL_US: u32 = 50;
+
+/// Longest busy-poll spin accepted (1 s): beyond that it is a typo, not a
+/// latency setting.
+pub const MAX_BUSY_POLL_US: u32 = 1_000_000;
+
+const XDP_NOT_BUILT: &str = "af_xdp: not built yet; unset QUICPRO_XDP to use the kernel UDP path";
+const IO_URING_NOT_BUILT: &str =
+    "io_uring: not built yet; unset QUICPRO_BACKEND or set it to epoll or busy_poll";
+const IO_URING_FALLBACK: &str = "io_uring backend not built, using epoll";
+
+/// The knobs, parsed. Tests build it directly instead of touching the
+/// process environment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackendConfig {
+    /// `QUICPRO_BACKEND`.
+    pub forced: Option<BackendKind>,
+    /// `QUICPRO_XDP`: interface for AF_XDP.
+    pub xdp_interface: Option<String>,
+    /// `QUICPRO_BUSY_POLL` in µs; 0 is off.
+    pub busy_poll_us: u32,
+    /// SO_BUSY_POLL_BUDGET for busy-poll (default 64).
+    pub busy_poll_budget: Option<u16>,
+    /// Socket options and batch sizes.
+    pub udp: UdpConfig,
+}
+
+impl BackendConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, BackendError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the knobs through `lookup` (name → value); empty values count
+    /// as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BackendError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let forced = match get(ENV_BACKEND) {
+            None => None,
+            Some(v) => Some(match v.to_ascii_lowercase().as_str() {
+                "epoll" => BackendKind::Epoll,
+                "io_uring" | "iouring" | "io-uring" => BackendKind::IoUring,
+                "busy_poll" | "busypoll" | "busy-poll" => BackendKind::BusyPoll,
+                _ => {
+                    return Err(BackendError::InvalidConfig {
+                        var: ENV_BACKEND,
+                        value: v,
+                        reason: "expected epoll, io_uring or busy_poll",
+                    })
+                }
+            }),
+        };
+        let xdp_interface = get(ENV_XDP);
+        if let Some(name) = &xdp_interface {
+            // IFNAMSIZ is 16 including the terminating NUL.
+            if name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ', '\0']) {
+                return Err(BackendError::InvalidConfig {
+                    var: ENV_XDP,
+                    value: name.clone(),
+                    reason: "not a network interface name",
+                });
+            }
+        }
+        let busy_poll_us = match get(ENV_BUSY_POLL) {
+            None => 0,
+            Some(v) => match v.parse::<u32>() {
+                Ok(us) if us <= MAX_BUSY_POLL_US => us,
+                _ => {
+                    return Err(BackendError::InvalidConfig {
+                        var: ENV_BUSY_POLL,
+                        value: v,
+                        reason: "expected microseconds, 0 to 1000000",
+                    })
+                }
+            },
+        };
+        Ok(BackendConfig {
+            forced,
+            xdp_interface,
+            busy_poll_us,
+            busy_poll_budget: None,
+            udp: UdpConfig::default(),
+        })
+    }
+}
+
+/// The decision, before any socket is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    pub kind: BackendKind,
+    /// Busy-poll spin time (busy-poll only).
+    pub busy_poll_us: u32,
+    /// Why, for the start-up line.
+    pub reason: &'static str,
+}
+
+/// Applies the selection rules. Errors when the chosen backend is not
+/// available in this build.
+pub fn choose(cfg: &BackendConfig) -> Result<Choice, BackendError> {
+    match cfg.forced {
+        Some(BackendKind::Epoll) => {
+            return Ok(Choice {
+                kind: BackendKind::Epoll,
+                busy_poll_us: 0,
+                reason: "forced by QUICPRO_BACKEND",
+            })
+        }
+        Some(BackendKind::BusyPoll) => {
+            let (us, reason) = if cfg.busy_poll_us > 0 {
+                (cfg.busy_poll_us, "forced by QUICPRO_BACKEND")
+            } else {
+                (
+                    DEFAULT_BUSY_POLL_US,
+                    "forced by QUICPRO_BACKEND, QUICPRO_BUSY_POLL unset: default spin",
+                )
+            };
+            return Ok(Choice {
+                kind: BackendKind::BusyPoll,
+                busy_poll_us: us,
+                reason,
+            });
+        }
+        Some(BackendKind::IoUring) => return Err(BackendError::Unavailable(IO_URING_NOT_BUILT)),
+        Some(BackendKind::AfXdp) => return Err(BackendError::Unavailable(XDP_NOT_BUILT)),
+        None => {}
+    }
+    if cfg.xdp_interface.is_some() {
+        return Err(BackendError::Unavailable(XDP_NOT_BUILT));
+    }
+    if cfg.busy_poll_us > 0 {
+        return Ok(Choice {
+            kind: BackendKind::BusyPoll,
+            busy_poll_us: cfg.busy_poll_us,
+            reason: "QUICPRO_BUSY_POLL set",
+        });
+    }
+    Ok(Choice {
+        kind: BackendKind::Epoll,
+        busy_poll_us: 0,
+        reason: IO_URING_FALLBACK,
+    })
+}
+
+/// Chooses and opens the backend bound to `bind`. Returns it with the one
+/// line to log at start-up.
+pub fn open(
+    cfg: &BackendConfig,
+    bind: SocketAddr,
+) -> Result<(Box<dyn Backend>, String), BackendError> {
+    let choice = choose(cfg)?;
+    match choice.kind {
+        BackendKind::BusyPoll => {
+            let mut bp = BusyPollConfig::new(choice.busy_poll_us);
+            bp.budget = cfg.busy_poll_budget.unwrap_or(DEFAULT_BUSY_POLL_BUDGET);
+            let b = BusyPollBackend::open(bind, &cfg.udp, bp)?;
+            let line = describe(&b, choice, &format!("{}; {}", b.socket_info(), b.report()));
+            Ok((Box::new(b), line))
+        }
+        _ => {
+            let b = EpollBackend::open(bind, &cfg.udp)?;
+            let line = describe(&b, choice, &b.socket_info().to_string());
+            Ok((Box::new(b), line))
+        }
+    }
+}
+
+fn describe(b: &dyn Backend, choice: Choice, details: &str) -> String {
+    let caps = b.capabilities();
+    format!(
+        "io backend {} ({}): {}; batch {} × {} B",
+        b.kind(),
+        choice.reason,
+        details,
+        caps.recv_batch,
+        caps.recv_buffer_size
+    )
+}

@@ -1,0 +1,15 @@
+//! Kernel UDP sockets: setup, ancillary data, batched receive and send.
+
+mod addr;
+mod cmsg;
+mod recv;
+mod send;
+mod socket;
+mod sockopt;
+
+pub(crate) use recv::RecvRing;
+pub(crate) use send::SendRing;
+pub use socket::{
+    open_udp_socket, BufferSize, UdpConfig, UdpSocketInfo, DEFAULT_GSO_SEGMENTS, MAX_UDP_PAYLOAD,
+};
+pub(crate) use sockopt::{set_int, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET, SO_PREFER_BUSY_POLL};
