@@ -1,15 +1,18 @@
 //! `quicpro`: the command-line face of the stack.
 //!
-//! Today it has one subcommand, `inspect`, which dissects QUIC datagrams
-//! with quic-core's parsers and Initial packet protection. `serve` and `get`
-//! will join it once the connection layer and HTTP/3 exist.
+//! - `inspect` dissects QUIC datagrams with quic-core's parsers and Initial
+//!   packet protection.
+//! - `serve` runs an HTTP/3 server (worker threads on one port).
+//! - `get` fetches URLs over HTTP/3.
 //!
 //! Exit codes: 0 when everything was understood, 1 when some packet could
 //! not be parsed or decrypted (the output says which), 2 for bad usage or
 //! input that is not a datagram at all (odd hex, missing file).
 
 mod describe;
+mod get;
 mod inspect;
+mod serve;
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -31,6 +34,165 @@ enum Command {
     /// Dissect QUIC datagrams: headers of every coalesced packet, and the
     /// frames of Initial packets (whose keys are public, RFC 9001 §5.2).
     Inspect(InspectArgs),
+    /// Serve HTTP/3: files from --root, /echo, /bytes/<n>.
+    Serve(ServeArgs),
+    /// Fetch URLs over HTTP/3 (curl-like).
+    Get(GetArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "::")]
+    host: String,
+    #[arg(long, default_value_t = 4433)]
+    port: u16,
+    /// Directory of static files.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// PEM certificate chain; without it a self-signed one is generated.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Worker threads sharing the port (SO_REUSEPORT).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// epoll | io_uring | busy_poll (default: the QUICPRO_* environment).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Write a qlog file per connection into this directory.
+    #[arg(long)]
+    qlog_dir: Option<PathBuf>,
+    /// Write TLS secrets to $SSLKEYLOGFILE.
+    #[arg(long)]
+    keylog: bool,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    /// https:// URLs, all on the same server.
+    #[arg(required = true)]
+    urls: Vec<String>,
+    /// Write the body here instead of stdout (one URL only).
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Do not verify the server certificate.
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// Trust these CA certificates (PEM) instead of the system roots.
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Print response headers and the handshake outcome to stderr.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// Fetch each URL on a new connection (resumes the TLS session, uses 0-RTT).
+    #[arg(long)]
+    reconnect: bool,
+    /// POST this file as the request body.
+    #[arg(long)]
+    post: Option<PathBuf>,
+    /// Seconds to wait for the server.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Show a progress line on stderr.
+    #[arg(long)]
+    progress: bool,
+    /// Write TLS secrets to $SSLKEYLOGFILE.
+    #[arg(long)]
+    keylog: bool,
+}
+
+fn run_serve(a: &ServeArgs) -> ExitCode {
+    let bind = match format!("{}:{}", if a.host.contains(':') { format!("[{}]", a.host) } else { a.host.clone() }, a.port).parse() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("quicpro serve: bad --host/--port: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tls = match (&a.cert, &a.key) {
+        (Some(c), Some(k)) => quic_core::tls::ServerTlsOptions::from_pem_files(c, k, &[b"h3"]),
+        _ => match serve::self_signed(&[]) {
+            Ok((cert, key)) => {
+                eprintln!("quicpro serve: no --cert given, using a generated self-signed certificate for localhost");
+                Ok(quic_core::tls::ServerTlsOptions::new(vec![cert], key, &[b"h3"]))
+            }
+            Err(e) => {
+                eprintln!("quicpro serve: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let mut tls = match tls {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("quicpro serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tls.key_log = a.keylog;
+    let mut backend = match io_backends::select::BackendConfig::from_env() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("quicpro serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(b) = &a.backend {
+        match io_backends::select::BackendConfig::from_lookup(|n| if n == "QUICPRO_BACKEND" { Some(b.clone()) } else { std::env::var(n).ok() }) {
+            Ok(c) => backend = c,
+            Err(e) => {
+                eprintln!("quicpro serve: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Some(d) = &a.qlog_dir {
+        let _ = std::fs::create_dir_all(d);
+    }
+    let cfg = serve::ServeConfig {
+        bind,
+        root: a.root.clone(),
+        tls,
+        workers: a.workers,
+        backend,
+        qlog_dir: a.qlog_dir.clone(),
+        duration: a.duration.map(std::time::Duration::from_secs_f64),
+        drain: std::time::Duration::from_secs(5),
+    };
+    match serve::serve(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quicpro serve: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_get(a: &GetArgs) -> ExitCode {
+    let cfg = get::GetConfig {
+        urls: a.urls.clone(),
+        output: a.output.clone(),
+        insecure: a.insecure,
+        cacert: a.cacert.clone(),
+        verbose: a.verbose,
+        reconnect: a.reconnect,
+        timeout: std::time::Duration::from_secs_f64(a.timeout),
+        post: a.post.clone(),
+        progress: a.progress,
+        keylog: a.keylog,
+    };
+    match get::get(cfg) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("quicpro get: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -124,5 +286,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Inspect(args) => run_inspect(args),
+        Command::Serve(args) => run_serve(args),
+        Command::Get(args) => run_get(args),
     }
 }

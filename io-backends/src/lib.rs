@@ -27,3 +27,4 @@ pub use busy_poll::{BusyPollBackend, BusyPollConfig, BusyPollReport, OptOutcome}
 pub use epoll::EpollBackend;
 pub use select::{choose, open, BackendConfig, Choice};
 pub use udp::{UdpConfig, UdpSocketInfo};
+pub mod runtime;

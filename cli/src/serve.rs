@@ -1,0 +1,331 @@
+//! `quicpro serve`: an HTTP/3 server on N worker threads sharing one UDP
+//! port (SO_REUSEPORT), each with its own endpoint and backend.
+//!
+//! Routes: `GET /echo/...` answers with the path; `POST /echo` answers with
+//! the body's length and SHA-256; `GET /bytes/<n>` streams n deterministic
+//! bytes (byte i = (i*7 + i/251) mod 256); anything else is a file under
+//! `--root` (no `..`), or 404.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h3_core::connection::H3Event;
+use h3_core::qpack::HeaderField;
+use io_backends::runtime::{H3Handle, Server, ServerOptions};
+use io_backends::select::BackendConfig;
+use quic_core::stream::StreamId;
+use quic_core::tls::ServerTlsOptions;
+
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT/SIGTERM start a graceful shutdown (RFC 9114 §5.2 GOAWAY).
+pub fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub bind: SocketAddr,
+    pub root: Option<PathBuf>,
+    pub tls: ServerTlsOptions,
+    pub workers: usize,
+    pub backend: BackendConfig,
+    pub qlog_dir: Option<PathBuf>,
+    /// Stop after this long (for tests and benchmarks); `None` runs until a signal.
+    pub duration: Option<Duration>,
+    /// How long in-flight requests may finish after GOAWAY.
+    pub drain: Duration,
+}
+
+/// A self-signed certificate for `localhost` (and the given names), made on the fly.
+pub fn self_signed(names: &[String]) -> Result<(rustls::pki_types::CertificateDer<'static>, rustls::pki_types::PrivateKeyDer<'static>), String> {
+    let mut all = vec!["localhost".to_string()];
+    all.extend(names.iter().cloned());
+    let ck = rcgen::generate_simple_self_signed(all).map_err(|e| e.to_string())?;
+    Ok((ck.cert.der().clone(), rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into())))
+}
+
+pub fn pattern_chunk(offset: u64, len: usize) -> Bytes {
+    let v: Vec<u8> = (offset..offset + len as u64).map(|i| (i.wrapping_mul(7).wrapping_add(i / 251)) as u8).collect();
+    Bytes::from(v)
+}
+
+enum BodySource {
+    Bytes(Bytes),
+    Pattern { next: u64, end: u64 },
+    File(File),
+}
+
+struct Pending {
+    source: BodySource,
+    /// Bytes read from the source but not yet accepted by the stream.
+    carry: Option<Bytes>,
+}
+
+enum Incoming {
+    /// POST /echo: hashing the body as it arrives.
+    Echo { ctx: ring::digest::Context, len: u64 },
+    Ignore,
+}
+
+fn hf(n: &str, v: &str) -> HeaderField {
+    HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
+}
+
+/// Runs one worker until STOP (or the duration) and the drain are over.
+pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]), quiet: bool) -> Result<(), String> {
+    let mut opts = ServerOptions::new(cfg.bind, cfg.tls.clone());
+    opts.backend = cfg.backend.clone();
+    opts.worker_id = worker_id;
+    opts.reset_secret = secrets.0;
+    opts.token_secret = secrets.1;
+    let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
+    if !quiet {
+        eprintln!("[worker {worker_id}] listening on {} — {}", server.local_addr(), server.backend_description());
+    }
+    let start = Instant::now();
+    let mut pending: HashMap<(H3Handle, StreamId), Pending> = HashMap::new();
+    let mut incoming: HashMap<(H3Handle, StreamId), Incoming> = HashMap::new();
+    let mut shutdown_at: Option<Instant> = None;
+    loop {
+        let stop = STOP.load(Ordering::SeqCst) || cfg.duration.is_some_and(|d| start.elapsed() >= d);
+        if stop && shutdown_at.is_none() {
+            server.goaway_all();
+            shutdown_at = Some(Instant::now() + cfg.drain);
+        }
+        if let Some(t) = shutdown_at {
+            if server.open_requests() == 0 || Instant::now() >= t {
+                server.close_all(0x100);
+                // Let the CONNECTION_CLOSE frames go out.
+                for _ in 0..3 {
+                    let _ = server.step(Duration::from_millis(5));
+                }
+                break;
+            }
+        }
+        server.step(Duration::from_millis(if pending.is_empty() { 50 } else { 1 })).map_err(|e| e.to_string())?;
+        if let Some(dir) = &cfg.qlog_dir {
+            while let Some(h) = server.accept() {
+                let path = dir.join(format!("worker{worker_id}-conn{}-{}.sqlog", h.0 .0, start.elapsed().as_micros()));
+                if let Ok(f) = File::create(&path) {
+                    let now = Instant::now();
+                    if let Some(c) = server.driver().endpoint.connection(h.0) {
+                        c.enable_qlog(Box::new(std::io::BufWriter::new(f)), now);
+                    }
+                }
+            }
+        } else {
+            while server.accept().is_some() {}
+        }
+        while let Some((h, ev)) = server.poll_event() {
+            match ev {
+                H3Event::Headers { stream, headers, fin } => {
+                    let get = |n: &str| headers.iter().find(|f| &f.name[..] == n.as_bytes()).map(|f| String::from_utf8_lossy(&f.value).into_owned());
+                    let method = get(":method").unwrap_or_default();
+                    let path = get(":path").unwrap_or_else(|| "/".into());
+                    if method == "POST" && path.starts_with("/echo") {
+                        incoming.insert((h, stream), Incoming::Echo { ctx: ring::digest::Context::new(&ring::digest::SHA256), len: 0 });
+                        if fin {
+                            finish_echo(&mut server, &mut incoming, &mut pending, h, stream);
+                        }
+                        continue;
+                    }
+                    if !fin {
+                        incoming.insert((h, stream), Incoming::Ignore);
+                    }
+                    let (status, ctype, source) = route(cfg, &path, worker_id);
+                    let mut fields = vec![hf("content-type", ctype), hf("server", "quicpro")];
+                    if let BodySource::Pattern { end, .. } = &source {
+                        fields.push(hf("content-length", &end.to_string()));
+                    }
+                    if server.respond(h, stream, status, &fields, false).is_ok() {
+                        pending.insert((h, stream), Pending { source, carry: None });
+                    }
+                }
+                H3Event::Data { stream } => {
+                    while let Some(b) = server.recv_body(h, stream, usize::MAX) {
+                        if let Some(Incoming::Echo { ctx, len }) = incoming.get_mut(&(h, stream)) {
+                            ctx.update(&b);
+                            *len += b.len() as u64;
+                        }
+                    }
+                }
+                H3Event::Finished { stream } => finish_echo(&mut server, &mut incoming, &mut pending, h, stream),
+                H3Event::Reset { stream, .. } => {
+                    pending.remove(&(h, stream));
+                    incoming.remove(&(h, stream));
+                }
+                _ => {}
+            }
+        }
+        while let Some((h, _)) = server.poll_closed() {
+            pending.retain(|(ph, _), _| *ph != h);
+            incoming.retain(|(ph, _), _| *ph != h);
+        }
+        pump_bodies(&mut server, &mut pending);
+    }
+    if !quiet {
+        let s = server.endpoint_stats();
+        eprintln!(
+            "[worker {worker_id}] stopped: {} connections accepted, {} datagrams, dropped: {} unparseable, {} unknown CID, {} small Initials",
+            s.connections_accepted, s.datagrams_received, s.dropped_unparseable, s.dropped_unknown_connection, s.dropped_initial_too_small
+        );
+    }
+    Ok(())
+}
+
+fn finish_echo(server: &mut Server, incoming: &mut HashMap<(H3Handle, StreamId), Incoming>, pending: &mut HashMap<(H3Handle, StreamId), Pending>, h: H3Handle, stream: StreamId) {
+    if let Some(Incoming::Echo { ctx, len }) = incoming.remove(&(h, stream)) {
+        let digest = ctx.finish();
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let body = Bytes::from(format!("{len} {hex}\n"));
+        if server.respond(h, stream, 200, &[hf("content-type", "text/plain")], false).is_ok() {
+            pending.insert((h, stream), Pending { source: BodySource::Bytes(body), carry: None });
+        }
+    }
+}
+
+fn route(cfg: &ServeConfig, path: &str, worker_id: u8) -> (u16, &'static str, BodySource) {
+    let clean = path.split('?').next().unwrap_or("/");
+    if let Some(rest) = clean.strip_prefix("/bytes/") {
+        if let Ok(n) = rest.parse::<u64>() {
+            return (200, "application/octet-stream", BodySource::Pattern { next: 0, end: n });
+        }
+    }
+    if clean.starts_with("/echo") || cfg.root.is_none() {
+        let body = format!("echo from worker {worker_id}: {clean}\n");
+        return (200, "text/plain", BodySource::Bytes(Bytes::from(body)));
+    }
+    if let Some(root) = &cfg.root {
+        if let Some(file) = safe_join(root, clean).and_then(|p| File::open(p).ok()) {
+            if file.metadata().is_ok_and(|m| m.is_file()) {
+                return (200, "application/octet-stream", BodySource::File(file));
+            }
+        }
+    }
+    (404, "text/plain", BodySource::Bytes(Bytes::from_static(b"not found\n")))
+}
+
+/// `root` + `path`, refusing anything that climbs out (`..`, absolute parts).
+fn safe_join(root: &Path, path: &str) -> Option<PathBuf> {
+    let rel = Path::new(path.trim_start_matches('/'));
+    let mut out = root.to_path_buf();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    if out.is_dir() {
+        out.push("index.html");
+    }
+    Some(out)
+}
+
+/// Moves response bodies into the streams as far as their buffers allow.
+fn pump_bodies(server: &mut Server, pending: &mut HashMap<(H3Handle, StreamId), Pending>) {
+    let mut done = Vec::new();
+    for (&(h, stream), p) in pending.iter_mut() {
+        for _ in 0..64 {
+            let chunk = match p.carry.take() {
+                Some(c) => c,
+                None => match &mut p.source {
+                    BodySource::Bytes(b) => std::mem::take(b),
+                    BodySource::Pattern { next, end } => {
+                        let n = (*end - *next).min(256 * 1024) as usize;
+                        let c = pattern_chunk(*next, n);
+                        *next += n as u64;
+                        c
+                    }
+                    BodySource::File(f) => {
+                        let mut buf = vec![0u8; 256 * 1024];
+                        match f.read(&mut buf) {
+                            Ok(n) => {
+                                buf.truncate(n);
+                                Bytes::from(buf)
+                            }
+                            Err(_) => Bytes::new(),
+                        }
+                    }
+                },
+            };
+            let last = chunk.is_empty()
+                || match &p.source {
+                    BodySource::Bytes(b) => b.is_empty(),
+                    BodySource::Pattern { next, end } => next >= end,
+                    BodySource::File(_) => false,
+                };
+            if chunk.is_empty() {
+                let _ = server.finish(h, stream);
+                done.push((h, stream));
+                break;
+            }
+            match server.send_body(h, stream, chunk.clone(), last) {
+                Ok(n) if n == chunk.len() => {
+                    if last {
+                        done.push((h, stream));
+                        break;
+                    }
+                }
+                Ok(n) => {
+                    p.carry = Some(chunk.slice(n..));
+                    break;
+                }
+                Err(_) => {
+                    done.push((h, stream));
+                    break;
+                }
+            }
+        }
+    }
+    for k in done {
+        pending.remove(&k);
+    }
+}
+
+/// Starts `workers` threads on one port and waits for them.
+pub fn serve(cfg: ServeConfig) -> Result<(), String> {
+    install_signal_handlers();
+    let mut rng = quic_core::rand::SystemRandom::new();
+    let mut reset = [0u8; 32];
+    let mut token = [0u8; 32];
+    quic_core::rand::RandomSource::fill(&mut rng, &mut reset);
+    quic_core::rand::RandomSource::fill(&mut rng, &mut token);
+    let mut cfg = cfg;
+    // One session store for all workers: a ticket issued by one worker
+    // resumes (and admits 0-RTT once) on any other.
+    if cfg.tls.session_storage.is_none() {
+        cfg.tls.session_storage = Some(rustls::server::ServerSessionMemoryCache::new(16 * 1024));
+    }
+    let cfg = Arc::new(cfg);
+    let mut threads = Vec::new();
+    for i in 0..cfg.workers.max(1) {
+        let cfg = cfg.clone();
+        threads.push(std::thread::spawn(move || run_worker(&cfg, i as u8, (reset, token), false)));
+    }
+    let mut result = Ok(());
+    for t in threads {
+        match t.join() {
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err("worker panicked".into()),
+            Ok(Ok(())) => {}
+        }
+    }
+    result
+}

@@ -1,0 +1,166 @@
+//! An HTTP/3 client connection on its own socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h3_core::connection::{H3Config, H3Event, SendError};
+use h3_core::qpack::HeaderField;
+use quic_core::config::TransportConfig;
+use quic_core::connection::{Connection, ConnectionError, Side};
+use quic_core::endpoint::{ClientConfig, Endpoint, EndpointConfig};
+use quic_core::stream::StreamId;
+use quic_core::tls::ClientTlsOptions;
+use quic_core::Version;
+
+use super::driver::{Driver, H3Handle};
+use crate::backend::BackendError;
+use crate::select::{open, BackendConfig};
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub tls: ClientTlsOptions,
+    pub transport: TransportConfig,
+    pub h3: H3Config,
+    pub backend: BackendConfig,
+    pub version: Version,
+}
+
+impl ClientOptions {
+    pub fn new(tls: ClientTlsOptions) -> Self {
+        Self { tls, transport: TransportConfig::default(), h3: H3Config::default(), backend: BackendConfig::default(), version: Version::V1 }
+    }
+}
+
+#[derive(Debug)]
+pub enum ClientError {
+    Backend(BackendError),
+    Tls(quic_core::tls::TlsConfigError),
+    Connect(quic_core::Error),
+    Connection(ConnectionError),
+    TimedOut,
+    Io(std::io::Error),
+}
+
+impl core::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ClientError::Backend(e) => write!(f, "{e}"),
+            ClientError::Tls(e) => write!(f, "{e}"),
+            ClientError::Connect(e) => write!(f, "connect: {e}"),
+            ClientError::Connection(e) => write!(f, "connection: {e}"),
+            ClientError::TimedOut => f.write_str("timed out"),
+            ClientError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+pub struct Client {
+    driver: Driver,
+    config: ClientConfig,
+    handle: H3Handle,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client").field("handle", &self.handle).finish()
+    }
+}
+
+impl Client {
+    /// Opens a socket and starts a connection; `token` is a NEW_TOKEN from
+    /// an earlier connection (or empty).
+    pub fn connect(opts: &ClientOptions, server: SocketAddr, server_name: &str, token: Bytes) -> Result<Self, ClientError> {
+        let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| ClientError::TimedOut)?;
+        let mut backend_cfg = opts.backend.clone();
+        backend_cfg.udp.reuse_port = false;
+        let (backend, _) = open(&backend_cfg, bind).map_err(ClientError::Backend)?;
+        let tls = opts.tls.build().map_err(ClientError::Tls)?;
+        let config = ClientConfig { tls, transport: Arc::new(opts.transport.clone()), version: opts.version };
+        let mut secret = [0u8; 32];
+        quic_core::rand::RandomSource::fill(&mut quic_core::rand::SystemRandom::new(), &mut secret);
+        let endpoint = Endpoint::new(EndpointConfig::new(&secret), None, Instant::now());
+        let mut driver = Driver::new(backend, endpoint, Side::Client, opts.h3.clone());
+        let h = driver.endpoint.connect(Instant::now(), &config, server, server_name, token).map_err(ClientError::Connect)?;
+        driver.adopt(h);
+        Ok(Self { driver, config, handle: H3Handle(h) })
+    }
+
+    /// A new connection to `server` from the same socket and TLS config, so
+    /// the session cache resumes the earlier session (and may send 0-RTT).
+    pub fn reconnect(&mut self, server: SocketAddr, server_name: &str, token: Bytes) -> Result<(), ClientError> {
+        let h = self.driver.endpoint.connect(Instant::now(), &self.config, server, server_name, token).map_err(ClientError::Connect)?;
+        self.driver.adopt(h);
+        self.handle = H3Handle(h);
+        Ok(())
+    }
+
+    pub fn connection(&self) -> Option<&Connection> {
+        self.driver.endpoint.connection_ref(self.handle.0)
+    }
+
+    pub fn connection_mut(&mut self) -> Option<&mut Connection> {
+        self.driver.endpoint.connection(self.handle.0)
+    }
+
+    pub fn handle(&self) -> H3Handle {
+        self.handle
+    }
+
+    pub fn step(&mut self, max_wait: Duration) -> Result<(), ClientError> {
+        self.driver.step(max_wait).map_err(ClientError::Io)?;
+        if self.connection().is_none() {
+            let err = self.driver.closed.iter().find(|(h, _)| *h == self.handle).and_then(|(_, e)| e.clone());
+            return Err(match err {
+                Some(e) => ClientError::Connection(e),
+                None => ClientError::Connection(ConnectionError::LocallyClosed),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until the handshake completes (or 0-RTT keys allow requests).
+    pub fn wait_connected(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.connection().is_some_and(|c| !c.is_handshaking()) {
+                return Ok(());
+            }
+            self.step(Duration::from_millis(20))?;
+        }
+        Err(ClientError::TimedOut)
+    }
+
+    pub fn request(&mut self, headers: &[HeaderField], end: bool) -> Result<StreamId, SendError> {
+        self.driver.with_conn(self.handle, |h3, c| h3.send_request(c, headers, end)).unwrap_or(Err(SendError::Refused))
+    }
+
+    pub fn send_body(&mut self, stream: StreamId, data: Bytes, fin: bool) -> Result<usize, SendError> {
+        self.driver.with_conn(self.handle, |h3, c| h3.send_data_bytes(c, stream, data, fin)).unwrap_or(Err(SendError::StreamClosed))
+    }
+
+    pub fn recv_body(&mut self, stream: StreamId, max: usize) -> Option<Bytes> {
+        self.driver.with_conn(self.handle, |h3, c| h3.recv_body(c, stream, max)).flatten()
+    }
+
+    pub fn poll_event(&mut self) -> Option<H3Event> {
+        loop {
+            let (h, ev) = self.driver.poll_event()?;
+            if h == self.handle {
+                return Some(ev);
+            }
+        }
+    }
+
+    pub fn close(&mut self) {
+        let now = Instant::now();
+        if let Some(c) = self.connection_mut() {
+            c.close(now, 0x100, b"");
+        }
+        self.driver.mark_dirty(self.handle.0);
+        self.driver.flush();
+    }
+}

@@ -1,0 +1,19 @@
+//! The per-worker runtime: one thread, one backend, one quic-core
+//! `Endpoint` and an HTTP/3 layer per connection, driven by a poll/step
+//! interface so callers that are not async Rust (the PHP binding's Fibers
+//! scheduler) can run it.
+//!
+//! - [`driver`]: the shared loop (receive a batch, route it, fire timers,
+//!   run HTTP/3, send).
+//! - [`server`]: accept connections and requests, respond, stream bodies.
+//! - [`client`]: connect, send requests, read responses, reuse tickets.
+//! - [`timers`]: one heap for all connection deadlines.
+
+pub mod client;
+pub mod driver;
+pub mod server;
+pub mod timers;
+
+pub use client::{Client, ClientOptions};
+pub use driver::{Driver, H3Handle};
+pub use server::{Server, ServerOptions};

@@ -1,0 +1,196 @@
+//! A worker's HTTP/3 server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use h3_core::connection::{H3Config, H3Event, SendError};
+use h3_core::qpack::HeaderField;
+use quic_core::cid_gen::RoutableCidGenerator;
+use quic_core::config::TransportConfig;
+use quic_core::connection::Side;
+use quic_core::endpoint::{Endpoint, EndpointConfig, EndpointStats, RetryPolicy, ServerConfig};
+use quic_core::stream::StreamId;
+use quic_core::tls::ServerTlsOptions;
+
+use super::driver::{Driver, H3Handle};
+use crate::backend::BackendError;
+use crate::select::{open, BackendConfig};
+
+/// Everything a server worker needs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub bind: SocketAddr,
+    pub tls: ServerTlsOptions,
+    pub transport: TransportConfig,
+    pub h3: H3Config,
+    pub backend: BackendConfig,
+    pub retry: RetryPolicy,
+    /// Encoded in every connection ID this worker issues, so packets can be
+    /// steered to it (see `quic_core::cid_gen`).
+    pub worker_id: u8,
+    /// Shared by all workers: stateless reset and address-token keys.
+    pub reset_secret: [u8; 32],
+    pub token_secret: [u8; 32],
+}
+
+impl ServerOptions {
+    pub fn new(bind: SocketAddr, tls: ServerTlsOptions) -> Self {
+        let mut reset_secret = [0u8; 32];
+        let mut token_secret = [0u8; 32];
+        let mut rng = quic_core::rand::SystemRandom::new();
+        quic_core::rand::RandomSource::fill(&mut rng, &mut reset_secret);
+        quic_core::rand::RandomSource::fill(&mut rng, &mut token_secret);
+        Self {
+            bind,
+            tls,
+            transport: TransportConfig::default(),
+            h3: H3Config::default(),
+            backend: BackendConfig::default(),
+            retry: RetryPolicy::UnderLoad { max_handshakes: 1024 },
+            worker_id: 0,
+            reset_secret,
+            token_secret,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum ServerError {
+    Backend(BackendError),
+    Tls(quic_core::tls::TlsConfigError),
+}
+
+impl core::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ServerError::Backend(e) => write!(f, "{e}"),
+            ServerError::Tls(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+pub struct Server {
+    driver: Driver,
+    description: String,
+    local: SocketAddr,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server").field("local", &self.local).field("backend", &self.description).finish()
+    }
+}
+
+impl Server {
+    pub fn bind(opts: ServerOptions) -> Result<Self, ServerError> {
+        let (backend, description) = open(&opts.backend, opts.bind).map_err(ServerError::Backend)?;
+        let local = backend.local_addr();
+        let tls = opts.tls.build().map_err(ServerError::Tls)?;
+        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut sc = ServerConfig::new(tls, &opts.token_secret, unix);
+        sc.transport = Arc::new(opts.transport.clone());
+        sc.retry = opts.retry;
+        let mut ec = EndpointConfig::new(&opts.reset_secret);
+        let worker = opts.worker_id;
+        ec.cid_generator = Arc::new(move || Box::new(RoutableCidGenerator::for_worker(worker)));
+        let endpoint = Endpoint::new(ec, Some(sc), std::time::Instant::now());
+        Ok(Self { driver: Driver::new(backend, endpoint, Side::Server, opts.h3), description, local })
+    }
+
+    /// The one-line description of the chosen backend, for the start-up log.
+    pub fn backend_description(&self) -> &str {
+        &self.description
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn step(&mut self, max_wait: Duration) -> std::io::Result<()> {
+        self.driver.step(max_wait)
+    }
+
+    /// New connections, in order of arrival.
+    pub fn accept(&mut self) -> Option<H3Handle> {
+        self.driver.accepted.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<(H3Handle, H3Event)> {
+        self.driver.poll_event()
+    }
+
+    pub fn poll_closed(&mut self) -> Option<(H3Handle, Option<quic_core::connection::ConnectionError>)> {
+        self.driver.closed.pop_front()
+    }
+
+    pub fn respond(&mut self, h: H3Handle, stream: StreamId, status: u16, headers: &[HeaderField], end: bool) -> Result<(), SendError> {
+        self.driver.with_conn(h, |h3, c| h3.send_response(c, stream, status, headers, end)).unwrap_or(Err(SendError::StreamClosed))
+    }
+
+    pub fn send_trailers(&mut self, h: H3Handle, stream: StreamId, trailers: &[HeaderField]) -> Result<(), SendError> {
+        self.driver.with_conn(h, |h3, c| h3.send_headers(c, stream, trailers, true)).unwrap_or(Err(SendError::StreamClosed))
+    }
+
+    /// Queues body bytes; returns how many were taken (0 = stream buffer full).
+    pub fn send_body(&mut self, h: H3Handle, stream: StreamId, data: Bytes, fin: bool) -> Result<usize, SendError> {
+        self.driver.with_conn(h, |h3, c| h3.send_data_bytes(c, stream, data, fin)).unwrap_or(Err(SendError::StreamClosed))
+    }
+
+    pub fn finish(&mut self, h: H3Handle, stream: StreamId) -> Result<(), SendError> {
+        self.driver.with_conn(h, |h3, c| h3.finish(c, stream)).unwrap_or(Err(SendError::StreamClosed))
+    }
+
+    pub fn recv_body(&mut self, h: H3Handle, stream: StreamId, max: usize) -> Option<Bytes> {
+        self.driver.with_conn(h, |h3, c| h3.recv_body(c, stream, max)).flatten()
+    }
+
+    /// Whether the connection is resumed (TLS session resumption).
+    pub fn is_resumed(&mut self, h: H3Handle) -> bool {
+        self.driver.endpoint.connection_ref(h.0).is_some_and(|c| c.is_resumed())
+    }
+
+    /// Graceful shutdown: GOAWAY on every connection (RFC 9114 §5.2).
+    pub fn goaway_all(&mut self) {
+        let handles: Vec<_> = self.driver.h3.keys().copied().collect();
+        for h in handles {
+            self.driver.with_conn(H3Handle(h), |h3, c| h3.send_goaway(c));
+        }
+    }
+
+    /// Closes every connection (after GOAWAY and the drain deadline).
+    pub fn close_all(&mut self, code: u64) {
+        let now = std::time::Instant::now();
+        let handles: Vec<_> = self.driver.h3.keys().copied().collect();
+        for h in handles {
+            if let Some(c) = self.driver.endpoint.connection(h) {
+                c.close(now, code, b"server shutting down");
+            }
+            self.driver.mark_dirty(h);
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.driver.endpoint.connection_count()
+    }
+
+    pub fn open_requests(&self) -> usize {
+        self.driver.h3.values().map(|h| h.open_requests()).sum()
+    }
+
+    pub fn endpoint_stats(&self) -> EndpointStats {
+        self.driver.endpoint.stats()
+    }
+
+    pub fn backend_stats(&self) -> crate::backend::BackendStats {
+        self.driver.backend.stats()
+    }
+
+    /// Direct access for callers that need more (qlog, raw QUIC).
+    pub fn driver(&mut self) -> &mut Driver {
+        &mut self.driver
+    }
+}
