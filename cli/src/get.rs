@@ -135,6 +135,12 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         let mut last_progress = Instant::now();
         while !streams.iter().all(|(_, r)| r.done) {
             if Instant::now() > end {
+                if std::env::var_os("QUICPRO_DEBUG").is_some() {
+                    for (id, r) in &streams {
+                        let c = client.connection();
+                        eprintln!("stream {id:?}: status {:?} body {} done {} quic readable {:?} stats {:?}", r.status, r.body_len, r.done, c.map(|c| c.readable(*id)), c.map(|c| c.stats()));
+                    }
+                }
                 return Err("timed out waiting for responses".into());
             }
             client.step(Duration::from_millis(20)).map_err(|e| e.to_string())?;

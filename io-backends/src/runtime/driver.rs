@@ -213,6 +213,11 @@ impl Driver {
         let conn = self.endpoint.connection(h.0)?;
         let h3 = self.h3.get_mut(&h.0)?;
         let r = f(h3, conn);
+        // Calls like `recv_body` can complete a message: surface its events
+        // now rather than on the connection's next packet.
+        while let Some(ev) = h3.poll_event() {
+            self.events.push_back((h, ev));
+        }
         self.dirty.insert(h.0);
         Some(r)
     }
