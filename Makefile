@@ -5,7 +5,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 
-.PHONY: setup run test test-rust test-fuzz fuzz bench build clean
+
+.PHONY: setup run demo-inspect test test-rust test-fuzz fuzz bench build clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,9 +14,14 @@ setup:
 build: setup
 	$(CARGO) build --release -p quicpro-cli
 
-# The main job. Until the HTTP/3 server lands this runs the newest working
-# demo: the QUIC packet inspector over real captured Initials.
+# The main job: the multi-worker HTTP/3 server on port 4433 (self-signed
+# certificate in certs/). The PHP edition of the seed demo replaces it once
+# the extension exists.
 run: build
+	@bash scripts/run-server.sh
+
+# The packet inspector over real captured Initials.
+demo-inspect: build
 	@bash scripts/run-demo.sh
 
 # Every test: unit, property and integration tests, the bench harnesses in

@@ -38,6 +38,52 @@ enum Command {
     Serve(ServeArgs),
     /// Fetch URLs over HTTP/3 (curl-like).
     Get(GetArgs),
+    /// Write a self-signed certificate and key (PEM) for localhost.
+    GenCert(GenCertArgs),
+}
+
+#[derive(Debug, Args)]
+struct GenCertArgs {
+    /// Directory for server.pem and server.key.
+    #[arg(long, default_value = "certs")]
+    dir: PathBuf,
+    /// Extra DNS names besides localhost.
+    #[arg(long)]
+    name: Vec<String>,
+}
+
+fn run_gen_cert(a: &GenCertArgs) -> ExitCode {
+    let mut names = vec!["localhost".to_string()];
+    names.extend(a.name.iter().cloned());
+    let ck = match rcgen::generate_simple_self_signed(names) {
+        Ok(ck) => ck,
+        Err(e) => {
+            eprintln!("quicpro gen-cert: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&a.dir) {
+        eprintln!("quicpro gen-cert: {}: {e}", a.dir.display());
+        return ExitCode::from(1);
+    }
+    let cert = a.dir.join("server.pem");
+    let key = a.dir.join("server.key");
+    let written = std::fs::write(&cert, ck.cert.pem()).and_then(|_| std::fs::write(&key, ck.signing_key.serialize_pem()));
+    match written {
+        Ok(()) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600));
+            }
+            println!("wrote {} and {}", cert.display(), key.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("quicpro gen-cert: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -288,5 +334,6 @@ fn main() -> ExitCode {
         Command::Inspect(args) => run_inspect(args),
         Command::Serve(args) => run_serve(args),
         Command::Get(args) => run_get(args),
+        Command::GenCert(args) => run_gen_cert(args),
     }
 }
