@@ -40,3 +40,4 @@ pub mod tls;
 pub mod connection;
 pub mod config;
 pub mod endpoint;
+pub mod fast_hash;

@@ -14,6 +14,8 @@ use crate::stream::Dir;
 
 /// AEAD tag length of every QUIC v1/v2 cipher suite (RFC 9001 §5.3).
 const TAG_LEN: usize = 16;
+/// How far below the maximum a datagram may end and still start a GSO batch.
+const GSO_SLACK: usize = 24;
 /// Smallest room worth starting a packet in.
 const MIN_PACKET_ROOM: usize = 64;
 
@@ -54,7 +56,10 @@ impl Connection {
         let mut segments = 1;
         // GSO: keep adding datagrams of exactly `first` bytes while there is
         // full-size 1-RTT data to send (the last may be shorter).
-        if first == max_size && self.state == State::Established && self.config.max_gso_segments > 1 {
+        // A datagram filled with data (within a frame header of full) starts
+        // a batch; later segments get exactly its size, and a shorter one
+        // ends the batch (GSO needs equal segments but the last).
+        if first + GSO_SLACK >= max_size && self.state == State::Established && self.config.max_gso_segments > 1 {
             while segments < self.config.max_gso_segments && total + first <= buf.len() {
                 let Some(n) = self.build_datagram(now, &mut buf[total..total + first]) else { break };
                 total += n;
@@ -482,8 +487,10 @@ impl Connection {
                 st.queued = false;
                 continue;
             };
-            // Worst-case header: type + id + offset + length varints.
-            let overhead = 1 + 8 + 8 + 4;
+            // Frame header bound: type, id, offset (at most the write
+            // offset) and a length varint sized for this packet's room.
+            let len_field = if p.room() < 16384 { 2 } else { 4 };
+            let overhead = 1 + crate::varint::size(id.0) + crate::varint::size(send.write_offset()) + len_field;
             let max_len = p.room().saturating_sub(overhead);
             let chunk = if max_len > 0 || send.has_data_to_send() { send.next_chunk(max_len, credit) } else { None };
             let Some(chunk) = chunk else {

@@ -1,7 +1,7 @@
 //! The connection's streams: the map from stream ID to its send and receive
 //! halves, the queue of streams with data to send, and stream-level events.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::config::TransportConfig;
 use crate::error::Error;
@@ -43,7 +43,7 @@ pub enum StreamEvent {
 #[derive(Debug)]
 pub struct Streams {
     pub local: Initiator,
-    pub map: HashMap<StreamId, Stream>,
+    pub map: crate::fast_hash::FastHashMap<StreamId, Stream>,
     pub limits: StreamLimits,
     /// Streams with data (or a FIN/reset) waiting to be sent, round robin.
     pub send_queue: VecDeque<StreamId>,
@@ -79,7 +79,7 @@ impl Streams {
     pub fn new(local: Initiator, cfg: &TransportConfig) -> Self {
         Self {
             local,
-            map: HashMap::new(),
+            map: Default::default(),
             limits: StreamLimits::new(local, cfg.max_concurrent_bidi_streams, cfg.max_concurrent_uni_streams),
             send_queue: VecDeque::new(),
             accept_queue: [VecDeque::new(), VecDeque::new()],
