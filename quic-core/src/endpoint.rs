@@ -467,6 +467,12 @@ impl Endpoint {
         // Retry is the server's Retry SCID (RFC 9001 §5.2).
         conn.set_initial_dcid_for_keys(header.dcid);
         conn.handle_datagram(now, remote, ecn, data);
+        if conn.stats().packets_received == 0 {
+            // Nothing authenticated (corrupted or forged Initial): keep no
+            // state for it (RFC 9000 §5.2.2 lets servers drop such packets).
+            self.stats.dropped_unparseable += 1;
+            return DatagramEvent::Dropped(DropReason::Unparseable);
+        }
         let h = self.insert(conn);
         self.routes.insert(local_cid, h);
         self.initial_routes.insert(header.dcid, h);

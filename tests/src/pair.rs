@@ -32,6 +32,9 @@ pub struct Pair {
     /// Extra random delay in [0, jitter) per datagram: reorders packets.
     pub jitter: Duration,
     in_flight: Vec<(Instant, bool, Vec<u8>)>,
+    /// When set, datagrams cross these simulated links (client→server,
+    /// server→client) instead of the simple delay/loss model above.
+    links: Option<[crate::sim::Link; 2]>,
     pub delivered: u64,
     pub dropped: u64,
     /// Bytes sent server→client before the server received anything beyond
@@ -104,6 +107,7 @@ impl Pair {
             delay: Duration::from_millis(10),
             jitter: Duration::ZERO,
             in_flight: Vec::new(),
+            links: None,
             delivered: 0,
             dropped: 0,
             server_sent: 0,
@@ -122,6 +126,10 @@ impl Pair {
 
     pub fn server(&mut self) -> &mut Connection {
         let h = self.server_conn.expect("server connection");
+        if self.server.connection_ref(h).is_none() {
+            let closed: Vec<_> = std::iter::from_fn(|| self.server.poll_closed()).collect();
+            panic!("server connection is gone: {closed:?}; links {:?}", self.link_stats());
+        }
         self.server.connection(h).unwrap()
     }
 
@@ -145,6 +153,10 @@ impl Pair {
                         } else {
                             self.server_sent += chunk.len() as u64;
                         }
+                        if let Some(links) = &mut self.links {
+                            links[usize::from(!from_client)].send(self.now, chunk.to_vec());
+                            continue;
+                        }
                         let extra = if self.jitter.is_zero() {
                             Duration::ZERO
                         } else {
@@ -156,7 +168,11 @@ impl Pair {
             }
             while let Some(t) = ep.poll_transmit(&mut buf) {
                 any = true;
-                self.in_flight.push((self.now + self.delay, from_client, buf[..t.size].to_vec()));
+                if let Some(links) = &mut self.links {
+                    links[usize::from(!from_client)].send(self.now, buf[..t.size].to_vec());
+                } else {
+                    self.in_flight.push((self.now + self.delay, from_client, buf[..t.size].to_vec()));
+                }
             }
         }
         any
@@ -173,6 +189,13 @@ impl Pair {
                 true
             }
         });
+        if let Some(links) = &mut self.links {
+            for (i, from_client) in [(0usize, true), (1, false)] {
+                while let Some(d) = links[i].poll_deliver(now) {
+                    due.push((from_client, d.data));
+                }
+            }
+        }
         let any = !due.is_empty();
         for (from_client, mut d) in due {
             if (from_client && self.blackhole_client_to_server) || (self.loss > 0.0 && self.rng.unit() < self.loss) {
@@ -183,7 +206,7 @@ impl Pair {
             if from_client {
                 let ev = self.server.handle(now, self.client_addr, None, &mut d);
                 if let quic_core::endpoint::DatagramEvent::NewConnection(h) = ev {
-                    self.server_conn = Some(h);
+                    self.server_conn.get_or_insert(h);
                 }
             } else {
                 self.client.handle(now, self.server_addr, None, &mut d);
@@ -194,6 +217,13 @@ impl Pair {
 
     fn next_event(&mut self) -> Option<Instant> {
         let mut t: Option<Instant> = self.in_flight.iter().map(|(t, _, _)| *t).min();
+        if let Some(links) = &self.links {
+            for l in links {
+                if let Some(x) = l.next_delivery_time() {
+                    t = Some(t.map_or(x, |t| t.min(x)));
+                }
+            }
+        }
         for ep in [&mut self.client, &mut self.server] {
             let handles: Vec<_> = ep.handles().collect();
             for h in handles {
@@ -250,6 +280,12 @@ impl Pair {
         let end = self.now + limit;
         let mut steps = 0u64;
         while !cond(self) {
+            if std::env::var_os("PAIR_DEBUG").is_some() && steps % 300 == 0 {
+                let c = self.client.connection_ref(self.client_conn).map(|c| (c.bytes_in_flight(), c.congestion_window(), c.rtt(), c.stats(), c.poll_timeout().map(|t| t.saturating_duration_since(self.now))));
+                let sv = self.server_conn.and_then(|h| self.server.connection_ref(h)).map(|c| (c.bytes_in_flight(), c.congestion_window(), c.poll_timeout().map(|t| t.saturating_duration_since(self.now)), c.stats().packets_sent, c.stats().packets_received));
+                let cc = self.client.connection_ref(self.client_conn).map(|c| (c.bytes_in_flight(), c.congestion_window(), c.poll_timeout().map(|t| t.saturating_duration_since(self.now)), c.stats().packets_sent, c.stats().packets_received, c.debug_timers()));
+                eprintln!("step {steps}: client {cc:?} server {sv:?}");
+            }
             assert!(self.now < end, "condition not met within {limit:?} of simulated time");
             steps += 1;
             assert!(steps < 5_000_000, "too many steps");
@@ -258,6 +294,17 @@ impl Pair {
                 return;
             }
         }
+    }
+
+    /// Routes all further datagrams through simulated links (see `sim`).
+    pub fn set_links(&mut self, client_to_server: crate::sim::LinkConfig, server_to_client: crate::sim::LinkConfig) {
+        let a = self.rng.next_u64();
+        let b = self.rng.next_u64();
+        self.links = Some([crate::sim::Link::new(client_to_server, a), crate::sim::Link::new(server_to_client, b)]);
+    }
+
+    pub fn link_stats(&self) -> Option<[crate::sim::LinkStats; 2]> {
+        self.links.as_ref().map(|l| [l[0].stats(), l[1].stats()])
     }
 
     /// Opens a second client connection to the same server with the same

@@ -822,6 +822,11 @@ impl Connection {
         !self.address_validated && self.bytes_sent >= 3 * self.bytes_received
     }
 
+    /// Timer state for diagnostics: (loss detection, idle, handshake confirmed).
+    pub fn debug_timers(&self) -> (Option<Instant>, Option<Instant>, bool, bool) {
+        (self.recovery.loss_detection_timer(self.timer_ctx()), self.idle_deadline, self.handshake_confirmed, self.pending.handshake_done)
+    }
+
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Drained {
@@ -886,6 +891,7 @@ impl Connection {
             if let crate::recovery::TimeoutAction::Probe { space, probes } = action {
                 self.spaces[space.index()].probes = probes;
             }
+
         }
     }
 
