@@ -279,9 +279,7 @@ impl H3Connection {
                     if self.is_critical_local(id) {
                         return Err(H3Error::closed_critical_stream("peer stopped a critical stream"));
                     }
-                    if self.requests.remove(&id).is_some() {
-                        self.events.push_back(H3Event::Reset { stream: id, code: error_code });
-                    }
+                    self.on_stopped(id, error_code);
                 }
                 QuicEvent::Stream(_) => {}
                 QuicEvent::HandshakeCompleted => {
@@ -376,6 +374,27 @@ impl H3Connection {
             return self.read_request(conn, id);
         }
         Ok(())
+    }
+
+    /// STOP_SENDING on a request stream: only our sending half is gone.
+    fn on_stopped(&mut self, id: StreamId, code: u64) {
+        if self.side == Side::Client {
+            // RFC 9114 §4.1.1: a server may abort reading the request and
+            // still send a complete response, and "clients MUST NOT discard
+            // complete responses as a result of having their request
+            // terminated abruptly". Keep reading; nothing more is sent.
+            if let Some(st) = self.requests.get_mut(&id) {
+                st.local_fin = true;
+                if st.finished_emitted {
+                    self.requests.remove(&id);
+                }
+            }
+            return;
+        }
+        // Server: the client no longer wants the response.
+        if self.requests.remove(&id).is_some() {
+            self.events.push_back(H3Event::Reset { stream: id, code });
+        }
     }
 
     fn on_reset(&mut self, conn: &mut Connection, id: StreamId, code: u64) -> Result<(), H3Error> {

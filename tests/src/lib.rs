@@ -19,3 +19,4 @@ pub fn unhex(s: &str) -> Vec<u8> {
 pub mod sim;
 pub mod udp;
 pub mod pair;
+pub mod h3_app;

@@ -385,3 +385,33 @@ fn closing_the_control_stream_is_closed_critical_stream() {
     }
     assert!(closed, "closing the control stream is a connection error");
 }
+
+#[test]
+fn client_keeps_the_response_after_stop_sending() {
+    // RFC 9114 §4.1.1: a server may stop reading the request (STOP_SENDING)
+    // and still send a complete response, which the client must not discard.
+    let mut h = H3Pair::new(11);
+    let headers = vec![hf(":method", "POST"), hf(":scheme", "https"), hf(":authority", "localhost"), hf(":path", "/upload")];
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let id = h.client.send_request(conn, &headers, false).unwrap();
+    h.client.send_data(conn, id, b"a body the server does not need", false).unwrap();
+    h.run(Duration::from_secs(10), |h| h.server_events.iter().any(|e| matches!(e, H3Event::Headers { .. })));
+    let sh = h.p.server_conn.unwrap();
+    let conn = h.p.server.connection(sh).unwrap();
+    conn.stop_sending(id, H3ErrorCode::H3_NO_ERROR.0);
+    h.server.send_response(conn, id, 200, &[hf("content-length", "5")], false).unwrap();
+    h.server.send_data(conn, id, b"hello", true).unwrap();
+    let mut resps = HashMap::new();
+    let mut resets = 0;
+    h.run(Duration::from_secs(10), |h| {
+        resets += h.client_events.iter().filter(|e| matches!(e, H3Event::Reset { .. })).count();
+        client_collect(h, &mut resps);
+        resps.get(&id).is_some_and(|r| r.done)
+    });
+    assert_eq!(resets, 0, "the response was not dropped");
+    assert_eq!(resps[&id].status.as_deref(), Some("200"));
+    assert_eq!(resps[&id].body, b"hello");
+    // Our request half is over: sending more is refused.
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    assert!(h.client.send_data(conn, id, b"more", true).is_err());
+}
