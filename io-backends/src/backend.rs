@@ -22,7 +22,8 @@ pub enum BackendKind {
     Epoll,
     /// As `Epoll`, but spins on non-blocking receives before sleeping.
     BusyPoll,
-    /// io_uring submission/completion rings (not built yet).
+    /// io_uring: multishot receive into a provided-buffer ring, batched
+    /// SENDMSG requests, one `io_uring_enter` per `wait`.
     IoUring,
     /// AF_XDP sockets on a UMEM (not built yet).
     AfXdp,
@@ -102,11 +103,22 @@ pub struct RecvEntry {
 ///
 /// The arena + entries shape fits both the kernel UDP path (fixed slots in
 /// one allocation) and AF_XDP (frames at arbitrary offsets of the UMEM).
+/// io_uring lends buffers one by one instead ([`RecvBatch::from_buffers`]):
+/// the kernel may be writing into the other buffers of its ring meanwhile,
+/// so no slice may cover them.
 #[derive(Debug)]
 pub struct RecvBatch<'a> {
-    arena: &'a mut [u8],
+    storage: Storage<'a>,
     entries: &'a [RecvEntry],
     next: usize,
+}
+
+#[derive(Debug)]
+enum Storage<'a> {
+    /// Every entry's offset is into this one arena.
+    Arena(&'a mut [u8]),
+    /// Entry `i`'s offset is into buffer `i`.
+    Buffers(&'a mut [&'a mut [u8]]),
 }
 
 impl<'a> RecvBatch<'a> {
@@ -114,7 +126,18 @@ impl<'a> RecvBatch<'a> {
     /// that does not is skipped, never trusted.
     pub fn new(arena: &'a mut [u8], entries: &'a [RecvEntry]) -> Self {
         RecvBatch {
-            arena,
+            storage: Storage::Arena(arena),
+            entries,
+            next: 0,
+        }
+    }
+
+    /// For backends that lend separate buffers: entry `i` lies at
+    /// `entries[i].offset` in `buffers[i]` (an entry without a buffer, or
+    /// that does not fit in it, is skipped).
+    pub fn from_buffers(buffers: &'a mut [&'a mut [u8]], entries: &'a [RecvEntry]) -> Self {
+        RecvBatch {
+            storage: Storage::Buffers(buffers),
             entries,
             next: 0,
         }
@@ -123,7 +146,7 @@ impl<'a> RecvBatch<'a> {
     /// An empty batch (nothing was waiting).
     pub fn empty() -> Self {
         RecvBatch {
-            arena: &mut [],
+            storage: Storage::Arena(&mut []),
             entries: &[],
             next: 0,
         }
@@ -146,7 +169,10 @@ impl<'a> RecvBatch<'a> {
     pub fn get_mut(&mut self, i: usize) -> Option<(RecvMeta, &mut [u8])> {
         let entry = self.entries.get(i)?;
         let end = entry.offset.checked_add(entry.meta.len)?;
-        let buf = self.arena.get_mut(entry.offset..end)?;
+        let buf = match &mut self.storage {
+            Storage::Arena(arena) => arena.get_mut(entry.offset..end)?,
+            Storage::Buffers(bufs) => bufs.get_mut(i)?.get_mut(entry.offset..end)?,
+        };
         Some((entry.meta, buf))
     }
 

@@ -2,22 +2,23 @@
 //! `quic-core` endpoints, fast: batched system calls, GSO/GRO, ECN and
 //! local-address ancillary data, busy polling.
 //!
-//! - [`backend`]: the [`Backend`] trait every driver implements (epoll and
-//!   busy-poll now; io_uring and AF_XDP later) and its types.
+//! - [`backend`]: the [`Backend`] trait every driver implements (epoll,
+//!   busy-poll and io_uring now; AF_XDP later) and its types.
 //! - [`udp`]: kernel UDP socket setup, cmsg building/parsing, recvmmsg and
 //!   sendmmsg batches.
-//! - [`epoll`], [`busy_poll`]: the two kernel-UDP drivers.
+//! - [`epoll`], [`busy_poll`], [`uring`]: the kernel-UDP drivers.
 //! - [`select`]: which driver a worker runs, from `QUICPRO_BACKEND`,
 //!   `QUICPRO_XDP` and `QUICPRO_BUSY_POLL`.
 //!
 //! Linux only: the options used (UDP_SEGMENT, UDP_GRO, IP_PKTINFO,
-//! SO_BUSY_POLL, epoll) have no portable equivalent.
+//! SO_BUSY_POLL, epoll, io_uring) have no portable equivalent.
 
 pub mod backend;
 pub mod busy_poll;
 pub mod epoll;
 pub mod select;
 pub mod udp;
+pub mod uring;
 
 pub use backend::{
     datagrams, Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness,
@@ -27,4 +28,5 @@ pub use busy_poll::{BusyPollBackend, BusyPollConfig, BusyPollReport, OptOutcome}
 pub use epoll::EpollBackend;
 pub use select::{choose, open, BackendConfig, Choice};
 pub use udp::{UdpConfig, UdpSocketInfo};
+pub use uring::{UringBackend, UringConfig, UringStats};
 pub mod runtime;

@@ -4,18 +4,21 @@
 //! 1. `QUICPRO_BACKEND=epoll|io_uring|busy_poll` forces one.
 //! 2. Else `QUICPRO_XDP=<ifname>` asks for AF_XDP on that interface.
 //! 3. Else `QUICPRO_BUSY_POLL=<µs>` greater than 0 selects busy-poll.
-//! 4. Else io_uring, with epoll as the fallback where io_uring is missing.
+//! 4. Else io_uring, with epoll as the fallback when io_uring cannot be set
+//!    up (old kernel, seccomp, `kernel.io_uring_disabled`): the reason is
+//!    logged once per process and shown in the start-up line.
 //!
-//! AF_XDP and io_uring are not built yet: asking for them explicitly is an
-//! error that says so; the default path falls back to epoll and says that in
-//! the start-up line.
+//! `QUICPRO_BACKEND=io_uring` never falls back: opening fails with the
+//! reason. AF_XDP is not built yet: asking for it is an error that says so.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::{Backend, BackendError, BackendKind};
 use crate::busy_poll::{BusyPollBackend, BusyPollConfig, DEFAULT_BUSY_POLL_BUDGET};
 use crate::epoll::EpollBackend;
 use crate::udp::UdpConfig;
+use crate::uring::{OpenError, UringBackend, UringConfig};
 
 pub const ENV_BACKEND: &str = "QUICPRO_BACKEND";
 pub const ENV_XDP: &str = "QUICPRO_XDP";
@@ -30,9 +33,9 @@ pub const DEFAULT_BUSY_POLL_US: u32 = 50;
 pub const MAX_BUSY_POLL_US: u32 = 1_000_000;
 
 const XDP_NOT_BUILT: &str = "af_xdp: not built yet; unset QUICPRO_XDP to use the kernel UDP path";
-const IO_URING_NOT_BUILT: &str =
-    "io_uring: not built yet; unset QUICPRO_BACKEND or set it to epoll or busy_poll";
-const IO_URING_FALLBACK: &str = "io_uring backend not built, using epoll";
+
+/// One fallback log line per process, however many workers open.
+static URING_FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// The knobs, parsed. Tests build it directly instead of touching the
 /// process environment.
@@ -48,6 +51,8 @@ pub struct BackendConfig {
     pub busy_poll_budget: Option<u16>,
     /// Socket options and batch sizes.
     pub udp: UdpConfig,
+    /// io_uring buffers (and the test switch that makes its setup fail).
+    pub uring: UringConfig,
 }
 
 impl BackendConfig {
@@ -109,6 +114,7 @@ impl BackendConfig {
             busy_poll_us,
             busy_poll_budget: None,
             udp: UdpConfig::default(),
+            uring: UringConfig::default(),
         })
     }
 }
@@ -149,7 +155,13 @@ pub fn choose(cfg: &BackendConfig) -> Result<Choice, BackendError> {
                 reason,
             });
         }
-        Some(BackendKind::IoUring) => return Err(BackendError::Unavailable(IO_URING_NOT_BUILT)),
+        Some(BackendKind::IoUring) => {
+            return Ok(Choice {
+                kind: BackendKind::IoUring,
+                busy_poll_us: 0,
+                reason: "forced by QUICPRO_BACKEND",
+            })
+        }
         Some(BackendKind::AfXdp) => return Err(BackendError::Unavailable(XDP_NOT_BUILT)),
         None => {}
     }
@@ -164,14 +176,16 @@ pub fn choose(cfg: &BackendConfig) -> Result<Choice, BackendError> {
         });
     }
     Ok(Choice {
-        kind: BackendKind::Epoll,
+        kind: BackendKind::IoUring,
         busy_poll_us: 0,
-        reason: IO_URING_FALLBACK,
+        reason: "default",
     })
 }
 
 /// Chooses and opens the backend bound to `bind`. Returns it with the one
-/// line to log at start-up.
+/// line to log at start-up. When the default io_uring cannot be set up, the
+/// epoll backend is opened instead (the line says why, and so does one
+/// stderr line per process); a forced io_uring fails with the reason.
 pub fn open(
     cfg: &BackendConfig,
     bind: SocketAddr,
@@ -182,23 +196,44 @@ pub fn open(
             let mut bp = BusyPollConfig::new(choice.busy_poll_us);
             bp.budget = cfg.busy_poll_budget.unwrap_or(DEFAULT_BUSY_POLL_BUDGET);
             let b = BusyPollBackend::open(bind, &cfg.udp, bp)?;
-            let line = describe(&b, choice, &format!("{}; {}", b.socket_info(), b.report()));
+            let line = describe(
+                &b,
+                choice.reason,
+                &format!("{}; {}", b.socket_info(), b.report()),
+            );
             Ok((Box::new(b), line))
         }
+        BackendKind::IoUring => match UringBackend::open_detailed(bind, &cfg.udp, &cfg.uring) {
+            Ok(b) => {
+                let details = format!("{}; {} provided buffers", b.socket_info(), b.buffer_count());
+                let line = describe(&b, choice.reason, &details);
+                Ok((Box::new(b), line))
+            }
+            Err(OpenError::Uring(why)) if cfg.forced.is_none() => {
+                if !URING_FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                    eprintln!("quicpro io: io_uring unavailable ({why}); using epoll");
+                }
+                let b = EpollBackend::open(bind, &cfg.udp)?;
+                let reason = format!("io_uring unavailable: {why}; fallback");
+                let line = describe(&b, &reason, &b.socket_info().to_string());
+                Ok((Box::new(b), line))
+            }
+            Err(OpenError::Uring(e) | OpenError::Socket(e)) => Err(e),
+        },
         _ => {
             let b = EpollBackend::open(bind, &cfg.udp)?;
-            let line = describe(&b, choice, &b.socket_info().to_string());
+            let line = describe(&b, choice.reason, &b.socket_info().to_string());
             Ok((Box::new(b), line))
         }
     }
 }
 
-fn describe(b: &dyn Backend, choice: Choice, details: &str) -> String {
+fn describe(b: &dyn Backend, reason: &str, details: &str) -> String {
     let caps = b.capabilities();
     format!(
         "io backend {} ({}): {}; batch {} × {} B",
         b.kind(),
-        choice.reason,
+        reason,
         details,
         caps.recv_batch,
         caps.recv_buffer_size

@@ -6,11 +6,11 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use common::*;
-use io_backends::{Backend, EpollBackend, Transmit};
+use io_backends::Transmit;
 
-fn round_trip(bind_rx: &str, bind_tx: &str, dest_ip: IpAddr) {
-    let mut rx = EpollBackend::open(bind_rx.parse().unwrap(), &udp_config()).unwrap();
-    let mut tx = EpollBackend::open(bind_tx.parse().unwrap(), &udp_config()).unwrap();
+fn round_trip<B: TestBackend>(bind_rx: &str, bind_tx: &str, dest_ip: IpAddr) {
+    let mut rx = B::open_with(bind_rx.parse().unwrap(), &udp_config()).unwrap();
+    let mut tx = B::open_with(bind_tx.parse().unwrap(), &udp_config()).unwrap();
     let dest = SocketAddr::new(dest_ip, rx.local_addr().port());
 
     // 50 datagrams of varied sizes: more than one batch of 32 each way.
@@ -56,26 +56,23 @@ fn round_trip(bind_rx: &str, bind_tx: &str, dest_ip: IpAddr) {
     );
 }
 
-#[test]
-fn ipv4_batches() {
-    round_trip(
+fn ipv4_batches<B: TestBackend>() {
+    round_trip::<B>(
         "127.0.0.1:0",
         "127.0.0.1:0",
         IpAddr::V4(Ipv4Addr::LOCALHOST),
     );
 }
 
-#[test]
-fn ipv6_batches() {
-    round_trip("[::1]:0", "[::1]:0", IpAddr::V6(Ipv6Addr::LOCALHOST));
+fn ipv6_batches<B: TestBackend>() {
+    round_trip::<B>("[::1]:0", "[::1]:0", IpAddr::V6(Ipv6Addr::LOCALHOST));
 }
 
-#[test]
-fn dual_stack_socket_serves_ipv4_with_plain_addresses() {
+fn dual_stack_socket_serves_ipv4_with_plain_addresses<B: TestBackend>() {
     // An IPv4 peer reaching a [::] socket shows up as plain IPv4, and the
     // reply goes back through the same socket.
-    let mut rx = EpollBackend::open("[::]:0".parse().unwrap(), &udp_config()).unwrap();
-    assert!(rx.socket_info().dual_stack);
+    let mut rx = B::open_with("[::]:0".parse().unwrap(), &udp_config()).unwrap();
+    assert!(rx.info().dual_stack);
     let peer = plain_socket("127.0.0.1:0");
     let port = rx.local_addr().port();
     peer.send_to(b"hello over v4", ("127.0.0.1", port)).unwrap();
@@ -103,9 +100,8 @@ fn dual_stack_socket_serves_ipv4_with_plain_addresses() {
     assert_eq!(back[0].1.port(), port);
 }
 
-#[test]
-fn recv_on_idle_socket_is_empty_not_blocking() {
-    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+fn recv_on_idle_socket_is_empty_not_blocking<B: TestBackend>() {
+    let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let start = std::time::Instant::now();
     assert!(rx.recv().unwrap().is_empty());
     let r = rx
@@ -129,3 +125,10 @@ fn recv_on_idle_socket_is_empty_not_blocking() {
         .unwrap();
     assert!(w.writable);
 }
+
+for_each_backend!(
+    ipv4_batches,
+    ipv6_batches,
+    dual_stack_socket_serves_ipv4_with_plain_addresses,
+    recv_on_idle_socket_is_empty_not_blocking,
+);

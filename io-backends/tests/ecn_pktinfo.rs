@@ -6,12 +6,12 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use common::*;
-use io_backends::{Backend, EpollBackend, Transmit};
+use io_backends::Transmit;
 use quic_core::connection::EcnCodepoint;
 
-fn ecn_round_trip(bind: &str, dest_ip: IpAddr) {
-    let mut rx = EpollBackend::open(bind.parse().unwrap(), &udp_config()).unwrap();
-    let mut tx = EpollBackend::open(bind.parse().unwrap(), &udp_config()).unwrap();
+fn ecn_round_trip<B: TestBackend>(bind: &str, dest_ip: IpAddr) {
+    let mut rx = B::open_with(bind.parse().unwrap(), &udp_config()).unwrap();
+    let mut tx = B::open_with(bind.parse().unwrap(), &udp_config()).unwrap();
     let dest = SocketAddr::new(dest_ip, rx.local_addr().port());
     let codepoints = [
         Some(EcnCodepoint::Ect0),
@@ -36,31 +36,27 @@ fn ecn_round_trip(bind: &str, dest_ip: IpAddr) {
     assert_eq!(seen, codepoints);
 }
 
-#[test]
-fn ecn_round_trip_ipv4() {
-    ecn_round_trip("127.0.0.1:0", IpAddr::V4(Ipv4Addr::LOCALHOST));
+fn ecn_round_trip_ipv4<B: TestBackend>() {
+    ecn_round_trip::<B>("127.0.0.1:0", IpAddr::V4(Ipv4Addr::LOCALHOST));
 }
 
-#[test]
-fn ecn_round_trip_ipv6() {
-    ecn_round_trip("[::1]:0", IpAddr::V6(Ipv6Addr::LOCALHOST));
+fn ecn_round_trip_ipv6<B: TestBackend>() {
+    ecn_round_trip::<B>("[::1]:0", IpAddr::V6(Ipv6Addr::LOCALHOST));
 }
 
-#[test]
-fn ecn_round_trip_ipv4_through_dual_stack_sockets() {
+fn ecn_round_trip_ipv4_through_dual_stack_sockets<B: TestBackend>() {
     // IPv4-mapped destinations take the SOL_IP path (IP_TOS) on send, and
     // the receiver needs IP_RECVTOS besides IPV6_RECVTCLASS.
-    ecn_round_trip("[::]:0", IpAddr::V4(Ipv4Addr::LOCALHOST));
+    ecn_round_trip::<B>("[::]:0", IpAddr::V4(Ipv4Addr::LOCALHOST));
 }
 
-#[test]
-fn ecn_set_on_every_segment_of_a_gso_send() {
-    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+fn ecn_set_on_every_segment_of_a_gso_send<B: TestBackend>() {
+    let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let cfg = io_backends::UdpConfig {
         gro: false,
         ..udp_config()
     };
-    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     let bytes = vec![7u8; 1200 * 4];
     let mut t = [Transmit {
         destination: rx.local_addr(),
@@ -75,10 +71,9 @@ fn ecn_set_on_every_segment_of_a_gso_send() {
     assert!(got.iter().all(|g| g.meta.ecn == Some(EcnCodepoint::Ect0)));
 }
 
-#[test]
-fn pktinfo_reports_the_address_a_wildcard_socket_was_reached_at() {
+fn pktinfo_reports_the_address_a_wildcard_socket_was_reached_at<B: TestBackend>() {
     // All of 127.0.0.0/8 is local: send to 127.0.0.2 and 127.0.0.3.
-    let mut rx = EpollBackend::open("0.0.0.0:0".parse().unwrap(), &udp_config()).unwrap();
+    let mut rx = B::open_with("0.0.0.0:0".parse().unwrap(), &udp_config()).unwrap();
     let port = rx.local_addr().port();
     let peer = plain_socket("127.0.0.1:0");
     peer.send_to(b"to .2", ("127.0.0.2", port)).unwrap();
@@ -96,9 +91,8 @@ fn pktinfo_reports_the_address_a_wildcard_socket_was_reached_at() {
     );
 }
 
-#[test]
-fn pktinfo_on_ipv6_wildcard() {
-    let mut rx = EpollBackend::open("[::]:0".parse().unwrap(), &udp_config()).unwrap();
+fn pktinfo_on_ipv6_wildcard<B: TestBackend>() {
+    let mut rx = B::open_with("[::]:0".parse().unwrap(), &udp_config()).unwrap();
     let peer = plain_socket("[::1]:0");
     peer.send_to(b"v6", ("::1", rx.local_addr().port()))
         .unwrap();
@@ -110,10 +104,9 @@ fn pktinfo_on_ipv6_wildcard() {
     assert_eq!(got[0].meta.source, peer.local_addr().unwrap());
 }
 
-#[test]
-fn source_address_is_chosen_per_send() {
+fn source_address_is_chosen_per_send<B: TestBackend>() {
     // A wildcard-bound server answers from the address the client used.
-    let mut tx = EpollBackend::open("0.0.0.0:0".parse().unwrap(), &udp_config()).unwrap();
+    let mut tx = B::open_with("0.0.0.0:0".parse().unwrap(), &udp_config()).unwrap();
     let peer = plain_socket("127.0.0.1:0");
     let dest = peer.local_addr().unwrap();
     for src in [Ipv4Addr::new(127, 0, 0, 5), Ipv4Addr::new(127, 0, 0, 9)] {
@@ -134,9 +127,8 @@ fn source_address_is_chosen_per_send() {
     }
 }
 
-#[test]
-fn source_address_on_dual_stack_socket_for_ipv4_peer() {
-    let mut tx = EpollBackend::open("[::]:0".parse().unwrap(), &udp_config()).unwrap();
+fn source_address_on_dual_stack_socket_for_ipv4_peer<B: TestBackend>() {
+    let mut tx = B::open_with("[::]:0".parse().unwrap(), &udp_config()).unwrap();
     let peer = plain_socket("127.0.0.1:0");
     let src = Ipv4Addr::new(127, 0, 0, 7);
     let mut t = [Transmit {
@@ -153,3 +145,14 @@ fn source_address_on_dual_stack_socket_for_ipv4_peer() {
         SocketAddr::new(IpAddr::V4(src), tx.local_addr().port())
     );
 }
+
+for_each_backend!(
+    ecn_round_trip_ipv4,
+    ecn_round_trip_ipv6,
+    ecn_round_trip_ipv4_through_dual_stack_sockets,
+    ecn_set_on_every_segment_of_a_gso_send,
+    pktinfo_reports_the_address_a_wildcard_socket_was_reached_at,
+    pktinfo_on_ipv6_wildcard,
+    source_address_is_chosen_per_send,
+    source_address_on_dual_stack_socket_for_ipv4_peer,
+);

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use io_backends::{Backend, EpollBackend, Transmit, UdpConfig};
+use io_backends::{Transmit, UdpConfig};
 
 fn gso_transmit(dest: SocketAddr, bytes: &[u8], seg: usize) -> Transmit<'_> {
     Transmit {
@@ -28,9 +28,8 @@ fn burst(n: usize, seg: usize, last: Option<usize>) -> (Vec<u8>, Vec<Vec<u8>>) {
     (parts.concat(), parts)
 }
 
-#[test]
-fn gso_send_arrives_as_separate_datagrams_at_a_plain_socket() {
-    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+fn gso_send_arrives_as_separate_datagrams_at_a_plain_socket<B: TestBackend>() {
+    let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     assert!(tx.capabilities().gso, "Linux 6.x has UDP_SEGMENT");
     let rx = plain_socket("127.0.0.1:0");
     let (bytes, parts) = burst(10, 1200, None);
@@ -44,10 +43,9 @@ fn gso_send_arrives_as_separate_datagrams_at_a_plain_socket() {
     assert!(tx.capabilities().gso, "no fallback on loopback");
 }
 
-#[test]
-fn gro_receives_a_gso_burst_coalesced() {
-    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
-    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+fn gro_receives_a_gso_burst_coalesced<B: TestBackend>() {
+    let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+    let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let gro = rx.capabilities().gro;
     eprintln!("UDP_GRO accepted: {gro}");
     // Nine full segments and a short tenth.
@@ -78,15 +76,14 @@ fn gro_receives_a_gso_burst_coalesced() {
     }
 }
 
-#[test]
-fn without_gro_a_gso_burst_arrives_split() {
+fn without_gro_a_gso_burst_arrives_split<B: TestBackend>() {
     let cfg = UdpConfig {
         gro: false,
         ..udp_config()
     };
-    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     assert!(!rx.capabilities().gro);
-    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+    let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let (bytes, parts) = burst(10, 1200, None);
     let mut t = [gso_transmit(rx.local_addr(), &bytes, 1200)];
     send_all(&mut tx, &mut t);
@@ -98,16 +95,15 @@ fn without_gro_a_gso_burst_arrives_split() {
     assert_eq!(flatten(&got), parts);
 }
 
-#[test]
-fn big_transmits_are_split_into_several_gso_messages() {
+fn big_transmits_are_split_into_several_gso_messages<B: TestBackend>() {
     // 100 × 1200 B exceeds one IP packet (64 KiB): the backend cuts it in
     // messages of at most 54 segments (65507 / 1200).
-    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+    let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let cfg = UdpConfig {
         gro: false,
         ..udp_config()
     };
-    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     let (bytes, parts) = burst(100, 1200, None);
     let mut t = [gso_transmit(rx.local_addr(), &bytes, 1200)];
     send_all(&mut tx, &mut t);
@@ -116,8 +112,7 @@ fn big_transmits_are_split_into_several_gso_messages() {
     assert_eq!(flatten(&got), parts);
 }
 
-#[test]
-fn kernel_refusing_gso_falls_back_to_plain_datagrams() {
+fn kernel_refusing_gso_falls_back_to_plain_datagrams<B: TestBackend>() {
     // A real kernel refusal: more segments in one UDP_SEGMENT send than the
     // kernel's UDP_MAX_SEGMENTS (64, or 128 since Linux 6.9) gets EINVAL
     // from udp_send_skb. Allow 200 so the backend asks for 150.
@@ -125,13 +120,13 @@ fn kernel_refusing_gso_falls_back_to_plain_datagrams() {
         gso_max_segments: 200,
         ..udp_config()
     };
-    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     assert!(tx.capabilities().gso);
     let rx_cfg = UdpConfig {
         gro: false,
         ..udp_config()
     };
-    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &rx_cfg).unwrap();
+    let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &rx_cfg).unwrap();
     let (bytes, parts) = burst(150, 100, None);
     let mut t = [gso_transmit(rx.local_addr(), &bytes, 100)];
     send_all(&mut tx, &mut t);
@@ -162,17 +157,16 @@ fn kernel_refusing_gso_falls_back_to_plain_datagrams() {
     assert_eq!(flatten(&recv_datagrams(&mut rx, 5, DEADLINE)), parts);
 }
 
-#[test]
-fn unsendable_transmit_is_dropped_without_turning_gso_off() {
+fn unsendable_transmit_is_dropped_without_turning_gso_off<B: TestBackend>() {
     // Port 0 is EINVAL in udp_sendmsg, segmented or not: the backend must
     // tell that apart from a refused segmentation, drop the transmit and
     // keep GSO for the others.
-    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+    let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let cfg = UdpConfig {
         gro: false,
         ..udp_config()
     };
-    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     let port_zero: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let (bytes, parts) = burst(4, 1200, None);
     let lone = payload(1, 300);
@@ -210,14 +204,13 @@ fn libc_einval() -> i32 {
     22
 }
 
-#[test]
-fn mixed_batch_of_plain_and_segmented_transmits() {
-    let mut tx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+fn mixed_batch_of_plain_and_segmented_transmits<B: TestBackend>() {
+    let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let cfg = UdpConfig {
         gro: false,
         ..udp_config()
     };
-    let mut rx = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     let dest = rx.local_addr();
     let (a, a_parts) = burst(3, 1200, Some(77));
     let single = payload(999, 321);
@@ -243,3 +236,13 @@ fn mixed_batch_of_plain_and_segmented_transmits() {
     let got = recv_datagrams(&mut rx, want.len(), DEADLINE);
     assert_eq!(flatten(&got), want);
 }
+
+for_each_backend!(
+    gso_send_arrives_as_separate_datagrams_at_a_plain_socket,
+    gro_receives_a_gso_burst_coalesced,
+    without_gro_a_gso_burst_arrives_split,
+    big_transmits_are_split_into_several_gso_messages,
+    kernel_refusing_gso_falls_back_to_plain_datagrams,
+    unsendable_transmit_is_dropped_without_turning_gso_off,
+    mixed_batch_of_plain_and_segmented_transmits,
+);

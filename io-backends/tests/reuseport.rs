@@ -6,15 +6,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use io_backends::{Backend, BackendError, EpollBackend, Interest, UdpConfig};
+use io_backends::{BackendError, Interest, UdpConfig};
 
-#[test]
-fn two_sockets_share_a_port_and_split_the_flows() {
-    let mut a = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
+fn two_sockets_share_a_port_and_split_the_flows<B: TestBackend>() {
+    let mut a = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let addr = a.local_addr();
-    let mut b = EpollBackend::open(addr, &udp_config()).unwrap();
+    let mut b = B::open_with(addr, &udp_config()).unwrap();
     assert_eq!(b.local_addr(), addr);
-    assert!(a.socket_info().reuse_port && b.socket_info().reuse_port);
+    assert!(a.info().reuse_port && b.info().reuse_port);
 
     // 32 flows (distinct source ports); the reuseport hash sends each flow
     // to one socket. All 32 landing on one of the two has probability 2^-31.
@@ -47,14 +46,13 @@ fn two_sockets_share_a_port_and_split_the_flows() {
     );
 }
 
-#[test]
-fn without_reuseport_the_second_bind_fails() {
+fn without_reuseport_the_second_bind_fails<B: TestBackend>() {
     let cfg = UdpConfig {
         reuse_port: false,
         ..udp_config()
     };
-    let a = EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
-    match EpollBackend::open(a.local_addr(), &cfg) {
+    let a = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
+    match B::open_with(a.local_addr(), &cfg) {
         Err(BackendError::Io {
             context: "bind",
             source,
@@ -64,3 +62,8 @@ fn without_reuseport_the_second_bind_fails() {
         other => panic!("expected EADDRINUSE, got {other:?}"),
     }
 }
+
+for_each_backend!(
+    two_sockets_share_a_port_and_split_the_flows,
+    without_reuseport_the_second_bind_fails,
+);

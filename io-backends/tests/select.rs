@@ -13,6 +13,12 @@ fn cfg(vars: &[(&str, &str)]) -> Result<BackendConfig, BackendError> {
     BackendConfig::from_lookup(|k| map.get(k).cloned())
 }
 
+fn failing_uring(vars: &[(&str, &str)]) -> BackendConfig {
+    let mut c = cfg(vars).unwrap();
+    c.uring.simulate_setup_failure = true;
+    c
+}
+
 fn unavailable(r: Result<io_backends::Choice, BackendError>) -> &'static str {
     match r {
         Err(BackendError::Unavailable(why)) => why,
@@ -21,10 +27,10 @@ fn unavailable(r: Result<io_backends::Choice, BackendError>) -> &'static str {
 }
 
 #[test]
-fn default_is_epoll_standing_in_for_io_uring() {
+fn default_is_io_uring() {
     let c = choose(&cfg(&[]).unwrap()).unwrap();
-    assert_eq!(c.kind, BackendKind::Epoll);
-    assert_eq!(c.reason, "io_uring backend not built, using epoll");
+    assert_eq!(c.kind, BackendKind::IoUring);
+    assert_eq!(c.reason, "default");
 }
 
 #[test]
@@ -45,7 +51,7 @@ fn xdp_interface_asks_for_af_xdp_which_is_not_built() {
     // Empty means unset.
     assert_eq!(
         choose(&cfg(&[("QUICPRO_XDP", "")]).unwrap()).unwrap().kind,
-        BackendKind::Epoll
+        BackendKind::IoUring
     );
 }
 
@@ -54,7 +60,7 @@ fn busy_poll_above_zero_selects_busy_poll() {
     let c = choose(&cfg(&[("QUICPRO_BUSY_POLL", "75")]).unwrap()).unwrap();
     assert_eq!((c.kind, c.busy_poll_us), (BackendKind::BusyPoll, 75));
     let c = choose(&cfg(&[("QUICPRO_BUSY_POLL", "0")]).unwrap()).unwrap();
-    assert_eq!(c.kind, BackendKind::Epoll);
+    assert_eq!(c.kind, BackendKind::IoUring);
 }
 
 #[test]
@@ -81,8 +87,13 @@ fn quicpro_backend_forces() {
     )
     .unwrap();
     assert_eq!((c.kind, c.busy_poll_us), (BackendKind::BusyPoll, 20));
-    let why = unavailable(choose(&cfg(&[("QUICPRO_BACKEND", "io_uring")]).unwrap()));
-    assert!(why.starts_with("io_uring: not built yet"), "{why}");
+    // io_uring forced beats QUICPRO_BUSY_POLL.
+    let c = choose(&cfg(&[("QUICPRO_BACKEND", "io_uring"), ("QUICPRO_BUSY_POLL", "20")]).unwrap())
+        .unwrap();
+    assert_eq!(
+        (c.kind, c.reason),
+        (BackendKind::IoUring, "forced by QUICPRO_BACKEND")
+    );
     match cfg(&[("QUICPRO_BACKEND", "kqueue")]) {
         Err(BackendError::InvalidConfig {
             var: "QUICPRO_BACKEND",
@@ -97,15 +108,25 @@ fn quicpro_backend_forces() {
 fn open_returns_the_backend_and_a_startup_line() {
     let (b, line) = open(&cfg(&[]).unwrap(), "127.0.0.1:0".parse().unwrap()).unwrap();
     eprintln!("{line}");
-    assert_eq!(b.kind(), BackendKind::Epoll);
+    assert_eq!(b.kind(), BackendKind::IoUring);
     assert!(
-        line.starts_with(
-            "io backend epoll (io_uring backend not built, using epoll): udp 127.0.0.1:"
-        ),
+        line.starts_with("io backend io_uring (default): udp 127.0.0.1:"),
         "{line}"
     );
     assert!(line.contains("gso on") && line.contains("gro on"), "{line}");
+    assert!(line.contains("256 provided buffers"), "{line}");
     assert!(!line.contains('\n'));
+
+    let (b, line) = open(
+        &cfg(&[("QUICPRO_BACKEND", "epoll")]).unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(b.kind(), BackendKind::Epoll);
+    assert!(
+        line.starts_with("io backend epoll (forced by QUICPRO_BACKEND): udp 127.0.0.1:"),
+        "{line}"
+    );
 
     let (b, line) = open(
         &cfg(&[("QUICPRO_BUSY_POLL", "30")]).unwrap(),
@@ -128,4 +149,72 @@ fn open_returns_the_backend_and_a_startup_line() {
         err.to_string(),
         "af_xdp: not built yet; unset QUICPRO_XDP to use the kernel UDP path"
     );
+}
+
+#[test]
+fn io_uring_setup_failure_falls_back_to_epoll_by_default() {
+    let c = failing_uring(&[]);
+    assert_eq!(choose(&c).unwrap().kind, BackendKind::IoUring);
+    let (mut b, line) = open(&c, "127.0.0.1:0".parse().unwrap()).unwrap();
+    eprintln!("{line}");
+    assert_eq!(b.kind(), BackendKind::Epoll);
+    assert!(
+        line.starts_with(
+            "io backend epoll (io_uring unavailable: io_uring: setup failure simulated (UringConfig::simulate_setup_failure); fallback): udp 127.0.0.1:"
+        ),
+        "{line}"
+    );
+    // The fallback works: a datagram goes through it.
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.send_to(b"via epoll", b.local_addr()).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        b.wait(
+            io_backends::Interest::READABLE,
+            Some(std::time::Duration::from_millis(50)),
+        )
+        .unwrap();
+        let mut batch = b.recv().unwrap();
+        while let Some((_, buf)) = batch.next_buffer() {
+            got.push(buf.to_vec());
+        }
+        if !got.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(got, [b"via epoll".to_vec()]);
+}
+
+#[test]
+fn forced_io_uring_fails_with_the_reason_instead_of_falling_back() {
+    let c = failing_uring(&[("QUICPRO_BACKEND", "io_uring")]);
+    let err = open(&c, "127.0.0.1:0".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "io_uring: setup failure simulated (UringConfig::simulate_setup_failure)"
+    );
+    // Without the simulated failure the forced backend opens.
+    let c = cfg(&[("QUICPRO_BACKEND", "io_uring")]).unwrap();
+    let (b, line) = open(&c, "[::1]:0".parse().unwrap()).unwrap();
+    assert_eq!(b.kind(), BackendKind::IoUring);
+    assert!(
+        line.starts_with("io backend io_uring (forced by QUICPRO_BACKEND): udp [::1]:"),
+        "{line}"
+    );
+}
+
+#[test]
+fn socket_errors_are_not_hidden_by_the_fallback() {
+    // A bind failure is not an io_uring problem: epoll would fail the same
+    // way, so the error comes back as is.
+    let mut c = cfg(&[]).unwrap();
+    c.udp.reuse_port = false;
+    let (a, _) = open(&c, "127.0.0.1:0".parse().unwrap()).unwrap();
+    match open(&c, a.local_addr()) {
+        Err(BackendError::Io {
+            context: "bind", ..
+        }) => {}
+        Err(e) => panic!("expected the bind error, got {e}"),
+        Ok((b, line)) => panic!("expected the bind error, got {:?}: {line}", b.kind()),
+    }
 }

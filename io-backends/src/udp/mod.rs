@@ -7,8 +7,12 @@ mod send;
 mod socket;
 mod sockopt;
 
-pub(crate) use recv::RecvRing;
-pub(crate) use send::SendRing;
+pub(crate) use addr::{read_sockaddr, zeroed_storage};
+#[cfg(test)]
+pub(crate) use cmsg::CmsgWriter;
+pub(crate) use cmsg::RECV_SPACE;
+pub(crate) use recv::{parse_control, RecvRing};
+pub(crate) use send::{SendRing, Transport};
 pub use socket::{
     open_udp_socket, BufferSize, UdpConfig, UdpSocketInfo, DEFAULT_GSO_SEGMENTS, MAX_UDP_PAYLOAD,
 };

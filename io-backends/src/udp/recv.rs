@@ -192,7 +192,7 @@ impl RecvRing {
 
 /// Fills destination, interface, ECN and GRO segment size from the control
 /// messages the kernel attached.
-fn parse_control(ctrl: &[u8], meta: &mut RecvMeta) {
+pub(crate) fn parse_control(ctrl: &[u8], meta: &mut RecvMeta) {
     for c in CmsgIter::new(ctrl) {
         match (c.level, c.ty) {
             // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst;

@@ -77,6 +77,34 @@ enum Failure {
     Fatal(io::Error),
 }
 
+/// How prepared messages reach the kernel. The contract is sendmmsg(2)'s:
+/// `Ok(k)` when the first `k` messages were sent and the others were not,
+/// `Err` with the first message's error when it failed, `Ok(0)` when nothing
+/// was taken. An implementation must not return while the kernel may still
+/// read the headers or the bytes they point to: the caller's transmits are
+/// borrowed only for the call.
+pub(crate) trait Transport {
+    fn send(&mut self, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize>;
+}
+
+/// `sendmmsg(2)` on a socket: the epoll and busy-poll path.
+struct Sendmmsg(RawFd);
+
+impl Transport for Sendmmsg {
+    fn send(&mut self, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+        let n = libc::c_uint::try_from(hdrs.len()).unwrap_or(libc::c_uint::MAX);
+        // SAFETY: `hdrs` are initialised headers whose pointers (filled by
+        // `SendRing::prepare`) point at live buffers of the given lengths;
+        // the kernel only reads them, and only during this call; `n` does
+        // not exceed the slice.
+        let rc = unsafe { libc::sendmmsg(self.0, hdrs.as_mut_ptr(), n, 0) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc as usize)
+    }
+}
+
 impl SendRing {
     pub(crate) fn new(batch: usize, socket_v6: bool, gso: bool, gso_max_segments: usize) -> Self {
         let batch = batch.clamp(1, 1024);
@@ -123,8 +151,18 @@ impl SendRing {
         self.hdrs.len()
     }
 
-    /// See `Backend::send`.
+    /// See `Backend::send`: through `sendmmsg(2)` on `fd`.
     pub(crate) fn send(&mut self, fd: RawFd, transmits: &mut [Transmit<'_>]) -> io::Result<usize> {
+        self.send_via(&mut Sendmmsg(fd), transmits)
+    }
+
+    /// See `Backend::send`, with the messages handed to the kernel by
+    /// `transport` (sendmmsg, or io_uring SENDMSG requests).
+    pub(crate) fn send_via(
+        &mut self,
+        transport: &mut impl Transport,
+        transmits: &mut [Transmit<'_>],
+    ) -> io::Result<usize> {
         let mut done = 0;
         while done < transmits.len() {
             let built = self.prepare(transmits, done);
@@ -136,29 +174,33 @@ impl SendRing {
                 continue;
             }
             self.calls += 1;
-            // SAFETY: the first `built` headers were filled by `prepare`:
-            // names and control point into this ring's buffers with their
-            // lengths, iovecs point at `transmits`' contents, which are
-            // borrowed for this whole function. The kernel only reads them.
-            let rc =
-                unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), built as libc::c_uint, 0) };
-            if rc > 0 {
-                let sent = (rc as usize).min(built);
-                self.messages += sent as u64;
-                done = self.advance(transmits, sent);
-                continue;
-            }
-            if rc == 0 {
-                // Nothing taken and no error: treat as a full buffer.
-                break;
-            }
-            let err = io::Error::last_os_error();
+            // The first `built` headers were filled by `prepare`: names and
+            // control point into this ring's buffers with their lengths,
+            // iovecs point at `transmits`' contents, which are borrowed for
+            // this whole function (and `Transport` never keeps them longer).
+            let rc = match self.hdrs.get_mut(..built) {
+                Some(hdrs) => transport.send(hdrs),
+                None => Ok(0),
+            };
+            let err = match rc {
+                Ok(0) => {
+                    // Nothing taken and no error: treat as a full buffer.
+                    break;
+                }
+                Ok(sent) => {
+                    let sent = sent.min(built);
+                    self.messages += sent as u64;
+                    done = self.advance(transmits, sent);
+                    continue;
+                }
+                Err(err) => err,
+            };
             let errno = err.raw_os_error().unwrap_or(0);
             let first_gso = self.pieces.first().is_some_and(|p| p.gso);
             match classify(err, first_gso) {
                 Failure::Full => break,
                 Failure::Retry => continue,
-                Failure::GsoRefused => match self.send_first_plain(fd, transmits, done) {
+                Failure::GsoRefused => match self.send_first_plain(transport, transmits, done) {
                     // The first datagram alone went out: segmentation was
                     // what the kernel refused. The rest follow unsegmented.
                     Ok(()) => {
@@ -194,7 +236,7 @@ impl SendRing {
     /// fault.
     fn send_first_plain(
         &mut self,
-        fd: RawFd,
+        transport: &mut impl Transport,
         transmits: &[Transmit<'_>],
         first: usize,
     ) -> io::Result<()> {
@@ -207,18 +249,17 @@ impl SendRing {
         }
         loop {
             self.calls += 1;
-            // SAFETY: as in `send`: header 0 was just filled by `prepare`
-            // and points at this ring's buffers and the borrowed contents.
-            let rc = unsafe { libc::sendmmsg(fd, self.hdrs.as_mut_ptr(), 1, 0) };
-            if rc == 1 {
-                return Ok(());
-            }
-            if rc == 0 {
-                return Err(io::Error::from_raw_os_error(libc::EAGAIN));
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
+            // Header 0 was just filled by `prepare` and points at this ring's
+            // buffers and the borrowed contents.
+            let rc = match self.hdrs.get_mut(..1) {
+                Some(hdrs) => transport.send(hdrs),
+                None => Ok(0),
+            };
+            match rc {
+                Ok(1) => return Ok(()),
+                Ok(_) => return Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err),
             }
         }
     }

@@ -4,7 +4,48 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use io_backends::{Backend, Interest, RecvMeta, UdpConfig};
+use io_backends::{
+    Backend, BackendError, EpollBackend, Interest, RecvMeta, UdpConfig, UdpSocketInfo,
+    UringBackend, UringConfig,
+};
+
+/// What the shared tests need from a backend besides the trait.
+pub trait TestBackend: Backend + Sized {
+    fn open_with(bind: SocketAddr, cfg: &UdpConfig) -> Result<Self, BackendError>;
+    fn info(&self) -> UdpSocketInfo;
+}
+
+impl TestBackend for EpollBackend {
+    fn open_with(bind: SocketAddr, cfg: &UdpConfig) -> Result<Self, BackendError> {
+        EpollBackend::open(bind, cfg)
+    }
+    fn info(&self) -> UdpSocketInfo {
+        *self.socket_info()
+    }
+}
+
+impl TestBackend for UringBackend {
+    fn open_with(bind: SocketAddr, cfg: &UdpConfig) -> Result<Self, BackendError> {
+        UringBackend::open(bind, cfg, &UringConfig::default())
+    }
+    fn info(&self) -> UdpSocketInfo {
+        *self.socket_info()
+    }
+}
+
+/// Runs each generic test `fn name<B: TestBackend>()` once per backend, as
+/// `epoll::name` and `io_uring::name`.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod epoll {
+            $( #[test] fn $name() { super::$name::<io_backends::EpollBackend>() } )*
+        }
+        mod io_uring {
+            $( #[test] fn $name() { super::$name::<io_backends::UringBackend>() } )*
+        }
+    };
+}
 
 pub const DEADLINE: Duration = Duration::from_secs(5);
 
