@@ -547,3 +547,45 @@ fn hostile_network_bandwidth_queue_bursts_duplication_corruption() {
     // Corrupted packets fail authentication and are dropped, never processed.
     assert!(p.server().stats().packets_dropped + p.client().stats().packets_dropped > 0);
 }
+
+#[test]
+fn stream_priorities_order_sending() {
+    let c = certs();
+    let mut p = Pair::new(21, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    // Two streams with 300 KB each; the urgent one (priority -1) must be
+    // delivered completely before the other gets much bandwidth.
+    let bulk = p.client().open_stream(Dir::Uni).unwrap();
+    let urgent = p.client().open_stream(Dir::Uni).unwrap();
+    p.client().set_priority(urgent, -1);
+    let data = vec![7u8; 300_000];
+    for id in [bulk, urgent] {
+        assert_eq!(p.client().write(id, &data).unwrap(), data.len());
+        p.client().finish(id).unwrap();
+    }
+    let mut got = std::collections::HashMap::new();
+    let mut bulk_when_urgent_done = None;
+    let mut buf = vec![0u8; 65536];
+    p.run_until(Duration::from_secs(30), |p| {
+        let Some(h) = p.server_conn else { return false };
+        let conn = p.server.connection(h).unwrap();
+        while let Some(s) = conn.accept_stream(Dir::Uni) {
+            got.insert(s, (0usize, false));
+        }
+        for (s, (n, fin)) in got.iter_mut() {
+            while let Ok(o) = conn.read(*s, &mut buf) {
+                *n += o.bytes;
+                *fin |= o.fin;
+                if o.bytes == 0 || o.fin {
+                    break;
+                }
+            }
+        }
+        if bulk_when_urgent_done.is_none() && got.get(&urgent).is_some_and(|v| v.1) {
+            bulk_when_urgent_done = Some(got.get(&bulk).map_or(0, |v| v.0));
+        }
+        got.values().filter(|v| v.1).count() == 2
+    });
+    let b = bulk_when_urgent_done.expect("urgent stream finished");
+    assert!(b < 100_000, "bulk stream got {b} bytes before the urgent one finished");
+}

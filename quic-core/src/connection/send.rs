@@ -523,7 +523,9 @@ impl Connection {
             }
             p.frames.streams.push(StreamRange { id: id.0, offset: chunk.offset, len: chunk.len as u32, fin: chunk.fin });
             if send.has_data_to_send() {
-                self.streams.send_queue.push_back(id);
+                // Back in line behind its priority peers (round robin).
+                st.queued = false;
+                self.streams.queue_send(id);
             } else {
                 st.queued = false;
             }

@@ -165,14 +165,23 @@ impl Streams {
         self.accept_queue[dir_index(dir)].pop_front()
     }
 
-    /// Puts a stream with something to send at the back of the queue.
+    /// Queues a stream with something to send: behind every stream of the
+    /// same or more urgent (lower) priority, so equal priorities share
+    /// bandwidth round robin and lower values go first.
     pub fn queue_send(&mut self, id: StreamId) {
-        if let Some(s) = self.map.get_mut(&id) {
-            if !s.queued {
-                s.queued = true;
-                self.send_queue.push_back(id);
-            }
+        let Some(s) = self.map.get_mut(&id) else { return };
+        if s.queued {
+            return;
         }
+        s.queued = true;
+        let prio = s.priority;
+        let map = &self.map;
+        let pos = self
+            .send_queue
+            .iter()
+            .position(|other| map.get(other).is_some_and(|o| o.priority > prio))
+            .unwrap_or(self.send_queue.len());
+        self.send_queue.insert(pos, id);
     }
 
     /// Removes streams whose both halves are done, returning credit for new
