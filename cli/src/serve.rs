@@ -182,8 +182,17 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     if !quiet {
         let s = server.endpoint_stats();
         eprintln!(
-            "[worker {worker_id}] stopped: {} connections accepted, {} datagrams, dropped: {} unparseable, {} unknown CID, {} small Initials",
-            s.connections_accepted, s.datagrams_received, s.dropped_unparseable, s.dropped_unknown_connection, s.dropped_initial_too_small
+            "[worker {worker_id}] stopped: {} connections accepted, {} datagrams, dropped: {} unparseable, {} unknown CID, {} small Initials, {} invalid tokens, {} over the connection limit; sent: {} version negotiations, {} stateless resets, {} retries",
+            s.connections_accepted,
+            s.datagrams_received,
+            s.dropped_unparseable,
+            s.dropped_unknown_connection,
+            s.dropped_initial_too_small,
+            s.dropped_invalid_token,
+            s.dropped_too_many,
+            s.version_negotiations_sent,
+            s.stateless_resets_sent,
+            s.retries_sent
         );
     }
     Ok(())
