@@ -415,3 +415,136 @@ fn client_keeps_the_response_after_stop_sending() {
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     assert!(h.client.send_data(conn, id, b"more", true).is_err());
 }
+
+/// A pair whose client has no HTTP/3 layer: the raw streams written by
+/// `write` are all the server sees. Runs until the server's HTTP/3 layer
+/// fails, and returns its error code after checking that the client saw the
+/// connection closed with the same code.
+fn raw_only_server_error(seed: u64, write: impl FnOnce(&mut quic_core::connection::Connection)) -> H3ErrorCode {
+    let c = certs();
+    let mut p = Pair::new(seed, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    let mut server = H3Connection::new(Side::Server, H3Config::default());
+    write(p.client());
+    let end = p.now + Duration::from_secs(10);
+    let mut code = None;
+    while p.now < end && code.is_none() {
+        p.step();
+        if let Some(sc) = p.server_conn.and_then(|s| p.server.connection(s)) {
+            let now = p.now;
+            if let Err(e) = server.process(sc, now) {
+                code = Some(e.code);
+            }
+        }
+    }
+    let code = code.expect("the server's HTTP/3 layer failed");
+    p.run_until(Duration::from_secs(10), |p| p.client.connection_ref(p.client_conn).is_none_or(|c| c.is_closed()));
+    let err = p.client.connection_ref(p.client_conn).and_then(|c| c.error().cloned()).or_else(|| p.client.poll_closed().and_then(|(_, e)| e));
+    match err {
+        Some(ConnectionError::PeerApplicationClose { code: c, .. }) => assert_eq!(c, code.0, "the close carries the H3 error"),
+        other => panic!("expected an application close with {code:?}, got {other:?}"),
+    }
+    code
+}
+
+fn raw_uni(conn: &mut quic_core::connection::Connection, bytes: &[u8]) {
+    let id = conn.open_stream(Dir::Uni).unwrap();
+    conn.write(id, bytes).unwrap();
+}
+
+#[test]
+fn second_settings_frame_is_frame_unexpected() {
+    // RFC 9114 §7.2.4: a second SETTINGS frame on the control stream is a
+    // connection error of type H3_FRAME_UNEXPECTED.
+    let code = raw_only_server_error(20, |c| raw_uni(c, &[0x00, 0x04, 0x00, 0x04, 0x00]));
+    assert_eq!(code, H3ErrorCode::H3_FRAME_UNEXPECTED);
+}
+
+#[test]
+fn control_stream_not_starting_with_settings_is_missing_settings() {
+    // RFC 9114 §6.2.1: the first control frame must be SETTINGS; here it is
+    // GOAWAY (type 0x07, length 1, ID 0).
+    let code = raw_only_server_error(21, |c| raw_uni(c, &[0x00, 0x07, 0x01, 0x00]));
+    assert_eq!(code, H3ErrorCode::H3_MISSING_SETTINGS);
+}
+
+#[test]
+fn goaway_with_increasing_id_is_id_error() {
+    // RFC 9114 §5.2: a GOAWAY ID larger than a previous one is H3_ID_ERROR.
+    // From a client the IDs are push IDs: 0, then 4.
+    let code = raw_only_server_error(22, |c| raw_uni(c, &[0x00, 0x04, 0x00, 0x07, 0x01, 0x00, 0x07, 0x01, 0x04]));
+    assert_eq!(code, H3ErrorCode::H3_ID_ERROR);
+}
+
+#[test]
+fn reference_to_missing_dynamic_entry_is_decompression_failed() {
+    let mut h = H3Pair::new(23);
+    // HEADERS with Required Insert Count 0, Base 0, then an Indexed Field
+    // Line into the dynamic table (T=0, index 0): RFC 9204 §2.2.3 makes a
+    // reference to an entry that cannot exist a QPACK_DECOMPRESSION_FAILED.
+    raw_client_stream(&mut h, Dir::Bi, &[0x01, 0x03, 0x00, 0x00, 0x80], true);
+    server_closed_with(&mut h, H3ErrorCode(h3_core::qpack::QPACK_DECOMPRESSION_FAILED));
+}
+
+#[test]
+fn invalid_static_index_is_decompression_failed() {
+    let mut h = H3Pair::new(24);
+    // Indexed Field Line, static (T=1), index 99 = 63 + 36: the static table
+    // ends at 98 (RFC 9204 Appendix A), so §3.1 makes this an error.
+    raw_client_stream(&mut h, Dir::Bi, &[0x01, 0x04, 0x00, 0x00, 0xff, 0x24], true);
+    server_closed_with(&mut h, H3ErrorCode(h3_core::qpack::QPACK_DECOMPRESSION_FAILED));
+}
+
+#[test]
+fn too_many_blocked_streams_is_decompression_failed() {
+    let mut h = H3Pair::new(25);
+    let limit = H3Config::default().qpack_blocked_streams;
+    // Each request's section needs insert 1, which never comes: Encoded
+    // Required Insert Count 2 (RFC 9204 §4.5.1.1 with MaxEntries 4096/32 =
+    // 128: 1 % 256 + 1), Delta Base 0, then dynamic index 0. One stream past
+    // SETTINGS_QPACK_BLOCKED_STREAMS is a connection error (§2.1.2).
+    for _ in 0..=limit {
+        raw_client_stream(&mut h, Dir::Bi, &[0x01, 0x03, 0x02, 0x00, 0x80], true);
+    }
+    server_closed_with(&mut h, H3ErrorCode(h3_core::qpack::QPACK_DECOMPRESSION_FAILED));
+}
+
+#[test]
+fn http2_only_frame_type_on_request_is_frame_unexpected() {
+    let mut h = H3Pair::new(26);
+    // Frame type 0x2 (HTTP/2 PRIORITY) is reserved (RFC 9114 §7.2.8, §11.2.1):
+    // receiving it is H3_FRAME_UNEXPECTED.
+    raw_client_stream(&mut h, Dir::Bi, &[0x02, 0x00], true);
+    server_closed_with(&mut h, H3ErrorCode::H3_FRAME_UNEXPECTED);
+}
+
+#[test]
+fn connection_specific_header_resets_the_stream() {
+    let mut h = H3Pair::new(27);
+    // RFC 9114 §4.2: `connection` makes the message malformed (§4.1.2): the
+    // stream is reset with H3_MESSAGE_ERROR, the connection carries on.
+    let mut section = Vec::new();
+    let mut enc_stream = Vec::new();
+    let mut enc = h3_core::qpack::Encoder::new(h3_core::qpack::EncoderConfig::from_peer(0, 0));
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let id = conn.open_stream(Dir::Bi).unwrap();
+    enc.encode(id.0, &[(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/"), ("connection", "close")], &mut section, &mut enc_stream);
+    assert!(enc_stream.is_empty(), "no dynamic table");
+    let mut frame = vec![0x01, section.len() as u8];
+    frame.extend_from_slice(&section);
+    conn.write(id, &frame).unwrap();
+    conn.finish(id).unwrap();
+    h.run(Duration::from_secs(10), |h| h.server_events.iter().any(|e| matches!(e, H3Event::Reset { .. })));
+    assert!(h.server_events.iter().any(|e| matches!(e, H3Event::Reset { stream, code } if *stream == id && *code == H3ErrorCode::H3_MESSAGE_ERROR.0)));
+    assert!(!h.server_events.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)), "the malformed request is not delivered");
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let next = h.client.send_request(conn, &get("/9"), true).unwrap();
+    let mut bodies = HashMap::new();
+    let mut resps = HashMap::new();
+    h.run(Duration::from_secs(10), |h| {
+        serve(h, &mut bodies);
+        client_collect(h, &mut resps);
+        resps.get(&next).is_some_and(|r| r.done)
+    });
+    assert_eq!(resps[&next].body, pattern(9));
+}
