@@ -13,6 +13,8 @@
 //! - `cids`: connection IDs we issue and those the peer gave us.
 
 mod cids;
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod keys;
 mod recv;
 mod send;

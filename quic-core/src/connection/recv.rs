@@ -299,7 +299,7 @@ impl Connection {
     }
 
     /// Handles the frames of one packet; returns whether it was ack-eliciting.
-    fn process_frames(
+    pub(super) fn process_frames(
         &mut self,
         now: Instant,
         space: SpaceId,
