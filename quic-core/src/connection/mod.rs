@@ -291,6 +291,15 @@ impl core::fmt::Debug for Connection {
 const MAX_QUEUED_DATAGRAMS: usize = 256;
 /// Bound on PATH_RESPONSE frames owed (one per challenge).
 const MAX_PATH_RESPONSES: usize = 8;
+/// Longest delay a timer is set to. A backed-off PTO saturates at
+/// `Duration::MAX` and a peer's max_idle_timeout can be 2^62 ms; `Instant`
+/// plus either overflows (a panic), so deadlines are clamped to this.
+const MAX_TIMER_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `now + d`, clamped to [`MAX_TIMER_DELAY`] so it cannot overflow.
+fn deadline_after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(MAX_TIMER_DELAY)).unwrap_or(now)
+}
 
 impl Connection {
     /// Creates a client connection and queues its first flight. The TLS
@@ -707,7 +716,7 @@ impl Connection {
         self.close_pending = true;
         // RFC 9000 §10.2: linger three PTOs so a lost CONNECTION_CLOSE can be
         // repeated when the peer keeps sending.
-        self.close_deadline = Some(now + 3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed));
+        self.close_deadline = Some(deadline_after(now, self.recovery.pto(SpaceId::Data, self.handshake_confirmed).saturating_mul(3)));
         self.set_error(err);
     }
 
@@ -717,7 +726,7 @@ impl Connection {
         }
         self.state = State::Draining;
         self.close_pending = false;
-        self.close_deadline = Some(now + 3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed));
+        self.close_deadline = Some(deadline_after(now, self.recovery.pto(SpaceId::Data, self.handshake_confirmed).saturating_mul(3)));
         self.set_error(err);
     }
 
@@ -732,7 +741,7 @@ impl Connection {
 
     fn reset_idle(&mut self, now: Instant) {
         if let Some(t) = self.effective_idle_timeout() {
-            self.idle_deadline = Some(now + t);
+            self.idle_deadline = Some(deadline_after(now, t));
         }
         if let Some(k) = self.config.keep_alive_interval {
             self.keep_alive_deadline = Some(now + k);
@@ -740,14 +749,17 @@ impl Connection {
     }
 
     /// RFC 9000 §10.1: the smaller of both sides' timeouts, but at least
-    /// three PTOs so a slow path does not time out spuriously.
+    /// three PTOs so a slow path does not time out spuriously ("this allows
+    /// for multiple PTOs to expire"). The PTO period without backoff: with
+    /// it, every unanswered probe would double the idle timeout too, and a
+    /// connection whose peer vanished would never time out.
     fn effective_idle_timeout(&self) -> Option<Duration> {
         let peer = self.peer_params.as_ref().and_then(|p| p.max_idle_timeout_duration());
         let t = match (self.idle_timeout, peer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }?;
-        Some(t.max(3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed)))
+        Some(t.max(self.recovery.pto_period(SpaceId::Data, self.handshake_confirmed).saturating_mul(3)))
     }
 
     fn timer_ctx(&self) -> crate::recovery::TimerContext {

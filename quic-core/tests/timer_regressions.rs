@@ -1,0 +1,34 @@
+//! Timer regressions found by the `client_after_handshake` fuzz target.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{certs, client_tls, server_tls, Pair};
+use quic_core::config::TransportConfig;
+use quic_core::connection::ConnectionError;
+use quic_core::stream::Dir;
+
+/// The peer vanishes after the handshake while we have data in flight:
+/// PTO probes back off, and the idle timeout (RFC 9000 §10.1: at least three
+/// PTOs) must not grow with that backoff, or the connection never times out
+/// and the backed-off PTO finally overflows `3 * pto` (a panic).
+#[test]
+fn vanished_peer_times_out_despite_pto_backoff() {
+    let c = certs();
+    let mut p = Pair::new(21, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    p.blackhole_client_to_server = true;
+    let id = p.client().open_stream(Dir::Bi).unwrap();
+    p.client().write(id, &[7u8; 5000]).unwrap();
+    let start = p.now;
+    p.run_until(Duration::from_secs(300), |p| p.client.connection_count() == 0);
+    let (_, e) = p.client.poll_closed().unwrap();
+    assert_eq!(e, Some(ConnectionError::TimedOut));
+    // Probes at 1, 2, 4, 8, 16 s... each restart the 30 s idle timer, so the
+    // timeout comes once a backed-off probe interval exceeds 30 s.
+    let lived = p.now - start;
+    assert!(lived >= Duration::from_secs(30), "timed out after {lived:?}");
+    assert!(lived <= Duration::from_secs(120), "timed out only after {lived:?}");
+}
