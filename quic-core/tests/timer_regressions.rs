@@ -32,3 +32,37 @@ fn vanished_peer_times_out_despite_pto_backoff() {
     assert!(lived >= Duration::from_secs(30), "timed out after {lived:?}");
     assert!(lived <= Duration::from_secs(120), "timed out only after {lived:?}");
 }
+
+/// Every deadline `poll_timeout` reports must be one `handle_timeout` or
+/// `poll_transmit` acts on. The keep-alive deadline is only re-armed once
+/// the handshake is complete, so before that it stayed in the past and an
+/// event loop calling `poll_timeout` spun until the handshake ended.
+#[test]
+fn keep_alive_deadline_does_not_spin_during_handshake() {
+    let c = certs();
+    let t = TransportConfig { keep_alive_interval: Some(Duration::from_millis(100)), ..TransportConfig::default() };
+    let mut p = Pair::new(23, server_tls(&c), client_tls(&c), t);
+    // The server never hears the client: the handshake cannot progress.
+    p.blackhole_client_to_server = true;
+    let mut now = p.now;
+    let client = p.client();
+    let mut buf = vec![0u8; 65536];
+    let mut fired = 0;
+    while let Some(t) = client.poll_timeout() {
+        fired += 1;
+        assert!(fired < 1000, "timers never end");
+        now = now.max(t);
+        client.handle_timeout(now);
+        let mut sent = false;
+        while client.poll_transmit(now, &mut buf).is_some() {
+            sent = true;
+        }
+        if !sent {
+            if let Some(next) = client.poll_timeout() {
+                assert!(next > now, "deadline {next:?} not after {now:?} with nothing to send");
+            }
+        }
+    }
+    assert!(client.is_drained(), "the client gives up by the idle timeout");
+    assert_eq!(client.error(), Some(&ConnectionError::TimedOut));
+}

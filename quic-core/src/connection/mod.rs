@@ -770,8 +770,11 @@ impl Connection {
         }
     }
 
+    /// RFC 9000 §8.1: blocked once what is left of three times the bytes
+    /// received cannot hold a packet (the bound `build_datagram` applies).
     fn amplification_blocked(&self) -> bool {
-        !self.address_validated && self.bytes_sent >= 3 * self.bytes_received
+        let allowance = self.bytes_received.saturating_mul(3).saturating_sub(self.bytes_sent);
+        !self.address_validated && allowance < send::MIN_PACKET_ROOM as u64
     }
 
     /// The earliest instant at which `handle_timeout` has work to do.
@@ -789,12 +792,20 @@ impl Connection {
             }
         };
         take(self.recovery.loss_detection_timer(self.timer_ctx()));
-        for s in &self.spaces {
-            if !s.discarded {
-                take(s.ack.deadline());
+        // Only deadlines `handle_timeout` and `poll_transmit` can act on: one
+        // left in the past makes the caller's event loop spin. An ACK that
+        // the amplification limit holds back waits for the peer's next
+        // datagram; keep-alive PINGs start once the handshake is complete.
+        if !self.amplification_blocked() {
+            for s in &self.spaces {
+                if !s.discarded {
+                    take(s.ack.deadline());
+                }
             }
         }
-        take(self.keep_alive_deadline);
+        if self.handshake_complete {
+            take(self.keep_alive_deadline);
+        }
         take(self.pacing_deadline);
         if let Some(k) = &self.one_rtt {
             take(k.prev_discard_deadline());

@@ -15,7 +15,7 @@ use crate::stream::Dir;
 /// AEAD tag length of every QUIC v1/v2 cipher suite (RFC 9001 §5.3).
 const TAG_LEN: usize = 16;
 /// Smallest room worth starting a packet in.
-const MIN_PACKET_ROOM: usize = 64;
+pub(super) const MIN_PACKET_ROOM: usize = 64;
 
 /// A packet whose header is written and whose frames are being added.
 struct OpenPacket {
