@@ -33,6 +33,29 @@ fn vanished_peer_times_out_despite_pto_backoff() {
     assert!(lived <= Duration::from_secs(120), "timed out only after {lived:?}");
 }
 
+/// RFC 9000 §10.1: sending restarts the idle timer only for the first
+/// ack-eliciting packet since the last receipt. Keep-alive PINGs toward a
+/// peer that went silent must not keep the connection alive.
+#[test]
+fn keep_alive_does_not_defeat_idle_timeout() {
+    let c = certs();
+    let t = TransportConfig {
+        max_idle_timeout: Duration::from_secs(5),
+        keep_alive_interval: Some(Duration::from_secs(1)),
+        ..TransportConfig::default()
+    };
+    let mut p = Pair::new(22, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    // The server stops hearing the client; its PINGs still get through.
+    p.blackhole_client_to_server = true;
+    let start = p.now;
+    p.run_until(Duration::from_secs(120), |p| p.server.connection_count() == 0);
+    let lived = p.now - start;
+    let (_, e) = p.server.poll_closed().unwrap();
+    assert_eq!(e, Some(ConnectionError::TimedOut));
+    assert!(lived <= Duration::from_secs(7), "server timed out only after {lived:?}");
+}
+
 /// Every deadline `poll_timeout` reports must be one `handle_timeout` or
 /// `poll_transmit` acts on. The keep-alive deadline is only re-armed once
 /// the handshake is complete, so before that it stayed in the past and an

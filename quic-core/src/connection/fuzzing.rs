@@ -73,6 +73,7 @@ impl Connection {
         let threshold = self.config.ack_eliciting_threshold;
         let max_delay = if space == SpaceId::Data { self.config.max_ack_delay } else { Duration::ZERO };
         sp.ack.on_packet(pn, now, ack_eliciting, None, threshold, max_delay);
+        self.ack_eliciting_sent_since_rx = false;
         self.reset_idle(now);
         if let Err(err) = self.drive_tls(now) {
             self.close_with_error(now, err);

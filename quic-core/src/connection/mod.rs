@@ -254,6 +254,9 @@ pub struct Connection {
     peer_params: Option<TransportParameters>,
     idle_timeout: Option<Duration>,
     idle_deadline: Option<Instant>,
+    /// An ack-eliciting packet went out since the last packet received: the
+    /// next one does not restart the idle timer (RFC 9000 §10.1).
+    ack_eliciting_sent_since_rx: bool,
     close_deadline: Option<Instant>,
     keep_alive_deadline: Option<Instant>,
     close: Option<CloseFrame>,
@@ -351,6 +354,7 @@ impl Connection {
             peer_params: None,
             idle_timeout: None,
             idle_deadline: None,
+            ack_eliciting_sent_since_rx: false,
             close_deadline: None,
             keep_alive_deadline: None,
             close: None,

@@ -588,9 +588,12 @@ impl Connection {
             },
         );
         self.stats.packets_sent += 1;
-        if p.ack_eliciting {
+        if p.ack_eliciting && !self.ack_eliciting_sent_since_rx {
             // RFC 9000 §10.1: sending an ack-eliciting packet restarts the idle
-            // timer if nothing was sent since the last receipt.
+            // timer if nothing was sent since the last receipt. Only then:
+            // probes and keep-alive PINGs toward a silent peer must not keep
+            // the connection alive forever.
+            self.ack_eliciting_sent_since_rx = true;
             self.reset_idle(now);
         }
         if self.side == Side::Client && space == SpaceId::Handshake {
