@@ -20,12 +20,16 @@ use std::time::{Duration, Instant};
 use super::{Connection, State, Side};
 use crate::recovery::SpaceId;
 
+/// AEAD tag length of every QUIC v1/v2 cipher suite (RFC 9001 §5.3).
+const TAG_LEN: usize = 16;
+
 impl Connection {
     /// FUZZING ONLY (feature `fuzzing`). Processes `payload` as the
     /// plaintext payload of a packet that arrived now and decrypted: a 1-RTT
     /// packet when `one_rtt`, a Handshake packet otherwise. The packet gets
     /// the next unused packet number of its space and counts as a datagram
-    /// of `payload.len()` bytes. Dropped (counted in `packets_dropped`)
+    /// of the size the real packet would have: `payload.len()` plus header
+    /// and AEAD tag. Dropped (counted in `packets_dropped`)
     /// when the space has no keys or was discarded, or when the connection
     /// is draining.
     pub fn fuzz_process_payload(&mut self, now: Instant, one_rtt: bool, payload: &[u8]) {
@@ -33,9 +37,16 @@ impl Connection {
         if matches!(self.state, State::Drained | State::Draining) {
             return;
         }
-        self.bytes_received += payload.len() as u64;
-        self.stats.bytes_received += payload.len() as u64;
         let space = if one_rtt { SpaceId::Data } else { SpaceId::Handshake };
+        // The datagram a real packet would have needed: flags, DCID, a
+        // 4-byte packet number, the AEAD tag; a long header adds version,
+        // CID lengths, SCID and Length (RFC 9000 §17). Counting only the
+        // payload would make the amplification limit (§8.1) far tighter
+        // than any real peer can make it.
+        let long = if one_rtt { 0 } else { 4 + 2 + self.remote_cids.active().len() + 2 };
+        let size = (payload.len() + 1 + self.local_cids.initial().len() + 4 + long + TAG_LEN) as u64;
+        self.bytes_received += size;
+        self.stats.bytes_received += size;
         let has_keys = match space {
             SpaceId::Data => self.one_rtt.is_some(),
             _ => self.spaces[space.index()].keys.is_some(),
