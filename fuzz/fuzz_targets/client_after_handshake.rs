@@ -11,7 +11,8 @@
 //! - mode bit 0: feed the server connection instead of the client's;
 //!   bits 1-2: how far the handshake goes first (1, 2 or 3 flights, or to
 //!   completion); bit 3: small flow-control limits, no DATAGRAM support,
-//!   and keep-alive PINGs.
+//!   and keep-alive PINGs; bits 4-5: the size of the buffer the fed
+//!   connection's transmits are polled into (65536, 1500, 1200, 600).
 //! - control bit 0: 1-RTT packet (else Handshake); bit 1: deliver what the
 //!   fed connection sends to its peer, and the peer's answer back; bit 2:
 //!   jump to the connection's next timer; bit 3: the application reads
@@ -55,11 +56,13 @@ struct World {
     client_h: ConnectionHandle,
     server_h: Option<ConnectionHandle>,
     buf: Vec<u8>,
+    /// Buffer size for the fed connection's transmits.
+    fed_buf_len: usize,
     max_segments: usize,
 }
 
 impl World {
-    fn new(tight: bool) -> Self {
+    fn new(tight: bool, fed_buf_len: usize) -> Self {
         let tls = common::tls();
         let now = common::base_time();
         let mut transport = TransportConfig::default();
@@ -83,7 +86,7 @@ impl World {
         let mut client = Endpoint::with_rng(EndpointConfig::new(b"client reset"), None, now, Box::new(SeededRandom::new(1)));
         let cc = ClientConfig { tls: tls.client.clone(), transport, version: Version::V1 };
         let client_h = client.connect(now, &cc, common::server_addr(), "localhost", Bytes::new()).expect("connect");
-        Self { now, client, server, client_h, server_h: None, buf: vec![0u8; 65536], max_segments }
+        Self { now, client, server, client_h, server_h: None, buf: vec![0u8; 65536], fed_buf_len, max_segments }
     }
 
     /// Sends everything one side has queued to the other; returns whether
@@ -163,9 +166,10 @@ impl World {
             return 0;
         };
         let mut n = 0;
+        let buf = &mut self.buf[..self.fed_buf_len];
         for _ in 0..MAX_TRANSMITS {
-            let Some(t) = conn.poll_transmit(self.now, &mut self.buf) else { break };
-            common::check_transmit(&t, self.buf.len(), self.max_segments);
+            let Some(t) = conn.poll_transmit(self.now, buf) else { break };
+            common::check_transmit(&t, buf.len(), self.max_segments);
             n += 1;
         }
         n
@@ -263,7 +267,7 @@ fuzz_target!(|data: &[u8]| {
         2 => 3,
         _ => 12,
     };
-    let mut w = World::new(mode & 8 != 0);
+    let mut w = World::new(mode & 8 != 0, common::BUFFER_SIZES[usize::from(mode >> 4) & 3]);
     w.handshake(flights);
     let mut scratch = vec![0u8; 4096];
     let Some(conn) = w.fed(feed_server) else { return };

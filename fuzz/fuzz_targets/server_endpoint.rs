@@ -1,6 +1,8 @@
 //! A whole server endpoint fed arbitrary datagrams.
 //!
-//! Input: one byte choosing the Retry policy, then datagrams, each as a
+//! Input: one byte choosing the Retry policy (low 2 bits) and the size of
+//! the buffer connections write into (bits 2-3: 65536, 1500, 1200, 600),
+//! then datagrams, each as a
 //! 2-byte big-endian length (top bit: the datagram comes from a second
 //! client address) followed by that many bytes (fewer at the end of the
 //! input). Simulated time advances 3 ms per datagram; after each one every
@@ -98,8 +100,8 @@ impl Harness {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&policy, mut rest)) = data.split_first() else { return };
-    let retry = match policy % 3 {
-        0 => RetryPolicy::Never,
+    let retry = match policy & 3 {
+        0 | 3 => RetryPolicy::Never,
         1 => RetryPolicy::Always,
         _ => RetryPolicy::UnderLoad { max_handshakes: 1 },
     };
@@ -111,7 +113,8 @@ fuzz_target!(|data: &[u8]| {
     sc.retry = retry;
     sc.transport = Arc::new(transport);
     let ep = Endpoint::with_rng(EndpointConfig::new(b"fuzz reset secret"), Some(sc), now, Box::new(SeededRandom::new(1)));
-    let mut hx = Harness { ep, now, buf: vec![0u8; 65536], stats: HashMap::new(), max_segments };
+    let buf = vec![0u8; common::BUFFER_SIZES[usize::from(policy >> 2) & 3]];
+    let mut hx = Harness { ep, now, buf, stats: HashMap::new(), max_segments };
     let mut response = vec![0u8; 65536];
 
     while rest.len() >= 2 {

@@ -2,8 +2,9 @@
 """One-off generator of the committed seed corpora (run from the repository
 root with shared/ beside it; the output is committed, so CI never runs this).
 
-server_endpoint/: input = 1 byte Retry policy (0 never, 1 always, 2 under
-load), then datagrams as [u16 BE length][bytes]. The datagrams are the 37
+server_endpoint/: input = 1 byte: Retry policy in bits 0-1 (0 never, 1
+always, 2 under load) and transmit buffer size in bits 2-3, then datagrams
+as [u16 BE length][bytes]. The datagrams are the 37
 real Initial datagrams captured in shared/data/quic-initials-from-pcaps.json
 (field datagram_hex): each alone, and each client flow whole, under the
 policies 0 and 1; plus a few synthetic ones (unknown version, short header).
@@ -50,6 +51,9 @@ def server_endpoint():
     for ds in flows.values():
         for policy in (0, 1):
             write("server_endpoint", bytes([policy]) + dgrams(ds))
+        # Small transmit buffers (1200 and 600 bytes).
+        write("server_endpoint", bytes([0x08]) + dgrams(ds))
+        write("server_endpoint", bytes([0x0c]) + dgrams(ds))
     first = next(iter(flows.values()))
     # Retry under load: two connections from two addresses.
     write("server_endpoint", b"\x02" + dgrams(first) + dgrams(first, high=True))
@@ -133,6 +137,9 @@ def client_after_handshake():
             write("client_after_handshake", bytes([full]) + b"".join(s))
             # The same with small limits and no DATAGRAM support.
             write("client_after_handshake", bytes([full | 8]) + b"".join(s))
+            # The same with 1500- and 600-byte transmit buffers.
+            write("client_after_handshake", bytes([full | 0x10]) + b"".join(s))
+            write("client_after_handshake", bytes([full | 0x30]) + b"".join(s))
     # Mid-handshake: Handshake-space payloads.
     for mode in (1, 2, 3, 4, 5):
         write("client_after_handshake", bytes([mode]) + chunk(0, PING + ack(0)) + chunk(DELIVER, crypto(0, b"\x14\x00\x00\x20" + b"\x00" * 32)))

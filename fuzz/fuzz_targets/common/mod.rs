@@ -59,6 +59,10 @@ pub fn other_client_addr() -> SocketAddr {
     SocketAddr::from(([203, 0, 113, 9], 443))
 }
 
+/// Buffer sizes handed to `poll_transmit`: room for GSO batches, a typical
+/// MTU, the QUIC minimum, and less than that.
+pub const BUFFER_SIZES: [usize; 4] = [65536, 1500, 1200, 600];
+
 /// `poll_transmit` wrote within the buffer and described it consistently.
 pub fn check_transmit(t: &Transmit, buf_len: usize, max_segments: usize) {
     assert!(t.size > 0, "empty transmit");
