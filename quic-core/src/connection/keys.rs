@@ -73,7 +73,8 @@ impl OneRttKeys {
         let old_remote = core::mem::replace(&mut self.remote, next.remote);
         self.local = next.local;
         self.prev_remote = Some(old_remote);
-        self.prev_discard_at = Some(now + 3 * pto);
+        // A backed-off PTO can saturate at Duration::MAX: never overflow.
+        self.prev_discard_at = Some(super::deadline_after(now, pto.saturating_mul(3)));
         self.key_phase = !self.key_phase;
         self.phase_first_sent = None;
         self.phase_acked = false;

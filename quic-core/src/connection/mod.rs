@@ -13,6 +13,8 @@
 //! - `cids`: connection IDs we issue and those the peer gave us.
 
 mod cids;
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod keys;
 mod recv;
 mod send;
@@ -252,6 +254,9 @@ pub struct Connection {
     peer_params: Option<TransportParameters>,
     idle_timeout: Option<Duration>,
     idle_deadline: Option<Instant>,
+    /// An ack-eliciting packet went out since the last packet received: the
+    /// next one does not restart the idle timer (RFC 9000 §10.1).
+    ack_eliciting_sent_since_rx: bool,
     close_deadline: Option<Instant>,
     keep_alive_deadline: Option<Instant>,
     close: Option<CloseFrame>,
@@ -291,6 +296,15 @@ impl core::fmt::Debug for Connection {
 const MAX_QUEUED_DATAGRAMS: usize = 256;
 /// Bound on PATH_RESPONSE frames owed (one per challenge).
 const MAX_PATH_RESPONSES: usize = 8;
+/// Longest delay a timer is set to. A backed-off PTO saturates at
+/// `Duration::MAX` and a peer's max_idle_timeout can be 2^62 ms; `Instant`
+/// plus either overflows (a panic), so deadlines are clamped to this.
+const MAX_TIMER_DELAY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `now + d`, clamped to [`MAX_TIMER_DELAY`] so it cannot overflow.
+fn deadline_after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d.min(MAX_TIMER_DELAY)).unwrap_or(now)
+}
 
 impl Connection {
     /// Creates a client connection and queues its first flight. The TLS
@@ -341,6 +355,7 @@ impl Connection {
             peer_params: None,
             idle_timeout: None,
             idle_deadline: None,
+            ack_eliciting_sent_since_rx: false,
             close_deadline: None,
             keep_alive_deadline: None,
             close: None,
@@ -751,7 +766,7 @@ impl Connection {
         self.close_pending = true;
         // RFC 9000 §10.2: linger three PTOs so a lost CONNECTION_CLOSE can be
         // repeated when the peer keeps sending.
-        self.close_deadline = Some(now + 3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed));
+        self.close_deadline = Some(deadline_after(now, self.recovery.pto(SpaceId::Data, self.handshake_confirmed).saturating_mul(3)));
         self.set_error(err);
     }
 
@@ -761,7 +776,7 @@ impl Connection {
         }
         self.state = State::Draining;
         self.close_pending = false;
-        self.close_deadline = Some(now + 3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed));
+        self.close_deadline = Some(deadline_after(now, self.recovery.pto(SpaceId::Data, self.handshake_confirmed).saturating_mul(3)));
         self.set_error(err);
     }
 
@@ -792,7 +807,7 @@ impl Connection {
 
     fn reset_idle(&mut self, now: Instant) {
         if let Some(t) = self.effective_idle_timeout() {
-            self.idle_deadline = Some(now + t);
+            self.idle_deadline = Some(deadline_after(now, t));
         }
         if let Some(k) = self.config.keep_alive_interval {
             self.keep_alive_deadline = Some(now + k);
@@ -800,14 +815,17 @@ impl Connection {
     }
 
     /// RFC 9000 §10.1: the smaller of both sides' timeouts, but at least
-    /// three PTOs so a slow path does not time out spuriously.
+    /// three PTOs so a slow path does not time out spuriously ("this allows
+    /// for multiple PTOs to expire"). The PTO period without backoff: with
+    /// it, every unanswered probe would double the idle timeout too, and a
+    /// connection whose peer vanished would never time out.
     fn effective_idle_timeout(&self) -> Option<Duration> {
         let peer = self.peer_params.as_ref().and_then(|p| p.max_idle_timeout_duration());
         let t = match (self.idle_timeout, peer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }?;
-        Some(t.max(3 * self.recovery.pto(SpaceId::Data, self.handshake_confirmed)))
+        Some(t.max(self.recovery.pto_period(SpaceId::Data, self.handshake_confirmed).saturating_mul(3)))
     }
 
     fn timer_ctx(&self) -> crate::recovery::TimerContext {
@@ -818,8 +836,11 @@ impl Connection {
         }
     }
 
+    /// RFC 9000 §8.1: blocked once what is left of three times the bytes
+    /// received cannot hold a packet (the bound `build_datagram` applies).
     fn amplification_blocked(&self) -> bool {
-        !self.address_validated && self.bytes_sent >= 3 * self.bytes_received
+        let allowance = self.bytes_received.saturating_mul(3).saturating_sub(self.bytes_sent);
+        !self.address_validated && allowance < send::MIN_PACKET_ROOM as u64
     }
 
     /// Timer state for diagnostics: (loss detection, idle, handshake confirmed).
@@ -842,12 +863,20 @@ impl Connection {
             }
         };
         take(self.recovery.loss_detection_timer(self.timer_ctx()));
-        for s in &self.spaces {
-            if !s.discarded {
-                take(s.ack.deadline());
+        // Only deadlines `handle_timeout` and `poll_transmit` can act on: one
+        // left in the past makes the caller's event loop spin. An ACK that
+        // the amplification limit holds back waits for the peer's next
+        // datagram; keep-alive PINGs start once the handshake is complete.
+        if !self.amplification_blocked() {
+            for s in &self.spaces {
+                if !s.discarded {
+                    take(s.ack.deadline());
+                }
             }
         }
-        take(self.keep_alive_deadline);
+        if self.handshake_complete {
+            take(self.keep_alive_deadline);
+        }
         take(self.pacing_deadline);
         if let Some(k) = &self.one_rtt {
             take(k.prev_discard_deadline());

@@ -201,6 +201,7 @@ impl Connection {
         // §13.2.1: Initial and Handshake packets are not delayed).
         let max_delay = if space == SpaceId::Data { self.config.max_ack_delay } else { Duration::ZERO };
         sp.ack.on_packet(pn, now, ack_eliciting, ecn, threshold, max_delay);
+        self.ack_eliciting_sent_since_rx = false;
         self.reset_idle(now);
         if let Err(err) = self.drive_tls(now) {
             self.close_with_error(now, err);
@@ -321,7 +322,7 @@ impl Connection {
     }
 
     /// Handles the frames of one packet; returns whether it was ack-eliciting.
-    fn process_frames(
+    pub(super) fn process_frames(
         &mut self,
         now: Instant,
         space: SpaceId,

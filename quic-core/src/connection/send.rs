@@ -17,7 +17,7 @@ const TAG_LEN: usize = 16;
 /// How far below the maximum a datagram may end and still start a GSO batch.
 const GSO_SLACK: usize = 24;
 /// Smallest room worth starting a packet in.
-const MIN_PACKET_ROOM: usize = 64;
+pub(super) const MIN_PACKET_ROOM: usize = 64;
 
 /// A packet whose header is written and whose frames are being added.
 struct OpenPacket {
@@ -620,9 +620,12 @@ impl Connection {
             },
         );
         self.stats.packets_sent += 1;
-        if p.ack_eliciting {
+        if p.ack_eliciting && !self.ack_eliciting_sent_since_rx {
             // RFC 9000 §10.1: sending an ack-eliciting packet restarts the idle
-            // timer if nothing was sent since the last receipt.
+            // timer if nothing was sent since the last receipt. Only then:
+            // probes and keep-alive PINGs toward a silent peer must not keep
+            // the connection alive forever.
+            self.ack_eliciting_sent_since_rx = true;
             self.reset_idle(now);
         }
         if self.side == Side::Client && space == SpaceId::Handshake {

@@ -328,11 +328,19 @@ impl<T> Recovery<T> {
     /// (smoothed_rtt + max(4 * rttvar, kGranularity) [+ max_ack_delay for
     /// application data once the handshake is confirmed]) * 2^pto_count.
     pub fn pto(&self, space: SpaceId, handshake_confirmed: bool) -> Duration {
-        let mut base = self.rtt.pto_base();
+        backoff(self.pto_period(space, handshake_confirmed), self.pto_count)
+    }
+
+    /// The PTO period for `space` without the exponential backoff (RFC 9002
+    /// §6.2.1 before the 2^pto_count factor). It stays bounded by the RTT
+    /// estimate while probes go unanswered, unlike [`Recovery::pto`].
+    pub fn pto_period(&self, space: SpaceId, handshake_confirmed: bool) -> Duration {
+        let base = self.rtt.pto_base();
         if space == SpaceId::Data && handshake_confirmed {
-            base = base.saturating_add(self.max_ack_delay);
+            base.saturating_add(self.max_ack_delay)
+        } else {
+            base
         }
-        backoff(base, self.pto_count)
     }
 
     /// RFC 9002 §7.6.1: (smoothed_rtt + max(4 * rttvar, kGranularity) +
