@@ -535,7 +535,7 @@ fn hostile_network_bandwidth_queue_bursts_duplication_corruption() {
         .with_bandwidth(50_000_000)
         .with_queue(128 * 1024)
         .with_loss(0.01)
-        .with_burst_loss(GilbertElliott { p_good_to_bad: 0.01, p_bad_to_good: 0.3, loss_in_bad: 0.8 })
+        .with_burst_loss(GilbertElliott { p_good_to_bad: 0.01, p_bad_to_good: 0.5, loss_in_bad: 0.5 })
         .with_reorder(0.02, Duration::from_millis(5))
         .with_duplicate(0.01)
         .with_corrupt(0.01);

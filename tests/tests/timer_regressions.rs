@@ -1,11 +1,9 @@
 //! Timer regressions found by the `client_after_handshake` fuzz target.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{certs, client_tls, server_tls, Pair};
+use quicpro_tests::pair::{certs, client_tls, server_tls, Pair};
 use quic_core::config::TransportConfig;
 use quic_core::connection::ConnectionError;
 use quic_core::stream::Dir;
