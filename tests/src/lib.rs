@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: locating `../shared/data`, hex.
 
+#![allow(missing_debug_implementations)]
+
 use std::path::PathBuf;
 
 /// The shared test-data folder (`shared/data` beside the repository), or
@@ -19,4 +21,5 @@ pub fn unhex(s: &str) -> Vec<u8> {
 pub mod sim;
 pub mod udp;
 pub mod pair;
+pub mod pypeer;
 pub mod h3_app;

@@ -1,6 +1,6 @@
 //! A minimal in-memory harness: two endpoints exchanging datagrams over
 //! simulated time, optionally dropping packets.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, missing_debug_implementations)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -280,12 +280,6 @@ impl Pair {
         let end = self.now + limit;
         let mut steps = 0u64;
         while !cond(self) {
-            if std::env::var_os("PAIR_DEBUG").is_some() && steps % 300 == 0 {
-                let c = self.client.connection_ref(self.client_conn).map(|c| (c.bytes_in_flight(), c.congestion_window(), c.rtt(), c.stats(), c.poll_timeout().map(|t| t.saturating_duration_since(self.now))));
-                let sv = self.server_conn.and_then(|h| self.server.connection_ref(h)).map(|c| (c.bytes_in_flight(), c.congestion_window(), c.poll_timeout().map(|t| t.saturating_duration_since(self.now)), c.stats().packets_sent, c.stats().packets_received));
-                let cc = self.client.connection_ref(self.client_conn).map(|c| (c.bytes_in_flight(), c.congestion_window(), c.poll_timeout().map(|t| t.saturating_duration_since(self.now)), c.stats().packets_sent, c.stats().packets_received, c.debug_timers()));
-                eprintln!("step {steps}: client {cc:?} server {sv:?}");
-            }
             assert!(self.now < end, "condition not met within {limit:?} of simulated time");
             steps += 1;
             assert!(steps < 5_000_000, "too many steps");

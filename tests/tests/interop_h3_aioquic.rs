@@ -19,15 +19,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quicpro_tests::h3_app::*;
+use quicpro_tests::pypeer::{flag, parse_kv, require_python_module, PyPeer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Bodies of the large-transfer cases.
@@ -46,23 +44,6 @@ fn peer_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop").join("aioquic_h3_peer.py")
 }
 
-/// Fails (never skips) when python3 cannot import aioquic.
-fn require_aioquic() {
-    static CHECK: OnceLock<Result<String, String>> = OnceLock::new();
-    let r = CHECK.get_or_init(|| {
-        match Command::new("python3").args(["-c", "import aioquic.h3.connection, aioquic; print(aioquic.__version__)"]).output() {
-            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
-            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
-            Err(e) => Err(format!("cannot run python3: {e}")),
-        }
-    });
-    if let Err(e) = r {
-        panic!(
-            "aioquic is not installed for python3, so the aioquic HTTP/3 interop tests cannot run.\n\
-             Run `make test` (scripts/setup.sh pip-installs aioquic and pylsqpack).\n{e}"
-        );
-    }
-}
 
 /// A self-signed certificate for "localhost": PEM files (for Python) in a
 /// fresh temporary folder removed on drop, and DER (for us).
@@ -102,122 +83,10 @@ impl Drop for Certs {
 
 // ------------------------------------------------------------ python peer
 
-/// A running `aioquic_h3_peer.py`; killed by PID when dropped.
-struct PyPeer {
-    child: Child,
-    lines: Receiver<String>,
-    stdout: Vec<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl PyPeer {
-    fn spawn(args: &[String]) -> Self {
-        require_aioquic();
-        let mut child = Command::new("python3")
-            .arg("-u")
-            .arg(peer_script())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning python3 aioquic_h3_peer.py: {e}"));
-        let out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Self { child, lines, stdout: Vec::new(), stderr }
-    }
-
-    fn wait_line(&mut self, prefix: &str, deadline: Instant) -> Result<String, String> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.stdout.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return Ok(line);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => return Err(format!("no `{prefix}` line in time")),
-                Err(RecvTimeoutError::Disconnected) => return Err(format!("peer exited before a `{prefix}` line")),
-            }
-        }
-    }
-
-    /// Waits for the process to exit and collects the rest of its output.
-    fn wait_exit(&mut self, deadline: Instant) -> Result<ExitStatus, String> {
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    let end = Instant::now() + Duration::from_secs(2);
-                    while let Ok(line) = self.lines.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                        self.stdout.push(line);
-                    }
-                    return Ok(status);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("try_wait: {e}")),
-            }
-            while let Ok(line) = self.lines.try_recv() {
-                self.stdout.push(line);
-            }
-            if Instant::now() >= deadline {
-                return Err("peer did not exit before the deadline".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn results(&self) -> Vec<HashMap<String, String>> {
-        self.stdout.iter().filter_map(|l| l.strip_prefix("RESULT ")).map(parse_kv).collect()
-    }
-
-    fn result_with(&self, key: &str) -> Option<HashMap<String, String>> {
-        self.results().into_iter().rev().find(|r| r.contains_key(key))
-    }
-
-    fn diagnostics(&self) -> String {
-        let err = self.stderr.lock().unwrap();
-        let tail: String = err.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
-        format!("--- peer stdout ---\n{}\n--- peer stderr (tail) ---\n{tail}", self.stdout.join("\n"))
-    }
-}
-
-impl Drop for PyPeer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // Child::kill sends SIGKILL to this child's PID only.
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn parse_kv(s: &str) -> HashMap<String, String> {
-    s.split_whitespace().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-fn flag(r: &HashMap<String, String>, k: &str) -> bool {
-    r.get(k).is_some_and(|v| v == "1")
+/// Starts the peer script (failing the test if aioquic is missing).
+fn spawn_peer(args: &[String]) -> PyPeer {
+    require_python_module("import aioquic.h3.connection, aioquic; print(aioquic.__version__)", "aioquic HTTP/3 interop tests");
+    PyPeer::spawn(&peer_script(), args)
 }
 
 fn deadline(secs: u64) -> Instant {
@@ -244,7 +113,7 @@ fn run_aioquic_client(server: &OurH3Server, certs: &Certs, case: &str, extra: &[
     for a in ["--case", case, "--deadline", &secs.to_string()].iter().chain(extra) {
         args.push(a.to_string());
     }
-    let mut peer = PyPeer::spawn(&args);
+    let mut peer = spawn_peer(&args);
     let status = match peer.wait_exit(deadline(secs + 10)) {
         Ok(s) => s,
         Err(e) => panic!("aioquic client ({case}): {e}\nour server: {:#?}\n{}", server.reports(), peer.diagnostics()),
@@ -378,7 +247,7 @@ fn start_aioquic_server(certs: &Certs, extra: &[&str], secs: u64) -> (PyPeer, So
     args.push("--deadline".into());
     args.push(secs.to_string());
     args.extend(extra.iter().map(|s| s.to_string()));
-    let mut peer = PyPeer::spawn(&args);
+    let mut peer = spawn_peer(&args);
     let line = match peer.wait_line("LISTENING ", deadline(20)) {
         Ok(l) => l,
         Err(e) => panic!("aioquic server: {e}\n{}", peer.diagnostics()),
