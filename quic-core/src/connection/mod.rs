@@ -843,11 +843,6 @@ impl Connection {
         !self.address_validated && allowance < send::MIN_PACKET_ROOM as u64
     }
 
-    /// Timer state for diagnostics: (loss detection, idle, handshake confirmed).
-    pub fn debug_timers(&self) -> (Option<Instant>, Option<Instant>, bool, bool) {
-        (self.recovery.loss_detection_timer(self.timer_ctx()), self.idle_deadline, self.handshake_confirmed, self.pending.handshake_done)
-    }
-
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Drained {

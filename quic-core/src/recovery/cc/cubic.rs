@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use super::{initial_window, minimum_window, CongestionController};
+use super::{window_after_mtu_update, initial_window, minimum_window, CongestionController};
 use crate::recovery::rtt::RttEstimator;
 
 /// RFC 9438 §5.1: C = 0.4 (segments / s^3).
@@ -270,16 +270,15 @@ impl CongestionController for Cubic {
     }
 
     fn on_mtu_update(&mut self, max_datagram_size: u64) {
-        // RFC 9002 §7.2, as for NewReno. K depends on the segment size, so
-        // the current epoch restarts with the next ACK.
-        let untouched = self.ssthresh == u64::MAX
-            && self.recovery_start.is_none()
-            && self.window == initial_window(self.max_datagram_size);
+        self.window = window_after_mtu_update(
+            self.window,
+            self.ssthresh,
+            self.recovery_start.is_some(),
+            self.max_datagram_size,
+            max_datagram_size,
+        );
         self.max_datagram_size = max_datagram_size;
-        if untouched {
-            self.window = initial_window(max_datagram_size);
-        }
-        self.window = self.window.max(self.minimum_window());
+        // K depends on the segment size: the epoch restarts with the next ACK.
         self.epoch_start = None;
     }
 

@@ -34,6 +34,16 @@ pub const fn minimum_window(max_datagram_size: u64) -> u64 {
     max_datagram_size.saturating_mul(2)
 }
 
+/// RFC 9002 §7.2: the window after the maximum datagram size changes. While
+/// nothing has moved the window yet (no loss, still the initial window) it
+/// becomes the initial window of the new size; it never falls below the new
+/// minimum window.
+pub(crate) fn window_after_mtu_update(window: u64, ssthresh: u64, in_recovery: bool, old_mds: u64, new_mds: u64) -> u64 {
+    let untouched = ssthresh == u64::MAX && !in_recovery && window == initial_window(old_mds);
+    let w = if untouched { initial_window(new_mds) } else { window };
+    w.max(minimum_window(new_mds))
+}
+
 /// RFC 9002 §7.3.2 / B.1 kLossReductionFactor = 0.5 (NewReno).
 pub const LOSS_REDUCTION_NUM: u64 = 1;
 /// Denominator of kLossReductionFactor.

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{
+use super::{window_after_mtu_update, 
     initial_window, minimum_window, CongestionController, LOSS_REDUCTION_DEN, LOSS_REDUCTION_NUM,
 };
 use crate::recovery::rtt::RttEstimator;
@@ -121,17 +121,14 @@ impl CongestionController for NewReno {
     }
 
     fn on_mtu_update(&mut self, max_datagram_size: u64) {
-        // RFC 9002 §7.2: recompute the initial window with the new size while
-        // nothing has changed the window yet; never drop below the new
-        // minimum window.
-        let untouched = self.ssthresh == u64::MAX
-            && self.recovery_start.is_none()
-            && self.window == initial_window(self.max_datagram_size);
+        self.window = window_after_mtu_update(
+            self.window,
+            self.ssthresh,
+            self.recovery_start.is_some(),
+            self.max_datagram_size,
+            max_datagram_size,
+        );
         self.max_datagram_size = max_datagram_size;
-        if untouched {
-            self.window = initial_window(max_datagram_size);
-        }
-        self.window = self.window.max(self.minimum_window());
     }
 
     fn max_datagram_size(&self) -> u64 {
