@@ -26,7 +26,7 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// with AES-256-GCM/SHA-384. 208 bytes therefore hold every session whose
 /// server name is at most 101 bytes with any suite; longer names need
 /// [`ShmRegion::create_with_slot_size`](crate::ShmRegion::create_with_slot_size)
-/// (384 fits the 253-byte maximum) or are refused and counted as oversized.
+/// (416 fits the 253-byte maximum) or are refused and counted as oversized.
 pub const DEFAULT_SLOT_SIZE: usize = 256;
 /// Smallest slot: room for a 32-byte key and a 48-byte value.
 pub const MIN_SLOT_SIZE: usize = 128;

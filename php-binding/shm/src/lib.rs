@@ -38,15 +38,15 @@
 //! measured 68 bytes for "localhost") or 16 more with SHA-384, so every
 //! session whose server name is up to 101 bytes fits. Longer values are
 //! refused (`put` returns false, counted in [`CacheStats::oversized`]);
-//! [`ShmRegion::create_with_slot_size`] with 384 fits the longest legal DNS
+//! [`ShmRegion::create_with_slot_size`] with 416 fits the longest legal DNS
 //! name. A region holds `(size - 576 - index) / slot_size` entries, where
 //! the index costs 4 bytes per bucket:
 //!
 //! | `quicpro.shm_size` | entries |
 //! |--------------------|---------|
 //! | 65536 (default)    | 249     |
-//! | 1 MiB              | 4 047   |
-//! | 16 MiB             | 64 527  |
+//! | 1 MiB              | 4 029   |
+//! | 16 MiB             | 64 509  |
 //!
 //! ([`ShmRegion::entries_for`] computes it; a full handshake stores two
 //! tickets, so 64 KiB remembers the last ~124 clients.) Sizes that cannot

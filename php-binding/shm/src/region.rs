@@ -30,6 +30,8 @@ pub struct LayoutInfo {
     pub bucket_count: usize,
     pub buckets_offset: usize,
     pub slots_offset: usize,
+    /// Where the shared ticket keys are (inside the header).
+    pub ticket_keys_offset: usize,
 }
 
 struct Mapping {
@@ -194,6 +196,7 @@ impl ShmRegion {
             bucket_count: g.bucket_count as usize,
             buckets_offset: g.buckets_off as usize,
             slots_offset: g.slots_off as usize,
+            ticket_keys_offset: core::mem::offset_of!(Header, tickets),
         }
     }
 

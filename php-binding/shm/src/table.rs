@@ -185,12 +185,10 @@ impl Table {
                 if (*s).state != SLOT_USED {
                     return Err(Corrupt);
                 }
-                if (*s).hash == h && (*s).key_len as usize == key.len() {
-                    if let Some((k, _)) = self.parts(s) {
-                        if k == key {
-                            return Ok(Some(i));
-                        }
-                    }
+                // Lengths that overflow the slot cannot be right.
+                let Some((k, _)) = self.parts(s) else { return Err(Corrupt) };
+                if (*s).hash == h && k == key {
+                    return Ok(Some(i));
                 }
                 i = (*s).hash_next;
             }
