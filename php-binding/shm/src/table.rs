@@ -224,6 +224,14 @@ impl Table {
         // SAFETY: pointers from slot()/st(); lock held.
         unsafe {
             let (prev, next) = ((*s).lru_prev, (*s).lru_next);
+            // Check both neighbours point back before changing anything, so
+            // a damaged list is caught here rather than cut silently.
+            if prev != NIL && (*self.slot(prev)?).lru_next != i {
+                return Err(Corrupt);
+            }
+            if next != NIL && (*self.slot(next)?).lru_prev != i {
+                return Err(Corrupt);
+            }
             if prev == NIL {
                 if (*st).lru_head != i {
                     return Err(Corrupt);
@@ -453,6 +461,20 @@ impl Table {
         }
         self.clear_index();
         live.sort_unstable_by_key(|&(stamp, _)| core::cmp::Reverse(stamp));
+        // Only damage can leave two slots with one key (insert removes the
+        // old entry before writing the new one); keep the most recent so a
+        // taken session can never reappear from a stale copy.
+        let mut seen = std::collections::HashSet::new();
+        live.retain(|&(_, i)| {
+            let Ok(s) = self.slot(i) else { return false };
+            // SAFETY: verified slot (lengths fit); lock held.
+            let key = unsafe { self.parts(s) }.map(|(k, _)| k.to_vec());
+            let keep = key.is_some_and(|k| seen.insert(k));
+            if !keep {
+                dropped += 1;
+            }
+            keep
+        });
         let st = self.st();
         // SAFETY: as above.
         unsafe {

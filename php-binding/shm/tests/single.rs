@@ -397,3 +397,27 @@ fn ticketer_round_trip_rotation_and_forgery() {
     let t3 = t.encrypt(&plain).unwrap();
     assert_eq!(t.decrypt(&t3), Some(plain));
 }
+
+#[test]
+fn duplicated_entry_cannot_resurrect_a_taken_session() {
+    let r = ShmRegion::create(DEFAULT_SHM_SIZE).unwrap();
+    let c = SharedSessionCache::new(&r);
+    assert!(c.put(key(1), value(1, 90)));
+    assert!(c.put(key(2), value(2, 90)));
+    let l = r.layout();
+    let slot = |i: usize| l.slots_offset + i * l.slot_size;
+    // Copy slot 0 (key 1, a valid checksummed entry) over free slot 5.
+    // SAFETY: both ranges lie inside the mapping.
+    let bytes = unsafe { std::slice::from_raw_parts(r.as_mut_ptr().add(slot(0)), l.slot_size).to_vec() };
+    scribble(&r, slot(5), &bytes);
+    // Break slot 1's LRU back-link so the next operation rebuilds.
+    scribble(&r, slot(1) + 20, &[0x34, 0x12, 0, 0]);
+    assert_eq!(c.take(&key(2)), Some(value(2, 90)));
+    let s = c.stats();
+    assert!(s.rebuilds >= 1, "{s:?}");
+    assert_eq!(s.corrupt_entries, 1, "the duplicate is dropped");
+    assert_eq!(c.take(&key(1)), Some(value(1, 90)));
+    assert_eq!(c.take(&key(1)), None);
+    assert_eq!(c.len(), 0);
+    assert!(c.check_consistency().unwrap().is_consistent(c.capacity()));
+}
