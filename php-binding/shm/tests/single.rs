@@ -34,6 +34,7 @@ fn sizing() {
     let r = ShmRegion::create(DEFAULT_SHM_SIZE).unwrap();
     let l = r.layout();
     assert_eq!(l.slot_count, 249);
+    assert_eq!(l.header_size, 576);
     assert_eq!(l.max_entry_len, DEFAULT_SLOT_SIZE - quicpro_shm::SLOT_HEADER_SIZE);
     assert!(l.slots_offset + l.slot_count * l.slot_size <= l.region_size);
     assert!(l.bucket_count >= l.slot_count && l.bucket_count.is_power_of_two());
@@ -420,4 +421,18 @@ fn duplicated_entry_cannot_resurrect_a_taken_session() {
     assert_eq!(c.take(&key(1)), None);
     assert_eq!(c.len(), 0);
     assert!(c.check_consistency().unwrap().is_consistent(c.capacity()));
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<ShmRegion>();
+    check::<SharedSessionCache>();
+    fn check_nc<T: Send + Sync>() {}
+    check_nc::<SharedTicketer>();
+    // Usable from another thread of the same process.
+    let c = cache(DEFAULT_SHM_SIZE);
+    let c2 = c.clone();
+    std::thread::spawn(move || assert!(c2.put(key(5), value(5, 5)))).join().unwrap();
+    assert_eq!(c.get(&key(5)), Some(value(5, 5)));
 }
