@@ -9,6 +9,30 @@
 //! resumes on any other, which is what keeps resumption and 0-RTT working
 //! when `SO_REUSEPORT` spreads a client's connections over the workers.
 //!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use quicpro_shm::{SharedSessionCache, SharedTicketer, ShmRegion, DEFAULT_SHM_SIZE};
+//!
+//! // Module startup, before pcntl_fork (size from `quicpro.shm_size`):
+//! let region = ShmRegion::create(DEFAULT_SHM_SIZE)?;
+//!
+//! // In each worker, when building the server's TLS configuration:
+//! # let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+//! # let cert = ck.cert.der().clone();
+//! # let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+//! let mut tls = quic_core::tls::ServerTlsOptions::new(vec![cert], key, &[b"h3"]);
+//! if tls.early_data {
+//!     tls.session_storage = Some(Arc::new(SharedSessionCache::new(&region)));
+//! } else {
+//!     tls.ticketer = Some(Arc::new(SharedTicketer::new(&region)));
+//! }
+//! let server_config = tls.build()?;
+//! # let _ = server_config;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Layout
 //!
 //! ```text

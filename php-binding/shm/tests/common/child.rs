@@ -114,7 +114,25 @@ pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool
 
 /// Runs named test functions in order, reporting like libtest.
 pub fn run_tests(tests: &[(&str, fn())]) {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    // Accept libtest's command line: options (and the values of those that
+    // take one) are skipped, `--list` lists, anything else filters.
+    let mut filter = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--list" => {
+                for (n, _) in tests {
+                    println!("{n}: test");
+                }
+                return;
+            }
+            "--test-threads" | "--format" | "--color" | "--skip" | "-Z" | "--logfile" | "--report-time" => {
+                args.next();
+            }
+            o if o.starts_with('-') => {}
+            _ => filter.push(a),
+        }
+    }
     let selected: Vec<_> = tests.iter().filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str()))).collect();
     println!("\nrunning {} tests", selected.len());
     for (name, f) in &selected {
