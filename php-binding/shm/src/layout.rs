@@ -34,8 +34,9 @@ pub const MIN_SLOT_SIZE: usize = 128;
 pub const MAX_SLOT_SIZE: usize = 32 * 1024;
 /// A region must hold at least this many entries.
 pub const MIN_ENTRIES: usize = 16;
-/// Largest region: slot indices stay far below `u32::MAX`.
-pub const MAX_REGION_SIZE: usize = 1 << 32;
+/// Largest region (4 GiB - 1): slot indices stay far below `u32::MAX`, and
+/// the constant is valid on 32-bit targets too.
+pub const MAX_REGION_SIZE: usize = u32::MAX as usize;
 /// Bytes of the per-slot header in front of key and value.
 pub const SLOT_HEADER_SIZE: usize = size_of::<SlotHead>();
 

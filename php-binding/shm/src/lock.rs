@@ -89,7 +89,9 @@ pub(crate) unsafe fn lock(m: *mut libc::pthread_mutex_t, timeout: Duration) -> R
     }
 }
 
-/// `pthread_mutex_timedlock` takes an absolute CLOCK_REALTIME time.
+/// `pthread_mutex_timedlock` takes an absolute CLOCK_REALTIME time (the
+/// `libc` crate does not bind glibc's `pthread_mutex_clocklock`), so a wall
+/// clock step during a wait shortens or lengthens that one wait.
 fn deadline_after(timeout: Duration) -> libc::timespec {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `now` is a valid out-pointer.
