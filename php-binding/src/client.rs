@@ -38,6 +38,29 @@ fn session_store() -> Arc<dyn rustls::client::ClientSessionStore> {
     STORE.get_or_init(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(1024))).clone()
 }
 
+/// One built rustls config per distinct set of TLS options, for the life
+/// of the process: rustls resumes a session only under the verifier that
+/// checked it, so every connection with the same options must share it.
+fn tls_config(opts: &ClientTlsOptions) -> QpResult<Arc<rustls::ClientConfig>> {
+    thread_local! {
+        static BUILT: RefCell<HashMap<String, Arc<rustls::ClientConfig>>> = RefCell::new(HashMap::new());
+    }
+    let key = format!("{:?}|{:?}|{}|{}|{}", opts.alpn, opts.ca_file, opts.insecure_skip_verify, opts.early_data, opts.key_log);
+    if let Some(c) = BUILT.with(|b| b.borrow().get(&key).cloned()) {
+        return Ok(c);
+    }
+    let c = opts.build().map_err(|e| QpError::new(ErrorKind::Config, format!("TLS configuration: {e}")))?;
+    BUILT.with(|b| {
+        let mut b = b.borrow_mut();
+        // Bounded: configurations are few in practice.
+        if b.len() >= 64 {
+            b.clear();
+        }
+        b.insert(key, c.clone());
+    });
+    Ok(c)
+}
+
 /// A default configuration for `quicpro_connect($host, $port)` without one.
 fn default_config() -> Rc<ConfigData> {
     thread_local! {
@@ -122,7 +145,8 @@ impl ClientCore {
         backend.xdp_interface = None;
         opts.backend = backend;
         let server_name = cfg.server_name.clone().unwrap_or_else(|| host_bare.to_string());
-        let client = Client::connect(&opts, addr, &server_name, Bytes::new()).map_err(client_error)?;
+        let built = tls_config(&opts.tls)?;
+        let client = Client::connect_with_tls(&opts, built, addr, &server_name, Bytes::new()).map_err(client_error)?;
         let authority = if port == 443 { host.to_string() } else { format!("{host}:{port}") };
         let mut core = Self { client, cfg, authority, responses: HashMap::new(), closed: None };
         core.wait_ready()?;

@@ -189,14 +189,17 @@ impl ConfigData {
         match (&self.cert_file, &self.key_file) {
             (Some(cert), key) => {
                 let certs = quic_core::tls::config::load_certs(cert)
-                    .map_err(|e| bad("cert_file", &format!("{}: {e}", cert.display())))?;
+                    .map_err(|e| bad("cert_file", &e.to_string()))?;
                 if certs.is_empty() {
                     return Err(bad("cert_file", &format!("{}: no certificate in the file", cert.display())));
                 }
                 let key_path = key.clone().unwrap_or_else(|| cert.clone());
                 let key_name = if key.is_some() { "key_file" } else { "cert_file" };
-                let k = quic_core::tls::config::load_key(&key_path)
-                    .map_err(|e| bad(key_name, &format!("{}: {e}", key_path.display())))?;
+                let k = quic_core::tls::config::load_key(&key_path).map_err(|e| match e {
+                    // Already names the file.
+                    quic_core::tls::TlsConfigError::File { .. } => bad(key_name, &e.to_string()),
+                    other => bad(key_name, &format!("{}: {other}", key_path.display())),
+                })?;
                 self.cert_chain = certs;
                 self.key = Some(k);
             }

@@ -1,8 +1,8 @@
 //! SIGINT/SIGTERM: a flag the server loops poll, so a worker sends GOAWAY,
 //! lets in-flight requests finish and exits cleanly (Ctrl-C in the demo).
 //!
-//! Installed only where the disposition is still the default, so a script
-//! that set its own handlers with `pcntl_signal` keeps them.
+//! Installed only where the script has not set its own handler with
+//! `pcntl_signal`, which keeps working as before.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
@@ -29,7 +29,10 @@ pub fn install() {
             if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
                 continue;
             }
-            if old.sa_sigaction != libc::SIG_DFL {
+            // PHP's own deferring handler (zend_signal) sits on SIGINT and
+            // SIGTERM in every process; what matters is whether the script
+            // asked for something with pcntl_signal().
+            if user_handler(sig) {
                 continue;
             }
             let mut sa: libc::sigaction = std::mem::zeroed();
@@ -39,6 +42,18 @@ pub fn install() {
             sa.sa_flags = 0;
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
+    }
+}
+
+/// Whether `pcntl_signal()` set a handler (or SIG_IGN) for `sig`.
+fn user_handler(sig: libc::c_int) -> bool {
+    let Ok(get) = ext_php_rs::types::ZendCallable::try_from_name("pcntl_signal_get_handler") else {
+        return false; // no pcntl: nobody else can have asked
+    };
+    match get.try_call(vec![&i64::from(sig)]) {
+        // SIG_DFL is 0: untouched by the script.
+        Ok(z) => z.long() != Some(0),
+        Err(_) => false,
     }
 }
 
