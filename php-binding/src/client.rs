@@ -397,9 +397,22 @@ impl ClientSession {
         self.with(|c| Ok(c.client.connection().and_then(|x| x.zero_rtt_accepted()))).ok().flatten()
     }
 
-    /// Closes the connection (CONNECTION_CLOSE with H3_NO_ERROR).
+    /// Closes the connection (CONNECTION_CLOSE with H3_NO_ERROR). A
+    /// connection that has not yet received a session ticket waits for one
+    /// for up to about three round trips (at most 100 ms), so the next
+    /// connection to this server resumes: short-lived scripts (FPM) that
+    /// connect, fetch and close would otherwise never hold a ticket.
     pub fn close(&self) {
         if let Some(mut c) = self.core.borrow_mut().take() {
+            let rtt = c.client.connection().map_or(Duration::ZERO, |x| x.rtt());
+            let end = Instant::now() + (rtt * 3 + Duration::from_millis(10)).min(Duration::from_millis(100));
+            while Instant::now() < end && c.closed.is_none() {
+                let waiting = c.client.connection().is_some_and(|x| !x.is_handshaking() && x.tls().tickets_received() == 0);
+                if !waiting {
+                    break;
+                }
+                let _ = c.step(Duration::from_millis(5));
+            }
             c.client.close();
         }
     }

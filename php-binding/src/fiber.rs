@@ -31,7 +31,10 @@ pub fn resume(fiber: &Zval) {
     if !suspended {
         return;
     }
-    if fiber.try_call_method("resume", vec![]).is_err() {
+    // A method call reports success even when the callee threw: the
+    // exception is left pending in the engine, so look there.
+    let failed = fiber.try_call_method("resume", vec![]).is_err();
+    if failed || ExecutorGlobals::has_exception() {
         report_escaped_exception();
     }
 }

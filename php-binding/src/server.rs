@@ -72,6 +72,8 @@ struct SessionState {
     close_requested: Option<Instant>,
     /// Why the connection is gone, once it is.
     gone: Option<String>,
+    /// It ended normally (H3_NO_ERROR from the peer, or our own close).
+    gone_graceful: bool,
     resumed: bool,
 }
 
@@ -111,6 +113,13 @@ impl core::fmt::Debug for ServerCore {
 }
 
 pub type CoreRef = Rc<RefCell<ServerCore>>;
+
+/// A normal end of a connection: the client closed with H3_NO_ERROR
+/// (RFC 9114 §8.1), or we closed it.
+fn is_graceful(e: &quic_core::connection::ConnectionError) -> bool {
+    use quic_core::connection::ConnectionError as E;
+    matches!(e, E::LocallyClosed) || matches!(e, E::PeerApplicationClose { code, .. } if *code == H3_NO_ERROR)
+}
 
 fn parse_bind(host: &str, port: u16) -> QpResult<SocketAddr> {
     let h = host.trim();
@@ -210,6 +219,7 @@ impl ServerCore {
                     streams: HashMap::new(),
                     close_requested: None,
                     gone: None,
+                    gone_graceful: false,
                     resumed: false,
                 },
             );
@@ -227,6 +237,7 @@ impl ServerCore {
                 self.accept_queue.retain(|x| *x != h);
                 continue;
             }
+            s.gone_graceful = err.as_ref().is_none_or(is_graceful);
             s.gone = Some(err.map_or_else(|| "connection closed".to_string(), |e| e.to_string()));
         }
         self.pump_all();
@@ -282,11 +293,14 @@ impl ServerCore {
                     s.resumed = resumed;
                 }
                 trace::event(&format!("worker {} handshake done with {:?} resumed={resumed}", self.worker_id, self.sessions.get(&h).map(|s| s.remote)));
-                self.announce(h);
+                // Announced to `accept` with its first request, not before: a
+                // session PHP receives always has a request waiting, so a
+                // client that connects and leaves never reaches PHP code.
             }
             H3Event::Transport(QuicEvent::ConnectionLost(e)) => {
                 if let Some(s) = self.sessions.get_mut(&h) {
                     if s.gone.is_none() {
+                        s.gone_graceful = is_graceful(&e);
                         s.gone = Some(e.to_string());
                     }
                 }
@@ -632,15 +646,20 @@ pub struct Session {
 impl Session {
     /// The next request on this connection. Inside a Fiber, suspends it
     /// until one arrives; on the main stack, drives the server meanwhile.
-    /// Throws `ConnectionException` when the connection ends first, and
-    /// `TimeoutException` after `$timeout_ms` if given.
-    pub fn receive_request(&self, timeout_ms: Option<i64>) -> PhpResult<Stream> {
+    /// The first call on a session from `accept()` returns at once (a
+    /// session is handed out with its first request). Returns `null` when
+    /// the client closed the connection normally, so
+    /// `while ($req = $sess->receiveRequest())` serves every request of a
+    /// connection; throws `ConnectionException` when it was lost (idle
+    /// timeout, protocol error) and `TimeoutException` after `$timeout_ms`.
+    pub fn receive_request(&self, timeout_ms: Option<i64>) -> PhpResult<Option<Stream>> {
         let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms.max(0) as u64));
         wait_until(&self.core, WaitFor::Request(self.h), deadline)?;
         let mut c = self.core.borrow_mut();
         let s = c.sessions.get_mut(&self.h).ok_or_else(|| QpError::new(ErrorKind::Connection, "the session is closed"))?;
         match s.requests.pop_front() {
-            Some(id) => Ok(Stream { core: self.core.clone(), h: self.h, id }),
+            Some(id) => Ok(Some(Stream { core: self.core.clone(), h: self.h, id })),
+            None if s.gone_graceful => Ok(None),
             None => {
                 let why = s.gone.clone().unwrap_or_else(|| "connection closed".into());
                 Err(QpError::new(ErrorKind::Connection, format!("no request: {why}")).into())
