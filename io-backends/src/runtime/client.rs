@@ -74,11 +74,24 @@ impl Client {
     /// Opens a socket and starts a connection; `token` is a NEW_TOKEN from
     /// an earlier connection (or empty).
     pub fn connect(opts: &ClientOptions, server: SocketAddr, server_name: &str, token: Bytes) -> Result<Self, ClientError> {
+        let tls = opts.tls.build().map_err(ClientError::Tls)?;
+        Self::connect_with_tls(opts, tls, server, server_name, token)
+    }
+
+    /// As [`Client::connect`] with an already built rustls config. Reusing
+    /// one config across connections is what lets them resume: rustls only
+    /// resumes a session under the certificate verifier that checked it.
+    pub fn connect_with_tls(
+        opts: &ClientOptions,
+        tls: Arc<rustls::ClientConfig>,
+        server: SocketAddr,
+        server_name: &str,
+        token: Bytes,
+    ) -> Result<Self, ClientError> {
         let bind: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().map_err(|_| ClientError::TimedOut)?;
         let mut backend_cfg = opts.backend.clone();
         backend_cfg.udp.reuse_port = false;
         let (backend, _) = open(&backend_cfg, bind).map_err(ClientError::Backend)?;
-        let tls = opts.tls.build().map_err(ClientError::Tls)?;
         let config = ClientConfig { tls, transport: Arc::new(opts.transport.clone()), version: opts.version };
         let mut secret = [0u8; 32];
         quic_core::rand::RandomSource::fill(&mut quic_core::rand::SystemRandom::new(), &mut secret);

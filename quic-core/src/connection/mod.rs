@@ -702,6 +702,15 @@ impl Connection {
         self.streams.map.get(&id).and_then(|s| s.recv.as_ref()).map_or(0, |r| r.readable_len())
     }
 
+    /// Whether everything written on the stream's send side (and its FIN or
+    /// reset) has been acknowledged by the peer, or the stream is gone. A
+    /// server that closes a connection right after a response waits for this,
+    /// so the close cannot overtake data still in flight (RFC 9000 §3.1:
+    /// only "Data Recvd" means the peer has it).
+    pub fn send_acknowledged(&self, id: StreamId) -> bool {
+        self.streams.map.get(&id).and_then(|s| s.send.as_ref()).is_none_or(|s| s.is_closed())
+    }
+
     /// Bytes a write on this stream would accept now.
     pub fn writable(&self, id: StreamId) -> u64 {
         self.streams.map.get(&id).and_then(|s| s.send.as_ref()).map_or(0, |s| s.writable())

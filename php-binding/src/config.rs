@@ -1,0 +1,346 @@
+//! `Quicpro\Config`: validated options shared by servers and clients.
+//!
+//! Every key is checked when the object is made: an unknown key, a value of
+//! the wrong type or out of range, or an unreadable certificate file throws
+//! `ConfigException` naming the key, so a typo cannot silently fall back to a
+//! default. The object is immutable and cheap to copy into forked workers.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendHashTable, Zval};
+use quic_core::config::TransportConfig;
+use quic_core::endpoint::RetryPolicy;
+use quic_core::recovery::cc::CongestionAlgorithm;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::errors::{ErrorKind, QpError, QpResult};
+
+/// Parsed options. Field docs name the PHP key.
+#[derive(Debug)]
+pub struct ConfigData {
+    /// `cert_file` / `key_file` (the same file may hold both, PEM).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    pub key: Option<PrivateKeyDer<'static>>,
+    /// `alpn`: protocols in preference order (default `['h3']`).
+    pub alpn: Vec<Vec<u8>>,
+    /// `session_cache`: servers keep TLS sessions in the shared-memory LRU
+    /// (`quicpro.shm_size`), so any forked worker resumes any client.
+    pub session_cache: bool,
+    /// `early_data`: accept (server) / send (client) 0-RTT; default true.
+    pub early_data: bool,
+    /// `max_idle_ms` (default 30000).
+    pub max_idle: Duration,
+    /// `handshake_timeout_ms` (client connect; default 10000).
+    pub handshake_timeout: Duration,
+    /// `ca_file` (client: extra trust anchors, PEM).
+    pub ca_file: Option<PathBuf>,
+    /// `verify_peer` (client; default true).
+    pub verify_peer: bool,
+    /// `server_name` (client SNI; default: the host passed to connect).
+    pub server_name: Option<String>,
+    /// `congestion_control`: `cubic` (default) or `newreno`.
+    pub congestion: CongestionAlgorithm,
+    /// `max_streams_bidi`, `max_streams_uni`.
+    pub max_streams_bidi: u64,
+    pub max_streams_uni: u64,
+    /// `initial_max_data`, `initial_max_stream_data` (receive windows).
+    pub max_data: u64,
+    pub max_stream_data: u64,
+    /// `retry`: `never`, `always` or `under_load` (default).
+    pub retry: RetryPolicy,
+    /// `reuse_port` (server; default true).
+    pub reuse_port: bool,
+    /// `max_body_size`: bound on a body buffered whole (`body()`,
+    /// `quicpro_receive_response`); default 64 MiB.
+    pub max_body_size: usize,
+    /// `max_header_size`: SETTINGS_MAX_FIELD_SECTION_SIZE (default 64 KiB).
+    pub max_header_size: u64,
+    /// `qlog_dir`: a qlog file per connection (also `QP_TRACE=1`).
+    pub qlog_dir: Option<PathBuf>,
+    /// `keylog`: write TLS secrets to `SSLKEYLOGFILE`.
+    pub keylog: bool,
+    /// Shared by every worker forked after `Config::new`: stateless-reset
+    /// and address-validation token keys.
+    pub reset_secret: [u8; 32],
+    pub token_secret: [u8; 32],
+}
+
+const KEYS: &[&str] = &[
+    "cert_file",
+    "key_file",
+    "alpn",
+    "session_cache",
+    "early_data",
+    "max_idle_ms",
+    "handshake_timeout_ms",
+    "ca_file",
+    "verify_peer",
+    "server_name",
+    "congestion_control",
+    "max_streams_bidi",
+    "max_streams_uni",
+    "initial_max_data",
+    "initial_max_stream_data",
+    "retry",
+    "reuse_port",
+    "max_body_size",
+    "max_header_size",
+    "qlog_dir",
+    "keylog",
+];
+
+impl ConfigData {
+    /// Every option at its default (what a client without a Config uses).
+    pub fn defaults() -> Self {
+        let mut reset_secret = [0u8; 32];
+        let mut token_secret = [0u8; 32];
+        let mut rng = quic_core::rand::SystemRandom::new();
+        quic_core::rand::RandomSource::fill(&mut rng, &mut reset_secret);
+        quic_core::rand::RandomSource::fill(&mut rng, &mut token_secret);
+        Self {
+            cert_file: None,
+            key_file: None,
+            cert_chain: Vec::new(),
+            key: None,
+            alpn: vec![b"h3".to_vec()],
+            session_cache: false,
+            early_data: true,
+            max_idle: Duration::from_millis(30_000),
+            handshake_timeout: Duration::from_millis(10_000),
+            ca_file: None,
+            verify_peer: true,
+            server_name: None,
+            congestion: CongestionAlgorithm::Cubic,
+            max_streams_bidi: 100,
+            max_streams_uni: 100,
+            max_data: 16 * 1024 * 1024,
+            max_stream_data: 1024 * 1024,
+            retry: RetryPolicy::UnderLoad { max_handshakes: 1024 },
+            reuse_port: true,
+            max_body_size: 64 * 1024 * 1024,
+            max_header_size: 64 * 1024,
+            qlog_dir: None,
+            keylog: false,
+            reset_secret,
+            token_secret,
+        }
+    }
+
+    /// Parses a PHP options array.
+    pub fn parse(options: &ZendHashTable) -> QpResult<Self> {
+        let mut c = Self::defaults();
+        for (key, value) in options.iter() {
+            let key = key.to_string();
+            match key.as_str() {
+                "cert_file" => c.cert_file = Some(path(&key, value)?),
+                "key_file" => c.key_file = Some(path(&key, value)?),
+                "alpn" => c.alpn = alpn(&key, value)?,
+                "session_cache" => c.session_cache = boolean(&key, value)?,
+                "early_data" => c.early_data = boolean(&key, value)?,
+                "max_idle_ms" => c.max_idle = Duration::from_millis(int(&key, value, 1, 86_400_000)?),
+                "handshake_timeout_ms" => c.handshake_timeout = Duration::from_millis(int(&key, value, 1, 600_000)?),
+                "ca_file" => c.ca_file = Some(path(&key, value)?),
+                "verify_peer" => c.verify_peer = boolean(&key, value)?,
+                "server_name" => c.server_name = Some(string(&key, value)?),
+                "congestion_control" => {
+                    c.congestion = match string(&key, value)?.to_ascii_lowercase().as_str() {
+                        "cubic" => CongestionAlgorithm::Cubic,
+                        "newreno" | "new_reno" | "reno" => CongestionAlgorithm::NewReno,
+                        other => return Err(bad(&key, &format!("unknown congestion controller '{other}' (cubic or newreno)"))),
+                    }
+                }
+                "max_streams_bidi" => c.max_streams_bidi = int(&key, value, 1, 1 << 20)?,
+                "max_streams_uni" => c.max_streams_uni = int(&key, value, 3, 1 << 20)?,
+                "initial_max_data" => c.max_data = int(&key, value, 1024, 1 << 40)?,
+                "initial_max_stream_data" => c.max_stream_data = int(&key, value, 1024, 1 << 40)?,
+                "retry" => {
+                    c.retry = match string(&key, value)?.to_ascii_lowercase().as_str() {
+                        "never" => RetryPolicy::Never,
+                        "always" => RetryPolicy::Always,
+                        "under_load" | "under-load" => RetryPolicy::UnderLoad { max_handshakes: 1024 },
+                        other => return Err(bad(&key, &format!("unknown retry policy '{other}' (never, always, under_load)"))),
+                    }
+                }
+                "reuse_port" => c.reuse_port = boolean(&key, value)?,
+                "max_body_size" => c.max_body_size = int(&key, value, 1, 1 << 40)? as usize,
+                "max_header_size" => c.max_header_size = int(&key, value, 256, 16 << 20)?,
+                "qlog_dir" => c.qlog_dir = Some(path(&key, value)?),
+                "keylog" => c.keylog = boolean(&key, value)?,
+                _ => {
+                    return Err(QpError::new(
+                        ErrorKind::Config,
+                        format!("unknown option '{key}' (known: {})", KEYS.join(", ")),
+                    ))
+                }
+            }
+        }
+        c.load_files()?;
+        Ok(c)
+    }
+
+    /// Reads the certificate and key now, so a missing file is reported by
+    /// `Config::new` (naming the key) rather than by the first connection.
+    fn load_files(&mut self) -> QpResult<()> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), key) => {
+                let certs = quic_core::tls::config::load_certs(cert)
+                    .map_err(|e| bad("cert_file", &e.to_string()))?;
+                if certs.is_empty() {
+                    return Err(bad("cert_file", &format!("{}: no certificate in the file", cert.display())));
+                }
+                let key_path = key.clone().unwrap_or_else(|| cert.clone());
+                let key_name = if key.is_some() { "key_file" } else { "cert_file" };
+                let k = quic_core::tls::config::load_key(&key_path).map_err(|e| match e {
+                    // Already names the file.
+                    quic_core::tls::TlsConfigError::File { .. } => bad(key_name, &e.to_string()),
+                    other => bad(key_name, &format!("{}: {other}", key_path.display())),
+                })?;
+                self.cert_chain = certs;
+                self.key = Some(k);
+            }
+            (None, Some(_)) => return Err(bad("key_file", "given without cert_file")),
+            (None, None) => {}
+        }
+        if let Some(ca) = &self.ca_file {
+            if let Err(e) = std::fs::metadata(ca) {
+                return Err(bad("ca_file", &format!("{}: {e}", ca.display())));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn transport(&self) -> TransportConfig {
+        let mut t = TransportConfig::default();
+        t.max_idle_timeout = self.max_idle;
+        t.congestion = self.congestion;
+        t.max_concurrent_bidi_streams = self.max_streams_bidi;
+        t.max_concurrent_uni_streams = self.max_streams_uni;
+        t.receive_window = self.max_data;
+        t.max_receive_window = t.max_receive_window.max(self.max_data);
+        t.stream_receive_window = self.max_stream_data;
+        t.max_stream_receive_window = t.max_stream_receive_window.max(self.max_stream_data);
+        t
+    }
+
+    pub fn h3(&self) -> h3_core::connection::H3Config {
+        let mut h = h3_core::connection::H3Config::default();
+        h.max_field_section_size = self.max_header_size;
+        h
+    }
+
+    pub fn alpn_refs(&self) -> Vec<&[u8]> {
+        self.alpn.iter().map(|a| a.as_slice()).collect()
+    }
+}
+
+fn bad(key: &str, why: &str) -> QpError {
+    QpError::new(ErrorKind::Config, format!("option '{key}': {why}"))
+}
+
+fn type_name(v: &Zval) -> &'static str {
+    if v.is_string() {
+        "string"
+    } else if v.is_long() {
+        "int"
+    } else if v.is_bool() {
+        "bool"
+    } else if v.is_array() {
+        "array"
+    } else if v.is_null() {
+        "null"
+    } else if v.is_double() {
+        "float"
+    } else if v.is_object() {
+        "object"
+    } else {
+        "value"
+    }
+}
+
+fn boolean(key: &str, v: &Zval) -> QpResult<bool> {
+    v.bool().ok_or_else(|| bad(key, &format!("expected bool, got {}", type_name(v))))
+}
+
+fn int(key: &str, v: &Zval, min: u64, max: u64) -> QpResult<u64> {
+    let n = v.long().ok_or_else(|| bad(key, &format!("expected int, got {}", type_name(v))))?;
+    if n < 0 || (n as u64) < min || (n as u64) > max {
+        return Err(bad(key, &format!("{n} is out of range {min}..={max}")));
+    }
+    Ok(n as u64)
+}
+
+fn string(key: &str, v: &Zval) -> QpResult<String> {
+    match v.str() {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        Some(_) => Err(bad(key, "must not be empty")),
+        None => Err(bad(key, &format!("expected string, got {}", type_name(v)))),
+    }
+}
+
+fn path(key: &str, v: &Zval) -> QpResult<PathBuf> {
+    Ok(PathBuf::from(string(key, v)?))
+}
+
+fn alpn(key: &str, v: &Zval) -> QpResult<Vec<Vec<u8>>> {
+    if let Some(s) = v.str() {
+        if s.is_empty() || s.len() > 255 {
+            return Err(bad(key, "a protocol name is 1..=255 bytes"));
+        }
+        return Ok(vec![s.as_bytes().to_vec()]);
+    }
+    let arr = v.array().ok_or_else(|| bad(key, &format!("expected array of strings, got {}", type_name(v))))?;
+    let mut out = Vec::new();
+    for (_, item) in arr.iter() {
+        match item.str() {
+            Some(s) if !s.is_empty() && s.len() <= 255 => out.push(s.as_bytes().to_vec()),
+            Some(_) => return Err(bad(key, "a protocol name is 1..=255 bytes")),
+            None => return Err(bad(key, &format!("expected array of strings, found {}", type_name(item)))),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad(key, "at least one protocol is needed"));
+    }
+    Ok(out)
+}
+
+/// `Quicpro\Config`.
+#[php_class]
+#[php(name = "Quicpro\\Config")]
+#[derive(Debug)]
+pub struct Config {
+    pub data: Rc<ConfigData>,
+}
+
+#[php_impl]
+impl Config {
+    /// Builds a configuration from an options array; throws
+    /// `Quicpro\Exception\ConfigException` naming the first bad key.
+    pub fn __construct(options: &ZendHashTable) -> PhpResult<Self> {
+        Ok(Self { data: Rc::new(ConfigData::parse(options)?) })
+    }
+
+    /// The same as `new Config($options)`, in the style of the examples.
+    pub fn new(options: &ZendHashTable) -> PhpResult<Self> {
+        Self::__construct(options)
+    }
+
+    /// The ALPN protocols, in preference order.
+    pub fn alpn(&self) -> Vec<String> {
+        self.data.alpn.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+    }
+
+    /// Whether servers share TLS sessions through the shared-memory cache.
+    pub fn session_cache(&self) -> bool {
+        self.data.session_cache
+    }
+
+    /// The idle timeout in milliseconds.
+    pub fn max_idle_ms(&self) -> i64 {
+        self.data.max_idle.as_millis() as i64
+    }
+}
