@@ -89,3 +89,46 @@ fn two_workers_with_steering_serve_and_count() {
     assert_eq!(by_cid + by_hash, total, "{line}");
     drop(guard);
 }
+
+/// Runs `quicpro serve` as uid/gid 65534 (no capabilities): `auto` logs why
+/// steering is off and serves anyway; `on` refuses to start, saying how to
+/// run without it.
+#[test]
+fn without_privileges_auto_falls_back_and_on_fails() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test drops root privileges, so it must start as root (as CI does)");
+    let run = |mode: &str| {
+        let child = Command::new(env!("CARGO_BIN_EXE_quicpro"))
+            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "2", "--steering", mode, "--duration", "0.3"])
+            .uid(65534)
+            .gid(65534)
+            .current_dir("/")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn quicpro serve as nobody");
+        let mut guard = Guard(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = guard.0.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "quicpro serve --steering {mode} did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(guard.0.stderr.as_mut().expect("stderr"), &mut err).expect("read stderr");
+        (status, err)
+    };
+    let (status, err) = run("auto");
+    assert!(status.success(), "{err}");
+    assert!(err.contains("connection-ID steering off: load steering program: permission denied"), "{err}");
+    assert!(err.contains("--steering off"), "{err}");
+    assert!(err.contains("[worker 1] listening on"), "{err}");
+
+    let (status, err) = run("on");
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("permission denied") && err.contains("CAP_BPF"), "{err}");
+    assert!(!err.contains("listening on"), "{err}");
+}
