@@ -370,3 +370,51 @@ fn classify_load_error(e: &libbpf_rs::Error, log: String) -> BpfError {
     }
     BpfError::Verifier { program: PROGRAM, detail, log }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_errors_are_classified() {
+        let eperm = libbpf_rs::Error::from_raw_os_error(libc::EPERM);
+        let e = classify_load_error(&eperm, String::new());
+        assert!(matches!(e, BpfError::PermissionDenied { .. }), "{e:?}");
+        assert!(e.to_string().contains("CAP_BPF") && e.to_string().contains("--steering off"), "{e}");
+
+        // This kernel has both types (the loopback tests use them), so an
+        // EINVAL from loading is the verifier's, and its log is kept.
+        let einval = libbpf_rs::Error::from_raw_os_error(libc::EINVAL);
+        let e = classify_load_error(&einval, "R1 invalid mem access 'scalar'\n".to_string());
+        match &e {
+            BpfError::Verifier { program, log, .. } => {
+                assert_eq!(*program, PROGRAM);
+                assert!(log.contains("invalid mem access"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(e.to_string().contains("verifier log:\nR1 invalid mem access"), "{e}");
+    }
+
+    #[test]
+    fn socket_errnos_map_to_variants() {
+        let op = "test";
+        assert!(matches!(BpfError::from_socket_errno(op, libc::EBADF), BpfError::BadSocket { .. }));
+        assert!(matches!(BpfError::from_socket_errno(op, libc::ENOTSOCK), BpfError::BadSocket { .. }));
+        assert!(matches!(BpfError::from_socket_errno(op, libc::EINVAL), BpfError::NotInReuseportGroup { .. }));
+        assert!(matches!(BpfError::from_socket_errno(op, 524), BpfError::UnsupportedSocket { .. }));
+        assert!(matches!(BpfError::from_socket_errno(op, libc::EBUSY), BpfError::SocketBusy { .. }));
+        assert!(matches!(BpfError::from_socket_errno(op, libc::EPERM), BpfError::PermissionDenied { .. }));
+        assert!(matches!(BpfError::from_socket_errno(op, libc::ENOMEM), BpfError::Os { errno: libc::ENOMEM, .. }));
+    }
+
+    #[test]
+    fn config_bytes_match_the_c_struct() {
+        let c = SteerConfig { workers: 4, worker_id_offset: 1, cid_len: 8, reserved: 0 };
+        assert_eq!(core::mem::size_of::<SteerConfig>(), 16);
+        let b = c.to_bytes();
+        assert_eq!(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]), 4);
+        assert_eq!(u32::from_ne_bytes([b[4], b[5], b[6], b[7]]), 1);
+        assert_eq!(u32::from_ne_bytes([b[8], b[9], b[10], b[11]]), 8);
+    }
+}
