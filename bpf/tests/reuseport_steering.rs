@@ -14,10 +14,19 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 /// `n` UDP sockets on one 127.0.0.1 port, SO_REUSEPORT, non-blocking.
 fn reuseport_sockets(n: usize) -> Vec<UdpSocket> {
+    reuseport_sockets_on(n, "127.0.0.1:0".parse().expect("addr"))
+}
+
+/// `n` UDP sockets on one port of `addr` (port 0: the first picks it);
+/// IPv6 sockets are dual-stack.
+fn reuseport_sockets_on(n: usize, mut addr: SocketAddr) -> Vec<UdpSocket> {
     let mut out: Vec<UdpSocket> = Vec::new();
-    let mut addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     for _ in 0..n {
-        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).expect("socket");
+        if addr.is_ipv6() {
+            s.set_only_v6(false).expect("IPV6_V6ONLY off");
+        }
         s.set_reuse_port(true).expect("SO_REUSEPORT");
         s.set_recv_buffer_size(4 << 20).expect("SO_RCVBUF");
         s.bind(&addr.into()).expect("bind");
@@ -300,4 +309,57 @@ fn wrong_sockets_give_typed_errors() {
     let bad = CidLayout { worker_id_offset: 8, cid_len: 8 };
     assert!(matches!(ReuseportGroup::new(2, bad), Err(BpfError::InvalidConfig { .. })));
     let _ = ok[0].as_raw_fd();
+}
+
+/// The program's offsets do not depend on the IP version: IPv6, and IPv4
+/// arriving on dual-stack `[::]` sockets (how `quicpro serve` binds by
+/// default), are steered the same way.
+#[test]
+fn ipv6_and_dual_stack_sockets_are_steered() {
+    for (bind, from, to_v4) in [("[::1]:0", "[::1]:0", false), ("[::]:0", "127.0.0.1:0", true), ("[::]:0", "[::1]:0", false)] {
+        let sockets = reuseport_sockets_on(2, bind.parse().expect("addr"));
+        let group = group_for(&sockets);
+        let port = sockets[0].local_addr().expect("addr").port();
+        let dest: SocketAddr = if to_v4 { SocketAddr::from(([127, 0, 0, 1], port)) } else { format!("[::1]:{port}").parse().expect("addr") };
+        let tx: Vec<UdpSocket> = (0..8).map(|_| UdpSocket::bind(from).expect("sender")).collect();
+        let deadline = Instant::now() + DEADLINE;
+        let mut got = vec![Vec::new(); 2];
+        for seq in 0..400u32 {
+            tx[seq as usize % tx.len()].send_to(&short_packet((seq % 2) as u8, seq), dest).expect("send");
+        }
+        drain_until(&sockets, &mut got, 400, deadline);
+        for (i, dgrams) in got.iter().enumerate() {
+            assert_eq!(dgrams.len(), 200, "bind {bind}, from {from}");
+            assert!(dgrams.iter().all(|d| d[2] as usize == i), "bind {bind}, from {from}");
+        }
+        let c = group.counters().expect("counters");
+        assert_eq!(c.steered_by_cid, 400, "bind {bind}, from {from}: {c:?}");
+    }
+}
+
+#[test]
+fn a_removed_socket_falls_back_until_added_again() {
+    let sockets = reuseport_sockets(2);
+    let group = group_for(&sockets);
+    let dest = sockets[0].local_addr().expect("addr");
+    let tx = senders(8);
+    let deadline = Instant::now() + DEADLINE;
+    group.remove_socket(1).expect("remove");
+    group.remove_socket(1).expect("removing an empty slot is fine");
+    assert_eq!(group.slot_cookie(1).expect("lookup"), None);
+    let mut got = vec![Vec::new(); 2];
+    for seq in 0..100u32 {
+        tx[seq as usize % tx.len()].send_to(&short_packet(1, seq), dest).expect("send");
+    }
+    drain_until(&sockets, &mut got, 100, deadline);
+    let c = group.counters().expect("counters");
+    assert_eq!(c.fallback_empty_slot, 100, "{c:?}");
+    group.add_socket(1, sockets[1].as_fd()).expect("add again");
+    let mut got = vec![Vec::new(); 2];
+    for seq in 0..100u32 {
+        tx[seq as usize % tx.len()].send_to(&short_packet(1, seq), dest).expect("send");
+    }
+    drain_until(&sockets, &mut got, 100, deadline);
+    assert_eq!(got[1].len(), 100, "all back on worker 1");
+    assert_eq!(group.counters().expect("counters").steered_by_cid, 100);
 }
