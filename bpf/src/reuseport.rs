@@ -20,7 +20,8 @@
 //! (`bpf_sk_reuseport_detach`), so packets for that worker fall back to the
 //! kernel's hash (counted as `fallback_empty_slot`) instead of being
 //! dropped. A restarted set of workers creates a new group, hence a fresh
-//! map: nothing from the previous generation steers.
+//! map: nothing from the previous generation steers. Attaching replaces the
+//! program of the reuseport group; [`ReuseportGroup::detach`] removes it.
 
 use std::ffi::c_void;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -37,8 +38,10 @@ const MAP_CONFIG: &str = "steer_config";
 const MAP_SOCKETS: &str = "worker_sockets";
 const MAP_COUNTERS: &str = "steer_counters";
 
-/// `SO_ATTACH_REUSEPORT_EBPF` (asm-generic/socket.h); libc does not export it.
+/// asm-generic/socket.h (x86, arm64); spelled out because libc exports
+/// the detach option only for glibc targets.
 const SO_ATTACH_REUSEPORT_EBPF: libc::c_int = 52;
+const SO_DETACH_REUSEPORT_BPF: libc::c_int = 68;
 
 /// Worker IDs are one byte of the connection ID.
 pub const MAX_WORKERS: u32 = 256;
@@ -309,6 +312,29 @@ impl ReuseportGroup {
         if rc != 0 {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
             return Err(BpfError::from_socket_errno("attach steering program (SO_ATTACH_REUSEPORT_EBPF)", errno));
+        }
+        Ok(())
+    }
+
+    /// Removes whatever program is attached to `socket`'s reuseport group
+    /// (`SO_DETACH_REUSEPORT_BPF`): the kernel's 4-tuple hash decides again.
+    /// Dropping a group does not detach: the kernel keeps an attached
+    /// program (and its map) alive until every socket of the group closes.
+    pub fn detach(socket: BorrowedFd<'_>) -> Result<(), BpfError> {
+        let zero: libc::c_int = 0;
+        // SAFETY: the option value is a live c_int and its size is passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_DETACH_REUSEPORT_BPF,
+                (&zero as *const libc::c_int).cast::<c_void>(),
+                core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            return Err(BpfError::from_socket_errno("detach steering program (SO_DETACH_REUSEPORT_BPF)", errno));
         }
         Ok(())
     }

@@ -363,3 +363,21 @@ fn a_removed_socket_falls_back_until_added_again() {
     assert_eq!(got[1].len(), 100, "all back on worker 1");
     assert_eq!(group.counters().expect("counters").steered_by_cid, 100);
 }
+
+#[test]
+fn detach_returns_the_group_to_the_kernel_hash() {
+    let sockets = reuseport_sockets(2);
+    let group = group_for(&sockets);
+    ReuseportGroup::detach(sockets[1].as_fd()).expect("detach");
+    let dest = sockets[0].local_addr().expect("addr");
+    let tx = senders(8);
+    let mut got = vec![Vec::new(); 2];
+    for seq in 0..100u32 {
+        tx[seq as usize % tx.len()].send_to(&short_packet(1, seq), dest).expect("send");
+    }
+    drain_until(&sockets, &mut got, 100, Instant::now() + DEADLINE);
+    assert_eq!(group.counters().expect("counters").total(), 0, "program no longer runs");
+    // Detaching twice: nothing attached any more.
+    let e = ReuseportGroup::detach(sockets[1].as_fd()).expect_err("nothing to detach");
+    assert!(matches!(e, BpfError::Os { errno: libc::ENOENT, .. }), "{e:?}");
+}
