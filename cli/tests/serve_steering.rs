@@ -79,14 +79,16 @@ fn two_workers_with_steering_serve_and_count() {
     let errors = number_before(&line, " select errors");
     assert!(by_cid > 0, "{line}");
     assert_eq!(empty + out_of_range + malformed + errors, 0, "{line}");
-    // Each worker reports how many datagrams it took in; their sum is what
-    // the program steered.
+    // Each worker reports how many datagrams it took in. The program runs
+    // once per received buffer, and on loopback a client's GSO batch stays
+    // one buffer until the server's GRO socket splits it, so the program
+    // may count fewer than the workers.
     let total: u64 = ["[worker 0] stopped", "[worker 1] stopped"]
         .iter()
         .map(|w| number_before(&wait_for(&lines, w, Instant::now() + Duration::from_secs(10)), " datagrams,"))
         .sum();
     let by_hash = number_before(&line, " by DCID hash");
-    assert_eq!(by_cid + by_hash, total, "{line}");
+    assert!(by_cid + by_hash <= total && total > 0, "{line}; workers took {total}");
     drop(guard);
 }
 
