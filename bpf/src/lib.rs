@@ -1,5 +1,20 @@
-//! eBPF programs (XDP steering of QUIC packets by connection ID to per-core
-//! AF_XDP queues; SO_REUSEPORT steering by connection ID) and their loader.
+//! eBPF programs that steer QUIC packets by connection ID, and their loaders.
 //!
-//! Not written yet: the C programs will live in `bpf/src/*.bpf.c`, built with
-//! clang at compile time and loaded with libbpf-rs.
+//! - [`reuseport`]: an `SK_REUSEPORT` program for the kernel-socket path.
+//!   Workers bind one UDP socket each to the same port with SO_REUSEPORT;
+//!   the program reads the worker ID our connection IDs carry
+//!   (`quic_core::cid_gen`) and delivers each datagram to that worker's
+//!   socket, so a client that changes address keeps reaching the worker
+//!   owning its connection.
+//! - [`error`]: [`BpfError`], with the way to run without steering in every
+//!   message.
+//!
+//! The C programs live in `src/bpf/*.bpf.c`; `build.rs` compiles each with
+//! clang into `$OUT_DIR/<name>.bpf.o` and the loaders embed the objects.
+//! Linux only; loading needs CAP_BPF and CAP_NET_ADMIN (or root).
+
+pub mod error;
+pub mod reuseport;
+
+pub use error::BpfError;
+pub use reuseport::{CidLayout, ReuseportCounters, ReuseportGroup};

@@ -13,6 +13,7 @@ mod describe;
 mod get;
 mod inspect;
 mod serve;
+mod steering;
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -115,6 +116,10 @@ struct ServeArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<f64>,
+    /// Steer datagrams to the worker named in their connection ID (SO_REUSEPORT
+    /// eBPF; needs root or CAP_BPF + CAP_NET_ADMIN). auto: on when it loads.
+    #[arg(long, value_enum, default_value_t = steering::SteeringMode::Auto)]
+    steering: steering::SteeringMode,
 }
 
 #[derive(Debug, Args)]
@@ -208,6 +213,7 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         qlog_dir: a.qlog_dir.clone(),
         duration: a.duration.map(std::time::Duration::from_secs_f64),
         drain: std::time::Duration::from_secs(5),
+        steering: a.steering,
     };
     match serve::serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,

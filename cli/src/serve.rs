@@ -22,6 +22,9 @@ use io_backends::runtime::{H3Handle, Server, ServerOptions};
 use io_backends::select::BackendConfig;
 use quic_core::stream::StreamId;
 use quic_core::tls::ServerTlsOptions;
+use quicpro_bpf::ReuseportGroup;
+
+use crate::steering::{self, SteeringMode};
 
 pub static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -50,6 +53,8 @@ pub struct ServeConfig {
     pub duration: Option<Duration>,
     /// How long in-flight requests may finish after GOAWAY.
     pub drain: Duration,
+    /// SO_REUSEPORT steering by connection ID (`--steering`).
+    pub steering: SteeringMode,
 }
 
 /// A self-signed certificate for `localhost` (and the given names), made on the fly.
@@ -88,9 +93,14 @@ fn hf(n: &str, v: &str) -> HeaderField {
 }
 
 /// Runs one worker until STOP (or the duration) and the drain are over.
-pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]), quiet: bool) -> Result<(), String> {
+/// `group`: the connection-ID steering group the worker's socket joins
+/// right after bind.
+pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]), quiet: bool, group: Option<&Arc<ReuseportGroup>>) -> Result<(), String> {
     let mut opts = ServerOptions::new(cfg.bind, cfg.tls.clone());
     opts.backend = cfg.backend.clone();
+    if let Some(g) = group {
+        opts.backend.udp.after_bind = Some(steering::hook(g, worker_id, cfg.steering == SteeringMode::On));
+    }
     opts.worker_id = worker_id;
     opts.reset_secret = secrets.0;
     opts.token_secret = secrets.1;
@@ -322,11 +332,23 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     if cfg.tls.session_storage.is_none() {
         cfg.tls.session_storage = Some(rustls::server::ServerSessionMemoryCache::new(16 * 1024));
     }
+    let workers = cfg.workers.max(1);
+    if workers > 256 {
+        return Err(format!("--workers {workers}: at most 256 (the worker ID is one byte of the connection ID)"));
+    }
+    if cfg.bind.port() == 0 && workers > 1 {
+        // Every worker must bind the same port; pick a free one first.
+        let probe = std::net::UdpSocket::bind(cfg.bind).map_err(|e| format!("bind {}: {e}", cfg.bind))?;
+        let port = probe.local_addr().map_err(|e| e.to_string())?.port();
+        cfg.bind.set_port(port);
+    }
+    let group = steering::setup(cfg.steering, workers)?;
     let cfg = Arc::new(cfg);
     let mut threads = Vec::new();
-    for i in 0..cfg.workers.max(1) {
+    for i in 0..workers {
         let cfg = cfg.clone();
-        threads.push(std::thread::spawn(move || run_worker(&cfg, i as u8, (reset, token), false)));
+        let group = group.clone();
+        threads.push(std::thread::spawn(move || run_worker(&cfg, i as u8, (reset, token), false, group.as_ref())));
     }
     let mut result = Ok(());
     for t in threads {
@@ -334,6 +356,12 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
             Ok(Err(e)) => result = Err(e),
             Err(_) => result = Err("worker panicked".into()),
             Ok(Ok(())) => {}
+        }
+    }
+    if let Some(g) = &group {
+        match g.counters() {
+            Ok(c) => eprintln!("quicpro serve: {}", steering::describe(&c)),
+            Err(e) => eprintln!("quicpro serve: steering counters unavailable: {e}"),
         }
     }
     result

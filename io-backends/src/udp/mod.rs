@@ -2,6 +2,7 @@
 
 mod addr;
 mod cmsg;
+mod hook;
 mod recv;
 mod send;
 mod socket;
@@ -13,6 +14,7 @@ pub(crate) use cmsg::CmsgWriter;
 pub(crate) use cmsg::RECV_SPACE;
 pub(crate) use recv::{parse_control, RecvRing};
 pub(crate) use send::{SendRing, Transport};
+pub use hook::SocketHook;
 pub use socket::{
     open_udp_socket, BufferSize, UdpConfig, UdpSocketInfo, DEFAULT_GSO_SEGMENTS, MAX_UDP_PAYLOAD,
 };

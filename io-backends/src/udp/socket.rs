@@ -3,10 +3,11 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::hook::SocketHook;
 use super::sockopt::{self, SO_RCVBUFFORCE, SO_SNDBUFFORCE};
 use crate::backend::BackendError;
 
@@ -41,6 +42,9 @@ pub struct UdpConfig {
     pub batch: usize,
     /// Size of each receive buffer; 64 KiB holds any GRO-coalesced buffer.
     pub recv_buffer_size: usize,
+    /// Run on the socket right after bind (e.g. joining a connection-ID
+    /// steering group); `None` by default.
+    pub after_bind: Option<SocketHook>,
 }
 
 impl Default for UdpConfig {
@@ -55,6 +59,7 @@ impl Default for UdpConfig {
             gso_max_segments: DEFAULT_GSO_SEGMENTS,
             batch: 32,
             recv_buffer_size: MAX_UDP_PAYLOAD,
+            after_bind: None,
         }
     }
 }
@@ -202,6 +207,10 @@ pub fn open_udp_socket(
         .map_err(|e| BackendError::io("getsockname", e))?
         .as_socket()
         .ok_or(BackendError::Unavailable("getsockname: not an IP address"))?;
+    if let Some(hook) = &cfg.after_bind {
+        hook.call(socket.as_fd(), local_addr)
+            .map_err(|e| BackendError::io("after-bind hook", e))?;
+    }
 
     let info = UdpSocketInfo {
         local_addr,
