@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 
 
-.PHONY: setup run demo-inspect test test-rust test-fuzz fuzz bench build clean
+.PHONY: setup run run-cli demo-inspect test test-rust test-php test-fuzz fuzz bench build php-ext install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,11 +14,24 @@ setup:
 build: setup
 	$(CARGO) build --release -p quicpro-cli
 
-# The main job: the multi-worker HTTP/3 server on port 4433 (self-signed
-# certificate in certs/). The PHP edition of the seed demo replaces it once
-# the extension exists.
-run: build
+# The PHP extension (target/release/libquicpro.so).
+php-ext: setup
+	$(CARGO) build --release -p quicpro
+
+# The main job: the seed demo examples/ticket_resumption_multiworker.php —
+# one PHP worker per core on UDP 4433 sharing TLS sessions through the
+# shared-memory cache — on a generated self-signed certificate.
+run: build php-ext
+	@bash scripts/run-php-demo.sh
+
+# The same server in Rust (`quicpro serve`), without PHP.
+run-cli: build
 	@bash scripts/run-server.sh
+
+# Installs the extension the way PHP extensions are installed: the .so in
+# PHP's extension directory and an ini in its conf.d scan directory.
+install: php-ext
+	@bash scripts/install-php-ext.sh target/release/libquicpro.so
 
 # The packet inspector over real captured Initials.
 demo-inspect: build
@@ -26,11 +39,17 @@ demo-inspect: build
 
 # Every test: unit, property and integration tests, the bench harnesses in
 # test mode, and a short smoke run of each fuzz target.
-test: setup test-rust test-fuzz
+test: setup test-rust test-php test-fuzz
 
 test-rust:
 	mkdir -p target; $(CARGO) test --workspace --all-targets --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; bash scripts/summarize-tests.sh target/test-output.log; exit $$status
+
+# The extension's phpt tests (run-tests.php from php8.2-dev) against the
+# debug build of the extension.
+test-php:
+	$(CARGO) build -p quicpro -p quicpro-cli
+	@bash scripts/test-php.sh target/debug/libquicpro.so
 
 test-fuzz:
 	@bash scripts/fuzz.sh smoke $(FUZZ_SECONDS)
