@@ -22,22 +22,19 @@
 //! stops when its guard drops; every wait has a deadline.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use h3_core::capsule::capsule_type;
-use h3_core::connection::{H3Config, H3Event, SendError};
+use h3_core::connection::{H3Event, SendError};
 use h3_core::datagram::DatagramError;
 use h3_core::qpack::HeaderField;
-use io_backends::runtime::{Client, ClientOptions, Server, ServerOptions};
-use quic_core::stream::StreamId;
+use io_backends::runtime::{Client, ClientOptions};
 use quic_core::tls::{ClientTlsOptions, ServerTlsOptions};
+use quicpro_tests::h3x_echo::{capsule_value, dgram, field, h3x, OurServer};
 use quicpro_tests::pypeer::{flag, num, parse_kv, require_python_module, PyPeer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -93,174 +90,16 @@ impl Drop for Certs {
     }
 }
 
-fn h3x() -> H3Config {
-    H3Config { enable_connect_protocol: true, enable_datagrams: true, ..H3Config::default() }
-}
-
 fn hf(n: &str, v: &str) -> HeaderField {
     HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
 }
 
-fn field(fields: &[HeaderField], name: &str) -> Option<String> {
-    fields.iter().find(|f| f.name[..] == *name.as_bytes()).map(|f| String::from_utf8_lossy(&f.value).to_string())
-}
-
-/// Datagram `seq` of side `tag`, the same function as the Python peer's.
-fn dgram(tag: u8, seq: u32) -> Vec<u8> {
-    let n = 8 + (seq as usize * 37) % 1000;
-    let mut v = Vec::with_capacity(n);
-    v.push(tag);
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(&(n as u16).to_be_bytes());
-    for j in 7..n {
-        v.push(((j as u32) * 31 + seq + u32::from(tag)) as u8);
-    }
-    v
-}
-
-fn capsule_value(i: usize) -> Vec<u8> {
-    (0..(i * 53) % 900).map(|j| (i * 7 + j) as u8).collect()
-}
-
-// ------------------------------------------------------------ aioquic client → our server
-
-#[derive(Debug, Default, Clone)]
-struct EchoReport {
-    protocol: Option<String>,
-    scheme: Option<String>,
-    path: Option<String>,
-    datagrams: u64,
-    capsules: u64,
-    tunnel_finished: bool,
-    closed: Option<String>,
-    errors: Vec<String>,
-}
-
-/// Our runtime server in a thread: Extended CONNECT → 200, echoes HTTP
-/// datagrams and DATAGRAM capsules. Stopped and joined on drop.
-struct OurServer {
-    addr: SocketAddr,
-    report: Arc<Mutex<EchoReport>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl OurServer {
-    fn start(certs: &Certs) -> Self {
-        let tls = ServerTlsOptions::new(vec![certs.cert.clone()], certs.key.clone_key(), &[b"h3"]);
-        let report = Arc::new(Mutex::new(EchoReport::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (rep, st) = (report.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut opts = ServerOptions::new("127.0.0.1:0".parse().unwrap(), tls);
-            opts.h3 = h3x();
-            let mut server = Server::bind(opts).unwrap();
-            tx.send(server.local_addr()).unwrap();
-            serve_echo(&mut server, &rep, &st, deadline(DEADLINE + 20));
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server bound");
-        Self { addr, report, stop, thread: Some(thread) }
-    }
-
-    fn report(&self) -> EchoReport {
-        self.report.lock().unwrap().clone()
-    }
-
-    fn wait(&self, limit: Duration, cond: impl Fn(&EchoReport) -> bool) -> EchoReport {
-        let end = Instant::now() + limit;
-        loop {
-            let r = self.report();
-            if cond(&r) || Instant::now() >= end {
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for OurServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve_echo(server: &mut Server, report: &Mutex<EchoReport>, stop: &AtomicBool, end: Instant) {
-    let mut pending: VecDeque<(io_backends::runtime::H3Handle, StreamId, Bytes)> = VecDeque::new();
-    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-        if let Err(e) = server.step(Duration::from_millis(5)) {
-            report.lock().unwrap().errors.push(format!("step: {e}"));
-            return;
-        }
-        while let Some((h, ev)) = server.poll_event() {
-            let mut r = report.lock().unwrap();
-            match ev {
-                H3Event::Headers { stream, headers, .. } => {
-                    let extended = field(&headers, ":method").as_deref() == Some("CONNECT") && field(&headers, ":protocol").is_some();
-                    r.protocol = field(&headers, ":protocol");
-                    r.scheme = field(&headers, ":scheme");
-                    r.path = field(&headers, ":path");
-                    let (status, end) = if extended { (200, false) } else { (400, true) };
-                    if let Err(e) = server.respond(h, stream, status, &[], end) {
-                        r.errors.push(format!("respond: {e:?}"));
-                    }
-                }
-                H3Event::Datagram { stream, payload } => {
-                    r.datagrams += 1;
-                    pending.push_back((h, stream, payload));
-                }
-                H3Event::Data { stream } => loop {
-                    match server.recv_capsule(h, stream) {
-                        Ok(Some(c)) => {
-                            r.capsules += 1;
-                            if let Err(e) = server.send_capsule(h, stream, c.capsule_type, &c.value) {
-                                r.errors.push(format!("send_capsule: {e:?}"));
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            r.errors.push(format!("recv_capsule: {e}"));
-                            break;
-                        }
-                    }
-                },
-                H3Event::Finished { stream } => {
-                    r.tunnel_finished = true;
-                    if let Err(e) = server.finish(h, stream) {
-                        r.errors.push(format!("finish: {e:?}"));
-                    }
-                }
-                H3Event::Reset { stream, code } => r.errors.push(format!("reset {} {code:#x}", stream.0)),
-                H3Event::Trailers { .. } | H3Event::GoAway { .. } | H3Event::Transport(_) => {}
-            }
-        }
-        // Echo; a full QUIC datagram queue waits for the next turn.
-        while let Some((h, stream, payload)) = pending.front().cloned() {
-            match server.send_datagram(h, stream, &payload) {
-                Ok(()) => {
-                    pending.pop_front();
-                }
-                Err(DatagramError::Blocked) => break,
-                Err(e) => {
-                    report.lock().unwrap().errors.push(format!("send_datagram: {e}"));
-                    pending.pop_front();
-                }
-            }
-        }
-        while let Some((_, err)) = server.poll_closed() {
-            report.lock().unwrap().closed = Some(format!("{err:?}"));
-        }
-    }
-}
 
 #[test]
 fn aioquic_client_extended_connect_datagrams_and_capsules() {
     let start = Instant::now();
     let certs = Certs::new("c");
-    let server = OurServer::start(&certs);
+    let server = OurServer::start(ServerTlsOptions::new(vec![certs.cert.clone()], certs.key.clone_key(), &[b"h3"]), Duration::from_secs(DEADLINE + 20));
     let args: Vec<String> = [
         "client",
         "--port",
