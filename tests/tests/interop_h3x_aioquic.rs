@@ -16,33 +16,27 @@
 //!
 //! Datagrams are unreliable even on loopback: both sides keep a window of
 //! unanswered ones and send one again if its echo does not come back in
-//! 250 ms; the tests report how many were sent again.
+//! 250 ms; the tests report how many were sent again. Our client's part is
+//! `quicpro_tests::h3x_echo::client_exchange`, shared with the quinn test.
 //!
 //! The Python peer is killed by PID when its guard drops; our server thread
 //! stops when its guard drops; every wait has a deadline.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use h3_core::capsule::capsule_type;
-use h3_core::connection::{H3Event, SendError};
-use h3_core::datagram::DatagramError;
-use h3_core::qpack::HeaderField;
 use io_backends::runtime::{Client, ClientOptions};
 use quic_core::tls::{ClientTlsOptions, ServerTlsOptions};
-use quicpro_tests::h3x_echo::{capsule_value, dgram, field, h3x, OurServer};
+use quicpro_tests::h3x_echo::{client_exchange, h3x, OurServer};
 use quicpro_tests::pypeer::{flag, num, parse_kv, require_python_module, PyPeer};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Datagrams each way, and capsules each way.
 const DATAGRAMS: u32 = 500;
 const CAPSULES: usize = 30;
-const WINDOW: usize = 32;
-const RESEND_AFTER: Duration = Duration::from_millis(250);
 const DEADLINE: u64 = 60;
 
 fn peer_script() -> PathBuf {
@@ -90,9 +84,6 @@ impl Drop for Certs {
     }
 }
 
-fn hf(n: &str, v: &str) -> HeaderField {
-    HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
-}
 
 
 #[test]
@@ -168,24 +159,6 @@ fn start_aioquic_server(certs: &Certs) -> (PyPeer, SocketAddr) {
     (peer, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// Steps the client until `cond` holds; fails with the peer's output on
-/// the deadline.
-fn run(client: &mut Client, peer: &PyPeer, secs: u64, events: &mut Vec<H3Event>, mut cond: impl FnMut(&mut Client, &mut Vec<H3Event>) -> bool) {
-    let end = deadline(secs);
-    loop {
-        while let Some(e) = client.poll_event() {
-            events.push(e);
-        }
-        if cond(client, events) {
-            return;
-        }
-        assert!(Instant::now() < end, "condition not met in {secs} s; events {events:?}\n{}", peer.diagnostics());
-        if let Err(e) = client.step(Duration::from_millis(5)) {
-            panic!("client: {e}\n{}", peer.diagnostics());
-        }
-    }
-}
-
 #[test]
 fn our_client_extended_connect_datagrams_to_aioquic_server() {
     let start = Instant::now();
@@ -197,100 +170,7 @@ fn our_client_extended_connect_datagrams_to_aioquic_server() {
     opts.h3 = h3x();
     let mut client = Client::connect(&opts, addr, "localhost", Bytes::new()).unwrap();
     client.wait_connected(Duration::from_secs(10)).unwrap_or_else(|e| panic!("connect: {e}\n{}", peer.diagnostics()));
-    let mut events = Vec::new();
-    let connect = [
-        hf(":method", "CONNECT"),
-        hf(":protocol", "webtransport"),
-        hf(":scheme", "https"),
-        hf(":authority", &format!("localhost:{}", addr.port())),
-        hf(":path", "/h3x"),
-    ];
-    // RFC 9220 §3: wait for the server's SETTINGS before Extended CONNECT.
-    run(&mut client, &peer, 10, &mut events, |c, _| {
-        if c.peer_allows_extended_connect().is_none() {
-            assert_eq!(c.request(&connect, false), Err(SendError::AwaitingSettings));
-            return false;
-        }
-        true
-    });
-    assert_eq!(client.peer_allows_extended_connect(), Some(true));
-    assert!(client.datagrams_negotiated(), "aioquic sent H3_DATAGRAM=1 and max_datagram_frame_size");
-    let id = client.request(&connect, false).unwrap();
-    run(&mut client, &peer, 10, &mut events, |_, ev| ev.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
-    let status = events.iter().find_map(|e| match e {
-        H3Event::Headers { stream, headers, fin } if *stream == id => {
-            assert!(!fin, "the tunnel stays open");
-            field(headers, ":status")
-        }
-        _ => None,
-    });
-    assert_eq!(status.as_deref(), Some("200"));
-
-    // Datagrams: a window of unanswered ones, echoes checked byte for byte.
-    let mut sent_at: BTreeMap<u32, Instant> = BTreeMap::new();
-    let mut got: HashSet<u32> = HashSet::new();
-    let (mut next, mut resends) = (0u32, 0u64);
-    let t0 = Instant::now();
-    run(&mut client, &peer, DEADLINE - 10, &mut events, |c, ev| {
-        ev.retain(|e| match e {
-            H3Event::Datagram { stream, payload } => {
-                assert_eq!(*stream, id, "echo on the tunnel's stream");
-                assert!(payload.len() >= 7 && payload[0] == b'q');
-                let seq = u32::from_be_bytes(payload[1..5].try_into().unwrap());
-                assert_eq!(&payload[..], &dgram(b'q', seq)[..], "echo of datagram {seq}");
-                got.insert(seq);
-                sent_at.remove(&seq);
-                false
-            }
-            _ => true,
-        });
-        let now = Instant::now();
-        while next < DATAGRAMS && sent_at.len() < WINDOW {
-            match c.send_datagram(id, &dgram(b'q', next)) {
-                Ok(()) => {
-                    sent_at.insert(next, now);
-                    next += 1;
-                }
-                Err(DatagramError::Blocked) => break,
-                Err(e) => panic!("send_datagram: {e}"),
-            }
-        }
-        let stale: Vec<u32> = sent_at.iter().filter(|(_, t)| now.duration_since(**t) > RESEND_AFTER).map(|(s, _)| *s).collect();
-        for seq in stale {
-            if c.send_datagram(id, &dgram(b'q', seq)).is_ok() {
-                sent_at.insert(seq, now);
-                resends += 1;
-            }
-        }
-        got.len() == DATAGRAMS as usize
-    });
-    let dgram_time = t0.elapsed();
-
-    // Capsules through aioquic's tunnel echo: DATAGRAM capsules, with one
-    // unknown type in the middle that our reader skips.
-    for i in 0..CAPSULES {
-        if i == CAPSULES / 2 {
-            client.send_capsule(id, 0x2843, b"unknown to everyone").unwrap();
-        }
-        client.send_capsule(id, capsule_type::DATAGRAM, &capsule_value(i)).unwrap();
-    }
-    let mut back = Vec::new();
-    run(&mut client, &peer, 10, &mut events, |c, _| {
-        while let Some(cap) = c.recv_capsule(id).unwrap() {
-            back.push(cap);
-        }
-        back.len() == CAPSULES
-    });
-    for (i, c) in back.iter().enumerate() {
-        assert!(c.is_datagram());
-        assert_eq!(c.value, capsule_value(i), "capsule {i}");
-    }
-    // End the tunnel; aioquic ends its side.
-    client.send_body(id, Bytes::new(), true).unwrap();
-    run(&mut client, &peer, 10, &mut events, |c, ev| {
-        let _ = c.recv_capsule(id);
-        ev.iter().any(|e| matches!(e, H3Event::Finished { stream } if *stream == id))
-    });
+    let x = client_exchange(&mut client, addr, DATAGRAMS, CAPSULES, &|| peer.diagnostics());
     client.close();
     let status = peer.wait_exit(deadline(15)).unwrap_or_else(|e| panic!("aioquic server: {e}\n{}", peer.diagnostics()));
     let res = peer.result_with("role").unwrap_or_else(|| panic!("no RESULT\n{}", peer.diagnostics()));
@@ -301,8 +181,9 @@ fn our_client_extended_connect_datagrams_to_aioquic_server() {
     assert_eq!(num(&res, "stray"), 0);
     assert_eq!(num(&res, "close_code"), 0x100);
     println!(
-        "[h3x aioquic interop] our client -> aioquic server: {DATAGRAMS} datagrams echoed in {:.2} s ({resends} resent), {CAPSULES} capsules; total {:.2} s",
-        dgram_time.as_secs_f64(),
+        "[h3x aioquic interop] our client -> aioquic server: {DATAGRAMS} datagrams echoed in {:.2} s ({} resent), {CAPSULES} capsules; total {:.2} s",
+        x.datagram_time.as_secs_f64(),
+        x.resends,
         start.elapsed().as_secs_f64()
     );
 }
