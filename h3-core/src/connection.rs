@@ -450,6 +450,7 @@ impl H3Connection {
             return;
         }
         // Server: the client no longer wants the response.
+        self.capsule_readers.remove(&id);
         if self.requests.remove(&id).is_some() {
             self.events.push_back(H3Event::Reset { stream: id, code });
         }
@@ -464,6 +465,7 @@ impl H3Connection {
             self.uni.remove(&id);
             return Ok(());
         }
+        self.capsule_readers.remove(&id);
         if self.requests.remove(&id).is_some() {
             self.decoder.cancel_stream(id.0);
             conn.stop_sending(id, H3ErrorCode::H3_REQUEST_CANCELLED.0);
@@ -923,6 +925,7 @@ impl H3Connection {
         conn.stop_sending(stream, code.0);
         self.decoder.cancel_stream(stream.0);
         self.requests.remove(&stream);
+        self.capsule_readers.remove(&stream);
     }
 
     /// Takes buffered body bytes (at most `max`); `None` when nothing is
@@ -1136,7 +1139,7 @@ impl H3Connection {
     /// Sends one capsule (RFC 9297 §3) in one DATA frame on `stream`;
     /// all or nothing: `WouldBlock` when the stream's buffer lacks room.
     pub fn send_capsule(&mut self, conn: &mut Connection, stream: StreamId, capsule_type: u64, value: &[u8]) -> Result<(), SendError> {
-        if !self.requests.get(&stream).is_some_and(|st| !st.local_fin) {
+        if self.requests.get(&stream).is_none_or(|st| st.local_fin) {
             return Err(SendError::StreamClosed);
         }
         let mut buf = Vec::with_capacity(crate::capsule::header_len(capsule_type, value.len()) + value.len());
