@@ -530,7 +530,7 @@ fn capsules_on_the_connect_stream_arrive_in_order() {
         while sent < N {
             let conn = x.p.client.connection(x.p.client_conn).unwrap();
             let r = if sent % 3 == 1 {
-                x.client.send_capsule(conn, id, 0x2843_21, b"unknown capsule type")
+                x.client.send_capsule(conn, id, 0x0028_4321, b"unknown capsule type")
             } else {
                 Ok(())
             };
