@@ -10,16 +10,22 @@
 //!   valid control stream with SETTINGS and the QPACK streams exist and the
 //!   raw streams are judged against a set-up peer; otherwise the raw
 //!   streams are all the server sees.
+//! * byte 0, bit 1: both sides enable Extended CONNECT and HTTP datagrams
+//!   (RFC 9220, RFC 9297), and the server reads request bodies as capsules
+//!   (`recv_capsule`, RFC 9297 §3) instead of raw bytes.
 //! * then records `[op][len][len bytes]`: `op & 3` selects 0 = a new bidi
 //!   (request) stream, 1 = a new uni stream (the bytes start with its type,
 //!   e.g. 0x00 control, 0x02 QPACK encoder, 0x03 decoder, 0x01 push, or a
-//!   reserved type), 2/3 = more bytes on the stream opened last; `op & 4`
+//!   reserved type), 2 = more bytes on the stream opened last, 3 = the bytes
+//!   as one QUIC DATAGRAM frame (an HTTP/3 datagram: Quarter Stream ID and
+//!   payload, RFC 9297 §2.1); `op & 4`
 //!   finishes the stream after the bytes; `op & 8` lets the network run
 //!   before the next record, so data arrives in several pieces.
 //!
 //! The server must never panic: it either keeps processing (delivering
 //! events that are drained here, including request bodies) or returns an
-//! HTTP/3 error, whose code must be one of the RFC 9114 / RFC 9204 codes.
+//! HTTP/3 error, whose code must be one of the RFC 9114 / RFC 9204 codes or
+//! H3_DATAGRAM_ERROR (RFC 9297 §5.2).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -188,6 +194,7 @@ impl Net {
 struct Server {
     h3: H3Connection,
     done: bool,
+    capsules: bool,
 }
 
 impl Server {
@@ -198,15 +205,28 @@ impl Server {
         let now = net.now;
         let Some(conn) = net.server() else { return };
         if let Err(e) = self.h3.process(conn, now) {
-            // RFC 9114 §8.1 codes 0x100..=0x110, RFC 9204 §6 codes 0x200..=0x202.
+            // RFC 9114 §8.1 codes 0x100..=0x110, RFC 9204 §6 codes
+            // 0x200..=0x202, RFC 9297 §5.2 H3_DATAGRAM_ERROR 0x33.
             let c = e.code.0;
-            assert!((0x100..=0x110).contains(&c) || (0x200..=0x202).contains(&c), "unexpected H3 error code {c:#x}");
+            assert!((0x100..=0x110).contains(&c) || (0x200..=0x202).contains(&c) || c == 0x33, "unexpected H3 error code {c:#x}");
             self.done = true;
             return;
         }
         while let Some(ev) = self.h3.poll_event() {
-            if let H3Event::Data { stream } = ev {
-                while self.h3.recv_body(conn, stream, usize::MAX).is_some() {}
+            match ev {
+                H3Event::Data { stream } if self.capsules => {
+                    // Until the body is drained or the stream is reset with
+                    // H3_DATAGRAM_ERROR for a malformed capsule.
+                    while let Ok(Some(c)) = self.h3.recv_capsule(conn, stream) {
+                        assert!(c.value.len() <= H3Config::default().max_capsule_len);
+                    }
+                }
+                H3Event::Data { stream } => while self.h3.recv_body(conn, stream, usize::MAX).is_some() {},
+                H3Event::Datagram { stream, .. } => {
+                    // Only for client-initiated bidirectional streams.
+                    assert_eq!(stream.0 % 4, 0);
+                }
+                _ => {}
             }
         }
     }
@@ -240,8 +260,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(net.server().is_some_and(|s| !s.is_handshaking()), "in-memory handshake completes");
-    let mut server = Server { h3: H3Connection::new(Side::Server, H3Config::default()), done: false };
-    let mut client = (flags & 1 != 0).then(|| H3Connection::new(Side::Client, H3Config::default()));
+    let ext = flags & 2 != 0;
+    let cfg = H3Config { enable_connect_protocol: ext, enable_datagrams: ext, ..H3Config::default() };
+    let mut server = Server { h3: H3Connection::new(Side::Server, cfg.clone()), done: false, capsules: ext };
+    let mut client = (flags & 1 != 0).then(|| H3Connection::new(Side::Client, cfg));
     run(&mut net, &mut server, &mut client, 20);
 
     let mut last: Option<StreamId> = None;
@@ -253,7 +275,14 @@ fuzz_target!(|data: &[u8]| {
         let id = match op & 3 {
             0 => conn.open_stream(Dir::Bi),
             1 => conn.open_stream(Dir::Uni),
-            _ => last,
+            2 => last,
+            _ => {
+                let _ = conn.send_datagram(bytes::Bytes::copy_from_slice(bytes));
+                if op & 8 != 0 {
+                    run(&mut net, &mut server, &mut client, 10);
+                }
+                continue;
+            }
         };
         let Some(id) = id else { continue };
         last = Some(id);

@@ -6,16 +6,22 @@
 //! The application answers with `send_*` calls. Bodies stream: at most
 //! `max_buffered_body` bytes per stream are pulled out of QUIC before the
 //! application reads them, so QUIC flow control keeps pushing back.
+//!
+//! Extensions negotiated by SETTINGS: Extended CONNECT (RFC 9220), HTTP
+//! Datagrams over QUIC DATAGRAM frames (RFC 9297 §2, RFC 9221) and the
+//! Capsule Protocol on a request stream's DATA (RFC 9297 §3).
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use quic_core::codec::Writer;
 use quic_core::connection::{Connection, Event as QuicEvent, Side, StreamEvent};
 use quic_core::stream::{Dir, StreamId, StreamReadError};
 use quic_core::transport_params::Role;
 
+use crate::capsule::{Capsule, CapsuleDecoder, CapsuleError};
+use crate::datagram::{self, DatagramError, DatagramParseError};
 use crate::error::{H3Error, H3ErrorCode};
 use crate::frame::{Frame, FrameDecoder, FrameEvent, FrameLimits, FrameType, StreamKind};
 use crate::message::{parse_request, parse_response, validate_trailers, ContentLengthTracker, Field, RequestOptions};
@@ -49,6 +55,9 @@ pub struct H3Config {
     pub grease: bool,
     /// Body bytes read out of QUIC per stream before the application takes them.
     pub max_buffered_body: usize,
+    /// Bound on the value of a capsule [`H3Connection::recv_capsule`]
+    /// delivers (RFC 9297 §3.2 lets a receiver limit capsule sizes).
+    pub max_capsule_len: usize,
 }
 
 impl Default for H3Config {
@@ -61,6 +70,7 @@ impl Default for H3Config {
             enable_datagrams: false,
             grease: true,
             max_buffered_body: 256 * 1024,
+            max_capsule_len: crate::capsule::DEFAULT_MAX_VALUE_LEN,
         }
     }
 }
@@ -81,6 +91,9 @@ pub enum H3Event {
     Reset { stream: StreamId, code: u64 },
     /// GOAWAY received (RFC 9114 §5.2): no new requests above `id`.
     GoAway { id: u64 },
+    /// An HTTP datagram (RFC 9297 §2) for an open request stream. Server:
+    /// never before that request's `Headers` event.
+    Datagram { stream: StreamId, payload: Bytes },
     /// A transport event passed through (handshake, connection lost...).
     Transport(QuicEvent),
 }
@@ -97,6 +110,12 @@ pub enum SendError {
     Refused,
     /// The header section is not a valid message.
     Invalid(H3Error),
+    /// Extended CONNECT before the server's SETTINGS arrived (RFC 9220 §3):
+    /// retry once [`H3Connection::peer_settings`] is known.
+    AwaitingSettings,
+    /// The peer did not enable the extension this needs (Extended CONNECT:
+    /// SETTINGS_ENABLE_CONNECT_PROTOCOL was not 1).
+    NotSupported,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +145,9 @@ struct RequestStream {
     /// Server: the request method, for response framing rules.
     method: Option<String>,
     local_fin: bool,
+    /// Server: HTTP datagrams that arrived before the request's header
+    /// section was decoded, delivered right after its `Headers` event.
+    held_datagrams: VecDeque<Bytes>,
 }
 
 impl RequestStream {
@@ -143,6 +165,7 @@ impl RequestStream {
             length: ContentLengthTracker::new(None),
             method: None,
             local_fin: false,
+            held_datagrams: VecDeque::new(),
         }
     }
 }
@@ -176,14 +199,39 @@ pub struct H3Connection {
     events: VecDeque<H3Event>,
     goaway_received: Option<u64>,
     goaway_sent: Option<u64>,
-    /// Server: the highest request stream accepted, for GOAWAY.
+    /// Server: the highest request stream accepted, for GOAWAY. Client:
+    /// the highest request stream opened.
     max_request_seen: Option<u64>,
     /// Server: MAX_PUSH_ID from the client (we never push).
     max_push_id: Option<u64>,
     closed: Option<H3Error>,
     scratch: Vec<u8>,
     enc_scratch: Vec<u8>,
+    /// Server: HTTP datagrams for request streams not opened yet (they may
+    /// overtake the stream's first STREAM frame), with their arrival time.
+    early_datagrams: VecDeque<(Instant, StreamId, Bytes)>,
+    /// Outgoing datagrams are built here and split off, so most datagrams
+    /// share one allocation.
+    dgram_out: BytesMut,
+    datagrams_dropped: u64,
+    /// Capsule parsing state per stream that used [`H3Connection::recv_capsule`].
+    capsule_readers: HashMap<StreamId, CapsuleReader>,
 }
+
+/// Capsule decoder plus the part of a body chunk it has not consumed yet.
+#[derive(Debug)]
+struct CapsuleReader {
+    dec: CapsuleDecoder,
+    rest: Bytes,
+}
+
+/// Early datagrams kept at most (RFC 9297 §2.1 allows buffering "on the
+/// order of a round trip"; beyond this they are dropped, oldest first).
+const MAX_EARLY_DATAGRAMS: usize = 64;
+/// Datagrams held per stream while its header section is pending.
+const MAX_HELD_DATAGRAMS: usize = 32;
+/// Arena size for outgoing datagrams.
+const DGRAM_ARENA: usize = 64 * 1024;
 
 /// Bytes of a QUIC stream read per call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -239,6 +287,10 @@ impl H3Connection {
             closed: None,
             scratch: Vec::with_capacity(256),
             enc_scratch: Vec::with_capacity(256),
+            early_datagrams: VecDeque::new(),
+            dgram_out: BytesMut::new(),
+            datagrams_dropped: 0,
+            capsule_readers: HashMap::new(),
             config,
         }
     }
@@ -258,7 +310,7 @@ impl H3Connection {
         if let Some(e) = self.closed {
             return Err(e);
         }
-        let res = self.process_inner(conn);
+        let res = self.process_inner(conn, now);
         if let Err(e) = res {
             if e.is_connection_error() {
                 self.closed = Some(e);
@@ -268,7 +320,7 @@ impl H3Connection {
         res
     }
 
-    fn process_inner(&mut self, conn: &mut Connection) -> Result<(), H3Error> {
+    fn process_inner(&mut self, conn: &mut Connection, now: Instant) -> Result<(), H3Error> {
         self.open_local_streams(conn);
         while let Some(ev) = conn.poll_event() {
             match ev {
@@ -286,10 +338,16 @@ impl H3Connection {
                     self.open_local_streams(conn);
                     self.events.push_back(H3Event::Transport(QuicEvent::HandshakeCompleted));
                 }
+                // The queue is drained below on every call: HTTP/3 owns
+                // the connection's DATAGRAM frames (RFC 9297 §2.1).
+                QuicEvent::DatagramReceived => {}
                 other => self.events.push_back(H3Event::Transport(other)),
             }
         }
         self.accept_streams(conn)?;
+        // After new streams are accepted, so a datagram that arrived in the
+        // same packet as its request's first STREAM frame finds the stream.
+        self.on_datagrams(conn, now)?;
         self.flush_decoder_stream(conn);
         Ok(())
     }
@@ -392,6 +450,7 @@ impl H3Connection {
             return;
         }
         // Server: the client no longer wants the response.
+        self.capsule_readers.remove(&id);
         if self.requests.remove(&id).is_some() {
             self.events.push_back(H3Event::Reset { stream: id, code });
         }
@@ -406,6 +465,7 @@ impl H3Connection {
             self.uni.remove(&id);
             return Ok(());
         }
+        self.capsule_readers.remove(&id);
         if self.requests.remove(&id).is_some() {
             self.decoder.cancel_stream(id.0);
             conn.stop_sending(id, H3ErrorCode::H3_REQUEST_CANCELLED.0);
@@ -466,8 +526,12 @@ impl H3Connection {
                         if chunk.fin && input.is_empty() {
                             dec.finish()?;
                         }
+                        // Unknown before the handshake gave us the peer's
+                        // transport parameters; SETTINGS cannot come earlier
+                        // than those anyway except with 0-RTT remembered ones.
+                        let peer_dgram_tp = conn.peer_transport_parameters().map(|p| p.max_datagram_frame_size.is_some());
                         for f in frames {
-                            self.on_control_frame(f)?;
+                            self.on_control_frame(f, peer_dgram_tp)?;
                         }
                         if input.is_empty() {
                             break;
@@ -504,9 +568,15 @@ impl H3Connection {
         }
     }
 
-    fn on_control_frame(&mut self, f: ControlFrame) -> Result<(), H3Error> {
+    fn on_control_frame(&mut self, f: ControlFrame, peer_dgram_tp: Option<bool>) -> Result<(), H3Error> {
         match f {
             ControlFrame::Settings(s) => {
+                // RFC 9297 §2.1.1: SETTINGS_H3_DATAGRAM = 1 from a peer that
+                // did not send the max_datagram_frame_size transport
+                // parameter is a connection error of type H3_SETTINGS_ERROR.
+                if s.h3_datagram && peer_dgram_tp == Some(false) {
+                    return Err(H3Error::settings_error("H3_DATAGRAM without QUIC DATAGRAM support"));
+                }
                 // The frame decoder already rejects a second SETTINGS.
                 self.encoder = Encoder::new(EncoderConfig::from_peer(s.qpack_max_table_capacity, s.qpack_blocked_streams as usize));
                 self.peer_settings = Some(s);
@@ -671,6 +741,9 @@ impl H3Connection {
                 st.method = Some(req.method.to_string());
                 st.phase = Phase::Body;
                 self.events.push_back(H3Event::Headers { stream: id, headers: fields, fin: at_end });
+                while let Some(payload) = st.held_datagrams.pop_front() {
+                    self.events.push_back(H3Event::Datagram { stream: id, payload });
+                }
             }
             (Side::Client, Phase::Headers) => {
                 let resp = parse_response(&fields)?;
@@ -734,9 +807,19 @@ impl H3Connection {
             return Err(SendError::Refused);
         }
         let req = parse_request(headers, RequestOptions { extended_connect: true }).map_err(SendError::Invalid)?;
+        if req.is_extended_connect() {
+            // RFC 9220 §3: a client sends :protocol only after it received
+            // SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 from the server.
+            match &self.peer_settings {
+                None => return Err(SendError::AwaitingSettings),
+                Some(s) if !s.enable_connect_protocol => return Err(SendError::NotSupported),
+                Some(_) => {}
+            }
+        }
         let method = req.method.to_string();
         self.open_local_streams(conn);
         let id = conn.open_stream(Dir::Bi).ok_or(SendError::Refused)?;
+        self.max_request_seen = Some(self.max_request_seen.map_or(id.0, |m| m.max(id.0)));
         let mut st = RequestStream::new(self.limits);
         st.method = Some(method);
         self.write_header_section(conn, id, headers)?;
@@ -842,6 +925,7 @@ impl H3Connection {
         conn.stop_sending(stream, code.0);
         self.decoder.cancel_stream(stream.0);
         self.requests.remove(&stream);
+        self.capsule_readers.remove(&stream);
     }
 
     /// Takes buffered body bytes (at most `max`); `None` when nothing is
@@ -896,6 +980,257 @@ impl H3Connection {
         self.requests.len()
     }
 
+    // ----- extensions: Extended CONNECT, HTTP datagrams, capsules -----
+
+    /// Whether the server sent SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 9220
+    /// §3); false until its SETTINGS arrive ([`H3Connection::peer_settings`]
+    /// tells the two apart).
+    pub fn peer_allows_extended_connect(&self) -> bool {
+        self.peer_settings.as_ref().is_some_and(|s| s.enable_connect_protocol)
+    }
+
+    /// HTTP datagrams may be sent: both sides sent SETTINGS_H3_DATAGRAM = 1
+    /// and the peer accepts QUIC DATAGRAM frames (RFC 9297 §2.1.1).
+    pub fn datagrams_negotiated(&self, conn: &Connection) -> bool {
+        self.config.enable_datagrams
+            && self.peer_settings.as_ref().is_some_and(|s| s.h3_datagram)
+            && conn.peer_transport_parameters().is_some_and(|p| p.max_datagram_frame_size.is_some())
+    }
+
+    /// The largest HTTP datagram payload [`H3Connection::send_datagram`]
+    /// accepts on `stream` now: bounded by the peer's max_datagram_frame_size
+    /// and by one packet (a DATAGRAM frame is never split, RFC 9221 §5).
+    pub fn max_datagram_payload(&self, conn: &Connection, stream: StreamId) -> Option<usize> {
+        let peer_max = conn.peer_transport_parameters()?.max_datagram_frame_size?;
+        let packet_room = usize::from(conn.mtu()).saturating_sub(datagram::PACKET_OVERHEAD) as u64;
+        let frame_max = peer_max.min(packet_room);
+        // The largest content whose whole frame (type + length varint +
+        // content, RFC 9221 §4) fits, and that quic-core's own queueing rule
+        // (content + 4 <= the peer's bound) accepts; a few steps at most.
+        let mut content = frame_max.saturating_sub(2);
+        while content > 0 && (datagram::frame_size(content as usize) as u64 > frame_max || content + 4 > peer_max) {
+            content -= 1;
+        }
+        let hdr = datagram::header_len(stream);
+        (content as usize).checked_sub(hdr)
+    }
+
+    /// Sends an HTTP datagram (RFC 9297 §2.1) for request stream `stream`.
+    /// Unreliable: it may be lost and is never retransmitted.
+    pub fn send_datagram(&mut self, conn: &mut Connection, stream: StreamId, payload: &[u8]) -> Result<(), DatagramError> {
+        if self.closed.is_some() || conn.is_closed() {
+            return Err(DatagramError::Closed);
+        }
+        if !self.datagrams_negotiated(conn) {
+            return Err(DatagramError::NotNegotiated);
+        }
+        // Only while our side of the request stream is open.
+        let open = self.requests.get(&stream).is_some_and(|st| !st.local_fin);
+        if datagram::quarter_stream_id(stream).is_none() || !open {
+            return Err(DatagramError::InvalidStream);
+        }
+        let max = self.max_datagram_payload(conn, stream).ok_or(DatagramError::NotNegotiated)?;
+        if payload.len() > max {
+            return Err(DatagramError::TooLarge);
+        }
+        let hdr = datagram::header_len(stream);
+        if self.dgram_out.capacity() < hdr + payload.len() {
+            // A fresh arena: the split-off datagrams keep the old one alive.
+            self.dgram_out = BytesMut::with_capacity(DGRAM_ARENA.max(hdr + payload.len()));
+        }
+        let mut q = [0u8; 8];
+        let n = datagram::encode_header(stream, &mut q).ok_or(DatagramError::InvalidStream)?;
+        self.dgram_out.put_slice(&q[..n]);
+        self.dgram_out.put_slice(payload);
+        let d = self.dgram_out.split().freeze();
+        if conn.send_datagram(d) {
+            Ok(())
+        } else {
+            Err(DatagramError::Blocked)
+        }
+    }
+
+    /// HTTP datagrams dropped on receipt: for closed or unknown streams,
+    /// beyond the early buffer, or not negotiated.
+    pub fn datagrams_dropped(&self) -> u64 {
+        self.datagrams_dropped
+    }
+
+    fn on_datagrams(&mut self, conn: &mut Connection, now: Instant) -> Result<(), H3Error> {
+        if !self.early_datagrams.is_empty() {
+            // Retry the early ones now that more streams may exist; drop
+            // those older than about a round trip (RFC 9297 §2.1).
+            let max_age = (conn.rtt() * 2).max(Duration::from_millis(5));
+            let early = core::mem::take(&mut self.early_datagrams);
+            for (at, stream, payload) in early {
+                if now.saturating_duration_since(at) > max_age {
+                    self.datagrams_dropped += 1;
+                } else {
+                    self.deliver_datagram(stream, payload, at);
+                }
+            }
+        }
+        while let Some(d) = conn.recv_datagram() {
+            self.on_datagram(conn, now, d)?;
+        }
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, conn: &Connection, now: Instant, d: Bytes) -> Result<(), H3Error> {
+        if !self.config.enable_datagrams {
+            // We never sent SETTINGS_H3_DATAGRAM = 1, so the peer must not
+            // send any (RFC 9297 §2.1.1); nothing can use them.
+            self.datagrams_dropped += 1;
+            return Ok(());
+        }
+        let (stream, offset) = datagram::decode(&d).map_err(|e| match e {
+            // RFC 9297 §2.1: a Quarter Stream ID above 2^60 - 1 MUST be a
+            // connection error of type H3_DATAGRAM_ERROR; so is a datagram
+            // too short to hold one (§5.2: malformed HTTP datagram).
+            DatagramParseError::QuarterStreamIdTooLarge => {
+                H3Error::connection(H3ErrorCode::H3_DATAGRAM_ERROR, "Quarter Stream ID above 2^60 - 1")
+            }
+            DatagramParseError::Truncated => H3Error::connection(H3ErrorCode::H3_DATAGRAM_ERROR, "HTTP datagram without a Quarter Stream ID"),
+        })?;
+        // RFC 9297 §2.1: a Quarter Stream ID that maps to a stream that
+        // cannot be created because of client-initiated bidirectional stream
+        // limits SHOULD be a connection error of type H3_ID_ERROR.
+        let beyond = match self.side {
+            Side::Server => (stream.0 >> 2) >= conn.peer_stream_limit(Dir::Bi),
+            // The server can only name streams this client opened.
+            Side::Client => self.max_request_seen.is_none_or(|m| stream.0 > m),
+        };
+        if beyond {
+            return Err(H3Error::id_error("HTTP datagram for a stream beyond the stream limit"));
+        }
+        self.deliver_datagram(stream, d.slice(offset..), now);
+        Ok(())
+    }
+
+    fn deliver_datagram(&mut self, stream: StreamId, payload: Bytes, arrived: Instant) {
+        if let Some(st) = self.requests.get_mut(&stream) {
+            if self.side == Side::Server && st.phase == Phase::Headers {
+                if st.held_datagrams.len() < MAX_HELD_DATAGRAMS {
+                    st.held_datagrams.push_back(payload);
+                } else {
+                    self.datagrams_dropped += 1;
+                }
+                return;
+            }
+            self.events.push_back(H3Event::Datagram { stream, payload });
+            return;
+        }
+        let not_opened_yet = self.side == Side::Server && self.max_request_seen.is_none_or(|m| stream.0 > m);
+        if not_opened_yet {
+            // RFC 9297 §2.1: a datagram for a stream not yet created is
+            // dropped or buffered briefly; we keep a bounded few.
+            if self.early_datagrams.len() >= MAX_EARLY_DATAGRAMS {
+                self.early_datagrams.pop_front();
+                self.datagrams_dropped += 1;
+            }
+            self.early_datagrams.push_back((arrived, stream, payload));
+            return;
+        }
+        // RFC 9297 §2.1: datagrams for a closed stream are silently dropped
+        // (they may arrive after it closed, reordered).
+        self.datagrams_dropped += 1;
+    }
+
+    /// Sends one capsule (RFC 9297 §3) in one DATA frame on `stream`;
+    /// all or nothing: `WouldBlock` when the stream's buffer lacks room.
+    pub fn send_capsule(&mut self, conn: &mut Connection, stream: StreamId, capsule_type: u64, value: &[u8]) -> Result<(), SendError> {
+        if self.requests.get(&stream).is_none_or(|st| st.local_fin) {
+            return Err(SendError::StreamClosed);
+        }
+        let mut buf = Vec::with_capacity(crate::capsule::header_len(capsule_type, value.len()) + value.len());
+        crate::capsule::encode(capsule_type, value, &mut buf).map_err(|_| SendError::Invalid(H3Error::stream(H3ErrorCode::H3_DATAGRAM_ERROR, "capsule not encodable")))?;
+        // DATA frame header: type (1) + length varint (at most 8).
+        if (conn.writable(stream) as usize) < buf.len() + 9 {
+            return Err(SendError::WouldBlock);
+        }
+        let len = buf.len();
+        match self.send_data_bytes(conn, stream, Bytes::from(buf), false)? {
+            n if n == len => Ok(()),
+            _ => Err(SendError::StreamClosed),
+        }
+    }
+
+    /// Sends an HTTP datagram as a DATAGRAM capsule on the stream (RFC 9297
+    /// §3.5), the reliable alternative to [`H3Connection::send_datagram`].
+    pub fn send_datagram_capsule(&mut self, conn: &mut Connection, stream: StreamId, payload: &[u8]) -> Result<(), SendError> {
+        self.send_capsule(conn, stream, crate::capsule::capsule_type::DATAGRAM, payload)
+    }
+
+    /// Lets [`H3Connection::recv_capsule`] deliver capsules of
+    /// `capsule_type` on `stream` (DATAGRAM capsules always are; other
+    /// types are skipped, RFC 9297 §3.2).
+    pub fn deliver_capsule_type(&mut self, stream: StreamId, capsule_type: u64) {
+        let max = self.config.max_capsule_len;
+        self.capsule_readers
+            .entry(stream)
+            .or_insert_with(|| CapsuleReader { dec: CapsuleDecoder::new(max), rest: Bytes::new() })
+            .dec
+            .deliver_type(capsule_type);
+    }
+
+    /// Reads the next capsule from `stream`'s DATA, for a request that uses
+    /// the Capsule Protocol (call on `H3Event::Data` until `Ok(None)`). A
+    /// malformed or oversized capsule, or a stream that ends inside one,
+    /// resets the stream with H3_DATAGRAM_ERROR (RFC 9297 §3.3, §5.2) and
+    /// is returned as that stream error.
+    pub fn recv_capsule(&mut self, conn: &mut Connection, stream: StreamId) -> Result<Option<Capsule>, H3Error> {
+        let max = self.config.max_capsule_len;
+        let mut r = self.capsule_readers.remove(&stream).unwrap_or_else(|| CapsuleReader { dec: CapsuleDecoder::new(max), rest: Bytes::new() });
+        let res: Result<Option<Capsule>, CapsuleError> = loop {
+            if !r.rest.is_empty() {
+                let mut input: &[u8] = &r.rest;
+                match r.dec.decode(&mut input) {
+                    Ok(Some(c)) => {
+                        let used = r.rest.len() - input.len();
+                        r.rest = r.rest.slice(used..);
+                        break Ok(Some(c));
+                    }
+                    Ok(None) => r.rest = Bytes::new(),
+                    Err(e) => break Err(e),
+                }
+            }
+            match self.recv_body(conn, stream, usize::MAX) {
+                Some(b) => r.rest = b,
+                None => {
+                    let ended = self.requests.get(&stream).is_none_or(|st| st.fin && st.body_len == 0);
+                    if ended {
+                        if let Err(e) = r.dec.finish() {
+                            break Err(e);
+                        }
+                        // The stream is done: forget its reader.
+                        return Ok(None);
+                    }
+                    break Ok(None);
+                }
+            }
+        };
+        match res {
+            Ok(c) => {
+                self.capsule_readers.insert(stream, r);
+                Ok(c)
+            }
+            Err(e) => {
+                let reason = match e {
+                    CapsuleError::Truncated => "stream ended inside a capsule",
+                    CapsuleError::TooLarge { .. } => "capsule exceeds the length bound",
+                    CapsuleError::Unencodable => "malformed capsule",
+                };
+                let err = H3Error::stream(H3ErrorCode::H3_DATAGRAM_ERROR, reason);
+                let tracked = self.requests.contains_key(&stream);
+                self.cancel(conn, stream, H3ErrorCode::H3_DATAGRAM_ERROR);
+                if tracked {
+                    self.events.push_back(H3Event::Reset { stream, code: H3ErrorCode::H3_DATAGRAM_ERROR.0 });
+                }
+                Err(err)
+            }
+        }
+    }
+
     pub fn qpack_encoder(&self) -> &Encoder {
         &self.encoder
     }
@@ -915,4 +1250,36 @@ enum ControlFrame {
 fn qpack_error(e: QpackError) -> H3Error {
     let scope = if e.is_connection_error() { crate::error::ErrorScope::Connection } else { crate::error::ErrorScope::Stream };
     H3Error::new(H3ErrorCode(e.code()), scope, e.reason)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn settings(h3_datagram: bool) -> Settings {
+        Settings { qpack_max_table_capacity: 0, max_field_section_size: None, qpack_blocked_streams: 0, enable_connect_protocol: true, h3_datagram }
+    }
+
+    /// RFC 9297 §2.1.1: H3_DATAGRAM = 1 without the QUIC
+    /// max_datagram_frame_size transport parameter is H3_SETTINGS_ERROR.
+    #[test]
+    fn h3_datagram_needs_the_transport_parameter() {
+        for side in [Side::Client, Side::Server] {
+            let mut h = H3Connection::new(side, H3Config { enable_datagrams: true, ..H3Config::default() });
+            let e = h.on_control_frame(ControlFrame::Settings(settings(true)), Some(false)).unwrap_err();
+            assert_eq!(e.code, H3ErrorCode::H3_SETTINGS_ERROR);
+            assert!(e.is_connection_error());
+            assert!(h.peer_settings().is_none());
+
+            // With the parameter, or when the setting is 0, all is well.
+            let mut h = H3Connection::new(side, H3Config::default());
+            h.on_control_frame(ControlFrame::Settings(settings(true)), Some(true)).unwrap();
+            assert!(h.peer_settings().unwrap().h3_datagram);
+            assert!(h.peer_allows_extended_connect());
+            let mut h = H3Connection::new(side, H3Config::default());
+            h.on_control_frame(ControlFrame::Settings(settings(false)), Some(false)).unwrap();
+            assert!(!h.peer_settings().unwrap().h3_datagram);
+        }
+    }
 }

@@ -7,10 +7,14 @@
 //! - [`qpack`]: QPACK encoder and decoder with the dynamic table, Huffman,
 //!   blocked streams, and bounds against decompression bombs.
 //! - [`error`]: H3 and QPACK error codes.
+//! - [`datagram`]: HTTP/3 datagrams (RFC 9297 §2); [`capsule`]: the Capsule
+//!   Protocol (RFC 9297 §3).
 //!
 //! The connection layer that ties these to quic-core streams is next.
 
+pub mod capsule;
 pub mod connection;
+pub mod datagram;
 pub mod error;
 pub mod frame;
 pub mod message;

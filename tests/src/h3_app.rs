@@ -371,7 +371,7 @@ impl H3ServerApp {
                 self.report.resets.push((stream.0, code));
                 self.streams.remove(&stream);
             }
-            H3Event::GoAway { .. } => {}
+            H3Event::GoAway { .. } | H3Event::Datagram { .. } => {}
             H3Event::Transport(QuicEvent::HandshakeCompleted) => self.report.handshake_done = true,
             H3Event::Transport(QuicEvent::ConnectionLost(e)) => self.report.closed = Some(format!("{e:?}")),
             H3Event::Transport(_) => {}
@@ -726,7 +726,7 @@ impl H3ClientApp {
                     self.goaway = Some((id, done));
                 }
                 H3Event::Transport(QuicEvent::ConnectionLost(e)) => self.closed = Some(format!("{e:?}")),
-                H3Event::Transport(_) => {}
+                H3Event::Transport(_) | H3Event::Datagram { .. } => {}
             }
         }
     }

@@ -275,6 +275,36 @@ impl Pair {
         }
     }
 
+    /// Like [`Pair::step`], but simulated time never jumps past `limit`
+    /// (to let a quiet connection sit for a while without its idle timer
+    /// firing). Returns false once `limit` is reached with nothing to do.
+    pub fn step_until(&mut self, limit: Instant) -> bool {
+        let sent = self.collect();
+        let got = self.deliver_due();
+        if sent || got {
+            return true;
+        }
+        self.fire_timers();
+        if self.collect() {
+            return true;
+        }
+        match self.next_event() {
+            Some(t) if t <= self.now => {
+                self.fire_timers();
+                true
+            }
+            Some(t) if t <= limit => {
+                self.now = t;
+                true
+            }
+            _ if self.now < limit => {
+                self.now = limit;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Steps until `cond` holds; panics after `limit` simulated time.
     pub fn run_until(&mut self, limit: Duration, mut cond: impl FnMut(&mut Self) -> bool) {
         let end = self.now + limit;

@@ -111,7 +111,7 @@ fn serve(h: &mut H3Pair, bodies: &mut HashMap<StreamId, Vec<u8>>) {
                     respond(&mut h.server, conn, stream, "/echo", b.len());
                 }
             }
-            H3Event::Trailers { .. } | H3Event::Reset { .. } | H3Event::Transport(_) | H3Event::GoAway { .. } => {}
+            H3Event::Trailers { .. } | H3Event::Reset { .. } | H3Event::Transport(_) | H3Event::GoAway { .. } | H3Event::Datagram { .. } => {}
         }
     }
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use h3_core::capsule::Capsule;
 use h3_core::connection::{H3Config, H3Event, SendError};
+use h3_core::datagram::DatagramError;
+use h3_core::error::H3Error;
 use h3_core::qpack::HeaderField;
 use quic_core::config::TransportConfig;
 use quic_core::connection::{Connection, ConnectionError, Side};
@@ -157,6 +160,40 @@ impl Client {
 
     pub fn recv_body(&mut self, stream: StreamId, max: usize) -> Option<Bytes> {
         self.driver.with_conn(self.handle, |h3, c| h3.recv_body(c, stream, max)).flatten()
+    }
+
+    /// Sends an HTTP datagram (RFC 9297) on request stream `stream`; received
+    /// ones arrive from [`Client::poll_event`] as `H3Event::Datagram`.
+    pub fn send_datagram(&mut self, stream: StreamId, payload: &[u8]) -> Result<(), DatagramError> {
+        self.driver.with_conn(self.handle, |h3, c| h3.send_datagram(c, stream, payload)).unwrap_or(Err(DatagramError::Closed))
+    }
+
+    /// Sends one capsule (RFC 9297 §3) on a stream using the Capsule Protocol.
+    pub fn send_capsule(&mut self, stream: StreamId, capsule_type: u64, value: &[u8]) -> Result<(), SendError> {
+        self.driver.with_conn(self.handle, |h3, c| h3.send_capsule(c, stream, capsule_type, value)).unwrap_or(Err(SendError::StreamClosed))
+    }
+
+    /// The next capsule from `stream`'s DATA (call on `H3Event::Data`).
+    pub fn recv_capsule(&mut self, stream: StreamId) -> Result<Option<Capsule>, H3Error> {
+        self.driver.with_conn(self.handle, |h3, c| h3.recv_capsule(c, stream)).unwrap_or(Ok(None))
+    }
+
+    /// `None` until the server's SETTINGS arrived; then whether it allows
+    /// Extended CONNECT (RFC 9220). `request` with `:protocol` returns
+    /// `SendError::AwaitingSettings` while this is `None`.
+    pub fn peer_allows_extended_connect(&self) -> Option<bool> {
+        let h3 = self.driver.h3.get(&self.handle.0)?;
+        h3.peer_settings()?;
+        Some(h3.peer_allows_extended_connect())
+    }
+
+    /// Whether HTTP datagrams are usable (both sides sent
+    /// SETTINGS_H3_DATAGRAM = 1 and the server accepts QUIC DATAGRAM frames).
+    pub fn datagrams_negotiated(&self) -> bool {
+        match (self.driver.h3.get(&self.handle.0), self.connection()) {
+            (Some(h3), Some(c)) => h3.datagrams_negotiated(c),
+            _ => false,
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<H3Event> {

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use h3_core::capsule::Capsule;
 use h3_core::connection::{H3Config, H3Event, SendError};
+use h3_core::datagram::DatagramError;
+use h3_core::error::H3Error;
 use h3_core::qpack::HeaderField;
 use quic_core::cid_gen::RoutableCidGenerator;
 use quic_core::config::TransportConfig;
@@ -146,6 +149,28 @@ impl Server {
 
     pub fn recv_body(&mut self, h: H3Handle, stream: StreamId, max: usize) -> Option<Bytes> {
         self.driver.with_conn(h, |h3, c| h3.recv_body(c, stream, max)).flatten()
+    }
+
+    /// Sends an HTTP datagram (RFC 9297) on request stream `stream`; received
+    /// ones arrive from [`Server::poll_event`] as `H3Event::Datagram`.
+    pub fn send_datagram(&mut self, h: H3Handle, stream: StreamId, payload: &[u8]) -> Result<(), DatagramError> {
+        self.driver.with_conn(h, |h3, c| h3.send_datagram(c, stream, payload)).unwrap_or(Err(DatagramError::Closed))
+    }
+
+    /// Sends one capsule (RFC 9297 §3) on a stream using the Capsule Protocol.
+    pub fn send_capsule(&mut self, h: H3Handle, stream: StreamId, capsule_type: u64, value: &[u8]) -> Result<(), SendError> {
+        self.driver.with_conn(h, |h3, c| h3.send_capsule(c, stream, capsule_type, value)).unwrap_or(Err(SendError::StreamClosed))
+    }
+
+    /// The next capsule from `stream`'s DATA (call on `H3Event::Data`).
+    pub fn recv_capsule(&mut self, h: H3Handle, stream: StreamId) -> Result<Option<Capsule>, H3Error> {
+        self.driver.with_conn(h, |h3, c| h3.recv_capsule(c, stream)).unwrap_or(Ok(None))
+    }
+
+    /// Whether HTTP datagrams are usable on this connection (both sides sent
+    /// SETTINGS_H3_DATAGRAM = 1 and the client accepts QUIC DATAGRAM frames).
+    pub fn datagrams_negotiated(&mut self, h: H3Handle) -> bool {
+        self.driver.with_conn(h, |h3, c| h3.datagrams_negotiated(c)).unwrap_or(false)
     }
 
     /// Whether the connection is resumed (TLS session resumption).

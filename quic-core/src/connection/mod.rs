@@ -743,6 +743,18 @@ impl Connection {
         self.received_token.take()
     }
 
+    /// The largest UDP payload this connection sends (no path MTU
+    /// discovery: the configured initial MTU, at least 1200).
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// The stream count limit we advertised for peer-initiated streams of
+    /// `dir` (RFC 9000 §4.6): peer stream IDs at or above it are invalid.
+    pub fn peer_stream_limit(&self, dir: Dir) -> u64 {
+        self.streams.limits.local_max_streams(dir)
+    }
+
     pub fn recv_datagram(&mut self) -> Option<Bytes> {
         self.datagrams_in.pop_front()
     }
