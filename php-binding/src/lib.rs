@@ -207,7 +207,7 @@ pub fn quicpro_is_resumed(s: &ZendClassObject<client::ClientSession>) -> bool {
 
 #[php_module]
 #[php(startup = startup)]
-pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
+pub fn get_module(module: ModuleBuilder<'_>) -> ModuleBuilder<'_> {
     let mut m = module
         .info_function(php_module_info)
         .class::<config::Config>()

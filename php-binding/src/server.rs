@@ -238,6 +238,7 @@ impl ServerCore {
                 continue;
             }
             s.gone_graceful = err.as_ref().is_none_or(is_graceful);
+            trace::session_close(self.worker_id, s.gone_graceful);
             s.gone = Some(err.map_or_else(|| "connection closed".to_string(), |e| e.to_string()));
         }
         self.pump_all();
@@ -262,6 +263,9 @@ impl ServerCore {
                 }
                 s.streams.insert(stream, StreamState { headers, body_done: fin, ..Default::default() });
                 s.requests.push_back(stream);
+                if !s.announced {
+                    trace::session_accept(self.worker_id, stream.0);
+                }
                 self.announce(h);
             }
             H3Event::Trailers { stream, headers } => {
@@ -292,6 +296,7 @@ impl ServerCore {
                 if let Some(s) = self.sessions.get_mut(&h) {
                     s.resumed = resumed;
                 }
+                trace::handshake_done(self.worker_id, resumed);
                 trace::event(&format!("worker {} handshake done with {:?} resumed={resumed}", self.worker_id, self.sessions.get(&h).map(|s| s.remote)));
                 // Announced to `accept` with its first request, not before: a
                 // session PHP receives always has a request waiting, so a

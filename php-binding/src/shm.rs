@@ -25,9 +25,7 @@ pub fn init(size: usize) {
     let _ = SHARED.get_or_init(|| {
         let region = ShmRegion::create(size).map_err(|e| format!("quicpro.shm_size={size}: {e}"))?;
         let mut cache = SharedSessionCache::new(&region);
-        if crate::trace::enabled() {
-            cache.set_trace(|ev: &TraceEvent| crate::trace::event(&format!("ticket cache {ev}")));
-        }
+        cache.set_trace(|ev: &TraceEvent| crate::trace::ticket_cache(ev));
         let ticketer = Arc::new(SharedTicketer::new(&region));
         Ok(Shared { region, cache, ticketer })
     });
