@@ -1,5 +1,7 @@
-//! eBPF programs (XDP steering of QUIC packets by connection ID to per-core
-//! AF_XDP queues; SO_REUSEPORT steering by connection ID) and their loader.
+//! eBPF programs and their loaders.
 //!
-//! Not written yet: the C programs will live in `bpf/src/*.bpf.c`, built with
-//! clang at compile time and loaded with libbpf-rs.
+//! - [`xdp`]: the XDP program that hands QUIC packets to the AF_XDP socket
+//!   of the worker bound to the queue they arrived on, and checks that their
+//!   connection ID names that worker.
+
+pub mod xdp;
