@@ -23,3 +23,4 @@ pub mod udp;
 pub mod pair;
 pub mod pypeer;
 pub mod h3_app;
+pub mod netns;
