@@ -54,7 +54,7 @@ impl VethPair {
     pub fn create(tag: &str, queues: u32) -> Self {
         require_root();
         let id = format!("qx{tag}{}", std::process::id() % 1_000_000);
-        assert!(id.len() + 1 <= 15, "interface name too long: {id}");
+        assert!(id.len() < 15, "interface name too long: {id}");
         let pair = VethPair {
             server_ns: format!("{id}s"),
             client_ns: format!("{id}c"),

@@ -392,9 +392,20 @@ impl AfXdpBackend {
             // only happens if the kernel is behind): keep the frames free.
             self.tx_free.append(&mut self.tx_batch);
         }
-        // Copy mode transmits inside sendto; zero-copy drivers want the kick
-        // only when they sleep.
-        if self.tx.needs_wakeup() || self.bind_mode == BindMode::Copy {
+        self.kick_tx()
+    }
+
+    /// Makes the kernel transmit what is on the TX ring. Copy mode
+    /// transmits inside sendto, at most 32 frames per call (the kernel's
+    /// TX_BATCH_SIZE), so it is called until the ring is drained (bounded);
+    /// zero-copy drivers want the kick only when they sleep.
+    fn kick_tx(&mut self) -> io::Result<()> {
+        let size = self.cfg.ring_size;
+        let copy = self.bind_mode == BindMode::Copy;
+        for _ in 0..=(size / 16) {
+            if self.tx.nb_free_exact() >= size || !(copy || self.tx.needs_wakeup()) {
+                break;
+            }
             self.stats.wakeups += 1;
             self.xsk_stats.send_calls += 1;
             self.tx.wakeup()?;
@@ -523,7 +534,7 @@ impl AfXdpBackend {
             }
             return Err(e);
         }
-        let bad = (libc::POLLERR | libc::POLLHUP) as i16;
+        let bad = libc::POLLERR | libc::POLLHUP;
         Ok(Readiness {
             readable: fds.iter().any(|f| f.revents & (libc::POLLIN | bad) != 0),
             writable: fds[0].revents & libc::POLLOUT != 0,
@@ -641,6 +652,7 @@ impl Backend for AfXdpBackend {
 
     fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Readiness> {
         self.refill();
+        self.kick_tx()?;
         self.reap();
         let writable_now = interest.writable && !self.tx_free.is_empty();
         let readable_now = interest.readable && self.rx.nb_avail(1) > 0;
