@@ -461,3 +461,86 @@ fn sent_frames_pass_the_peer_kernel_with_ecn_and_segments_busy_polling() {
     drop(pair);
     assert_gone(&names);
 }
+
+// --------------------------------------------------------------- errors
+
+/// Drops every capability of the calling thread (capabilities are per
+/// thread in Linux; the raw syscall does not sync them across threads).
+fn drop_thread_capabilities() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let hdr = Header { version: 0x2008_0522, pid: 0 }; // _LINUX_CAPABILITY_VERSION_3
+    let data = [Data { effective: 0, permitted: 0, inheritable: 0 }; 2];
+    // SAFETY: capset reads one header and two data structs.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &hdr as *const Header, data.as_ptr()) };
+    assert_eq!(rc, 0, "capset: {}", std::io::Error::last_os_error());
+}
+
+fn open_err(vars: &[(&str, &str)], queue: u32) -> io_backends::BackendError {
+    let map: std::collections::HashMap<String, String> =
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut cfg = io_backends::BackendConfig::from_lookup(|k| map.get(k).cloned()).unwrap();
+    cfg.xdp_queue = queue;
+    match io_backends::open(&cfg, "[::]:4503".parse().unwrap()) {
+        Ok((b, line)) => panic!("opened {b:?}: {line}"),
+        Err(e) => e,
+    }
+}
+
+/// Each failure says what went wrong and how to fall back; none leaves a
+/// program attached.
+#[test]
+fn open_errors_name_the_cause_and_leave_nothing_attached() {
+    let pair = VethPair::create("e", 2);
+    let names = pair.names();
+    let (server_ns, veth) = (pair.server_ns.clone(), pair.server_if.clone());
+    let messages = std::thread::spawn(move || {
+        VethPair::enter(&server_ns);
+        let mut m = Vec::new();
+        // A driver without native XDP (loopback).
+        m.push(open_err(&[("QUICPRO_XDP", "lo")], 0).to_string());
+        // No such interface.
+        m.push(open_err(&[("QUICPRO_XDP", "qxnosuch0")], 0).to_string());
+        // A queue the interface does not have.
+        m.push(open_err(&[("QUICPRO_XDP", &veth)], 5).to_string());
+        // Without privileges (this thread only).
+        let ns2 = server_ns.clone();
+        let veth2 = veth.clone();
+        m.push(
+            std::thread::spawn(move || {
+                VethPair::enter(&ns2);
+                drop_thread_capabilities();
+                open_err(&[("QUICPRO_XDP", &veth2)], 0).to_string()
+            })
+            .join()
+            .unwrap(),
+        );
+        m
+    })
+    .join()
+    .unwrap();
+    for m in &messages {
+        eprintln!("{m}");
+        assert!(m.starts_with("af_xdp: ") && m.contains("unset QUICPRO_XDP"), "{m}");
+    }
+    assert!(messages[0].contains("does not support XDP in native mode"), "{}", messages[0]);
+    assert!(messages[1].contains("no network interface \"qxnosuch0\""), "{}", messages[1]);
+    assert!(messages[2].contains("socket on queue 5"), "{}", messages[2]);
+    assert!(messages[3].contains("permission denied"), "{}", messages[3]);
+    // The failed opens detached what they attached.
+    assert_eq!(pair.server_xdp_program(), None);
+    let lo = VethPair::link_show(&pair.server_ns, "lo");
+    assert!(!lo.contains("prog/xdp"), "{lo}");
+    drop(pair);
+    assert_gone(&names);
+}
