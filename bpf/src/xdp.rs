@@ -336,6 +336,9 @@ fn detach_exact(ifindex: i32, mode: XdpMode, prog_fd: RawFd) -> Result<(), XdpEr
     Ok(())
 }
 
+/// Serialises loads, which swap libbpf's process-wide print callback.
+static LOAD_LOCK: Mutex<()> = Mutex::new(());
+
 /// libbpf's messages while loading, for the verifier log.
 static LOAD_LOG: Mutex<String> = Mutex::new(String::new());
 
@@ -545,6 +548,8 @@ fn load() -> Result<(OwnedFd, OwnedFd, OwnedFd, OwnedFd), XdpError> {
         .open_memory(XDP_OBJECT)
         .map_err(|e| XdpError::Io { op: "open BPF object", source: io::Error::other(e.to_string()) })?;
     // Capture libbpf's output (the verifier log on failure) for the error.
+    // libbpf's print callback is process-wide: one load at a time.
+    let _one_at_a_time = LOAD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let previous = libbpf_rs::get_print();
     if let Ok(mut log) = LOAD_LOG.lock() {
         log.clear();
