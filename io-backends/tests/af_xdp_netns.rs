@@ -544,3 +544,40 @@ fn open_errors_name_the_cause_and_leave_nothing_attached() {
     drop(pair);
     assert_gone(&names);
 }
+
+/// Generic (SKB) mode, for drivers without native XDP: on a one-queue veth
+/// every datagram reaches the queue-0 socket.
+#[test]
+fn generic_skb_mode_delivers_to_queue_zero() {
+    let pair = VethPair::create("x", 1);
+    let names = pair.names();
+    let server_ns = pair.server_ns.clone();
+    let ifname = pair.server_if.clone();
+    let (ready_tx, ready) = channel::<String>();
+    let server = std::thread::spawn(move || {
+        VethPair::enter(&server_ns);
+        let mut cfg = AfXdpConfig::new(&ifname, 0);
+        cfg.mode = bpf::xdp::XdpMode::Skb;
+        let mut b = AfXdpBackend::open("0.0.0.0:4504".parse().unwrap(), &UdpConfig::default(), &cfg).unwrap();
+        ready_tx.send(b.describe()).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < 16 && Instant::now() < deadline {
+            let _ = b.wait(io_backends::Interest::READABLE, Some(Duration::from_millis(20))).unwrap();
+            drain(&mut b, &mut got);
+        }
+        (got.len(), b.xdp_stats(), b.steering().counters().unwrap())
+    });
+    let line = ready.recv_timeout(Duration::from_secs(20)).unwrap();
+    eprintln!("{line}");
+    assert!(line.contains("xdp skb mode"), "{line}");
+    send_from_many(&pair.client_ns, format!("{SERVER_V4}:4504").parse().unwrap(), 16);
+    let (got, stats, c) = server.join().unwrap();
+    eprintln!("{got} datagrams; {stats:?}; {c}");
+    assert_eq!(got, 16);
+    assert_eq!(stats.udp_rx_buffers, 0, "all through the XSK");
+    assert_eq!(c.steered_long, 16, "{c}");
+    assert_eq!(pair.server_xdp_program(), None);
+    drop(pair);
+    assert_gone(&names);
+}
