@@ -6,6 +6,9 @@
 //!   (`quic_core::cid_gen`) and delivers each datagram to that worker's
 //!   socket, so a client that changes address keeps reaching the worker
 //!   owning its connection.
+//! - [`xdp`]: the XDP program that hands QUIC packets to the AF_XDP socket
+//!   of the worker bound to the queue they arrived on, and checks that their
+//!   connection ID names that worker (the AF_XDP backend in io-backends).
 //! - [`error`]: [`BpfError`], with the way to run without steering in every
 //!   message.
 //!
@@ -15,6 +18,7 @@
 
 pub mod error;
 pub mod reuseport;
+pub mod xdp;
 
 pub use error::BpfError;
 pub use reuseport::{CidLayout, ReuseportCounters, ReuseportGroup};

@@ -204,6 +204,10 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
             s.stateless_resets_sent,
             s.retries_sent
         );
+        // Backend-specific counters (AF_XDP rings and XDP program).
+        if let Some(r) = server.driver().backend.report() {
+            eprintln!("[worker {worker_id}] io: {r}");
+        }
     }
     Ok(())
 }

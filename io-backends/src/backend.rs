@@ -25,7 +25,7 @@ pub enum BackendKind {
     /// io_uring: multishot receive into a provided-buffer ring, batched
     /// SENDMSG requests, one `io_uring_enter` per `wait`.
     IoUring,
-    /// AF_XDP sockets on a UMEM (not built yet).
+    /// AF_XDP sockets on a UMEM, fed by an XDP program (`crate::xdp`).
     AfXdp,
 }
 
@@ -322,6 +322,13 @@ pub trait Backend: AsRawFd + Send + fmt::Debug {
     /// Blocks until one of `interest` holds or `timeout` passes (`None`:
     /// no limit).
     fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Readiness>;
+
+    /// Backend-specific counters for the end-of-run log (AF_XDP: its rings
+    /// and the XDP program's counters); `None` when the generic
+    /// [`BackendStats`] say it all.
+    fn report(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Errors opening or selecting a backend.
@@ -340,6 +347,9 @@ pub enum BackendError {
         context: &'static str,
         source: io::Error,
     },
+    /// AF_XDP could not be set up; the message names the cause
+    /// (privileges, interface, driver, verifier) and the fallback.
+    AfXdp(Box<crate::xdp::AfXdpError>),
 }
 
 impl BackendError {
@@ -356,6 +366,7 @@ impl fmt::Display for BackendError {
                 write!(f, "{var}={value:?}: {reason}")
             }
             BackendError::Io { context, source } => write!(f, "{context}: {source}"),
+            BackendError::AfXdp(e) => write!(f, "{e}"),
         }
     }
 }
@@ -364,6 +375,7 @@ impl std::error::Error for BackendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BackendError::Io { source, .. } => Some(source),
+            BackendError::AfXdp(e) => Some(e.as_ref()),
             _ => None,
         }
     }

@@ -3,10 +3,11 @@
 //! local-address ancillary data, busy polling.
 //!
 //! - [`backend`]: the [`Backend`] trait every driver implements (epoll,
-//!   busy-poll and io_uring now; AF_XDP later) and its types.
+//!   busy-poll, io_uring and AF_XDP) and its types.
 //! - [`udp`]: kernel UDP socket setup, cmsg building/parsing, recvmmsg and
 //!   sendmmsg batches.
 //! - [`epoll`], [`busy_poll`], [`uring`]: the kernel-UDP drivers.
+//! - [`xdp`]: the AF_XDP driver and the XDP program that feeds it.
 //! - [`select`]: which driver a worker runs, from `QUICPRO_BACKEND`,
 //!   `QUICPRO_XDP` and `QUICPRO_BUSY_POLL`.
 //!
@@ -19,6 +20,7 @@ pub mod epoll;
 pub mod select;
 pub mod udp;
 pub mod uring;
+pub mod xdp;
 
 pub use backend::{
     datagrams, Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness,

@@ -9,7 +9,14 @@
 //!    logged once per process and shown in the start-up line.
 //!
 //! `QUICPRO_BACKEND=io_uring` never falls back: opening fails with the
-//! reason. AF_XDP is not built yet: asking for it is an error that says so.
+//! reason. Neither does AF_XDP: an interface without XDP support, missing
+//! privileges or a verifier rejection is an error naming the cause (and
+//! saying to unset QUICPRO_XDP), not a silent switch to another path.
+//!
+//! AF_XDP binds the queue `BackendConfig::xdp_queue` (the server sets it to
+//! its worker id) in native mode, or generic mode with
+//! `QUICPRO_XDP_MODE=skb`; with `QUICPRO_BUSY_POLL` also set, the XSK
+//! busy-polls.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,10 +26,13 @@ use crate::busy_poll::{BusyPollBackend, BusyPollConfig, DEFAULT_BUSY_POLL_BUDGET
 use crate::epoll::EpollBackend;
 use crate::udp::UdpConfig;
 use crate::uring::{OpenError, UringBackend, UringConfig};
+use crate::xdp::{AfXdpBackend, AfXdpConfig};
+use bpf::xdp::XdpMode;
 
 pub const ENV_BACKEND: &str = "QUICPRO_BACKEND";
 pub const ENV_XDP: &str = "QUICPRO_XDP";
 pub const ENV_BUSY_POLL: &str = "QUICPRO_BUSY_POLL";
+pub const ENV_XDP_MODE: &str = "QUICPRO_XDP_MODE";
 
 /// Spin time when `QUICPRO_BACKEND=busy_poll` is given without
 /// `QUICPRO_BUSY_POLL`.
@@ -32,7 +42,8 @@ pub const DEFAULT_BUSY_POLL_US: u32 = 50;
 /// latency setting.
 pub const MAX_BUSY_POLL_US: u32 = 1_000_000;
 
-const XDP_NOT_BUILT: &str = "af_xdp: not built yet; unset QUICPRO_XDP to use the kernel UDP path";
+const XDP_NEEDS_INTERFACE: &str =
+    "af_xdp: needs QUICPRO_XDP=<interface>; unset it to use the kernel UDP path";
 
 /// One fallback log line per process, however many workers open.
 static URING_FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -45,6 +56,11 @@ pub struct BackendConfig {
     pub forced: Option<BackendKind>,
     /// `QUICPRO_XDP`: interface for AF_XDP.
     pub xdp_interface: Option<String>,
+    /// `QUICPRO_XDP_MODE=skb`: generic XDP instead of native (driver) mode.
+    pub xdp_skb_mode: bool,
+    /// NIC queue the AF_XDP socket binds (one worker per queue; the
+    /// server sets its worker id here).
+    pub xdp_queue: u32,
     /// `QUICPRO_BUSY_POLL` in µs; 0 is off.
     pub busy_poll_us: u32,
     /// SO_BUSY_POLL_BUDGET for busy-poll (default 64).
@@ -95,6 +111,18 @@ impl BackendConfig {
                 });
             }
         }
+        let xdp_skb_mode = match get(ENV_XDP_MODE).map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if v == "native" || v == "drv" => false,
+            Some(v) if v == "skb" || v == "generic" => true,
+            Some(v) => {
+                return Err(BackendError::InvalidConfig {
+                    var: ENV_XDP_MODE,
+                    value: v,
+                    reason: "expected native or skb",
+                })
+            }
+        };
         let busy_poll_us = match get(ENV_BUSY_POLL) {
             None => 0,
             Some(v) => match v.parse::<u32>() {
@@ -111,6 +139,8 @@ impl BackendConfig {
         Ok(BackendConfig {
             forced,
             xdp_interface,
+            xdp_skb_mode,
+            xdp_queue: 0,
             busy_poll_us,
             busy_poll_budget: None,
             udp: UdpConfig::default(),
@@ -162,11 +192,17 @@ pub fn choose(cfg: &BackendConfig) -> Result<Choice, BackendError> {
                 reason: "forced by QUICPRO_BACKEND",
             })
         }
-        Some(BackendKind::AfXdp) => return Err(BackendError::Unavailable(XDP_NOT_BUILT)),
-        None => {}
+        Some(BackendKind::AfXdp) if cfg.xdp_interface.is_none() => {
+            return Err(BackendError::Unavailable(XDP_NEEDS_INTERFACE))
+        }
+        Some(BackendKind::AfXdp) | None => {}
     }
     if cfg.xdp_interface.is_some() {
-        return Err(BackendError::Unavailable(XDP_NOT_BUILT));
+        return Ok(Choice {
+            kind: BackendKind::AfXdp,
+            busy_poll_us: cfg.busy_poll_us,
+            reason: "QUICPRO_XDP set",
+        });
     }
     if cfg.busy_poll_us > 0 {
         return Ok(Choice {
@@ -220,6 +256,19 @@ pub fn open(
             }
             Err(OpenError::Uring(e) | OpenError::Socket(e)) => Err(e),
         },
+        BackendKind::AfXdp => {
+            let ifname = cfg
+                .xdp_interface
+                .as_deref()
+                .ok_or(BackendError::Unavailable(XDP_NEEDS_INTERFACE))?;
+            let mut x = AfXdpConfig::new(ifname, cfg.xdp_queue);
+            x.mode = if cfg.xdp_skb_mode { XdpMode::Skb } else { XdpMode::Native };
+            x.busy_poll_us = choice.busy_poll_us;
+            x.busy_poll_budget = cfg.busy_poll_budget.unwrap_or(DEFAULT_BUSY_POLL_BUDGET);
+            let b = AfXdpBackend::open(bind, &cfg.udp, &x).map_err(|e| BackendError::AfXdp(Box::new(e)))?;
+            let line = describe(&b, choice.reason, &b.describe());
+            Ok((Box::new(b), line))
+        }
         _ => {
             let b = EpollBackend::open(bind, &cfg.udp)?;
             let line = describe(&b, choice.reason, &b.socket_info().to_string());

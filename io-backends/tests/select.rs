@@ -19,13 +19,6 @@ fn failing_uring(vars: &[(&str, &str)]) -> BackendConfig {
     c
 }
 
-fn unavailable(r: Result<io_backends::Choice, BackendError>) -> &'static str {
-    match r {
-        Err(BackendError::Unavailable(why)) => why,
-        other => panic!("expected Unavailable, got {other:?}"),
-    }
-}
-
 #[test]
 fn default_is_io_uring() {
     let c = choose(&cfg(&[]).unwrap()).unwrap();
@@ -34,15 +27,20 @@ fn default_is_io_uring() {
 }
 
 #[test]
-fn xdp_interface_asks_for_af_xdp_which_is_not_built() {
-    let why = unavailable(choose(&cfg(&[("QUICPRO_XDP", "eth0")]).unwrap()));
-    assert_eq!(
-        why,
-        "af_xdp: not built yet; unset QUICPRO_XDP to use the kernel UDP path"
-    );
-    // XDP wins over busy-poll.
+fn xdp_interface_selects_af_xdp() {
+    let c = choose(&cfg(&[("QUICPRO_XDP", "eth0")]).unwrap()).unwrap();
+    assert_eq!(c.kind, BackendKind::AfXdp);
+    assert_eq!(c.reason, "QUICPRO_XDP set");
+    // XDP wins over busy-poll, which then busy-polls the AF_XDP socket.
     let both = cfg(&[("QUICPRO_XDP", "eth0"), ("QUICPRO_BUSY_POLL", "50")]).unwrap();
-    assert!(matches!(choose(&both), Err(BackendError::Unavailable(_))));
+    let c = choose(&both).unwrap();
+    assert_eq!((c.kind, c.busy_poll_us), (BackendKind::AfXdp, 50));
+    // The XDP mode knob.
+    assert!(cfg(&[("QUICPRO_XDP", "eth0"), ("QUICPRO_XDP_MODE", "skb")]).unwrap().xdp_skb_mode);
+    assert!(matches!(
+        cfg(&[("QUICPRO_XDP_MODE", "offload")]),
+        Err(BackendError::InvalidConfig { .. })
+    ));
     // Not an interface name.
     assert!(matches!(
         cfg(&[("QUICPRO_XDP", "a-name-far-too-long")]),
@@ -140,14 +138,17 @@ fn open_returns_the_backend_and_a_startup_line() {
         "{line}"
     );
 
+    // AF_XDP on an interface that does not exist: the error names the
+    // cause and the fallback.
     let err = open(
-        &cfg(&[("QUICPRO_XDP", "eth0")]).unwrap(),
+        &cfg(&[("QUICPRO_XDP", "qp-absent0")]).unwrap(),
         "127.0.0.1:0".parse().unwrap(),
     )
     .unwrap_err();
+    assert!(matches!(err, BackendError::AfXdp(_)), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "af_xdp: not built yet; unset QUICPRO_XDP to use the kernel UDP path"
+        "af_xdp: no network interface \"qp-absent0\"; unset QUICPRO_XDP to use the kernel UDP path"
     );
 }
 

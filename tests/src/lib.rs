@@ -24,3 +24,4 @@ pub mod pair;
 pub mod pypeer;
 pub mod h3_app;
 pub mod h3x_echo;
+pub mod netns;

@@ -89,7 +89,9 @@ impl core::fmt::Debug for Server {
 }
 
 impl Server {
-    pub fn bind(opts: ServerOptions) -> Result<Self, ServerError> {
+    pub fn bind(mut opts: ServerOptions) -> Result<Self, ServerError> {
+        // AF_XDP: the worker on queue q issues CIDs carrying q (below).
+        opts.backend.xdp_queue = u32::from(opts.worker_id);
         let (backend, description) = open(&opts.backend, opts.bind).map_err(ServerError::Backend)?;
         let local = backend.local_addr();
         let tls = opts.tls.build().map_err(ServerError::Tls)?;
