@@ -60,6 +60,16 @@ struct StreamState {
     /// The application asked for FIN after `out`.
     out_fin: bool,
     fin_sent: bool,
+    /// Live `Quicpro\Stream` objects for it; the state is dropped once
+    /// none is left and the response is over.
+    php_refs: usize,
+}
+
+impl StreamState {
+    /// Nothing more can happen on it that PHP could observe.
+    fn is_done(&self) -> bool {
+        self.out.is_empty() && (self.fin_sent || self.reset.is_some())
+    }
 }
 
 #[derive(Debug)]
@@ -74,6 +84,9 @@ struct SessionState {
     gone: Option<String>,
     /// It ended normally (H3_NO_ERROR from the peer, or our own close).
     gone_graceful: bool,
+    /// Live `Quicpro\Session` and `Quicpro\Stream` objects for it; the
+    /// state is dropped once none is left and the connection is gone.
+    php_refs: usize,
     resumed: bool,
 }
 
@@ -97,6 +110,9 @@ pub struct ServerCore {
     worker_id: u8,
     sessions: HashMap<H3Handle, SessionState>,
     accept_queue: VecDeque<H3Handle>,
+    /// PHP objects freed since the last turn (pushed by their `Drop`, which
+    /// may run while the core is borrowed).
+    released: Rc<RefCell<Vec<(H3Handle, Option<StreamId>)>>>,
     waiters: Vec<Waiter>,
     /// Streams with queued response bytes.
     pending_out: HashSet<(H3Handle, StreamId)>,
@@ -175,6 +191,7 @@ impl ServerCore {
             worker_id,
             sessions: HashMap::new(),
             accept_queue: VecDeque::new(),
+            released: Rc::new(RefCell::new(Vec::new())),
             waiters: Vec::new(),
             pending_out: HashSet::new(),
             closing: HashSet::new(),
@@ -220,6 +237,7 @@ impl ServerCore {
                     close_requested: None,
                     gone: None,
                     gone_graceful: false,
+                    php_refs: 0,
                     resumed: false,
                 },
             );
@@ -243,6 +261,43 @@ impl ServerCore {
         }
         self.pump_all();
         self.finish_closes();
+        self.collect_garbage();
+    }
+
+    /// Drops the state PHP can no longer reach: streams whose objects are
+    /// gone and whose response is over, sessions whose objects are gone and
+    /// whose connection ended. Keeps a long-running server's memory flat.
+    fn collect_garbage(&mut self) {
+        let released: Vec<_> = self.released.borrow_mut().drain(..).collect();
+        for (h, stream) in released {
+            let Some(s) = self.sessions.get_mut(&h) else { continue };
+            s.php_refs = s.php_refs.saturating_sub(1);
+            if let Some(id) = stream {
+                if let Some(st) = s.streams.get_mut(&id) {
+                    st.php_refs = st.php_refs.saturating_sub(1);
+                }
+            }
+        }
+        for s in self.sessions.values_mut() {
+            s.streams.retain(|_, st| st.php_refs > 0 || !st.is_done());
+        }
+        let dead: Vec<H3Handle> =
+            self.sessions.iter().filter(|(_, s)| s.announced && s.gone.is_some() && s.php_refs == 0).map(|(h, _)| *h).collect();
+        for h in dead {
+            self.sessions.remove(&h);
+            self.closing.remove(&h);
+            self.pending_out.retain(|(x, _)| *x != h);
+        }
+    }
+
+    /// A new PHP object for session `h` (and stream `id`).
+    fn hold(&mut self, h: H3Handle, id: Option<StreamId>) {
+        if let Some(s) = self.sessions.get_mut(&h) {
+            s.php_refs += 1;
+            if let Some(st) = id.and_then(|i| s.streams.get_mut(&i)) {
+                st.php_refs += 1;
+            }
+        }
     }
 
     fn announce(&mut self, h: H3Handle) {
@@ -569,7 +624,9 @@ impl Server {
                         return Ok(None);
                     }
                 } else if let Some(h) = c.accept_queue.pop_front() {
-                    return Ok(Some(Session { core: self.core.clone(), h }));
+                    c.hold(h, None);
+                    let released = c.released.clone();
+                    return Ok(Some(Session { core: self.core.clone(), h, released }));
                 }
             }
             turn(&self.core, tick)?;
@@ -645,6 +702,13 @@ impl Server {
 pub struct Session {
     core: CoreRef,
     h: H3Handle,
+    released: Rc<RefCell<Vec<(H3Handle, Option<StreamId>)>>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.released.borrow_mut().push((self.h, None));
+    }
 }
 
 #[php_impl]
@@ -662,11 +726,16 @@ impl Session {
         wait_until(&self.core, WaitFor::Request(self.h), deadline)?;
         let mut c = self.core.borrow_mut();
         let s = c.sessions.get_mut(&self.h).ok_or_else(|| QpError::new(ErrorKind::Connection, "the session is closed"))?;
-        match s.requests.pop_front() {
-            Some(id) => Ok(Some(Stream { core: self.core.clone(), h: self.h, id })),
-            None if s.gone_graceful => Ok(None),
+        let next = s.requests.pop_front();
+        let (gone, graceful) = (s.gone.clone(), s.gone_graceful);
+        match next {
+            Some(id) => {
+                c.hold(self.h, Some(id));
+                Ok(Some(Stream { core: self.core.clone(), h: self.h, id, released: c.released.clone() }))
+            }
+            None if graceful => Ok(None),
             None => {
-                let why = s.gone.clone().unwrap_or_else(|| "connection closed".into());
+                let why = gone.unwrap_or_else(|| "connection closed".into());
                 Err(QpError::new(ErrorKind::Connection, format!("no request: {why}")).into())
             }
         }
@@ -720,6 +789,13 @@ pub struct Stream {
     core: CoreRef,
     h: H3Handle,
     id: StreamId,
+    released: Rc<RefCell<Vec<(H3Handle, Option<StreamId>)>>>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.released.borrow_mut().push((self.h, Some(self.id)));
+    }
 }
 
 impl Stream {
