@@ -6,6 +6,15 @@
 //! program is still ours), and [`XdpSteering::attach`] first replaces a
 //! stale program of ours left by a crashed run (recognised by its name,
 //! [`PROGRAM_NAME`]); a foreign program is never touched.
+//!
+//! Fork-per-core workers are separate processes on one interface, one
+//! queue each: [`XdpSteering::attach_shared`] lets them share one program.
+//! Every process using the program holds a shared `flock` on a per-interface
+//! users file (the kernel drops it when the process dies, crash included);
+//! under a second, exclusive lock the first process finds no users, treats
+//! any program of ours as stale, replaces it and attaches; later ones find
+//! live users and adopt the attached program (its maps opened by id from
+//! the program's info), adding their port; the last one to leave detaches.
 
 use std::ffi::CString;
 use std::fmt;
@@ -218,6 +227,109 @@ pub struct XdpSteering {
     counters: OwnedFd,
     /// Serialises detach against concurrent (un)registration.
     detached: Mutex<bool>,
+    /// `attach_shared`: the users file this process holds a shared lock on.
+    users: Option<SharedUse>,
+}
+
+/// The two lock files of [`XdpSteering::attach_shared`].
+#[derive(Debug)]
+struct SharedUse {
+    /// Held shared while this process uses the program.
+    users: std::fs::File,
+    /// Taken exclusively around attach/adopt/detach decisions.
+    mutex_path: std::path::PathBuf,
+}
+
+/// Lock files live in /run (shared by every network namespace of the host),
+/// named after the network namespace and the interface index, which
+/// together identify an interface. The namespace is the calling thread's
+/// (`/proc/thread-self`): a thread may have entered another one with setns.
+fn lock_paths(ifindex: i32) -> Result<(std::path::PathBuf, std::path::PathBuf), XdpError> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/thread-self/ns/net").map_err(|e| XdpError::Io { op: "read network namespace", source: e })?.ino();
+    let dir = std::path::PathBuf::from("/run/quicpro");
+    std::fs::create_dir_all(&dir).map_err(|e| XdpError::Io { op: "create /run/quicpro", source: e })?;
+    Ok((dir.join(format!("xdp-{ns}-{ifindex}.users")), dir.join(format!("xdp-{ns}-{ifindex}.mutex"))))
+}
+
+fn open_lock(path: &std::path::Path) -> Result<std::fs::File, XdpError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| XdpError::Io { op: "open XDP lock file", source: e })
+}
+
+fn flock(f: &std::fs::File, op: libc::c_int) -> io::Result<()> {
+    loop {
+        // SAFETY: flock on an open file.
+        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Holds the exclusive decision lock until dropped.
+struct DecisionLock(std::fs::File);
+
+impl DecisionLock {
+    fn take(path: &std::path::Path) -> Result<Self, XdpError> {
+        let f = open_lock(path)?;
+        flock(&f, libc::LOCK_EX).map_err(|e| XdpError::Io { op: "lock XDP attach", source: e })?;
+        Ok(Self(f))
+    }
+}
+
+impl Drop for DecisionLock {
+    fn drop(&mut self) {
+        let _ = flock(&self.0, libc::LOCK_UN);
+    }
+}
+
+/// Opens the maps of an attached program by the ids in its info.
+fn maps_of(prog: &OwnedFd) -> Result<Vec<(String, OwnedFd)>, XdpError> {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: `info` has room for `len` bytes; the fd is open.
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len) };
+    if rc < 0 {
+        return Err(XdpError::from_errno("read program info", -rc));
+    }
+    let n = info.nr_map_ids.min(16) as usize;
+    let mut ids = vec![0u32; n];
+    let mut info2 = libbpf_sys::bpf_prog_info { nr_map_ids: n as u32, map_ids: ids.as_mut_ptr() as u64, ..Default::default() };
+    let mut len2 = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: `map_ids` points at `n` u32s, the size the kernel is told.
+    let rc = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info2, &mut len2) };
+    if rc < 0 {
+        return Err(XdpError::from_errno("read program maps", -rc));
+    }
+    let mut out = Vec::new();
+    for id in ids.into_iter().take(info2.nr_map_ids.min(n as u32) as usize) {
+        // SAFETY: plain system call wrapper.
+        let fd = unsafe { libbpf_sys::bpf_map_get_fd_by_id(id) };
+        if fd < 0 {
+            return Err(XdpError::from_errno("open map by id", -fd));
+        }
+        // SAFETY: a fresh fd owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut minfo = libbpf_sys::bpf_map_info::default();
+        let mut mlen = std::mem::size_of::<libbpf_sys::bpf_map_info>() as u32;
+        // SAFETY: `minfo` has room for `mlen` bytes; the fd is open.
+        let rc = unsafe { libbpf_sys::bpf_map_get_info_by_fd(fd.as_raw_fd(), &mut minfo, &mut mlen) };
+        if rc < 0 {
+            return Err(XdpError::from_errno("read map info", -rc));
+        }
+        let name: Vec<u8> = minfo.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        out.push((String::from_utf8_lossy(&name).into_owned(), fd));
+    }
+    Ok(out)
 }
 
 /// The interface index of `ifname`.
@@ -410,6 +522,69 @@ impl XdpSteering {
             xsks,
             counters,
             detached: Mutex::new(false),
+            users: None,
+        })
+    }
+
+    /// As [`XdpSteering::attach`], but shared with the other processes
+    /// that use the interface (see the module docs): adopts the program a
+    /// live process attached, adding `opts.ports` to its port set.
+    pub fn attach_shared(ifname: &str, opts: &XdpOptions) -> Result<Self, XdpError> {
+        let idx = ifindex(ifname)?;
+        let (users_path, mutex_path) = lock_paths(idx)?;
+        let _decide = DecisionLock::take(&mutex_path)?;
+        let users = open_lock(&users_path)?;
+        let alone = flock(&users, libc::LOCK_EX | libc::LOCK_NB).is_ok();
+        let mut me = if alone {
+            // No live user: whatever of ours is attached is stale.
+            let s = Self::attach(ifname, opts)?;
+            flock(&users, libc::LOCK_SH).map_err(|e| XdpError::Io { op: "lock XDP users", source: e })?;
+            s
+        } else {
+            flock(&users, libc::LOCK_SH).map_err(|e| XdpError::Io { op: "lock XDP users", source: e })?;
+            Self::adopt(ifname, idx, opts)?
+        };
+        me.users = Some(SharedUse { users, mutex_path });
+        Ok(me)
+    }
+
+    /// Opens the program of ours a live process attached to `ifname`.
+    fn adopt(ifname: &str, idx: i32, opts: &XdpOptions) -> Result<Self, XdpError> {
+        let q = query(idx)?;
+        let id = match opts.mode {
+            XdpMode::Native => q.drv_prog_id,
+            XdpMode::Skb => q.skb_prog_id,
+        };
+        if id == 0 || prog_name(id)? != PROGRAM_NAME {
+            // Users without a program (it was detached under them) or a
+            // foreign program: attach our own, as the first user would.
+            return Self::attach(ifname, opts);
+        }
+        let prog = prog_fd_by_id(id)?;
+        let (mut xsks, mut counters, mut ports) = (None, None, None);
+        for (name, fd) in maps_of(&prog)? {
+            match name.as_str() {
+                "xsks_map" => xsks = Some(fd),
+                "counters" => counters = Some(fd),
+                "quic_ports" => ports = Some(fd),
+                _ => {}
+            }
+        }
+        let missing = || XdpError::InvalidOptions("the attached program lacks its maps");
+        let (xsks, counters, ports) = (xsks.ok_or_else(missing)?, counters.ok_or_else(missing)?, ports.ok_or_else(missing)?);
+        for port in &opts.ports {
+            set_elem(ports.as_raw_fd(), &port.to_ne_bytes(), &[1u8])?;
+        }
+        Ok(XdpSteering {
+            ifname: ifname.to_owned(),
+            ifindex: idx,
+            mode: opts.mode,
+            prog_id: id,
+            prog,
+            xsks,
+            counters,
+            detached: Mutex::new(false),
+            users: None,
         })
     }
 
@@ -500,6 +675,17 @@ impl XdpSteering {
             return Ok(());
         }
         *done = true;
+        if let Some(shared) = &self.users {
+            // Only the last process using the program detaches it.
+            let _decide = DecisionLock::take(&shared.mutex_path)?;
+            let _ = flock(&shared.users, libc::LOCK_UN);
+            if flock(&shared.users, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+                return Ok(());
+            }
+            let r = detach_exact(self.ifindex, self.mode, self.prog.as_raw_fd());
+            let _ = flock(&shared.users, libc::LOCK_UN);
+            return r;
+        }
         detach_exact(self.ifindex, self.mode, self.prog.as_raw_fd())
     }
 }

@@ -86,6 +86,9 @@ PHP;
     proc_close($proc);
     $err = file_get_contents("$dir/xdp-server.err");
     echo "AF_XDP backend in both workers: ", substr_count($err, 'af_xdp') >= 2 ? 'yes' : "no\n$err", "\n";
+    preg_match_all('/queue (\d) \(copy bind, xdp native mode, prog id (\d+)\)/', $err, $q);
+    sort($q[1]);
+    echo "queues: ", implode(',', $q[1]), "; one XDP program shared by the worker processes: ", count(array_unique($q[2])) === 1 ? 'yes' : 'no', "\n";
     echo "XDP program after the workers exited: ";
     echo str_contains(sh("ip -n $sns -d link show $sns"), 'prog/xdp') ? "still attached\n" : "detached\n";
 } finally {
@@ -97,5 +100,6 @@ echo "namespaces left: ", (str_contains(sh('ip netns list'), $sns) || str_contai
 responses intact: 24/24
 workers that answered: 2
 AF_XDP backend in both workers: yes
+queues: 0,1; one XDP program shared by the worker processes: yes
 XDP program after the workers exited: detached
 namespaces left: none

@@ -1,6 +1,7 @@
-//! One XDP program per interface per process, shared by the workers: the
-//! first worker attaches it (replacing a stale one of ours left by a crash),
-//! each registers its own queue, and the last one to close detaches it.
+//! One XDP program per interface, shared by the worker threads of a process
+//! and by forked worker processes (`XdpSteering::attach_shared`): the first
+//! worker attaches it (replacing a stale one of ours left by a crash), each
+//! registers its own queue, and the last one to close detaches it.
 
 use std::sync::{Arc, Mutex, Weak};
 
@@ -19,7 +20,7 @@ pub fn shared(ifname: &str, port: u16, mode: XdpMode) -> Result<Arc<XdpSteering>
         }
         return Ok(s);
     }
-    let s = Arc::new(XdpSteering::attach(ifname, &XdpOptions { ports: vec![port], mode })?);
+    let s = Arc::new(XdpSteering::attach_shared(ifname, &XdpOptions { ports: vec![port], mode })?);
     list.push((ifname.to_owned(), Arc::downgrade(&s)));
     Ok(s)
 }
