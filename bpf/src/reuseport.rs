@@ -72,7 +72,8 @@ struct SteerConfig {
     workers: u32,
     worker_id_offset: u32,
     cid_len: u32,
-    reserved: u32,
+    /// Long headers are hashed over this many workers (0: all).
+    hash_workers: u32,
 }
 
 impl SteerConfig {
@@ -81,7 +82,7 @@ impl SteerConfig {
         b[0..4].copy_from_slice(&self.workers.to_ne_bytes());
         b[4..8].copy_from_slice(&self.worker_id_offset.to_ne_bytes());
         b[8..12].copy_from_slice(&self.cid_len.to_ne_bytes());
-        b[12..16].copy_from_slice(&self.reserved.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.hash_workers.to_ne_bytes());
         b
     }
 }
@@ -139,6 +140,7 @@ impl ReuseportCounters {
 #[derive(Debug)]
 pub struct ReuseportGroup {
     program: OwnedFd,
+    config: MapHandle,
     sockets: MapHandle,
     counters: MapHandle,
     workers: u32,
@@ -224,17 +226,32 @@ impl ReuseportGroup {
             .try_clone_to_owned()
             .map_err(|e| BpfError::Os { op: "dup program fd", errno: e.raw_os_error().unwrap_or(0) })?;
 
-        let cfg = SteerConfig { workers, worker_id_offset: layout.worker_id_offset, cid_len: layout.cid_len, reserved: 0 };
+        let cfg = SteerConfig { workers, worker_id_offset: layout.worker_id_offset, cid_len: layout.cid_len, hash_workers: 0 };
         config
             .update(&0u32.to_ne_bytes(), &cfg.to_bytes(), MapFlags::ANY)
             .map_err(|e| BpfError::Os { op: "write steering config", errno: kind_errno(e.kind()) })?;
         // `object` drops here; the duplicated descriptors keep the program
         // and maps alive.
-        Ok(Self { program, sockets, counters, workers, layout })
+        Ok(Self { program, config, sockets, counters, workers, layout })
     }
 
     pub fn workers(&self) -> u32 {
         self.workers
+    }
+
+    /// Sets how many workers long-header datagrams with a foreign DCID are
+    /// hashed over (`hash(DCID) % n`), for groups made with room for more
+    /// workers than start (fork-per-core PHP workers join one by one, each
+    /// knowing only its own id). Short headers still go to any slot their
+    /// worker byte names.
+    pub fn set_hash_workers(&self, n: u32) -> Result<(), BpfError> {
+        if n == 0 || n > self.workers {
+            return Err(BpfError::InvalidConfig { what: "hashed worker count", value: n, limit: self.workers });
+        }
+        let cfg = SteerConfig { workers: self.workers, worker_id_offset: self.layout.worker_id_offset, cid_len: self.layout.cid_len, hash_workers: n };
+        self.config
+            .update(&0u32.to_ne_bytes(), &cfg.to_bytes(), MapFlags::ANY)
+            .map_err(|e| BpfError::Os { op: "write steering config", errno: kind_errno(e.kind()) })
     }
 
     pub fn layout(&self) -> CidLayout {
@@ -436,7 +453,7 @@ mod tests {
 
     #[test]
     fn config_bytes_match_the_c_struct() {
-        let c = SteerConfig { workers: 4, worker_id_offset: 1, cid_len: 8, reserved: 0 };
+        let c = SteerConfig { workers: 4, worker_id_offset: 1, cid_len: 8, hash_workers: 0 };
         assert_eq!(core::mem::size_of::<SteerConfig>(), 16);
         let b = c.to_bytes();
         assert_eq!(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]), 4);

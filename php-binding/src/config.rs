@@ -64,6 +64,13 @@ pub struct ConfigData {
     pub qlog_dir: Option<PathBuf>,
     /// `keylog`: write TLS secrets to `SSLKEYLOGFILE`.
     pub keylog: bool,
+    /// `steering` (servers; default true): SO_REUSEPORT steering by
+    /// connection ID. The eBPF group is made here, by the process that calls
+    /// `Config::new` before forking, so every forked worker joins the same
+    /// group; without the privileges it is simply off.
+    pub steering: Option<std::sync::Arc<quicpro_bpf::ReuseportGroup>>,
+    /// Why steering is off, when it was asked for.
+    pub steering_error: Option<String>,
     /// Shared by every worker forked after `Config::new`: stateless-reset
     /// and address-validation token keys.
     pub reset_secret: [u8; 32],
@@ -92,6 +99,7 @@ const KEYS: &[&str] = &[
     "max_header_size",
     "qlog_dir",
     "keylog",
+    "steering",
 ];
 
 impl ConfigData {
@@ -126,6 +134,8 @@ impl ConfigData {
             max_header_size: 64 * 1024,
             qlog_dir: None,
             keylog: false,
+            steering: None,
+            steering_error: None,
             reset_secret,
             token_secret,
         }
@@ -134,6 +144,7 @@ impl ConfigData {
     /// Parses a PHP options array.
     pub fn parse(options: &ZendHashTable) -> QpResult<Self> {
         let mut c = Self::defaults();
+        let mut want_steering = true;
         for (key, value) in options.iter() {
             let key = key.to_string();
             match key.as_str() {
@@ -171,6 +182,7 @@ impl ConfigData {
                 "max_header_size" => c.max_header_size = int(&key, value, 256, 16 << 20)?,
                 "qlog_dir" => c.qlog_dir = Some(path(&key, value)?),
                 "keylog" => c.keylog = boolean(&key, value)?,
+                "steering" => want_steering = boolean(&key, value)?,
                 _ => {
                     return Err(QpError::new(
                         ErrorKind::Config,
@@ -180,6 +192,17 @@ impl ConfigData {
             }
         }
         c.load_files()?;
+        if want_steering && c.cert_file.is_some() {
+            // Room for every worker id a CID can carry; long headers are
+            // hashed over the workers that joined (see server.rs).
+            use quic_core::cid_gen::ConnectionIdGenerator;
+            let g = quic_core::cid_gen::RoutableCidGenerator::for_worker(0);
+            let layout = quicpro_bpf::CidLayout { worker_id_offset: g.worker_id_offset() as u32, cid_len: g.cid_len() as u32 };
+            match quicpro_bpf::ReuseportGroup::new(quicpro_bpf::reuseport::MAX_WORKERS, layout) {
+                Ok(group) => c.steering = Some(std::sync::Arc::new(group)),
+                Err(e) => c.steering_error = Some(e.to_string()),
+            }
+        }
         Ok(c)
     }
 

@@ -168,16 +168,35 @@ impl ServerCore {
             tls.session_storage = crate::shm::session_store();
             tls.ticketer = crate::shm::ticketer();
         }
+        let worker_id = crate::shm::next_worker_id();
         let mut opts = ServerOptions::new(addr, tls);
         opts.transport = cfg.transport();
         opts.h3 = cfg.h3();
         opts.retry = cfg.retry;
         opts.reset_secret = cfg.reset_secret;
         opts.token_secret = cfg.token_secret;
-        let worker_id = crate::shm::next_worker_id();
         opts.worker_id = worker_id;
         let mut backend = BackendConfig::from_env().map_err(|e| QpError::new(ErrorKind::Socket, e.to_string()))?;
         backend.udp.reuse_port = cfg.reuse_port;
+        if let (Some(group), true) = (cfg.steering.clone(), cfg.reuse_port) {
+            // Joins this worker's socket to the group made before the fork:
+            // packets whose connection ID names this worker reach it, also
+            // after the client's address changes. Best effort: a worker that
+            // cannot join takes the kernel's hash, as without steering.
+            backend.udp.after_bind = Some(io_backends::udp::SocketHook::new("quicpro reuseport steering", move |fd, _| {
+                let w = u32::from(worker_id);
+                match group.join(w, fd) {
+                    Ok(()) => {
+                        let _ = group.set_hash_workers((w + 1).max(1));
+                        trace::event(&format!("worker {w} joined connection-ID steering"));
+                    }
+                    Err(e) => trace::event(&format!("worker {w}: connection-ID steering not joined: {e}")),
+                }
+                Ok(())
+            }));
+        } else if let Some(e) = &cfg.steering_error {
+            trace::event(&format!("connection-ID steering off: {e}"));
+        }
         opts.backend = backend;
         let rt = RtServer::bind(opts).map_err(|e| match e {
             ServerError::Backend(e) => QpError::new(ErrorKind::Socket, format!("cannot listen on {addr}: {e}")),
@@ -691,6 +710,12 @@ impl Server {
             (e.dropped_unparseable + e.dropped_unknown_connection + e.dropped_initial_too_small + e.dropped_invalid_token + e.dropped_too_many) as i64,
         );
         m.insert("retries_sent".into(), e.retries_sent as i64);
+        // Connection-ID steering (shared by every worker of the group).
+        if let Some(Ok(sc)) = c.cfg.steering.as_ref().map(|g| g.counters()) {
+            m.insert("steered_by_cid".into(), sc.steered_by_cid as i64);
+            m.insert("steered_by_hash".into(), sc.steered_by_hash as i64);
+            m.insert("steering_fallbacks".into(), sc.fallbacks() as i64);
+        }
         m
     }
 }

@@ -47,7 +47,7 @@ struct steer_config {
 	__u32 workers;
 	__u32 worker_id_offset;
 	__u32 cid_len;
-	__u32 reserved;
+	__u32 hash_workers;
 };
 
 struct {
@@ -165,7 +165,12 @@ int steer_by_cid(struct sk_reuseport_md *md)
 			index = worker;
 			outcome = STEERED_BY_CID;
 		} else {
-			index = dcid_hash(dcid, dcid_len) % workers;
+			// Hashed over the workers that joined so far when the
+			// group has room for more (hash_workers; 0 means all).
+			__u32 hashed = cfg->hash_workers;
+			if (hashed == 0 || hashed > workers)
+				hashed = workers;
+			index = dcid_hash(dcid, dcid_len) % hashed;
 			outcome = STEERED_BY_HASH;
 		}
 	}
