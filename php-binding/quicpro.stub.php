@@ -62,7 +62,7 @@ namespace Quicpro {
          *   max_idle_ms?:int,handshake_timeout_ms?:int,ca_file?:string,verify_peer?:bool,server_name?:string,
          *   congestion_control?:'cubic'|'newreno',max_streams_bidi?:int,max_streams_uni?:int,initial_max_data?:int,
          *   initial_max_stream_data?:int,retry?:'never'|'always'|'under_load',reuse_port?:bool,max_body_size?:int,
-         *   max_header_size?:int,qlog_dir?:string,keylog?:bool} $options
+         *   max_header_size?:int,qlog_dir?:string,keylog?:bool,steering?:bool} $options
          * @throws Exception\ConfigException
          */
         public function __construct(array $options) {}
