@@ -147,6 +147,15 @@ impl RemoteCids {
         self.active.2.is_some_and(|t| t.ct_eq(token)) || self.spare.iter().any(|(_, _, t)| t.ct_eq(token))
     }
 
+    /// Switches to an unused ID from the peer and retires the current one
+    /// (RFC 9000 §9.5: a new ID for a new path). False when none is spare.
+    pub fn rotate(&mut self) -> bool {
+        let Some((s, c, t)) = self.spare.pop_front() else { return false };
+        self.pending_retire.push_back(self.active.0);
+        self.active = (s, c, Some(t));
+        true
+    }
+
     /// RFC 9000 §19.15 NEW_CONNECTION_ID.
     pub fn on_new_cid(&mut self, seq: u64, retire_prior_to: u64, cid: ConnectionId, token: ResetToken) -> Result<(), Error> {
         const FT: u64 = 0x18;

@@ -182,6 +182,9 @@ pub struct ConnectionStats {
     /// Validations abandoned on their timer, each followed by a return to
     /// the last validated address (RFC 9000 §8.2.4, §9.3.2).
     pub path_validation_failures: u64,
+    /// Times we moved to a new connection ID of the peer because it
+    /// migrated with a new one (RFC 9000 §9.5).
+    pub cid_rotations: u64,
 }
 
 /// Frames queued for sending that belong to the connection rather than a stream.

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{Connection, ConnectionError, State, Transmit};
+use crate::cid::ConnectionId;
 use crate::frame::{Frame, FrameContext, FrameIter};
 use crate::recovery::SpaceId;
 
@@ -88,6 +89,9 @@ pub(super) struct PathState {
     /// recognised and needs no action).
     old_path_data: Option<[u8; 8]>,
     off_path_responses: VecDeque<OffPathResponse>,
+    /// Destination Connection ID of the highest-numbered 1-RTT packet: a
+    /// migrating peer that changes it asks for a new one back (§9.5).
+    peer_dcid: Option<ConnectionId>,
 }
 
 impl PathState {
@@ -100,6 +104,7 @@ impl PathState {
             old_path_challenge: None,
             old_path_data: None,
             off_path_responses: VecDeque::new(),
+            peer_dcid: None,
         }
     }
 
@@ -111,6 +116,11 @@ impl PathState {
 
     pub(super) fn rx_from(&self) -> SocketAddr {
         self.rx_from
+    }
+
+    /// A 1-RTT packet numbered above all before it arrived on `dcid`.
+    pub(super) fn on_largest_packet(&mut self, dcid: ConnectionId) {
+        self.peer_dcid = Some(dcid);
     }
 
     /// A PATH_CHALLENGE should go out in the next 1-RTT packet.
@@ -129,7 +139,7 @@ impl Connection {
     /// other than the current remote, before its frames are processed (so a
     /// PATH_CHALLENGE in it is answered on the new path). `largest_before`
     /// is the largest packet number received before this one.
-    pub(super) fn maybe_migrate(&mut self, now: Instant, pn: u64, largest_before: Option<u64>, payload: &[u8]) {
+    pub(super) fn maybe_migrate(&mut self, now: Instant, pn: u64, largest_before: Option<u64>, dcid: &ConnectionId, payload: &[u8]) {
         let from = self.path.rx_from;
         // §9: clients initiate all migrations, and only once the handshake
         // is confirmed; a server never moves before that (the handshake
@@ -155,6 +165,15 @@ impl Connection {
         // rebinding is not something the peer chose. Had we sent it, §9
         // still lets us "proceed with path validation and allow the peer to
         // migrate" rather than drop the packets.
+        // §9.5: "an endpoint MUST NOT reuse a connection ID when sending to
+        // more than one destination address", except that after a change
+        // "outside the control of its peer" (a NAT rebinding: the peer kept
+        // its Destination Connection ID) it "MAY continue to use the current
+        // connection ID". A peer that switched IDs migrated on purpose, so
+        // we switch too when it gave us a spare one.
+        if self.path.peer_dcid.is_some_and(|d| d != *dcid) && self.remote_cids.rotate() {
+            self.stats.cid_rotations += 1;
+        }
         self.migrate_to(now, from);
     }
 

@@ -178,11 +178,16 @@ impl Connection {
         }
         let payload_start = header_len;
         let payload_end = header_len + payload_len;
-        if h.ty == PacketType::Short && self.path.rx_from() != self.remote {
-            // RFC 9000 §9.3: maybe a NAT rebinding or a migration; decided
-            // before the frames run so that replies go to the new path.
+        if h.ty == PacketType::Short {
             let largest_before = self.spaces[space.index()].largest_rx;
-            self.maybe_migrate(now, pn, largest_before, &packet[payload_start..payload_end]);
+            if self.path.rx_from() != self.remote {
+                // RFC 9000 §9.3: maybe a NAT rebinding or a migration;
+                // decided before the frames run so replies use the new path.
+                self.maybe_migrate(now, pn, largest_before, &h.dcid, &packet[payload_start..payload_end]);
+            }
+            if largest_before.is_none_or(|l| pn > l) {
+                self.path.on_largest_packet(h.dcid);
+            }
         }
         if let Some(q) = &mut self.qlog {
             let ty = match (space, zero_rtt) {
