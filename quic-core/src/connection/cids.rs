@@ -212,3 +212,26 @@ impl RemoteCids {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotate_moves_to_a_spare_id_and_retires_the_old_one() {
+        let first = ConnectionId::new(&[1; 8]).unwrap();
+        let mut r = RemoteCids::new(first, 4);
+        // Nothing spare: the current ID stays (RFC 9000 §9.5 then allows
+        // no switch).
+        assert!(!r.rotate());
+        assert_eq!(r.active(), first);
+        let second = ConnectionId::new(&[2; 8]).unwrap();
+        r.on_new_cid(1, 0, second, ResetToken([9; 16])).unwrap();
+        assert!(r.rotate());
+        assert_eq!(r.active(), second);
+        assert_eq!(r.pending_retire.iter().copied().collect::<Vec<_>>(), vec![0]);
+        assert!(r.is_reset_token(&[9; 16]));
+        assert!(!r.rotate());
+    }
+}
