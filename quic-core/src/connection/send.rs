@@ -133,7 +133,9 @@ impl Connection {
             }
             if p.expand || (space == SpaceId::Initial && (self.side == Side::Client || p.ack_eliciting)) {
                 // RFC 9000 §14.1: datagrams with a client Initial, or an
-                // ack-eliciting server Initial, are at least 1200 bytes.
+                // ack-eliciting server Initial, are at least 1200 bytes;
+                // §8.2.1, §8.2.2: so are those with PATH_CHALLENGE or
+                // PATH_RESPONSE (within the amplification budget).
                 pad_datagram = true;
             }
             open = Some(p);
