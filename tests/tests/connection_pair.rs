@@ -725,3 +725,37 @@ fn spoofed_address_gets_at_most_three_times_and_connection_returns() {
     assert_eq!(s.migrations, 2, "to the forged address and back: {s:?}");
     assert!(s.max_amplification_x100 <= 300, "{s:?}");
 }
+
+/// RFC 9000 §8.2.4, §9.3.2: a forwarded copy from a forged address moves the
+/// server while the real client cannot be heard (its datagrams are lost for
+/// a while, so the answer to the old-path challenge never arrives): the
+/// validation of the forged address is abandoned on its timer and the
+/// server reverts to the last validated address, where the connection
+/// carries on.
+#[test]
+fn failed_validation_reverts_to_the_last_validated_address() {
+    let mut p = migration_pair(44);
+    let real = p.client_addr;
+    let forged: std::net::SocketAddr = "198.18.7.8:4444".parse().unwrap();
+    // The newest client datagram of one delivery step, held back.
+    p.hold_client_datagrams = usize::MAX;
+    let id = p.client().open_stream(Dir::Uni).unwrap();
+    p.client().write(id, b"hello").unwrap();
+    p.client().finish(id).unwrap();
+    p.run_until(Duration::from_secs(5), |p| !p.held.is_empty());
+    p.hold_client_datagrams = 0;
+    let (_, newest) = p.held.pop().unwrap();
+    let copy_len = newest.len();
+    p.blackhole_client_to_server = true;
+    p.inject_to_server(forged, newest);
+    assert_eq!(p.server().remote_address(), forged);
+    p.run_until(Duration::from_secs(20), |p| p.server().stats().path_validation_failures == 1);
+    assert_eq!(p.server().remote_address(), real, "reverted to the validated address");
+    p.blackhole_client_to_server = false;
+    download(&mut p, 200_000, Duration::from_secs(60));
+    assert_eq!(p.server().remote_address(), real);
+    let s = p.server().stats();
+    assert_eq!((s.path_validations, s.path_validation_failures, s.migrations), (0, 1, 1), "{s:?}");
+    let to_forged = p.server_sent_to.get(&forged).copied().unwrap_or(0);
+    assert!(to_forged <= 3 * copy_len as u64, "{to_forged} bytes to the forged address for a {copy_len}-byte copy");
+}
