@@ -5,11 +5,11 @@
 //! connection IDs (a NAT rebinding, RFC 9000 §9.3). Every datagram must
 //! reach the worker that owns the connection.
 //!
-//! quic-core has no path migration yet: a connection accepts packets from
-//! any address but keeps sending to the address of its handshake. The relay
-//! therefore keeps its first outbound socket open for the return path and
-//! forwards what arrives there; what this test checks is the server-bound
-//! direction, which is the one SO_REUSEPORT steering decides.
+//! Each switch is a true NAT rebinding: the relay closes the previous
+//! outbound socket, so the old mapping is gone and server packets sent to
+//! it are lost. The server must follow the client to the new port (RFC 9000
+//! §9.3, path validation §8.2) for the download to finish; the steering
+//! checks cover the server-bound direction, which SO_REUSEPORT decides.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -109,6 +109,8 @@ struct RelayReport {
     /// Client→server datagrams sent from each outbound socket.
     forwarded_per_socket: Vec<u64>,
     to_client: u64,
+    /// Outbound sockets closed at rebindings.
+    closed_sockets: usize,
 }
 
 /// Client ↔ relay(front) ↔ relay(outbound socket k) ↔ server. Switches to
@@ -119,14 +121,14 @@ fn relay(server: SocketAddr, stop: Arc<AtomicBool>) -> (SocketAddr, JoinHandle<R
     front.set_nonblocking(true).expect("nonblocking");
     let addr = front.local_addr().expect("addr");
     let t = std::thread::spawn(move || {
-        let back: Vec<UdpSocket> = (0..=REBINDS)
+        let mut back: Vec<Option<UdpSocket>> = (0..=REBINDS)
             .map(|_| {
                 let s = UdpSocket::bind("127.0.0.1:0").expect("relay back");
                 s.set_nonblocking(true).expect("nonblocking");
-                s
+                Some(s)
             })
             .collect();
-        let mut report = RelayReport { forwarded_per_socket: vec![0; back.len()], to_client: 0 };
+        let mut report = RelayReport { forwarded_per_socket: vec![0; back.len()], to_client: 0, closed_sockets: 0 };
         let mut client: Option<SocketAddr> = None;
         let mut current = 0usize;
         let mut bytes_to_client = 0u64;
@@ -138,11 +140,12 @@ fn relay(server: SocketAddr, stop: Arc<AtomicBool>) -> (SocketAddr, JoinHandle<R
             while let Ok((n, from)) = front.recv_from(&mut buf) {
                 client = Some(from);
                 idle = false;
-                if back[current].send_to(&buf[..n], server).is_ok() {
+                let Some(out) = &back[current] else { continue };
+                if out.send_to(&buf[..n], server).is_ok() {
                     report.forwarded_per_socket[current] += 1;
                 }
             }
-            for s in &back {
+            for s in back.iter().flatten() {
                 while let Ok((n, _)) = s.recv_from(&mut buf) {
                     idle = false;
                     if let Some(c) = client {
@@ -156,6 +159,12 @@ fn relay(server: SocketAddr, stop: Arc<AtomicBool>) -> (SocketAddr, JoinHandle<R
             // Rebind: the server sees the next datagram from a new port.
             let want = ((bytes_to_client / step) as usize).min(REBINDS);
             if want > current {
+                // The old mapping disappears: its socket is closed, and
+                // whatever the server still sends there is lost.
+                for old in &mut back[..want] {
+                    *old = None;
+                }
+                report.closed_sockets = want;
                 current = want;
             }
             if idle {
@@ -226,6 +235,7 @@ fn download_survives_source_port_changes_on_the_owning_worker() {
     assert_eq!(mismatch, None, "body differs");
     // The relay really sent from REBINDS+1 source ports.
     assert!(report.forwarded_per_socket.iter().all(|&n| n > 0), "every outbound port carried traffic: {report:?}");
+    assert_eq!(report.closed_sockets, REBINDS, "each old mapping was closed: {report:?}");
     // One worker owns the connection and got every datagram; the other
     // none (without steering the kernel's 4-tuple hash would move some of
     // the new ports' traffic to it).

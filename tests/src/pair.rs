@@ -2,6 +2,7 @@
 //! simulated time, optionally dropping packets.
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,23 @@ pub struct Pair {
     pub delay: Duration,
     /// Extra random delay in [0, jitter) per datagram: reorders packets.
     pub jitter: Duration,
-    in_flight: Vec<(Instant, bool, Vec<u8>)>,
+    /// (arrival, from client, datagram, address): for a client datagram the
+    /// source the server sees (the client's address when it was sent), for
+    /// a server datagram its destination.
+    in_flight: Vec<(Instant, bool, Vec<u8>, SocketAddr)>,
+    /// The same addresses for datagrams crossing `links`, by link and send
+    /// sequence number (a duplicate keeps its original's number).
+    link_addrs: [HashMap<u64, SocketAddr>; 2],
+    link_sends: [u64; 2],
+    /// Server datagrams to an address other than the client's current one
+    /// are dropped (the old NAT mapping is gone); counted here.
+    pub dropped_stale_destination: u64,
+    /// Bytes the server sent, by destination address.
+    pub server_sent_to: HashMap<SocketAddr, u64>,
+    /// While non-zero, client datagrams due at the server are held in
+    /// `held` instead of delivered (one per unit).
+    pub hold_client_datagrams: usize,
+    pub held: Vec<(SocketAddr, Vec<u8>)>,
     /// When set, datagrams cross these simulated links (client→server,
     /// server→client) instead of the simple delay/loss model above.
     links: Option<[crate::sim::Link; 2]>,
@@ -107,6 +124,12 @@ impl Pair {
             delay: Duration::from_millis(10),
             jitter: Duration::ZERO,
             in_flight: Vec::new(),
+            link_addrs: [HashMap::new(), HashMap::new()],
+            link_sends: [0; 2],
+            dropped_stale_destination: 0,
+            server_sent_to: HashMap::new(),
+            hold_client_datagrams: 0,
+            held: Vec::new(),
             links: None,
             delivered: 0,
             dropped: 0,
@@ -147,14 +170,19 @@ impl Pair {
                     ep.maintain(h);
                     any = true;
                     let seg = t.segment_size.unwrap_or(t.size);
+                    let addr = if from_client { self.client_addr } else { t.destination };
                     for chunk in buf[..t.size].chunks(seg) {
                         if from_client {
                             self.client_sent += chunk.len() as u64;
                         } else {
                             self.server_sent += chunk.len() as u64;
+                            *self.server_sent_to.entry(addr).or_default() += chunk.len() as u64;
                         }
                         if let Some(links) = &mut self.links {
-                            links[usize::from(!from_client)].send(self.now, chunk.to_vec());
+                            let i = usize::from(!from_client);
+                            self.link_addrs[i].insert(self.link_sends[i], addr);
+                            self.link_sends[i] += 1;
+                            links[i].send(self.now, chunk.to_vec());
                             continue;
                         }
                         let extra = if self.jitter.is_zero() {
@@ -162,16 +190,20 @@ impl Pair {
                         } else {
                             self.jitter.mul_f64(self.rng.unit())
                         };
-                        self.in_flight.push((self.now + self.delay + extra, from_client, chunk.to_vec()));
+                        self.in_flight.push((self.now + self.delay + extra, from_client, chunk.to_vec(), addr));
                     }
                 }
             }
             while let Some(t) = ep.poll_transmit(&mut buf) {
                 any = true;
+                let addr = if from_client { self.client_addr } else { t.destination };
                 if let Some(links) = &mut self.links {
-                    links[usize::from(!from_client)].send(self.now, buf[..t.size].to_vec());
+                    let i = usize::from(!from_client);
+                    self.link_addrs[i].insert(self.link_sends[i], addr);
+                    self.link_sends[i] += 1;
+                    links[i].send(self.now, buf[..t.size].to_vec());
                 } else {
-                    self.in_flight.push((self.now + self.delay, from_client, buf[..t.size].to_vec()));
+                    self.in_flight.push((self.now + self.delay, from_client, buf[..t.size].to_vec(), addr));
                 }
             }
         }
@@ -181,9 +213,9 @@ impl Pair {
     fn deliver_due(&mut self) -> bool {
         let now = self.now;
         let mut due: Vec<_> = Vec::new();
-        self.in_flight.retain(|(t, c, d)| {
+        self.in_flight.retain(|(t, c, d, a)| {
             if *t <= now {
-                due.push((*c, d.clone()));
+                due.push((*c, d.clone(), *a));
                 false
             } else {
                 true
@@ -192,19 +224,30 @@ impl Pair {
         if let Some(links) = &mut self.links {
             for (i, from_client) in [(0usize, true), (1, false)] {
                 while let Some(d) = links[i].poll_deliver(now) {
-                    due.push((from_client, d.data));
+                    let a = self.link_addrs[i].get(&d.id).copied();
+                    let a = a.unwrap_or(if from_client { self.client_addr } else { self.server_addr });
+                    due.push((from_client, d.data, a));
                 }
             }
         }
         let any = !due.is_empty();
-        for (from_client, mut d) in due {
+        for (from_client, mut d, addr) in due {
             if (from_client && self.blackhole_client_to_server) || (self.loss > 0.0 && self.rng.unit() < self.loss) {
                 self.dropped += 1;
                 continue;
             }
+            if !from_client && addr != self.client_addr {
+                self.dropped_stale_destination += 1;
+                continue;
+            }
+            if from_client && self.hold_client_datagrams > 0 {
+                self.hold_client_datagrams -= 1;
+                self.held.push((addr, d));
+                continue;
+            }
             self.delivered += 1;
             if from_client {
-                let ev = self.server.handle(now, self.client_addr, None, &mut d);
+                let ev = self.server.handle(now, addr, None, &mut d);
                 if let quic_core::endpoint::DatagramEvent::NewConnection(h) = ev {
                     self.server_conn.get_or_insert(h);
                 }
@@ -216,7 +259,7 @@ impl Pair {
     }
 
     fn next_event(&mut self) -> Option<Instant> {
-        let mut t: Option<Instant> = self.in_flight.iter().map(|(t, _, _)| *t).min();
+        let mut t: Option<Instant> = self.in_flight.iter().map(|(t, _, _, _)| *t).min();
         if let Some(links) = &self.links {
             for l in links {
                 if let Some(x) = l.next_delivery_time() {
@@ -317,6 +360,15 @@ impl Pair {
                 assert!(cond(self), "network went idle before the condition held");
                 return;
             }
+        }
+    }
+
+    /// Delivers `data` to the server now as if sent from `from` (a held
+    /// datagram, or a forged copy).
+    pub fn inject_to_server(&mut self, from: SocketAddr, mut data: Vec<u8>) {
+        self.server.handle(self.now, from, None, &mut data);
+        if let Some(h) = self.server_conn {
+            self.server.maintain(h);
         }
     }
 

@@ -102,6 +102,11 @@ fn handshake_with_thirty_percent_loss() {
 
 /// The server sends `size` bytes to the client on a server-opened uni stream.
 fn download(p: &mut Pair, size: usize, limit: Duration) {
+    download_with(p, size, limit, |_, _| {});
+}
+
+/// [`download`], calling `hook` between steps with the bytes received so far.
+fn download_with(p: &mut Pair, size: usize, limit: Duration, mut hook: impl FnMut(&mut Pair, usize)) {
     let data = pattern(size);
     let id = p.server().open_stream(Dir::Uni).expect("stream");
     let mut written = 0;
@@ -110,6 +115,7 @@ fn download(p: &mut Pair, size: usize, limit: Duration) {
     let mut cid = None;
     let mut buf = vec![0u8; 64 * 1024];
     p.run_until(limit, |p| {
+        hook(p, received.len());
         if written < data.len() {
             written += p.server().write(id, &data[written..]).unwrap_or(0);
             if written == data.len() {
@@ -592,4 +598,164 @@ fn stream_priorities_order_sending() {
     });
     let b = bulk_when_urgent_done.expect("urgent stream finished");
     assert!(b < 100_000, "bulk stream got {b} bytes before the urgent one finished");
+}
+
+// ----- connection migration (RFC 9000 §9) -----
+
+fn migration_pair(seed: u64) -> Pair {
+    use quicpro_tests::sim::LinkConfig;
+    let c = certs();
+    let mut p = Pair::new(seed, server_tls(&c), client_tls(&c), TransportConfig::default());
+    let link = LinkConfig::new(Duration::from_millis(10)).with_bandwidth(200_000_000).with_queue(512 * 1024);
+    p.set_links(link.clone(), link);
+    p.handshake();
+    // Let HANDSHAKE_DONE arrive: the server migrates only once confirmed.
+    p.run_until(Duration::from_secs(5), |p| p.server().stats().packets_received > 3);
+    p
+}
+
+/// A NAT rebinding during a 5 MB download: from some point on the client's
+/// packets come from `new_addr` and server packets to the old address are
+/// dropped (the old mapping is gone).
+fn nat_rebinding_download(seed: u64, new_addr: std::net::SocketAddr) {
+    let mut p = migration_pair(seed);
+    let old_addr = p.client_addr;
+    let mut switched = false;
+    download_with(&mut p, 5 << 20, Duration::from_secs(120), |p, received| {
+        if !switched && received >= 1 << 20 {
+            p.client_addr = new_addr;
+            switched = true;
+        }
+    });
+    assert!(switched);
+    assert_eq!(p.server().remote_address(), new_addr);
+    let s = p.server().stats();
+    assert_eq!(s.path_validations, 1, "{s:?}");
+    assert_eq!(s.path_validation_failures, 0, "{s:?}");
+    assert_eq!(s.migrations, 1, "{s:?}");
+    assert!(p.dropped_stale_destination > 0, "packets to the old mapping were dropped");
+    assert!(p.server_sent_to.get(&new_addr).copied().unwrap_or(0) > 1 << 20, "{:?}", p.server_sent_to);
+    assert!(p.server_sent_to.get(&old_addr).copied().unwrap_or(0) > 0);
+    // The client answered the server's challenge and never moved itself.
+    assert_eq!(p.client().stats().migrations, 0);
+}
+
+#[test]
+fn nat_rebinding_port_change_mid_download() {
+    nat_rebinding_download(40, "198.18.0.2:50001".parse().unwrap());
+}
+
+#[test]
+fn nat_rebinding_ip_change_mid_download() {
+    nat_rebinding_download(41, "198.18.0.3:50000".parse().unwrap());
+}
+
+/// RFC 9000 §9.3: only the highest-numbered non-probing packet moves the
+/// path; an older packet arriving late from another address does not.
+#[test]
+fn reordered_packet_from_other_address_does_not_move_path() {
+    let mut p = migration_pair(42);
+    let real = p.client_addr;
+    let other: std::net::SocketAddr = "198.18.0.2:50002".parse().unwrap();
+    let mut stage = 0;
+    let mut rx_at_hold = 0;
+    download_with(&mut p, 2 << 20, Duration::from_secs(120), |p, received| {
+        if stage == 0 && received >= 512 << 10 {
+            p.hold_client_datagrams = 1;
+            stage = 1;
+        } else if stage == 1 && !p.held.is_empty() {
+            rx_at_hold = p.server().stats().packets_received;
+            stage = 2;
+        } else if stage == 2 && p.server().stats().packets_received >= rx_at_hold + 4 {
+            // A few newer client packets arrived since (few enough that the
+            // held one's truncated packet number still decodes, RFC 9000
+            // §17.1); the held one is older than the largest received.
+            let (_, d) = p.held.pop().unwrap();
+            let before = p.server().stats();
+            p.inject_to_server(other, d);
+            let after = p.server().stats();
+            assert_eq!(after.packets_received, before.packets_received + 1, "the late packet was processed");
+            assert_eq!(p.server().remote_address(), real);
+            stage = 3;
+        }
+    });
+    assert_eq!(stage, 3);
+    assert_eq!(p.server().remote_address(), real);
+    let s = p.server().stats();
+    assert_eq!((s.migrations, s.path_validations, s.path_validation_failures), (0, 0, 0), "{s:?}");
+    assert_eq!(p.server_sent_to.get(&other), None, "nothing went to the other address");
+}
+
+/// RFC 9000 §9.3.1, §9.3.2: a copy of a real client packet, forwarded from a
+/// forged address that never answers and arriving before the original,
+/// makes the server move; it sends at most three times the copy's size
+/// there, validates the old path (§9.3.3), and is back on the real address.
+#[test]
+fn spoofed_address_gets_at_most_three_times_and_connection_returns() {
+    let mut p = migration_pair(43);
+    let real = p.client_addr;
+    let forged: std::net::SocketAddr = "198.18.7.7:4444".parse().unwrap();
+    let mut stage = 0;
+    let mut copy_len = 0usize;
+    download_with(&mut p, 3 << 20, Duration::from_secs(120), |p, received| {
+        if stage == 0 && received >= 1 << 20 {
+            // Hold everything the next delivery step brings.
+            p.hold_client_datagrams = usize::MAX;
+            stage = 1;
+        } else if stage == 1 && !p.held.is_empty() {
+            p.hold_client_datagrams = 0;
+            let held = std::mem::take(&mut p.held);
+            let (_, newest) = held.last().cloned().unwrap();
+            copy_len = newest.len();
+            p.inject_to_server(forged, newest.clone());
+            assert_eq!(p.server().remote_address(), forged, "the copy looked like a rebinding");
+            for (from, d) in held {
+                assert_eq!(from, real);
+                p.inject_to_server(from, d);
+            }
+            stage = 2;
+        }
+    });
+    assert_eq!(stage, 2);
+    assert_eq!(p.server().remote_address(), real);
+    let to_forged = p.server_sent_to.get(&forged).copied().unwrap_or(0);
+    assert!(to_forged <= 3 * copy_len as u64, "{to_forged} bytes to the forged address for a {copy_len}-byte copy");
+    let s = p.server().stats();
+    assert_eq!(s.path_validations, 0, "{s:?}");
+    assert_eq!(s.migrations, 2, "to the forged address and back: {s:?}");
+    assert!(s.max_amplification_x100 <= 300, "{s:?}");
+}
+
+/// RFC 9000 §8.2.4, §9.3.2: a forwarded copy from a forged address moves the
+/// server while the real client cannot be heard (its datagrams are lost for
+/// a while, so the answer to the old-path challenge never arrives): the
+/// validation of the forged address is abandoned on its timer and the
+/// server reverts to the last validated address, where the connection
+/// carries on.
+#[test]
+fn failed_validation_reverts_to_the_last_validated_address() {
+    let mut p = migration_pair(44);
+    let real = p.client_addr;
+    let forged: std::net::SocketAddr = "198.18.7.8:4444".parse().unwrap();
+    // The newest client datagram of one delivery step, held back.
+    p.hold_client_datagrams = usize::MAX;
+    let id = p.client().open_stream(Dir::Uni).unwrap();
+    p.client().write(id, b"hello").unwrap();
+    p.client().finish(id).unwrap();
+    p.run_until(Duration::from_secs(5), |p| !p.held.is_empty());
+    p.hold_client_datagrams = 0;
+    let (_, newest) = p.held.pop().unwrap();
+    let copy_len = newest.len();
+    p.blackhole_client_to_server = true;
+    p.inject_to_server(forged, newest);
+    assert_eq!(p.server().remote_address(), forged);
+    p.run_until(Duration::from_secs(20), |p| p.server().stats().path_validation_failures == 1);
+    assert_eq!(p.server().remote_address(), real, "reverted to the validated address");
+    p.blackhole_client_to_server = false;
+    download(&mut p, 200_000, Duration::from_secs(60));
+    assert_eq!(p.server().remote_address(), real);
+    let s = p.server().stats();
+    assert_eq!((s.path_validations, s.path_validation_failures, s.migrations), (0, 1, 1), "{s:?}");
+    let to_forged = p.server_sent_to.get(&forged).copied().unwrap_or(0);
+    assert!(to_forged <= 3 * copy_len as u64, "{to_forged} bytes to the forged address for a {copy_len}-byte copy");
 }

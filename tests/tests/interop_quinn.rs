@@ -203,6 +203,11 @@ struct ConnReport {
     /// Our update started while streams were still being served.
     key_update_mid_transfer: bool,
     streams_served: u64,
+    /// Where the server sends now, and its migration counters (RFC 9000 §9).
+    remote: Option<SocketAddr>,
+    migrations: u64,
+    path_validations: u64,
+    cid_rotations: u64,
     error: Option<String>,
     closed: Option<String>,
 }
@@ -499,6 +504,8 @@ fn serve_ours(socket: UdpSocket, opts: OurServerOptions, stop: &AtomicBool, repo
                 }
             }
             r.key_updates = conn.stats().key_updates;
+            r.remote = Some(conn.remote_address());
+            (r.migrations, r.path_validations, r.cid_rotations) = (st.migrations, st.path_validations, st.cid_rotations);
             r.alpn = conn.alpn().map(<[u8]>::to_vec);
             r.established |= conn.is_established();
             r.resumed |= conn.is_resumed();
@@ -697,6 +704,49 @@ fn quinn_client_zero_rtt_with_our_server() {
     let r = server.wait_report(1, Duration::from_secs(5), |r| r.streams_served == 2);
     assert!(r.resumed && r.saw_zero_rtt, "our server accepted early data: {r:?}");
     assert!(r.early_request, "the request arrived before the handshake finished: {r:?}");
+    assert_clean(&server);
+}
+
+/// quinn's client moves to a new UDP socket (`Endpoint::rebind`: a new
+/// source port, like a NAT rebinding, but quinn also switches to a new
+/// connection ID) a quarter into a 10 MiB download and closes the old one;
+/// our server must follow it (RFC 9000 §9.3), validate the new address
+/// (§8.2) and switch connection IDs too (§9.5).
+#[test]
+fn quinn_client_rebinds_mid_download_and_our_server_follows() {
+    let server = OurServer::start(OurServerOptions::default());
+    let rt = current_thread_runtime();
+    let reqs = [Request::Get(QUARTER); 4];
+    let (old_addr, new_addr) = with_deadline(&rt, "quinn client rebinding", async {
+        let ep = quinn_client_endpoint();
+        let old_addr = ep.local_addr().unwrap();
+        let conn = quinn_connect(&ep, &quinn_client_config(), server.addr).await;
+        let received = Arc::new(AtomicU64::new(0));
+        let rebinder = tokio::spawn({
+            let (ep, received) = (ep.clone(), received.clone());
+            async move {
+                loop {
+                    if received.load(Ordering::Relaxed) >= DOWNLOAD / 4 {
+                        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                        let addr = socket.local_addr().unwrap();
+                        ep.rebind(socket).unwrap();
+                        return addr;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        });
+        quinn_requests(&conn, &reqs, &received).await.unwrap();
+        let new_addr = rebinder.await.unwrap();
+        quinn_close(&ep, &conn).await;
+        (old_addr, new_addr)
+    });
+    assert_ne!(old_addr, new_addr);
+    let r = server.wait_report(0, Duration::from_secs(5), |r| r.streams_served == 4 && r.remote == Some(new_addr));
+    eprintln!("[quinn→ours] rebinding: {} migration(s), {} validation(s), {} CID switch(es)", r.migrations, r.path_validations, r.cid_rotations);
+    assert_eq!(r.migrations, 1, "{r:?}");
+    assert_eq!(r.path_validations, 1, "{r:?}");
+    assert_eq!(r.cid_rotations, 1, "quinn moved to a new connection ID, so did we: {r:?}");
     assert_clean(&server);
 }
 

@@ -147,6 +147,15 @@ impl RemoteCids {
         self.active.2.is_some_and(|t| t.ct_eq(token)) || self.spare.iter().any(|(_, _, t)| t.ct_eq(token))
     }
 
+    /// Switches to an unused ID from the peer and retires the current one
+    /// (RFC 9000 §9.5: a new ID for a new path). False when none is spare.
+    pub fn rotate(&mut self) -> bool {
+        let Some((s, c, t)) = self.spare.pop_front() else { return false };
+        self.pending_retire.push_back(self.active.0);
+        self.active = (s, c, Some(t));
+        true
+    }
+
     /// RFC 9000 §19.15 NEW_CONNECTION_ID.
     pub fn on_new_cid(&mut self, seq: u64, retire_prior_to: u64, cid: ConnectionId, token: ResetToken) -> Result<(), Error> {
         const FT: u64 = 0x18;
@@ -201,5 +210,28 @@ impl RemoteCids {
             return Err(Error::new(TransportErrorCode::CONNECTION_ID_LIMIT_ERROR, "too many connection IDs").with_frame_type(FT));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotate_moves_to_a_spare_id_and_retires_the_old_one() {
+        let first = ConnectionId::new(&[1; 8]).unwrap();
+        let mut r = RemoteCids::new(first, 4);
+        // Nothing spare: the current ID stays (RFC 9000 §9.5 then allows
+        // no switch).
+        assert!(!r.rotate());
+        assert_eq!(r.active(), first);
+        let second = ConnectionId::new(&[2; 8]).unwrap();
+        r.on_new_cid(1, 0, second, ResetToken([9; 16])).unwrap();
+        assert!(r.rotate());
+        assert_eq!(r.active(), second);
+        assert_eq!(r.pending_retire.iter().copied().collect::<Vec<_>>(), vec![0]);
+        assert!(r.is_reset_token(&[9; 16]));
+        assert!(!r.rotate());
     }
 }

@@ -46,6 +46,8 @@ impl Connection {
         let long = if one_rtt { 0 } else { 4 + 2 + self.remote_cids.active().len() + 2 };
         let size = (payload.len() + 1 + self.local_cids.initial().len() + 4 + long + TAG_LEN) as u64;
         self.bytes_received += size;
+        // From the current remote, like a real datagram of this connection.
+        self.path.on_datagram(self.remote, size as usize);
         self.stats.bytes_received += size;
         let has_keys = match space {
             SpaceId::Data => self.one_rtt.is_some(),

@@ -11,11 +11,13 @@
 //! - `send`: packet assembly, coalescing, padding, sealing.
 //! - `keys`: TLS driving and the 1-RTT key phases (RFC 9001 §6).
 //! - `cids`: connection IDs we issue and those the peer gave us.
+//! - `path`: the peer's address, migration and path validation (RFC 9000 §8.2, §9).
 
 mod cids;
 #[cfg(feature = "fuzzing")]
 mod fuzzing;
 mod keys;
+mod path;
 mod recv;
 mod send;
 pub mod spaces;
@@ -172,6 +174,17 @@ pub struct ConnectionStats {
     /// Largest number of bytes sent before the peer's address was validated
     /// divided by bytes received, x100 (RFC 9000 §8.1 caps it at 300).
     pub max_amplification_x100: u64,
+    /// Times the peer's address changed under us (RFC 9000 §9.3: NAT
+    /// rebinding or migration, including moves back).
+    pub migrations: u64,
+    /// New peer addresses proven by a PATH_RESPONSE (RFC 9000 §8.2.3).
+    pub path_validations: u64,
+    /// Validations abandoned on their timer, each followed by a return to
+    /// the last validated address (RFC 9000 §8.2.4, §9.3.2).
+    pub path_validation_failures: u64,
+    /// Times we moved to a new connection ID of the peer because it
+    /// migrated with a new one (RFC 9000 §9.5).
+    pub cid_rotations: u64,
 }
 
 /// Frames queued for sending that belong to the connection rather than a stream.
@@ -238,7 +251,10 @@ pub struct Connection {
     retry_scid: Option<ConnectionId>,
     token: Bytes,
     remote: SocketAddr,
-    /// Server: the client's address is validated (RFC 9000 §8.1).
+    /// Validation of `remote` after it changed (RFC 9000 §8.2, §9).
+    path: path::PathState,
+    /// Server: the client's address is validated (RFC 9000 §8.1), or the
+    /// address it moved to was (§8.2).
     address_validated: bool,
     /// Client: something from the server was processed (ends Retry/VN acceptance).
     received_any: bool,
@@ -341,6 +357,7 @@ impl Connection {
             retry_scid: params.retry_scid,
             token: params.token,
             remote: params.remote,
+            path: path::PathState::new(params.remote),
             address_validated: params.address_validated || !side.is_server(),
             received_any: false,
             bytes_received: 0,
@@ -894,6 +911,7 @@ impl Connection {
             take(self.keep_alive_deadline);
         }
         take(self.pacing_deadline);
+        take(self.path.timeout());
         if let Some(k) = &self.one_rtt {
             take(k.prev_discard_deadline());
         }
@@ -923,6 +941,10 @@ impl Connection {
         }
         if let Some(k) = &mut self.one_rtt {
             k.discard_prev_if_due(now);
+        }
+        self.on_path_timeout(now);
+        if self.state == State::Drained {
+            return;
         }
         if self.recovery.loss_detection_timer(self.timer_ctx()).is_some_and(|d| now >= d) {
             let ctx = self.timer_ctx();

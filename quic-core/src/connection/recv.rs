@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::spaces::{EcnCodepoint, Retransmit, SentFrames};
 use super::streams::StreamEvent;
-use super::{Connection, ConnectionError, Event, Side, State, MAX_PATH_RESPONSES, MAX_QUEUED_DATAGRAMS};
+use super::{Connection, ConnectionError, Event, Side, State, MAX_QUEUED_DATAGRAMS};
 use crate::cid::ConnectionId;
 use crate::error::{Error, TransportErrorCode};
 use crate::frame::{AckFrame, Frame, FrameContext, FrameIter, StreamDir};
@@ -41,8 +41,16 @@ impl Connection {
         if matches!(self.state, State::Drained | State::Draining) {
             return;
         }
-        let _ = remote; // Migration is not supported yet: packets are accepted from any address.
-        self.bytes_received += data.len() as u64;
+        // Packets are accepted from any address: the connection ID routes
+        // them (RFC 9000 §5.2). Where they came from matters for
+        // migration and PATH_CHALLENGE answers (`path`), and only bytes from
+        // the address we send to count toward its anti-amplification
+        // allowance (§8.1, §9.3.1): an attacker's copies from elsewhere must
+        // not raise what the current, maybe unvalidated, address gets.
+        self.path.on_datagram(remote, data.len());
+        if remote == self.remote {
+            self.bytes_received += data.len() as u64;
+        }
         self.stats.bytes_received += data.len() as u64;
         let cid_len = self.local_cids.cid_len();
         let total = data.len();
@@ -170,6 +178,17 @@ impl Connection {
         }
         let payload_start = header_len;
         let payload_end = header_len + payload_len;
+        if h.ty == PacketType::Short {
+            let largest_before = self.spaces[space.index()].largest_rx;
+            if self.path.rx_from() != self.remote {
+                // RFC 9000 §9.3: maybe a NAT rebinding or a migration;
+                // decided before the frames run so replies use the new path.
+                self.maybe_migrate(now, pn, largest_before, &h.dcid, &packet[payload_start..payload_end]);
+            }
+            if largest_before.is_none_or(|l| pn > l) {
+                self.path.on_largest_packet(h.dcid);
+            }
+        }
         if let Some(q) = &mut self.qlog {
             let ty = match (space, zero_rtt) {
                 (SpaceId::Initial, _) => crate::qlog::PacketType::Initial,
@@ -451,12 +470,8 @@ impl Connection {
                     self.local_cids.top_up(limit, &mut *self.rng);
                 }
             }
-            Frame::PathChallenge { data } => {
-                if self.pending.path_responses.len() < MAX_PATH_RESPONSES {
-                    self.pending.path_responses.push_back(data);
-                }
-            }
-            Frame::PathResponse { .. } => {}
+            Frame::PathChallenge { data } => self.on_path_challenge(data),
+            Frame::PathResponse { data } => self.on_path_response(now, data),
             Frame::ConnectionClose { error_code, frame_type, reason } => {
                 self.enter_draining(
                     now,

@@ -33,6 +33,9 @@ struct OpenPacket {
     frames: SentFrames,
     ack_eliciting: bool,
     padded: bool,
+    /// Carries PATH_CHALLENGE or PATH_RESPONSE: the datagram is expanded
+    /// to 1200 bytes within the amplification budget (RFC 9000 §8.2.1, §8.2.2).
+    expand: bool,
 }
 
 impl OpenPacket {
@@ -51,6 +54,10 @@ impl Connection {
         }
         let peer_max = self.peer_params.as_ref().map_or(usize::MAX, |p| p.max_udp_payload_size as usize);
         let max_size = buf.len().min(self.mtu as usize).min(peer_max);
+        // Probes and answers owed to another address than `remote` (path.rs).
+        if let Some(t) = self.poll_path_transmit(now, &mut buf[..max_size]) {
+            return Some(t);
+        }
         let first = self.build_datagram(now, &mut buf[..max_size])?;
         let mut total = first;
         let mut segments = 1;
@@ -124,9 +131,11 @@ impl Connection {
             if p.end == p.start + p.layout.header_len() {
                 continue; // Nothing fit; the header is overwritten next.
             }
-            if space == SpaceId::Initial && (self.side == Side::Client || p.ack_eliciting) {
+            if p.expand || (space == SpaceId::Initial && (self.side == Side::Client || p.ack_eliciting)) {
                 // RFC 9000 §14.1: datagrams with a client Initial, or an
-                // ack-eliciting server Initial, are at least 1200 bytes.
+                // ack-eliciting server Initial, are at least 1200 bytes;
+                // §8.2.1, §8.2.2: so are those with PATH_CHALLENGE or
+                // PATH_RESPONSE (within the amplification budget).
                 pad_datagram = true;
             }
             open = Some(p);
@@ -179,6 +188,7 @@ impl Connection {
                 || p.data_blocked.is_some()
                 || p.streams_blocked.iter().any(|b| b.is_some())
                 || !p.path_responses.is_empty()
+                || self.path.challenge_due()
                 || p.ping
                 || p.new_token.is_some()
                 || !self.streams.pending_max_stream_data.is_empty()
@@ -267,6 +277,7 @@ impl Connection {
             frames: SentFrames::new(space),
             ack_eliciting: false,
             padded: false,
+            expand: false,
         })
     }
 
@@ -364,7 +375,18 @@ impl Connection {
             if !Self::push_frame(p, buf, &Frame::PathResponse { data }) {
                 break;
             }
+            p.expand = true;
             self.pending.path_responses.pop_front();
+        }
+        // One PATH_CHALLENGE per packet at most (RFC 9000 §8.2.1).
+        if self.path.challenge_due() && p.room() >= 9 {
+            // The datagram reaches 1200 bytes when the budget allows it.
+            let expanded = p.limit + TAG_LEN >= super::path::PROBE_DATAGRAM_SIZE;
+            if let Some(data) = self.take_path_challenge(now, expanded) {
+                if Self::push_frame(p, buf, &Frame::PathChallenge { data }) {
+                    p.expand = true;
+                }
+            }
         }
         let rtt = self.recovery.rtt().smoothed_rtt();
         if self.pending.max_data || self.conn_recv.should_send_max_data().is_some() {
@@ -634,6 +656,30 @@ impl Connection {
             self.discard_space(SpaceId::Initial);
         }
         Some(p.end + TAG_LEN)
+    }
+
+    /// One 1-RTT packet holding `frame`, expanded with PADDING to 1200
+    /// bytes or `allowance`, whichever is smaller (RFC 9000 §8.2.1,
+    /// §8.2.2), for a datagram to another address than `remote` (path.rs).
+    /// Not counted toward `remote`'s amplification allowance.
+    pub(super) fn build_probe_datagram(&mut self, now: Instant, buf: &mut [u8], frame: &Frame<'_>, allowance: usize) -> Option<usize> {
+        let budget = buf.len().min(allowance);
+        if budget < MIN_PACKET_ROOM || !self.can_send_in(SpaceId::Data) || self.one_rtt.is_none() {
+            return None;
+        }
+        let mut p = self.begin_packet(SpaceId::Data, buf, 0, budget)?;
+        if !Self::push_frame(&mut p, buf, frame) {
+            return None;
+        }
+        let want_end = super::path::PROBE_DATAGRAM_SIZE.min(budget).saturating_sub(TAG_LEN);
+        if p.end < want_end && want_end <= p.limit {
+            buf[p.end..want_end].fill(0);
+            p.end = want_end;
+            p.padded = true;
+        }
+        let end = self.seal(now, buf, p)?;
+        self.stats.bytes_sent += end as u64;
+        Some(end)
     }
 
     /// Closing state: one packet with CONNECTION_CLOSE in the highest space

@@ -653,6 +653,19 @@ impl<T> Recovery<T> {
         self.timer_anchor = None;
     }
 
+    /// The peer moved to a new IP address and proved it owns it: the
+    /// congestion controller and RTT estimator start again from their
+    /// initial values (RFC 9000 §9.4; RFC 9002 A.3, B.3). Packets in flight
+    /// stay tracked so their ACKs or losses are still processed.
+    pub fn reset_for_new_path(&mut self) {
+        let mds = self.cc.max_datagram_size();
+        self.cc = self.pristine_cc.clone_box();
+        self.cc.on_mtu_update(mds);
+        self.pacer = Pacer::new(mds);
+        self.rtt.reset();
+        self.pto_count = 0;
+    }
+
     /// The path's maximum datagram size changed (RFC 9002 §7.2, B.2).
     pub fn on_mtu_update(&mut self, max_datagram_size: u64) {
         self.cc.on_mtu_update(max_datagram_size);
