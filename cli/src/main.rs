@@ -115,6 +115,18 @@ struct ServeArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<f64>,
+    /// Address validation with Retry (RFC 9000 §8.1.2): never, always, or
+    /// under-load[=N] (only while more than N handshakes are in progress;
+    /// N defaults to 1024).
+    #[arg(long, default_value = "under-load", value_parser = serve::parse_retry)]
+    retry: quic_core::endpoint::RetryPolicy,
+    /// Send one datagram per message (no UDP_SEGMENT), e.g. to measure GSO.
+    #[arg(long)]
+    no_gso: bool,
+    /// Most datagrams a connection writes per segmented send (GSO batch);
+    /// capped by the 64 KiB a single UDP_SEGMENT send may carry.
+    #[arg(long, default_value_t = serve::DEFAULT_GSO_SEGMENTS)]
+    gso_segments: usize,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +208,9 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
             }
         }
     }
+    if a.no_gso {
+        backend.udp.gso = false;
+    }
     if let Some(d) = &a.qlog_dir {
         let _ = std::fs::create_dir_all(d);
     }
@@ -208,6 +223,8 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         qlog_dir: a.qlog_dir.clone(),
         duration: a.duration.map(std::time::Duration::from_secs_f64),
         drain: std::time::Duration::from_secs(5),
+        retry: a.retry,
+        gso_segments: a.gso_segments,
     };
     match serve::serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,

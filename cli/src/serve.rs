@@ -20,6 +20,7 @@ use h3_core::connection::H3Event;
 use h3_core::qpack::HeaderField;
 use io_backends::runtime::{H3Handle, Server, ServerOptions};
 use io_backends::select::BackendConfig;
+use quic_core::endpoint::RetryPolicy;
 use quic_core::stream::StreamId;
 use quic_core::tls::ServerTlsOptions;
 
@@ -50,6 +51,33 @@ pub struct ServeConfig {
     pub duration: Option<Duration>,
     /// How long in-flight requests may finish after GOAWAY.
     pub drain: Duration,
+    /// When to demand address validation with Retry (RFC 9000 §8.1.2).
+    pub retry: RetryPolicy,
+    /// `TransportConfig::max_gso_segments` for every connection.
+    pub gso_segments: usize,
+}
+
+/// Datagrams per GSO batch by default: as many full-size ones as one
+/// 64 KiB UDP_SEGMENT send carries (44 × 1472 B); fewer, larger system
+/// calls and, towards a GRO receiver on loopback, fewer packets to handle.
+pub const DEFAULT_GSO_SEGMENTS: usize = 44;
+
+/// Handshakes in progress above which `--retry under-load` sends Retry:
+/// below it a flood of spoofed Initials costs only handshake state, above
+/// it every new client pays one round trip to prove its address.
+pub const DEFAULT_RETRY_THRESHOLD: usize = 1024;
+
+/// Parses `--retry never|always|under-load[=N]`.
+pub fn parse_retry(s: &str) -> Result<RetryPolicy, String> {
+    match s {
+        "never" => Ok(RetryPolicy::Never),
+        "always" => Ok(RetryPolicy::Always),
+        "under-load" => Ok(RetryPolicy::UnderLoad { max_handshakes: DEFAULT_RETRY_THRESHOLD }),
+        _ => match s.strip_prefix("under-load=").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(RetryPolicy::UnderLoad { max_handshakes: n }),
+            _ => Err(format!("{s:?}: expected never, always, under-load or under-load=N")),
+        },
+    }
 }
 
 /// A self-signed certificate for `localhost` (and the given names), made on the fly.
@@ -60,9 +88,24 @@ pub fn self_signed(names: &[String]) -> Result<(rustls::pki_types::CertificateDe
     Ok((ck.cert.der().clone(), rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into())))
 }
 
+/// The `/bytes/<n>` pattern repeats every 251 × 256 bytes: (i + P)·7 ≡ i·7
+/// (mod 256) because 256 divides P, and (i + P)/251 = i/251 + 256.
+const PATTERN_PERIOD: u64 = 251 * 256;
+
+/// Largest chunk [`pattern_chunk`] hands out.
+const PATTERN_MAX_CHUNK: usize = 256 * 1024;
+
+/// `len` bytes (at most 256 KiB) of the pattern at `offset`: a slice of one
+/// shared buffer, so streaming a large body neither computes nor copies
+/// bytes per chunk.
 pub fn pattern_chunk(offset: u64, len: usize) -> Bytes {
-    let v: Vec<u8> = (offset..offset + len as u64).map(|i| (i.wrapping_mul(7).wrapping_add(i / 251)) as u8).collect();
-    Bytes::from(v)
+    static BUF: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let buf = BUF.get_or_init(|| {
+        let n = PATTERN_PERIOD + PATTERN_MAX_CHUNK as u64;
+        Bytes::from((0..n).map(|i| (i.wrapping_mul(7).wrapping_add(i / 251)) as u8).collect::<Vec<u8>>())
+    });
+    let start = (offset % PATTERN_PERIOD) as usize;
+    buf.slice(start..start + len.min(PATTERN_MAX_CHUNK))
 }
 
 enum BodySource {
@@ -94,6 +137,8 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.worker_id = worker_id;
     opts.reset_secret = secrets.0;
     opts.token_secret = secrets.1;
+    opts.retry = cfg.retry;
+    opts.transport.max_gso_segments = cfg.gso_segments.max(1);
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
     if !quiet {
         eprintln!("[worker {worker_id}] listening on {} — {}", server.local_addr(), server.backend_description());
