@@ -130,6 +130,11 @@ fn hf(n: &str, v: &str) -> HeaderField {
     HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
 }
 
+/// A header field from constants: no allocation.
+fn static_field(n: &'static str, v: &'static str) -> HeaderField {
+    HeaderField::new(Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes()))
+}
+
 /// Runs one worker until STOP (or the duration) and the drain are over.
 pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]), quiet: bool) -> Result<(), String> {
     let mut opts = ServerOptions::new(cfg.bind, cfg.tls.clone());
@@ -180,9 +185,10 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
         while let Some((h, ev)) = server.poll_event() {
             match ev {
                 H3Event::Headers { stream, headers, fin } => {
-                    let get = |n: &str| headers.iter().find(|f| &f.name[..] == n.as_bytes()).map(|f| String::from_utf8_lossy(&f.value).into_owned());
+                    // Borrowed (no copy) unless the bytes are not UTF-8.
+                    let get = |n: &str| headers.iter().find(|f| &f.name[..] == n.as_bytes()).map(|f| String::from_utf8_lossy(&f.value));
                     let method = get(":method").unwrap_or_default();
-                    let path = get(":path").unwrap_or_else(|| "/".into());
+                    let path = get(":path").unwrap_or(std::borrow::Cow::Borrowed("/"));
                     if method == "POST" && path.starts_with("/echo") {
                         incoming.insert((h, stream), Incoming::Echo { ctx: ring::digest::Context::new(&ring::digest::SHA256), len: 0 });
                         if fin {
@@ -194,12 +200,18 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
                         incoming.insert((h, stream), Incoming::Ignore);
                     }
                     let (status, ctype, source) = route(cfg, &path, worker_id);
-                    let mut fields = vec![hf("content-type", ctype), hf("server", "quicpro")];
-                    if let BodySource::Pattern { end, .. } = &source {
-                        fields.push(hf("content-length", &end.to_string()));
-                    }
-                    if server.respond(h, stream, status, &fields, false).is_ok() {
-                        pending.insert((h, stream), Pending { source, carry: None });
+                    let (ct, sv) = (static_field("content-type", ctype), static_field("server", "quicpro"));
+                    let sent = match &source {
+                        BodySource::Pattern { end, .. } => server.respond(h, stream, status, &[ct, sv, hf("content-length", &end.to_string())], false),
+                        _ => server.respond(h, stream, status, &[ct, sv], false),
+                    };
+                    if sent.is_ok() {
+                        // Most bodies fit in the stream's buffer at once: no
+                        // trip through the pending map for them.
+                        let mut p = Pending { source, carry: None };
+                        if !pump_one(&mut server, h, stream, &mut p) {
+                            pending.insert((h, stream), p);
+                        }
                     }
                 }
                 H3Event::Data { stream } => {
@@ -238,6 +250,11 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
             s.version_negotiations_sent,
             s.stateless_resets_sent,
             s.retries_sent
+        );
+        let b = server.backend_stats();
+        eprintln!(
+            "[worker {worker_id}] backend: {} send calls, {} messages, {} dropped, {} GSO fallbacks; {} receive calls, {} buffers",
+            b.send_calls, b.send_messages, b.send_dropped, b.gso_fallbacks, b.recv_calls, b.recv_buffers
         );
     }
     Ok(())
@@ -294,63 +311,59 @@ fn safe_join(root: &Path, path: &str) -> Option<PathBuf> {
 
 /// Moves response bodies into the streams as far as their buffers allow.
 fn pump_bodies(server: &mut Server, pending: &mut HashMap<(H3Handle, StreamId), Pending>) {
-    let mut done = Vec::new();
-    for (&(h, stream), p) in pending.iter_mut() {
-        for _ in 0..64 {
-            let chunk = match p.carry.take() {
-                Some(c) => c,
-                None => match &mut p.source {
-                    BodySource::Bytes(b) => std::mem::take(b),
-                    BodySource::Pattern { next, end } => {
-                        let n = (*end - *next).min(256 * 1024) as usize;
-                        let c = pattern_chunk(*next, n);
-                        *next += n as u64;
-                        c
-                    }
-                    BodySource::File(f) => {
-                        let mut buf = vec![0u8; 256 * 1024];
-                        match f.read(&mut buf) {
-                            Ok(n) => {
-                                buf.truncate(n);
-                                Bytes::from(buf)
-                            }
-                            Err(_) => Bytes::new(),
+    pending.retain(|&(h, stream), p| !pump_one(server, h, stream, p));
+}
+
+/// Feeds one response body; `true` when it is complete (or the stream is
+/// gone) and the entry can be dropped.
+fn pump_one(server: &mut Server, h: H3Handle, stream: StreamId, p: &mut Pending) -> bool {
+    for _ in 0..64 {
+        let chunk = match p.carry.take() {
+            Some(c) => c,
+            None => match &mut p.source {
+                BodySource::Bytes(b) => std::mem::take(b),
+                BodySource::Pattern { next, end } => {
+                    let n = (*end - *next).min(256 * 1024) as usize;
+                    let c = pattern_chunk(*next, n);
+                    *next += n as u64;
+                    c
+                }
+                BodySource::File(f) => {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    match f.read(&mut buf) {
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Bytes::from(buf)
                         }
+                        Err(_) => Bytes::new(),
                     }
-                },
+                }
+            },
+        };
+        let last = chunk.is_empty()
+            || match &p.source {
+                BodySource::Bytes(b) => b.is_empty(),
+                BodySource::Pattern { next, end } => next >= end,
+                BodySource::File(_) => false,
             };
-            let last = chunk.is_empty()
-                || match &p.source {
-                    BodySource::Bytes(b) => b.is_empty(),
-                    BodySource::Pattern { next, end } => next >= end,
-                    BodySource::File(_) => false,
-                };
-            if chunk.is_empty() {
-                let _ = server.finish(h, stream);
-                done.push((h, stream));
-                break;
-            }
-            match server.send_body(h, stream, chunk.clone(), last) {
-                Ok(n) if n == chunk.len() => {
-                    if last {
-                        done.push((h, stream));
-                        break;
-                    }
-                }
-                Ok(n) => {
-                    p.carry = Some(chunk.slice(n..));
-                    break;
-                }
-                Err(_) => {
-                    done.push((h, stream));
-                    break;
+        if chunk.is_empty() {
+            let _ = server.finish(h, stream);
+            return true;
+        }
+        match server.send_body(h, stream, chunk.clone(), last) {
+            Ok(n) if n == chunk.len() => {
+                if last {
+                    return true;
                 }
             }
+            Ok(n) => {
+                p.carry = Some(chunk.slice(n..));
+                return false;
+            }
+            Err(_) => return true,
         }
     }
-    for k in done {
-        pending.remove(&k);
-    }
+    false
 }
 
 /// Starts `workers` threads on one port and waits for them.

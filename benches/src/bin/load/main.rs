@@ -37,6 +37,11 @@ use io_backends::runtime::H3Handle;
 use io_backends::select::BackendConfig;
 
 use gen::Generator;
+
+/// The generator allocates per response like the server does; mimalloc
+/// keeps that off its critical path (the server uses it too).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use servers::{ServerKind, ServerProcess};
 
 #[derive(Debug, Clone)]
