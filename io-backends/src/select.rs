@@ -10,6 +10,10 @@
 //!
 //! `QUICPRO_BACKEND=io_uring` never falls back: opening fails with the
 //! reason. AF_XDP is not built yet: asking for it is an error that says so.
+//!
+//! `QUICPRO_URING_SIMULATE_FAILURE=1` makes io_uring setup fail as if the
+//! kernel refused it ([`UringConfig::simulate_setup_failure`]), so the
+//! fallback can be tested end to end on hosts where io_uring works.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +27,7 @@ use crate::uring::{OpenError, UringBackend, UringConfig};
 pub const ENV_BACKEND: &str = "QUICPRO_BACKEND";
 pub const ENV_XDP: &str = "QUICPRO_XDP";
 pub const ENV_BUSY_POLL: &str = "QUICPRO_BUSY_POLL";
+pub const ENV_URING_SIMULATE_FAILURE: &str = "QUICPRO_URING_SIMULATE_FAILURE";
 
 /// Spin time when `QUICPRO_BACKEND=busy_poll` is given without
 /// `QUICPRO_BUSY_POLL`.
@@ -108,13 +113,25 @@ impl BackendConfig {
                 }
             },
         };
+        let mut uring = UringConfig::default();
+        uring.simulate_setup_failure = match get(ENV_URING_SIMULATE_FAILURE).as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(v) => {
+                return Err(BackendError::InvalidConfig {
+                    var: ENV_URING_SIMULATE_FAILURE,
+                    value: v.to_owned(),
+                    reason: "expected 0 or 1",
+                })
+            }
+        };
         Ok(BackendConfig {
             forced,
             xdp_interface,
             busy_poll_us,
             busy_poll_budget: None,
             udp: UdpConfig::default(),
-            uring: UringConfig::default(),
+            uring,
         })
     }
 }

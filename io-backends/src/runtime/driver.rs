@@ -149,7 +149,8 @@ impl SendQueue {
 pub struct Driver {
     pub backend: Box<dyn Backend>,
     pub endpoint: Endpoint,
-    pub h3: HandleMap<H3Connection>,
+    /// Boxed so the map's growth moves pointers, not whole HTTP/3 states.
+    pub h3: HandleMap<Box<H3Connection>>,
     side: Side,
     h3_config: H3Config,
     timers: TimerHeap,
@@ -192,7 +193,7 @@ impl Driver {
 
     /// Registers a connection the caller created (client `connect`).
     pub fn adopt(&mut self, h: ConnectionHandle) {
-        self.h3.insert(h, H3Connection::new(self.side, self.h3_config.clone()));
+        self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
         self.mark_dirty(h);
     }
 
@@ -269,7 +270,7 @@ impl Driver {
                             // queue is bounded (`max_incoming`) and the driver
                             // keeps its own `accepted` list.
                             let _ = self.endpoint.accept();
-                            self.h3.insert(h, H3Connection::new(self.side, self.h3_config.clone()));
+                            self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
                             self.accepted.push_back(H3Handle(h));
                             mark(&mut self.is_dirty, &mut self.dirty, h);
                         }
