@@ -133,6 +133,7 @@ fn retry_under_load_lets_a_real_client_through() {
     };
     let retries = count(" retries");
     let accepted = count(" connections accepted");
+    println!("[retry under load] {stopped}");
     // Past the threshold every further Initial (flood or client) is
     // answered with Retry: at least the flood beyond THRESHOLD, plus the
     // client's first Initial.

@@ -164,12 +164,31 @@ pub fn quicpro_path() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// Cargo configuration variables a user may have set (kept for the
+/// nested build); every other `CARGO_*` variable is set by `cargo run`.
+const KEEP_CARGO_VARS: [&str; 8] =
+    ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_BUILD_", "CARGO_PROFILE_", "CARGO_NET_", "CARGO_REGISTRIES_", "CARGO_ENCODED_RUSTFLAGS", "CARGO_INCREMENTAL"];
+
 /// Builds `quicpro` (release) when run under cargo, so `cargo run --release
 /// -p quicpro-benches --bin load` is one command.
 pub fn build_quicpro() {
     if let Some(cargo) = std::env::var_os("CARGO") {
         eprintln!("load: building quicpro (cargo build --release -p quicpro-cli)...");
-        let st = Command::new(cargo).args(["build", "--release", "-p", "quicpro-cli", "-j", "1"]).status();
+        // Only the user's environment, not the variables `cargo run` set for
+        // this binary (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...): build scripts
+        // such as ring's watch some of them, and a difference rebuilds the
+        // shared dependencies here and again on the next `cargo run`.
+        let mut cmd = Command::new(cargo);
+        cmd.env_clear();
+        for (k, v) in std::env::vars_os() {
+            let name = k.to_string_lossy();
+            let run_only = (name.starts_with("CARGO_") && !KEEP_CARGO_VARS.iter().any(|p| name.starts_with(p)))
+                || matches!(name.as_ref(), "OUT_DIR" | "CARGO");
+            if !run_only {
+                cmd.env(&k, &v);
+            }
+        }
+        let st = cmd.args(["build", "--release", "-p", "quicpro-cli", "-j", "1"]).status();
         if !st.is_ok_and(|s| s.success()) {
             eprintln!("load: building quicpro failed; using what is there");
         }
