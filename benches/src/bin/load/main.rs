@@ -76,6 +76,16 @@ struct Row {
     notes: Vec<String>,
 }
 
+impl Row {
+    /// `value` (a rate over wall time) divided by the server's share of a
+    /// core in that phase: the rate per second of server CPU.
+    fn per_cpu(&self, phase: &str, value: Option<f64>) -> Option<f64> {
+        let c = self.cpu.iter().find(|(n, _)| n == phase)?.1;
+        let v = value?;
+        (c.server.is_finite() && c.server > 0.0).then(|| v / c.server)
+    }
+}
+
 /// Where the server is, and the process when we started it (killed when
 /// the target is dropped).
 struct Target {
@@ -542,11 +552,14 @@ fn fmt_opt(v: Option<f64>, unit: &str) -> String {
 
 fn print_table(rows: &[Row], quinn: Option<&Row>) {
     type Get = fn(&Row) -> Option<f64>;
-    let metrics: [(&str, Get, &str, bool); 7] = [
+    let metrics: [(&str, Get, &str, bool); 10] = [
         ("bulk 1 GiB goodput, MB/s", |r| r.bulk, "", true),
         ("bulk, GSO off, MB/s", |r| r.bulk_nogso, "", true),
         ("1 KB requests/s (16 conns × 100 streams)", |r| r.rps, "", true),
         ("handshakes/s (full, + one 1 KB GET)", |r| r.hs, "", true),
+        ("bulk MB per server CPU-second", |r| r.per_cpu("bulk", r.bulk), "", true),
+        ("requests per server CPU-second", |r| r.per_cpu("rps", r.rps), "", true),
+        ("handshakes per server CPU-second", |r| r.per_cpu("hs", r.hs), "", true),
         ("p50 latency at ½ peak, µs", |r| r.p50, "", false),
         ("p99 latency at ½ peak, µs", |r| r.p99, "", false),
         ("memory per idle connection, B", |r| r.mem, "", false),
