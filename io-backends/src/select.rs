@@ -113,8 +113,7 @@ impl BackendConfig {
                 }
             },
         };
-        let mut uring = UringConfig::default();
-        uring.simulate_setup_failure = match get(ENV_URING_SIMULATE_FAILURE).as_deref() {
+        let simulate_setup_failure = match get(ENV_URING_SIMULATE_FAILURE).as_deref() {
             None | Some("0") => false,
             Some("1") => true,
             Some(v) => {
@@ -131,7 +130,7 @@ impl BackendConfig {
             busy_poll_us,
             busy_poll_budget: None,
             udp: UdpConfig::default(),
-            uring,
+            uring: UringConfig { simulate_setup_failure, ..UringConfig::default() },
         })
     }
 }

@@ -318,8 +318,7 @@ impl Driver {
         while i < self.flushing.len() {
             let Some(&h) = self.flushing.get(i) else { break };
             let mut blocked = false;
-            loop {
-                let Some(conn) = self.endpoint.connection(h) else { break };
+            while let Some(conn) = self.endpoint.connection(h) {
                 let Some(room) = self.sendq.room() else {
                     if self.sendq.send(&mut *self.backend) {
                         continue;

@@ -104,13 +104,15 @@ impl Generator {
         tls.insecure_skip_verify = true;
         tls.early_data = false;
         tls.session_store = Some(Arc::new(NoResumption));
-        let mut transport = TransportConfig::default();
         // Large windows so flow control never limits the bulk phase.
-        transport.stream_receive_window = 16 << 20;
-        transport.max_stream_receive_window = 64 << 20;
-        transport.receive_window = 32 << 20;
-        transport.max_receive_window = 128 << 20;
-        transport.max_idle_timeout = Duration::from_secs(60);
+        let transport = TransportConfig {
+            stream_receive_window: 16 << 20,
+            max_stream_receive_window: 64 << 20,
+            receive_window: 32 << 20,
+            max_receive_window: 128 << 20,
+            max_idle_timeout: Duration::from_secs(60),
+            ..TransportConfig::default()
+        };
         let config = ClientConfig { tls: tls.build().map_err(|e| e.to_string())?, transport: Arc::new(transport), version: quic_core::Version::V1 };
         let mut bcfg = backend;
         bcfg.udp.reuse_port = false;
@@ -209,10 +211,8 @@ impl Generator {
                     }
                 }
                 H3Event::Finished { stream } => self.complete(h, stream),
-                H3Event::Reset { stream, code } => {
-                    if self.pending.remove(&(h, stream)).is_some() {
-                        self.fail(format!("stream reset, code {code:#x}"));
-                    }
+                H3Event::Reset { stream, code } if self.pending.remove(&(h, stream)).is_some() => {
+                    self.fail(format!("stream reset, code {code:#x}"));
                 }
                 _ => {}
             }

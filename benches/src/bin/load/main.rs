@@ -132,11 +132,13 @@ fn run(args: &[String]) -> Result<(), String> {
         .split(',')
         .filter_map(|b| ["epoll", "io_uring", "busy_poll"].into_iter().find(|k| *k == b))
         .collect();
-    let mut gen_backend = BackendConfig::default();
-    gen_backend.forced = Some(match arg_value(args, "--gen-backend").unwrap_or("epoll") {
-        "io_uring" => io_backends::BackendKind::IoUring,
-        _ => io_backends::BackendKind::Epoll,
-    });
+    let gen_backend = BackendConfig {
+        forced: Some(match arg_value(args, "--gen-backend").unwrap_or("epoll") {
+            "io_uring" => io_backends::BackendKind::IoUring,
+            _ => io_backends::BackendKind::Epoll,
+        }),
+        ..BackendConfig::default()
+    };
     let p = Params {
         bulk_bytes: if quick { 128 << 20 } else { 1 << 30 },
         bulk_limit: Duration::from_secs(if quick { 10 } else { 30 }),
