@@ -20,6 +20,7 @@ use h3_core::connection::H3Event;
 use h3_core::qpack::HeaderField;
 use io_backends::runtime::{H3Handle, Server, ServerOptions};
 use io_backends::select::BackendConfig;
+use quic_core::endpoint::RetryPolicy;
 use quic_core::stream::StreamId;
 use quic_core::tls::ServerTlsOptions;
 use quicpro_bpf::ReuseportGroup;
@@ -55,6 +56,33 @@ pub struct ServeConfig {
     pub drain: Duration,
     /// SO_REUSEPORT steering by connection ID (`--steering`).
     pub steering: SteeringMode,
+    /// When to demand address validation with Retry (RFC 9000 §8.1.2).
+    pub retry: RetryPolicy,
+    /// `TransportConfig::max_gso_segments` for every connection.
+    pub gso_segments: usize,
+}
+
+/// Datagrams per GSO batch by default: as many full-size ones as one
+/// 64 KiB UDP_SEGMENT send carries (44 × 1472 B); fewer, larger system
+/// calls and, towards a GRO receiver on loopback, fewer packets to handle.
+pub const DEFAULT_GSO_SEGMENTS: usize = 44;
+
+/// Handshakes in progress above which `--retry under-load` sends Retry:
+/// below it a flood of spoofed Initials costs only handshake state, above
+/// it every new client pays one round trip to prove its address.
+pub const DEFAULT_RETRY_THRESHOLD: usize = 1024;
+
+/// Parses `--retry never|always|under-load[=N]`.
+pub fn parse_retry(s: &str) -> Result<RetryPolicy, String> {
+    match s {
+        "never" => Ok(RetryPolicy::Never),
+        "always" => Ok(RetryPolicy::Always),
+        "under-load" => Ok(RetryPolicy::UnderLoad { max_handshakes: DEFAULT_RETRY_THRESHOLD }),
+        _ => match s.strip_prefix("under-load=").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(RetryPolicy::UnderLoad { max_handshakes: n }),
+            _ => Err(format!("{s:?}: expected never, always, under-load or under-load=N")),
+        },
+    }
 }
 
 /// A self-signed certificate for `localhost` (and the given names), made on the fly.
@@ -65,9 +93,24 @@ pub fn self_signed(names: &[String]) -> Result<(rustls::pki_types::CertificateDe
     Ok((ck.cert.der().clone(), rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into())))
 }
 
+/// The `/bytes/<n>` pattern repeats every 251 × 256 bytes: (i + P)·7 ≡ i·7
+/// (mod 256) because 256 divides P, and (i + P)/251 = i/251 + 256.
+const PATTERN_PERIOD: u64 = 251 * 256;
+
+/// Largest chunk [`pattern_chunk`] hands out.
+const PATTERN_MAX_CHUNK: usize = 256 * 1024;
+
+/// `len` bytes (at most 256 KiB) of the pattern at `offset`: a slice of one
+/// shared buffer, so streaming a large body neither computes nor copies
+/// bytes per chunk.
 pub fn pattern_chunk(offset: u64, len: usize) -> Bytes {
-    let v: Vec<u8> = (offset..offset + len as u64).map(|i| (i.wrapping_mul(7).wrapping_add(i / 251)) as u8).collect();
-    Bytes::from(v)
+    static BUF: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let buf = BUF.get_or_init(|| {
+        let n = PATTERN_PERIOD + PATTERN_MAX_CHUNK as u64;
+        Bytes::from((0..n).map(|i| (i.wrapping_mul(7).wrapping_add(i / 251)) as u8).collect::<Vec<u8>>())
+    });
+    let start = (offset % PATTERN_PERIOD) as usize;
+    buf.slice(start..start + len.min(PATTERN_MAX_CHUNK))
 }
 
 enum BodySource {
@@ -92,6 +135,11 @@ fn hf(n: &str, v: &str) -> HeaderField {
     HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
 }
 
+/// A header field from constants: no allocation.
+fn static_field(n: &'static str, v: &'static str) -> HeaderField {
+    HeaderField::new(Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes()))
+}
+
 /// Runs one worker until STOP (or the duration) and the drain are over.
 /// `group`: the connection-ID steering group the worker's socket joins
 /// right after bind.
@@ -104,6 +152,8 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.worker_id = worker_id;
     opts.reset_secret = secrets.0;
     opts.token_secret = secrets.1;
+    opts.retry = cfg.retry;
+    opts.transport.max_gso_segments = cfg.gso_segments.max(1);
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
     if !quiet {
         eprintln!("[worker {worker_id}] listening on {} — {}", server.local_addr(), server.backend_description());
@@ -145,9 +195,10 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
         while let Some((h, ev)) = server.poll_event() {
             match ev {
                 H3Event::Headers { stream, headers, fin } => {
-                    let get = |n: &str| headers.iter().find(|f| &f.name[..] == n.as_bytes()).map(|f| String::from_utf8_lossy(&f.value).into_owned());
+                    // Borrowed (no copy) unless the bytes are not UTF-8.
+                    let get = |n: &str| headers.iter().find(|f| &f.name[..] == n.as_bytes()).map(|f| String::from_utf8_lossy(&f.value));
                     let method = get(":method").unwrap_or_default();
-                    let path = get(":path").unwrap_or_else(|| "/".into());
+                    let path = get(":path").unwrap_or(std::borrow::Cow::Borrowed("/"));
                     if method == "POST" && path.starts_with("/echo") {
                         incoming.insert((h, stream), Incoming::Echo { ctx: ring::digest::Context::new(&ring::digest::SHA256), len: 0 });
                         if fin {
@@ -159,12 +210,18 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
                         incoming.insert((h, stream), Incoming::Ignore);
                     }
                     let (status, ctype, source) = route(cfg, &path, worker_id);
-                    let mut fields = vec![hf("content-type", ctype), hf("server", "quicpro")];
-                    if let BodySource::Pattern { end, .. } = &source {
-                        fields.push(hf("content-length", &end.to_string()));
-                    }
-                    if server.respond(h, stream, status, &fields, false).is_ok() {
-                        pending.insert((h, stream), Pending { source, carry: None });
+                    let (ct, sv) = (static_field("content-type", ctype), static_field("server", "quicpro"));
+                    let sent = match &source {
+                        BodySource::Pattern { end, .. } => server.respond(h, stream, status, &[ct, sv, hf("content-length", &end.to_string())], false),
+                        _ => server.respond(h, stream, status, &[ct, sv], false),
+                    };
+                    if sent.is_ok() {
+                        // Most bodies fit in the stream's buffer at once: no
+                        // trip through the pending map for them.
+                        let mut p = Pending { source, carry: None };
+                        if !pump_one(&mut server, h, stream, &mut p) {
+                            pending.insert((h, stream), p);
+                        }
                     }
                 }
                 H3Event::Data { stream } => {
@@ -208,6 +265,11 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
         if let Some(r) = server.driver().backend.report() {
             eprintln!("[worker {worker_id}] io: {r}");
         }
+        let b = server.backend_stats();
+        eprintln!(
+            "[worker {worker_id}] backend: {} send calls, {} messages, {} dropped, {} GSO fallbacks; {} receive calls, {} buffers",
+            b.send_calls, b.send_messages, b.send_dropped, b.gso_fallbacks, b.recv_calls, b.recv_buffers
+        );
     }
     Ok(())
 }
@@ -263,63 +325,59 @@ fn safe_join(root: &Path, path: &str) -> Option<PathBuf> {
 
 /// Moves response bodies into the streams as far as their buffers allow.
 fn pump_bodies(server: &mut Server, pending: &mut HashMap<(H3Handle, StreamId), Pending>) {
-    let mut done = Vec::new();
-    for (&(h, stream), p) in pending.iter_mut() {
-        for _ in 0..64 {
-            let chunk = match p.carry.take() {
-                Some(c) => c,
-                None => match &mut p.source {
-                    BodySource::Bytes(b) => std::mem::take(b),
-                    BodySource::Pattern { next, end } => {
-                        let n = (*end - *next).min(256 * 1024) as usize;
-                        let c = pattern_chunk(*next, n);
-                        *next += n as u64;
-                        c
-                    }
-                    BodySource::File(f) => {
-                        let mut buf = vec![0u8; 256 * 1024];
-                        match f.read(&mut buf) {
-                            Ok(n) => {
-                                buf.truncate(n);
-                                Bytes::from(buf)
-                            }
-                            Err(_) => Bytes::new(),
+    pending.retain(|&(h, stream), p| !pump_one(server, h, stream, p));
+}
+
+/// Feeds one response body; `true` when it is complete (or the stream is
+/// gone) and the entry can be dropped.
+fn pump_one(server: &mut Server, h: H3Handle, stream: StreamId, p: &mut Pending) -> bool {
+    for _ in 0..64 {
+        let chunk = match p.carry.take() {
+            Some(c) => c,
+            None => match &mut p.source {
+                BodySource::Bytes(b) => std::mem::take(b),
+                BodySource::Pattern { next, end } => {
+                    let n = (*end - *next).min(256 * 1024) as usize;
+                    let c = pattern_chunk(*next, n);
+                    *next += n as u64;
+                    c
+                }
+                BodySource::File(f) => {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    match f.read(&mut buf) {
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Bytes::from(buf)
                         }
+                        Err(_) => Bytes::new(),
                     }
-                },
+                }
+            },
+        };
+        let last = chunk.is_empty()
+            || match &p.source {
+                BodySource::Bytes(b) => b.is_empty(),
+                BodySource::Pattern { next, end } => next >= end,
+                BodySource::File(_) => false,
             };
-            let last = chunk.is_empty()
-                || match &p.source {
-                    BodySource::Bytes(b) => b.is_empty(),
-                    BodySource::Pattern { next, end } => next >= end,
-                    BodySource::File(_) => false,
-                };
-            if chunk.is_empty() {
-                let _ = server.finish(h, stream);
-                done.push((h, stream));
-                break;
-            }
-            match server.send_body(h, stream, chunk.clone(), last) {
-                Ok(n) if n == chunk.len() => {
-                    if last {
-                        done.push((h, stream));
-                        break;
-                    }
-                }
-                Ok(n) => {
-                    p.carry = Some(chunk.slice(n..));
-                    break;
-                }
-                Err(_) => {
-                    done.push((h, stream));
-                    break;
+        if chunk.is_empty() {
+            let _ = server.finish(h, stream);
+            return true;
+        }
+        match server.send_body(h, stream, chunk.clone(), last) {
+            Ok(n) if n == chunk.len() => {
+                if last {
+                    return true;
                 }
             }
+            Ok(n) => {
+                p.carry = Some(chunk.slice(n..));
+                return false;
+            }
+            Err(_) => return true,
         }
     }
-    for k in done {
-        pending.remove(&k);
-    }
+    false
 }
 
 /// Starts `workers` threads on one port and waits for them.

@@ -17,6 +17,10 @@
 //! its worker id) in native mode, or generic mode with
 //! `QUICPRO_XDP_MODE=skb`; with `QUICPRO_BUSY_POLL` also set, the XSK
 //! busy-polls.
+//!
+//! `QUICPRO_URING_SIMULATE_FAILURE=1` makes io_uring setup fail as if the
+//! kernel refused it ([`UringConfig::simulate_setup_failure`]), so the
+//! fallback can be tested end to end on hosts where io_uring works.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +37,7 @@ pub const ENV_BACKEND: &str = "QUICPRO_BACKEND";
 pub const ENV_XDP: &str = "QUICPRO_XDP";
 pub const ENV_BUSY_POLL: &str = "QUICPRO_BUSY_POLL";
 pub const ENV_XDP_MODE: &str = "QUICPRO_XDP_MODE";
+pub const ENV_URING_SIMULATE_FAILURE: &str = "QUICPRO_URING_SIMULATE_FAILURE";
 
 /// Spin time when `QUICPRO_BACKEND=busy_poll` is given without
 /// `QUICPRO_BUSY_POLL`.
@@ -136,6 +141,17 @@ impl BackendConfig {
                 }
             },
         };
+        let simulate_setup_failure = match get(ENV_URING_SIMULATE_FAILURE).as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(v) => {
+                return Err(BackendError::InvalidConfig {
+                    var: ENV_URING_SIMULATE_FAILURE,
+                    value: v.to_owned(),
+                    reason: "expected 0 or 1",
+                })
+            }
+        };
         Ok(BackendConfig {
             forced,
             xdp_interface,
@@ -144,7 +160,7 @@ impl BackendConfig {
             busy_poll_us,
             busy_poll_budget: None,
             udp: UdpConfig::default(),
-            uring: UringConfig::default(),
+            uring: UringConfig { simulate_setup_failure, ..UringConfig::default() },
         })
     }
 }

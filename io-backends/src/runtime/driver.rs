@@ -1,11 +1,22 @@
 //! The loop shared by servers and clients.
+//!
+//! Per turn: receive a bounded number of batches and route every datagram,
+//! fire due timers, run HTTP/3 on the connections that saw activity, then
+//! flush. Flushing packs the transmits of *all* dirty connections (and the
+//! endpoint's stateless replies) into one arena and hands them to the
+//! backend in batches, so one `sendmmsg` (or one io_uring submission)
+//! carries many connections' GSO batches instead of one system call per
+//! `poll_transmit`. Nothing here allocates per turn: the dirty list, the
+//! arena and the transmit array are reused.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use h3_core::connection::{H3Config, H3Connection, H3Event};
-use quic_core::connection::Side;
+use quic_core::connection::{EcnCodepoint, Side};
 use quic_core::endpoint::{ConnectionHandle, Endpoint};
 
 use super::timers::TimerHeap;
@@ -15,22 +26,142 @@ use crate::backend::{datagrams, Backend, Interest, Transmit};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct H3Handle(pub ConnectionHandle);
 
-/// Bytes reserved per `poll_transmit` call: up to the GSO segment count of
-/// full-size datagrams.
+/// Bytes reserved per `poll_transmit` call: a connection fills its first
+/// datagram up to `min(buffer, MTU)` and adds GSO segments while they fit,
+/// so every call gets room for the largest segmented transmit.
 const SEND_BUF: usize = 64 * 1024;
+
+/// The send arena: enough for dozens of GSO batches (10 × 1472 B each with
+/// the default segment limit) before the backend is called.
+const ARENA: usize = 1024 * 1024 + SEND_BUF;
+
+/// Transmits handed to the backend per call at most.
+const MAX_BATCH: usize = 64;
+
+/// Connection handles are slab indices (small, dense, never attacker
+/// chosen): hashing them with SipHash is wasted work on every lookup.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        // Fibonacci hashing spreads consecutive indices over the table.
+        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by connection handle.
+pub type HandleMap<V> = HashMap<ConnectionHandle, V, BuildHasherDefault<HandleHasher>>;
+
+/// Where one queued transmit lies in the arena.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    destination: SocketAddr,
+    ecn: Option<EcnCodepoint>,
+    segment_size: Option<usize>,
+    start: usize,
+    len: usize,
+}
+
+const NO_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+const EMPTY_TX: Transmit<'static> = Transmit { destination: NO_ADDR, source: None, ecn: None, segment_size: None, contents: &[] };
+
+/// Transmits waiting for the backend, packed in one reusable buffer.
+#[derive(Debug)]
+struct SendQueue {
+    arena: Vec<u8>,
+    used: usize,
+    queued: Vec<Queued>,
+    /// Index of the first transmit not yet sent (after a partial send).
+    head: usize,
+}
+
+impl SendQueue {
+    fn new() -> Self {
+        Self { arena: vec![0u8; ARENA], used: 0, queued: Vec::with_capacity(MAX_BATCH), head: 0 }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head >= self.queued.len()
+    }
+
+    /// Room for another `poll_transmit`, or `None` when the batch is full.
+    fn room(&mut self) -> Option<&mut [u8]> {
+        if self.queued.len() >= MAX_BATCH || self.used + SEND_BUF > self.arena.len() {
+            return None;
+        }
+        self.arena.get_mut(self.used..self.used + SEND_BUF)
+    }
+
+    fn push(&mut self, t: &quic_core::connection::Transmit) {
+        let len = t.size.min(SEND_BUF);
+        self.queued.push(Queued { destination: t.destination, ecn: t.ecn, segment_size: t.segment_size, start: self.used, len });
+        self.used += len;
+    }
+
+    /// Sends what is queued. `true` when everything left; on a partial send
+    /// the rest stays queued (advanced past what the kernel took) for the
+    /// next try after the socket turns writable.
+    fn send(&mut self, backend: &mut dyn Backend) -> bool {
+        while !self.is_empty() {
+            let mut txs = [EMPTY_TX; MAX_BATCH];
+            let n = (self.queued.len() - self.head).min(MAX_BATCH);
+            for (tx, q) in txs.iter_mut().zip(&self.queued[self.head..self.head + n]) {
+                *tx = Transmit {
+                    destination: q.destination,
+                    source: None,
+                    ecn: q.ecn,
+                    segment_size: q.segment_size,
+                    contents: self.arena.get(q.start..q.start + q.len).unwrap_or(&[]),
+                };
+            }
+            let sent = match backend.send(&mut txs[..n]) {
+                Ok(k) => k.min(n),
+                Err(_) => 0,
+            };
+            if sent < n {
+                // Keep the unsent part of a transmit split over messages.
+                let left = txs[sent].contents.len();
+                if let Some(q) = self.queued.get_mut(self.head + sent) {
+                    q.start += q.len - left.min(q.len);
+                    q.len = left.min(q.len);
+                }
+                self.head += sent;
+                return false;
+            }
+            self.head += n;
+        }
+        self.queued.clear();
+        self.used = 0;
+        self.head = 0;
+        true
+    }
+}
 
 pub struct Driver {
     pub backend: Box<dyn Backend>,
     pub endpoint: Endpoint,
-    pub h3: HashMap<ConnectionHandle, H3Connection>,
+    /// Boxed so the map's growth moves pointers, not whole HTTP/3 states.
+    pub h3: HandleMap<Box<H3Connection>>,
     side: Side,
     h3_config: H3Config,
     timers: TimerHeap,
-    dirty: HashSet<ConnectionHandle>,
+    /// Connections with activity since the last flush, once each.
+    dirty: Vec<ConnectionHandle>,
+    /// `is_dirty[h]`: `h` is in `dirty` (handles are slab indices).
+    is_dirty: Vec<bool>,
+    /// The list being flushed (swapped with `dirty`, so no allocation).
+    flushing: Vec<ConnectionHandle>,
     events: VecDeque<(H3Handle, H3Event)>,
-    out: Vec<u8>,
-    /// A datagram batch the socket refused (EAGAIN), sent before anything new.
-    pending: Option<(quic_core::connection::Transmit, Vec<u8>)>,
+    sendq: SendQueue,
     pub closed: VecDeque<(H3Handle, Option<quic_core::connection::ConnectionError>)>,
     pub accepted: VecDeque<H3Handle>,
 }
@@ -46,14 +177,15 @@ impl Driver {
         Self {
             backend,
             endpoint,
-            h3: HashMap::new(),
+            h3: HandleMap::default(),
             side,
             h3_config,
             timers: TimerHeap::default(),
-            dirty: HashSet::new(),
+            dirty: Vec::new(),
+            is_dirty: Vec::new(),
+            flushing: Vec::new(),
             events: VecDeque::new(),
-            out: vec![0u8; SEND_BUF],
-            pending: None,
+            sendq: SendQueue::new(),
             closed: VecDeque::new(),
             accepted: VecDeque::new(),
         }
@@ -61,12 +193,26 @@ impl Driver {
 
     /// Registers a connection the caller created (client `connect`).
     pub fn adopt(&mut self, h: ConnectionHandle) {
-        self.h3.insert(h, H3Connection::new(self.side, self.h3_config.clone()));
-        self.dirty.insert(h);
+        self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
+        self.mark_dirty(h);
     }
 
     pub fn mark_dirty(&mut self, h: ConnectionHandle) {
-        self.dirty.insert(h);
+        if h.0 >= self.is_dirty.len() {
+            self.is_dirty.resize(h.0 + 1, false);
+        }
+        if let Some(d) = self.is_dirty.get_mut(h.0) {
+            if !*d {
+                *d = true;
+                self.dirty.push(h);
+            }
+        }
+    }
+
+    fn clear_dirty(&mut self, h: ConnectionHandle) {
+        if let Some(d) = self.is_dirty.get_mut(h.0) {
+            *d = false;
+        }
     }
 
     pub fn poll_event(&mut self) -> Option<(H3Handle, H3Event)> {
@@ -89,7 +235,7 @@ impl Driver {
         if !self.events.is_empty() || !self.dirty.is_empty() {
             wait = Duration::ZERO;
         }
-        let interest = if self.pending.is_some() { Interest::BOTH } else { Interest::READABLE };
+        let interest = if self.sendq.is_empty() { Interest::READABLE } else { Interest::BOTH };
         self.backend.wait(interest, Some(wait))?;
         self.receive()?;
         let now = Instant::now();
@@ -97,7 +243,7 @@ impl Driver {
             if let Some(c) = self.endpoint.connection(h) {
                 c.handle_timeout(now);
             }
-            self.dirty.insert(h);
+            self.mark_dirty(h);
         }
         self.process(now);
         self.flush();
@@ -117,12 +263,16 @@ impl Driver {
                 for dgram in datagrams(buf, &meta) {
                     match self.endpoint.handle(now, meta.source, meta.ecn, dgram) {
                         quic_core::endpoint::DatagramEvent::Connection(h) => {
-                            self.dirty.insert(h);
+                            mark(&mut self.is_dirty, &mut self.dirty, h);
                         }
                         quic_core::endpoint::DatagramEvent::NewConnection(h) => {
-                            self.h3.insert(h, H3Connection::new(self.side, self.h3_config.clone()));
+                            // Take it off the endpoint's incoming queue: that
+                            // queue is bounded (`max_incoming`) and the driver
+                            // keeps its own `accepted` list.
+                            let _ = self.endpoint.accept();
+                            self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
                             self.accepted.push_back(H3Handle(h));
-                            self.dirty.insert(h);
+                            mark(&mut self.is_dirty, &mut self.dirty, h);
                         }
                         _ => {}
                     }
@@ -134,8 +284,9 @@ impl Driver {
 
     /// Runs HTTP/3 on every connection that saw activity.
     pub fn process(&mut self, now: Instant) {
-        let dirty: Vec<_> = self.dirty.iter().copied().collect();
-        for h in dirty {
+        // Indexing, not iterating: nothing below adds to `dirty`.
+        for i in 0..self.dirty.len() {
+            let Some(&h) = self.dirty.get(i) else { break };
             let Some(conn) = self.endpoint.connection(h) else {
                 continue;
             };
@@ -150,58 +301,67 @@ impl Driver {
         while let Some((h, err)) = self.endpoint.poll_closed() {
             self.h3.remove(&h);
             self.timers.remove(h);
-            self.dirty.remove(&h);
             self.closed.push_back((H3Handle(h), err));
         }
     }
 
-    /// Sends everything the dirty connections have, and stateless replies.
+    /// Sends everything the dirty connections have, and stateless replies,
+    /// batching transmits of many connections per backend call.
     pub fn flush(&mut self) {
-        if let Some((t, data)) = self.pending.take() {
-            let mut tx = [match Transmit::from_core(&t, &data) {
-                Some(x) => x,
-                None => return,
-            }];
-            match self.backend.send(&mut tx) {
-                Ok(1) => {}
-                _ => {
-                    self.pending = Some((t, data));
-                    return;
-                }
-            }
+        // What the socket refused last time goes first, in order.
+        if !self.sendq.send(&mut *self.backend) {
+            return;
         }
         let now = Instant::now();
-        let dirty: Vec<_> = self.dirty.drain().collect();
-        for (i, h) in dirty.iter().enumerate() {
-            loop {
-                let Some(conn) = self.endpoint.connection(*h) else { break };
-                let Some(t) = conn.poll_transmit(now, &mut self.out) else { break };
-                let Some(tx) = Transmit::from_core(&t, &self.out) else { break };
-                let mut txs = [tx];
-                match self.backend.send(&mut txs) {
-                    Ok(1) => {}
-                    _ => {
-                        // Keep what was refused and the connections not yet flushed.
-                        let remaining = txs[0].contents.to_vec();
-                        let mut t2 = t;
-                        t2.size = remaining.len();
-                        self.pending = Some((t2, remaining));
-                        for h in &dirty[i..] {
-                            self.dirty.insert(*h);
-                        }
-                        return;
+        std::mem::swap(&mut self.dirty, &mut self.flushing);
+        let mut i = 0;
+        while i < self.flushing.len() {
+            let Some(&h) = self.flushing.get(i) else { break };
+            let mut blocked = false;
+            while let Some(conn) = self.endpoint.connection(h) {
+                let Some(room) = self.sendq.room() else {
+                    if self.sendq.send(&mut *self.backend) {
+                        continue;
                     }
+                    blocked = true;
+                    break;
+                };
+                let Some(t) = conn.poll_transmit(now, room) else { break };
+                self.sendq.push(&t);
+            }
+            if blocked {
+                // The socket is full: this connection and the rest stay
+                // dirty and are flushed once it drains.
+                break;
+            }
+            self.clear_dirty(h);
+            let deadline = self.endpoint.connection_ref(h).and_then(|c| c.poll_timeout());
+            self.timers.set(h, deadline);
+            self.endpoint.maintain(h);
+            i += 1;
+        }
+        if i < self.flushing.len() {
+            for k in i..self.flushing.len() {
+                if let Some(&h) = self.flushing.get(k) {
+                    // Still marked dirty: put back without duplicates.
+                    self.dirty.push(h);
                 }
             }
-            let deadline = self.endpoint.connection_ref(*h).and_then(|c| c.poll_timeout());
-            self.timers.set(*h, deadline);
-            self.endpoint.maintain(*h);
+            self.flushing.clear();
+            return;
         }
-        while let Some(t) = self.endpoint.poll_transmit(&mut self.out) {
-            if let Some(tx) = Transmit::from_core(&t, &self.out) {
-                let _ = self.backend.send(&mut [tx]);
-            }
+        self.flushing.clear();
+        loop {
+            let Some(room) = self.sendq.room() else {
+                if self.sendq.send(&mut *self.backend) {
+                    continue;
+                }
+                return;
+            };
+            let Some(t) = self.endpoint.poll_transmit(room) else { break };
+            self.sendq.push(&t);
         }
+        let _ = self.sendq.send(&mut *self.backend);
     }
 
     /// The HTTP/3 layer and QUIC connection of `h`, together.
@@ -218,8 +378,21 @@ impl Driver {
         while let Some(ev) = h3.poll_event() {
             self.events.push_back((h, ev));
         }
-        self.dirty.insert(h.0);
+        self.mark_dirty(h.0);
         Some(r)
+    }
+}
+
+/// `mark_dirty` on split borrows (the receive loop holds the backend's batch).
+fn mark(is_dirty: &mut Vec<bool>, dirty: &mut Vec<ConnectionHandle>, h: ConnectionHandle) {
+    if h.0 >= is_dirty.len() {
+        is_dirty.resize(h.0 + 1, false);
+    }
+    if let Some(d) = is_dirty.get_mut(h.0) {
+        if !*d {
+            *d = true;
+            dirty.push(h);
+        }
     }
 }
 

@@ -333,6 +333,8 @@ impl Connection {
         recovery_cfg.initial_rtt = cfg.initial_rtt;
         recovery_cfg.max_datagram_size = u64::from(cfg.initial_mtu.max(1200));
         recovery_cfg.congestion = cfg.congestion;
+        // Let one full GSO batch leave per pacing burst (see `Pacer::with_burst`).
+        recovery_cfg.pacing_burst = cfg.max_gso_segments as u64;
         let rng = params.rng;
         let local_cids = LocalCids::new(params.local_cid, params.cid_generator, params.reset_key);
         let mut conn = Connection {

@@ -517,10 +517,12 @@ impl Connection {
             let chunk = if max_len > 0 || send.has_data_to_send() { send.next_chunk(max_len, credit) } else { None };
             let Some(chunk) = chunk else {
                 // Nothing sendable now (flow control); keep it queued if data waits.
+                // Re-queued through `queue_send` (behind its priority peers)
+                // so the queue stays in priority order, which its fast path
+                // relies on.
+                st.queued = false;
                 if send.has_data_to_send() {
-                    self.streams.send_queue.push_back(id);
-                } else {
-                    st.queued = false;
+                    self.streams.queue_send(id);
                 }
                 continue;
             };

@@ -176,6 +176,15 @@ impl Streams {
         s.queued = true;
         let prio = s.priority;
         let map = &self.map;
+        // Fast path: the queue is in priority order, so when its last stream
+        // is not less urgent than this one the place is the end. With equal
+        // priorities (the common case: 100 responses on one connection) this
+        // avoids a scan with a map lookup per queued stream on every call.
+        let last_prio = self.send_queue.back().map(|b| map.get(b).map_or(i32::MIN, |o| o.priority));
+        if last_prio.is_none_or(|lp| lp <= prio) {
+            self.send_queue.push_back(id);
+            return;
+        }
         let pos = self
             .send_queue
             .iter()

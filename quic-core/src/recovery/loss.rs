@@ -46,6 +46,9 @@ pub struct RecoveryConfig {
     /// The path's maximum datagram size (RFC 9002 B.2, at least 1200).
     pub max_datagram_size: u64,
     pub congestion: CongestionAlgorithm,
+    /// Datagrams the pacer lets leave in one burst (RFC 9002 §7.7 leaves the
+    /// burst size to the sender; at least 10, the initial window).
+    pub pacing_burst: u64,
 }
 
 impl RecoveryConfig {
@@ -57,6 +60,7 @@ impl RecoveryConfig {
             max_ack_delay: DEFAULT_MAX_ACK_DELAY,
             max_datagram_size: MIN_MAX_DATAGRAM_SIZE,
             congestion: CongestionAlgorithm::default(),
+            pacing_burst: super::pacer::BURST_DATAGRAMS,
         }
     }
 }
@@ -219,7 +223,7 @@ impl<T> Recovery<T> {
             rtt: RttEstimator::new(config.initial_rtt),
             pristine_cc: cc.clone_box(),
             cc,
-            pacer: Pacer::new(config.max_datagram_size),
+            pacer: Pacer::with_burst(config.max_datagram_size, config.pacing_burst),
             spaces: [PacketSpace::new(), PacketSpace::new(), PacketSpace::new()],
             pto_count: 0,
             max_ack_delay: config.max_ack_delay,
@@ -646,7 +650,7 @@ impl<T> Recovery<T> {
         let mds = self.cc.max_datagram_size();
         self.cc = self.pristine_cc.clone_box();
         self.cc.on_mtu_update(mds);
-        self.pacer = Pacer::new(mds);
+        self.pacer = Pacer::with_burst(mds, self.pacer.burst());
         self.rtt.reset();
         self.pto_count = 0;
         self.handshake_ack_received = false;

@@ -22,6 +22,8 @@ const N_DEN: u128 = 4;
 /// says when the next packet may leave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pacer {
+    /// Datagrams per burst (at least [`BURST_DATAGRAMS`]).
+    burst: u64,
     capacity: u64,
     tokens: u64,
     /// When tokens were last added; `None` until first used.
@@ -30,13 +32,28 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(max_datagram_size: u64) -> Self {
-        let capacity = burst_capacity(max_datagram_size);
-        Self { capacity, tokens: capacity, last_refill: None }
+        Self::with_burst(max_datagram_size, BURST_DATAGRAMS)
+    }
+
+    /// A pacer whose bucket holds `burst` full datagrams (never fewer than
+    /// [`BURST_DATAGRAMS`]). A sender that hands the kernel GSO batches of
+    /// N datagrams sets N here: a batch leaves back to back anyway, and a
+    /// smaller bucket would cut every batch short and cost one wake-up and
+    /// one system call per ten datagrams.
+    pub fn with_burst(max_datagram_size: u64, burst: u64) -> Self {
+        let burst = burst.max(BURST_DATAGRAMS);
+        let capacity = max_datagram_size.saturating_mul(burst);
+        Self { burst, capacity, tokens: capacity, last_refill: None }
+    }
+
+    /// Datagrams per burst.
+    pub fn burst(&self) -> u64 {
+        self.burst
     }
 
     /// The path's maximum datagram size changed: resize the burst.
     pub fn set_max_datagram_size(&mut self, max_datagram_size: u64) {
-        self.capacity = burst_capacity(max_datagram_size);
+        self.capacity = max_datagram_size.saturating_mul(self.burst);
         self.tokens = self.tokens.min(self.capacity);
     }
 
@@ -127,10 +144,6 @@ impl Pacer {
         let used = Duration::from_nanos(u64::try_from(used_ns).unwrap_or(u64::MAX));
         self.last_refill = Some(last.checked_add(used).unwrap_or(now).min(now));
     }
-}
-
-fn burst_capacity(max_datagram_size: u64) -> u64 {
-    max_datagram_size.saturating_mul(BURST_DATAGRAMS)
 }
 
 #[cfg(test)]

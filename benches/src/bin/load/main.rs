@@ -1,0 +1,605 @@
+//! `load`: end-to-end HTTP/3 load benchmark, quicpro against quinn + h3.
+//!
+//! ```text
+//! cargo run --release -p quicpro-benches --bin load -- [--quick]
+//!     [--backends epoll,io_uring,busy_poll] [--phases bulk,rps,hs,lat,idle]
+//!     [--no-quinn] [--target ADDR]
+//! ```
+//!
+//! Each server runs in its own process pinned to CPU 0 (`quicpro serve`
+//! with `--backend X`, or this binary with `--serve-quinn`); the generator
+//! (see `gen`) runs here pinned to CPU 1. Every phase starts a fresh server
+//! process and has a time limit:
+//!
+//! 1. bulk: one connection, `GET /bytes/<1 GiB>`, goodput of verified bytes;
+//! 2. rps: 16 connections × 100 concurrent `GET /bytes/1024`, closed loop;
+//! 3. hs: new connections, each a full handshake (no resumption) plus one
+//!    `GET /bytes/1024`, then closed; 32 in progress at once;
+//! 4. lat: open loop at half of phase 2's rate over 16 connections; latency
+//!    from the request's scheduled time to its last byte (so queueing in
+//!    the generator counts against the server, not hidden);
+//! 5. idle: server VmRSS growth over N idle connections (10,000), / N.
+//!
+//! `--quick` shrinks everything to a few seconds per phase (smoke test).
+//! `--target ADDR` drives an already running server instead (profiling);
+//! the idle phase then needs `--target-pid`.
+
+mod gen;
+mod pattern;
+mod quinn_server;
+mod servers;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use io_backends::runtime::H3Handle;
+use io_backends::select::BackendConfig;
+
+use gen::Generator;
+
+/// The generator allocates per response like the server does; mimalloc
+/// keeps that off its critical path (the server uses it too).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use servers::{ServerKind, ServerProcess};
+
+#[derive(Debug, Clone)]
+struct Params {
+    bulk_bytes: u64,
+    bulk_limit: Duration,
+    warmup: Duration,
+    measure: Duration,
+    rps_conns: usize,
+    rps_streams: usize,
+    hs_window: usize,
+    idle_conns: usize,
+    idle_limit: Duration,
+    phases: Vec<String>,
+    gen_backend: BackendConfig,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Row {
+    label: String,
+    bulk: Option<f64>,
+    bulk_nogso: Option<f64>,
+    rps: Option<f64>,
+    hs: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    lat_rate: Option<f64>,
+    mem: Option<f64>,
+    /// Server CPU use (fraction of one core) per phase.
+    cpu: Vec<(String, CpuUse)>,
+    failures: u64,
+    notes: Vec<String>,
+}
+
+impl Row {
+    /// `value` (a rate over wall time) divided by the server's share of a
+    /// core in that phase: the rate per second of server CPU.
+    fn per_cpu(&self, phase: &str, value: Option<f64>) -> Option<f64> {
+        let c = self.cpu.iter().find(|(n, _)| n == phase)?.1;
+        let v = value?;
+        (c.server.is_finite() && c.server > 0.0).then(|| v / c.server)
+    }
+}
+
+/// Where the server is, and the process when we started it (killed when
+/// the target is dropped).
+struct Target {
+    addr: SocketAddr,
+    _proc: Option<ServerProcess>,
+    pid: Option<u32>,
+}
+
+impl Target {
+    fn cpu(&self) -> Option<f64> {
+        self.pid.and_then(servers::cpu_seconds)
+    }
+    fn rss(&self) -> Option<u64> {
+        self.pid.and_then(servers::read_rss)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--serve-quinn") {
+        let read = |i: usize| args.get(i).and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+        let a = quinn_server::QuinnArgs { cert_der: read(1), key_der: read(2), gso: args.get(3).map(String::as_str) != Some("no-gso") };
+        if let Err(e) = quinn_server::run(a) {
+            eprintln!("quinn server: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    if let Err(e) = run(&args) {
+        eprintln!("load: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn arg_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let phases: Vec<String> = arg_value(args, "--phases").unwrap_or("bulk,rps,hs,lat,idle").split(',').map(str::to_owned).collect();
+    let backends: Vec<&'static str> = arg_value(args, "--backends")
+        .unwrap_or("epoll,io_uring,busy_poll")
+        .split(',')
+        .filter_map(|b| ["epoll", "io_uring", "busy_poll"].into_iter().find(|k| *k == b))
+        .collect();
+    let gen_backend = BackendConfig {
+        forced: Some(match arg_value(args, "--gen-backend").unwrap_or("epoll") {
+            "io_uring" => io_backends::BackendKind::IoUring,
+            _ => io_backends::BackendKind::Epoll,
+        }),
+        ..BackendConfig::default()
+    };
+    let p = Params {
+        bulk_bytes: if quick { 128 << 20 } else { 1 << 30 },
+        bulk_limit: Duration::from_secs(if quick { 10 } else { 30 }),
+        warmup: Duration::from_millis(if quick { 300 } else { 1000 }),
+        measure: Duration::from_secs(if quick { 2 } else { 5 }),
+        rps_conns: 16,
+        rps_streams: 100,
+        hs_window: 32,
+        idle_conns: if quick { 1000 } else { 10_000 },
+        idle_limit: Duration::from_secs(if quick { 15 } else { 60 }),
+        phases,
+        gen_backend,
+    };
+    servers::pin_to_cpu(1).map_err(|e| format!("pin generator to CPU 1: {e}"))?;
+
+    if let Some(t) = arg_value(args, "--target") {
+        let addr: SocketAddr = t.parse().map_err(|e| format!("--target: {e}"))?;
+        let pid = arg_value(args, "--target-pid").and_then(|s| s.parse().ok());
+        let mut row = Row { label: format!("server at {addr}"), ..Row::default() };
+        let mut start = || Ok(Target { addr, _proc: None, pid });
+        run_phases(&p, &mut row, &mut start)?;
+        print_table(&[row], None);
+        return Ok(());
+    }
+
+    servers::build_quicpro();
+    let dir = std::env::temp_dir().join(format!("quicpro-load-{}", std::process::id()));
+    let files = servers::write_certs(&dir)?;
+    let mut rows = Vec::new();
+    let mut kinds: Vec<ServerKind> = backends.iter().map(|b| ServerKind::Ours { backend: b, gso: true }).collect();
+    let with_quinn = !args.iter().any(|a| a == "--no-quinn");
+    if with_quinn {
+        kinds.push(ServerKind::Quinn { gso: true });
+    }
+    for kind in &kinds {
+        eprintln!("== {}", kind.label());
+        let mut row = Row { label: kind.label(), ..Row::default() };
+        let mut start = || {
+            let s = ServerProcess::start(kind, &files, 0)?;
+            Ok(Target { addr: s.addr, pid: Some(s.pid()), _proc: Some(s) })
+        };
+        run_phases(&p, &mut row, &mut start)?;
+        // Bulk without GSO, on the first backend of ours and on quinn.
+        let nogso = match kind {
+            ServerKind::Ours { backend, .. } if Some(backend) == backends.first() => Some(ServerKind::Ours { backend, gso: false }),
+            ServerKind::Quinn { .. } => Some(ServerKind::Quinn { gso: false }),
+            _ => None,
+        };
+        if let (Some(k), true) = (nogso, p.phases.iter().any(|x| x == "bulk")) {
+            eprintln!("== {}", k.label());
+            let s = ServerProcess::start(&k, &files, 0)?;
+            let t = Target { addr: s.addr, pid: Some(s.pid()), _proc: Some(s) };
+            match bulk(&p, &t) {
+                Ok((mbps, cpu)) => {
+                    row.bulk_nogso = Some(mbps);
+                    row.cpu.push(("bulk-nogso".into(), cpu));
+                }
+                Err(e) => row.notes.push(format!("bulk without GSO: {e}")),
+            }
+        }
+        rows.push(row);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let quinn = if with_quinn { rows.pop() } else { None };
+    print_table(&rows, quinn.as_ref());
+    Ok(())
+}
+
+fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Target, String>) -> Result<(), String> {
+    let has = |n: &str| p.phases.iter().any(|x| x == n);
+    if has("bulk") {
+        match bulk(p, &start()?) {
+            Ok((mbps, cpu)) => {
+                row.bulk = Some(mbps);
+                row.cpu.push(("bulk".into(), cpu));
+            }
+            Err(e) => row.notes.push(format!("bulk: {e}")),
+        }
+    }
+    if has("rps") || has("lat") {
+        let t = start()?;
+        match rps(p, &t) {
+            Ok((r, cpu, f)) => {
+                row.rps = Some(r);
+                row.cpu.push(("rps".into(), cpu));
+                row.failures += f;
+            }
+            Err(e) => row.notes.push(format!("rps: {e}")),
+        }
+    }
+    if has("hs") {
+        match handshakes(p, &start()?) {
+            Ok((r, cpu, f)) => {
+                row.hs = Some(r);
+                row.cpu.push(("hs".into(), cpu));
+                row.failures += f;
+            }
+            Err(e) => row.notes.push(format!("handshakes: {e}")),
+        }
+    }
+    if has("lat") {
+        if let Some(peak) = row.rps {
+            match latency(p, &start()?, peak / 2.0) {
+                Ok((p50, p99, achieved, cpu, f)) => {
+                    row.p50 = Some(p50);
+                    row.p99 = Some(p99);
+                    row.lat_rate = Some(achieved);
+                    row.cpu.push(("lat".into(), cpu));
+                    row.failures += f;
+                }
+                Err(e) => row.notes.push(format!("latency: {e}")),
+            }
+        }
+    }
+    if has("idle") {
+        match idle(p, &start()?) {
+            Ok(m) => row.mem = Some(m),
+            Err(e) => row.notes.push(format!("idle: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) of this process, the generator, in seconds.
+fn self_cpu() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU use of the server and of the generator over a measured window.
+#[derive(Debug, Clone, Copy)]
+struct Meter {
+    server0: Option<f64>,
+    gen0: f64,
+    t0: Instant,
+}
+
+/// What a [`Meter`] saw: fractions of one core, and server CPU seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuUse {
+    server: f64,
+    generator: f64,
+    server_secs: f64,
+}
+
+impl Meter {
+    fn start(t: &Target) -> Self {
+        Meter { server0: t.cpu(), gen0: self_cpu(), t0: Instant::now() }
+    }
+    fn stop(&self, t: &Target) -> CpuUse {
+        let wall = self.t0.elapsed().as_secs_f64().max(1e-9);
+        let server_secs = match (self.server0, t.cpu()) {
+            (Some(b), Some(a)) => a - b,
+            _ => f64::NAN,
+        };
+        CpuUse { server: server_secs / wall, generator: (self_cpu() - self.gen0) / wall, server_secs }
+    }
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server CPU {:.0} %, generator CPU {:.0} %", self.server * 100.0, self.generator * 100.0)
+    }
+}
+
+fn check_failures(g: &Generator, what: &str) -> Result<(), String> {
+    if g.failures > 0 {
+        return Err(format!("{what}: {} failed responses: {:?}", g.failures, g.failure_notes));
+    }
+    Ok(())
+}
+
+/// Phase 1: one connection, one big verified response. MB/s (10^6).
+fn bulk(p: &Params, t: &Target) -> Result<(f64, CpuUse), String> {
+    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    if g.open_connections(1, 1, deadline)? != 1 {
+        return Err("handshake did not complete".into());
+    }
+    let h = g.connected[0];
+    let meter = Meter::start(t);
+    let t0 = Instant::now();
+    if !g.get(h, p.bulk_bytes, t0) {
+        return Err("request refused".into());
+    }
+    let end = t0 + p.bulk_limit;
+    let mut got = None;
+    while got.is_none() && Instant::now() < end {
+        g.step(Duration::from_millis(5))?;
+        if let Some(d) = g.take_done().next() {
+            got = Some(d);
+        }
+        check_failures(&g, "bulk")?;
+    }
+    let cpu = meter.stop(t);
+    match got {
+        Some(d) if d.ok => {
+            let secs = (d.t1 - d.t0).as_secs_f64();
+            let mbps = d.bytes as f64 / 1e6 / secs;
+            eprintln!("  bulk: {} bytes verified in {secs:.2} s = {mbps:.0} MB/s ({cpu}; {:.0} MB per server CPU-second)", d.bytes, d.bytes as f64 / 1e6 / cpu.server_secs);
+            Ok((mbps, cpu))
+        }
+        Some(_) => Err(format!("response failed verification: {:?}", g.failure_notes)),
+        None => Err(format!("not done within {:?} ({} bytes so far)", p.bulk_limit, g.pending_bytes())),
+    }
+}
+
+/// Phase 2: closed loop, `rps_conns` × `rps_streams` outstanding requests.
+fn rps(p: &Params, t: &Target) -> Result<(f64, CpuUse, u64), String> {
+    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let n = g.open_connections(p.rps_conns, p.rps_conns, Instant::now() + Duration::from_secs(10))?;
+    if n != p.rps_conns {
+        return Err(format!("only {n} of {} connections", p.rps_conns));
+    }
+    let conns = g.connected.clone();
+    // Requests the stack refused for now (stream limit): retried next turn.
+    let mut owed: HashMap<H3Handle, usize> = conns.iter().map(|h| (*h, p.rps_streams)).collect();
+    let start = Instant::now();
+    let (m0, m1) = (start + p.warmup, start + p.warmup + p.measure);
+    let mut counted = 0u64;
+    let mut meter = None;
+    while Instant::now() < m1 {
+        for (h, k) in owed.iter_mut() {
+            while *k > 0 && g.get(*h, 1024, Instant::now()) {
+                *k -= 1;
+            }
+        }
+        g.step(Duration::from_millis(1))?;
+        let now = Instant::now();
+        if meter.is_none() && now >= m0 {
+            meter = Some(Meter::start(t));
+        }
+        let done: Vec<_> = g.take_done().collect();
+        for d in done {
+            if d.ok && d.t1 >= m0 && d.t1 < m1 {
+                counted += 1;
+            }
+            *owed.entry(d.conn).or_default() += 1;
+        }
+        check_failures(&g, "rps")?;
+    }
+    let cpu = meter.map(|m| m.stop(t)).unwrap_or_default();
+    let r = counted as f64 / p.measure.as_secs_f64();
+    eprintln!("  rps: {counted} verified 1 KB responses in {:?} = {r:.0} req/s ({cpu}; {:.0} per server CPU-second)", p.measure, counted as f64 / cpu.server_secs);
+    Ok((r, cpu, g.failures))
+}
+
+/// Phase 3: full handshakes + one request each, `hs_window` in progress.
+fn handshakes(p: &Params, t: &Target) -> Result<(f64, CpuUse, u64), String> {
+    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let start = Instant::now();
+    let (m0, m1) = (start + p.warmup, start + p.warmup + p.measure);
+    let mut active = 0usize;
+    let mut counted = 0u64;
+    let mut lost_seen = 0usize;
+    let mut meter = None;
+    while Instant::now() < m1 {
+        while active < p.hs_window {
+            g.connect()?;
+            active += 1;
+        }
+        g.step(Duration::from_millis(1))?;
+        let now = Instant::now();
+        if meter.is_none() && now >= m0 {
+            meter = Some(Meter::start(t));
+        }
+        let fresh: Vec<_> = g.connected.drain(..).collect();
+        for h in fresh {
+            if !g.get(h, 1024, now) {
+                g.close(h);
+                active -= 1;
+            }
+        }
+        let done: Vec<_> = g.take_done().collect();
+        for d in done {
+            if d.ok && d.t1 >= m0 && d.t1 < m1 {
+                counted += 1;
+            }
+            g.close(d.conn);
+            active = active.saturating_sub(1);
+        }
+        // Handshakes that failed outright free their slot too.
+        let lost = g.lost.len();
+        active = active.saturating_sub(lost - lost_seen);
+        lost_seen = lost;
+        check_failures(&g, "handshakes")?;
+    }
+    let cpu = meter.map(|m| m.stop(t)).unwrap_or_default();
+    let r = counted as f64 / p.measure.as_secs_f64();
+    eprintln!("  handshakes: {counted} connections (full handshake + 1 KB GET) in {:?} = {r:.0}/s ({cpu}; {:.0} per server CPU-second)", p.measure, counted as f64 / cpu.server_secs);
+    Ok((r, cpu, g.failures))
+}
+
+/// Phase 4: open loop at `rate`; p50/p99 in µs from scheduled time to done.
+fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, u64), String> {
+    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let n = g.open_connections(p.rps_conns, p.rps_conns, Instant::now() + Duration::from_secs(10))?;
+    if n != p.rps_conns || rate < 1.0 {
+        return Err(format!("only {n} of {} connections (rate {rate:.0})", p.rps_conns));
+    }
+    let conns = g.connected.clone();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut in_flight: HashMap<H3Handle, usize> = conns.iter().map(|h| (*h, 0)).collect();
+    let mut backlog: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    let start = Instant::now();
+    let (m0, m1) = (start + p.warmup, start + p.warmup + p.measure);
+    let mut next_due = start;
+    let mut rr = 0usize;
+    let mut lat: Vec<u32> = Vec::with_capacity((rate * p.measure.as_secs_f64() * 1.2) as usize);
+    let mut meter = None;
+    while Instant::now() < m1 {
+        let now = Instant::now();
+        while next_due <= now && next_due < m1 {
+            backlog.push_back(next_due);
+            next_due += interval;
+        }
+        // Hand due requests to connections with a free stream, round robin.
+        let mut tries = 0;
+        while let Some(due) = backlog.front().copied() {
+            if tries >= conns.len() {
+                break;
+            }
+            let h = conns[rr % conns.len()];
+            rr += 1;
+            let f = in_flight.entry(h).or_default();
+            if *f < p.rps_streams && g.get(h, 1024, due) {
+                *f += 1;
+                backlog.pop_front();
+                tries = 0;
+            } else {
+                tries += 1;
+            }
+        }
+        // Spin: the generator owns its core, and sleeping would add the
+        // timer slack to every latency.
+        g.step(Duration::ZERO)?;
+        if meter.is_none() && Instant::now() >= m0 {
+            meter = Some(Meter::start(t));
+        }
+        let done: Vec<_> = g.take_done().collect();
+        for d in done {
+            if let Some(f) = in_flight.get_mut(&d.conn) {
+                *f = f.saturating_sub(1);
+            }
+            if d.ok && d.t0 >= m0 {
+                lat.push((d.t1 - d.t0).as_micros().min(u32::MAX as u128) as u32);
+            }
+        }
+        check_failures(&g, "latency")?;
+    }
+    let cpu = meter.map(|m| m.stop(t)).unwrap_or_default();
+    if lat.is_empty() {
+        return Err("no responses".into());
+    }
+    lat.sort_unstable();
+    let pct = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64;
+    let achieved = lat.len() as f64 / p.measure.as_secs_f64();
+    eprintln!(
+        "  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu})",
+        pct(0.5),
+        pct(0.99),
+    );
+    Ok((pct(0.5), pct(0.99), achieved, cpu, g.failures))
+}
+
+/// Phase 5: RSS growth per idle connection.
+fn idle(p: &Params, t: &Target) -> Result<f64, String> {
+    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    // Warm-up: one connection with a request, so lazily built server state
+    // (TLS, tables) is in the baseline.
+    if g.open_connections(1, 1, Instant::now() + Duration::from_secs(10))? != 1 {
+        return Err("warm-up handshake failed".into());
+    }
+    let h = g.connected[0];
+    g.get(h, 1024, Instant::now());
+    let end = Instant::now() + Duration::from_secs(5);
+    while g.in_flight() > 0 && Instant::now() < end {
+        g.step(Duration::from_millis(1))?;
+    }
+    let settle = |g: &mut Generator, d: Duration| -> Result<(), String> {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            g.step(Duration::from_millis(5))?;
+        }
+        Ok(())
+    };
+    settle(&mut g, Duration::from_millis(300))?;
+    let rss0 = t.rss().ok_or("no RSS for the server")?;
+    let up = g.open_connections(p.idle_conns, 64, Instant::now() + p.idle_limit)?;
+    settle(&mut g, Duration::from_secs(1))?;
+    let rss1 = t.rss().ok_or("no RSS for the server")?;
+    if up < p.idle_conns {
+        return Err(format!("only {up} of {} connections came up", p.idle_conns));
+    }
+    let per = (rss1 as f64 - rss0 as f64) / up as f64;
+    eprintln!("  idle: {up} connections, server RSS {} → {} KiB = {per:.0} B per connection", rss0 / 1024, rss1 / 1024);
+    Ok(per)
+}
+
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    match v {
+        Some(x) if x >= 100.0 => format!("{x:.0}{unit}"),
+        Some(x) => format!("{x:.1}{unit}"),
+        None => "-".into(),
+    }
+}
+
+fn print_table(rows: &[Row], quinn: Option<&Row>) {
+    type Get = fn(&Row) -> Option<f64>;
+    let metrics: [(&str, Get, &str, bool); 10] = [
+        ("bulk 1 GiB goodput, MB/s", |r| r.bulk, "", true),
+        ("bulk, GSO off, MB/s", |r| r.bulk_nogso, "", true),
+        ("1 KB requests/s (16 conns × 100 streams)", |r| r.rps, "", true),
+        ("handshakes/s (full, + one 1 KB GET)", |r| r.hs, "", true),
+        ("bulk MB per server CPU-second", |r| r.per_cpu("bulk", r.bulk), "", true),
+        ("requests per server CPU-second", |r| r.per_cpu("rps", r.rps), "", true),
+        ("handshakes per server CPU-second", |r| r.per_cpu("hs", r.hs), "", true),
+        ("p50 latency at ½ peak, µs", |r| r.p50, "", false),
+        ("p99 latency at ½ peak, µs", |r| r.p99, "", false),
+        ("memory per idle connection, B", |r| r.mem, "", false),
+    ];
+    let mut header = format!("| {:<42} |", "metric");
+    for r in rows {
+        header += &format!(" {:<24} |", r.label);
+    }
+    if let Some(q) = quinn {
+        header += &format!(" {:<16} |", q.label);
+    }
+    println!("{header}");
+    println!("|{}|", header.split('|').skip(1).filter(|s| !s.is_empty()).map(|s| "-".repeat(s.len())).collect::<Vec<_>>().join("|"));
+    for (name, get, unit, _) in metrics {
+        let mut line = format!("| {name:<42} |");
+        let qv = quinn.and_then(get);
+        for r in rows {
+            let v = get(r);
+            let cell = match (v, qv) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{} ({:.2}×)", fmt_opt(Some(a), unit), a / b),
+                _ => fmt_opt(v, unit),
+            };
+            line += &format!(" {cell:<24} |");
+        }
+        if quinn.is_some() {
+            line += &format!(" {:<16} |", fmt_opt(qv, unit));
+        }
+        println!("{line}");
+    }
+    println!("(ratios: ours / quinn; for latency and memory lower is better)");
+    for r in rows.iter().chain(quinn) {
+        let cpu: Vec<String> = r.cpu.iter().map(|(n, c)| format!("{n} {:.0}/{:.0} %", c.server * 100.0, c.generator * 100.0)).collect();
+        println!("{}: CPU server/generator per phase: {}; failed responses {}", r.label, cpu.join(", "), r.failures);
+        if let Some(rate) = r.lat_rate {
+            println!("  latency phase completed {rate:.0} req/s");
+        }
+        for n in &r.notes {
+            println!("  note: {n}");
+        }
+    }
+}
