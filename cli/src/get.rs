@@ -30,6 +30,8 @@ pub struct GetConfig {
     pub post: Option<PathBuf>,
     pub progress: bool,
     pub keylog: bool,
+    /// `hq-interop` (HTTP/0.9) instead of HTTP/3.
+    pub hq: bool,
 }
 
 struct Target {
@@ -82,6 +84,23 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
     tls.insecure_skip_verify = cfg.insecure;
     tls.ca_file = cfg.cacert.clone();
     tls.key_log = cfg.keylog;
+    if cfg.hq {
+        let paths: Vec<String> = targets.iter().map(|t| t.path.clone()).collect();
+        let (mut out, part): (Box<dyn Write>, Option<(PathBuf, PathBuf)>) = match &cfg.output {
+            Some(p) => {
+                // Written beside the target and renamed when complete.
+                let tmp = p.with_extension("part");
+                (Box::new(std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?), Some((tmp, p.clone())))
+            }
+            None => (Box::new(std::io::stdout()), None),
+        };
+        let ok = crate::hq::get_hq(tls, first.addr, &first.host, &paths, cfg.timeout, &mut out, cfg.verbose)?;
+        drop(out);
+        if let Some((tmp, dst)) = part {
+            std::fs::rename(&tmp, &dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        }
+        return Ok(ok);
+    }
     let opts = ClientOptions::new(tls);
     let started = Instant::now();
     let mut client = Client::connect(&opts, first.addr, &first.host, Bytes::new()).map_err(|e| e.to_string())?;

@@ -11,6 +11,7 @@
 
 mod describe;
 mod get;
+mod hq;
 mod inspect;
 mod serve;
 mod steering;
@@ -173,6 +174,10 @@ struct GetArgs {
     /// Write TLS secrets to $SSLKEYLOGFILE.
     #[arg(long)]
     keylog: bool,
+    /// Speak the interop runner's `hq-interop` (HTTP/0.9 over QUIC)
+    /// instead of HTTP/3.
+    #[arg(long)]
+    hq: bool,
 }
 
 fn run_serve(a: &ServeArgs) -> ExitCode {
@@ -184,11 +189,11 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         }
     };
     let tls = match (&a.cert, &a.key) {
-        (Some(c), Some(k)) => quic_core::tls::ServerTlsOptions::from_pem_files(c, k, &[b"h3"]),
+        (Some(c), Some(k)) => quic_core::tls::ServerTlsOptions::from_pem_files(c, k, &[b"h3", b"hq-interop"]),
         _ => match serve::self_signed(&[]) {
             Ok((cert, key)) => {
                 eprintln!("quicpro serve: no --cert given, using a generated self-signed certificate for localhost");
-                Ok(quic_core::tls::ServerTlsOptions::new(vec![cert], key, &[b"h3"]))
+                Ok(quic_core::tls::ServerTlsOptions::new(vec![cert], key, &[b"h3", b"hq-interop"]))
             }
             Err(e) => {
                 eprintln!("quicpro serve: {e}");
@@ -260,6 +265,7 @@ fn run_get(a: &GetArgs) -> ExitCode {
         post: a.post.clone(),
         progress: a.progress,
         keylog: a.keylog,
+        hq: a.hq,
     };
     match get::get(cfg) {
         Ok(true) => ExitCode::SUCCESS,

@@ -162,6 +162,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     let mut pending: HashMap<(H3Handle, StreamId), Pending> = HashMap::new();
     let mut incoming: HashMap<(H3Handle, StreamId), Incoming> = HashMap::new();
     let mut shutdown_at: Option<Instant> = None;
+    let mut hq = crate::hq::HqRequests::default();
     loop {
         let stop = STOP.load(Ordering::SeqCst) || cfg.duration.is_some_and(|d| start.elapsed() >= d);
         if stop && shutdown_at.is_none() {
@@ -237,10 +238,21 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
                     pending.remove(&(h, stream));
                     incoming.remove(&(h, stream));
                 }
+                H3Event::Transport(ev) if server.is_raw(h) => {
+                    // hq-interop (HTTP/0.9): the same routes, body only.
+                    for (stream, path) in hq.on_event(&mut server, h, &ev) {
+                        let (_, _, source) = route(cfg, &path, worker_id);
+                        let mut p = Pending { source, carry: None };
+                        if !pump_one(&mut server, h, stream, &mut p) {
+                            pending.insert((h, stream), p);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
         while let Some((h, _)) = server.poll_closed() {
+            hq.forget(h);
             pending.retain(|(ph, _), _| *ph != h);
             incoming.retain(|(ph, _), _| *ph != h);
         }
@@ -331,6 +343,8 @@ fn pump_bodies(server: &mut Server, pending: &mut HashMap<(H3Handle, StreamId), 
 /// Feeds one response body; `true` when it is complete (or the stream is
 /// gone) and the entry can be dropped.
 fn pump_one(server: &mut Server, h: H3Handle, stream: StreamId, p: &mut Pending) -> bool {
+    // hq-interop connections carry the body bare on the stream.
+    let raw = server.is_raw(h);
     for _ in 0..64 {
         let chunk = match p.carry.take() {
             Some(c) => c,
@@ -361,10 +375,15 @@ fn pump_one(server: &mut Server, h: H3Handle, stream: StreamId, p: &mut Pending)
                 BodySource::File(_) => false,
             };
         if chunk.is_empty() {
-            let _ = server.finish(h, stream);
+            if raw {
+                let _ = server.send_raw(h, stream, Bytes::new(), true);
+            } else {
+                let _ = server.finish(h, stream);
+            }
             return true;
         }
-        match server.send_body(h, stream, chunk.clone(), last) {
+        let sent = if raw { server.send_raw(h, stream, chunk.clone(), last) } else { server.send_body(h, stream, chunk.clone(), last) };
+        match sent {
             Ok(n) if n == chunk.len() => {
                 if last {
                     return true;

@@ -439,3 +439,99 @@ fn download_survives_garbage_flood() {
     // The real connection's datagrams are the rest.
     assert!(datagrams > dropped, "{datagrams} datagrams vs {dropped} dropped");
 }
+
+// ------------------------------------------------------------ hq-interop
+
+/// Files of `dir` for the hq-interop cases: 1.5 MB of pattern bytes and a small text.
+fn hq_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let big: Vec<u8> = (0..1_500_000u64).map(pattern_byte).collect();
+    let files = vec![("big.bin".to_string(), big), ("small.txt".to_string(), b"hello, HTTP/0.9\n".to_vec())];
+    for (name, data) in &files {
+        std::fs::write(dir.join(name), data).expect("write test file");
+    }
+    files
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b).as_ref().iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// aioquic speaking hq-interop (HTTP/0.9) fetches two files from
+/// `quicpro serve`, which offers h3 and hq-interop on the same port.
+#[test]
+fn aioquic_hq_interop_client_against_quicpro_serve() {
+    let dir = TempDir::new("hq-c");
+    let (cert, key) = gen_cert(&dir.0);
+    let root = dir.0.join("www");
+    std::fs::create_dir_all(&root).expect("root");
+    let files = hq_files(&root);
+    let child = quicpro()
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--duration", "60", "--root"])
+        .arg(&root)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn quicpro serve");
+    let mut server = Guard(child);
+    let (rx, stderr) = line_pump(server.0.stderr.take().expect("stderr"));
+    let port = wait_line(&rx, Duration::from_secs(20), |l| l.split("listening on ").nth(1)?.split_whitespace().next()?.rsplit(':').next()?.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no address: {:?}", stderr.lock().map(|l| l.clone())));
+    let out = Command::new("timeout")
+        .args(["60", "python3"])
+        .arg(repo_root().join("cli/tests/peers/hq_peer.py"))
+        .args(["client", "--port", &port.to_string(), "--path", "/big.bin", "--path", "/small.txt", "--cafile"])
+        .arg(&cert)
+        .output()
+        .expect("run hq_peer.py client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("RESULT done=1"), "client: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for (name, data) in &files {
+        let want = format!("path=/{name} len={} sha256={}", data.len(), sha256_hex(data));
+        assert!(text.contains(&want), "missing {want} in {text}");
+    }
+}
+
+/// `quicpro get --hq` fetches from aioquic's hq-interop server; the file
+/// written with -o is byte-identical.
+#[test]
+fn quicpro_get_hq_against_aioquic_server() {
+    let dir = TempDir::new("hq-s");
+    let (cert, key) = gen_cert(&dir.0);
+    let root = dir.0.join("www");
+    std::fs::create_dir_all(&root).expect("root");
+    let files = hq_files(&root);
+    let child = Command::new("python3")
+        .arg(repo_root().join("cli/tests/peers/hq_peer.py"))
+        .args(["server", "--port", "0", "--connections", "1", "--deadline", "60", "--root"])
+        .arg(&root)
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn hq_peer.py server");
+    let mut server = Guard(child);
+    let (rx, _log) = line_pump(server.0.stdout.take().expect("stdout"));
+    let port = wait_line(&rx, Duration::from_secs(20), |l| l.strip_prefix("LISTENING port=")?.trim().parse::<u16>().ok()).expect("aioquic hq server port");
+    let target = dir.0.join("big.out");
+    let out = quicpro()
+        .args(["get", "--hq", "-v", "--timeout", "30", "--cacert"])
+        .arg(&cert)
+        .arg("-o")
+        .arg(&target)
+        .arg(format!("https://localhost:{port}/big.bin"))
+        .output()
+        .expect("run quicpro get");
+    assert!(out.status.success(), "quicpro get --hq: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ALPN hq-interop"), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = std::fs::read(&target).expect("output file");
+    assert_eq!(got.len(), files[0].1.len());
+    assert!(got == files[0].1, "body differs");
+    assert!(server.wait_for(Duration::from_secs(10)).is_some(), "aioquic server did not see the connection end");
+}

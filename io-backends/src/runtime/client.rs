@@ -65,6 +65,8 @@ pub struct Client {
     driver: Driver,
     config: ClientConfig,
     handle: H3Handle,
+    /// Speaks only `hq-interop` (HTTP/0.9): no HTTP/3 layer.
+    raw: bool,
 }
 
 impl core::fmt::Debug for Client {
@@ -101,15 +103,24 @@ impl Client {
         let endpoint = Endpoint::new(EndpointConfig::new(&secret), None, Instant::now());
         let mut driver = Driver::new(backend, endpoint, Side::Client, opts.h3.clone());
         let h = driver.endpoint.connect(Instant::now(), &config, server, server_name, token).map_err(ClientError::Connect)?;
-        driver.adopt(h);
-        Ok(Self { driver, config, handle: H3Handle(h) })
+        let raw = opts.tls.alpn.len() == 1 && opts.tls.alpn[0].as_slice() == super::server::HQ_INTEROP;
+        if raw {
+            driver.adopt_raw(h);
+        } else {
+            driver.adopt(h);
+        }
+        Ok(Self { driver, config, handle: H3Handle(h), raw })
     }
 
     /// A new connection to `server` from the same socket and TLS config, so
     /// the session cache resumes the earlier session (and may send 0-RTT).
     pub fn reconnect(&mut self, server: SocketAddr, server_name: &str, token: Bytes) -> Result<(), ClientError> {
         let h = self.driver.endpoint.connect(Instant::now(), &self.config, server, server_name, token).map_err(ClientError::Connect)?;
-        self.driver.adopt(h);
+        if self.raw {
+            self.driver.adopt_raw(h);
+        } else {
+            self.driver.adopt(h);
+        }
         self.handle = H3Handle(h);
         Ok(())
     }

@@ -164,6 +164,12 @@ pub struct Driver {
     sendq: SendQueue,
     pub closed: VecDeque<(H3Handle, Option<quic_core::connection::ConnectionError>)>,
     pub accepted: VecDeque<H3Handle>,
+    /// Connections whose ALPN is `raw_alpn` (the interop runner's
+    /// `hq-interop`, HTTP/0.9): no HTTP/3 layer, their QUIC events are
+    /// passed through as `H3Event::Transport` and the caller uses the
+    /// streams directly. Indexed by handle.
+    raw: Vec<bool>,
+    raw_alpn: Option<Vec<u8>>,
 }
 
 impl core::fmt::Debug for Driver {
@@ -188,7 +194,34 @@ impl Driver {
             sendq: SendQueue::new(),
             closed: VecDeque::new(),
             accepted: VecDeque::new(),
+            raw: Vec::new(),
+            raw_alpn: None,
         }
+    }
+
+    /// Connections that negotiate `alpn` get no HTTP/3 layer (see `raw`).
+    pub fn set_raw_alpn(&mut self, alpn: Option<Vec<u8>>) {
+        self.raw_alpn = alpn;
+    }
+
+    /// Whether `h` runs without HTTP/3 (its ALPN is the raw one).
+    pub fn is_raw(&self, h: ConnectionHandle) -> bool {
+        self.raw.get(h.0).copied().unwrap_or(false)
+    }
+
+    fn set_raw(&mut self, h: ConnectionHandle, raw: bool) {
+        if h.0 >= self.raw.len() {
+            self.raw.resize(h.0 + 1, false);
+        }
+        if let Some(r) = self.raw.get_mut(h.0) {
+            *r = raw;
+        }
+    }
+
+    /// Registers a client connection that speaks only the raw ALPN.
+    pub fn adopt_raw(&mut self, h: ConnectionHandle) {
+        self.set_raw(h, true);
+        self.mark_dirty(h);
     }
 
     /// Registers a connection the caller created (client `connect`).
@@ -270,7 +303,14 @@ impl Driver {
                             // queue is bounded (`max_incoming`) and the driver
                             // keeps its own `accepted` list.
                             let _ = self.endpoint.accept();
-                            self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
+                            if let Some(r) = self.raw.get_mut(h.0) {
+                                *r = false;
+                            }
+                            if self.raw_alpn.is_none() {
+                                self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
+                            }
+                            // Else the layer is chosen in `process` once the
+                            // ALPN is known (the ClientHello may span Initials).
                             self.accepted.push_back(H3Handle(h));
                             mark(&mut self.is_dirty, &mut self.dirty, h);
                         }
@@ -287,19 +327,45 @@ impl Driver {
         // Indexing, not iterating: nothing below adds to `dirty`.
         for i in 0..self.dirty.len() {
             let Some(&h) = self.dirty.get(i) else { break };
+            let raw = self.raw.get(h.0).copied().unwrap_or(false);
             let Some(conn) = self.endpoint.connection(h) else {
                 continue;
             };
-            if let Some(h3) = self.h3.get_mut(&h) {
+            if raw {
+                while let Some(ev) = conn.poll_event() {
+                    self.events.push_back((H3Handle(h), H3Event::Transport(ev)));
+                }
+            } else if let Some(h3) = self.h3.get_mut(&h) {
                 let _ = h3.process(conn, now);
                 while let Some(ev) = h3.poll_event() {
                     self.events.push_back((H3Handle(h), ev));
+                }
+            } else if let (Some(want), Some(alpn)) = (self.raw_alpn.as_deref(), conn.alpn()) {
+                // ALPN now known: HTTP/3, or the raw protocol.
+                if alpn == want {
+                    if h.0 >= self.raw.len() {
+                        self.raw.resize(h.0 + 1, false);
+                    }
+                    if let Some(r) = self.raw.get_mut(h.0) {
+                        *r = true;
+                    }
+                    while let Some(ev) = conn.poll_event() {
+                        self.events.push_back((H3Handle(h), H3Event::Transport(ev)));
+                    }
+                } else {
+                    let mut h3 = Box::new(H3Connection::new(self.side, self.h3_config.clone()));
+                    let _ = h3.process(conn, now);
+                    while let Some(ev) = h3.poll_event() {
+                        self.events.push_back((H3Handle(h), ev));
+                    }
+                    self.h3.insert(h, h3);
                 }
             }
             self.endpoint.maintain(h);
         }
         while let Some((h, err)) = self.endpoint.poll_closed() {
             self.h3.remove(&h);
+            self.set_raw(h, false);
             self.timers.remove(h);
             self.closed.push_back((H3Handle(h), err));
         }

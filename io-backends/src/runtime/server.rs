@@ -76,6 +76,9 @@ impl core::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
+/// The ALPN of the QUIC interop runner's HTTP/0.9 test protocol.
+pub const HQ_INTEROP: &[u8] = b"hq-interop";
+
 pub struct Server {
     driver: Driver,
     description: String,
@@ -103,7 +106,13 @@ impl Server {
         let worker = opts.worker_id;
         ec.cid_generator = Arc::new(move || Box::new(RoutableCidGenerator::for_worker(worker)));
         let endpoint = Endpoint::new(ec, Some(sc), std::time::Instant::now());
-        Ok(Self { driver: Driver::new(backend, endpoint, Side::Server, opts.h3), description, local })
+        let mut driver = Driver::new(backend, endpoint, Side::Server, opts.h3);
+        // The interop runner's HTTP/0.9 (`hq-interop`): those connections
+        // get no HTTP/3 layer; the caller serves their streams directly.
+        if opts.tls.alpn.iter().any(|a| a.as_slice() == HQ_INTEROP) {
+            driver.set_raw_alpn(Some(HQ_INTEROP.to_vec()));
+        }
+        Ok(Self { driver, description, local })
     }
 
     /// The one-line description of the chosen backend, for the start-up log.
@@ -173,6 +182,24 @@ impl Server {
     /// SETTINGS_H3_DATAGRAM = 1 and the client accepts QUIC DATAGRAM frames).
     pub fn datagrams_negotiated(&mut self, h: H3Handle) -> bool {
         self.driver.with_conn(h, |h3, c| h3.datagrams_negotiated(c)).unwrap_or(false)
+    }
+
+    /// Whether `h` speaks `hq-interop` (no HTTP/3; use `send_raw`).
+    pub fn is_raw(&self, h: H3Handle) -> bool {
+        self.driver.is_raw(h.0)
+    }
+
+    /// `hq-interop`: queues bytes on a stream of a raw connection; returns
+    /// how many were taken.
+    pub fn send_raw(&mut self, h: H3Handle, stream: StreamId, data: Bytes, fin: bool) -> Result<usize, SendError> {
+        let conn = self.driver.endpoint.connection(h.0).ok_or(SendError::StreamClosed)?;
+        let len = data.len();
+        let n = if len == 0 { 0 } else { conn.write_bytes(stream, data).map_err(|_| SendError::StreamClosed)? };
+        if fin && n == len {
+            conn.finish(stream).map_err(|_| SendError::StreamClosed)?;
+        }
+        self.driver.mark_dirty(h.0);
+        Ok(n)
     }
 
     /// Whether the connection is resumed (TLS session resumption).
