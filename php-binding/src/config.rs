@@ -251,9 +251,7 @@ impl ConfigData {
     }
 
     pub fn h3(&self) -> h3_core::connection::H3Config {
-        let mut h = h3_core::connection::H3Config::default();
-        h.max_field_section_size = self.max_header_size;
-        h
+        h3_core::connection::H3Config { max_field_section_size: self.max_header_size, ..Default::default() }
     }
 
     pub fn alpn_refs(&self) -> Vec<&[u8]> {

@@ -15,12 +15,16 @@ pub fn current() -> Option<Zval> {
     z.is_object().then_some(z)
 }
 
+/// The engine refused to switch Fibers, or is unwinding the Fiber.
+#[derive(Debug, Clone, Copy)]
+pub struct SwitchFailed;
+
 /// Suspends the running Fiber. `Err` means the engine refused or is
 /// unwinding the Fiber (destroyed at shutdown): the caller must return at
 /// once and let the pending exception propagate.
-pub fn suspend() -> Result<(), ()> {
-    let s = ZendCallable::try_from_name("Fiber::suspend").map_err(|_| ())?;
-    s.try_call(vec![]).map(|_| ()).map_err(|_| ())
+pub fn suspend() -> Result<(), SwitchFailed> {
+    let s = ZendCallable::try_from_name("Fiber::suspend").map_err(|_| SwitchFailed)?;
+    s.try_call(vec![]).map(|_| ()).map_err(|_| SwitchFailed)
 }
 
 /// Resumes a suspended Fiber. An exception that escapes the Fiber's

@@ -75,7 +75,8 @@ fn startup(_ty: i32, mod_num: i32) -> i32 {
     0
 }
 
-/// `php -i` / `phpinfo()`.
+/// `php -i` / `phpinfo()`. Called by the engine with its module entry.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // an engine callback: the pointer is the engine's own
 pub extern "C" fn php_module_info(_module: *mut ModuleEntry) {
     info_table_start!();
     info_table_row!("quicpro", "enabled");

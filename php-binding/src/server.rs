@@ -112,7 +112,7 @@ pub struct ServerCore {
     accept_queue: VecDeque<H3Handle>,
     /// PHP objects freed since the last turn (pushed by their `Drop`, which
     /// may run while the core is borrowed).
-    released: Rc<RefCell<Vec<(H3Handle, Option<StreamId>)>>>,
+    released: Released,
     waiters: Vec<Waiter>,
     /// Streams with queued response bytes.
     pending_out: HashSet<(H3Handle, StreamId)>,
@@ -129,6 +129,9 @@ impl core::fmt::Debug for ServerCore {
 }
 
 pub type CoreRef = Rc<RefCell<ServerCore>>;
+
+/// PHP objects freed since the last turn: (session, stream if a `Stream`).
+type Released = Rc<RefCell<Vec<(H3Handle, Option<StreamId>)>>>;
 
 /// A normal end of a connection: the client closed with H3_NO_ERROR
 /// (RFC 9114 §8.1), or we closed it.
@@ -493,7 +496,10 @@ impl ServerCore {
 
     fn is_satisfied(&self, what: WaitFor) -> bool {
         match what {
-            WaitFor::Request(h) => self.sessions.get(&h).is_none_or(|s| !s.requests.is_empty() || s.gone.is_some()),
+            // Draining (GOAWAY sent): no new request is waited for.
+            WaitFor::Request(h) => {
+                self.draining_since.is_some() || self.sessions.get(&h).is_none_or(|s| !s.requests.is_empty() || s.gone.is_some())
+            }
             WaitFor::Body(h, id) => {
                 let Some(s) = self.sessions.get(&h) else { return true };
                 if s.gone.is_some() {
@@ -596,6 +602,12 @@ pub fn wait_until(core: &CoreRef, what: WaitFor, deadline: Option<Instant>) -> Q
                 return Err(QpError::new(ErrorKind::Server, "fiber switch failed"));
             }
         } else {
+            // SIGTERM/SIGINT while a handler blocks on the main stack: start
+            // the drain here too, so the worker stops without waiting for a
+            // client that never speaks again.
+            if signals::stop_requested() {
+                core.borrow_mut().begin_drain();
+            }
             let wait = deadline.map_or(Duration::from_millis(100), |d| d.saturating_duration_since(Instant::now()).min(Duration::from_millis(100)));
             turn(core, wait)?;
         }
@@ -727,7 +739,7 @@ impl Server {
 pub struct Session {
     core: CoreRef,
     h: H3Handle,
-    released: Rc<RefCell<Vec<(H3Handle, Option<StreamId>)>>>,
+    released: Released,
 }
 
 impl Drop for Session {
@@ -753,12 +765,13 @@ impl Session {
         let s = c.sessions.get_mut(&self.h).ok_or_else(|| QpError::new(ErrorKind::Connection, "the session is closed"))?;
         let next = s.requests.pop_front();
         let (gone, graceful) = (s.gone.clone(), s.gone_graceful);
+        let draining = c.draining_since.is_some();
         match next {
             Some(id) => {
                 c.hold(self.h, Some(id));
                 Ok(Some(Stream { core: self.core.clone(), h: self.h, id, released: c.released.clone() }))
             }
-            None if graceful => Ok(None),
+            None if graceful || draining => Ok(None),
             None => {
                 let why = gone.unwrap_or_else(|| "connection closed".into());
                 Err(QpError::new(ErrorKind::Connection, format!("no request: {why}")).into())
@@ -814,7 +827,7 @@ pub struct Stream {
     core: CoreRef,
     h: H3Handle,
     id: StreamId,
-    released: Rc<RefCell<Vec<(H3Handle, Option<StreamId>)>>>,
+    released: Released,
 }
 
 impl Drop for Stream {
@@ -865,6 +878,7 @@ impl Stream {
 #[php_impl]
 impl Stream {
     /// The stream itself (the documents call `$req->stream()`).
+    #[allow(clippy::self_named_constructors)] // PHP API name from the documents.
     pub fn stream(self_: &mut ZendClassObject<Stream>) -> &mut ZendClassObject<Stream> {
         self_
     }

@@ -18,10 +18,14 @@ $server = qp_fork(function () use ($cfg, $port, $seen) {
         if (pcntl_fork() === 0) {
             $srv = new Server('127.0.0.1', $port, $cfg);
             while ($sess = $srv->accept(20)) {
-                while ($req = $sess->receiveRequest(5000)) {
-                    file_put_contents($seen, $req->path() . "\n", FILE_APPEND | LOCK_EX);
-                    $req->respond(200);
-                    $req->sendBody('done', fin: true);
+                try {
+                    while ($req = $sess->receiveRequest(5000)) {
+                        file_put_contents($seen, $req->path() . "\n", FILE_APPEND | LOCK_EX);
+                        $req->respond(200);
+                        $req->sendBody('done', fin: true);
+                    }
+                } catch (Quicpro\Exception\QuicproException $e) {
+                    // A client that went quiet (its close went through the relay we stop).
                 }
             }
             exit(0);

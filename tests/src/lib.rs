@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: locating `../shared/data`, hex.
 
 #![allow(missing_debug_implementations)]
+// Test support: a failed setup step should fail the test loudly.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 

@@ -262,7 +262,7 @@ impl Driver {
         self.flush();
         let now = Instant::now();
         let mut wait = max_wait;
-        if let Some(t) = self.timers.next() {
+        if let Some(t) = self.timers.next_deadline() {
             wait = wait.min(t.saturating_duration_since(now));
         }
         if !self.events.is_empty() || !self.dirty.is_empty() {

@@ -60,7 +60,7 @@ impl TimerHeap {
     }
 
     /// The earliest live deadline.
-    pub fn next(&mut self) -> Option<Instant> {
+    pub fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(Reverse((t, h))) = self.heap.peek().copied() {
             if self.get(h) == Some(t) {
                 return Some(t);
@@ -102,14 +102,14 @@ mod tests {
         t.set(ConnectionHandle(1), Some(t0 + Duration::from_millis(5)));
         t.set(ConnectionHandle(2), Some(t0 + Duration::from_millis(3)));
         t.set(ConnectionHandle(1), Some(t0 + Duration::from_millis(1)));
-        assert_eq!(t.next(), Some(t0 + Duration::from_millis(1)));
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_millis(1)));
         assert_eq!(t.pop_due(t0 + Duration::from_millis(4)), Some(ConnectionHandle(1)));
         assert_eq!(t.pop_due(t0 + Duration::from_millis(4)), Some(ConnectionHandle(2)));
         // The stale 5 ms entry of connection 1 never fires.
         assert_eq!(t.pop_due(t0 + Duration::from_millis(10)), None);
         t.set(ConnectionHandle(3), Some(t0));
         t.remove(ConnectionHandle(3));
-        assert_eq!(t.next(), None);
+        assert_eq!(t.next_deadline(), None);
     }
 
     #[test]
@@ -122,11 +122,11 @@ mod tests {
             t.set(ConnectionHandle(7), Some(t0 + Duration::from_micros(5000 - i)));
         }
         assert!(t.heap.len() <= 4 * 2 + 64, "heap {} entries", t.heap.len());
-        assert_eq!(t.next(), Some(t0 + Duration::from_micros(2999)));
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_micros(2999)));
         let far = t0 + Duration::from_secs(1);
         assert_eq!(t.pop_due(far), Some(ConnectionHandle(0)));
         assert_eq!(t.pop_due(far), Some(ConnectionHandle(7)));
         assert_eq!(t.pop_due(far), None);
-        assert_eq!(t.next(), None);
+        assert_eq!(t.next_deadline(), None);
     }
 }
