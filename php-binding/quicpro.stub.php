@@ -99,7 +99,7 @@ namespace Quicpro {
     final class Session {
         /**
          * The next request; suspends the calling Fiber (or drives the server on the main stack) until it
-         * arrives. Null when the client closed normally.
+         * arrives. Null when the client closed normally, or while the server drains (SIGTERM/SIGINT, stop()).
          * @throws Exception\ConnectionException|Exception\TimeoutException
          */
         public function receiveRequest(?int $timeout_ms = null): ?Stream {}
