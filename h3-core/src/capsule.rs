@@ -61,6 +61,9 @@ pub enum CapsuleError {
     TooLarge { len: u64, max: usize },
     /// Encoding: a type or length of 2^62 or more.
     Unencodable,
+    /// The header bytes could not be gathered (an internal bound broke;
+    /// treated like any malformed capsule, never a panic).
+    Malformed,
 }
 
 impl core::fmt::Display for CapsuleError {
@@ -69,6 +72,7 @@ impl core::fmt::Display for CapsuleError {
             CapsuleError::Truncated => f.write_str("stream ended inside a capsule"),
             CapsuleError::TooLarge { len, max } => write!(f, "capsule of {len} bytes exceeds the bound of {max}"),
             CapsuleError::Unencodable => f.write_str("capsule type or length not encodable"),
+            CapsuleError::Malformed => f.write_str("malformed capsule header"),
         }
     }
 }
@@ -162,22 +166,29 @@ impl CapsuleDecoder {
                     if input.is_empty() {
                         return Ok(None);
                     }
-                    let take = (MAX_HEADER - self.hdr_len).min(input.len());
+                    // hdr_len < MAX_HEADER: 16 buffered bytes always hold a header.
+                    let take = MAX_HEADER.saturating_sub(self.hdr_len).min(input.len());
                     let mut tmp = [0u8; MAX_HEADER];
                     let avail = self.hdr_len + take;
-                    tmp[..self.hdr_len].copy_from_slice(&self.hdr[..self.hdr_len]);
-                    tmp[self.hdr_len..avail].copy_from_slice(&input[..take]);
-                    let Some((capsule_type, len, used)) = parse_header(&tmp[..avail]) else {
+                    let (Some(dst_old), Some(src_old)) = (tmp.get_mut(..self.hdr_len), self.hdr.get(..self.hdr_len)) else {
+                        return Err(CapsuleError::Malformed);
+                    };
+                    dst_old.copy_from_slice(src_old);
+                    let (Some(dst_new), Some(src_new)) = (tmp.get_mut(self.hdr_len..avail), input.get(..take)) else {
+                        return Err(CapsuleError::Malformed);
+                    };
+                    dst_new.copy_from_slice(src_new);
+                    let Some((capsule_type, len, used)) = tmp.get(..avail).and_then(parse_header) else {
                         // Not enough yet: keep what we have (less than 16
                         // bytes, since 16 always hold a header).
                         self.hdr = tmp;
                         self.hdr_len = avail;
-                        *input = &input[take..];
+                        *input = input.get(take..).unwrap_or(&[]);
                         return Ok(None);
                     };
                     // `used` > hdr_len: the bytes buffered before did not
                     // hold a whole header.
-                    *input = &input[used - self.hdr_len..];
+                    *input = input.get(used.saturating_sub(self.hdr_len)..).unwrap_or(&[]);
                     self.hdr_len = 0;
                     if self.delivers(capsule_type) {
                         if len > self.max_value_len as u64 {
@@ -195,8 +206,9 @@ impl CapsuleDecoder {
                 }
                 State::Value { capsule_type, need, buf } => {
                     let n = (*need).min(input.len());
-                    buf.extend_from_slice(&input[..n]);
-                    *input = &input[n..];
+                    let (now, rest) = input.split_at(n);
+                    buf.extend_from_slice(now);
+                    *input = rest;
                     *need -= n;
                     if *need > 0 {
                         return Ok(None);
@@ -207,7 +219,7 @@ impl CapsuleDecoder {
                 }
                 State::Skip { remaining } => {
                     let n = (*remaining).min(input.len() as u64) as usize;
-                    *input = &input[n..];
+                    *input = input.get(n..).unwrap_or(&[]);
                     *remaining -= n as u64;
                     if *remaining > 0 {
                         return Ok(None);

@@ -1040,7 +1040,7 @@ impl H3Connection {
         }
         let mut q = [0u8; 8];
         let n = datagram::encode_header(stream, &mut q).ok_or(DatagramError::InvalidStream)?;
-        self.dgram_out.put_slice(&q[..n]);
+        self.dgram_out.put_slice(q.get(..n).ok_or(DatagramError::InvalidStream)?);
         self.dgram_out.put_slice(payload);
         let d = self.dgram_out.split().freeze();
         if conn.send_datagram(d) {
@@ -1218,7 +1218,7 @@ impl H3Connection {
                 let reason = match e {
                     CapsuleError::Truncated => "stream ended inside a capsule",
                     CapsuleError::TooLarge { .. } => "capsule exceeds the length bound",
-                    CapsuleError::Unencodable => "malformed capsule",
+                    CapsuleError::Unencodable | CapsuleError::Malformed => "malformed capsule",
                 };
                 let err = H3Error::stream(H3ErrorCode::H3_DATAGRAM_ERROR, reason);
                 let tracked = self.requests.contains_key(&stream);
