@@ -122,8 +122,14 @@ struct QuicproServer {
 
 /// A one-worker `quicpro serve` on an ephemeral port with the given certificate.
 fn start_quicpro_server(cert: &Path, key: &Path, duration_secs: u32) -> QuicproServer {
+    start_quicpro_server_with(cert, key, duration_secs, &[])
+}
+
+/// As `start_quicpro_server`, with more `serve` arguments.
+fn start_quicpro_server_with(cert: &Path, key: &Path, duration_secs: u32, extra: &[&std::ffi::OsStr]) -> QuicproServer {
     let child = quicpro()
         .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--duration", &duration_secs.to_string()])
+        .args(extra)
         .arg("--cert")
         .arg(cert)
         .arg("--key")
@@ -465,21 +471,8 @@ fn aioquic_hq_interop_client_against_quicpro_serve() {
     let root = dir.0.join("www");
     std::fs::create_dir_all(&root).expect("root");
     let files = hq_files(&root);
-    let child = quicpro()
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--duration", "60", "--root"])
-        .arg(&root)
-        .arg("--cert")
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn quicpro serve");
-    let mut server = Guard(child);
-    let (rx, stderr) = line_pump(server.0.stderr.take().expect("stderr"));
-    let port = wait_line(&rx, Duration::from_secs(20), |l| l.split("listening on ").nth(1)?.split_whitespace().next()?.rsplit(':').next()?.parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("no address: {:?}", stderr.lock().map(|l| l.clone())));
+    let server = start_quicpro_server_with(&cert, &key, 60, &["--root".as_ref(), root.as_os_str()]);
+    let port = server.port;
     let out = Command::new("timeout")
         .args(["60", "python3"])
         .arg(repo_root().join("cli/tests/peers/hq_peer.py"))

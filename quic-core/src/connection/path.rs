@@ -276,7 +276,7 @@ impl Connection {
             return;
         }
         let Some(c) = &self.path.challenge else { return };
-        let Some(&(_, expanded)) = c.sent[..c.count].iter().find(|(d, _)| *d == data) else { return };
+        let Some(&(_, expanded)) = c.sent.iter().take(c.count).find(|(d, _)| *d == data) else { return };
         if c.addr != self.remote {
             return;
         }
