@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quic_core::cid_gen::RandomCidGenerator;
 use quic_core::config::TransportConfig;
 use quic_core::connection::Connection;
 use quic_core::endpoint::{ClientConfig, ConnectionHandle, Endpoint, EndpointConfig, ServerConfig};
@@ -96,14 +97,35 @@ impl Pair {
         tweak: impl FnOnce(&mut ServerConfig),
         version: Version,
     ) -> Self {
+        Self::with_cid_lens(seed, server_tls, client_tls, transport, tweak, version, 8, 8)
+    }
+
+    /// As [`Pair::with`], with the connection ID lengths each endpoint
+    /// issues (peers such as quic-go use 4-byte server IDs; datagram
+    /// layouts, and so coalescing bugs, depend on them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_cid_lens(
+        seed: u64,
+        server_tls: ServerTlsOptions,
+        client_tls: ClientTlsOptions,
+        transport: TransportConfig,
+        tweak: impl FnOnce(&mut ServerConfig),
+        version: Version,
+        client_cid_len: usize,
+        server_cid_len: usize,
+    ) -> Self {
         let now = Instant::now();
         let transport = Arc::new(transport);
         let mut sc = ServerConfig::new(server_tls.build().unwrap(), b"token secret", 1_700_000_000);
         sc.transport = transport.clone();
         tweak(&mut sc);
         let mut rng = SeededRandom::new(seed);
-        let server = Endpoint::with_rng(EndpointConfig::new(b"reset"), Some(sc), now, Box::new(SeededRandom::new(rng.next_u64())));
-        let mut client = Endpoint::with_rng(EndpointConfig::new(b"creset"), None, now, Box::new(SeededRandom::new(rng.next_u64())));
+        let mut server_ep = EndpointConfig::new(b"reset");
+        server_ep.cid_generator = Arc::new(move || Box::new(RandomCidGenerator::new(server_cid_len)));
+        let mut client_ep = EndpointConfig::new(b"creset");
+        client_ep.cid_generator = Arc::new(move || Box::new(RandomCidGenerator::new(client_cid_len)));
+        let server = Endpoint::with_rng(server_ep, Some(sc), now, Box::new(SeededRandom::new(rng.next_u64())));
+        let mut client = Endpoint::with_rng(client_ep, None, now, Box::new(SeededRandom::new(rng.next_u64())));
         let cc = ClientConfig { tls: client_tls.build().unwrap(), transport, version };
         let server_addr: SocketAddr = "198.18.0.1:4433".parse().unwrap();
         let client_addr: SocketAddr = "198.18.0.2:50000".parse().unwrap();

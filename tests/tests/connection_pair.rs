@@ -759,3 +759,38 @@ fn failed_validation_reverts_to_the_last_validated_address() {
     let to_forged = p.server_sent_to.get(&forged).copied().unwrap_or(0);
     assert!(to_forged <= 3 * copy_len as u64, "{to_forged} bytes to the forged address for a {copy_len}-byte copy");
 }
+
+/// Regression (quic-go interop): a packet coalesced behind another was
+/// taken for empty when its payload length equalled the offset it started
+/// at; its frames (the client's Handshake ACK and Finished) were consumed
+/// but never sent, and the handshake hung. Which sizes meet depends on the
+/// connection ID lengths (quic-go's server uses 4 bytes), so sweep them: on
+/// a lossless link every handshake completes in a few round trips, before
+/// any probe timeout.
+#[test]
+fn coalesced_packets_survive_every_cid_length() {
+    let c = certs();
+    for client_len in [0usize, 4, 8, 16, 20] {
+        for server_len in 1usize..=20 {
+            let mut p = Pair::with_cid_lens(
+                (client_len * 100 + server_len) as u64,
+                server_tls(&c),
+                client_tls(&c),
+                TransportConfig::default(),
+                |_| {},
+                quic_core::Version::V1,
+                client_len,
+                server_len,
+            );
+            // 10 ms each way: three round trips is 60 ms; the first PTO
+            // (RFC 9002 §6.2.2, initial RTT 333 ms) is far beyond 250 ms.
+            p.run_until(Duration::from_millis(250), |p| {
+                p.server_conn.is_some() && !p.client().is_handshaking() && p.server().is_established()
+            });
+            assert!(
+                p.server_conn.is_some() && p.server().is_established() && p.client().is_established(),
+                "handshake stalled with client CID length {client_len}, server CID length {server_len}"
+            );
+        }
+    }
+}

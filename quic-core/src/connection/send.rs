@@ -128,7 +128,7 @@ impl Connection {
             }
             let mut p = self.begin_packet(space, buf, written, budget)?;
             self.fill_packet(now, &mut p, buf, cc_ok);
-            if p.end == p.start + p.layout.header_len() {
+            if p.end == p.layout.header_len() {
                 continue; // Nothing fit; the header is overwritten next.
             }
             if p.expand || (space == SpaceId::Initial && (self.side == Side::Client || p.ack_eliciting)) {
