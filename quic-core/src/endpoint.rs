@@ -244,8 +244,10 @@ impl Endpoint {
         self.incoming.pop_front()
     }
 
+    /// Live connections (ended ones not yet reported by `poll_closed` hold
+    /// their slot but are not counted).
     pub fn connection_count(&self) -> usize {
-        self.connections.len() - self.free.len()
+        self.connections.len() - self.free.len() - self.closed.len()
     }
 
     fn unix_now(&self, now: Instant) -> u64 {
@@ -613,16 +615,23 @@ impl Endpoint {
         self.initial_routes.retain(|_, v| *v != h);
         self.incoming.retain(|v| *v != h);
         self.client_remotes.retain(|_, v| *v != h);
-        self.free.push(h.0);
-        if self.closed.len() >= MAX_QUEUED_RESPONSES {
-            self.closed.pop_front();
-        }
+        // The slot is not free yet: a driver keeps its own state by handle
+        // (the HTTP/3 layer, timers) and forgets it when `poll_closed`
+        // reports the handle. Reusing the slot before that let a new
+        // connection inherit, or lose, the old one's state: under
+        // handshake load a fresh connection's control stream was read by a
+        // stale HTTP/3 layer (its stream-type byte 0x00 taken for a DATA
+        // frame, H3_FRAME_UNEXPECTED). One entry per slot, so the queue is
+        // bounded by the slab.
         self.closed.push_back((h, conn.error().cloned()));
     }
 
-    /// Connections that ended and were freed, with why they ended.
+    /// Connections that ended, with why they ended. Reporting a handle
+    /// frees it: only then may a new connection get the same handle.
     pub fn poll_closed(&mut self) -> Option<(ConnectionHandle, Option<crate::connection::ConnectionError>)> {
-        self.closed.pop_front()
+        let (h, err) = self.closed.pop_front()?;
+        self.free.push(h.0);
+        Some((h, err))
     }
 }
 

@@ -794,3 +794,32 @@ fn coalesced_packets_survive_every_cid_length() {
         }
     }
 }
+
+/// Regression (handshake load, H3_FRAME_UNEXPECTED "message frame on
+/// control stream"): the endpoint freed a drained connection's slot at once,
+/// so a connection accepted before the driver had read `poll_closed` got
+/// the same handle, and the driver then tore down — or reused — the old
+/// connection's HTTP/3 state under it. A handle is reused only after
+/// `poll_closed` has reported it.
+#[test]
+fn handle_not_reused_before_close_is_reported() {
+    let c = certs();
+    let t = TransportConfig { max_idle_timeout: Duration::from_secs(1), ..TransportConfig::default() };
+    let mut p = Pair::new(21, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    let old = p.client_conn;
+    p.run_until(Duration::from_secs(30), |p| p.client.connection_count() == 0);
+    assert!(p.client.connection_ref(old).is_none(), "drained connection removed");
+    // Not yet reported: a new connection must get another handle.
+    p.reconnect();
+    assert_ne!(p.client_conn, old, "handle reused before poll_closed reported it");
+    assert_eq!(p.client.connection_count(), 1);
+    let (h, e) = p.client.poll_closed().unwrap();
+    assert_eq!((h, e), (old, Some(quic_core::connection::ConnectionError::TimedOut)));
+    // Reported: the slot is free again.
+    let live = p.client_conn;
+    p.reconnect();
+    assert_eq!(p.client_conn, old, "reported handle is reused");
+    assert_ne!(p.client_conn, live);
+    assert_eq!(p.client.connection_count(), 2);
+}
