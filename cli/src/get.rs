@@ -32,6 +32,29 @@ pub struct GetConfig {
     pub keylog: bool,
     /// `hq-interop` (HTTP/0.9) instead of HTTP/3.
     pub hq: bool,
+    /// Extra request header fields (lowercase names).
+    pub headers: Vec<(String, String)>,
+    /// HEAD: headers to stdout, no body.
+    pub head: bool,
+}
+
+/// Parses `-H "Name: value"` into a lowercase name (RFC 9114 §4.2) and the
+/// trimmed value; pseudo-headers and connection-specific fields are refused.
+pub fn parse_header(h: &str) -> Result<(String, String), String> {
+    let (n, v) = h.split_once(':').filter(|(n, _)| !n.trim().is_empty()).ok_or_else(|| format!("-H {h:?}: expected \"name: value\""))?;
+    let name = n.trim().to_ascii_lowercase();
+    if name.bytes().any(|b| !(b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))) {
+        return Err(format!("-H {h:?}: invalid field name"));
+    }
+    // RFC 9114 §4.2: no connection-specific fields in HTTP/3.
+    if ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"].contains(&name.as_str()) {
+        return Err(format!("-H {h:?}: {name} is not allowed in HTTP/3"));
+    }
+    let value = v.trim().to_string();
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!("-H {h:?}: invalid field value"));
+    }
+    Ok((name, value))
 }
 
 struct Target {
@@ -122,8 +145,15 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         }
         let mut streams: Vec<(StreamId, Response)> = Vec::new();
         for t in group {
-            let method = if cfg.post.is_some() { "POST" } else { "GET" };
-            let headers = vec![hf(":method", method), hf(":scheme", "https"), hf(":authority", &t.authority), hf(":path", &t.path), hf("user-agent", "quicpro/0.1")];
+            let method = if cfg.post.is_some() {
+                "POST"
+            } else if cfg.head {
+                "HEAD"
+            } else {
+                "GET"
+            };
+            let mut headers = vec![hf(":method", method), hf(":scheme", "https"), hf(":authority", &t.authority), hf(":path", &t.path), hf("user-agent", "quicpro/0.1")];
+            headers.extend(cfg.headers.iter().map(|(n, v)| hf(n, v)));
             let body = match &cfg.post {
                 Some(p) => Some(Bytes::from(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)),
                 None => None,
@@ -173,6 +203,13 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                                     eprintln!("< {}: {}", String::from_utf8_lossy(&f.name), String::from_utf8_lossy(&f.value));
                                 }
                             }
+                            if cfg.head {
+                                if let Some(o) = &mut r.out {
+                                    for f in &headers {
+                                        writeln!(o, "{}: {}", String::from_utf8_lossy(&f.name), String::from_utf8_lossy(&f.value)).map_err(|e| e.to_string())?;
+                                    }
+                                }
+                            }
                             r.done |= fin;
                         }
                     }
@@ -207,7 +244,10 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
             if let Some(o) = &mut r.out {
                 o.flush().map_err(|e| e.to_string())?;
             }
-            all_ok &= r.status.as_deref().is_some_and(|s| s.starts_with('2'));
+            // 2xx, and 304 when the request was conditional (the cached
+            // copy is current: that is success for the caller).
+            let conditional = cfg.headers.iter().any(|(n, _)| n.starts_with("if-"));
+            all_ok &= r.status.as_deref().is_some_and(|s| s.starts_with('2') || (conditional && s == "304"));
         }
         if let (Some(p), 1) = (&cfg.output, group.len()) {
             drop(streams.pop());

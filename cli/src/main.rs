@@ -14,6 +14,7 @@ mod get;
 mod hq;
 mod inspect;
 mod serve;
+mod static_files;
 mod steering;
 
 use std::io::{self, BufWriter, Write};
@@ -178,6 +179,12 @@ struct GetArgs {
     /// instead of HTTP/3.
     #[arg(long)]
     hq: bool,
+    /// Extra request header, "name: value" (repeatable), e.g. -H "range: bytes=0-99".
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Send HEAD instead of GET and print the response headers to stdout.
+    #[arg(short = 'I', long)]
+    head: bool,
 }
 
 fn run_serve(a: &ServeArgs) -> ExitCode {
@@ -266,6 +273,14 @@ fn run_get(a: &GetArgs) -> ExitCode {
         progress: a.progress,
         keylog: a.keylog,
         hq: a.hq,
+        headers: match a.headers.iter().map(|h| get::parse_header(h)).collect::<Result<Vec<_>, _>>() {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("quicpro get: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        head: a.head,
     };
     match get::get(cfg) {
         Ok(true) => ExitCode::SUCCESS,

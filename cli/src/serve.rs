@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use quic_core::stream::StreamId;
 use quic_core::tls::ServerTlsOptions;
 use quicpro_bpf::ReuseportGroup;
 
+use crate::static_files;
 use crate::steering::{self, SteeringMode};
 
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -114,9 +115,12 @@ pub fn pattern_chunk(offset: u64, len: usize) -> Bytes {
 }
 
 enum BodySource {
+    /// Headers only (HEAD, 304, empty files).
+    Empty,
     Bytes(Bytes),
     Pattern { next: u64, end: u64 },
-    File(File),
+    /// `left` more bytes of the file, from its current position.
+    File { file: File, left: u64 },
 }
 
 struct Pending {
@@ -211,16 +215,12 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
                     if !fin {
                         incoming.insert((h, stream), Incoming::Ignore);
                     }
-                    let (status, ctype, source) = route(cfg, &path, worker_id);
-                    let (ct, sv) = (static_field("content-type", ctype), static_field("server", "quicpro"));
-                    let sent = match &source {
-                        BodySource::Pattern { end, .. } => server.respond(h, stream, status, &[ct, sv, hf("content-length", &end.to_string())], false),
-                        _ => server.respond(h, stream, status, &[ct, sv], false),
-                    };
-                    if sent.is_ok() {
+                    let reply = route(cfg, &method, &path, &headers, worker_id);
+                    let end = matches!(reply.source, BodySource::Empty);
+                    if server.respond(h, stream, reply.status, &reply.headers, end).is_ok() && !end {
                         // Most bodies fit in the stream's buffer at once: no
                         // trip through the pending map for them.
-                        let mut p = Pending { source, carry: None };
+                        let mut p = Pending { source: reply.source, carry: None };
                         if !pump_one(&mut server, h, stream, &mut p) {
                             pending.insert((h, stream), p);
                         }
@@ -242,8 +242,8 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
                 H3Event::Transport(ev) if server.is_raw(h) => {
                     // hq-interop (HTTP/0.9): the same routes, body only.
                     for (stream, path) in hq.on_event(&mut server, h, &ev) {
-                        let (_, _, source) = route(cfg, &path, worker_id);
-                        let mut p = Pending { source, carry: None };
+                        let reply = route(cfg, "GET", &path, &[], worker_id);
+                        let mut p = Pending { source: reply.source, carry: None };
                         if !pump_one(&mut server, h, stream, &mut p) {
                             pending.insert((h, stream), p);
                         }
@@ -298,42 +298,62 @@ fn finish_echo(server: &mut Server, incoming: &mut HashMap<(H3Handle, StreamId),
     }
 }
 
-fn route(cfg: &ServeConfig, path: &str, worker_id: u8) -> (u16, &'static str, BodySource) {
-    let clean = path.split('?').next().unwrap_or("/");
-    if let Some(rest) = clean.strip_prefix("/bytes/") {
-        if let Ok(n) = rest.parse::<u64>() {
-            return (200, "application/octet-stream", BodySource::Pattern { next: 0, end: n });
-        }
-    }
-    if clean.starts_with("/echo") || cfg.root.is_none() {
-        let body = format!("echo from worker {worker_id}: {clean}\n");
-        return (200, "text/plain", BodySource::Bytes(Bytes::from(body)));
-    }
-    if let Some(root) = &cfg.root {
-        if let Some(file) = safe_join(root, clean).and_then(|p| File::open(p).ok()) {
-            if file.metadata().is_ok_and(|m| m.is_file()) {
-                return (200, "application/octet-stream", BodySource::File(file));
-            }
-        }
-    }
-    (404, "text/plain", BodySource::Bytes(Bytes::from_static(b"not found\n")))
+/// A response chosen by [`route`]: status, header fields, body.
+struct Reply {
+    status: u16,
+    headers: Vec<HeaderField>,
+    source: BodySource,
 }
 
-/// `root` + `path`, refusing anything that climbs out (`..`, absolute parts).
-fn safe_join(root: &Path, path: &str) -> Option<PathBuf> {
-    let rel = Path::new(path.trim_start_matches('/'));
-    let mut out = root.to_path_buf();
-    for c in rel.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            _ => return None,
+impl Reply {
+    /// A generated body of known length; `head` keeps the headers only.
+    fn bytes(status: u16, ctype: &'static str, body: Bytes, head: bool) -> Self {
+        let headers = vec![static_field("content-type", ctype), static_field("server", "quicpro"), hf("content-length", &body.len().to_string())];
+        Reply { status, headers, source: if head { BodySource::Empty } else { BodySource::Bytes(body) } }
+    }
+}
+
+fn route(cfg: &ServeConfig, method: &str, path: &str, headers: &[HeaderField], worker_id: u8) -> Reply {
+    let head = method == "HEAD";
+    let clean = path.split('?').next().unwrap_or("/");
+    let generated = clean.starts_with("/bytes/") || clean.starts_with("/echo") || cfg.root.is_none();
+    if generated && method != "GET" && !head {
+        let mut r = Reply::bytes(405, "text/plain; charset=utf-8", Bytes::from_static(b"method not allowed\n"), false);
+        r.headers.push(static_field("allow", "GET, HEAD"));
+        return r;
+    }
+    if let Some(rest) = clean.strip_prefix("/bytes/") {
+        if let Ok(n) = rest.parse::<u64>() {
+            let headers = vec![static_field("content-type", "application/octet-stream"), static_field("server", "quicpro"), hf("content-length", &n.to_string())];
+            let source = if head || n == 0 { BodySource::Empty } else { BodySource::Pattern { next: 0, end: n } };
+            return Reply { status: 200, headers, source };
         }
     }
-    if out.is_dir() {
-        out.push("index.html");
-    }
-    Some(out)
+    let Some(root) = cfg.root.as_deref().filter(|_| !clean.starts_with("/echo")) else {
+        let body = format!("echo from worker {worker_id}: {clean}\n");
+        return Reply::bytes(200, "text/plain", Bytes::from(body), head);
+    };
+    let get = |n: &str| headers.iter().find(|f| &f.name[..] == n.as_bytes()).and_then(|f| std::str::from_utf8(&f.value).ok());
+    let req = static_files::FileRequest {
+        method,
+        path,
+        range: get("range"),
+        if_range: get("if-range"),
+        if_match: get("if-match"),
+        if_none_match: get("if-none-match"),
+        if_modified_since: get("if-modified-since"),
+        if_unmodified_since: get("if-unmodified-since"),
+    };
+    let resp = static_files::respond(root, &req);
+    let mut fields = Vec::with_capacity(resp.headers.len() + 1);
+    fields.push(static_field("server", "quicpro"));
+    fields.extend(resp.headers.iter().map(|(n, v)| HeaderField::new(Bytes::from_static(n.as_bytes()), Bytes::from(v.clone()))));
+    let source = match resp.body {
+        static_files::FileBody::Empty => BodySource::Empty,
+        static_files::FileBody::Text(b) => BodySource::Bytes(b),
+        static_files::FileBody::File { file, len } => BodySource::File { file, left: len },
+    };
+    Reply { status: resp.status, headers: fields, source }
 }
 
 /// Moves response bodies into the streams as far as their buffers allow.
@@ -357,11 +377,13 @@ fn pump_one(server: &mut Server, h: H3Handle, stream: StreamId, p: &mut Pending)
                     *next += n as u64;
                     c
                 }
-                BodySource::File(f) => {
-                    let mut buf = vec![0u8; 256 * 1024];
-                    match f.read(&mut buf) {
+                BodySource::Empty => Bytes::new(),
+                BodySource::File { file, left } => {
+                    let mut buf = vec![0u8; (*left).min(256 * 1024) as usize];
+                    match file.read(&mut buf) {
                         Ok(n) => {
                             buf.truncate(n);
+                            *left -= n as u64;
                             Bytes::from(buf)
                         }
                         Err(_) => Bytes::new(),
@@ -371,9 +393,10 @@ fn pump_one(server: &mut Server, h: H3Handle, stream: StreamId, p: &mut Pending)
         };
         let last = chunk.is_empty()
             || match &p.source {
+                BodySource::Empty => true,
                 BodySource::Bytes(b) => b.is_empty(),
                 BodySource::Pattern { next, end } => next >= end,
-                BodySource::File(_) => false,
+                BodySource::File { left, .. } => *left == 0,
             };
         if chunk.is_empty() {
             if raw {
@@ -409,6 +432,10 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
     quic_core::rand::RandomSource::fill(&mut rng, &mut reset);
     quic_core::rand::RandomSource::fill(&mut rng, &mut token);
     let mut cfg = cfg;
+    if let Some(root) = &cfg.root {
+        // Containment checks compare against the resolved root.
+        cfg.root = Some(static_files::canonical_root(root).map_err(|e| format!("--root {}: {e}", root.display()))?);
+    }
     // One session store for all workers: a ticket issued by one worker
     // resumes (and admits 0-RTT once) on any other.
     if cfg.tls.session_storage.is_none() {

@@ -111,3 +111,77 @@ fn static_files_and_404() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "not found\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a browser or a resuming download sees from `--root`: media types,
+/// lengths, HEAD without a body, a byte range, validators and a conditional
+/// request answered 304, a directory index, 405, and traversal refused.
+#[test]
+fn static_server_headers_ranges_and_conditionals() {
+    let dir = std::env::temp_dir().join(format!("quicpro-static-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("www/sub")).unwrap();
+    std::fs::write(dir.join("www/index.html"), b"<html><body><p id=t>quicpro static page</p></body></html>\n").unwrap();
+    std::fs::write(dir.join("www/sub/index.html"), b"<p>sub</p>").unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("www/big.bin"), &big).unwrap();
+    std::fs::write(dir.join("secret.txt"), b"outside").unwrap();
+    let root = dir.join("www");
+    let (_server, port) = start_server(&["--root", root.to_str().unwrap()]);
+    let base = format!("https://127.0.0.1:{port}");
+    let header = |out: &std::process::Output, name: &str| -> Option<String> {
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        text.lines().find_map(|l| l.trim_start_matches("< ").strip_prefix(&format!("{name}: ")).map(str::to_owned))
+    };
+
+    // A page: text/html with its length; a directory gives its index.
+    let out = get(&["-v", &format!("{base}/")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("quicpro static page"));
+    assert_eq!(header(&out, "content-type").as_deref(), Some("text/html; charset=utf-8"));
+    assert_eq!(header(&out, "content-length").as_deref(), Some("58"));
+    let out = get(&[&format!("{base}/sub/")]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "<p>sub</p>");
+
+    // HEAD: the headers GET would have, no content.
+    let out = get(&["-I", &format!("{base}/big.bin")]);
+    assert!(out.status.success());
+    assert_eq!(header(&out, ":status").as_deref(), Some("200"));
+    assert_eq!(header(&out, "content-length").as_deref(), Some("200000"));
+    assert_eq!(header(&out, "accept-ranges").as_deref(), Some("bytes"));
+    let etag = header(&out, "etag").expect("etag");
+    let last_modified = header(&out, "last-modified").expect("last-modified");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{0}'), "no body bytes after the headers");
+
+    // Resuming a download: the tail from an offset, with If-Range.
+    let file = dir.join("tail.bin");
+    let out = get(&["-v", "-H", "range: bytes=150000-", "-H", &format!("if-range: {etag}"), "-o", file.to_str().unwrap(), &format!("{base}/big.bin")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(header(&out, ":status").as_deref(), Some("206"));
+    assert_eq!(header(&out, "content-range").as_deref(), Some("bytes 150000-199999/200000"));
+    assert!(std::fs::read(&file).unwrap() == big[150_000..], "range content");
+    let out = get(&["-v", "-H", "range: bytes=300000-", &format!("{base}/big.bin")]);
+    assert_eq!(header(&out, ":status").as_deref(), Some("416"));
+    assert_eq!(header(&out, "content-range").as_deref(), Some("bytes */200000"));
+
+    // Revalidation: 304 with the validators, for an entity tag and a date.
+    let out = get(&["-v", "-H", &format!("if-none-match: {etag}"), &format!("{base}/big.bin")]);
+    assert!(out.status.success(), "304 to a conditional request counts as success");
+    assert_eq!(header(&out, ":status").as_deref(), Some("304"));
+    assert!(out.stdout.is_empty());
+    let out = get(&["-v", "-H", &format!("if-modified-since: {last_modified}"), &format!("{base}/big.bin")]);
+    assert_eq!(header(&out, ":status").as_deref(), Some("304"));
+
+    // Refusals: traversal (plain, encoded, a symbolic link out), a method.
+    std::os::unix::fs::symlink(dir.join("secret.txt"), root.join("link.txt")).unwrap();
+    for p in ["/../secret.txt", "/%2e%2e/secret.txt", "/sub/%2E%2E%2F%2E%2E%2Fsecret.txt", "/link.txt"] {
+        let out = get(&["-v", &format!("{base}{p}")]);
+        assert_eq!(header(&out, ":status").as_deref(), Some("404"), "{p}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "not found\n", "{p}");
+    }
+    let upload = dir.join("up.txt");
+    std::fs::write(&upload, b"x").unwrap();
+    let out = get(&["-v", "--post", upload.to_str().unwrap(), &format!("{base}/big.bin")]);
+    assert_eq!(header(&out, ":status").as_deref(), Some("405"));
+    assert_eq!(header(&out, "allow").as_deref(), Some("GET, HEAD"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
