@@ -1,30 +1,61 @@
-//! `quicpro get`: a curl-like HTTP/3 client.
+//! `quicpro get`: a curl-like HTTP/3 (or `hq-interop`) client.
 //!
-//! All URLs must name the same server; they are fetched in parallel on one
-//! connection, or with `--reconnect` each on a new connection from the same
-//! process, which resumes the TLS session (and sends the request as 0-RTT)
-//! so the effect of session tickets can be seen.
+//! All URLs must name the same server. How they map onto connections is a
+//! [`Plan`]: all on one connection (in parallel, as far as the server's
+//! stream limit lets us: the rest wait for MAX_STREAMS, RFC 9000 §4.6),
+//! one connection each (`--reconnect`), or the first on one connection and
+//! the rest on a second (`--resume-rest`). Later connections come from the
+//! same process and TLS configuration, so they resume the session and send
+//! their requests as 0-RTT, which makes the effect of tickets visible.
+//!
+//! The same client serves as our endpoint in the interop runner: bodies can
+//! go to a directory (`--output-dir`, one file per URL, named after the
+//! path's last segment), it can start a key update (`--key-update`) and
+//! offer chosen cipher suites (`--ciphers`).
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use h3_core::connection::H3Event;
+use h3_core::connection::{H3Event, SendError};
 use h3_core::qpack::HeaderField;
 use io_backends::runtime::{Client, ClientOptions};
-use quic_core::stream::StreamId;
+use quic_core::connection::{Event as QuicEvent, StreamEvent};
+use quic_core::stream::{Dir, StreamId};
 use quic_core::tls::ClientTlsOptions;
+
+/// How URLs are spread over connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Every URL on one connection.
+    One,
+    /// A new (resumed) connection per URL.
+    PerUrl,
+    /// The first URL on connection 1, the others on a resumed connection 2.
+    FirstThenRest,
+}
+
+/// Where response bodies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    /// One URL only: written beside the target and renamed when complete.
+    File(PathBuf),
+    /// Each body as `DIR/<last path segment>`.
+    Dir(PathBuf),
+}
 
 #[derive(Debug, Clone)]
 pub struct GetConfig {
     pub urls: Vec<String>,
-    pub output: Option<PathBuf>,
+    pub output: Output,
     pub insecure: bool,
     pub cacert: Option<PathBuf>,
     pub verbose: bool,
-    pub reconnect: bool,
+    pub plan: Plan,
     pub timeout: Duration,
     /// POST this file's bytes instead of GET.
     pub post: Option<PathBuf>,
@@ -36,6 +67,12 @@ pub struct GetConfig {
     pub headers: Vec<(String, String)>,
     /// HEAD: headers to stdout, no body.
     pub head: bool,
+    /// Start a key update as soon as the handshake allows (RFC 9001 §6).
+    pub key_update: bool,
+    /// TLS 1.3 cipher suites to offer (empty: all).
+    pub ciphers: Vec<rustls::CipherSuite>,
+    /// One qlog file per connection in this directory.
+    pub qlog_dir: Option<PathBuf>,
 }
 
 /// Parses `-H "Name: value"` into a lowercase name (RFC 9114 §4.2) and the
@@ -55,6 +92,23 @@ pub fn parse_header(h: &str) -> Result<(String, String), String> {
         return Err(format!("-H {h:?}: invalid field value"));
     }
     Ok((name, value))
+}
+
+/// Parses `--ciphers` names (IANA or rustls spelling, with or without the
+/// TLS13_ prefix).
+pub fn parse_ciphers(list: &str) -> Result<Vec<rustls::CipherSuite>, String> {
+    list.split(',')
+        .map(|n| {
+            let n = n.trim().to_ascii_uppercase();
+            let n = n.trim_start_matches("TLS13_").trim_start_matches("TLS_");
+            match n {
+                "AES_128_GCM_SHA256" => Ok(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+                "AES_256_GCM_SHA384" => Ok(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384),
+                "CHACHA20_POLY1305_SHA256" => Ok(rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256),
+                other => Err(format!("--ciphers: unknown TLS 1.3 suite {other:?}")),
+            }
+        })
+        .collect()
 }
 
 struct Target {
@@ -89,177 +143,333 @@ fn parse_url(url: &str) -> Result<Target, String> {
     Ok(Target { authority: authority.to_string(), host, addr, path: path.to_string() })
 }
 
+/// The file name a body is saved under in `--output-dir`: the path's last
+/// segment without query, never empty, never a way out of the directory.
+fn file_name(path: &str) -> String {
+    let p = path.split(['?', '#']).next().unwrap_or("");
+    let last = p.rsplit('/').next().unwrap_or("");
+    if last.is_empty() || last == "." || last == ".." {
+        "index.html".to_string()
+    } else {
+        last.to_string()
+    }
+}
+
 fn hf(n: &str, v: &str) -> HeaderField {
     HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
 }
 
-struct Response {
+/// One request in flight and where its body goes.
+struct Fetch {
+    id: StreamId,
+    path: String,
     status: Option<String>,
     body_len: u64,
     done: bool,
+    /// Opened on the first body byte (thousands of requests may be issued;
+    /// files are held only while their data flows).
     out: Option<Box<dyn Write>>,
+}
+
+/// Why a request could not be issued.
+enum IssueError {
+    /// No stream credit or send buffer now: try again after a step.
+    Later,
+    Fatal(String),
+}
+
+/// Raises the open-file limit to its hard maximum: with `--output-dir` and
+/// a server allowing hundreds of concurrent streams, that many files are
+/// open at once.
+fn raise_file_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+struct Session<'a> {
+    cfg: &'a GetConfig,
+    client: Client,
+    body: Option<Bytes>,
+    started: Instant,
+}
+
+impl Session<'_> {
+    /// Opens the request's stream and sends it; `Later` when the peer's
+    /// stream limit is reached.
+    fn issue(&mut self, t: &Target) -> Result<StreamId, IssueError> {
+        if self.cfg.hq {
+            let conn = self.client.connection_mut().ok_or_else(|| IssueError::Fatal("connection closed".into()))?;
+            let id = conn.open_stream(Dir::Bi).ok_or(IssueError::Later)?;
+            let line = format!("GET {}\r\n", t.path);
+            conn.write(id, line.as_bytes()).map_err(|e| IssueError::Fatal(format!("write: {e:?}")))?;
+            conn.finish(id).map_err(|e| IssueError::Fatal(format!("finish: {e:?}")))?;
+            return Ok(id);
+        }
+        let method = if self.cfg.post.is_some() {
+            "POST"
+        } else if self.cfg.head {
+            "HEAD"
+        } else {
+            "GET"
+        };
+        let mut headers = vec![hf(":method", method), hf(":scheme", "https"), hf(":authority", &t.authority), hf(":path", &t.path), hf("user-agent", "quicpro/0.1")];
+        headers.extend(self.cfg.headers.iter().map(|(n, v)| hf(n, v)));
+        let id = match self.client.request(&headers, self.body.is_none()) {
+            Ok(id) => id,
+            Err(SendError::Refused | SendError::WouldBlock) if self.client.connection().is_some_and(|c| !c.is_closed()) => return Err(IssueError::Later),
+            Err(e) => return Err(IssueError::Fatal(format!("request: {e:?}"))),
+        };
+        if let Some(body) = self.body.clone() {
+            let mut b = body;
+            let end = Instant::now() + self.cfg.timeout;
+            while !b.is_empty() && Instant::now() < end {
+                let n = self.client.send_body(id, b.clone(), true).map_err(|e| IssueError::Fatal(format!("body: {e:?}")))?;
+                b = b.slice(n..);
+                if !b.is_empty() {
+                    self.client.step(Duration::from_millis(5)).map_err(|e| IssueError::Fatal(e.to_string()))?;
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    fn sink(&self, f: &Fetch, single: bool) -> Result<Box<dyn Write>, String> {
+        let open = |p: &std::path::Path| -> Result<Box<dyn Write>, String> {
+            Ok(Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?)))
+        };
+        match &self.cfg.output {
+            // An interrupted download never leaves a half-written file.
+            Output::File(p) if single => open(&p.with_extension("part")),
+            Output::Dir(d) => open(&d.join(file_name(&f.path))),
+            _ => Ok(Box::new(std::io::stdout())),
+        }
+    }
+
+    fn on_body(&mut self, fetches: &mut [Fetch], id: StreamId, data: &[u8], single: bool) -> Result<(), String> {
+        let Some(i) = fetches.iter().position(|f| f.id == id) else { return Ok(()) };
+        if fetches[i].out.is_none() && !data.is_empty() {
+            let w = self.sink(&fetches[i], single)?;
+            fetches[i].out = Some(w);
+        }
+        let f = &mut fetches[i];
+        f.body_len += data.len() as u64;
+        if let Some(o) = &mut f.out {
+            o.write_all(data).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self, f: &mut Fetch, single: bool) -> Result<(), String> {
+        f.done = true;
+        if f.out.is_none() && !matches!(self.cfg.output, Output::Stdout) {
+            // An empty body still creates its file.
+            f.out = Some(self.sink(f, single)?);
+        }
+        if let Some(mut o) = f.out.take() {
+            o.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Handles what the last step produced.
+    fn on_events(&mut self, fetches: &mut [Fetch], single: bool) -> Result<(), String> {
+        let mut readable = false;
+        while let Some(ev) = self.client.poll_event() {
+            match ev {
+                H3Event::Headers { stream, headers, fin } => {
+                    let Some(i) = fetches.iter().position(|f| f.id == stream) else { continue };
+                    fetches[i].status = headers.iter().find(|f| &f.name[..] == b":status").map(|f| String::from_utf8_lossy(&f.value).into_owned());
+                    if self.cfg.verbose {
+                        for f in &headers {
+                            eprintln!("< {}: {}", String::from_utf8_lossy(&f.name), String::from_utf8_lossy(&f.value));
+                        }
+                    }
+                    if self.cfg.head {
+                        let mut text = Vec::new();
+                        for f in &headers {
+                            text.extend_from_slice(&f.name);
+                            text.extend_from_slice(b": ");
+                            text.extend_from_slice(&f.value);
+                            text.push(b'\n');
+                        }
+                        self.on_body(fetches, stream, &text, single)?;
+                    }
+                    if fin {
+                        self.finish(&mut fetches[i], single)?;
+                    }
+                }
+                H3Event::Data { stream } => {
+                    while let Some(b) = self.client.recv_body(stream, usize::MAX) {
+                        self.on_body(fetches, stream, &b, single)?;
+                    }
+                }
+                H3Event::Finished { stream } => {
+                    if let Some(f) = fetches.iter_mut().find(|f| f.id == stream) {
+                        self.finish(f, single)?;
+                    }
+                }
+                H3Event::Reset { stream, code } => {
+                    if let Some(f) = fetches.iter_mut().find(|f| f.id == stream) {
+                        return Err(format!("{}: stream reset by the server ({code:#x})", f.path));
+                    }
+                }
+                H3Event::Transport(QuicEvent::Stream(StreamEvent::Reset { id, error_code })) if self.cfg.hq => {
+                    return Err(format!("stream {} reset ({error_code:#x})", id.0));
+                }
+                H3Event::Transport(QuicEvent::Stream(StreamEvent::Readable(_))) => readable = true,
+                _ => {}
+            }
+        }
+        if self.cfg.hq && readable {
+            // HTTP/0.9: the stream carries the bare body.
+            for i in 0..fetches.len() {
+                if fetches[i].done {
+                    continue;
+                }
+                let id = fetches[i].id;
+                loop {
+                    let Some(conn) = self.client.connection_mut() else { return Err("connection closed".into()) };
+                    let Ok(chunk) = conn.read_chunk(id, 256 * 1024) else { break };
+                    let (data, fin) = (chunk.data, chunk.fin);
+                    self.on_body(fetches, id, &data, single)?;
+                    if fin {
+                        self.finish(&mut fetches[i], single)?;
+                        break;
+                    }
+                    if data.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn get(cfg: GetConfig) -> Result<bool, String> {
     let targets: Vec<Target> = cfg.urls.iter().map(|u| parse_url(u)).collect::<Result<_, _>>()?;
     let first = targets.first().ok_or("no URL given")?;
-    let mut tls = ClientTlsOptions::new(&[b"h3"]);
+    if let Output::File(_) = cfg.output {
+        if targets.len() != 1 {
+            return Err("-o takes one URL; use --output-dir for several".into());
+        }
+    }
+    if let Output::Dir(d) = &cfg.output {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        raise_file_limit();
+    }
+    let alpn: &[u8] = if cfg.hq { b"hq-interop" } else { b"h3" };
+    let mut tls = ClientTlsOptions::new(&[alpn]);
     tls.insecure_skip_verify = cfg.insecure;
     tls.ca_file = cfg.cacert.clone();
     tls.key_log = cfg.keylog;
-    if cfg.hq {
-        let paths: Vec<String> = targets.iter().map(|t| t.path.clone()).collect();
-        let (mut out, part): (Box<dyn Write>, Option<(PathBuf, PathBuf)>) = match &cfg.output {
-            Some(p) => {
-                // Written beside the target and renamed when complete.
-                let tmp = p.with_extension("part");
-                (Box::new(std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?), Some((tmp, p.clone())))
-            }
-            None => (Box::new(std::io::stdout()), None),
-        };
-        let ok = crate::hq::get_hq(tls, first.addr, &first.host, &paths, cfg.timeout, &mut out, cfg.verbose)?;
-        drop(out);
-        if let Some((tmp, dst)) = part {
-            std::fs::rename(&tmp, &dst).map_err(|e| format!("{}: {e}", dst.display()))?;
-        }
-        return Ok(ok);
-    }
+    tls.cipher_suites = cfg.ciphers.clone();
+    let body = match &cfg.post {
+        Some(p) => Some(Bytes::from(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)),
+        None => None,
+    };
     let opts = ClientOptions::new(tls);
-    let started = Instant::now();
-    let mut client = Client::connect(&opts, first.addr, &first.host, Bytes::new()).map_err(|e| e.to_string())?;
+    let client = Client::connect(&opts, first.addr, &first.host, Bytes::new()).map_err(|e| e.to_string())?;
+    let mut s = Session { cfg: &cfg, client, body, started: Instant::now() };
+    let groups: Vec<Vec<&Target>> = match cfg.plan {
+        Plan::One => vec![targets.iter().collect()],
+        Plan::PerUrl => targets.iter().map(|t| vec![t]).collect(),
+        Plan::FirstThenRest => {
+            let mut g = vec![vec![first]];
+            if targets.len() > 1 {
+                g.push(targets[1..].iter().collect());
+            }
+            g
+        }
+    };
+    let single = targets.len() == 1;
     let mut all_ok = true;
-    let groups: Vec<Vec<&Target>> = if cfg.reconnect { targets.iter().map(|t| vec![t]).collect() } else { vec![targets.iter().collect()] };
     for (gi, group) in groups.iter().enumerate() {
         if gi > 0 {
             // Let the session ticket of the previous connection arrive, then reconnect.
             let t0 = Instant::now();
-            while client.connection().is_some_and(|c| c.tls().tickets_received() == 0) && t0.elapsed() < Duration::from_millis(500) {
-                let _ = client.step(Duration::from_millis(10));
+            while s.client.connection().is_some_and(|c| c.tls().tickets_received() == 0) && t0.elapsed() < Duration::from_millis(500) {
+                let _ = s.client.step(Duration::from_millis(10));
             }
-            client.close();
-            client.reconnect(group[0].addr, &group[0].host, Bytes::new()).map_err(|e| e.to_string())?;
+            s.client.close();
+            s.client.reconnect(group[0].addr, &group[0].host, Bytes::new()).map_err(|e| e.to_string())?;
         }
-        let zero_rtt = client.connection().is_some_and(|c| c.has_zero_rtt());
+        if let Some(dir) = &cfg.qlog_dir {
+            let name = format!("client-{}-conn{}.sqlog", std::process::id(), gi + 1);
+            if let Ok(f) = std::fs::File::create(dir.join(name)) {
+                let now = Instant::now();
+                if let Some(c) = s.client.connection_mut() {
+                    c.enable_qlog(Box::new(std::io::BufWriter::new(f)), now);
+                }
+            }
+        }
+        let zero_rtt = s.client.connection().is_some_and(|c| c.has_zero_rtt());
         if !zero_rtt {
-            client.wait_connected(cfg.timeout).map_err(|e| e.to_string())?;
+            s.client.wait_connected(cfg.timeout).map_err(|e| e.to_string())?;
         }
-        let mut streams: Vec<(StreamId, Response)> = Vec::new();
-        for t in group {
-            let method = if cfg.post.is_some() {
-                "POST"
-            } else if cfg.head {
-                "HEAD"
-            } else {
-                "GET"
-            };
-            let mut headers = vec![hf(":method", method), hf(":scheme", "https"), hf(":authority", &t.authority), hf(":path", &t.path), hf("user-agent", "quicpro/0.1")];
-            headers.extend(cfg.headers.iter().map(|(n, v)| hf(n, v)));
-            let body = match &cfg.post {
-                Some(p) => Some(Bytes::from(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)),
-                None => None,
-            };
-            let id = client.request(&headers, body.is_none()).map_err(|e| format!("request: {e:?}"))?;
-            if let Some(mut b) = body {
-                let end = Instant::now() + cfg.timeout;
-                while !b.is_empty() && Instant::now() < end {
-                    let n = client.send_body(id, b.clone(), true).map_err(|e| format!("body: {e:?}"))?;
-                    b = b.slice(n..);
-                    if !b.is_empty() {
-                        client.step(Duration::from_millis(5)).map_err(|e| e.to_string())?;
-                    }
-                }
-            }
-            let out: Option<Box<dyn Write>> = match &cfg.output {
-                Some(p) if group.len() == 1 => {
-                    // Write to a temporary file and rename at the end, so an
-                    // interrupted download never leaves a half-written file.
-                    let tmp = p.with_extension("part");
-                    Some(Box::new(std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?)))
-                }
-                _ => Some(Box::new(std::io::stdout())),
-            };
-            streams.push((id, Response { status: None, body_len: 0, done: false, out }));
-        }
+        let mut queue: VecDeque<&Target> = group.iter().copied().collect();
+        let mut fetches: Vec<Fetch> = Vec::with_capacity(group.len());
+        let mut key_updated = !cfg.key_update;
         let end = Instant::now() + cfg.timeout;
         let mut last_progress = Instant::now();
-        while !streams.iter().all(|(_, r)| r.done) {
+        loop {
+            while let Some(t) = queue.front() {
+                match s.issue(t) {
+                    Ok(id) => {
+                        fetches.push(Fetch { id, path: t.path.clone(), status: None, body_len: 0, done: false, out: None });
+                        queue.pop_front();
+                    }
+                    Err(IssueError::Later) => break,
+                    Err(IssueError::Fatal(e)) => return Err(e),
+                }
+            }
+            if queue.is_empty() && fetches.iter().all(|f| f.done) {
+                break;
+            }
             if Instant::now() > end {
-                if std::env::var_os("QUICPRO_DEBUG").is_some() {
-                    for (id, r) in &streams {
-                        let c = client.connection();
-                        eprintln!("stream {id:?}: status {:?} body {} done {} quic readable {:?} stats {:?}", r.status, r.body_len, r.done, c.map(|c| c.readable(*id)), c.map(|c| c.stats()));
-                    }
-                }
-                return Err("timed out waiting for responses".into());
+                let done = fetches.iter().filter(|f| f.done).count();
+                return Err(format!("timed out: {done} of {} responses complete", group.len()));
             }
-            client.step(Duration::from_millis(20)).map_err(|e| e.to_string())?;
-            while let Some(ev) = client.poll_event() {
-                match ev {
-                    H3Event::Headers { stream, headers, fin } => {
-                        if let Some((_, r)) = streams.iter_mut().find(|(s, _)| *s == stream) {
-                            r.status = headers.iter().find(|f| &f.name[..] == b":status").map(|f| String::from_utf8_lossy(&f.value).into_owned());
-                            if cfg.verbose {
-                                for f in &headers {
-                                    eprintln!("< {}: {}", String::from_utf8_lossy(&f.name), String::from_utf8_lossy(&f.value));
-                                }
-                            }
-                            if cfg.head {
-                                if let Some(o) = &mut r.out {
-                                    for f in &headers {
-                                        writeln!(o, "{}: {}", String::from_utf8_lossy(&f.name), String::from_utf8_lossy(&f.value)).map_err(|e| e.to_string())?;
-                                    }
-                                }
-                            }
-                            r.done |= fin;
-                        }
-                    }
-                    H3Event::Data { stream } => {
-                        while let Some(b) = client.recv_body(stream, usize::MAX) {
-                            if let Some((_, r)) = streams.iter_mut().find(|(s, _)| *s == stream) {
-                                r.body_len += b.len() as u64;
-                                if let Some(o) = &mut r.out {
-                                    o.write_all(&b).map_err(|e| e.to_string())?;
-                                }
-                            }
-                        }
-                    }
-                    H3Event::Finished { stream } | H3Event::Reset { stream, .. } => {
-                        if let Some((_, r)) = streams.iter_mut().find(|(s, _)| *s == stream) {
-                            r.done = true;
-                        }
-                    }
-                    _ => {}
-                }
+            s.client.step(Duration::from_millis(20)).map_err(|e| e.to_string())?;
+            if !key_updated {
+                // Possible once the handshake is confirmed and a packet of
+                // the current phase was acknowledged (RFC 9001 §6.1).
+                key_updated = s.client.connection_mut().is_some_and(|c| c.initiate_key_update(Instant::now()));
             }
+            s.on_events(&mut fetches, single)?;
             if cfg.progress && last_progress.elapsed() > Duration::from_millis(250) {
-                let total: u64 = streams.iter().map(|(_, r)| r.body_len).sum();
-                eprint!("\r{:>12} bytes  {:>8.1} MB/s", total, total as f64 / started.elapsed().as_secs_f64() / 1e6);
+                let total: u64 = fetches.iter().map(|f| f.body_len).sum();
+                eprint!("\r{:>12} bytes  {:>8.1} MB/s", total, total as f64 / s.started.elapsed().as_secs_f64() / 1e6);
                 last_progress = Instant::now();
             }
         }
         if cfg.progress {
             eprintln!();
         }
-        for (_, r) in &mut streams {
-            if let Some(o) = &mut r.out {
-                o.flush().map_err(|e| e.to_string())?;
-            }
-            // 2xx, and 304 when the request was conditional (the cached
-            // copy is current: that is success for the caller).
-            let conditional = cfg.headers.iter().any(|(n, _)| n.starts_with("if-"));
-            all_ok &= r.status.as_deref().is_some_and(|s| s.starts_with('2') || (conditional && s == "304"));
+        // 2xx, and 304 when the request was conditional (the cached copy
+        // is current: that is success for the caller). HTTP/0.9 has no
+        // status: a complete stream is the answer.
+        let conditional = cfg.headers.iter().any(|(n, _)| n.starts_with("if-"));
+        for f in &fetches {
+            all_ok &= cfg.hq || f.status.as_deref().is_some_and(|st| st.starts_with('2') || (conditional && st == "304"));
         }
-        if let (Some(p), 1) = (&cfg.output, group.len()) {
-            drop(streams.pop());
-            std::fs::rename(p.with_extension("part"), p).map_err(|e| e.to_string())?;
+        if let (Output::File(p), true) = (&cfg.output, single) {
+            if fetches.first().is_some_and(|f| f.body_len > 0 || f.done) {
+                std::fs::rename(p.with_extension("part"), p).map_err(|e| e.to_string())?;
+            }
         }
         if cfg.verbose {
-            if let Some(c) = client.connection() {
-                let resumed = c.is_resumed();
+            if let Some(c) = s.client.connection() {
                 eprintln!(
-                    "* connection {}: {} ({}), ALPN {}, RTT {:?}",
+                    "* connection {}: {} ({}), ALPN {}, RTT {:?}{}",
                     gi + 1,
-                    if resumed { "TLS session resumed" } else { "full TLS handshake" },
+                    if c.is_resumed() { "TLS session resumed" } else { "full TLS handshake" },
                     match c.zero_rtt_accepted() {
                         Some(true) => "0-RTT accepted",
                         Some(false) => "0-RTT rejected",
@@ -267,10 +477,43 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                     },
                     c.alpn().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default(),
                     c.rtt(),
+                    if cfg.key_update { format!(", key updates {}", c.stats().key_updates) } else { String::new() },
                 );
             }
         }
     }
-    client.close();
+    s.client.close();
     Ok(all_ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_dir_names_stay_inside() {
+        assert_eq!(file_name("/a/b/file.bin"), "file.bin");
+        assert_eq!(file_name("/file?x=1"), "file");
+        assert_eq!(file_name("/"), "index.html");
+        assert_eq!(file_name("/dir/.."), "index.html");
+        assert_eq!(file_name("/dir/"), "index.html");
+    }
+
+    #[test]
+    fn cipher_names() {
+        assert_eq!(parse_ciphers("TLS_CHACHA20_POLY1305_SHA256"), Ok(vec![rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256]));
+        assert_eq!(
+            parse_ciphers("tls13_aes_128_gcm_sha256, AES_256_GCM_SHA384"),
+            Ok(vec![rustls::CipherSuite::TLS13_AES_128_GCM_SHA256, rustls::CipherSuite::TLS13_AES_256_GCM_SHA384])
+        );
+        assert!(parse_ciphers("RC4").is_err());
+    }
+
+    #[test]
+    fn header_option() {
+        assert_eq!(parse_header("Range: bytes=0-1"), Ok(("range".into(), "bytes=0-1".into())));
+        assert!(parse_header("nocolon").is_err());
+        assert!(parse_header("connection: close").is_err());
+        assert!(parse_header("bad name: x").is_err());
+    }
 }

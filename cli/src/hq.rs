@@ -4,18 +4,15 @@
 //! headers and no status (a missing file is an empty response).
 //!
 //! `quicpro serve` offers it beside `h3` (the runtime gives such
-//! connections no HTTP/3 layer); `quicpro get --hq` speaks it as a client.
+//! connections no HTTP/3 layer); `quicpro get --hq` speaks it as a client
+//! (`get.rs`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use h3_core::connection::H3Event;
-use io_backends::runtime::{Client, ClientOptions, H3Handle, Server};
+use io_backends::runtime::{H3Handle, Server};
 use quic_core::connection::{Event as QuicEvent, StreamEvent};
 use quic_core::stream::{Dir, StreamId};
-use quic_core::tls::ClientTlsOptions;
 
 /// A request line is short; more than this without a line end is refused.
 const MAX_REQUEST_LINE: usize = 8 * 1024;
@@ -85,70 +82,6 @@ impl HqRequests {
     pub fn forget(&mut self, h: H3Handle) {
         self.partial.retain(|(x, _), _| *x != h);
     }
-}
-
-/// `quicpro get --hq`: fetches every URL over `hq-interop` on one
-/// connection; bodies go to `out` in URL order.
-pub fn get_hq(
-    opts_tls: ClientTlsOptions,
-    addr: std::net::SocketAddr,
-    host: &str,
-    paths: &[String],
-    timeout: Duration,
-    out: &mut dyn Write,
-    verbose: bool,
-) -> Result<bool, String> {
-    let mut tls = opts_tls;
-    tls.alpn = vec![b"hq-interop".to_vec()];
-    let opts = ClientOptions::new(tls);
-    let mut client = Client::connect(&opts, addr, host, Bytes::new()).map_err(|e| e.to_string())?;
-    client.wait_connected(timeout).map_err(|e| e.to_string())?;
-    let mut streams: Vec<(StreamId, Vec<u8>, bool)> = Vec::new();
-    for p in paths {
-        let conn = client.connection_mut().ok_or("connection closed")?;
-        let id = conn.open_stream(Dir::Bi).ok_or("no stream credit")?;
-        let line = format!("GET {p}\r\n");
-        conn.write(id, line.as_bytes()).map_err(|e| format!("write: {e:?}"))?;
-        conn.finish(id).map_err(|e| format!("finish: {e:?}"))?;
-        streams.push((id, Vec::new(), false));
-    }
-    let end = Instant::now() + timeout;
-    while streams.iter().any(|(_, _, done)| !*done) {
-        if Instant::now() >= end {
-            return Err("timed out".into());
-        }
-        client.step(Duration::from_millis(20)).map_err(|e| e.to_string())?;
-        while let Some(ev) = client.poll_event() {
-            if let H3Event::Transport(QuicEvent::Stream(StreamEvent::Reset { id, error_code })) = ev {
-                return Err(format!("stream {} reset ({error_code:#x})", id.0));
-            }
-        }
-        let Some(conn) = client.connection_mut() else { return Err("connection closed".into()) };
-        for (id, body, done) in streams.iter_mut().filter(|s| !s.2) {
-            while let Ok(chunk) = conn.read_chunk(*id, 256 * 1024) {
-                body.extend_from_slice(&chunk.data);
-                if chunk.fin {
-                    *done = true;
-                }
-                if chunk.data.is_empty() {
-                    break;
-                }
-            }
-        }
-    }
-    if verbose {
-        let c = client.connection();
-        eprintln!(
-            "* hq-interop: ALPN {}, {} responses",
-            c.and_then(|c| c.alpn()).map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default(),
-            streams.len()
-        );
-    }
-    for (_, body, _) in &streams {
-        out.write_all(body).map_err(|e| e.to_string())?;
-    }
-    client.close();
-    Ok(true)
 }
 
 #[cfg(test)]

@@ -185,6 +185,22 @@ struct GetArgs {
     /// Send HEAD instead of GET and print the response headers to stdout.
     #[arg(short = 'I', long)]
     head: bool,
+    /// Save each body as DIR/<last path segment> (several URLs).
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    output_dir: Option<PathBuf>,
+    /// Fetch the first URL on one connection and the others on a second,
+    /// resumed connection (0-RTT).
+    #[arg(long, conflicts_with = "reconnect")]
+    resume_rest: bool,
+    /// Start a TLS key update as soon as the handshake allows (RFC 9001 §6).
+    #[arg(long)]
+    key_update: bool,
+    /// TLS 1.3 cipher suites to offer, comma separated, e.g. TLS_CHACHA20_POLY1305_SHA256.
+    #[arg(long, value_parser = get::parse_ciphers)]
+    ciphers: Option<Vec<rustls::CipherSuite>>,
+    /// Write a qlog file per connection into this directory.
+    #[arg(long)]
+    qlog_dir: Option<PathBuf>,
 }
 
 fn run_serve(a: &ServeArgs) -> ExitCode {
@@ -261,13 +277,26 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
 }
 
 fn run_get(a: &GetArgs) -> ExitCode {
+    if let Some(d) = &a.qlog_dir {
+        let _ = std::fs::create_dir_all(d);
+    }
     let cfg = get::GetConfig {
         urls: a.urls.clone(),
-        output: a.output.clone(),
+        output: match (&a.output, &a.output_dir) {
+            (Some(f), _) => get::Output::File(f.clone()),
+            (None, Some(d)) => get::Output::Dir(d.clone()),
+            (None, None) => get::Output::Stdout,
+        },
         insecure: a.insecure,
         cacert: a.cacert.clone(),
         verbose: a.verbose,
-        reconnect: a.reconnect,
+        plan: if a.reconnect {
+            get::Plan::PerUrl
+        } else if a.resume_rest {
+            get::Plan::FirstThenRest
+        } else {
+            get::Plan::One
+        },
         timeout: std::time::Duration::from_secs_f64(a.timeout),
         post: a.post.clone(),
         progress: a.progress,
@@ -281,6 +310,9 @@ fn run_get(a: &GetArgs) -> ExitCode {
             }
         },
         head: a.head,
+        key_update: a.key_update,
+        ciphers: a.ciphers.clone().unwrap_or_default(),
+        qlog_dir: a.qlog_dir.clone(),
     };
     match get::get(cfg) {
         Ok(true) => ExitCode::SUCCESS,

@@ -21,6 +21,8 @@ pub enum TlsConfigError {
     Rustls(rustls::Error),
     /// No trust anchors: no CA file and no system roots found.
     NoRoots,
+    /// A requested cipher suite is not one of the TLS 1.3 suites QUIC uses.
+    UnsupportedCipherSuite,
 }
 
 impl core::fmt::Display for TlsConfigError {
@@ -30,6 +32,7 @@ impl core::fmt::Display for TlsConfigError {
             TlsConfigError::Missing(what) => write!(f, "missing {what}"),
             TlsConfigError::Rustls(e) => write!(f, "TLS configuration rejected: {e}"),
             TlsConfigError::NoRoots => f.write_str("no trusted root certificates (give a CA file)"),
+            TlsConfigError::UnsupportedCipherSuite => f.write_str("cipher suite not supported (TLS 1.3 AES-128-GCM, AES-256-GCM, CHACHA20-POLY1305)"),
         }
     }
 }
@@ -148,6 +151,10 @@ pub struct ClientTlsOptions {
     /// in-memory cache of 256 entries.
     pub session_store: Option<Arc<dyn rustls::client::ClientSessionStore>>,
     pub key_log: bool,
+    /// TLS 1.3 cipher suites to offer, in order; empty offers all three
+    /// (e.g. only TLS_CHACHA20_POLY1305_SHA256 for the interop runner's
+    /// chacha20 case).
+    pub cipher_suites: Vec<rustls::CipherSuite>,
 }
 
 impl ClientTlsOptions {
@@ -160,11 +167,29 @@ impl ClientTlsOptions {
             early_data: true,
             session_store: None,
             key_log: false,
+            cipher_suites: Vec::new(),
         }
     }
 
+    /// The crypto provider with only the requested cipher suites.
+    fn provider(&self) -> Result<Arc<rustls::crypto::CryptoProvider>, TlsConfigError> {
+        let all = crypto_provider();
+        if self.cipher_suites.is_empty() {
+            return Ok(all);
+        }
+        let cipher_suites: Vec<_> = self
+            .cipher_suites
+            .iter()
+            .filter_map(|want| all.cipher_suites.iter().find(|s| s.suite() == *want).copied())
+            .collect();
+        if cipher_suites.len() != self.cipher_suites.len() {
+            return Err(TlsConfigError::UnsupportedCipherSuite);
+        }
+        Ok(Arc::new(rustls::crypto::CryptoProvider { cipher_suites, ..(*all).clone() }))
+    }
+
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-        let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        let builder = rustls::ClientConfig::builder_with_provider(self.provider()?)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(TlsConfigError::Rustls)?;
         let mut cfg = if self.insecure_skip_verify {
