@@ -24,7 +24,7 @@ use h3_core::connection::{H3Event, SendError};
 use h3_core::qpack::HeaderField;
 use io_backends::runtime::{Client, ClientOptions};
 use quic_core::connection::{Event as QuicEvent, StreamEvent};
-use quic_core::stream::{Dir, StreamId};
+use quic_core::stream::StreamId;
 use quic_core::tls::ClientTlsOptions;
 
 /// How URLs are spread over connections.
@@ -204,12 +204,11 @@ impl Session<'_> {
     /// stream limit is reached.
     fn issue(&mut self, t: &Target) -> Result<StreamId, IssueError> {
         if self.cfg.hq {
-            let conn = self.client.connection_mut().ok_or_else(|| IssueError::Fatal("connection closed".into()))?;
-            let id = conn.open_stream(Dir::Bi).ok_or(IssueError::Later)?;
+            if self.client.connection().is_none_or(|c| c.is_closed()) {
+                return Err(IssueError::Fatal("connection closed".into()));
+            }
             let line = format!("GET {}\r\n", t.path);
-            conn.write(id, line.as_bytes()).map_err(|e| IssueError::Fatal(format!("write: {e:?}")))?;
-            conn.finish(id).map_err(|e| IssueError::Fatal(format!("finish: {e:?}")))?;
-            return Ok(id);
+            return self.client.request_raw(line.as_bytes()).ok_or(IssueError::Later);
         }
         let method = if self.cfg.post.is_some() {
             "POST"
@@ -334,8 +333,7 @@ impl Session<'_> {
                 }
                 let id = fetches[i].id;
                 loop {
-                    let Some(conn) = self.client.connection_mut() else { return Err("connection closed".into()) };
-                    let Ok(chunk) = conn.read_chunk(id, 256 * 1024) else { break };
+                    let Ok(chunk) = self.client.read_raw(id, 256 * 1024) else { break };
                     let (data, fin) = (chunk.data, chunk.fin);
                     self.on_body(fetches, id, &data, single)?;
                     if fin {

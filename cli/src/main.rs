@@ -196,8 +196,8 @@ struct GetArgs {
     #[arg(long)]
     key_update: bool,
     /// TLS 1.3 cipher suites to offer, comma separated, e.g. TLS_CHACHA20_POLY1305_SHA256.
-    #[arg(long, value_parser = get::parse_ciphers)]
-    ciphers: Option<Vec<rustls::CipherSuite>>,
+    #[arg(long, value_name = "LIST")]
+    ciphers: Option<String>,
     /// Write a qlog file per connection into this directory.
     #[arg(long)]
     qlog_dir: Option<PathBuf>,
@@ -311,7 +311,13 @@ fn run_get(a: &GetArgs) -> ExitCode {
         },
         head: a.head,
         key_update: a.key_update,
-        ciphers: a.ciphers.clone().unwrap_or_default(),
+        ciphers: match a.ciphers.as_deref().map(get::parse_ciphers).transpose() {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => {
+                eprintln!("quicpro get: {e}");
+                return ExitCode::from(2);
+            }
+        },
         qlog_dir: a.qlog_dir.clone(),
     };
     match get::get(cfg) {

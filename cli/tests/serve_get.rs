@@ -185,3 +185,30 @@ fn static_server_headers_ranges_and_conditionals() {
     assert_eq!(header(&out, "allow").as_deref(), Some("GET, HEAD"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Regression (interop with quiche's hq client): an hq-interop response
+/// larger than the stream's send buffer was cut off at the first full
+/// buffer (a full buffer was taken for a closed stream) and never ended;
+/// and many requests must be paced by the server's stream limit.
+#[test]
+fn hq_interop_large_body_and_many_requests() {
+    let (_server, port) = start_server(&[]);
+    let base = format!("https://127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("quicpro-hq-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = get(&["--hq", "--output-dir", dir.to_str().unwrap(), &format!("{base}/bytes/10000000")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body = std::fs::read(dir.join("10000000")).unwrap();
+    assert!(body == pattern(10_000_000), "hq body differs ({} bytes)", body.len());
+    // 300 requests on one connection: beyond the server's initial stream
+    // limit, so MAX_STREAMS must follow as responses complete.
+    let urls: Vec<String> = (1..=300).map(|i| format!("{base}/bytes/{i}")).collect();
+    let mut args = vec!["--hq", "--output-dir", dir.to_str().unwrap()];
+    args.extend(urls.iter().map(String::as_str));
+    let out = get(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in [1usize, 150, 300] {
+        assert_eq!(std::fs::read(dir.join(i.to_string())).unwrap(), pattern(i), "file {i}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -823,3 +823,60 @@ fn handle_not_reused_before_close_is_reported() {
     assert_ne!(p.client_conn, live);
     assert_eq!(p.client.connection_count(), 2);
 }
+
+/// Regression (interop with quiche's hq client, 1,999 requests): a peer
+/// stream is reaped when the peer acknowledges the last bytes of our
+/// response, which frees stream credit with no frame queued; a client that
+/// then sends only ACKs never got MAX_STREAMS and stopped at the initial
+/// limit. The credit must go out on its own.
+#[test]
+fn max_streams_follows_streams_closed_by_acknowledgment() {
+    let c = certs();
+    let t = TransportConfig { max_concurrent_bidi_streams: 16, ..TransportConfig::default() };
+    let mut p = Pair::new(31, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    let mut served = 0usize;
+    let mut answered: std::collections::HashSet<quic_core::stream::StreamId> = std::collections::HashSet::new();
+    let mut open: Vec<quic_core::stream::StreamId> = Vec::new();
+    let mut opened = 0u64;
+    let mut buf = [0u8; 64];
+    // 100 request/response exchanges where the client only reads: each
+    // batch beyond the first 16 needs MAX_STREAMS from the server.
+    p.run_until(Duration::from_secs(30), |p| {
+        // Like quiche's client: open only within the credit received, so
+        // no STREAMS_BLOCKED (ack-eliciting) wakes the server up; the
+        // credit is what the server advertised (sent) so far.
+        while opened < p.server().peer_stream_limit(Dir::Bi) && served + open.len() < 100 {
+            let Some(id) = p.client().open_stream(Dir::Bi) else { break };
+            opened += 1;
+            p.client().write(id, b"GET").unwrap();
+            p.client().finish(id).unwrap();
+            open.push(id);
+        }
+        while let Some(s) = p.server().accept_stream(Dir::Bi) {
+            while p.server().read(s, &mut buf).is_ok_and(|o| o.bytes > 0 && !o.fin) {}
+            if answered.insert(s) {
+                p.server().write(s, b"response").unwrap();
+                p.server().finish(s).unwrap();
+            }
+        }
+        open.retain(|&id| {
+            let mut done = false;
+            while let Ok(o) = p.client().read(id, &mut buf) {
+                if o.fin {
+                    done = true;
+                    break;
+                }
+                if o.bytes == 0 {
+                    break;
+                }
+            }
+            if done {
+                served += 1;
+            }
+            !done
+        });
+        served == 100
+    });
+    assert_eq!(served, 100, "requests served (stuck at the stream limit without MAX_STREAMS)");
+}

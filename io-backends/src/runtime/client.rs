@@ -207,6 +207,28 @@ impl Client {
         }
     }
 
+    /// `hq-interop` (no HTTP/3 layer): reads the next chunk of a stream.
+    /// Reading frees flow-control credit, so the connection is marked for
+    /// sending: a MAX_STREAM_DATA owed to a sender that waits for it must
+    /// not wait for some unrelated packet to go out.
+    pub fn read_raw(&mut self, stream: StreamId, max: usize) -> Result<quic_core::stream::ReadChunk, quic_core::stream::StreamReadError> {
+        let conn = self.driver.endpoint.connection(self.handle.0).ok_or(quic_core::stream::StreamReadError::Blocked)?;
+        let r = conn.read_chunk(stream, max);
+        self.driver.mark_dirty(self.handle.0);
+        r
+    }
+
+    /// `hq-interop`: opens a bidirectional stream and sends `data` with FIN
+    /// (an HTTP/0.9 request); `None` when the peer's stream limit is reached.
+    pub fn request_raw(&mut self, data: &[u8]) -> Option<StreamId> {
+        let conn = self.driver.endpoint.connection(self.handle.0)?;
+        let id = conn.open_stream(quic_core::stream::Dir::Bi)?;
+        let _ = conn.write(id, data);
+        let _ = conn.finish(id);
+        self.driver.mark_dirty(self.handle.0);
+        Some(id)
+    }
+
     pub fn poll_event(&mut self) -> Option<H3Event> {
         loop {
             let (h, ev) = self.driver.poll_event()?;

@@ -194,7 +194,13 @@ impl Server {
     pub fn send_raw(&mut self, h: H3Handle, stream: StreamId, data: Bytes, fin: bool) -> Result<usize, SendError> {
         let conn = self.driver.endpoint.connection(h.0).ok_or(SendError::StreamClosed)?;
         let len = data.len();
-        let n = if len == 0 { 0 } else { conn.write_bytes(stream, data).map_err(|_| SendError::StreamClosed)? };
+        // A full send buffer takes nothing now (the caller retries after
+        // acknowledgments free space); only a finished or reset stream is gone.
+        let n = match if len == 0 { Ok(0) } else { conn.write_bytes(stream, data) } {
+            Ok(n) => n,
+            Err(quic_core::stream::WriteError::Blocked) => 0,
+            Err(_) => return Err(SendError::StreamClosed),
+        };
         if fin && n == len {
             conn.finish(stream).map_err(|_| SendError::StreamClosed)?;
         }

@@ -185,6 +185,11 @@ impl Connection {
             && (p.handshake_done
                 || p.max_data
                 || p.max_streams.iter().any(|b| *b)
+                // Streams reaped when the peer acknowledged their last
+                // bytes free credit with no flag set: a peer that only
+                // sends ACKs must still get MAX_STREAMS (RFC 9000 §4.6).
+                || self.streams.limits.should_send_max_streams(Dir::Bi).is_some()
+                || self.streams.limits.should_send_max_streams(Dir::Uni).is_some()
                 || p.data_blocked.is_some()
                 || p.streams_blocked.iter().any(|b| b.is_some())
                 || !p.path_responses.is_empty()

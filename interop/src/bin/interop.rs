@@ -1,0 +1,252 @@
+//! `interop`: the quic-interop-runner's test cases, run locally against
+//! real peers through our impairment relay, printed as a matrix and written
+//! to docs/INTEROP.md.
+//!
+//! ```text
+//! cargo run --release -p quicpro-interop --bin interop -- \
+//!     [--peers quicpro,quic-go,ngtcp2,aioquic,quiche,chromium] \
+//!     [--cases handshake,transfer,...] [--roles server,client] \
+//!     [--fast] [--out docs/INTEROP.md] [--work DIR] [--seed N] [--keep] \
+//!     [--no-build] [--build-quiche]
+//! ```
+//!
+//! For every peer P and case: our server with P's client ("quicpro
+//! serves") and P's server with our client ("quicpro fetches"); P =
+//! quicpro is the baseline of both roles at once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use quicpro_interop::cases::{self, Case};
+use quicpro_interop::peers::Peer;
+use quicpro_interop::run::{self, CaseResult, Outcome, RunConfig};
+
+#[derive(Debug)]
+struct Args {
+    peers: Vec<Peer>,
+    cases: Vec<Case>,
+    roles: Vec<&'static str>,
+    out: Option<PathBuf>,
+    work: PathBuf,
+    seed: u64,
+    keep: bool,
+    build: bool,
+    build_quiche: bool,
+}
+
+const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]";
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        peers: Peer::all().to_vec(),
+        cases: cases::all(),
+        roles: vec!["server", "client"],
+        out: None,
+        work: std::env::temp_dir().join(format!("quicpro-interop-{}", std::process::id())),
+        seed: 1,
+        keep: false,
+        build: true,
+        build_quiche: false,
+    };
+    let mut fast = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = |n: &str| it.next().ok_or_else(|| format!("{n} needs a value\n{USAGE}"));
+        match arg.as_str() {
+            "--peers" => a.peers = val("--peers")?.split(',').map(|p| Peer::by_name(p).ok_or_else(|| format!("unknown peer {p}"))).collect::<Result<_, _>>()?,
+            "--cases" => a.cases = val("--cases")?.split(',').map(|c| cases::by_name(c).ok_or_else(|| format!("unknown case {c}"))).collect::<Result<_, _>>()?,
+            "--roles" => {
+                a.roles = val("--roles")?
+                    .split(',')
+                    .map(|r| match r {
+                        "server" => Ok("server"),
+                        "client" => Ok("client"),
+                        other => Err(format!("unknown role {other}")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--fast" => fast = true,
+            "--out" => a.out = Some(PathBuf::from(val("--out")?)),
+            "--work" => a.work = PathBuf::from(val("--work")?),
+            "--seed" => a.seed = val("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--keep" => a.keep = true,
+            "--no-build" => a.build = false,
+            "--build-quiche" => a.build_quiche = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if fast {
+        a.cases.retain(|c| c.fast);
+    }
+    Ok(a)
+}
+
+fn cell(r: Option<&CaseResult>) -> String {
+    match r.map(|r| &r.outcome) {
+        None => " ".into(),
+        Some(Outcome::Pass) => "✓".into(),
+        Some(Outcome::Fail(_)) => "✗".into(),
+        Some(Outcome::Unsupported(_)) => "–".into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("interop: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root.canonicalize().unwrap_or(root);
+    if args.build {
+        if let Err(e) = run::build(&root, args.build_quiche) {
+            eprintln!("interop: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let cfg = RunConfig { root: root.clone(), work: args.work.clone(), seed: args.seed, keep: args.keep };
+    let _ = std::fs::create_dir_all(&cfg.work);
+    let t0 = Instant::now();
+    // (peer, role) -> results; role "server" = quicpro serves, P is the client.
+    let mut results: HashMap<(Peer, &'static str), Vec<CaseResult>> = HashMap::new();
+    for &peer in &args.peers {
+        let roles: Vec<&'static str> = if peer == Peer::Quicpro { vec!["server"] } else { args.roles.clone() };
+        for role in roles {
+            for case in &args.cases {
+                let (server, client) = if role == "server" { (Peer::Quicpro, peer) } else { (peer, Peer::Quicpro) };
+                let mut merged: Option<CaseResult> = None;
+                for rep in 0..case.repetitions {
+                    let r = run::run_case(&cfg, case, server, client, rep);
+                    let line = match &r.outcome {
+                        Outcome::Pass => "pass".to_string(),
+                        Outcome::Fail(e) => format!("FAIL: {e}"),
+                        Outcome::Unsupported(e) => format!("unsupported: {e}"),
+                    };
+                    eprintln!("[{:>6.1}s] {:<20} server {:<9} client {:<9} {:.1}s {line}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), r.elapsed.as_secs_f64());
+                    let stop = r.outcome != Outcome::Pass;
+                    merged = Some(match merged {
+                        None => r,
+                        Some(mut m) => {
+                            m.goodput_kbps.extend(r.goodput_kbps);
+                            if r.outcome != Outcome::Pass {
+                                m.outcome = r.outcome;
+                            }
+                            m
+                        }
+                    });
+                    if stop {
+                        break;
+                    }
+                }
+                if let Some(m) = merged {
+                    results.entry((peer, role)).or_default().push(m);
+                }
+            }
+        }
+    }
+    let report = render(&args, &results, t0.elapsed());
+    println!("{report}");
+    if let Some(out) = &args.out {
+        if let Err(e) = std::fs::write(out, &report) {
+            eprintln!("interop: {}: {e}", out.display());
+            return ExitCode::from(1);
+        }
+    }
+    let failed = results.values().flatten().any(|r| matches!(r.outcome, Outcome::Fail(_)));
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>, took: std::time::Duration) -> String {
+    let mut s = String::new();
+    s.push_str("# Interop matrix\n\n");
+    s.push_str("Produced by `cargo run --release -p quicpro-interop --bin interop");
+    let cmdline: Vec<String> = std::env::args().skip(1).collect();
+    if !cmdline.is_empty() {
+        s.push(' ');
+        s.push_str("-- ");
+        s.push_str(&cmdline.join(" "));
+    }
+    s.push_str(&format!("` in {:.0} s. The quic-interop-runner's test cases (../shared/specs/INTEROP_TEST_CASES.md) on loopback, through our user-space relay (`quicpro-relay`, the runner's ns-3 scenarios: 15 ms one way, 10 Mbit/s, 26-packet queue, plus each case's impairment, deterministic by seed {}). Files are compared byte for byte; the traces both sides of the relay recorded are judged by `interop/src/analyze.rs` with the endpoints' TLS key logs.\n\n", took.as_secs_f64(), args.seed));
+    s.push_str("✓ pass, ✗ fail, – unsupported by the peer (reason below). \"quicpro serves\": our server, the peer's client; \"quicpro fetches\": the peer's server, our client.\n\n");
+    s.push_str("| peer | role |");
+    for c in &args.cases {
+        s.push_str(&format!(" {} |", c.abbr));
+    }
+    s.push_str("\n|---|---|");
+    for _ in &args.cases {
+        s.push_str(":-:|");
+    }
+    s.push('\n');
+    for &peer in &args.peers {
+        let roles: Vec<&'static str> = if peer == Peer::Quicpro { vec!["server"] } else { args.roles.clone() };
+        for role in roles {
+            let rs = results.get(&(peer, role));
+            let label = if peer == Peer::Quicpro { "both (baseline)" } else if role == "server" { "quicpro serves" } else { "quicpro fetches" };
+            s.push_str(&format!("| {} | {label} |", peer.name()));
+            for c in &args.cases {
+                let r = rs.and_then(|v| v.iter().find(|r| r.case == c.name));
+                s.push_str(&format!(" {} |", cell(r)));
+            }
+            s.push('\n');
+        }
+    }
+    s.push_str("\nCase abbreviations: ");
+    let abbrs: Vec<String> = args.cases.iter().map(|c| format!("{} {}", c.abbr, c.name)).collect();
+    s.push_str(&abbrs.join(", "));
+    s.push_str(".\n\n## Peers\n\n");
+    for &peer in &args.peers {
+        s.push_str(&format!("- **{}**: {}\n", peer.name(), peer.describe()));
+    }
+    let measured: Vec<&CaseResult> = results.values().flatten().filter(|r| !r.goodput_kbps.is_empty()).collect();
+    if !measured.is_empty() {
+        s.push_str("\n## Measurements\n\n| case | server | client | goodput kbit/s (mean ± sd) | runs |\n|---|---|---|---|---|\n");
+        for r in measured {
+            let n = r.goodput_kbps.len() as f64;
+            let mean = r.goodput_kbps.iter().sum::<f64>() / n;
+            let sd = (r.goodput_kbps.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            s.push_str(&format!("| {} | {} | {} | {mean:.0} ± {sd:.0} | {} |\n", r.case, r.server.name(), r.client.name(), r.goodput_kbps.len()));
+        }
+    }
+    let mut fails = Vec::new();
+    let mut unsup = Vec::new();
+    for &peer in &args.peers {
+        for role in &args.roles {
+            for r in results.get(&(peer, *role)).into_iter().flatten() {
+                let who = format!("{} (server {}, client {})", r.case, r.server.name(), r.client.name());
+                let via = if r.proto == Some(quicpro_interop::peers::Proto::H3) && !cases::by_name(r.case).is_some_and(|c| c.http3) { " [over h3: the peer lacks hq-interop]" } else { "" };
+                match &r.outcome {
+                    Outcome::Fail(e) => fails.push(format!("- {who}{via}: {e} (logs: {})", r.dir.display())),
+                    Outcome::Unsupported(e) => unsup.push(format!("- {who}: {e}")),
+                    Outcome::Pass => {}
+                }
+            }
+        }
+    }
+    s.push_str("\n## Failures\n\n");
+    if fails.is_empty() {
+        s.push_str("None.\n");
+    } else {
+        s.push_str(&fails.join("\n"));
+        s.push('\n');
+    }
+    s.push_str("\n## Unsupported\n\n");
+    if unsup.is_empty() {
+        s.push_str("None.\n");
+    } else {
+        s.push_str(&unsup.join("\n"));
+        s.push('\n');
+    }
+    s
+}
