@@ -212,7 +212,7 @@ impl Connection {
         let mut lost = Vec::new();
         self.recovery.take_unacked(SpaceId::Data, &mut lost);
         for p in lost {
-            self.on_frames_lost(p.payload);
+            self.on_frames_lost(&p.payload);
         }
         self.events.push_back(Event::ZeroRttRejected);
     }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use crate::cid::ConnectionId;
 use crate::cid_gen::{ConnectionIdGenerator, ResetTokenKey};
@@ -295,6 +296,11 @@ pub struct Connection {
     /// qlog trace of this connection, when enabled.
     qlog: Option<Box<crate::qlog::QlogWriter>>,
     new_token_queued: bool,
+    /// The packet being processed carried CRYPTO data not seen before.
+    rx_new_crypto: bool,
+    /// Flights resent early because the peer's probe showed it lacks them
+    /// (RFC 9002 §6.2.3), bounded per connection.
+    early_retransmits: u8,
 }
 
 impl core::fmt::Debug for Connection {
@@ -392,6 +398,8 @@ impl Connection {
             received_token: None,
             qlog: None,
             new_token_queued: false,
+            rx_new_crypto: false,
+            early_retransmits: 0,
             config: cfg,
         };
         // Initial keys come from the client's first DCID (RFC 9001 §5.2).
@@ -954,14 +962,103 @@ impl Connection {
             let action = self.recovery.on_loss_detection_timeout(now, ctx, &mut out);
             for p in out.lost.drain(..) {
                 self.stats.packets_lost += 1;
-                self.on_frames_lost(p.payload);
+                self.on_frames_lost(&p.payload);
             }
             self.ack_outcome = out;
             if let crate::recovery::TimeoutAction::Probe { space, probes } = action {
-                self.spaces[space.index()].probes = probes;
+                self.on_probe_timeout(space, probes);
             }
 
         }
+    }
+
+    /// RFC 9002 §6.2.4: a PTO expired in `space`. Its probes carry new data
+    /// if there is any, else data still unacknowledged (for the handshake:
+    /// the CRYPTO data in flight, so a lost flight, or lost ACKs of it, are
+    /// repaired by the probe itself rather than waiting for loss detection
+    /// that a PING-only probe may never trigger), and only when there is
+    /// nothing at all, a PING. Before the handshake is confirmed the other
+    /// spaces with data in flight are probed too, coalesced: the peer may
+    /// hold keys for only one of them.
+    fn on_probe_timeout(&mut self, space: SpaceId, probes: u8) {
+        let mut targets = [false; 3];
+        targets[space.index()] = true;
+        if !self.handshake_confirmed {
+            for s in [SpaceId::Initial, SpaceId::Handshake, SpaceId::Data] {
+                if !self.spaces[s.index()].discarded && self.recovery.has_ack_eliciting_in_flight(s) {
+                    targets[s.index()] = true;
+                }
+            }
+        }
+        for s in [SpaceId::Initial, SpaceId::Handshake, SpaceId::Data] {
+            if !targets[s.index()] || self.spaces[s.index()].discarded {
+                continue;
+            }
+            let sp = &mut self.spaces[s.index()];
+            sp.probes = if s == space { probes } else { sp.probes.max(1) };
+            self.queue_probe_data(s);
+        }
+    }
+
+    /// Queues old data for a probe in `space` when no new data waits.
+    pub(super) fn queue_probe_data(&mut self, space: SpaceId) {
+        if self.has_new_data_for(space) {
+            return;
+        }
+        match space {
+            SpaceId::Initial | SpaceId::Handshake => {
+                // The handshake flight is small: resend all of it that is
+                // not acknowledged (acknowledged parts are skipped).
+                let ranges: SmallVec<[(u64, u32); 4]> =
+                    self.recovery.sent_packets(space).iter().filter(|p| p.ack_eliciting).filter_map(|p| p.payload.crypto).collect();
+                let cs = &mut self.spaces[space.index()].crypto_send;
+                for (off, len) in ranges {
+                    cs.on_lost(off, len as usize, false);
+                }
+            }
+            SpaceId::Data => {
+                // The oldest unacknowledged ack-eliciting packet's frames.
+                let oldest = self.recovery.sent_packets(space).iter().find(|p| p.ack_eliciting).map(|p| p.payload.clone());
+                if let Some(frames) = oldest {
+                    self.on_frames_lost(&frames);
+                }
+            }
+        }
+    }
+
+    /// RFC 9002 §6.2.3: an ack-eliciting Initial or Handshake packet with no
+    /// new CRYPTO data is the peer probing, or repeating its flight, because
+    /// it lacks ours: resend our unacknowledged handshake data now rather
+    /// than at our own PTO (a few times per connection; a server stays
+    /// within the anti-amplification limit as always).
+    pub(super) fn on_peer_handshake_probe(&mut self) {
+        const MAX_EARLY_RETRANSMITS: u8 = 8;
+        if self.early_retransmits >= MAX_EARLY_RETRANSMITS || self.handshake_confirmed {
+            return;
+        }
+        let mut any = false;
+        for s in [SpaceId::Initial, SpaceId::Handshake] {
+            if !self.spaces[s.index()].discarded && self.recovery.sent_packets(s).iter().any(|p| p.payload.crypto.is_some()) {
+                self.queue_probe_data(s);
+                any = true;
+            }
+        }
+        if any {
+            self.early_retransmits += 1;
+        }
+    }
+
+    /// Whether `space` has data never sent before (RFC 9002 §6.2.4 prefers
+    /// it in probes).
+    fn has_new_data_for(&self, space: SpaceId) -> bool {
+        let s = &self.spaces[space.index()];
+        if s.crypto_send.has_unsent_data() {
+            return true;
+        }
+        space == SpaceId::Data
+            && self.one_rtt.is_some()
+            && self.conn_send.available() > 0
+            && self.streams.send_queue.iter().any(|id| self.streams.map.get(id).and_then(|st| st.send.as_ref()).is_some_and(|st| st.has_unsent_data()))
     }
 
     fn on_established(&mut self) {

@@ -206,6 +206,7 @@ impl Connection {
             let frames = FrameIter::new(&packet[payload_start..payload_end]).map_while(Result::ok);
             q.packet_received(now, &ev, frames);
         }
+        self.rx_new_crypto = false;
         let ack_eliciting = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, &packet[payload_start..payload_end]) {
             Ok(e) => e,
             Err(err) => {
@@ -213,6 +214,9 @@ impl Connection {
                 return true;
             }
         };
+        if ack_eliciting && space != SpaceId::Data && !self.rx_new_crypto {
+            self.on_peer_handshake_probe();
+        }
         let sp = &mut self.spaces[space.index()];
         sp.largest_rx = Some(sp.largest_rx.map_or(pn, |l| l.max(pn)));
         let threshold = self.config.ack_eliciting_threshold;
@@ -336,7 +340,7 @@ impl Connection {
         let mut lost = Vec::new();
         self.recovery.on_retry(&mut lost);
         for p in lost {
-            self.on_frames_lost(p.payload);
+            self.on_frames_lost(&p.payload);
         }
     }
 
@@ -375,13 +379,14 @@ impl Connection {
             Frame::Ack(ack) => self.on_ack_frame(now, space, &ack)?,
             Frame::Crypto { offset, data } => {
                 let s = &mut self.spaces[space.index()];
-                s.crypto_recv.on_stream_frame(offset, data, false).map_err(|e| {
+                let newly = s.crypto_recv.on_stream_frame(offset, data, false).map_err(|e| {
                     if e.code == TransportErrorCode::FLOW_CONTROL_ERROR {
                         Error::new(TransportErrorCode::CRYPTO_BUFFER_EXCEEDED, "CRYPTO data beyond the buffer").with_frame_type(ft)
                     } else {
                         e.with_frame_type(ft)
                     }
                 })?;
+                self.rx_new_crypto |= newly > 0;
             }
             Frame::Stream { id, offset, fin, data } => {
                 let sid = StreamId(id);
@@ -549,7 +554,7 @@ impl Connection {
                 let hdr = crate::qlog::PacketHeader { packet_number: Some(p.pn), ..crate::qlog::PacketHeader::new(ty) };
                 q.packet_lost(now, &hdr, core::iter::empty::<Frame<'_>>(), None);
             }
-            self.on_frames_lost(p.payload);
+            self.on_frames_lost(&p.payload);
         }
         let rtt_updated = out.rtt_updated;
         self.ack_outcome = out;
@@ -595,7 +600,7 @@ impl Connection {
         }
     }
 
-    pub(super) fn on_frames_lost(&mut self, f: SentFrames) {
+    pub(super) fn on_frames_lost(&mut self, f: &SentFrames) {
         let space = f.space;
         if let Some((off, len)) = f.crypto {
             if !self.spaces[space.index()].discarded {

@@ -358,6 +358,12 @@ impl Connection {
         }
         if p.ack_eliciting && s.probes > 0 {
             s.probes -= 1;
+            if s.probes > 0 && space != SpaceId::Data && !s.crypto_send.has_data_to_send() {
+                // The next probe datagram carries the flight again rather
+                // than a bare PING: in a handshake both probes are worth a
+                // copy of the data the peer may lack (RFC 9002 §6.2.4).
+                self.queue_probe_data(space);
+            }
         }
     }
 

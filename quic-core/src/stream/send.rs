@@ -461,6 +461,14 @@ impl SendStream {
 
     /// Whether [`next_chunk`](Self::next_chunk) has something to offer given
     /// enough packet space and connection credit.
+    /// Whether bytes (or the FIN) that were never sent wait and may go now:
+    /// new data, as opposed to retransmissions.
+    pub fn has_unsent_data(&self) -> bool {
+        self.is_open()
+            && ((self.sent_offset < self.write_offset && self.sent_offset < self.max_stream_data)
+                || (self.finished && !self.fin_sent && self.sent_offset == self.write_offset))
+    }
+
     pub fn has_data_to_send(&self) -> bool {
         if !self.is_open() {
             return false;
