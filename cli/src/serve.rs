@@ -159,6 +159,8 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.token_secret = secrets.1;
     opts.retry = cfg.retry;
     opts.transport.max_gso_segments = cfg.gso_segments.max(1);
+    // qlog from each connection's first datagram (the endpoint opens it).
+    opts.qlog_dir = cfg.qlog_dir.clone();
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
     if !quiet {
         eprintln!("[worker {worker_id}] listening on {} — {}", server.local_addr(), server.backend_description());
@@ -185,19 +187,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
             }
         }
         server.step(Duration::from_millis(if pending.is_empty() { 50 } else { 1 })).map_err(|e| e.to_string())?;
-        if let Some(dir) = &cfg.qlog_dir {
-            while let Some(h) = server.accept() {
-                let path = dir.join(format!("worker{worker_id}-conn{}-{}.sqlog", h.0 .0, start.elapsed().as_micros()));
-                if let Ok(f) = File::create(&path) {
-                    let now = Instant::now();
-                    if let Some(c) = server.driver().endpoint.connection(h.0) {
-                        c.enable_qlog(Box::new(std::io::BufWriter::new(f)), now);
-                    }
-                }
-            }
-        } else {
-            while server.accept().is_some() {}
-        }
+        while server.accept().is_some() {}
         while let Some((h, ev)) = server.poll_event() {
             match ev {
                 H3Event::Headers { stream, headers, fin } => {

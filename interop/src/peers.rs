@@ -300,7 +300,7 @@ fn caddy_server(c: &ServerCtx) -> Result<Launch, String> {
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
     };
     let conf = format!(
-        "{{\n  admin off\n  auto_https off\n  skip_install_trust\n  persist_config off\n  storage file_system {storage}\n  servers {{\n    protocols h1 h2 h3\n  }}\n}}\nhttps://{host}:{port} {{\n  bind {bind}\n  tls {cert} {key}\n  root * {www}\n  file_server\n}}\n",
+        "{{\n  admin off\n  auto_https off\n  skip_install_trust\n  storage file_system {storage}\n  servers {{\n    protocols h1 h2 h3\n  }}\n}}\nhttps://{host}:{port} {{\n  bind {bind}\n  tls {cert} {key}\n  root * {www}\n  file_server\n}}\n",
         storage = c.work.join("caddy-data").display(),
         port = c.listen.port(),
         bind = c.listen.ip(),

@@ -50,7 +50,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -95,73 +94,7 @@ pub struct Rebind {
     pub change_addr: bool,
 }
 
-/// Rewrites the ECN codepoint of datagrams leaving a link.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum EcnMangle {
-    /// Clears every codepoint to Not-ECT (a bleaching middlebox).
-    Bleach,
-    /// Marks an ECT(0)/ECT(1) datagram CE with this probability (an AQM
-    /// signalling congestion).
-    SetCe(f64),
-    /// Rewrites any ECT codepoint to this one (0–3), e.g. ECT(0) → ECT(1).
-    Remark(u8),
-}
-
-impl EcnMangle {
-    fn apply(self, ecn: u8, rng: &mut SeededRandom) -> u8 {
-        let ect = ecn == 1 || ecn == 2;
-        match self {
-            Self::Bleach => 0,
-            Self::SetCe(p) if ect && p > 0.0 && (p >= 1.0 || rng.unit() < p) => 3,
-            Self::SetCe(_) => ecn,
-            Self::Remark(to) if ect => to & 3,
-            Self::Remark(_) => ecn,
-        }
-    }
-}
-
-/// A malformed [`EcnMangle`] string.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadEcnMangle(pub String);
-
-impl fmt::Display for BadEcnMangle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?} is not an ECN mangling (bleach, ce:PROBABILITY, ect0, ect1, ce)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for BadEcnMangle {}
-
-impl FromStr for EcnMangle {
-    type Err = BadEcnMangle;
-
-    /// `bleach`, `ce:0.05` (probability), `ect0`, `ect1`, `ce` (remark).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadEcnMangle(s.to_string());
-        match s.trim().to_ascii_lowercase().as_str() {
-            "bleach" => Ok(Self::Bleach),
-            "ect0" => Ok(Self::Remark(2)),
-            "ect1" => Ok(Self::Remark(1)),
-            "ce" => Ok(Self::Remark(3)),
-            other => {
-                let p: f64 = other
-                    .strip_prefix("ce:")
-                    .ok_or_else(bad)?
-                    .parse()
-                    .map_err(|_| bad())?;
-                if (0.0..=1.0).contains(&p) {
-                    Ok(Self::SetCe(p))
-                } else {
-                    Err(bad())
-                }
-            }
-        }
-    }
-}
+pub use quicpro_tests::sim::{BadEcnMangle, EcnMangle};
 
 /// Where the blackhole windows count from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -57,6 +57,8 @@ pub struct TransportConfig {
     /// Use UDP GSO-style batching: `poll_transmit` may fill several
     /// equal-size datagrams in one buffer.
     pub max_gso_segments: usize,
+    /// Mark packets ECT(0) and validate the path's ECN (RFC 9000 §13.4).
+    pub ecn: bool,
 }
 
 impl Default for TransportConfig {
@@ -84,6 +86,7 @@ impl Default for TransportConfig {
             key_update_interval: 1 << 20,
             grease: true,
             max_gso_segments: 10,
+            ecn: true,
         }
     }
 }

@@ -80,7 +80,14 @@ pub struct ServerConfig {
     /// Wall-clock seconds at the instant passed as `now` when the endpoint
     /// was created; tokens carry wall-clock time so any worker can check them.
     pub unix_time_at_start: u64,
+    /// Opens a qlog sink for a new connection (by its original DCID), called
+    /// before the connection processes its first datagram, so a trace
+    /// starts with the first Initial received and the first flight sent.
+    pub qlog: Option<QlogFactory>,
 }
+
+/// Makes the qlog sink of a new server connection; `None` for no trace.
+pub type QlogFactory = Arc<dyn Fn(&ConnectionId) -> Option<Box<dyn std::io::Write + Send>> + Send + Sync>;
 
 impl core::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -99,6 +106,7 @@ impl ServerConfig {
             new_token_lifetime: Duration::from_secs(24 * 3600),
             max_incoming: 4096,
             unix_time_at_start,
+            qlog: None,
         }
     }
 }
@@ -473,6 +481,9 @@ impl Endpoint {
         // Initial keys derive from the DCID of this Initial, which after a
         // Retry is the server's Retry SCID (RFC 9001 §5.2).
         conn.set_initial_dcid_for_keys(header.dcid);
+        if let Some(sink) = server.qlog.as_ref().and_then(|f| f(&original_dcid)) {
+            conn.enable_qlog(sink, now);
+        }
         conn.handle_datagram(now, remote, ecn, data);
         if conn.stats().packets_received == 0 {
             // Nothing authenticated (corrupted or forged Initial): keep no

@@ -36,7 +36,7 @@ pub struct Pair {
     /// (arrival, from client, datagram, address): for a client datagram the
     /// source the server sees (the client's address when it was sent), for
     /// a server datagram its destination.
-    in_flight: Vec<(Instant, bool, Vec<u8>, SocketAddr)>,
+    in_flight: Vec<(Instant, bool, Vec<u8>, SocketAddr, u8)>,
     /// The same addresses for datagrams crossing `links`, by link and send
     /// sequence number (a duplicate keeps its original's number).
     link_addrs: [HashMap<u64, SocketAddr>; 2],
@@ -59,6 +59,11 @@ pub struct Pair {
     /// the first flight (for amplification checks).
     pub server_sent: u64,
     pub client_sent: u64,
+    /// ECN middleboxes: [client→server, server→client].
+    pub ecn_mangle: [Option<crate::sim::EcnMangle>; 2],
+    /// Datagrams delivered with each ECN codepoint (two bits), by direction
+    /// [client→server, server→client].
+    pub ecn_delivered: [[u64; 4]; 2],
 }
 
 pub struct Certs {
@@ -157,6 +162,8 @@ impl Pair {
             dropped: 0,
             server_sent: 0,
             client_sent: 0,
+            ecn_mangle: [None, None],
+            ecn_delivered: [[0; 4]; 2],
         }
     }
 
@@ -192,6 +199,7 @@ impl Pair {
                     ep.maintain(h);
                     any = true;
                     let seg = t.segment_size.unwrap_or(t.size);
+                    let ecn = t.ecn.map_or(0, |e| e.bits());
                     let addr = if from_client { self.client_addr } else { t.destination };
                     for chunk in buf[..t.size].chunks(seg) {
                         if from_client {
@@ -204,7 +212,7 @@ impl Pair {
                             let i = usize::from(!from_client);
                             self.link_addrs[i].insert(self.link_sends[i], addr);
                             self.link_sends[i] += 1;
-                            links[i].send(self.now, chunk.to_vec());
+                            links[i].send_tagged(self.now, chunk.to_vec(), u64::from(ecn));
                             continue;
                         }
                         let extra = if self.jitter.is_zero() {
@@ -212,7 +220,7 @@ impl Pair {
                         } else {
                             self.jitter.mul_f64(self.rng.unit())
                         };
-                        self.in_flight.push((self.now + self.delay + extra, from_client, chunk.to_vec(), addr));
+                        self.in_flight.push((self.now + self.delay + extra, from_client, chunk.to_vec(), addr, ecn));
                     }
                 }
             }
@@ -225,7 +233,7 @@ impl Pair {
                     self.link_sends[i] += 1;
                     links[i].send(self.now, buf[..t.size].to_vec());
                 } else {
-                    self.in_flight.push((self.now + self.delay, from_client, buf[..t.size].to_vec(), addr));
+                    self.in_flight.push((self.now + self.delay, from_client, buf[..t.size].to_vec(), addr, 0));
                 }
             }
         }
@@ -235,9 +243,9 @@ impl Pair {
     fn deliver_due(&mut self) -> bool {
         let now = self.now;
         let mut due: Vec<_> = Vec::new();
-        self.in_flight.retain(|(t, c, d, a)| {
+        self.in_flight.retain(|(t, c, d, a, e)| {
             if *t <= now {
-                due.push((*c, d.clone(), *a));
+                due.push((*c, d.clone(), *a, *e));
                 false
             } else {
                 true
@@ -248,12 +256,18 @@ impl Pair {
                 while let Some(d) = links[i].poll_deliver(now) {
                     let a = self.link_addrs[i].get(&d.id).copied();
                     let a = a.unwrap_or(if from_client { self.client_addr } else { self.server_addr });
-                    due.push((from_client, d.data, a));
+                    due.push((from_client, d.data, a, d.tag as u8));
                 }
             }
         }
         let any = !due.is_empty();
-        for (from_client, mut d, addr) in due {
+        for (from_client, mut d, addr, ecn) in due {
+            let dir = usize::from(!from_client);
+            let ecn = match self.ecn_mangle[dir] {
+                Some(m) => m.apply(ecn, &mut self.rng),
+                None => ecn,
+            };
+            let ecn_cp = quic_core::connection::EcnCodepoint::from_bits(ecn);
             if (from_client && self.blackhole_client_to_server) || (self.loss > 0.0 && self.rng.unit() < self.loss) {
                 self.dropped += 1;
                 continue;
@@ -269,19 +283,21 @@ impl Pair {
             }
             self.delivered += 1;
             if from_client {
-                let ev = self.server.handle(now, addr, None, &mut d);
+                self.ecn_delivered[dir][usize::from(ecn & 3)] += 1;
+                let ev = self.server.handle(now, addr, ecn_cp, &mut d);
                 if let quic_core::endpoint::DatagramEvent::NewConnection(h) = ev {
                     self.server_conn.get_or_insert(h);
                 }
             } else {
-                self.client.handle(now, self.server_addr, None, &mut d);
+                self.ecn_delivered[dir][usize::from(ecn & 3)] += 1;
+                self.client.handle(now, self.server_addr, ecn_cp, &mut d);
             }
         }
         any
     }
 
     fn next_event(&mut self) -> Option<Instant> {
-        let mut t: Option<Instant> = self.in_flight.iter().map(|(t, _, _, _)| *t).min();
+        let mut t: Option<Instant> = self.in_flight.iter().map(|(t, _, _, _, _)| *t).min();
         if let Some(links) = &self.links {
             for l in links {
                 if let Some(x) = l.next_delivery_time() {

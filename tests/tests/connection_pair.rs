@@ -880,3 +880,36 @@ fn max_streams_follows_streams_closed_by_acknowledgment() {
     });
     assert_eq!(served, 100, "requests served (stuck at the stream limit without MAX_STREAMS)");
 }
+
+/// Regression (ngtcp2 against `quicpro serve` with the amplificationlimit
+/// case's big certificate chain): when the Handshake packet filled the
+/// datagram and 0.5-RTT data waited, the datagram was abandoned after its
+/// packets had been sealed and recorded as sent — the server's first
+/// flight never left and every retransmission met the same fate. A
+/// handshake on a lossless link must never need a probe timeout.
+#[test]
+fn full_first_flight_with_half_rtt_data_goes_out() {
+    let mut names = vec!["localhost".to_string()];
+    for i in 0..40 {
+        names.push(format!("{}.example", char::from(b'a' + (i % 26) as u8).to_string().repeat(50)));
+    }
+    let ck = rcgen::generate_simple_self_signed(names).unwrap();
+    let c = Certs { cert: ck.cert.der().clone(), key: rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()) };
+    for client_cid_len in [0usize, 8, 17, 20] {
+        let mut p = Pair::with_cid_lens(7, server_tls(&c), client_tls(&c), TransportConfig::default(), |_| {}, quic_core::Version::V1, client_cid_len, 8);
+        let mut wrote = false;
+        p.run_until(Duration::from_millis(250), |p| {
+            if let (Some(h), false) = (p.server_conn, wrote) {
+                // 0.5-RTT data (RFC 9000 §7): queued as soon as the server
+                // has the client's parameters, before its flight is built.
+                let conn = p.server.connection(h).unwrap();
+                if let Some(id) = conn.open_stream(Dir::Uni) {
+                    conn.write(id, &[1u8; 3000]).unwrap();
+                    wrote = true;
+                }
+            }
+            p.server_conn.is_some() && p.client().is_established() && p.server().is_established()
+        });
+        assert!(wrote, "server wrote 0.5-RTT data");
+    }
+}

@@ -36,6 +36,9 @@ pub struct ServerOptions {
     /// Shared by all workers: stateless reset and address-token keys.
     pub reset_secret: [u8; 32],
     pub token_secret: [u8; 32],
+    /// One qlog file per connection in this directory, from the first
+    /// datagram on (`<worker>-<original DCID>.sqlog`).
+    pub qlog_dir: Option<std::path::PathBuf>,
 }
 
 impl ServerOptions {
@@ -55,6 +58,7 @@ impl ServerOptions {
             worker_id: 0,
             reset_secret,
             token_secret,
+            qlog_dir: None,
         }
     }
 }
@@ -75,6 +79,10 @@ impl core::fmt::Display for ServerError {
 }
 
 impl std::error::Error for ServerError {}
+
+fn hex_cid(c: &quic_core::cid::ConnectionId) -> String {
+    c.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// The ALPN of the QUIC interop runner's HTTP/0.9 test protocol.
 pub const HQ_INTEROP: &[u8] = b"hq-interop";
@@ -102,6 +110,14 @@ impl Server {
         let mut sc = ServerConfig::new(tls, &opts.token_secret, unix);
         sc.transport = Arc::new(opts.transport.clone());
         sc.retry = opts.retry;
+        if let Some(dir) = opts.qlog_dir.clone() {
+            let worker = opts.worker_id;
+            sc.qlog = Some(Arc::new(move |odcid: &quic_core::cid::ConnectionId| {
+                let name = format!("worker{worker}-{}.sqlog", hex_cid(odcid));
+                let f = std::fs::File::create(dir.join(name)).ok()?;
+                Some(Box::new(std::io::BufWriter::new(f)) as Box<dyn std::io::Write + Send>)
+            }));
+        }
         let mut ec = EndpointConfig::new(&opts.reset_secret);
         let worker = opts.worker_id;
         ec.cid_generator = Arc::new(move || Box::new(RoutableCidGenerator::for_worker(worker)));

@@ -14,6 +14,7 @@
 //! - `path`: the peer's address, migration and path validation (RFC 9000 §8.2, §9).
 
 mod cids;
+pub mod ecn;
 #[cfg(feature = "fuzzing")]
 mod fuzzing;
 mod keys;
@@ -296,6 +297,10 @@ pub struct Connection {
     /// qlog trace of this connection, when enabled.
     qlog: Option<Box<crate::qlog::QlogWriter>>,
     new_token_queued: bool,
+    /// ECN marking and validation of the current path (RFC 9000 §13.4).
+    ecn: ecn::EcnValidator,
+    /// The datagram being built is marked ECT(0).
+    tx_ecn: bool,
     /// The packet being processed carried CRYPTO data not seen before.
     rx_new_crypto: bool,
     /// Flights resent early because the peer's probe showed it lacks them
@@ -398,6 +403,8 @@ impl Connection {
             received_token: None,
             qlog: None,
             new_token_queued: false,
+            ecn: ecn::EcnValidator::new(cfg.ecn),
+            tx_ecn: false,
             rx_new_crypto: false,
             early_retransmits: 0,
             config: cfg,
@@ -815,7 +822,7 @@ impl Connection {
         // RFC 9000 §10.2: linger three PTOs so a lost CONNECTION_CLOSE can be
         // repeated when the peer keeps sending.
         self.close_deadline = Some(deadline_after(now, self.recovery.pto(SpaceId::Data, self.handshake_confirmed).saturating_mul(3)));
-        self.set_error(err);
+        self.set_error(now, err);
     }
 
     fn enter_draining(&mut self, now: Instant, err: ConnectionError) {
@@ -825,10 +832,10 @@ impl Connection {
         self.state = State::Draining;
         self.close_pending = false;
         self.close_deadline = Some(deadline_after(now, self.recovery.pto(SpaceId::Data, self.handshake_confirmed).saturating_mul(3)));
-        self.set_error(err);
+        self.set_error(now, err);
     }
 
-    fn set_error(&mut self, err: ConnectionError) {
+    fn set_error(&mut self, now: Instant, err: ConnectionError) {
         if self.error.is_none() {
             if let Some(q) = &mut self.qlog {
                 use crate::qlog::{CloseError, CloseTrigger, ConnectionClosed, Initiator};
@@ -842,7 +849,6 @@ impl Connection {
                     ConnectionError::VersionMismatch => (Initiator::Remote, None, CloseTrigger::VersionMismatch),
                 };
                 let reason = err.to_string();
-                let now = q.reference_time();
                 q.connection_closed(now, &ConnectionClosed { initiator: Some(initiator), error, internal_code: None, reason: Some(&reason), trigger: Some(trigger) });
                 q.flush();
             }
@@ -938,7 +944,7 @@ impl Connection {
         }
         if self.idle_deadline.is_some_and(|d| now >= d) {
             // RFC 9000 §10.1: silently close.
-            self.set_error(ConnectionError::TimedOut);
+            self.set_error(now, ConnectionError::TimedOut);
             self.state = State::Drained;
             return;
         }
@@ -960,10 +966,15 @@ impl Connection {
             let ctx = self.timer_ctx();
             let mut out = core::mem::take(&mut self.ack_outcome);
             let action = self.recovery.on_loss_detection_timeout(now, ctx, &mut out);
+            let mut ecn_change = None;
             for p in out.lost.drain(..) {
                 self.stats.packets_lost += 1;
+                if p.payload.ecn {
+                    ecn_change = ecn_change.or(self.ecn.on_marked_lost());
+                }
                 self.on_frames_lost(&p.payload);
             }
+            self.on_ecn_change(now, ecn_change);
             self.ack_outcome = out;
             if let crate::recovery::TimeoutAction::Probe { space, probes } = action {
                 self.on_probe_timeout(space, probes);
@@ -1059,6 +1070,36 @@ impl Connection {
             && self.one_rtt.is_some()
             && self.conn_send.available() > 0
             && self.streams.send_queue.iter().any(|id| self.streams.map.get(id).and_then(|st| st.send.as_ref()).is_some_and(|st| st.has_unsent_data()))
+    }
+
+    /// ECN validation changed state: logged to qlog.
+    pub(super) fn on_ecn_change(&mut self, now: Instant, state: Option<ecn::EcnState>) {
+        let Some(state) = state else { return };
+        let failure = self.ecn.failure();
+        if let Some(q) = &mut self.qlog {
+            // quic-events: ecn_state_updated.
+            q.custom_event(now, "quic:ecn_state_updated", |d| {
+                d.str("new", match state {
+                    ecn::EcnState::Testing => "testing",
+                    ecn::EcnState::Unknown => "unknown",
+                    ecn::EcnState::Capable => "capable",
+                    ecn::EcnState::Failed => "failed",
+                });
+                if let Some(f) = failure {
+                    d.str("trigger", &format!("{f:?}"));
+                }
+            });
+        }
+    }
+
+    /// Where ECN validation of the current path stands.
+    pub fn ecn_state(&self) -> ecn::EcnState {
+        self.ecn.state()
+    }
+
+    /// Why ECN validation failed, if it did.
+    pub fn ecn_failure(&self) -> Option<ecn::EcnFailure> {
+        self.ecn.failure()
     }
 
     fn on_established(&mut self) {

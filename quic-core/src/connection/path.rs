@@ -297,6 +297,8 @@ impl Connection {
         // adequate").
         if ip_changed {
             self.recovery.reset_for_new_path();
+            // RFC 9000 §13.4.2: ECN is validated per path.
+            self.ecn.on_new_path();
         }
         // §9.3: "After verifying a new client address, the server SHOULD
         // send new address validation tokens"; the endpoint issues one when
@@ -333,7 +335,7 @@ impl Connection {
             } else {
                 // §9.3.2: no state about a validated address: close
                 // silently. (Not reached today: only servers migrate.)
-                self.set_error(ConnectionError::TimedOut);
+                self.set_error(now, ConnectionError::TimedOut);
                 self.state = State::Drained;
             }
             return;

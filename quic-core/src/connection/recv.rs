@@ -93,7 +93,7 @@ impl Connection {
         // RFC 9000 §10.3.1: a datagram we cannot decrypt whose last 16 bytes
         // are a reset token the peer gave us is a stateless reset.
         if !decrypted_any && is_short && total >= 21 && self.remote_cids.is_reset_token(&data[total - 16..]) {
-            self.set_error(ConnectionError::Reset);
+            self.set_error(now, ConnectionError::Reset);
             self.state = State::Drained;
         }
     }
@@ -102,7 +102,7 @@ impl Connection {
     fn handle_packet(&mut self, now: Instant, ecn: Option<EcnCodepoint>, h: &ProtectedHeader, packet: &mut [u8]) -> bool {
         let space = match h.ty {
             PacketType::VersionNegotiation => {
-                self.handle_version_negotiation(packet, h);
+                self.handle_version_negotiation(now, packet, h);
                 return false;
             }
             PacketType::Long(LongType::Retry) => {
@@ -300,7 +300,7 @@ impl Connection {
     }
 
     /// Client: a Version Negotiation packet (RFC 9000 §6.2).
-    fn handle_version_negotiation(&mut self, packet: &[u8], h: &ProtectedHeader) {
+    fn handle_version_negotiation(&mut self, now: Instant, packet: &[u8], h: &ProtectedHeader) {
         if self.side.is_server() || self.received_any {
             return;
         }
@@ -312,7 +312,7 @@ impl Connection {
         if negotiation_versions(versions).any(|v| v == self.version) {
             return;
         }
-        self.set_error(ConnectionError::VersionMismatch);
+        self.set_error(now, ConnectionError::VersionMismatch);
         self.state = State::Drained;
     }
 
@@ -535,6 +535,8 @@ impl Connection {
             self.ack_outcome = out;
             return Err(e.with_frame_type(ack.frame_type().0));
         }
+        let newly_marked = out.acked.iter().filter(|p| p.payload.ecn).count() as u64;
+        let mut ecn_change = self.ecn.on_ack(space, newly_marked, ecn);
         for p in out.acked.drain(..) {
             if let Some(k) = &mut self.one_rtt {
                 if space == SpaceId::Data && k.phase_first_sent.is_some_and(|f| p.pn >= f) {
@@ -545,6 +547,9 @@ impl Connection {
         }
         for p in out.lost.drain(..) {
             self.stats.packets_lost += 1;
+            if p.payload.ecn {
+                ecn_change = ecn_change.or(self.ecn.on_marked_lost());
+            }
             if let Some(q) = &mut self.qlog {
                 let ty = match space {
                     SpaceId::Initial => crate::qlog::PacketType::Initial,
@@ -558,6 +563,7 @@ impl Connection {
         }
         let rtt_updated = out.rtt_updated;
         self.ack_outcome = out;
+        self.on_ecn_change(now, ecn_change);
         if rtt_updated {
             self.qlog_metrics(now);
         }

@@ -58,6 +58,8 @@ impl Connection {
         if let Some(t) = self.poll_path_transmit(now, &mut buf[..max_size]) {
             return Some(t);
         }
+        // One ECN codepoint for the whole (GSO) transmit.
+        self.tx_ecn = self.ecn.should_mark();
         let first = self.build_datagram(now, &mut buf[..max_size])?;
         let mut total = first;
         let mut segments = 1;
@@ -78,7 +80,7 @@ impl Connection {
         }
         Some(Transmit {
             destination: self.remote,
-            ecn: None,
+            ecn: self.tx_ecn.then_some(super::EcnCodepoint::Ect0),
             size: total,
             segment_size: (segments > 1).then_some(first),
         })
@@ -120,13 +122,21 @@ impl Connection {
             if !wants_ack && !wants_data {
                 continue;
             }
+            // No room for another packet behind the open one: keep it open
+            // (it may still need padding) and end the datagram with it.
+            if open.as_ref().is_some_and(|p| budget.saturating_sub(p.end + TAG_LEN) < MIN_PACKET_ROOM) {
+                break;
+            }
             if let Some(p) = open.take() {
-                written = self.seal(now, buf, p)?;
+                match self.seal(now, buf, p) {
+                    Some(w) => written = w,
+                    None => break,
+                }
             }
             if budget - written < MIN_PACKET_ROOM {
                 break;
             }
-            let mut p = self.begin_packet(space, buf, written, budget)?;
+            let Some(mut p) = self.begin_packet(space, buf, written, budget) else { break };
             self.fill_packet(now, &mut p, buf, cc_ok);
             if p.end == p.layout.header_len() {
                 continue; // Nothing fit; the header is overwritten next.
@@ -140,7 +150,13 @@ impl Connection {
             }
             open = Some(p);
         }
-        let mut p = open?;
+        // Packets already sealed are recorded as sent: the datagram that
+        // holds them must go out even when nothing follows them (dropping
+        // it lost their frames for good: a Handshake flight that never
+        // left, so a peer's handshake stalled).
+        let Some(mut p) = open else {
+            return (written > 0).then(|| self.on_datagram_built(written));
+        };
         if pad_datagram {
             let target = MIN_INITIAL_DATAGRAM_SIZE.min(budget);
             let want_end = target.saturating_sub(TAG_LEN);
@@ -150,14 +166,23 @@ impl Connection {
                 p.padded = true;
             }
         }
-        let end = self.seal(now, buf, p)?;
-        self.bytes_sent += end as u64;
-        self.stats.bytes_sent += end as u64;
+        let end = match self.seal(now, buf, p) {
+            Some(end) => end,
+            None if written > 0 => written,
+            None => return None,
+        };
+        Some(self.on_datagram_built(end))
+    }
+
+    /// Accounts a datagram of `len` bytes about to go out.
+    fn on_datagram_built(&mut self, len: usize) -> usize {
+        self.bytes_sent += len as u64;
+        self.stats.bytes_sent += len as u64;
         if !self.address_validated && self.bytes_received > 0 {
             let ratio = self.bytes_sent * 100 / self.bytes_received;
             self.stats.max_amplification_x100 = self.stats.max_amplification_x100.max(ratio);
         }
-        Some(end)
+        len
     }
 
     fn can_send_in(&self, space: SpaceId) -> bool {
@@ -641,6 +666,10 @@ impl Connection {
                     k.phase_first_sent.get_or_insert(p.pn);
                 }
             }
+        }
+        p.frames.ecn = self.tx_ecn;
+        if self.tx_ecn {
+            self.ecn.on_marked_sent();
         }
         let in_flight = p.ack_eliciting || p.padded;
         self.recovery.on_packet_sent(

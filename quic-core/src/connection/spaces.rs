@@ -199,11 +199,13 @@ pub struct SentFrames {
     pub streams: SmallVec<[StreamRange; 2]>,
     pub ack_largest: Option<u64>,
     pub control: SmallVec<[Retransmit; 2]>,
+    /// Sent in a datagram marked ECT(0) (ECN validation counts these).
+    pub ecn: bool,
 }
 
 impl SentFrames {
     pub fn new(space: SpaceId) -> Self {
-        Self { space, crypto: None, streams: SmallVec::new(), ack_largest: None, control: SmallVec::new() }
+        Self { space, crypto: None, streams: SmallVec::new(), ack_largest: None, control: SmallVec::new(), ecn: false }
     }
 
     pub fn is_empty(&self) -> bool {
