@@ -4,6 +4,25 @@
 
 use std::time::Duration;
 
+use crate::version::Version;
+
+impl TransportConfig {
+    /// The preference list in effect for a connection whose first Initial
+    /// is in `first` (see [`TransportConfig::versions`]).
+    pub fn version_preference(&self, first: Version) -> Vec<Version> {
+        let mut v: Vec<Version> = if self.versions.is_empty() { vec![first] } else { self.versions.clone() };
+        for s in Version::SUPPORTED {
+            if self.versions.is_empty() && !v.contains(s) {
+                v.push(*s);
+            }
+        }
+        if !v.contains(&first) {
+            v.push(first);
+        }
+        v
+    }
+}
+
 use crate::recovery::CongestionAlgorithm;
 
 /// Per-connection transport settings. `Default` suits a server or client on
@@ -59,6 +78,14 @@ pub struct TransportConfig {
     pub max_gso_segments: usize,
     /// Mark packets ECT(0) and validate the path's ECN (RFC 9000 §13.4).
     pub ecn: bool,
+    /// QUIC versions in order of preference (RFC 9368). A client lists them
+    /// in version_information (its first Initial's version is added if
+    /// missing) and follows a server that picks another of them; a server
+    /// speaks these and moves a connection to the client's most preferred
+    /// one among them that is compatible with the client's first version
+    /// (v1 and v2 are, RFC 9369 §4). Empty: the first Initial's version,
+    /// then the other supported ones (no upgrade is asked for).
+    pub versions: Vec<Version>,
 }
 
 impl Default for TransportConfig {
@@ -87,6 +114,7 @@ impl Default for TransportConfig {
             grease: true,
             max_gso_segments: 10,
             ecn: true,
+            versions: Vec::new(),
         }
     }
 }

@@ -913,3 +913,33 @@ fn full_first_flight_with_half_rtt_data_goes_out() {
         assert!(wrote, "server wrote 0.5-RTT data");
     }
 }
+
+/// Compatible version negotiation (RFC 9368 §2.3): the client starts in v1
+/// preferring v2; a server speaking v2 moves the connection there — its
+/// Initials, Handshake and 1-RTT packets, key updates included — and the
+/// client follows. With v1 preferred, or v2 not offered, it stays in v1.
+#[test]
+fn compatible_version_negotiation_v1_to_v2() {
+    let c = certs();
+    let run = |client_versions: Vec<quic_core::Version>, server_versions: Vec<quic_core::Version>| {
+        let client_t = TransportConfig { versions: client_versions, ..TransportConfig::default() };
+        let server_t = TransportConfig { versions: server_versions, ..TransportConfig::default() };
+        let mut p = Pair::with(9, server_tls(&c), client_tls(&c), client_t, move |sc| sc.transport = std::sync::Arc::new(server_t), quic_core::Version::V1);
+        p.handshake();
+        let data = transfer(&mut p, 300_000, Duration::from_secs(30));
+        assert_eq!(data, pattern(300_000));
+        let now = p.now;
+        assert!(p.server().initiate_key_update(now), "key update possible");
+        let data = transfer(&mut p, 100_000, Duration::from_secs(30));
+        assert_eq!(data, pattern(100_000));
+        assert!(p.client().stats().key_updates >= 1);
+        (p.client().version(), p.client().original_version(), p.server().version(), p.server().original_version())
+    };
+    use quic_core::Version as V;
+    // The client starts in v1 and prefers v2 (its Available Versions are in
+    // descending preference); a server speaking v2 moves there.
+    assert_eq!(run(vec![V::V2, V::V1], vec![]), (V::V2, Some(V::V1), V::V2, Some(V::V1)));
+    assert_eq!(run(vec![V::V1, V::V2], vec![]), (V::V1, None, V::V1, None), "client prefers v1");
+    assert_eq!(run(vec![V::V2, V::V1], vec![V::V1]), (V::V1, None, V::V1, None), "server speaks only v1");
+    assert_eq!(run(vec![], vec![]), (V::V1, None, V::V1, None), "defaults ask for nothing");
+}

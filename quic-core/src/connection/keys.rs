@@ -29,6 +29,8 @@ pub struct OneRttKeys {
     /// packets with the other phase bit use the previous keys (§6.5).
     pub phase_first_received: Option<u64>,
     pub sent_in_phase: u64,
+    /// Key update labels follow the connection's version (RFC 9369 §3.3.2).
+    version: crate::version::Version,
 }
 
 impl core::fmt::Debug for OneRttKeys {
@@ -38,7 +40,7 @@ impl core::fmt::Debug for OneRttKeys {
 }
 
 impl OneRttKeys {
-    fn new(keys: rustls::quic::Keys, secrets: Secrets) -> Self {
+    fn new(keys: rustls::quic::Keys, secrets: Secrets, version: crate::version::Version) -> Self {
         Self {
             local_hp: keys.local.header,
             remote_hp: keys.remote.header,
@@ -53,13 +55,22 @@ impl OneRttKeys {
             phase_acked: true,
             phase_first_received: None,
             sent_in_phase: 0,
+            version,
         }
+    }
+
+    fn next_keys(&mut self) -> PacketKeySet {
+        let secrets = &mut self.secrets;
+        crate::tls::versioned_hkdf::with_quic_version(self.version, || secrets.next_packet_keys())
     }
 
     /// Keys of the next phase, derived on first use ("quic ku", §6.1).
     pub fn next_remote(&mut self) -> &dyn PacketKey {
-        let next = self.next.get_or_insert_with(|| self.secrets.next_packet_keys());
-        &*next.remote
+        let next = match self.next.take() {
+            Some(n) => n,
+            None => self.next_keys(),
+        };
+        &*self.next.insert(next).remote
     }
 
     pub fn prev_remote(&self) -> Option<&dyn PacketKey> {
@@ -69,7 +80,10 @@ impl OneRttKeys {
     /// Moves to the next key phase; the old receive key is kept for three
     /// PTOs for reordered packets (§6.5).
     pub fn rotate(&mut self, now: Instant, pto: Duration) {
-        let next = self.next.take().unwrap_or_else(|| self.secrets.next_packet_keys());
+        let next = match self.next.take() {
+            Some(n) => n,
+            None => self.next_keys(),
+        };
         let old_remote = core::mem::replace(&mut self.remote, next.remote);
         self.local = next.local;
         self.prev_remote = Some(old_remote);
@@ -119,15 +133,25 @@ impl Connection {
                     continue;
                 }
                 loop {
+                    let space = &mut self.spaces[i];
                     match space.crypto_recv.read_chunk(usize::MAX) {
                         Ok(chunk) if !chunk.data.is_empty() => {
-                            self.tls.read_handshake(&chunk.data)?;
-                            fed = true;
                             // CRYPTO has no MAX_STREAM_DATA: slide the
                             // reassembly bound as TLS consumes (RFC 9000 §7.5).
                             if let Some(v) = space.crypto_recv.should_send_max_stream_data() {
                                 space.crypto_recv.on_max_stream_data_sent(v, now, Duration::ZERO);
                             }
+                            if i == 0 && self.client_hello.is_some() {
+                                // Server: the version is chosen from the
+                                // whole ClientHello before TLS reads it.
+                                if let Some(bytes) = self.hold_client_hello(&chunk.data)? {
+                                    self.tls.read_handshake(&bytes)?;
+                                    fed = true;
+                                }
+                                continue;
+                            }
+                            self.tls.read_handshake(&chunk.data)?;
+                            fed = true;
                         }
                         _ => break,
                     }
@@ -149,7 +173,7 @@ impl Connection {
                         changed = true;
                     }
                     Some(KeyChange::OneRtt { keys, next }) => {
-                        self.one_rtt = Some(OneRttKeys::new(keys, next));
+                        self.one_rtt = Some(OneRttKeys::new(keys, next, self.version));
                         changed = true;
                     }
                 }
@@ -238,6 +262,9 @@ impl Connection {
         }
         s.discarded = true;
         s.keys = None;
+        if id == SpaceId::Initial {
+            self.legacy_initial_keys = None;
+        }
         s.probes = 0;
         self.recovery.discard_space(id);
     }
@@ -255,11 +282,7 @@ impl Connection {
             Side::Server => p.check_cids(peer_role, &expected_scid, None, None)?,
         }
         // RFC 9368 §4: the chosen version must be the one in use.
-        if let Some(vi) = &p.version_information {
-            if vi.chosen_version != self.version {
-                return Err(Error::new(TransportErrorCode::VERSION_NEGOTIATION_ERROR, "version_information does not match"));
-            }
-        }
+        self.check_version_information(&p)?;
         if let Some(t) = p.stateless_reset_token {
             self.remote_cids.set_initial_reset_token(t);
         }

@@ -21,6 +21,7 @@ mod keys;
 mod path;
 mod recv;
 mod send;
+mod version_negotiation;
 pub mod spaces;
 pub mod streams;
 
@@ -297,6 +298,15 @@ pub struct Connection {
     /// qlog trace of this connection, when enabled.
     qlog: Option<Box<crate::qlog::QlogWriter>>,
     new_token_queued: bool,
+    /// The version of the connection's first Initial, when compatible
+    /// version negotiation moved it to another (RFC 9368).
+    original_version: Option<Version>,
+    /// Server after an upgrade: Initial keys of the original version, to
+    /// read the client's Initials sent before it followed.
+    legacy_initial_keys: Option<rustls::quic::Keys>,
+    /// Server: ClientHello bytes held back until complete, so the version
+    /// can be chosen before TLS reads them (None once decided).
+    client_hello: Option<Vec<u8>>,
     /// ECN marking and validation of the current path (RFC 9000 §13.4).
     ecn: ecn::EcnValidator,
     /// The datagram being built is marked ECT(0).
@@ -403,6 +413,9 @@ impl Connection {
             received_token: None,
             qlog: None,
             new_token_queued: false,
+            original_version: None,
+            legacy_initial_keys: None,
+            client_hello: side.is_server().then(Vec::new),
             ecn: ecn::EcnValidator::new(cfg.ecn),
             tx_ecn: false,
             rx_new_crypto: false,
@@ -454,7 +467,7 @@ impl Connection {
             initial_source_connection_id: Some(*local_cid),
             max_datagram_frame_size: cfg.max_datagram_frame_size,
             grease_quic_bit: false,
-            version_information: Some(VersionInformation::new(version, Version::SUPPORTED)),
+            version_information: Some(VersionInformation::new(version, &cfg.version_preference(version))),
             ..TransportParameters::default()
         };
         if side.is_server() {

@@ -120,12 +120,25 @@ impl Connection {
             }
             PacketType::Short => SpaceId::Data,
         };
-        if h.version.is_some_and(|v| v != self.version) || self.spaces[space.index()].discarded {
+        if self.spaces[space.index()].discarded {
             self.stats.packets_dropped += 1;
             return false;
         }
+        // RFC 9368 §2.3: another version than ours. A client follows the
+        // server's first Initial into a version it offered; a server that
+        // moved the connection still reads the client's Initials of the
+        // original version. Anything else is dropped.
+        let mut legacy = false;
+        if let Some(v) = h.version.filter(|v| *v != self.version) {
+            let follows = self.side == Side::Client && space == SpaceId::Initial && self.follow_server_version(v);
+            legacy = self.side.is_server() && space == SpaceId::Initial && Some(v) == self.original_version && self.legacy_initial_keys.is_some();
+            if !follows && !legacy {
+                self.stats.packets_dropped += 1;
+                return false;
+            }
+        }
         let zero_rtt = h.ty == PacketType::Long(LongType::ZeroRtt);
-        let Some((pn, header_len, payload_len, phase)) = self.unprotect(space, zero_rtt, h, packet) else {
+        let Some((pn, header_len, payload_len, phase)) = self.unprotect(space, zero_rtt, legacy, h, packet) else {
             self.stats.packets_dropped += 1;
             return false;
         };
@@ -246,15 +259,18 @@ impl Connection {
         &mut self,
         space: SpaceId,
         zero_rtt: bool,
+        legacy: bool,
         h: &ProtectedHeader,
         packet: &mut [u8],
     ) -> Option<(u64, usize, usize, Option<PhaseKey>)> {
+        let initial_keys = if legacy { self.legacy_initial_keys.as_ref() } else { self.spaces[0].keys.as_ref() };
         let pn_offset = h.pn_offset;
         let sample_at = pn_offset.checked_add(4)?;
         let sample: [u8; SAMPLE_LEN] = packet.get(sample_at..sample_at + SAMPLE_LEN)?.try_into().ok()?;
         {
             let hp: &dyn rustls::quic::HeaderProtectionKey = match space {
-                SpaceId::Initial | SpaceId::Handshake => &*self.spaces[space.index()].keys.as_ref()?.remote.header,
+                SpaceId::Initial => &*initial_keys?.remote.header,
+                SpaceId::Handshake => &*self.spaces[space.index()].keys.as_ref()?.remote.header,
                 SpaceId::Data if zero_rtt => &*self.zero_rtt.as_ref()?.header,
                 SpaceId::Data => &*self.one_rtt.as_ref()?.remote_hp,
             };
@@ -269,7 +285,11 @@ impl Connection {
         let (header, payload) = packet.split_at_mut(header_len);
         let mut phase = None;
         let plain_len = match space {
-            SpaceId::Initial | SpaceId::Handshake => {
+            SpaceId::Initial => {
+                let key = &*initial_keys?.remote.packet;
+                key.decrypt_in_place(pn, header, payload).ok()?.len()
+            }
+            SpaceId::Handshake => {
                 let key = &*self.spaces[space.index()].keys.as_ref()?.remote.packet;
                 key.decrypt_in_place(pn, header, payload).ok()?.len()
             }

@@ -724,46 +724,66 @@ impl Connection {
         Some(end)
     }
 
-    /// Closing state: one packet with CONNECTION_CLOSE in the highest space
-    /// we have keys for (RFC 9000 §10.2.3).
+    /// Closing state: CONNECTION_CLOSE in every packet type the peer may
+    /// be able to read (RFC 9000 §10.2.3): before the handshake is
+    /// confirmed, the peer may lack the keys of our highest level (a client
+    /// still waiting for the server's Handshake flight cannot read 1-RTT),
+    /// so the close goes in Initial and Handshake packets too, coalesced;
+    /// afterwards in 1-RTT only. An application close outside 1-RTT becomes
+    /// APPLICATION_ERROR without a reason (§10.2.3).
     fn build_close(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if !self.close_pending {
             return None;
         }
         self.close_pending = false;
         let close = self.close.clone()?;
-        let space = if self.one_rtt.is_some() {
-            SpaceId::Data
-        } else if self.spaces[1].keys.is_some() && !self.spaces[1].discarded {
-            SpaceId::Handshake
-        } else {
-            SpaceId::Initial
-        };
-        if !self.can_send_in(space) {
-            return None;
-        }
+        let spaces: &[SpaceId] = if self.handshake_confirmed { &[SpaceId::Data] } else { &[SpaceId::Initial, SpaceId::Handshake, SpaceId::Data] };
         let budget = buf.len();
-        let mut p = self.begin_packet(space, buf, 0, budget)?;
-        // RFC 9000 §10.2.3: an application close before 1-RTT becomes a
-        // transport close with APPLICATION_ERROR and no reason.
-        let frame = if close.application && space == SpaceId::Data {
-            Frame::ApplicationClose { error_code: close.code, reason: &close.reason }
-        } else if close.application {
-            Frame::ConnectionClose { error_code: crate::TransportErrorCode::APPLICATION_ERROR, frame_type: 0, reason: &[] }
-        } else {
-            Frame::ConnectionClose {
-                error_code: crate::TransportErrorCode(close.code),
-                frame_type: close.frame_type,
-                reason: &close.reason,
+        let mut written = 0;
+        let mut pad = false;
+        let mut last: Option<OpenPacket> = None;
+        for &space in spaces {
+            let usable = match space {
+                SpaceId::Data => self.one_rtt.is_some() && !self.spaces[2].discarded,
+                _ => self.can_send_in(space),
+            };
+            if !usable {
+                continue;
             }
-        };
-        if !Self::push_frame(&mut p, buf, &frame) {
-            let short = Frame::ConnectionClose { error_code: crate::TransportErrorCode(close.code), frame_type: 0, reason: &[] };
-            Self::push_frame(&mut p, buf, &short);
+            if let Some(p) = last.take() {
+                written = self.seal(now, buf, p)?;
+            }
+            if budget.saturating_sub(written) < MIN_PACKET_ROOM {
+                break;
+            }
+            let Some(mut p) = self.begin_packet(space, buf, written, budget) else { break };
+            let frame = if close.application && space == SpaceId::Data {
+                Frame::ApplicationClose { error_code: close.code, reason: &close.reason }
+            } else if close.application {
+                Frame::ConnectionClose { error_code: crate::TransportErrorCode::APPLICATION_ERROR, frame_type: 0, reason: &[] }
+            } else {
+                Frame::ConnectionClose { error_code: crate::TransportErrorCode(close.code), frame_type: close.frame_type, reason: &close.reason }
+            };
+            if !Self::push_frame(&mut p, buf, &frame) {
+                let short = Frame::ConnectionClose { error_code: crate::TransportErrorCode(close.code), frame_type: 0, reason: &[] };
+                Self::push_frame(&mut p, buf, &short);
+            }
+            p.ack_eliciting = false;
+            // §14.1: a client's Initial travels in a datagram of 1200 bytes.
+            pad |= space == SpaceId::Initial && self.side == Side::Client;
+            last = Some(p);
         }
-        p.ack_eliciting = false;
+        let Some(mut p) = last else {
+            return (written > 0).then(|| self.on_datagram_built(written));
+        };
+        if pad {
+            let want_end = MIN_INITIAL_DATAGRAM_SIZE.min(budget).saturating_sub(TAG_LEN);
+            if p.end < want_end && want_end <= p.limit {
+                buf[p.end..want_end].fill(0);
+                p.end = want_end;
+            }
+        }
         let end = self.seal(now, buf, p)?;
-        self.bytes_sent += end as u64;
-        Some(end)
+        Some(self.on_datagram_built(end))
     }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod provider;
 pub mod session;
+pub mod versioned_hkdf;
 
 pub use config::{ClientTlsOptions, ServerTlsOptions, TlsConfigError};
 pub use session::{KeyChange, TlsSession};

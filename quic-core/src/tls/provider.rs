@@ -155,7 +155,8 @@ fn with_our_quic(base: SupportedCipherSuite, alg: &'static QuicAlgorithm) -> Opt
             hash_provider: s.common.hash_provider,
             confidentiality_limit: s.common.confidentiality_limit,
         },
-        hkdf_provider: s.hkdf_provider,
+        // QUIC labels follow the negotiated version (versioned_hkdf.rs).
+        hkdf_provider: Box::leak(Box::new(super::versioned_hkdf::VersionedHkdf(s.hkdf_provider))),
         aead_alg: s.aead_alg,
         quic: Some(alg),
     }));

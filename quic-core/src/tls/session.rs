@@ -18,6 +18,12 @@ pub use rustls::quic::KeyChange;
 /// The TLS side of a connection.
 pub struct TlsSession {
     inner: quic::Connection,
+    /// The QUIC version whose key labels apply (it can change under a
+    /// client's session: compatible version negotiation, RFC 9368).
+    version: Version,
+    /// Server: its configuration, to start over in another version before
+    /// any handshake byte was read.
+    server_config: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl core::fmt::Debug for TlsSession {
@@ -43,13 +49,32 @@ impl TlsSession {
             .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "invalid server name"))?;
         let conn = quic::ClientConnection::new(config, rustls_version(version)?, name, params)
             .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "TLS client setup failed"))?;
-        Ok(Self { inner: quic::Connection::Client(conn) })
+        Ok(Self { inner: quic::Connection::Client(conn), version, server_config: None })
     }
 
     pub fn server(config: Arc<rustls::ServerConfig>, version: Version, params: Vec<u8>) -> Result<Self, Error> {
-        let conn = quic::ServerConnection::new(config, rustls_version(version)?, params)
+        let conn = quic::ServerConnection::new(config.clone(), rustls_version(version)?, params)
             .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "TLS server setup failed"))?;
-        Ok(Self { inner: quic::Connection::Server(conn) })
+        Ok(Self { inner: quic::Connection::Server(conn), version, server_config: Some(config) })
+    }
+
+    /// Server, before reading any handshake byte: a fresh session for
+    /// `version` with these transport parameters (the server upgraded the
+    /// connection's version, RFC 9368 §2.3).
+    pub fn restart_server(&mut self, version: Version, params: Vec<u8>) -> Result<(), Error> {
+        let config = self.server_config.clone().ok_or_else(|| Error::new(TransportErrorCode::INTERNAL_ERROR, "not a server session"))?;
+        *self = Self::server(config, version, params)?;
+        Ok(())
+    }
+
+    /// Client: the connection continues in `version` (the server chose a
+    /// compatible one): QUIC keys derived from now on use its labels.
+    pub fn set_version(&mut self, version: Version) {
+        self.version = version;
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     pub fn is_server(&self) -> bool {
@@ -60,7 +85,10 @@ impl TlsSession {
     /// TLS currently reads). A TLS failure becomes CRYPTO_ERROR with the
     /// alert rustls chose (RFC 9001 §4.8).
     pub fn read_handshake(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.inner.read_hs(data).map_err(|_| self.alert_error())
+        let v = self.version;
+        let inner = &mut self.inner;
+        let r = super::versioned_hkdf::with_quic_version(v, || inner.read_hs(data));
+        r.map_err(|_| self.alert_error())
     }
 
     fn alert_error(&self) -> Error {
@@ -74,7 +102,9 @@ impl TlsSession {
     /// level to `out`; a returned key change means later bytes belong to the
     /// next level.
     pub fn write_handshake(&mut self, out: &mut Vec<u8>) -> Option<KeyChange> {
-        self.inner.write_hs(out)
+        let v = self.version;
+        let inner = &mut self.inner;
+        super::versioned_hkdf::with_quic_version(v, || inner.write_hs(out))
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -93,7 +123,7 @@ impl TlsSession {
     /// Client: 0-RTT keys when a ticket allowing early data is in use.
     /// Server: 0-RTT keys once the client's early data has been accepted.
     pub fn zero_rtt_keys(&self) -> Option<quic::DirectionalKeys> {
-        self.inner.zero_rtt_keys()
+        super::versioned_hkdf::with_quic_version(self.version, || self.inner.zero_rtt_keys())
     }
 
     /// Client: whether the server accepted 0-RTT (meaningful after the handshake).
