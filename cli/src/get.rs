@@ -73,6 +73,10 @@ pub struct GetConfig {
     pub ciphers: Vec<rustls::CipherSuite>,
     /// One qlog file per connection in this directory.
     pub qlog_dir: Option<PathBuf>,
+    /// The first Initial's version, and the preference list offered in
+    /// version_information (RFC 9368; empty: the first version first).
+    pub version: quic_core::Version,
+    pub versions: Vec<quic_core::Version>,
 }
 
 /// Parses `-H "Name: value"` into a lowercase name (RFC 9114 §4.2) and the
@@ -372,7 +376,9 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         Some(p) => Some(Bytes::from(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)),
         None => None,
     };
-    let opts = ClientOptions::new(tls);
+    let mut opts = ClientOptions::new(tls);
+    opts.version = cfg.version;
+    opts.transport.versions = cfg.versions.clone();
     let client = Client::connect(&opts, first.addr, &first.host, Bytes::new()).map_err(|e| e.to_string())?;
     let mut s = Session { cfg: &cfg, client, body, started: Instant::now() };
     let groups: Vec<Vec<&Target>> = match cfg.plan {
@@ -465,7 +471,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         if cfg.verbose {
             if let Some(c) = s.client.connection() {
                 eprintln!(
-                    "* connection {}: {} ({}), ALPN {}, RTT {:?}{}",
+                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}{}",
                     gi + 1,
                     if c.is_resumed() { "TLS session resumed" } else { "full TLS handshake" },
                     match c.zero_rtt_accepted() {
@@ -474,6 +480,10 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                         None => "no 0-RTT",
                     },
                     c.alpn().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default(),
+                    match c.original_version() {
+                        Some(o) => format!("{} (from {o})", c.version()),
+                        None => c.version().to_string(),
+                    },
                     c.rtt(),
                     if cfg.key_update { format!(", key updates {}", c.stats().key_updates) } else { String::new() },
                 );

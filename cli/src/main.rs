@@ -141,6 +141,11 @@ struct ServeArgs {
     /// capped by the 64 KiB a single UDP_SEGMENT send may carry.
     #[arg(long, default_value_t = serve::DEFAULT_GSO_SEGMENTS)]
     gso_segments: usize,
+    /// QUIC versions this server speaks (default: v1,v2). A client's Initial
+    /// in one of them is answered in the client's most preferred one it
+    /// offers (compatible version negotiation, RFC 9368).
+    #[arg(long, value_parser = parse_versions)]
+    versions: Option<Versions>,
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +206,29 @@ struct GetArgs {
     /// Write a qlog file per connection into this directory.
     #[arg(long)]
     qlog_dir: Option<PathBuf>,
+    /// QUIC version of the first Initial: v1 or v2.
+    #[arg(long, default_value = "v1", value_parser = parse_version)]
+    quic_version: quic_core::Version,
+    /// Versions in order of preference, offered in version_information
+    /// (RFC 9368): e.g. v2,v1 asks a server to move a v1 connection to v2.
+    #[arg(long, value_parser = parse_versions)]
+    versions: Option<Versions>,
+}
+
+/// A list of QUIC versions (a newtype, so clap takes it as one value).
+#[derive(Debug, Clone)]
+struct Versions(Vec<quic_core::Version>);
+
+fn parse_version(s: &str) -> Result<quic_core::Version, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "v1" | "1" | "0x00000001" => Ok(quic_core::Version::V1),
+        "v2" | "0x6b3343cf" => Ok(quic_core::Version::V2),
+        other => Err(format!("{other:?}: QUIC versions are v1 and v2")),
+    }
+}
+
+fn parse_versions(s: &str) -> Result<Versions, String> {
+    s.split(',').map(parse_version).collect::<Result<Vec<_>, _>>().map(Versions)
 }
 
 fn run_serve(a: &ServeArgs) -> ExitCode {
@@ -266,6 +294,7 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         steering: a.steering,
         retry: a.retry,
         gso_segments: a.gso_segments,
+        versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
     };
     match serve::serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,
@@ -319,6 +348,8 @@ fn run_get(a: &GetArgs) -> ExitCode {
             }
         },
         qlog_dir: a.qlog_dir.clone(),
+        version: a.quic_version,
+        versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
     };
     match get::get(cfg) {
         Ok(true) => ExitCode::SUCCESS,

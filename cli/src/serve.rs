@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub retry: RetryPolicy,
     /// `TransportConfig::max_gso_segments` for every connection.
     pub gso_segments: usize,
+    /// `TransportConfig::versions` (empty: every supported version).
+    pub versions: Vec<quic_core::Version>,
 }
 
 /// Datagrams per GSO batch by default: as many full-size ones as one
@@ -159,6 +161,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.token_secret = secrets.1;
     opts.retry = cfg.retry;
     opts.transport.max_gso_segments = cfg.gso_segments.max(1);
+    opts.transport.versions = cfg.versions.clone();
     // qlog from each connection's first datagram (the endpoint opens it).
     opts.qlog_dir = cfg.qlog_dir.clone();
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;

@@ -212,3 +212,22 @@ fn hq_interop_large_body_and_many_requests() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Compatible version negotiation end to end: a client starting in v1 and
+/// preferring v2 is moved to v2 by the server (RFC 9368); one speaking
+/// only v1 stays there.
+#[test]
+fn quic_v2_by_compatible_negotiation() {
+    let (_server, port) = start_server(&[]);
+    let url = format!("https://127.0.0.1:{port}/v");
+    let out = get(&["-v", "--versions", "v2,v1", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("QUIC v2 (from v1)"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "echo from worker 0: /v\n");
+    let out = get(&["-v", "--versions", "v1", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("QUIC v1, RTT"), "{err}");
+    let out = get(&["-v", "--quic-version", "v2", &url]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("QUIC v2, RTT"), "a v2 first Initial stays v2");
+}

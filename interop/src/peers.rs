@@ -249,7 +249,11 @@ fn quicpro_client(root: &Path, c: &ClientCtx) -> Result<Launch, String> {
         cmd.arg("--hq");
     }
     match c.testcase.as_str() {
-        "handshake" | "transfer" | "http3" | "retry" | "ecn" | "v2" => {}
+        "handshake" | "transfer" | "http3" | "retry" | "ecn" => {}
+        "v2" => {
+            // Start in v1, prefer v2 (RFC 9368): the server moves us.
+            cmd.args(["--versions", "v2,v1"]);
+        }
         "multiconnect" => {
             cmd.arg("--reconnect");
         }
