@@ -340,8 +340,47 @@ fn run_inner(cfg: &RunConfig, case: &Case, server: Peer, client: Peer, dir: &Pat
         Err(e) => return Outcome::Fail(format!("{} client: {e}", client.name())),
     };
     let started = Instant::now();
+    // crosstraffic: a competing download shares the bottleneck the whole
+    // time (the runner uses TCP CUBIC through iperf; ours is a second QUIC
+    // flow, our client with CUBIC, fetching the same file over and over).
+    let stop_cross = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cross = (case.name == "crosstraffic").then(|| {
+        let stop = stop_cross.clone();
+        let bin = crate::peers::quicpro_bin(&cfg.root);
+        let url = cctx.urls[0].clone();
+        let out = sub("client").join("cross.bin");
+        let hq = proto == Proto::Hq;
+        std::thread::spawn(move || {
+            let Ok(bin) = bin else { return 0u32 };
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut cmd = Command::new(&bin);
+                cmd.args(["get", "-k", "--timeout", "120", "-o"]).arg(&out);
+                if hq {
+                    cmd.arg("--hq");
+                }
+                cmd.arg(&url).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+                let Ok(child) = cmd.spawn() else { return runs };
+                let mut p = Proc { child };
+                while p.child.try_wait().ok().flatten().is_none() {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        p.stop();
+                        return runs;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                runs += 1;
+            }
+            runs
+        })
+    });
     let code = run_client(launch, started + case.timeout);
     let client_time = started.elapsed();
+    stop_cross.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(t) = cross {
+        let runs = t.join().unwrap_or(0);
+        res.notes.push(format!("competing downloads completed during the measurement: {runs}"));
+    }
     let stats = relay.stop();
     res.notes.push(format!("relay: {stats}"));
     server_proc.stop();

@@ -6,7 +6,8 @@
 //! cargo run --release -p quicpro-interop --bin interop -- \
 //!     [--peers quicpro,quic-go,ngtcp2,aioquic,quiche,chromium] \
 //!     [--cases handshake,transfer,...] [--roles server,client] \
-//!     [--fast] [--out docs/INTEROP.md] [--work DIR] [--seed N] [--keep] \
+//!     [--fast] [--jobs 3] [--reps 5] [--out docs/INTEROP.md] [--work DIR] \
+//!     [--seed N] [--keep] \
 //!     [--no-build] [--build-quiche]
 //! ```
 //!
@@ -34,9 +35,10 @@ struct Args {
     keep: bool,
     build: bool,
     build_quiche: bool,
+    jobs: usize,
 }
 
-const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]";
+const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--jobs N] [--reps N] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -49,8 +51,10 @@ fn parse() -> Result<Args, String> {
         keep: false,
         build: true,
         build_quiche: false,
+        jobs: 3,
     };
     let mut fast = false;
+    let mut reps: Option<usize> = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut val = |n: &str| it.next().ok_or_else(|| format!("{n} needs a value\n{USAGE}"));
@@ -72,6 +76,8 @@ fn parse() -> Result<Args, String> {
             "--work" => a.work = PathBuf::from(val("--work")?),
             "--seed" => a.seed = val("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--keep" => a.keep = true,
+            "--jobs" => a.jobs = val("--jobs")?.parse().map_err(|e| format!("--jobs: {e}"))?,
+            "--reps" => reps = Some(val("--reps")?.parse::<usize>().map_err(|e| format!("--reps: {e}"))?),
             "--no-build" => a.build = false,
             "--build-quiche" => a.build_quiche = true,
             "-h" | "--help" => {
@@ -83,6 +89,11 @@ fn parse() -> Result<Args, String> {
     }
     if fast {
         a.cases.retain(|c| c.fast);
+    }
+    if let Some(n) = reps {
+        for c in a.cases.iter_mut().filter(|c| c.repetitions > 1) {
+            c.repetitions = n.max(1);
+        }
     }
     Ok(a)
 }
@@ -115,16 +126,28 @@ fn main() -> ExitCode {
     let cfg = RunConfig { root: root.clone(), work: args.work.clone(), seed: args.seed, keep: args.keep };
     let _ = std::fs::create_dir_all(&cfg.work);
     let t0 = Instant::now();
-    // (peer, role) -> results; role "server" = quicpro serves, P is the client.
-    let mut results: HashMap<(Peer, &'static str), Vec<CaseResult>> = HashMap::new();
+    // Every (peer, role, case) is a job; `--jobs` of them run at once. Each
+    // run has its own relay, ports and directory, and a 10 Mbit/s path
+    // costs little CPU, so a few in parallel keep the full matrix short.
+    let mut jobs: Vec<(Peer, &'static str, Case)> = Vec::new();
     for &peer in &args.peers {
         let roles: Vec<&'static str> = if peer == Peer::Quicpro { vec!["server"] } else { args.roles.clone() };
         for role in roles {
             for case in &args.cases {
+                jobs.push((peer, role, case.clone()));
+            }
+        }
+    }
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate().collect::<std::collections::VecDeque<_>>());
+    let done = std::sync::Mutex::new(Vec::<(usize, Peer, &'static str, CaseResult)>::new());
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.max(1) {
+            scope.spawn(|| loop {
+                let Some((idx, (peer, role, case))) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { return };
                 let (server, client) = if role == "server" { (Peer::Quicpro, peer) } else { (peer, Peer::Quicpro) };
                 let mut merged: Option<CaseResult> = None;
                 for rep in 0..case.repetitions {
-                    let r = run::run_case(&cfg, case, server, client, rep);
+                    let r = run::run_case(&cfg, &case, server, client, rep);
                     let line = match &r.outcome {
                         Outcome::Pass => "pass".to_string(),
                         Outcome::Fail(e) => format!("FAIL: {e}"),
@@ -146,11 +169,17 @@ fn main() -> ExitCode {
                         break;
                     }
                 }
-                if let Some(m) = merged {
-                    results.entry((peer, role)).or_default().push(m);
+                if let (Some(m), Ok(mut d)) = (merged, done.lock()) {
+                    d.push((idx, peer, role, m));
                 }
-            }
+            });
         }
+    });
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(i, ..)| *i);
+    let mut results: HashMap<(Peer, &'static str), Vec<CaseResult>> = HashMap::new();
+    for (_, peer, role, m) in done {
+        results.entry((peer, role)).or_default().push(m);
     }
     let report = render(&args, &results, t0.elapsed());
     println!("{report}");
