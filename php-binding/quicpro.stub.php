@@ -99,19 +99,27 @@ namespace Quicpro {
     final class Session {
         /**
          * The next request; suspends the calling Fiber (or drives the server on the main stack) until it
-         * arrives. Null when the client closed normally, or while the server drains (SIGTERM/SIGINT, stop()).
-         * @throws Exception\ConnectionException|Exception\TimeoutException
+         * arrives. Null once the connection has ended, however it ended (closed by the client normally or
+         * with an error, idle timeout, stateless reset), and while the server drains (SIGTERM/SIGINT,
+         * stop()): `while ($req = $sess->receiveRequest())` needs no try/catch.
+         * @throws Exception\TimeoutException only after an explicit $timeout_ms
          */
         public function receiveRequest(?int $timeout_ms = null): ?Stream {}
         /** Graceful close once queued responses are acknowledged. */
         public function close(): void {}
         public function isOpen(): bool {}
+        /** Why the connection ended, e.g. "idle timeout"; null while open. */
+        public function closeReason(): ?string {}
         public function remoteAddress(): string {}
         public function isResumed(): bool {}
         public function workerId(): int {}
     }
 
-    /** A request and its response. */
+    /**
+     * A request and its response. The response methods return false when the client is gone (the
+     * connection ended or the stream was reset): the request's work can stop, nothing is thrown. They
+     * throw StreamException only for mistakes of the calling code.
+     */
     final class Stream {
         /** This object (the documents call $req->stream()). */
         public function stream(): Stream {}
@@ -123,17 +131,19 @@ namespace Quicpro {
         public function id(): int {}
         /** @return array<string,string> */
         public function trailers(): array {}
-        /** Next body chunk (≤ $max bytes), null at the end. @throws Exception\StreamException|Exception\ConnectionException */
+        /** Next body chunk (≤ $max bytes); null at the end of the body or when the client aborted it (isAborted()). */
         public function read(int $max = 65536): ?string {}
-        /** The whole body (≤ max_body_size). @throws Exception\StreamException */
-        public function body(): string {}
-        /** @param array<string,string|int|list<string>>|null $headers @throws Exception\StreamException */
-        public function respond(int $status, ?array $headers = null): void {}
-        /** Queues body bytes; waits only when > 4 MiB is queued. @throws Exception\StreamException|Exception\ConnectionException */
-        public function sendBody(string $data, bool $fin = false): void {}
+        /** The whole body; null when the client aborted it. @throws Exception\StreamException beyond max_body_size */
+        public function body(): ?string {}
+        /** Whether the client reset the request or the connection ended before the body was complete. */
+        public function isAborted(): bool {}
+        /** @param array<string,string|int|list<string>>|null $headers @throws Exception\StreamException invalid status, headers twice */
+        public function respond(int $status, ?array $headers = null): bool {}
+        /** Queues body bytes; waits only when > 4 MiB is queued. @throws Exception\StreamException before respond(), after fin */
+        public function sendBody(string $data, bool $fin = false): bool {}
         /** @param array<string,string> $trailers */
-        public function sendTrailers(array $trailers): void {}
-        public function finish(): void {}
+        public function sendTrailers(array $trailers): bool {}
+        public function finish(): bool {}
         public function reset(int $code = 0x10c): void {}
         public function isBodyComplete(): bool {}
     }
