@@ -52,6 +52,8 @@ pub struct ServerCtx {
 /// What a client is started with.
 #[derive(Debug, Clone)]
 pub struct ClientCtx {
+    /// The case's name (the runner's test, not the TESTCASE value).
+    pub case: String,
     pub testcase: String,
     /// `https://<relay>/<name>` per file.
     pub urls: Vec<String>,
@@ -304,7 +306,9 @@ fn caddy_server(c: &ServerCtx) -> Result<Launch, String> {
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
     };
     let conf = format!(
-        "{{\n  admin off\n  auto_https off\n  skip_install_trust\n  storage file_system {storage}\n  servers {{\n    protocols h1 h2 h3\n  }}\n}}\nhttps://{host}:{port} {{\n  bind {bind}\n  tls {cert} {key}\n  root * {www}\n  file_server\n}}\n",
+        // A client connecting to an IP address sends no SNI: default_sni
+        // makes Caddy pick the certificate anyway.
+        "{{\n  admin off\n  auto_https off\n  skip_install_trust\n  default_sni server4\n  storage file_system {storage}\n  servers {{\n    protocols h1 h2 h3\n  }}\n}}\nhttps://{host}:{port}, https://server4:{port}, https://localhost:{port} {{\n  bind {bind}\n  tls {cert} {key}\n  root * {www}\n  file_server\n}}\n",
         storage = c.work.join("caddy-data").display(),
         port = c.listen.port(),
         bind = c.listen.ip(),
@@ -382,9 +386,11 @@ fn ngtcp2_client(c: &ClientCtx) -> Result<Launch, String> {
 // ----- Chromium -------------------------------------------------------------
 
 fn chromium_client(c: &ClientCtx) -> Result<Launch, String> {
-    match c.testcase.as_str() {
-        "handshake" | "http3" | "transfer" => {}
-        other => return Ok(Launch::Unsupported(format!("Chromium loads pages; test case {other} needs a scripted client"))),
+    // Chromium loads a page: the cases whose point is the connection
+    // itself, not a client's scripted behaviour or a file set.
+    match c.case.as_str() {
+        "handshake" | "http3" | "longrtt" | "transferloss" | "transfercorruption" | "handshakeloss" | "handshakecorruption" | "blackhole" => {}
+        other => return Ok(Launch::Unsupported(format!("Chromium loads one page; case {other} needs a scripted client (files, resumption, key update, migration)"))),
     }
     let first = c.urls.first().ok_or("no URL")?;
     let origin = first.trim_start_matches("https://").split('/').next().unwrap_or_default().to_string();

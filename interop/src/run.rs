@@ -325,6 +325,7 @@ fn run_inner(cfg: &RunConfig, case: &Case, server: Peer, client: Peer, dir: &Pat
     };
     let urls: Vec<String> = names.iter().map(|n| format!("https://{host}:{}/{n}", front.port())).collect();
     let cctx = ClientCtx {
+        case: case.name.to_string(),
         testcase: case.client_testcase.to_string(),
         urls,
         downloads: sub("downloads"),

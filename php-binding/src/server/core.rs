@@ -476,11 +476,9 @@ impl ServerCore {
             let Some(s) = self.sessions.get(&id) else { continue };
             let flushed = s.streams.values().all(|st| st.out.is_empty() && (st.fin_sent || st.reset.is_some() || !st.responded));
             let linger_over = s.close_requested.is_some_and(|t| now.duration_since(t) > CLOSE_LINGER);
-            let acked = flushed
-                && match self.rt.driver().endpoint.connection_ref(h.0) {
-                    Some(c) => s.streams.keys().all(|sid| c.send_acknowledged(*sid)),
-                    None => true,
-                };
+            // Every response stream of the connection, also those whose
+            // PHP state is gone already: the QUIC connection knows.
+            let acked = flushed && self.rt.driver().endpoint.connection_ref(h.0).is_none_or(|c| c.all_sends_acknowledged());
             if acked || linger_over {
                 if let Some(c) = self.rt.driver().endpoint.connection(h.0) {
                     c.close(now, H3_NO_ERROR, b"");

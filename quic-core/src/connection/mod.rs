@@ -758,6 +758,13 @@ impl Connection {
         self.streams.map.get(&id).and_then(|s| s.send.as_ref()).is_none_or(|s| s.is_closed())
     }
 
+    /// Whether every stream's send side — data and FIN, or reset — has
+    /// been acknowledged by the peer: a graceful close after this cannot
+    /// cut off a response (RFC 9000 §3.1, "Data Recvd").
+    pub fn all_sends_acknowledged(&self) -> bool {
+        self.streams.map.values().all(|s| s.send.as_ref().is_none_or(|s| s.is_closed()))
+    }
+
     /// Bytes a write on this stream would accept now.
     pub fn writable(&self, id: StreamId) -> u64 {
         self.streams.map.get(&id).and_then(|s| s.send.as_ref()).map_or(0, |s| s.writable())

@@ -1,15 +1,17 @@
-//! `load`: end-to-end HTTP/3 load benchmark, quicpro against quinn + h3.
+//! `load`: end-to-end HTTP/3 load benchmark — quicpro against quinn + h3,
+//! and PHP on quicpro against Caddy + PHP-FPM.
 //!
 //! ```text
 //! cargo run --release -p quicpro-benches --bin load -- [--quick]
-//!     [--backends epoll,io_uring,busy_poll] [--phases bulk,rps,hs,lat,idle]
-//!     [--no-quinn] [--target ADDR]
+//!     [--servers epoll,io_uring,busy_poll,quinn,php,php-demo,caddy-fpm]
+//!     [--phases bulk,rps,hs,lat,idle,idlerps,soak] [--target ADDR]
+//! cargo run --release -p quicpro-benches --bin load -- --help
 //! ```
 //!
-//! Each server runs in its own process pinned to CPU 0 (`quicpro serve`
-//! with `--backend X`, or this binary with `--serve-quinn`); the generator
-//! (see `gen`) runs here pinned to CPU 1. Every phase starts a fresh server
-//! process and has a time limit:
+//! Each server runs in its own process(es) pinned to CPU 0 (`quicpro serve
+//! --backend X`, this binary with `--serve-quinn`, the PHP servers, Caddy
+//! and its PHP-FPM pool); the generator (see `gen`) runs here pinned to
+//! CPU 1. Every phase starts a fresh server and has a time limit:
 //!
 //! 1. bulk: one connection, `GET /bytes/<1 GiB>`, goodput of verified bytes;
 //! 2. rps: 16 connections × 100 concurrent `GET /bytes/1024`, closed loop;
@@ -18,11 +20,15 @@
 //! 4. lat: open loop at half of phase 2's rate over 16 connections; latency
 //!    from the request's scheduled time to its last byte (so queueing in
 //!    the generator counts against the server, not hidden);
-//! 5. idle: server VmRSS growth over N idle connections (10,000), / N.
+//! 5. idle: server RSS growth over N idle connections (10,000), / N;
+//! 6. idlerps: phase 2 with 10 and then 10,000 idle connections held open
+//!    (each after one request): does the rate depend on what is held?
+//! 7. soak: 50,000 connections cycled (connect, 2 requests, close); server
+//!    RSS after the first 5,000 and at the end.
 //!
 //! `--quick` shrinks everything to a few seconds per phase (smoke test).
 //! `--target ADDR` drives an already running server instead (profiling);
-//! the idle phase then needs `--target-pid`.
+//! the memory phases then need `--target-pid`.
 
 mod gen;
 mod pattern;
@@ -55,6 +61,7 @@ struct Params {
     hs_window: usize,
     idle_conns: usize,
     idle_limit: Duration,
+    soak_conns: usize,
     phases: Vec<String>,
     gen_backend: BackendConfig,
 }
@@ -70,6 +77,11 @@ struct Row {
     p99: Option<f64>,
     lat_rate: Option<f64>,
     mem: Option<f64>,
+    /// Requests/s with 10 and with many idle connections held.
+    rps_idle: Option<(f64, f64)>,
+    /// Soak: server RSS (KiB) after the first tenth and at the end, and
+    /// the connections cycled.
+    soak: Option<(u64, u64, usize)>,
     /// Server CPU use (fraction of one core) per phase.
     cpu: Vec<(String, CpuUse)>,
     failures: u64,
@@ -86,56 +98,115 @@ impl Row {
     }
 }
 
-/// Where the server is, and the process when we started it (killed when
-/// the target is dropped).
+/// Where the server is, and the processes when we started them (killed
+/// when the target is dropped).
 struct Target {
     addr: SocketAddr,
     _proc: Option<ServerProcess>,
-    pid: Option<u32>,
+    /// Processes whose trees are the server (CPU and memory).
+    pids: Vec<u32>,
+    /// Check bodies against the pattern (else status only).
+    pattern: bool,
 }
 
 impl Target {
     fn cpu(&self) -> Option<f64> {
-        self.pid.and_then(servers::cpu_seconds)
+        (!self.pids.is_empty()).then(|| servers::tree_cpu_seconds(&self.pids)).flatten()
     }
     fn rss(&self) -> Option<u64> {
-        self.pid.and_then(servers::read_rss)
+        (!self.pids.is_empty()).then(|| servers::tree_rss(&self.pids)).flatten()
+    }
+    fn generator(&self, p: &Params) -> Result<Generator, String> {
+        let mut g = Generator::new(self.addr, p.gen_backend.clone())?;
+        g.verify_pattern = self.pattern;
+        Ok(g)
     }
 }
 
+/// The servers `--servers` can name.
+const SERVER_NAMES: [&str; 7] = ["epoll", "io_uring", "busy_poll", "quinn", "php", "php-demo", "caddy-fpm"];
+
+#[derive(Debug, clap::Parser)]
+#[command(name = "load", about = "HTTP/3 load benchmark: quicpro against quinn+h3, PHP on quicpro against Caddy+PHP-FPM (every response verified)")]
+struct Cli {
+    /// A few seconds per phase (smoke test).
+    #[arg(long)]
+    quick: bool,
+    /// Servers to measure, in order: epoll, io_uring, busy_poll (quicpro
+    /// serve with that backend), quinn, php (the keep-alive PHP server on
+    /// the extension), php-demo (the seed demo, one worker), caddy-fpm.
+    #[arg(long, value_delimiter = ',', default_value = "epoll,io_uring,busy_poll,quinn")]
+    servers: Vec<String>,
+    /// Deprecated spelling of the quicpro part of --servers.
+    #[arg(long, value_delimiter = ',')]
+    backends: Option<Vec<String>>,
+    /// Leave quinn out (with --backends).
+    #[arg(long)]
+    no_quinn: bool,
+    /// Phases: bulk, rps, hs, lat, idle, idlerps, soak.
+    #[arg(long, value_delimiter = ',', default_value = "bulk,rps,hs,lat,idle")]
+    phases: Vec<String>,
+    /// Drive a server already running at this address instead.
+    #[arg(long)]
+    target: Option<SocketAddr>,
+    /// With --target: the server's PID (CPU and memory figures).
+    #[arg(long)]
+    target_pid: Option<u32>,
+    /// With --target: responses are not the /bytes pattern (check status only).
+    #[arg(long)]
+    target_any_body: bool,
+    /// The generator's backend: epoll or io_uring.
+    #[arg(long, default_value = "epoll")]
+    gen_backend: String,
+    /// Internal: run the quinn server (CERT.der KEY.der gso|no-gso).
+    #[arg(long, hide = true, num_args = 3, value_names = ["CERT", "KEY", "GSO"])]
+    serve_quinn: Option<Vec<String>>,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--serve-quinn") {
-        let read = |i: usize| args.get(i).and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
-        let a = quinn_server::QuinnArgs { cert_der: read(1), key_der: read(2), gso: args.get(3).map(String::as_str) != Some("no-gso") };
-        if let Err(e) = quinn_server::run(a) {
+    use clap::Parser;
+    let cli = Cli::parse();
+    if let Some(a) = &cli.serve_quinn {
+        let read = |i: usize| a.get(i).and_then(|p| std::fs::read(p).ok()).unwrap_or_default();
+        let q = quinn_server::QuinnArgs { cert_der: read(0), key_der: read(1), gso: a.get(2).map(String::as_str) != Some("no-gso") };
+        if let Err(e) = quinn_server::run(q) {
             eprintln!("quinn server: {e}");
             std::process::exit(1);
         }
         return;
     }
-    if let Err(e) = run(&args) {
+    if let Err(e) = run(&cli) {
         eprintln!("load: {e}");
         std::process::exit(1);
     }
 }
 
-fn arg_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
-}
-
-fn run(args: &[String]) -> Result<(), String> {
-    let quick = args.iter().any(|a| a == "--quick");
-    let phases: Vec<String> = arg_value(args, "--phases").unwrap_or("bulk,rps,hs,lat,idle").split(',').map(str::to_owned).collect();
-    let backends: Vec<&'static str> = arg_value(args, "--backends")
-        .unwrap_or("epoll,io_uring,busy_poll")
-        .split(',')
-        .filter_map(|b| ["epoll", "io_uring", "busy_poll"].into_iter().find(|k| *k == b))
-        .collect();
+fn run(cli: &Cli) -> Result<(), String> {
+    let quick = cli.quick;
+    for ph in &cli.phases {
+        if !["bulk", "rps", "hs", "lat", "idle", "idlerps", "soak"].contains(&ph.as_str()) {
+            return Err(format!("unknown phase {ph:?} (bulk, rps, hs, lat, idle, idlerps, soak)"));
+        }
+    }
+    let mut names: Vec<String> = cli.servers.clone();
+    if let Some(b) = &cli.backends {
+        names = b.clone();
+        if !cli.no_quinn {
+            names.push("quinn".into());
+        }
+    } else if cli.no_quinn {
+        names.retain(|n| n != "quinn");
+    }
+    for n in &names {
+        if !SERVER_NAMES.contains(&n.as_str()) {
+            return Err(format!("unknown server {n:?} ({})", SERVER_NAMES.join(", ")));
+        }
+    }
     let gen_backend = BackendConfig {
-        forced: Some(match arg_value(args, "--gen-backend").unwrap_or("epoll") {
+        forced: Some(match cli.gen_backend.as_str() {
             "io_uring" => io_backends::BackendKind::IoUring,
-            _ => io_backends::BackendKind::Epoll,
+            "epoll" => io_backends::BackendKind::Epoll,
+            other => return Err(format!("--gen-backend {other:?}: epoll or io_uring")),
         }),
         ..BackendConfig::default()
     };
@@ -149,17 +220,18 @@ fn run(args: &[String]) -> Result<(), String> {
         hs_window: 32,
         idle_conns: if quick { 1000 } else { 10_000 },
         idle_limit: Duration::from_secs(if quick { 15 } else { 60 }),
-        phases,
+        soak_conns: if quick { 5_000 } else { 50_000 },
+        phases: cli.phases.clone(),
         gen_backend,
     };
     servers::pin_to_cpu(1).map_err(|e| format!("pin generator to CPU 1: {e}"))?;
 
-    if let Some(t) = arg_value(args, "--target") {
-        let addr: SocketAddr = t.parse().map_err(|e| format!("--target: {e}"))?;
-        let pid = arg_value(args, "--target-pid").and_then(|s| s.parse().ok());
+    if let Some(addr) = cli.target {
         let mut row = Row { label: format!("server at {addr}"), ..Row::default() };
-        let mut start = || Ok(Target { addr, _proc: None, pid });
-        run_phases(&p, &mut row, &mut start)?;
+        let pids: Vec<u32> = cli.target_pid.into_iter().collect();
+        let pattern = !cli.target_any_body;
+        let mut start = || Ok(Target { addr, _proc: None, pids: pids.clone(), pattern });
+        run_phases(&p, &mut row, &mut start, &|_| true)?;
         print_table(&[row], None);
         return Ok(());
     }
@@ -168,29 +240,37 @@ fn run(args: &[String]) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("quicpro-load-{}", std::process::id()));
     let files = servers::write_certs(&dir)?;
     let mut rows = Vec::new();
-    let mut kinds: Vec<ServerKind> = backends.iter().map(|b| ServerKind::Ours { backend: b, gso: true }).collect();
-    let with_quinn = !args.iter().any(|a| a == "--no-quinn");
-    if with_quinn {
-        kinds.push(ServerKind::Quinn { gso: true });
-    }
+    let kinds: Vec<ServerKind> = names
+        .iter()
+        .map(|n| match n.as_str() {
+            "quinn" => ServerKind::Quinn { gso: true },
+            "php" => ServerKind::PhpKeepAlive,
+            "php-demo" => ServerKind::PhpDemo,
+            "caddy-fpm" => ServerKind::CaddyFpm,
+            b => ServerKind::Ours { backend: SERVER_NAMES.iter().find(|x| **x == b).copied().unwrap_or("epoll"), gso: true },
+        })
+        .collect();
+    let first_ours = kinds.iter().find_map(|k| if let ServerKind::Ours { backend, .. } = k { Some(*backend) } else { None });
     for kind in &kinds {
         eprintln!("== {}", kind.label());
         let mut row = Row { label: kind.label(), ..Row::default() };
         let mut start = || {
             let s = ServerProcess::start(kind, &files, 0)?;
-            Ok(Target { addr: s.addr, pid: Some(s.pid()), _proc: Some(s) })
+            Ok(Target { addr: s.addr, pids: s.pids(), pattern: kind.serves_pattern(), _proc: Some(s) })
         };
-        run_phases(&p, &mut row, &mut start)?;
+        if let Err(e) = run_phases(&p, &mut row, &mut start, &|ph| kind.supports(ph)) {
+            row.notes.push(e);
+        }
         // Bulk without GSO, on the first backend of ours and on quinn.
         let nogso = match kind {
-            ServerKind::Ours { backend, .. } if Some(backend) == backends.first() => Some(ServerKind::Ours { backend, gso: false }),
+            ServerKind::Ours { backend, .. } if Some(*backend) == first_ours => Some(ServerKind::Ours { backend, gso: false }),
             ServerKind::Quinn { .. } => Some(ServerKind::Quinn { gso: false }),
             _ => None,
         };
         if let (Some(k), true) = (nogso, p.phases.iter().any(|x| x == "bulk")) {
             eprintln!("== {}", k.label());
             let s = ServerProcess::start(&k, &files, 0)?;
-            let t = Target { addr: s.addr, pid: Some(s.pid()), _proc: Some(s) };
+            let t = Target { addr: s.addr, pids: s.pids(), pattern: true, _proc: Some(s) };
             match bulk(&p, &t) {
                 Ok((mbps, cpu)) => {
                     row.bulk_nogso = Some(mbps);
@@ -202,13 +282,33 @@ fn run(args: &[String]) -> Result<(), String> {
         rows.push(row);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let quinn = if with_quinn { rows.pop() } else { None };
-    print_table(&rows, quinn.as_ref());
+    // Ratios against quinn when it ran; in a PHP comparison, against
+    // `quicpro serve` (the target the PHP path is measured against).
+    let php = kinds.iter().any(|k| matches!(k, ServerKind::PhpKeepAlive | ServerKind::PhpDemo | ServerKind::CaddyFpm));
+    let reference = if php {
+        rows.iter().position(|r| r.label.starts_with("quicpro"))
+    } else {
+        rows.iter().position(|r| r.label.starts_with("quinn"))
+    };
+    let reference = reference.map(|i| rows.remove(i));
+    print_table(&rows, reference.as_ref());
+    if let (Some(php), Some(caddy)) = (rows.iter().find(|r| r.label == "PHP keep-alive"), rows.iter().find(|r| r.label == "Caddy+PHP-FPM")) {
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+            _ => "-".into(),
+        };
+        println!(
+            "PHP keep-alive / Caddy+PHP-FPM: requests/s {}, handshakes/s {}, p99 {} (lower is better)",
+            ratio(php.rps, caddy.rps),
+            ratio(php.hs, caddy.hs),
+            ratio(php.p99, caddy.p99)
+        );
+    }
     Ok(())
 }
 
-fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Target, String>) -> Result<(), String> {
-    let has = |n: &str| p.phases.iter().any(|x| x == n);
+fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Target, String>, supports: &dyn Fn(&str) -> bool) -> Result<(), String> {
+    let has = |n: &str| p.phases.iter().any(|x| x == n) && supports(n);
     if has("bulk") {
         match bulk(p, &start()?) {
             Ok((mbps, cpu)) => {
@@ -259,7 +359,151 @@ fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Targe
             Err(e) => row.notes.push(format!("idle: {e}")),
         }
     }
+    if has("idlerps") {
+        match idle_rps(p, &start()?) {
+            Ok((r10, r_many, f)) => {
+                row.rps_idle = Some((r10, r_many));
+                row.failures += f;
+            }
+            Err(e) => row.notes.push(format!("idlerps: {e}")),
+        }
+    }
+    if has("soak") {
+        match soak(p, &start()?) {
+            Ok(m) => row.soak = Some(m),
+            Err(e) => row.notes.push(format!("soak: {e}")),
+        }
+    }
     Ok(())
+}
+
+/// Phase 6: 1 KB requests/s with 10 idle connections held open, then with
+/// `idle_conns` (each did one request first, so a session server holds a
+/// session, and a PHP server a Fiber, for each). Closed loop on 16 active
+/// connections as in phase 2, with 10 streams each.
+fn idle_rps(p: &Params, t: &Target) -> Result<(f64, f64, u64), String> {
+    let mut g = t.generator(p)?;
+    let mut failures = 0;
+    let measure = |g: &mut Generator, label: &str| -> Result<f64, String> {
+        let n = g.open_connections(p.rps_conns, p.rps_conns, Instant::now() + Duration::from_secs(10))?;
+        if n != p.rps_conns {
+            return Err(format!("only {n} of {} active connections", p.rps_conns));
+        }
+        let conns: Vec<H3Handle> = g.connected.split_off(g.connected.len() - p.rps_conns);
+        let mut owed: HashMap<H3Handle, usize> = conns.iter().map(|h| (*h, 10)).collect();
+        let start = Instant::now();
+        let (m0, m1) = (start + p.warmup, start + p.warmup + p.measure);
+        let mut counted = 0u64;
+        while Instant::now() < m1 {
+            for (h, k) in owed.iter_mut() {
+                while *k > 0 && g.get(*h, 1024, Instant::now()) {
+                    *k -= 1;
+                }
+            }
+            g.step(Duration::from_millis(1))?;
+            for d in g.take_done().collect::<Vec<_>>() {
+                if d.ok && d.t1 >= m0 && d.t1 < m1 {
+                    counted += 1;
+                }
+                if let Some(k) = owed.get_mut(&d.conn) {
+                    *k += 1;
+                }
+            }
+            check_failures(g, "idlerps")?;
+        }
+        for h in conns {
+            g.close(h);
+        }
+        let r = counted as f64 / p.measure.as_secs_f64();
+        eprintln!("  idlerps: {r:.0} req/s with {label} idle connections");
+        Ok(r)
+    };
+    let hold = |g: &mut Generator, n: usize| -> Result<(), String> {
+        let up = g.open_connections(n, 64, Instant::now() + p.idle_limit)?;
+        if up < n {
+            return Err(format!("only {up} of {n} idle connections came up"));
+        }
+        // One request each, so the server holds a session for it.
+        let idle: Vec<H3Handle> = g.connected.drain(..).collect();
+        for h in &idle {
+            g.get(*h, 16, Instant::now());
+        }
+        let end = Instant::now() + p.idle_limit;
+        while g.in_flight() > 0 && Instant::now() < end {
+            g.step(Duration::from_millis(1))?;
+            let _ = g.take_done().count();
+        }
+        Ok(())
+    };
+    hold(&mut g, 10)?;
+    let r10 = measure(&mut g, "10")?;
+    hold(&mut g, p.idle_conns.saturating_sub(10))?;
+    let many = measure(&mut g, &p.idle_conns.to_string())?;
+    failures += g.failures;
+    Ok((r10, many, failures))
+}
+
+/// Phase 7: `soak_conns` connections cycled through the server (connect,
+/// two 1 KB requests, close), 32 at a time. Server RSS after the first
+/// tenth and at the end (KiB).
+fn soak(p: &Params, t: &Target) -> Result<(u64, u64, usize), String> {
+    let mut g = t.generator(p)?;
+    let first = p.soak_conns / 10;
+    let mut done_conns = 0usize;
+    let mut active: HashMap<H3Handle, u8> = HashMap::new();
+    let mut rss_first = None;
+    let end = Instant::now() + Duration::from_secs(if p.soak_conns > 10_000 { 600 } else { 120 });
+    let mut started = 0usize;
+    while done_conns < p.soak_conns && Instant::now() < end {
+        while active.len() + g.connected.len() < 32 && started < p.soak_conns {
+            g.connect()?;
+            started += 1;
+        }
+        g.step(Duration::from_millis(1))?;
+        for h in g.connected.drain(..).collect::<Vec<_>>() {
+            if g.get(h, 1024, Instant::now()) {
+                active.insert(h, 1);
+            } else {
+                g.close(h);
+                done_conns += 1;
+            }
+        }
+        for d in g.take_done().collect::<Vec<_>>() {
+            match active.get_mut(&d.conn) {
+                Some(n) if *n < 2 && g.get(d.conn, 1024, Instant::now()) => *n += 1,
+                _ => {
+                    active.remove(&d.conn);
+                    g.close(d.conn);
+                    done_conns += 1;
+                    if done_conns == first {
+                        // Let closes settle before the baseline.
+                        let settle = Instant::now() + Duration::from_millis(500);
+                        while Instant::now() < settle {
+                            g.step(Duration::from_millis(5))?;
+                        }
+                        rss_first = t.rss();
+                    }
+                }
+            }
+        }
+        let lost = g.lost.len();
+        if lost > 0 {
+            for h in g.lost.drain(..) {
+                if active.remove(&h).is_some() {
+                    done_conns += 1;
+                }
+            }
+        }
+        check_failures(&g, "soak")?;
+    }
+    let settle = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < settle {
+        g.step(Duration::from_millis(5))?;
+    }
+    let rss_end = t.rss().ok_or("no RSS for the server")?;
+    let rss_first = rss_first.ok_or("no RSS after the first tenth")?;
+    eprintln!("  soak: {done_conns} connections cycled; server RSS {} KiB after {first}, {} KiB at the end ({:+.1} %)", rss_first / 1024, rss_end / 1024, (rss_end as f64 / rss_first as f64 - 1.0) * 100.0);
+    Ok((rss_first / 1024, rss_end / 1024, done_conns))
 }
 
 /// CPU time (user + system) of this process, the generator, in seconds.
@@ -319,7 +563,7 @@ fn check_failures(g: &Generator, what: &str) -> Result<(), String> {
 
 /// Phase 1: one connection, one big verified response. MB/s (10^6).
 fn bulk(p: &Params, t: &Target) -> Result<(f64, CpuUse), String> {
-    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let mut g = t.generator(p)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     if g.open_connections(1, 1, deadline)? != 1 {
         return Err("handshake did not complete".into());
@@ -354,7 +598,7 @@ fn bulk(p: &Params, t: &Target) -> Result<(f64, CpuUse), String> {
 
 /// Phase 2: closed loop, `rps_conns` × `rps_streams` outstanding requests.
 fn rps(p: &Params, t: &Target) -> Result<(f64, CpuUse, u64), String> {
-    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let mut g = t.generator(p)?;
     let n = g.open_connections(p.rps_conns, p.rps_conns, Instant::now() + Duration::from_secs(10))?;
     if n != p.rps_conns {
         return Err(format!("only {n} of {} connections", p.rps_conns));
@@ -394,7 +638,7 @@ fn rps(p: &Params, t: &Target) -> Result<(f64, CpuUse, u64), String> {
 
 /// Phase 3: full handshakes + one request each, `hs_window` in progress.
 fn handshakes(p: &Params, t: &Target) -> Result<(f64, CpuUse, u64), String> {
-    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let mut g = t.generator(p)?;
     let start = Instant::now();
     let (m0, m1) = (start + p.warmup, start + p.warmup + p.measure);
     let mut active = 0usize;
@@ -440,7 +684,7 @@ fn handshakes(p: &Params, t: &Target) -> Result<(f64, CpuUse, u64), String> {
 
 /// Phase 4: open loop at `rate`; p50/p99 in µs from scheduled time to done.
 fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, u64), String> {
-    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let mut g = t.generator(p)?;
     let n = g.open_connections(p.rps_conns, p.rps_conns, Instant::now() + Duration::from_secs(10))?;
     if n != p.rps_conns || rate < 1.0 {
         return Err(format!("only {n} of {} connections (rate {rate:.0})", p.rps_conns));
@@ -512,7 +756,7 @@ fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, 
 
 /// Phase 5: RSS growth per idle connection.
 fn idle(p: &Params, t: &Target) -> Result<f64, String> {
-    let mut g = Generator::new(t.addr, p.gen_backend.clone())?;
+    let mut g = t.generator(p)?;
     // Warm-up: one connection with a request, so lazily built server state
     // (TLS, tables) is in the baseline.
     if g.open_connections(1, 1, Instant::now() + Duration::from_secs(10))? != 1 {
@@ -552,7 +796,8 @@ fn fmt_opt(v: Option<f64>, unit: &str) -> String {
     }
 }
 
-fn print_table(rows: &[Row], quinn: Option<&Row>) {
+fn print_table(rows: &[Row], reference: Option<&Row>) {
+    let quinn = reference;
     type Get = fn(&Row) -> Option<f64>;
     let metrics: [(&str, Get, &str, bool); 10] = [
         ("bulk 1 GiB goodput, MB/s", |r| r.bulk, "", true),
@@ -591,12 +836,20 @@ fn print_table(rows: &[Row], quinn: Option<&Row>) {
         }
         println!("{line}");
     }
-    println!("(ratios: ours / quinn; for latency and memory lower is better)");
+    if let Some(q) = quinn {
+        println!("(ratios: each / {}; for latency and memory lower is better)", q.label);
+    }
     for r in rows.iter().chain(quinn) {
         let cpu: Vec<String> = r.cpu.iter().map(|(n, c)| format!("{n} {:.0}/{:.0} %", c.server * 100.0, c.generator * 100.0)).collect();
         println!("{}: CPU server/generator per phase: {}; failed responses {}", r.label, cpu.join(", "), r.failures);
         if let Some(rate) = r.lat_rate {
             println!("  latency phase completed {rate:.0} req/s");
+        }
+        if let Some((a, b)) = r.rps_idle {
+            println!("  1 KB requests/s with 10 idle connections held: {a:.0}; with many: {b:.0} ({:.0} %)", b / a.max(1e-9) * 100.0);
+        }
+        if let Some((first, end, n)) = r.soak {
+            println!("  soak: {n} connections cycled; RSS {first} KiB after the first tenth, {end} KiB at the end ({:+.1} %)", (end as f64 / first.max(1) as f64 - 1.0) * 100.0);
         }
         for n in &r.notes {
             println!("  note: {n}");
