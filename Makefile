@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 
 
-.PHONY: setup run run-cli demo-inspect test test-rust test-php test-fuzz fuzz bench build php-ext install clean
+.PHONY: setup run run-cli demo-inspect test test-rust test-php test-fuzz test-interop interop fuzz bench build php-ext install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -40,7 +40,7 @@ demo-inspect: build
 # Every test: unit, property and integration tests (the PHP extension, a
 # cdylib PHP loads, has no Rust test harness: it is tested through PHP), the bench harnesses in
 # test mode, and a short smoke run of each fuzz target.
-test: setup test-rust test-php test-fuzz
+test: setup test-rust test-php test-fuzz test-interop
 
 test-rust:
 	mkdir -p target; $(CARGO) test --workspace --exclude quicpro --all-targets --no-fail-fast 2>&1 | tee target/test-output.log; \
@@ -54,6 +54,19 @@ test-php:
 
 test-fuzz:
 	@bash scripts/fuzz.sh smoke $(FUZZ_SECONDS)
+
+# The interop runner's fast subset against the peers Debian and PyPI ship
+# (quic-go through Caddy, ngtcp2, aioquic): fails on any failure of ours.
+test-interop:
+	$(CARGO) build --release -p quicpro-cli -p quicpro-interop
+	target/release/interop --no-build --fast --peers quicpro,quic-go,ngtcp2,aioquic --jobs 3 --work target/interop-fast --out target/interop-fast.md > target/interop-fast.log 2>&1; \
+	  status=$$?; grep -E "FAIL" target/interop-fast.log; \
+	  echo "interop: $$(grep -c ' pass$$' target/interop-fast.log) passed, $$(grep -c 'FAIL' target/interop-fast.log) failed, $$(grep -c 'unsupported' target/interop-fast.log) unsupported"; exit $$status
+
+# The full interop matrix (all peers incl. quiche and Chromium, all cases):
+# writes docs/INTEROP.md. About 15 minutes.
+interop: setup
+	$(CARGO) run --release -p quicpro-interop --bin interop -- --build-quiche --jobs 3 --out docs/INTEROP.md
 
 # Long fuzzing runs: `make fuzz FUZZ_SECONDS=600`.
 fuzz: setup

@@ -3,7 +3,11 @@
 # so a second run takes seconds. Runs as root on Debian 12 (CI's machine).
 set -euo pipefail
 
-APT_PKGS=(clang libelf-dev m4 iproute2 php8.2-cli php8.2-dev pkg-config zlib1g-dev)
+# Interop and benchmark peers: caddy (quic-go), ngtcp2's examples, Chromium,
+# PHP-FPM (the Caddy + PHP-FPM benchmark target), cmake (the quiche peer's
+# BoringSSL), openssl (certificate hashes for Chromium).
+APT_PKGS=(clang libelf-dev m4 iproute2 php8.2-cli php8.2-dev pkg-config zlib1g-dev
+          caddy ngtcp2-client ngtcp2-server chromium php8.2-fpm cmake openssl)
 PIP_PKGS=(aioquic pylsqpack)
 
 need_apt=()

@@ -36,9 +36,12 @@ struct Args {
     build: bool,
     build_quiche: bool,
     jobs: usize,
+    /// `--pair SERVER:CLIENT`: run these two peers against each other
+    /// (neither need be quicpro), for evidence about a peer; no matrix.
+    pair: Option<(Peer, Peer)>,
 }
 
-const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--jobs N] [--reps N] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]";
+const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--jobs N] [--reps N] [--pair SERVER:CLIENT] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -52,6 +55,7 @@ fn parse() -> Result<Args, String> {
         build: true,
         build_quiche: false,
         jobs: 3,
+        pair: None,
     };
     let mut fast = false;
     let mut reps: Option<usize> = None;
@@ -76,6 +80,12 @@ fn parse() -> Result<Args, String> {
             "--work" => a.work = PathBuf::from(val("--work")?),
             "--seed" => a.seed = val("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--keep" => a.keep = true,
+            "--pair" => {
+                let v = val("--pair")?;
+                let (sv, cl) = v.split_once(':').ok_or("--pair SERVER:CLIENT")?;
+                let peer = |n: &str| Peer::by_name(n).ok_or_else(|| format!("unknown peer {n}"));
+                a.pair = Some((peer(sv)?, peer(cl)?));
+            }
             "--jobs" => a.jobs = val("--jobs")?.parse().map_err(|e| format!("--jobs: {e}"))?,
             "--reps" => reps = Some(val("--reps")?.parse::<usize>().map_err(|e| format!("--reps: {e}"))?),
             "--no-build" => a.build = false,
@@ -104,6 +114,7 @@ fn cell(r: Option<&CaseResult>) -> String {
         Some(Outcome::Pass) => "✓".into(),
         Some(Outcome::Fail(_)) => "✗".into(),
         Some(Outcome::Unsupported(_)) => "–".into(),
+        Some(Outcome::PeerLimitation { .. }) => "✗ᴾ".into(),
     }
 }
 
@@ -126,6 +137,23 @@ fn main() -> ExitCode {
     let cfg = RunConfig { root: root.clone(), work: args.work.clone(), seed: args.seed, keep: args.keep };
     let _ = std::fs::create_dir_all(&cfg.work);
     let t0 = Instant::now();
+    if let Some((server, client)) = args.pair {
+        let mut failed = false;
+        for case in &args.cases {
+            let r = run::run_case(&cfg, case, server, client, 0);
+            let line = match &r.outcome {
+                Outcome::Pass => "pass".to_string(),
+                Outcome::Fail(e) => {
+                    failed = true;
+                    format!("FAIL: {e} (logs: {})", r.dir.display())
+                }
+                Outcome::Unsupported(e) => format!("unsupported: {e}"),
+                Outcome::PeerLimitation { ours, .. } => format!("FAIL (peer): {ours}"),
+            };
+            println!("{:<20} server {:<9} client {:<9} {line}", case.name, server.name(), client.name());
+        }
+        return if failed { ExitCode::from(1) } else { ExitCode::SUCCESS };
+    }
     // Every (peer, role, case) is a job; `--jobs` of them run at once. Each
     // run has its own relay, ports and directory, and a 10 Mbit/s path
     // costs little CPU, so a few in parallel keep the full matrix short.
@@ -152,6 +180,7 @@ fn main() -> ExitCode {
                         Outcome::Pass => "pass".to_string(),
                         Outcome::Fail(e) => format!("FAIL: {e}"),
                         Outcome::Unsupported(e) => format!("unsupported: {e}"),
+                        Outcome::PeerLimitation { ours, .. } => format!("FAIL (peer): {ours}"),
                     };
                     eprintln!("[{:>6.1}s] {:<20} server {:<9} client {:<9} {:.1}s {line}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), r.elapsed.as_secs_f64());
                     let stop = r.outcome != Outcome::Pass;
@@ -177,6 +206,23 @@ fn main() -> ExitCode {
     });
     let mut done = done.into_inner().unwrap_or_default();
     done.sort_by_key(|(i, ..)| *i);
+    // A failure against peer P is cross-checked: the same case with P
+    // against another implementation (aioquic, or ngtcp2 when P is
+    // aioquic) in our place. If that fails too, the failure is P's.
+    for (_, peer, role, r) in done.iter_mut() {
+        let Outcome::Fail(ours) = r.outcome.clone() else { continue };
+        if *peer == Peer::Quicpro {
+            continue;
+        }
+        let alt = if *peer == Peer::Aioquic { Peer::Ngtcp2 } else { Peer::Aioquic };
+        let (server, client) = if *role == "server" { (alt, *peer) } else { (*peer, alt) };
+        let Some(case) = cases::by_name(r.case) else { continue };
+        let x = run::run_case(&cfg, &case, server, client, 90);
+        eprintln!("[{:>6.1}s] cross-check {} server {} client {}: {:?}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), x.outcome);
+        if let Outcome::Fail(theirs) = x.outcome {
+            r.outcome = Outcome::PeerLimitation { ours, evidence: format!("with {} as the {} instead of quicpro it fails too: {theirs}", alt.name(), if *role == "server" { "server" } else { "client" }) };
+        }
+    }
     let mut results: HashMap<(Peer, &'static str), Vec<CaseResult>> = HashMap::new();
     for (_, peer, role, m) in done {
         results.entry((peer, role)).or_default().push(m);
@@ -208,7 +254,7 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
         s.push_str(&cmdline.join(" "));
     }
     s.push_str(&format!("` in {:.0} s. The quic-interop-runner's test cases (../shared/specs/INTEROP_TEST_CASES.md) on loopback, through our user-space relay (`quicpro-relay`, the runner's ns-3 scenarios: 15 ms one way, 10 Mbit/s, 26-packet queue, plus each case's impairment, deterministic by seed {}). Files are compared byte for byte; the traces both sides of the relay recorded are judged by `interop/src/analyze.rs` with the endpoints' TLS key logs.\n\n", took.as_secs_f64(), args.seed));
-    s.push_str("✓ pass, ✗ fail, – unsupported by the peer (reason below). \"quicpro serves\": our server, the peer's client; \"quicpro fetches\": the peer's server, our client.\n\n");
+    s.push_str("✓ pass, ✗ fail, ✗ᴾ fails because of the peer (it fails the same way when the peer meets another implementation instead of ours; evidence below), – unsupported by the peer (reason below). \"quicpro serves\": our server, the peer's client; \"quicpro fetches\": the peer's server, our client.\n\n");
     s.push_str("| peer | role |");
     for c in &args.cases {
         s.push_str(&format!(" {} |", c.abbr));
@@ -250,6 +296,7 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
     }
     let mut fails = Vec::new();
     let mut unsup = Vec::new();
+    let mut peer_lim = Vec::new();
     for &peer in &args.peers {
         for role in &args.roles {
             for r in results.get(&(peer, *role)).into_iter().flatten() {
@@ -258,6 +305,7 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
                 match &r.outcome {
                     Outcome::Fail(e) => fails.push(format!("- {who}{via}: {e} (logs: {})", r.dir.display())),
                     Outcome::Unsupported(e) => unsup.push(format!("- {who}: {e}")),
+                    Outcome::PeerLimitation { ours, evidence } => peer_lim.push(format!("- {who}{via}: {ours} — cross-check: {evidence}")),
                     Outcome::Pass => {}
                 }
             }
@@ -268,6 +316,13 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
         s.push_str("None.\n");
     } else {
         s.push_str(&fails.join("\n"));
+        s.push('\n');
+    }
+    s.push_str("\n## Failures that are the peer's\n\n");
+    if peer_lim.is_empty() {
+        s.push_str("None.\n");
+    } else {
+        s.push_str(&peer_lim.join("\n"));
         s.push('\n');
     }
     s.push_str("\n## Unsupported\n\n");
