@@ -3368,11 +3368,10 @@ mod tests {
     }
 
     /// longrtt: with a 1.5 s RTT the client's PTO fires before the
-    /// server's answer arrives. quic-core probes with PING + PADDING rather
-    /// than sending its ClientHello again (RFC 9002 §6.2.4 prefers
-    /// retransmitting unacknowledged data), so the runner's "≥ 2
-    /// ClientHellos" fails; a real retransmission (here: the first datagram
-    /// sent again) counts.
+    /// server's answer arrives; quic-core's probe carries its ClientHello
+    /// again (RFC 9002 §6.2.4: unacknowledged data in probes), so the
+    /// runner's "≥ 2 ClientHellos" holds. Without the retransmission (the
+    /// trace cut to the first ClientHello) the check fails.
     #[test]
     fn long_rtt_client_hello_count() {
         let mut s = Sim::new(Opts { delay: Duration::from_millis(750), seed: 9, ..Opts::default() });
@@ -3380,21 +3379,15 @@ mod tests {
         s.fetch(h, 1_024);
         let r = s.trace(false).report();
         let c = &r.client_side.connections[0];
-        assert_eq!(c.client_hello_packets, 1);
-        assert!(r.client_side.client_to_server_datagrams >= 3, "PTO probes were sent");
-        let v = checks::longrtt(&r);
-        assert_fail("longrtt", &v);
-        assert_eq!(failures(&v).len(), 1, "{v:#?}");
-        assert_pass("handshake", &checks::handshake(&r));
-
-        let mut client_side = s.client_side.clone();
-        let mut again = client_side[0].clone();
-        again.time += Duration::from_millis(1000);
-        client_side.push(again);
-        let r = Trace::from_records(client_side, s.server_side.clone(), None).report();
-        assert_eq!(r.client_side.connections[0].client_hello_packets, 2);
-        assert_eq!(r.client_side.connections[0].client_hellos.len(), 1, "one message, sent twice");
+        assert!(c.client_hello_packets >= 2, "the PTO probe resent the ClientHello: {}", c.client_hello_packets);
         assert_pass("longrtt", &checks::longrtt(&r));
+        assert_pass("handshake", &checks::handshake(&r));
+        // Only the first client datagram: one ClientHello, the check fails.
+        let first: Vec<_> = s.client_side.iter().take(1).cloned().collect();
+        let r1 = Trace::from_records(first, Vec::new(), None).report();
+        assert_eq!(r1.client_side.connections[0].client_hello_packets, 1);
+        assert_fail("longrtt", &checks::longrtt(&r1));
+
     }
 
     /// chacha20: ChaCha20-Poly1305 for Handshake and 1-RTT packets,

@@ -297,8 +297,6 @@ impl Endpoint {
         let grease = config.transport.grease.then(|| self.rng.next_u64());
         let encoded = Connection::encode_transport_parameters(&params, Side::Client, grease);
         let tls = TlsSession::client(config.tls.clone(), server_name, config.version, encoded)?;
-        let mut seed = [0u8; 32];
-        self.rng.fill(&mut seed);
         let conn = Connection::new(
             ConnectionParams {
                 side: Side::Client,
@@ -312,7 +310,11 @@ impl Endpoint {
                 token,
                 cid_generator: gen,
                 reset_key: None,
-                rng: Box::new(SystemRandomOrSeeded::from_seed(&seed)),
+                // The connection's own source: the OS CSPRNG in production
+                // (its CIDs, reset tokens and PATH_CHALLENGE data must not be
+                // predictable, RFC 9000 §5.1, §10.3, §8.2), a seeded child
+                // only for an endpoint built with a seeded source.
+                rng: self.rng.fork(),
                 address_validated: true,
             },
             tls,
@@ -453,8 +455,6 @@ impl Endpoint {
         let Ok(tls) = TlsSession::server(server.tls.clone(), version, encoded) else {
             return DatagramEvent::Dropped(DropReason::ConnectionSetupFailed);
         };
-        let mut seed = [0u8; 32];
-        self.rng.fill(&mut seed);
         let conn = Connection::new(
             ConnectionParams {
                 side: Side::Server,
@@ -468,7 +468,11 @@ impl Endpoint {
                 token: Bytes::new(),
                 cid_generator: gen,
                 reset_key: Some(self.config.reset_key.clone()),
-                rng: Box::new(SystemRandomOrSeeded::from_seed(&seed)),
+                // The connection's own source: the OS CSPRNG in production
+                // (its CIDs, reset tokens and PATH_CHALLENGE data must not be
+                // predictable, RFC 9000 §5.1, §10.3, §8.2), a seeded child
+                // only for an endpoint built with a seeded source.
+                rng: self.rng.fork(),
                 address_validated: validated,
             },
             tls,
@@ -646,25 +650,3 @@ impl Endpoint {
     }
 }
 
-/// Per-connection randomness: seeded from the endpoint's source, so a seeded
-/// endpoint gives reproducible connections and a system-random one gives
-/// unpredictable ones.
-struct SystemRandomOrSeeded(crate::rand::SeededRandom, Option<SystemRandom>);
-
-impl SystemRandomOrSeeded {
-    fn from_seed(seed: &[u8; 32]) -> Self {
-        let s = u64::from_le_bytes([seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7]]);
-        // A zero seed is only produced by a broken source; use the OS then.
-        let sys = (s == 0).then(SystemRandom::new);
-        Self(crate::rand::SeededRandom::new(s), sys)
-    }
-}
-
-impl RandomSource for SystemRandomOrSeeded {
-    fn fill(&mut self, buf: &mut [u8]) {
-        match &mut self.1 {
-            Some(sys) => sys.fill(buf),
-            None => self.0.fill(buf),
-        }
-    }
-}

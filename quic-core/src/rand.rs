@@ -10,6 +10,11 @@ use core::fmt;
 pub trait RandomSource: Send {
     fn fill(&mut self, buf: &mut [u8]);
 
+    /// A source for one connection of an endpoint using this one: the OS
+    /// CSPRNG again for [`SystemRandom`]; for a seeded source, a seeded
+    /// child (so a simulation stays reproducible).
+    fn fork(&mut self) -> Box<dyn RandomSource>;
+
     fn next_u64(&mut self) -> u64 {
         let mut b = [0u8; 8];
         self.fill(&mut b);
@@ -39,6 +44,10 @@ impl fmt::Debug for SystemRandom {
 }
 
 impl RandomSource for SystemRandom {
+    fn fork(&mut self) -> Box<dyn RandomSource> {
+        Box::new(SystemRandom::new())
+    }
+
     fn fill(&mut self, buf: &mut [u8]) {
         use ring::rand::SecureRandom;
         // getrandom only fails if the kernel has no entropy source at all;
@@ -50,12 +59,17 @@ impl RandomSource for SystemRandom {
 }
 
 /// A deterministic generator (xoshiro256**) for tests and simulations. Not
-/// for production: its output is predictable from earlier output.
+/// for production: its output is predictable from earlier output, so it
+/// exists only in test builds and with the `sim` feature (the test
+/// harness, the interop relay, the fuzz targets), never in the CLI, the
+/// runtime or the PHP extension.
+#[cfg(any(test, feature = "sim"))]
 #[derive(Debug, Clone)]
 pub struct SeededRandom {
     s: [u64; 4],
 }
 
+#[cfg(any(test, feature = "sim"))]
 impl SeededRandom {
     pub fn new(seed: u64) -> Self {
         // SplitMix64 expands the seed so that nearby seeds give unrelated states.
@@ -96,7 +110,12 @@ impl SeededRandom {
     }
 }
 
+#[cfg(any(test, feature = "sim"))]
 impl RandomSource for SeededRandom {
+    fn fork(&mut self) -> Box<dyn RandomSource> {
+        Box::new(SeededRandom::new(self.gen_u64()))
+    }
+
     fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
             let v = self.gen_u64().to_le_bytes();

@@ -119,6 +119,29 @@ impl Pair {
         client_cid_len: usize,
         server_cid_len: usize,
     ) -> Self {
+        Self::build(seed, server_tls, client_tls, transport, tweak, version, client_cid_len, server_cid_len, true)
+    }
+
+    /// Like [`Pair::new`], but both endpoints use the operating system's
+    /// CSPRNG, as production endpoints do (`Endpoint::new`): their
+    /// connection IDs and tokens are not reproducible. The network model
+    /// stays seeded.
+    pub fn new_unseeded(seed: u64, server_tls: ServerTlsOptions, client_tls: ClientTlsOptions, transport: TransportConfig) -> Self {
+        Self::build(seed, server_tls, client_tls, transport, |_| {}, Version::V1, 8, 8, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        seed: u64,
+        server_tls: ServerTlsOptions,
+        client_tls: ClientTlsOptions,
+        transport: TransportConfig,
+        tweak: impl FnOnce(&mut ServerConfig),
+        version: Version,
+        client_cid_len: usize,
+        server_cid_len: usize,
+        seeded_endpoints: bool,
+    ) -> Self {
         let now = Instant::now();
         let transport = Arc::new(transport);
         let mut sc = ServerConfig::new(server_tls.build().unwrap(), b"token secret", 1_700_000_000);
@@ -129,8 +152,14 @@ impl Pair {
         server_ep.cid_generator = Arc::new(move || Box::new(RandomCidGenerator::new(server_cid_len)));
         let mut client_ep = EndpointConfig::new(b"creset");
         client_ep.cid_generator = Arc::new(move || Box::new(RandomCidGenerator::new(client_cid_len)));
-        let server = Endpoint::with_rng(server_ep, Some(sc), now, Box::new(SeededRandom::new(rng.next_u64())));
-        let mut client = Endpoint::with_rng(client_ep, None, now, Box::new(SeededRandom::new(rng.next_u64())));
+        let (server, mut client) = if seeded_endpoints {
+            (
+                Endpoint::with_rng(server_ep, Some(sc), now, Box::new(SeededRandom::new(rng.next_u64()))),
+                Endpoint::with_rng(client_ep, None, now, Box::new(SeededRandom::new(rng.next_u64()))),
+            )
+        } else {
+            (Endpoint::new(server_ep, Some(sc), now), Endpoint::new(client_ep, None, now))
+        };
         let cc = ClientConfig { tls: client_tls.build().unwrap(), transport, version };
         let server_addr: SocketAddr = "198.18.0.1:4433".parse().unwrap();
         let client_addr: SocketAddr = "198.18.0.2:50000".parse().unwrap();
