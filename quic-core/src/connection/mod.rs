@@ -168,6 +168,9 @@ pub struct ConnectionStats {
     pub packets_sent: u64,
     pub packets_received: u64,
     pub packets_lost: u64,
+    /// Packets declared lost and acknowledged later: the path reordered
+    /// them (RFC 9002 §6.1; `recovery/reorder.rs` adapts to it).
+    pub spurious_losses: u64,
     pub packets_dropped: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,

@@ -539,6 +539,35 @@ impl Connection {
         Ok(())
     }
 
+    /// Losses an ACK proved spurious (the path reordered): counted, and
+    /// logged with the loss thresholds they raised (RFC 9002 §6.1; qlog
+    /// quic-events §7.1 recovery_parameters_set) and any undone reduction.
+    fn on_spurious_losses(&mut self, now: Instant, space: SpaceId, s: crate::recovery::SpuriousOutcome) {
+        if s.spurious == 0 {
+            return;
+        }
+        self.stats.spurious_losses += u64::from(s.spurious);
+        let Some(q) = &mut self.qlog else { return };
+        q.custom_event(now, "quicpro:spurious_losses", |d| {
+            d.str("packet_number_space", match space {
+                SpaceId::Initial => "initial",
+                SpaceId::Handshake => "handshake",
+                SpaceId::Data => "application_data",
+            })
+            .u64("count", u64::from(s.spurious))
+            .u64("congestion_reduction_undone", u64::from(s.undone));
+        });
+        if let Some((packets, eighths)) = s.thresholds {
+            let p = crate::qlog::RecoveryParameters {
+                reordering_threshold: Some(packets.min(u64::from(u16::MAX)) as u16),
+                time_threshold: Some(eighths as f32 / 8.0),
+                timer_granularity: crate::recovery::GRANULARITY,
+                ..Default::default()
+            };
+            q.recovery_parameters_set(now, &p);
+        }
+    }
+
     fn on_ack_frame(&mut self, now: Instant, space: SpaceId, ack: &AckFrame<'_>) -> Result<(), Error> {
         // RFC 9002 §5.3: the ACK delay of Initial and Handshake ACKs is ignored.
         let delay = if space == SpaceId::Data {
@@ -582,7 +611,9 @@ impl Connection {
             self.on_frames_lost(&p.payload);
         }
         let rtt_updated = out.rtt_updated;
+        let spurious = out.spurious;
         self.ack_outcome = out;
+        self.on_spurious_losses(now, space, spurious);
         self.on_ecn_change(now, ecn_change);
         if rtt_updated {
             self.qlog_metrics(now);

@@ -26,7 +26,7 @@ use super::pacer::Pacer;
 use super::rtt::RttEstimator;
 use super::sent::{LossCriteria, PersistentCriteria, SentPacket, SentPackets};
 use super::{
-    backoff, time_threshold, SpaceId, DEFAULT_MAX_ACK_DELAY, INITIAL_RTT, MIN_MAX_DATAGRAM_SIZE,
+    backoff, SpaceId, DEFAULT_MAX_ACK_DELAY, INITIAL_RTT, MIN_MAX_DATAGRAM_SIZE,
     PERSISTENT_CONGESTION_THRESHOLD,
 };
 use crate::error::Error;
@@ -103,6 +103,8 @@ pub struct AckOutcome<T> {
     pub ecn_ce_increased: bool,
     /// Persistent congestion was established (RFC 9002 §7.6).
     pub persistent_congestion: bool,
+    /// Earlier losses this ACK showed to be spurious (`reorder.rs`).
+    pub spurious: super::reorder::SpuriousOutcome,
 }
 
 impl<T> AckOutcome<T> {
@@ -113,6 +115,7 @@ impl<T> AckOutcome<T> {
             rtt_updated: false,
             ecn_ce_increased: false,
             persistent_congestion: false,
+            spurious: super::reorder::SpuriousOutcome::default(),
         }
     }
 
@@ -122,6 +125,7 @@ impl<T> AckOutcome<T> {
         self.rtt_updated = false;
         self.ecn_ce_increased = false;
         self.persistent_congestion = false;
+        self.spurious = super::reorder::SpuriousOutcome::default();
     }
 }
 
@@ -203,6 +207,8 @@ pub struct Recovery<T> {
     /// received, timeout): the base of the anti-deadlock PTO, which A.8
     /// computes from "now" at that moment.
     timer_anchor: Option<Instant>,
+    /// Reordering tolerance and the undo of spurious reductions.
+    reorder: super::reorder::ReorderState,
 }
 
 impl<T> Recovery<T> {
@@ -230,6 +236,7 @@ impl<T> Recovery<T> {
             handshake_ack_received: false,
             app_limited: false,
             timer_anchor: None,
+            reorder: super::reorder::ReorderState::default(),
         }
     }
 
@@ -241,6 +248,11 @@ impl<T> Recovery<T> {
 
     /// For seeding the initial RTT (e.g. from a Retry, RFC 9002 §6.3, or a
     /// previous connection, §6.2.2).
+    /// Reordering tolerance in effect and spurious-loss counters.
+    pub fn reorder(&self) -> &super::reorder::ReorderState {
+        &self.reorder
+    }
+
     pub fn rtt_mut(&mut self) -> &mut RttEstimator {
         &mut self.rtt
     }
@@ -423,6 +435,12 @@ impl<T> Recovery<T> {
             self.handshake_ack_received = true;
         }
 
+        // Packets declared lost earlier and acknowledged now were reordered,
+        // not lost (RFC 9002 §6.1): adapt, and undo a spurious reduction.
+        {
+            let r = ranges.clone();
+            out.spurious = self.reorder.on_ack(space, largest, |pn| r.clone().any(|x| x.contains(&pn)), &mut self.cc);
+        }
         let s = self.space_mut(space);
         s.largest_acked = Some(s.largest_acked.map_or(largest, |l| l.max(largest)));
         // A.7 DetectAndRemoveAckedPackets; `acked` comes out largest first.
@@ -479,7 +497,10 @@ impl<T> Recovery<T> {
 
     /// RFC 9002 A.10 DetectAndRemoveLostPackets + B.8 OnPacketsLost.
     fn detect_and_remove_lost(&mut self, space: SpaceId, now: Instant, out: &mut AckOutcome<T>) {
-        let loss_delay = time_threshold(self.rtt.loss_rtt());
+        // kTimeThreshold, adapted to the reordering seen (RFC 9002 §6.1.2).
+        let eighths = self.reorder.time_eighths();
+        let loss_delay = super::time_threshold_eighths(self.rtt.loss_rtt(), eighths);
+        let lost_before = out.lost.len();
         let persistent = self.rtt.first_sample_time().map(|first| PersistentCriteria {
             first_rtt_sample: first,
             duration: self.persistent_congestion_duration(),
@@ -491,6 +512,7 @@ impl<T> Recovery<T> {
         };
         let criteria = LossCriteria {
             largest_acked,
+            packet_threshold: self.reorder.packet_threshold(),
             lost_send_time: now.checked_sub(loss_delay),
             loss_delay,
             persistent,
@@ -499,14 +521,24 @@ impl<T> Recovery<T> {
         s.loss_time = scan.loss_time;
 
         // B.8: one congestion event for the newest lost in-flight packet.
+        // The controller's state from before is kept while the event may
+        // still prove spurious (RFC 9438 §4.9 undo, `reorder.rs`).
         match scan.largest_lost_sent {
             Some(sent) => {
-                self.cc.on_congestion_event(now, sent, scan.persistent_congestion, scan.lost_bytes)
+                let (snapshot, window) = (self.cc.clone_box(), self.cc.window());
+                self.cc.on_congestion_event(now, sent, scan.persistent_congestion, scan.lost_bytes);
+                if self.cc.window() < window {
+                    self.reorder.on_reduction(snapshot);
+                }
             }
             None if scan.persistent_congestion => self.cc.on_persistent_congestion(now),
             None => {}
         }
+        for p in &out.lost[lost_before..] {
+            self.reorder.on_lost(space, p.pn);
+        }
         if scan.persistent_congestion {
+            self.reorder.forget_undo();
             // RFC 9002 §5.2: min_rtt restarts from the newest sample.
             self.rtt.on_persistent_congestion();
             out.persistent_congestion = true;
@@ -668,6 +700,7 @@ impl<T> Recovery<T> {
         self.pacer = Pacer::new(mds);
         self.rtt.reset();
         self.pto_count = 0;
+        self.reorder.reset();
     }
 
     /// The path's maximum datagram size changed (RFC 9002 §7.2, B.2).

@@ -15,6 +15,7 @@
 pub mod cc;
 pub mod loss;
 pub mod pacer;
+pub mod reorder;
 pub mod rtt;
 pub mod sent;
 
@@ -23,6 +24,7 @@ use core::time::Duration;
 pub use cc::{CongestionAlgorithm, CongestionController, UnknownCongestionAlgorithm};
 pub use loss::{AckOutcome, Recovery, RecoveryConfig, TimeoutAction, TimerContext};
 pub use pacer::Pacer;
+pub use reorder::SpuriousOutcome;
 pub use rtt::RttEstimator;
 pub use sent::{SentPacket, SentPackets};
 
@@ -78,8 +80,15 @@ impl SpaceId {
 }
 
 /// RFC 9002 §6.1.2: max(kTimeThreshold * rtt, kGranularity), saturating.
+#[cfg(test)]
 pub(crate) fn time_threshold(rtt: Duration) -> Duration {
-    let scaled = rtt.saturating_mul(TIME_THRESHOLD_NUM) / TIME_THRESHOLD_DEN;
+    time_threshold_eighths(rtt, TIME_THRESHOLD_NUM)
+}
+
+/// The loss delay with a time threshold of `eighths`/8 RTT (RFC 9002
+/// §6.1.2 allows adapting it to the reordering seen), at least kGranularity.
+pub(crate) fn time_threshold_eighths(rtt: Duration, eighths: u32) -> Duration {
+    let scaled = rtt.saturating_mul(eighths) / TIME_THRESHOLD_DEN;
     scaled.max(GRANULARITY)
 }
 

@@ -21,7 +21,6 @@ use core::time::Duration;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::PACKET_THRESHOLD;
 use crate::error::Error;
 
 /// A packet that was sent and is tracked until acknowledged, declared lost or
@@ -103,6 +102,9 @@ impl<T> Default for SentPackets<T> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LossCriteria {
     pub largest_acked: u64,
+    /// Packets acknowledged after one before it is lost: kPacketThreshold
+    /// (3), raised by observed reordering (`reorder.rs`).
+    pub packet_threshold: u64,
     /// Packets sent at or before this time are lost; `None` if the loss
     /// delay reaches back before the clock's origin.
     pub lost_send_time: Option<Instant>,
@@ -348,7 +350,7 @@ impl<T> SentPackets<T> {
             // RFC 9002 §6.1: lost if kPacketThreshold packets before an
             // acknowledged one, or sent longer than the loss delay ago.
             let by_time = c.lost_send_time.is_some_and(|t| packet.time_sent <= t);
-            let by_count = c.largest_acked >= pn.saturating_add(PACKET_THRESHOLD);
+            let by_count = c.largest_acked >= pn.saturating_add(c.packet_threshold);
             if !(by_time || by_count) {
                 // Packet numbers follow send order, so every later packet is
                 // newer: this one sets the loss timer (A.10) and nothing after
@@ -442,6 +444,7 @@ impl<T> SentPackets<T> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::PACKET_THRESHOLD;
     use super::*;
     use crate::error::TransportErrorCode;
 
@@ -559,6 +562,7 @@ mod tests {
         let mut lost = Vec::new();
         let c = LossCriteria {
             largest_acked: 5,
+            packet_threshold: PACKET_THRESHOLD,
             lost_send_time: None,
             loss_delay: Duration::from_millis(100),
             persistent: None,
