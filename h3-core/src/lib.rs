@@ -9,8 +9,12 @@
 //! - [`error`]: H3 and QPACK error codes.
 //! - [`datagram`]: HTTP/3 datagrams (RFC 9297 §2); [`capsule`]: the Capsule
 //!   Protocol (RFC 9297 §3).
-//!
-//! The connection layer that ties these to quic-core streams is next.
+//! - [`connection`]: the HTTP/3 connection over a quic-core connection:
+//!   control and QPACK streams, request streams, GOAWAY, extended CONNECT,
+//!   datagrams and capsules.
+
+// The protocol core handles untrusted input and needs no unsafe code.
+#![forbid(unsafe_code)]
 
 pub mod capsule;
 pub mod connection;

@@ -131,6 +131,17 @@ impl Peer {
         }
     }
 
+    /// Why the peer cannot take `role` at all here, if it cannot.
+    pub fn missing_role(self, role: Role) -> Option<&'static str> {
+        match (self, role) {
+            // Caddy 2.6's reverse_proxy with `versions 3` still dials its
+            // upstream over TCP: Debian ships no quic-go client program.
+            (Peer::QuicGo, Role::Client) => Some("no quic-go client here: Debian's quic-go is inside Caddy 2.6, which has no HTTP/3 client (its reverse proxy dials upstreams over TCP)"),
+            (Peer::Chromium, Role::Server) => Some("Chromium is a browser: no server role"),
+            _ => None,
+        }
+    }
+
     /// Whether the program exists on this machine (the reason if not).
     pub fn available(self, root: &Path) -> Result<(), String> {
         let need = |bin: &str| -> Result<(), String> {
@@ -390,7 +401,7 @@ fn chromium_client(c: &ClientCtx) -> Result<Launch, String> {
     // itself, not a client's scripted behaviour or a file set.
     match c.case.as_str() {
         "handshake" | "http3" | "longrtt" | "transferloss" | "transfercorruption" | "handshakeloss" | "handshakecorruption" | "blackhole" => {}
-        other => return Ok(Launch::Unsupported(format!("Chromium loads one page; case {other} needs a scripted client (files, resumption, key update, migration)"))),
+        _ => return Ok(Launch::Unsupported("Chromium loads one page; this case needs a scripted client (files, resumption, key update, migration)".into())),
     }
     let first = c.urls.first().ok_or("no URL")?;
     let origin = first.trim_start_matches("https://").split('/').next().unwrap_or_default().to_string();

@@ -251,6 +251,9 @@ pub fn run_case(cfg: &RunConfig, case: &Case, server: Peer, client: Peer, rep: u
 }
 
 fn run_inner(cfg: &RunConfig, case: &Case, server: Peer, client: Peer, dir: &Path, res: &mut CaseResult) -> Outcome {
+    if let Some(why) = server.missing_role(Role::Server).or(client.missing_role(Role::Client)) {
+        return Outcome::Unsupported(why.to_string());
+    }
     let Some(proto) = choose_proto(case, server, client) else {
         return Outcome::Unsupported(format!("no common application protocol ({} server: {:?}, {} client: {:?})", server.name(), server.protocols(Role::Server), client.name(), client.protocols(Role::Client)));
     };

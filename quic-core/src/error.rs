@@ -42,31 +42,44 @@ impl TransportErrorCode {
         (0x0100..=0x01ff).contains(&self.0).then_some(self.0 as u8)
     }
 
+    /// The RFC 9000 §20.1 name ("CRYPTO_ERROR" for the alert range).
     pub fn name(self) -> &'static str {
         match self.0 {
-            0x00 => "NO_ERROR",
-            0x01 => "INTERNAL_ERROR",
-            0x02 => "CONNECTION_REFUSED",
-            0x03 => "FLOW_CONTROL_ERROR",
-            0x04 => "STREAM_LIMIT_ERROR",
-            0x05 => "STREAM_STATE_ERROR",
-            0x06 => "FINAL_SIZE_ERROR",
-            0x07 => "FRAME_ENCODING_ERROR",
-            0x08 => "TRANSPORT_PARAMETER_ERROR",
-            0x09 => "CONNECTION_ID_LIMIT_ERROR",
-            0x0a => "PROTOCOL_VIOLATION",
-            0x0b => "INVALID_TOKEN",
-            0x0c => "APPLICATION_ERROR",
-            0x0d => "CRYPTO_BUFFER_EXCEEDED",
-            0x0e => "KEY_UPDATE_ERROR",
-            0x0f => "AEAD_LIMIT_REACHED",
-            0x10 => "NO_VIABLE_PATH",
-            0x11 => "VERSION_NEGOTIATION_ERROR",
+            c if (c as usize) < NAMES.len() => NAMES[c as usize].0,
             0x0100..=0x01ff => "CRYPTO_ERROR",
             _ => "UNKNOWN",
         }
     }
+
+    /// The lowercase name qlog uses (quic-events §9.13), for the codes of
+    /// RFC 9000 §20.1 below the CRYPTO_ERROR range.
+    pub fn snake_name(self) -> Option<&'static str> {
+        NAMES.get(usize::try_from(self.0).ok()?).map(|n| n.1)
+    }
 }
+
+/// RFC 9000 §20.1 (and RFC 9368 §6 for 0x11), indexed by code: the name
+/// and its lowercase qlog form.
+const NAMES: [(&str, &str); 0x12] = [
+    ("NO_ERROR", "no_error"),
+    ("INTERNAL_ERROR", "internal_error"),
+    ("CONNECTION_REFUSED", "connection_refused"),
+    ("FLOW_CONTROL_ERROR", "flow_control_error"),
+    ("STREAM_LIMIT_ERROR", "stream_limit_error"),
+    ("STREAM_STATE_ERROR", "stream_state_error"),
+    ("FINAL_SIZE_ERROR", "final_size_error"),
+    ("FRAME_ENCODING_ERROR", "frame_encoding_error"),
+    ("TRANSPORT_PARAMETER_ERROR", "transport_parameter_error"),
+    ("CONNECTION_ID_LIMIT_ERROR", "connection_id_limit_error"),
+    ("PROTOCOL_VIOLATION", "protocol_violation"),
+    ("INVALID_TOKEN", "invalid_token"),
+    ("APPLICATION_ERROR", "application_error"),
+    ("CRYPTO_BUFFER_EXCEEDED", "crypto_buffer_exceeded"),
+    ("KEY_UPDATE_ERROR", "key_update_error"),
+    ("AEAD_LIMIT_REACHED", "aead_limit_reached"),
+    ("NO_VIABLE_PATH", "no_viable_path"),
+    ("VERSION_NEGOTIATION_ERROR", "version_negotiation_error"),
+];
 
 impl fmt::Debug for TransportErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,14 +6,31 @@
 //! borrows from the input; encoding writes into buffers the caller owns.
 //!
 //! Layout:
-//! - [`varint`], [`codec`]: variable-length integers and the read/write cursors.
-//! - [`packet`]: packet headers (long, short, Retry, Version Negotiation),
-//!   packet numbers, coalesced datagrams.
-//! - [`frame`]: every frame of RFC 9000 §19 plus DATAGRAM.
-//! - [`transport_params`]: RFC 9000 §18 transport parameters.
+//! - [`endpoint`]: the entry point of a driver: routes datagrams to
+//!   connections by connection ID, accepts new ones (Retry, tokens, version
+//!   negotiation), reports events; [`config`] holds its settings.
+//! - [`connection`]: one QUIC connection (handshake, packet spaces and
+//!   keys, receive and send paths, paths and migration, ECN, compatible
+//!   version negotiation, close).
+//! - [`stream`]: stream state, flow control and reassembly; [`range_set`].
+//! - [`recovery`]: RFC 9002 loss detection, probes, reordering tolerance,
+//!   congestion control (NewReno, CUBIC), pacing, RTT estimation.
+//! - [`tls`]: rustls' QUIC API behind our packet keys, version-aware HKDF.
 //! - [`crypto`]: Initial secrets, AEAD packet protection, header protection,
 //!   key update, Retry integrity (ring, in place).
+//! - [`packet`]: packet headers (long, short, Retry, Version Negotiation),
+//!   packet numbers, coalesced datagrams; [`frame`]: every frame of
+//!   RFC 9000 §19 plus DATAGRAM; [`transport_params`]: RFC 9000 §18.
+//! - [`varint`], [`codec`]: variable-length integers and the read/write cursors.
+//! - [`cid`], [`cid_gen`]: connection IDs and their generation; [`token`]:
+//!   Retry and NEW_TOKEN tokens; [`rand`]: the randomness sources (the OS
+//!   CSPRNG; a seeded generator only in tests and with the `sim` feature).
+//! - [`qlog`]: qlog JSON-SEQ traces; [`version`]: QUIC versions;
+//!   [`fast_hash`]: the hasher of the connection tables.
 //! - [`error`]: the error type and the transport error codes it maps to.
+
+// The protocol core handles untrusted input and needs no unsafe code.
+#![forbid(unsafe_code)]
 
 pub mod cid;
 pub mod codec;

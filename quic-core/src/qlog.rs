@@ -810,31 +810,6 @@ pub struct RecoveryParameters {
 // ---------------------------------------------------------------------------
 // Frames
 
-/// quic-events §9.13: the lowercase names of the RFC 9000 §20.1 codes;
-/// anything else is "unknown" plus the numeric code.
-fn transport_error_name(code: TransportErrorCode) -> Option<&'static str> {
-    Some(match code.0 {
-        0x00 => "no_error",
-        0x01 => "internal_error",
-        0x02 => "connection_refused",
-        0x03 => "flow_control_error",
-        0x04 => "stream_limit_error",
-        0x05 => "stream_state_error",
-        0x06 => "final_size_error",
-        0x07 => "frame_encoding_error",
-        0x08 => "transport_parameter_error",
-        0x09 => "connection_id_limit_error",
-        0x0a => "protocol_violation",
-        0x0b => "invalid_token",
-        0x0c => "application_error",
-        0x0d => "crypto_buffer_exceeded",
-        0x0e => "key_update_error",
-        0x0f => "aead_limit_reached",
-        0x10 => "no_viable_path",
-        _ => return None,
-    })
-}
-
 /// Writes `key: <error>` for a transport error: its name, a
 /// `crypto_error_0x1NN` string (quic-events §9.13.3), or "unknown" with the
 /// code in `code_key`.
@@ -842,7 +817,7 @@ fn write_transport_error(j: &mut Json, key: &str, code_key: &str, code: Transpor
     if let Some(alert) = code.tls_alert() {
         j.key(key);
         j.str_fmt(format_args!("crypto_error_0x1{alert:02x}"));
-    } else if let Some(name) = transport_error_name(code) {
+    } else if let Some(name) = code.snake_name() {
         j.f_str(key, name);
     } else {
         j.f_str(key, "unknown");

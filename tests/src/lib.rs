@@ -27,3 +27,4 @@ pub mod pypeer;
 pub mod h3_app;
 pub mod h3x_echo;
 pub mod netns;
+pub mod qlog_sink;

@@ -25,6 +25,8 @@ pub struct Pair {
     pub client_config: ClientConfig,
     /// Drop every datagram from client to server while set.
     pub blackhole_client_to_server: bool,
+    /// Drop every datagram from server to client while set.
+    pub blackhole_server_to_client: bool,
     pub server_conn: Option<ConnectionHandle>,
     pub rng: SeededRandom,
     /// Probability of dropping each datagram, both directions.
@@ -174,6 +176,7 @@ impl Pair {
             client_conn,
             client_config,
             blackhole_client_to_server: false,
+            blackhole_server_to_client: false,
             server_conn: None,
             rng,
             loss: 0.0,
@@ -297,7 +300,7 @@ impl Pair {
                 None => ecn,
             };
             let ecn_cp = quic_core::connection::EcnCodepoint::from_bits(ecn);
-            if (from_client && self.blackhole_client_to_server) || (self.loss > 0.0 && self.rng.unit() < self.loss) {
+            if (from_client && self.blackhole_client_to_server) || (!from_client && self.blackhole_server_to_client) || (self.loss > 0.0 && self.rng.unit() < self.loss) {
                 self.dropped += 1;
                 continue;
             }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use quicpro_tests::pair::*;
+use quicpro_tests::qlog_sink::QlogSink;
 use quic_core::config::TransportConfig;
 use quic_core::stream::Dir;
 
@@ -435,25 +436,11 @@ fn amplification_limit_with_large_certificate_chain() {
     p.handshake();
 }
 
-/// A `Write` sink shared with the test.
-#[derive(Clone, Default)]
-struct SharedSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedSink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn qlog_trace_records_the_connection() {
     let c = certs();
     let mut p = Pair::new(17, server_tls(&c), client_tls(&c), TransportConfig::default());
-    let sink = SharedSink::default();
+    let sink = QlogSink::default();
     let now = p.now;
     p.client().enable_qlog(Box::new(sink.clone()), now);
     p.handshake();
@@ -946,7 +933,7 @@ fn compatible_version_negotiation_v1_to_v2() {
 
 /// Connection IDs and stateless-reset tokens a server issues (RFC 9000
 /// §5.1.1, §10.3), as the client's qlog saw them in NEW_CONNECTION_ID.
-fn issued_cids(p: &mut Pair, sink: &SharedSink) -> Vec<(String, String)> {
+fn issued_cids(p: &mut Pair, sink: &QlogSink) -> Vec<(String, String)> {
     let end = p.now + Duration::from_millis(300);
     while p.step_until(end) {}
     let bytes = sink.0.lock().unwrap().clone();
@@ -979,7 +966,7 @@ fn connection_ids_and_reset_tokens_are_unpredictable() {
         } else {
             Pair::new_unseeded(77, server_tls(&c), client_tls(&c), TransportConfig::default())
         };
-        let sink = SharedSink::default();
+        let sink = QlogSink::default();
         let now = p.now;
         p.client().enable_qlog(Box::new(sink.clone()), now);
         p.handshake();

@@ -86,3 +86,126 @@ fn thousand_handshakes_at_thirty_percent_corruption() {
     // payload replaced, no burst cap; the packet is delivered.
     campaign("30 % corruption", base().with_corrupt_rate(BurstCapped::new(0.30, 0)), 10_000..11_000);
 }
+
+/// Regression (aioquic client against `quicpro serve` at 30 % loss): the
+/// server's 0.5-RTT response went out before HANDSHAKE_DONE; the packet
+/// with HANDSHAKE_DONE was lost and so were all of the client's ACKs. The
+/// server's probes repeated only the oldest packet (the response) and a
+/// PING, never HANDSHAKE_DONE; the client, unconfirmed, kept resending its
+/// Finished to a server that had discarded its Handshake keys, until the
+/// idle timeout. Probes now repeat HANDSHAKE_DONE while it is
+/// unacknowledged (RFC 9000 §13.3).
+#[test]
+fn probes_repeat_an_unacknowledged_handshake_done() {
+    use quic_core::stream::Dir;
+    let c = certs();
+    let mut p = Pair::new(5, server_tls(&c), client_tls(&c), TransportConfig::default());
+    // Our client also confirms on an acknowledged 1-RTT packet (RFC 9001
+    // §4.1.2), aioquic's only on HANDSHAKE_DONE: the client's qlog shows
+    // which frames arrived.
+    let sink = quicpro_tests::qlog_sink::QlogSink::default();
+    let now = p.now;
+    p.client().enable_qlog(Box::new(sink.clone()), now);
+    let mut wrote = false;
+    // 0.5-RTT data written while the client's Finished is on its way, so
+    // the packets carrying it precede HANDSHAKE_DONE and their ACKs come
+    // after the server confirmed the handshake (and are lost below).
+    p.run_until(Duration::from_secs(2), |p| {
+        let client_done = p.client().is_established();
+        if let (Some(h), false, true) = (p.server_conn, wrote, client_done) {
+            let conn = p.server.connection(h).unwrap();
+            if !conn.is_handshake_confirmed() {
+                let id = conn.open_stream(Dir::Uni).unwrap();
+                assert_eq!(conn.write(id, &[9u8; 4000]).unwrap(), 4000);
+                wrote = true;
+            }
+        }
+        // Once the server completes the handshake (it has the client's
+        // Finished), nothing more reaches the client for a while and
+        // nothing from the client reaches the server at all.
+        if p.server_conn.is_some_and(|h| p.server.connection(h).is_some_and(|c| c.is_handshake_confirmed())) {
+            p.blackhole_server_to_client = true;
+            p.blackhole_client_to_server = true;
+            return true;
+        }
+        false
+    });
+    assert!(wrote, "0.5-RTT data written");
+    assert!(!p.client().is_handshake_confirmed());
+    // Two PTOs pass with both directions dark, then only server→client
+    // traffic gets through again: the server's probes are the only way the
+    // client can learn the handshake is confirmed.
+    let dark_until = p.now + Duration::from_millis(1500);
+    while p.now < dark_until && p.step_until(dark_until) {}
+    p.blackhole_server_to_client = false;
+    let lifted_ms = (p.now - now).as_secs_f64() * 1000.0;
+    p.run_until(Duration::from_secs(20), |p| p.client().is_handshake_confirmed());
+    p.run_until(Duration::from_secs(20), |_| handshake_done_received_after(&sink, lifted_ms));
+    assert!(p.client().is_established());
+}
+
+/// Whether the client's qlog has a packet with HANDSHAKE_DONE received
+/// after `ms` (relative time of the trace).
+fn handshake_done_received_after(sink: &quicpro_tests::qlog_sink::QlogSink, ms: f64) -> bool {
+    sink.events("quic:packet_received").iter().any(|e| {
+        e["time"].as_f64().is_some_and(|t| t >= ms)
+            && e["data"]["frames"].as_array().is_some_and(|f| f.iter().any(|f| f["frame_type"] == "handshake_done"))
+    })
+}
+
+/// Regression (aioquic client against `quicpro serve` at 30 % corruption):
+/// the response sat in a packet behind others whose frames (HANDSHAKE_DONE,
+/// NEW_CONNECTION_ID) were still unacknowledged; the client's ACKs were all
+/// lost, so every probe repeated the oldest packet and the response was
+/// never sent again until the idle timeout. Successive probes now walk on
+/// through the packets in flight (RFC 9002 §6.2.4).
+#[test]
+fn successive_probes_cover_all_data_in_flight() {
+    use quic_core::stream::Dir;
+    let c = certs();
+    let mut p = Pair::new(6, server_tls(&c), client_tls(&c), TransportConfig::default());
+    p.handshake();
+    p.run_until(Duration::from_secs(5), |p| p.client().is_handshake_confirmed());
+    // Four responses, each written on its own (one packet each), all lost,
+    // and no ACK from the client ever reaches the server.
+    p.blackhole_server_to_client = true;
+    p.blackhole_client_to_server = true;
+    const N: usize = 4;
+    const LEN: usize = 1100;
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let id = p.server().open_stream(Dir::Uni).unwrap();
+        assert_eq!(p.server().write(id, &[i as u8; LEN]).unwrap(), LEN);
+        p.server().finish(id).unwrap();
+        ids.push(id);
+        let until = p.now + Duration::from_millis(2);
+        while p.step_until(until) {}
+    }
+    let dark_until = p.now + Duration::from_millis(300);
+    while p.step_until(dark_until) {}
+    // Only the server's probes can deliver the data now.
+    p.blackhole_server_to_client = false;
+    let mut got = vec![0usize; N];
+    let mut fin = vec![false; N];
+    let mut buf = vec![0u8; 4096];
+    let received_before = p.server().stats().packets_received;
+    let end = p.now + Duration::from_secs(20);
+    while p.now < end && p.step_until(end) {
+        while p.client().accept_stream(Dir::Uni).is_some() {}
+        for (i, id) in ids.iter().enumerate() {
+            while let Ok(o) = p.client().read(*id, &mut buf) {
+                assert!(buf[..o.bytes].iter().all(|b| *b == i as u8));
+                got[i] += o.bytes;
+                fin[i] |= o.fin;
+                if o.bytes == 0 || o.fin {
+                    break;
+                }
+            }
+        }
+        if fin.iter().all(|f| *f) {
+            break;
+        }
+    }
+    assert_eq!(got, vec![LEN; N], "bytes per stream; server {:?}", p.server().stats());
+    assert_eq!(p.server().stats().packets_received, received_before, "nothing reached the server");
+}

@@ -10,12 +10,13 @@
 //! losses as spurious, raises the thresholds and undoes the reductions.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use quic_core::config::TransportConfig;
 use quic_core::stream::Dir;
 use quicpro_tests::pair::*;
+use quicpro_tests::qlog_sink::QlogSink;
 use quicpro_tests::sim::LinkConfig;
 
 const LINK_BPS: u64 = 50_000_000;
@@ -104,34 +105,10 @@ fn reordering_keeps_goodput_above_sixty_percent_of_the_link() {
     }
 }
 
-/// A qlog sink shared with the test.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn records(sink: &Sink) -> Vec<serde_json::Value> {
-    sink.0
-        .lock()
-        .unwrap()
-        .split(|b| *b == 0x1e)
-        .filter(|r| !r.is_empty())
-        .map(|r| serde_json::from_slice(r).unwrap())
-        .collect()
-}
-
 #[test]
 fn server_qlog_starts_with_the_first_initial_and_logs_spurious_losses() {
     let c = certs();
-    let sink = Sink::default();
+    let sink = QlogSink::default();
     let factory_sink = sink.clone();
     let mut p = Pair::with(
         4,
@@ -168,7 +145,7 @@ fn server_qlog_starts_with_the_first_initial_and_logs_spurious_losses() {
     p.server().close(now, 0, b"done");
     p.run_until(Duration::from_secs(5), |p| p.server.connection_count() == 0);
 
-    let recs = records(&sink);
+    let recs = sink.records();
     assert!(recs[0].get("file_schema").is_some(), "header record first");
     let events: Vec<&serde_json::Value> = recs.iter().filter(|r| r.get("name").is_some()).collect();
     // The first packet event is the client's first Initial, received.

@@ -38,10 +38,14 @@ struct Args {
     jobs: usize,
     /// `--pair SERVER:CLIENT`: run these two peers against each other
     /// (neither need be quicpro), for evidence about a peer; no matrix.
-    pair: Option<(Peer, Peer)>,
+    pairs: Vec<(Peer, Peer)>,
 }
 
-const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--jobs N] [--reps N] [--pair SERVER:CLIENT] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]";
+const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--jobs N] [--reps N] [--pair SERVER:CLIENT]... [--impair MODIFIERS] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]
+
+  --pair S:C        run peer S as server against peer C as client (repeatable; no matrix)
+  --impair MODS     appended to every case's relay scenario, e.g.
+                    delay:10ms+bw:50mbit+queue:80+reorder:10%:5ms-20ms";
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
@@ -55,8 +59,9 @@ fn parse() -> Result<Args, String> {
         build: true,
         build_quiche: false,
         jobs: 3,
-        pair: None,
+        pairs: Vec::new(),
     };
+    let mut impair: Option<String> = None;
     let mut fast = false;
     let mut reps: Option<usize> = None;
     let mut it = std::env::args().skip(1);
@@ -84,10 +89,11 @@ fn parse() -> Result<Args, String> {
                 let v = val("--pair")?;
                 let (sv, cl) = v.split_once(':').ok_or("--pair SERVER:CLIENT")?;
                 let peer = |n: &str| Peer::by_name(n).ok_or_else(|| format!("unknown peer {n}"));
-                a.pair = Some((peer(sv)?, peer(cl)?));
+                a.pairs.push((peer(sv)?, peer(cl)?));
             }
             "--jobs" => a.jobs = val("--jobs")?.parse().map_err(|e| format!("--jobs: {e}"))?,
             "--reps" => reps = Some(val("--reps")?.parse::<usize>().map_err(|e| format!("--reps: {e}"))?),
+            "--impair" => impair = Some(val("--impair")?),
             "--no-build" => a.build = false,
             "--build-quiche" => a.build_quiche = true,
             "-h" | "--help" => {
@@ -100,12 +106,87 @@ fn parse() -> Result<Args, String> {
     if fast {
         a.cases.retain(|c| c.fast);
     }
+    if let Some(m) = impair {
+        // Validated once here; a case's own impairment (its head) stays.
+        for c in a.cases.iter_mut() {
+            let s = format!("{}+{m}", c.scenario);
+            quicpro_tests::sim::Scenario::parse(&s).map_err(|e| format!("--impair: {e}"))?;
+            c.scenario = Box::leak(s.into_boxed_str());
+        }
+    }
     if let Some(n) = reps {
-        for c in a.cases.iter_mut().filter(|c| c.repetitions > 1) {
+        // In the matrix only measurements repeat; `--pair` runs repeat every case.
+        let all = !a.pairs.is_empty();
+        for c in a.cases.iter_mut().filter(|c| all || c.repetitions > 1) {
             c.repetitions = n.max(1);
         }
     }
     Ok(a)
+}
+
+/// `--pair` runs: each case with each pair in turn, repetitions included,
+/// then the goodput of the measured ones side by side (same run, same
+/// relay settings, so the rows compare).
+fn run_pairs(args: &Args, cfg: &RunConfig, t0: Instant) -> ExitCode {
+    let mut failed = false;
+    let mut rows = Vec::new();
+    for case in &args.cases {
+        for &(server, client) in &args.pairs {
+            let mut kbps = Vec::new();
+            let mut passes = 0;
+            for rep in 0..case.repetitions {
+                let r = run::run_case(cfg, case, server, client, rep);
+                let line = match &r.outcome {
+                    Outcome::Pass => {
+                        passes += 1;
+                        "pass".to_string()
+                    }
+                    Outcome::Fail(e) => {
+                        failed = true;
+                        format!("FAIL: {e} (logs: {})", r.dir.display())
+                    }
+                    Outcome::Unsupported(e) => format!("unsupported: {e}"),
+                    Outcome::PeerLimitation { ours, .. } => format!("FAIL (peer): {ours}"),
+                };
+                println!("[{:>6.1}s] {:<20} server {:<9} client {:<9} {:.1}s {line}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), r.elapsed.as_secs_f64());
+                kbps.extend(r.goodput_kbps);
+            }
+            rows.push((case.name, case.scenario, server, client, passes, case.repetitions, kbps));
+        }
+    }
+    println!("\n| case | scenario | server | client | passed | goodput kbit/s (mean ± sd, min) |\n|---|---|---|---|---|---|");
+    for (case, scenario, server, client, passes, reps, kbps) in rows {
+        let measured = matches!(case, "goodput" | "crosstraffic");
+        let g = if kbps.is_empty() || !measured {
+            "–".to_string()
+        } else {
+            let n = kbps.len() as f64;
+            let mean = kbps.iter().sum::<f64>() / n;
+            let sd = (kbps.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let min = kbps.iter().cloned().fold(f64::INFINITY, f64::min);
+            format!("{mean:.0} ± {sd:.0}, {min:.0}")
+        };
+        println!("| {case} | `{scenario}` | {} | {} | {passes}/{reps} | {g} |", server.name(), client.name());
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// What a packet-level look at a remaining failure showed, printed with
+/// it in the report (the traces are kept under the logs directory).
+fn analysis(case: &str, server: Peer, client: Peer) -> Option<&'static str> {
+    match (case, server, client) {
+        ("rebind-port", Peer::Ngtcp2, Peer::Quicpro) => Some(
+            "after the NAT rebinding our client's packets from the new port are ACK-only for a few ms (ngtcp2 0.12 does not move the path for them), \
+             then one carries MAX_STREAM_DATA; ngtcp2 answers it on the new path with an ACK-only packet and sends its PATH_CHALLENGE about 14 ms later. \
+             RFC 9000 §9.3 requires path validation, not a challenge in the first packet; the runner's check is stricter. With aioquic's client the \
+             timing differs and the check passes.",
+        ),
+        _ => None,
+    }
 }
 
 fn cell(r: Option<&CaseResult>) -> String {
@@ -137,22 +218,8 @@ fn main() -> ExitCode {
     let cfg = RunConfig { root: root.clone(), work: args.work.clone(), seed: args.seed, keep: args.keep };
     let _ = std::fs::create_dir_all(&cfg.work);
     let t0 = Instant::now();
-    if let Some((server, client)) = args.pair {
-        let mut failed = false;
-        for case in &args.cases {
-            let r = run::run_case(&cfg, case, server, client, 0);
-            let line = match &r.outcome {
-                Outcome::Pass => "pass".to_string(),
-                Outcome::Fail(e) => {
-                    failed = true;
-                    format!("FAIL: {e} (logs: {})", r.dir.display())
-                }
-                Outcome::Unsupported(e) => format!("unsupported: {e}"),
-                Outcome::PeerLimitation { ours, .. } => format!("FAIL (peer): {ours}"),
-            };
-            println!("{:<20} server {:<9} client {:<9} {line}", case.name, server.name(), client.name());
-        }
-        return if failed { ExitCode::from(1) } else { ExitCode::SUCCESS };
+    if !args.pairs.is_empty() {
+        return run_pairs(&args, &cfg, t0);
     }
     // Every (peer, role, case) is a job; `--jobs` of them run at once. Each
     // run has its own relay, ports and directory, and a 10 Mbit/s path
@@ -166,7 +233,11 @@ fn main() -> ExitCode {
             }
         }
     }
-    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate().collect::<std::collections::VecDeque<_>>());
+    // Longest first (repetitions × time limit), so the slow measurements
+    // do not run alone at the end while the other job slots sit idle.
+    let mut jobs: Vec<_> = jobs.into_iter().enumerate().collect();
+    jobs.sort_by_key(|(i, (_, _, c))| (std::cmp::Reverse(c.repetitions as u64 * c.timeout.as_secs()), *i));
+    let queue = std::sync::Mutex::new(jobs.into_iter().collect::<std::collections::VecDeque<_>>());
     let done = std::sync::Mutex::new(Vec::<(usize, Peer, &'static str, CaseResult)>::new());
     std::thread::scope(|scope| {
         for _ in 0..args.jobs.max(1) {
@@ -208,20 +279,33 @@ fn main() -> ExitCode {
     done.sort_by_key(|(i, ..)| *i);
     // A failure against peer P is cross-checked: the same case with P
     // against another implementation (aioquic, or ngtcp2 when P is
-    // aioquic) in our place. If that fails too, the failure is P's.
-    for (_, peer, role, r) in done.iter_mut() {
-        let Outcome::Fail(ours) = r.outcome.clone() else { continue };
-        if *peer == Peer::Quicpro {
-            continue;
+    // aioquic) in our place. If that fails too, the failure is P's. The
+    // checks run `--jobs` at a time, like the matrix.
+    let checks: Vec<usize> = (0..done.len()).filter(|&i| matches!(done[i].3.outcome, Outcome::Fail(_)) && done[i].1 != Peer::Quicpro).collect();
+    let queue = std::sync::Mutex::new(checks.into_iter().collect::<std::collections::VecDeque<_>>());
+    let verdicts = std::sync::Mutex::new(Vec::<(usize, Outcome)>::new());
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.max(1) {
+            scope.spawn(|| loop {
+                let Some(i) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { return };
+                let (_, peer, role, r) = &done[i];
+                let Outcome::Fail(ours) = r.outcome.clone() else { continue };
+                let alt = if *peer == Peer::Aioquic { Peer::Ngtcp2 } else { Peer::Aioquic };
+                let (server, client) = if *role == "server" { (alt, *peer) } else { (*peer, alt) };
+                let Some(case) = args.cases.iter().find(|c| c.name == r.case) else { continue };
+                let x = run::run_case(&cfg, case, server, client, 90);
+                eprintln!("[{:>6.1}s] cross-check {} server {} client {}: {:?}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), x.outcome);
+                if let Outcome::Fail(theirs) = x.outcome {
+                    let evidence = format!("with {} as the {} instead of quicpro it fails too: {theirs}", alt.name(), if *role == "server" { "server" } else { "client" });
+                    if let Ok(mut v) = verdicts.lock() {
+                        v.push((i, Outcome::PeerLimitation { ours, evidence }));
+                    }
+                }
+            });
         }
-        let alt = if *peer == Peer::Aioquic { Peer::Ngtcp2 } else { Peer::Aioquic };
-        let (server, client) = if *role == "server" { (alt, *peer) } else { (*peer, alt) };
-        let Some(case) = cases::by_name(r.case) else { continue };
-        let x = run::run_case(&cfg, &case, server, client, 90);
-        eprintln!("[{:>6.1}s] cross-check {} server {} client {}: {:?}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), x.outcome);
-        if let Outcome::Fail(theirs) = x.outcome {
-            r.outcome = Outcome::PeerLimitation { ours, evidence: format!("with {} as the {} instead of quicpro it fails too: {theirs}", alt.name(), if *role == "server" { "server" } else { "client" }) };
-        }
+    });
+    for (i, outcome) in verdicts.into_inner().unwrap_or_default() {
+        done[i].3.outcome = outcome;
     }
     let mut results: HashMap<(Peer, &'static str), Vec<CaseResult>> = HashMap::new();
     for (_, peer, role, m) in done {
@@ -295,7 +379,7 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
         }
     }
     let mut fails = Vec::new();
-    let mut unsup = Vec::new();
+    let mut unsup: Vec<((&str, &str, String), Vec<&str>)> = Vec::new();
     let mut peer_lim = Vec::new();
     for &peer in &args.peers {
         for role in &args.roles {
@@ -303,8 +387,19 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
                 let who = format!("{} (server {}, client {})", r.case, r.server.name(), r.client.name());
                 let via = if r.proto == Some(quicpro_interop::peers::Proto::H3) && !cases::by_name(r.case).is_some_and(|c| c.http3) { " [over h3: the peer lacks hq-interop]" } else { "" };
                 match &r.outcome {
-                    Outcome::Fail(e) => fails.push(format!("- {who}{via}: {e} (logs: {})", r.dir.display())),
-                    Outcome::Unsupported(e) => unsup.push(format!("- {who}: {e}")),
+                    Outcome::Fail(e) => {
+                        let note = analysis(r.case, r.server, r.client).map(|a| format!(" — analysis: {a}")).unwrap_or_default();
+                        fails.push(format!("- {who}{via}: {e} (logs: {}){note}", r.dir.display()))
+                    }
+                    Outcome::Unsupported(e) => {
+                        // One line per (server, client, reason): a peer
+                        // without a role repeats it for every case.
+                        let key = (r.server.name(), r.client.name(), e.clone());
+                        match unsup.iter_mut().find(|(k, _): &&mut ((&str, &str, String), Vec<&str>)| *k == key) {
+                            Some((_, cases)) => cases.push(r.case),
+                            None => unsup.push((key, vec![r.case])),
+                        }
+                    }
                     Outcome::PeerLimitation { ours, evidence } => peer_lim.push(format!("- {who}{via}: {ours} — cross-check: {evidence}")),
                     Outcome::Pass => {}
                 }
@@ -329,8 +424,10 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
     if unsup.is_empty() {
         s.push_str("None.\n");
     } else {
-        s.push_str(&unsup.join("\n"));
-        s.push('\n');
+        for ((server, client, why), cases) in &unsup {
+            let which = if cases.len() == args.cases.len() { "every case".to_string() } else { cases.join(", ") };
+            s.push_str(&format!("- server {server}, client {client} — {which}: {why}\n"));
+        }
     }
     s
 }

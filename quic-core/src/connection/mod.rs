@@ -47,6 +47,7 @@ use crate::version::Version;
 pub use cids::{CidEvent, LocalCids, RemoteCids};
 pub use keys::OneRttKeys;
 pub use spaces::{EcnCodepoint, PacketSpace, SentFrames};
+use spaces::Retransmit;
 pub use streams::{StreamEvent, Streams};
 
 /// Which end of the connection we are.
@@ -197,6 +198,9 @@ pub struct ConnectionStats {
 #[derive(Debug, Default)]
 struct Pending {
     handshake_done: bool,
+    /// HANDSHAKE_DONE was sent and is not acknowledged yet: probes repeat
+    /// it (RFC 9000 §13.3 retransmits it until acknowledged).
+    handshake_done_unacked: bool,
     max_data: bool,
     max_streams: [bool; 2],
     data_blocked: Option<u64>,
@@ -573,6 +577,13 @@ impl Connection {
 
     pub fn is_handshaking(&self) -> bool {
         !self.handshake_complete
+    }
+
+    /// RFC 9001 §4.1.2: the handshake is confirmed (the server on
+    /// completing it, the client on HANDSHAKE_DONE or an acknowledged
+    /// 1-RTT packet).
+    pub fn is_handshake_confirmed(&self) -> bool {
+        self.handshake_confirmed
     }
 
     pub fn is_established(&self) -> bool {
@@ -1051,10 +1062,45 @@ impl Connection {
                 }
             }
             SpaceId::Data => {
-                // The oldest unacknowledged ack-eliciting packet's frames.
-                let oldest = self.recovery.sent_packets(space).iter().find(|p| p.ack_eliciting).map(|p| p.payload.clone());
-                if let Some(frames) = oldest {
-                    self.on_frames_lost(&frames);
+                // The frames of the oldest packets still carrying any,
+                // about two datagrams' worth (§6.2.4 sends up to two
+                // probes). The probe takes them over: the old packets keep
+                // none, so the next probe moves on to the packets after
+                // them instead of repeating the oldest forever while the
+                // data behind it waits for an ACK that may not come. An ACK
+                // of the old packet then acknowledges nothing; the probe's
+                // does. HANDSHAKE_DONE costs nothing here: it is repeated
+                // below wherever it is.
+                // Data an earlier probe took over and could not send yet
+                // goes first: taking more would only queue it behind that.
+                let retransmission_waits = self
+                    .streams
+                    .send_queue
+                    .iter()
+                    .any(|id| self.streams.map.get(id).and_then(|st| st.send.as_ref()).is_some_and(|st| st.has_data_to_send()));
+                const BUDGET: u64 = 2 * 1200;
+                let mut spent = if retransmission_waits { BUDGET } else { 0 };
+                let mut picked: SmallVec<[SentFrames; 4]> = SmallVec::new();
+                for p in self.recovery.sent_packets_mut(space).iter_mut() {
+                    if spent >= BUDGET {
+                        break;
+                    }
+                    let f = &mut p.payload;
+                    let cost = f.streams.iter().map(|r| u64::from(r.len).max(1)).sum::<u64>()
+                        + 32 * f.control.iter().filter(|c| **c != Retransmit::HandshakeDone).count() as u64;
+                    if p.ack_eliciting && cost > 0 {
+                        spent += cost;
+                        let mut taken = SentFrames::new(space);
+                        taken.streams = core::mem::take(&mut f.streams);
+                        taken.control = core::mem::take(&mut f.control);
+                        picked.push(taken);
+                    }
+                }
+                for frames in &picked {
+                    self.on_frames_lost(frames);
+                }
+                if self.pending.handshake_done_unacked {
+                    self.pending.handshake_done = true;
                 }
             }
         }

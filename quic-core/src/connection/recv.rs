@@ -122,6 +122,14 @@ impl Connection {
         };
         if self.spaces[space.index()].discarded {
             self.stats.packets_dropped += 1;
+            // A Handshake packet after the server discarded its Handshake
+            // keys: the client still lacks HANDSHAKE_DONE (it drops its
+            // keys on receiving it, RFC 9001 §4.9.2) and is repeating its
+            // Finished. Send HANDSHAKE_DONE again now rather than at the
+            // next PTO (unauthenticated, so it only repeats a frame owed).
+            if space == SpaceId::Handshake && self.side.is_server() && self.pending.handshake_done_unacked {
+                self.pending.handshake_done = true;
+            }
             return false;
         }
         // RFC 9368 §2.3: another version than ours. A client follows the
@@ -647,6 +655,9 @@ impl Connection {
             self.spaces[space.index()].ack.on_ack_acked(l);
         }
         for c in &f.control {
+            if *c == Retransmit::HandshakeDone {
+                self.pending.handshake_done_unacked = false;
+            }
             if let Retransmit::ResetStream(id) = c {
                 let sid = StreamId(*id);
                 if let Some(s) = self.streams.map.get_mut(&sid).and_then(|s| s.send.as_mut()) {

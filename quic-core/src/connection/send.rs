@@ -405,6 +405,7 @@ impl Connection {
     fn write_control_frames(&mut self, now: Instant, p: &mut OpenPacket, buf: &mut [u8]) {
         if self.pending.handshake_done && Self::push_frame(p, buf, &Frame::HandshakeDone) {
             self.pending.handshake_done = false;
+            self.pending.handshake_done_unacked = true;
             p.frames.control.push(Retransmit::HandshakeDone);
         }
         while let Some(data) = self.pending.path_responses.front().copied() {

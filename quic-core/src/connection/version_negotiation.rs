@@ -79,6 +79,18 @@ pub fn parse_client_hello(msg: &[u8]) -> Option<ClientHelloInfo> {
     Some(info)
 }
 
+/// RFC 9001 §8.2: a ClientHello without quic_transport_parameters (0x39)
+/// is refused with missing_extension — including one that carries them
+/// only under the pre-RFC draft codepoint 0xffa5, which rustls would
+/// otherwise accept for QUIC v1.
+pub fn require_transport_parameters(info: &ClientHelloInfo) -> Result<(), Error> {
+    const MISSING_EXTENSION: u8 = 109; // RFC 8446 §6.2
+    match info.transport_parameters {
+        Some(_) => Ok(()),
+        None => Err(Error::new(TransportErrorCode::crypto(MISSING_EXTENSION), "ClientHello lacks quic_transport_parameters (0x39)")),
+    }
+}
+
 /// The server's choice: the client's most preferred version (its
 /// Available Versions are in descending preference, RFC 9368 §3) that the
 /// server speaks and that is compatible with `current`; `current`
@@ -104,6 +116,7 @@ impl Connection {
         }
         let bytes = self.client_hello.take().unwrap_or_default();
         if let Some(info) = bytes.get(..need).and_then(parse_client_hello) {
+            require_transport_parameters(&info)?;
             self.maybe_upgrade(&info)?;
         }
         Ok(Some(bytes))
@@ -219,5 +232,33 @@ mod tests {
         assert!(info.early_data);
         assert_eq!(parse_client_hello(&msg[..msg.len() - 1]), None, "truncated");
         assert_eq!(client_hello_len(&msg[..3]), None);
+    }
+
+    /// The ClientHello rustls writes for `version` with transport parameters.
+    fn rustls_client_hello(version: rustls::quic::Version) -> Vec<u8> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h3".to_vec()];
+        let name = rustls_pki_types::ServerName::try_from("example.com").unwrap();
+        let mut conn = rustls::quic::ClientConnection::new(std::sync::Arc::new(config), version, name, vec![0x01, 0x02, 0x40, 0x64]).unwrap();
+        let mut hello = Vec::new();
+        conn.write_hs(&mut hello);
+        hello
+    }
+
+    #[test]
+    fn transport_parameters_only_under_the_draft_codepoint_are_refused() {
+        let v1 = parse_client_hello(&rustls_client_hello(rustls::quic::Version::V1)).unwrap();
+        assert_eq!(v1.transport_parameters.as_deref(), Some(&[0x01, 0x02, 0x40, 0x64][..]));
+        assert!(require_transport_parameters(&v1).is_ok());
+        // rustls' V1Draft puts them under 0xffa5 (draft-ietf-quic-tls-32).
+        let draft = parse_client_hello(&rustls_client_hello(rustls::quic::Version::V1Draft)).unwrap();
+        assert_eq!(draft.transport_parameters, None);
+        let e = require_transport_parameters(&draft).unwrap_err();
+        assert_eq!(e.code, TransportErrorCode::crypto(109), "missing_extension alert: {e:?}");
     }
 }

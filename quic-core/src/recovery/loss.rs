@@ -319,6 +319,11 @@ impl<T> Recovery<T> {
         &self.space(space).sent
     }
 
+    /// The packets of `space` in flight, payloads mutable.
+    pub fn sent_packets_mut(&mut self, space: SpaceId) -> &mut SentPackets<T> {
+        &mut self.space_mut(space).sent
+    }
+
     /// Some ack-eliciting packet of `space` is in flight.
     pub fn has_ack_eliciting_in_flight(&self, space: SpaceId) -> bool {
         self.space(space).sent.ack_eliciting_in_flight() > 0

@@ -180,6 +180,15 @@ impl<T> SentPackets<T> {
     }
 
     /// Unacknowledged packets in increasing packet number order.
+    /// The packets in flight, oldest first, with their payloads mutable
+    /// (a probe takes over the frames it repeats).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut SentPacket<T>> + '_ {
+        self.slots.iter_mut().filter_map(|s| match s {
+            Slot::Sent(p) => Some(p),
+            _ => None,
+        })
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &SentPacket<T>> + '_ {
         self.slots.iter().filter_map(|s| match s {
             Slot::Sent(p) => Some(p),
