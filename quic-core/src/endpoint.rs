@@ -86,6 +86,58 @@ pub struct ServerConfig {
     pub qlog: Option<QlogFactory>,
 }
 
+/// A qlog sink that holds the events in memory until [`DeferredQlog::open`]
+/// hands it the real one (or `None`: no trace), then writes through.
+#[derive(Clone, Default)]
+struct DeferredQlog(Arc<std::sync::Mutex<DeferredState>>);
+
+#[derive(Default)]
+enum DeferredState {
+    #[default]
+    Buffering,
+    Held(Vec<u8>),
+    Open(Box<dyn std::io::Write + Send>),
+    Discarded,
+}
+
+impl DeferredQlog {
+    fn open(&self, sink: Option<Box<dyn std::io::Write + Send>>) {
+        let Ok(mut st) = self.0.lock() else { return };
+        let held = match core::mem::take(&mut *st) {
+            DeferredState::Held(b) => b,
+            _ => Vec::new(),
+        };
+        *st = match sink {
+            Some(mut w) => {
+                // A failing trace file must not disturb the connection.
+                let _ = w.write_all(&held);
+                DeferredState::Open(w)
+            }
+            None => DeferredState::Discarded,
+        };
+    }
+}
+
+impl std::io::Write for DeferredQlog {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let mut st = self.0.lock().map_err(|_| std::io::Error::other("qlog lock poisoned"))?;
+        match &mut *st {
+            DeferredState::Buffering => *st = DeferredState::Held(b.to_vec()),
+            DeferredState::Held(buf) => buf.extend_from_slice(b),
+            DeferredState::Open(w) => return w.write(b),
+            DeferredState::Discarded => {}
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut *self.0.lock().map_err(|_| std::io::Error::other("qlog lock poisoned"))? {
+            DeferredState::Open(w) => w.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Makes the qlog sink of a new server connection; `None` for no trace.
 pub type QlogFactory = Arc<dyn Fn(&ConnectionId) -> Option<Box<dyn std::io::Write + Send>> + Send + Sync>;
 
@@ -485,10 +537,19 @@ impl Endpoint {
         // Initial keys derive from the DCID of this Initial, which after a
         // Retry is the server's Retry SCID (RFC 9001 §5.2).
         conn.set_initial_dcid_for_keys(header.dcid);
-        if let Some(sink) = server.qlog.as_ref().and_then(|f| f(&original_dcid)) {
-            conn.enable_qlog(sink, now);
-        }
+        // The trace starts before the first datagram is processed, into
+        // memory: the factory (a file, usually) is only called once a
+        // packet authenticated, so forged or corrupted Initials leave no
+        // trace files behind.
+        let deferred = server.qlog.clone().map(|factory| {
+            let d = DeferredQlog::default();
+            conn.enable_qlog(Box::new(d.clone()), now);
+            (d, factory)
+        });
         conn.handle_datagram(now, remote, ecn, data);
+        if let Some((d, factory)) = deferred.filter(|_| conn.stats().packets_received > 0) {
+            d.open(factory(&original_dcid));
+        }
         if conn.stats().packets_received == 0 {
             // Nothing authenticated (corrupted or forged Initial): keep no
             // state for it (RFC 9000 §5.2.2 lets servers drop such packets).

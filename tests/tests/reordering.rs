@@ -177,3 +177,50 @@ fn server_qlog_starts_with_the_first_initial_and_logs_spurious_losses() {
         .unwrap_or(0);
     assert!(raised > 3, "packet threshold raised above kPacketThreshold: {raised}");
 }
+
+/// A forged or corrupted Initial leaves no trace file: the server's qlog
+/// factory is called only once a packet authenticated, and the trace
+/// still begins with that first Initial.
+#[test]
+fn unauthenticated_initials_open_no_qlog() {
+    let c = certs();
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = opened.clone();
+    let sink = QlogSink::default();
+    let factory_sink = sink.clone();
+    let mut p = Pair::with(
+        8,
+        server_tls(&c),
+        client_tls(&c),
+        TransportConfig::default(),
+        move |s| {
+            let sink = factory_sink.clone();
+            let counter = counter.clone();
+            s.qlog = Some(Arc::new(move |_| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Some(Box::new(sink.clone()) as Box<dyn std::io::Write + Send>)
+            }));
+        },
+        quic_core::Version::V1,
+    );
+    // A long-header Initial (RFC 9000 §17.2.2) for v1 with an 8-byte DCID
+    // and a payload that cannot authenticate.
+    let mut forged = vec![0xc3, 0, 0, 0, 1, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0x44, 0xb0];
+    forged.resize(1200, 0x5a);
+    for i in 0..20u8 {
+        forged[6] = i;
+        let from = "127.0.0.9:4000".parse().unwrap();
+        p.inject_to_server(from, forged.clone());
+    }
+    let end = p.now + Duration::from_millis(5);
+    while p.step_until(end) {}
+    // They reached connection setup and failed authentication there.
+    assert_eq!(p.server.stats().dropped_unparseable, 20, "{:?}", p.server.stats());
+    assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 0, "a trace was opened for a forged Initial");
+    assert!(sink.records().is_empty());
+    p.handshake();
+    assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let first = sink.records().into_iter().find(|r| r["name"].as_str().is_some_and(|n| n.starts_with("quic:packet_"))).unwrap();
+    assert_eq!(first["name"], "quic:packet_received");
+    assert_eq!(first["data"]["header"]["packet_type"], "initial");
+}
