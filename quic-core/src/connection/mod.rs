@@ -1040,7 +1040,13 @@ impl Connection {
                 continue;
             }
             let sp = &mut self.spaces[s.index()];
-            sp.probes = if s == space { probes } else { sp.probes.max(1) };
+            // Every probed space gets as many probes as the expired one:
+            // each probe datagram then carries the whole unacknowledged
+            // flight (Initial and Handshake CRYPTO together). A server
+            // under the anti-amplification limit may have only these two
+            // datagrams before the client speaks again; one with the
+            // ServerHello alone and padding would waste one.
+            sp.probes = sp.probes.max(probes);
             self.queue_probe_data(s);
         }
     }
