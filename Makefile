@@ -40,11 +40,16 @@ demo-inspect: build
 # Every test: unit, property and integration tests (the PHP extension, a
 # cdylib PHP loads, has no Rust test harness: it is tested through PHP), the bench harnesses in
 # test mode, and a short smoke run of each fuzz target.
-test: setup test-rust test-php test-fuzz test-interop
+test: setup test-rust test-examples test-php test-fuzz test-interop
 
 test-rust:
 	mkdir -p target; $(CARGO) test --workspace --exclude quicpro --all-targets --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; bash scripts/summarize-tests.sh target/test-output.log; exit $$status
+
+# The examples that show how to drive the sans-I/O core (they assert
+# their own outcome).
+test-examples:
+	$(CARGO) run -q -p quic-core --example udp_echo
 
 # The extension's phpt tests (run-tests.php from php8.2-dev) against the
 # debug build of the extension.

@@ -54,6 +54,8 @@ pub struct GetConfig {
     pub output: Output,
     pub insecure: bool,
     pub cacert: Option<PathBuf>,
+    /// Client certificate chain and key files (mutual TLS).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub verbose: bool,
     pub plan: Plan,
     pub timeout: Duration,
@@ -372,6 +374,9 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
     tls.ca_file = cfg.cacert.clone();
     tls.key_log = cfg.keylog;
     tls.cipher_suites = cfg.ciphers.clone();
+    if let Some((cert, key)) = &cfg.client_cert {
+        tls = tls.with_client_cert_files(cert, key).map_err(|e| format!("--client-cert: {e}"))?;
+    }
     let body = match &cfg.post {
         Some(p) => Some(Bytes::from(std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?)),
         None => None,

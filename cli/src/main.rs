@@ -146,6 +146,21 @@ struct ServeArgs {
     /// offers (compatible version negotiation, RFC 9368).
     #[arg(long, value_parser = parse_versions)]
     versions: Option<Versions>,
+    /// Live connections per worker at most; a new client beyond it gets
+    /// CONNECTION_REFUSED at once (RFC 9000 §5.2.2).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Seconds a handshake may take before the connection is discarded
+    /// (0: only the idle timeout applies).
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Ask clients for a certificate chaining to these CAs (PEM; mutual
+    /// TLS); a client without one is refused unless --client-cert-optional.
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
+    /// With --client-ca: serve clients that present no certificate too.
+    #[arg(long, requires = "client_ca")]
+    client_cert_optional: bool,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +177,12 @@ struct GetArgs {
     /// Trust these CA certificates (PEM) instead of the system roots.
     #[arg(long)]
     cacert: Option<PathBuf>,
+    /// Present this client certificate (PEM chain) when the server asks.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// Print response headers and the handshake outcome to stderr.
     #[arg(short = 'v', long)]
     verbose: bool,
@@ -260,6 +281,15 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         }
     };
     tls.key_log = a.keylog;
+    if let Some(ca) = &a.client_ca {
+        match quic_core::tls::config::ClientAuth::from_ca_file(ca, !a.client_cert_optional) {
+            Ok(auth) => tls.client_auth = auth,
+            Err(e) => {
+                eprintln!("quicpro serve: --client-ca: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut backend = match io_backends::select::BackendConfig::from_env() {
         Ok(b) => b,
         Err(e) => {
@@ -295,6 +325,8 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         retry: a.retry,
         gso_segments: a.gso_segments,
         versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
+        max_connections: a.max_connections as usize,
+        handshake_timeout: handshake_timeout(a.handshake_timeout),
     };
     match serve::serve(cfg) {
         Ok(()) => ExitCode::SUCCESS,
@@ -303,6 +335,12 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `--handshake-timeout` seconds: 0 (or anything not a positive finite
+/// number) turns the limit off.
+fn handshake_timeout(secs: f64) -> Option<std::time::Duration> {
+    (secs.is_finite() && secs > 0.0).then(|| std::time::Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
 fn run_get(a: &GetArgs) -> ExitCode {
@@ -318,6 +356,7 @@ fn run_get(a: &GetArgs) -> ExitCode {
         },
         insecure: a.insecure,
         cacert: a.cacert.clone(),
+        client_cert: a.client_cert.clone().zip(a.client_key.clone()),
         verbose: a.verbose,
         plan: if a.reconnect {
             get::Plan::PerUrl

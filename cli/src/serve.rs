@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub gso_segments: usize,
     /// `TransportConfig::versions` (empty: every supported version).
     pub versions: Vec<quic_core::Version>,
+    /// `ServerConfig::max_connections` per worker.
+    pub max_connections: usize,
+    /// `TransportConfig::handshake_timeout`.
+    pub handshake_timeout: Option<Duration>,
 }
 
 /// Datagrams per GSO batch by default: as many full-size ones as one
@@ -162,6 +166,8 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.retry = cfg.retry;
     opts.transport.max_gso_segments = cfg.gso_segments.max(1);
     opts.transport.versions = cfg.versions.clone();
+    opts.transport.handshake_timeout = cfg.handshake_timeout;
+    opts.max_connections = cfg.max_connections;
     // qlog from each connection's first datagram (the endpoint opens it).
     opts.qlog_dir = cfg.qlog_dir.clone();
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;

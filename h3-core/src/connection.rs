@@ -11,7 +11,11 @@
 //! Datagrams over QUIC DATAGRAM frames (RFC 9297 §2, RFC 9221) and the
 //! Capsule Protocol on a request stream's DATA (RFC 9297 §3).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Stream IDs are bounded by the stream limits we grant, so a peer cannot
+// flood one bucket; SipHash cost more than the frame handling around it.
+use quic_core::fast_hash::FastHashMap;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -191,11 +195,11 @@ pub struct H3Connection {
     encoder_out: Option<StreamId>,
     decoder_out: Option<StreamId>,
     peer_uni: PeerUniStreams,
-    uni: HashMap<StreamId, UniState>,
+    uni: FastHashMap<StreamId, UniState>,
     peer_settings: Option<Settings>,
     encoder: Encoder,
     decoder: Decoder,
-    requests: HashMap<StreamId, RequestStream>,
+    requests: FastHashMap<StreamId, RequestStream>,
     events: VecDeque<H3Event>,
     goaway_received: Option<u64>,
     goaway_sent: Option<u64>,
@@ -215,7 +219,7 @@ pub struct H3Connection {
     dgram_out: BytesMut,
     datagrams_dropped: u64,
     /// Capsule parsing state per stream that used [`H3Connection::recv_capsule`].
-    capsule_readers: HashMap<StreamId, CapsuleReader>,
+    capsule_readers: FastHashMap<StreamId, CapsuleReader>,
 }
 
 /// Capsule decoder plus the part of a body chunk it has not consumed yet.
@@ -272,13 +276,13 @@ impl H3Connection {
             encoder_out: None,
             decoder_out: None,
             peer_uni: PeerUniStreams::new(),
-            uni: HashMap::new(),
+            uni: FastHashMap::default(),
             peer_settings: None,
             // Until the peer's SETTINGS arrive its table capacity is 0
             // (RFC 9204 §3.2.3), so the encoder starts without a table.
             encoder: Encoder::new(EncoderConfig::from_peer(0, 0)),
             decoder,
-            requests: HashMap::new(),
+            requests: FastHashMap::default(),
             events: VecDeque::new(),
             goaway_received: None,
             goaway_sent: None,
@@ -290,7 +294,7 @@ impl H3Connection {
             early_datagrams: VecDeque::new(),
             dgram_out: BytesMut::new(),
             datagrams_dropped: 0,
-            capsule_readers: HashMap::new(),
+            capsule_readers: FastHashMap::default(),
             config,
         }
     }

@@ -45,7 +45,9 @@ fn tls_config(opts: &ClientTlsOptions) -> QpResult<Arc<rustls::ClientConfig>> {
     thread_local! {
         static BUILT: RefCell<HashMap<String, Arc<rustls::ClientConfig>>> = RefCell::new(HashMap::new());
     }
-    let key = format!("{:?}|{:?}|{}|{}|{}", opts.alpn, opts.ca_file, opts.insecure_skip_verify, opts.early_data, opts.key_log);
+    // The client certificate by digest: configs differing only in it differ.
+    let identity = opts.client_cert.as_ref().and_then(|(chain, _)| chain.first()).map(|c| ring::digest::digest(&ring::digest::SHA256, c.as_ref()).as_ref().to_vec());
+    let key = format!("{:?}|{:?}|{}|{}|{}|{:?}", opts.alpn, opts.ca_file, opts.insecure_skip_verify, opts.early_data, opts.key_log, identity);
     if let Some(c) = BUILT.with(|b| b.borrow().get(&key).cloned()) {
         return Ok(c);
     }
@@ -98,7 +100,7 @@ fn classify(e: &ConnectionError) -> ErrorKind {
         // RFC 9001 §4.8: TLS alerts travel as CRYPTO_ERROR 0x0100-0x01ff.
         ConnectionError::TransportError(err) if (0x100..0x200).contains(&err.code.0) => ErrorKind::Tls,
         ConnectionError::PeerTransportClose { code, .. } if (0x100..0x200).contains(&code.0) => ErrorKind::Tls,
-        ConnectionError::TimedOut => ErrorKind::Timeout,
+        ConnectionError::TimedOut | ConnectionError::HandshakeTimedOut => ErrorKind::Timeout,
         ConnectionError::TransportError(_) | ConnectionError::PeerTransportClose { .. } => ErrorKind::Transport,
         _ => ErrorKind::Connection,
     }
@@ -133,6 +135,7 @@ impl ClientCore {
         tls.early_data = cfg.early_data;
         tls.key_log = cfg.keylog;
         tls.session_store = Some(session_store());
+        let tls = cfg.client_tls_identity(tls)?;
         let mut opts = ClientOptions::new(tls);
         opts.transport = cfg.transport();
         opts.h3 = cfg.h3();

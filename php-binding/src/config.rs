@@ -35,10 +35,23 @@ pub struct ConfigData {
     pub early_data: bool,
     /// `max_idle_ms` (default 30000).
     pub max_idle: Duration,
-    /// `handshake_timeout_ms` (client connect; default 10000).
+    /// `handshake_timeout_ms` (default 10000): a client's connect gives up,
+    /// a server discards a connection whose handshake takes longer.
     pub handshake_timeout: Duration,
+    /// `max_connections` (server, per worker; default 100000): a new client
+    /// beyond it is refused with CONNECTION_REFUSED.
+    pub max_connections: usize,
     /// `ca_file` (client: extra trust anchors, PEM).
     pub ca_file: Option<PathBuf>,
+    /// `client_ca_file` (server): ask clients for a certificate chaining to
+    /// these CAs (mutual TLS); `client_cert_required` (default true) refuses
+    /// clients without one.
+    pub client_ca_file: Option<PathBuf>,
+    pub client_cert_required: bool,
+    /// `client_cert_file` / `client_key_file` (client): the certificate to
+    /// present when a server asks (the key may be in the same file).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
     /// `verify_peer` (client; default true).
     pub verify_peer: bool,
     /// `server_name` (client SNI; default: the host passed to connect).
@@ -85,7 +98,12 @@ const KEYS: &[&str] = &[
     "early_data",
     "max_idle_ms",
     "handshake_timeout_ms",
+    "max_connections",
     "ca_file",
+    "client_ca_file",
+    "client_cert_required",
+    "client_cert_file",
+    "client_key_file",
     "verify_peer",
     "server_name",
     "congestion_control",
@@ -120,7 +138,12 @@ impl ConfigData {
             early_data: true,
             max_idle: Duration::from_millis(30_000),
             handshake_timeout: Duration::from_millis(10_000),
+            max_connections: 100_000,
             ca_file: None,
+            client_ca_file: None,
+            client_cert_required: true,
+            client_cert_file: None,
+            client_key_file: None,
             verify_peer: true,
             server_name: None,
             congestion: CongestionAlgorithm::Cubic,
@@ -155,7 +178,12 @@ impl ConfigData {
                 "early_data" => c.early_data = boolean(&key, value)?,
                 "max_idle_ms" => c.max_idle = Duration::from_millis(int(&key, value, 1, 86_400_000)?),
                 "handshake_timeout_ms" => c.handshake_timeout = Duration::from_millis(int(&key, value, 1, 600_000)?),
+                "max_connections" => c.max_connections = int(&key, value, 1, 1 << 24)? as usize,
                 "ca_file" => c.ca_file = Some(path(&key, value)?),
+                "client_ca_file" => c.client_ca_file = Some(path(&key, value)?),
+                "client_cert_required" => c.client_cert_required = boolean(&key, value)?,
+                "client_cert_file" => c.client_cert_file = Some(path(&key, value)?),
+                "client_key_file" => c.client_key_file = Some(path(&key, value)?),
                 "verify_peer" => c.verify_peer = boolean(&key, value)?,
                 "server_name" => c.server_name = Some(string(&key, value)?),
                 "congestion_control" => {
@@ -234,12 +262,39 @@ impl ConfigData {
                 return Err(bad("ca_file", &format!("{}: {e}", ca.display())));
             }
         }
+        if let Some(ca) = &self.client_ca_file {
+            // Parsed now so a bad file names its key at Config::new.
+            self.client_auth().map_err(|e| bad("client_ca_file", &format!("{}: {e}", ca.display())))?;
+        }
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(_), _) => {
+                self.client_tls_identity(quic_core::tls::ClientTlsOptions::new(&[]))?;
+            }
+            (None, Some(_)) => return Err(bad("client_key_file", "given without client_cert_file")),
+            (None, None) => {}
+        }
         Ok(())
+    }
+
+    /// The server's client-certificate policy from `client_ca_file`.
+    pub fn client_auth(&self) -> Result<quic_core::tls::config::ClientAuth, quic_core::tls::TlsConfigError> {
+        match &self.client_ca_file {
+            Some(ca) => quic_core::tls::config::ClientAuth::from_ca_file(ca, self.client_cert_required),
+            None => Ok(quic_core::tls::config::ClientAuth::None),
+        }
+    }
+
+    /// Adds `client_cert_file` / `client_key_file` to a client's TLS options.
+    pub fn client_tls_identity(&self, tls: quic_core::tls::ClientTlsOptions) -> QpResult<quic_core::tls::ClientTlsOptions> {
+        let Some(cert) = &self.client_cert_file else { return Ok(tls) };
+        let key = self.client_key_file.as_ref().unwrap_or(cert);
+        tls.with_client_cert_files(cert, key).map_err(|e| bad("client_cert_file", &e.to_string()))
     }
 
     pub fn transport(&self) -> TransportConfig {
         let mut t = TransportConfig::default();
         t.max_idle_timeout = self.max_idle;
+        t.handshake_timeout = Some(self.handshake_timeout);
         t.congestion = self.congestion;
         t.max_concurrent_bidi_streams = self.max_streams_bidi;
         t.max_concurrent_uni_streams = self.max_streams_uni;

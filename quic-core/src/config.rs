@@ -32,6 +32,12 @@ use crate::recovery::CongestionAlgorithm;
 pub struct TransportConfig {
     /// RFC 9000 §10.1: max_idle_timeout; zero disables our side of it.
     pub max_idle_timeout: Duration,
+    /// A connection whose handshake has not completed this long after it
+    /// was created is discarded silently (`ConnectionError::HandshakeTimedOut`),
+    /// however busy the peer keeps it: a client that opens a handshake and
+    /// dribbles packets cannot hold a server's state for the whole idle
+    /// timeout again and again. `None` waits as long as the idle timeout.
+    pub handshake_timeout: Option<Duration>,
     /// Connection-level receive window offered at start (initial_max_data)
     /// and the ceiling auto-tuning may grow it to.
     pub receive_window: u64,
@@ -92,6 +98,7 @@ impl Default for TransportConfig {
     fn default() -> Self {
         Self {
             max_idle_timeout: Duration::from_secs(30),
+            handshake_timeout: Some(Duration::from_secs(10)),
             receive_window: 4 << 20,
             max_receive_window: 64 << 20,
             stream_receive_window: 1 << 20,

@@ -37,7 +37,10 @@
 //! against its entry; such entries, and entries whose insertion is not yet
 //! acknowledged, are never evicted (§2.1.1).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Keyed by stream ID (bounded by stream limits).
+use quic_core::fast_hash::FastHashMap;
 
 use bytes::Bytes;
 
@@ -163,7 +166,7 @@ pub struct Encoder {
     known_received_count: u64,
     /// Per stream, unacknowledged sections with dynamic references, oldest
     /// first (RFC 9204 §2.2.2.1 acknowledges them in order).
-    outstanding: HashMap<u64, VecDeque<Section>>,
+    outstanding: FastHashMap<u64, VecDeque<Section>>,
     outstanding_count: usize,
     /// Tail of the decoder stream holding an incomplete instruction.
     decoder_buf: Vec<u8>,
@@ -200,7 +203,7 @@ impl Encoder {
             table: DynamicTable::with_index(),
             capacity_announced: false,
             known_received_count: 0,
-            outstanding: HashMap::new(),
+            outstanding: FastHashMap::default(),
             outstanding_count: 0,
             decoder_buf: Vec::new(),
             scratch: Vec::new(),

@@ -30,6 +30,9 @@ pub struct ServerOptions {
     pub h3: H3Config,
     pub backend: BackendConfig,
     pub retry: RetryPolicy,
+    /// Live connections at most; more are refused with CONNECTION_REFUSED
+    /// (`ServerConfig::max_connections`).
+    pub max_connections: usize,
     /// Encoded in every connection ID this worker issues, so packets can be
     /// steered to it (see `quic_core::cid_gen`).
     pub worker_id: u8,
@@ -55,6 +58,7 @@ impl ServerOptions {
             h3: H3Config::default(),
             backend: BackendConfig::default(),
             retry: RetryPolicy::UnderLoad { max_handshakes: 1024 },
+            max_connections: 100_000,
             worker_id: 0,
             reset_secret,
             token_secret,
@@ -110,6 +114,7 @@ impl Server {
         let mut sc = ServerConfig::new(tls, &opts.token_secret, unix);
         sc.transport = Arc::new(opts.transport.clone());
         sc.retry = opts.retry;
+        sc.max_connections = opts.max_connections;
         if let Some(dir) = opts.qlog_dir.clone() {
             let worker = opts.worker_id;
             sc.qlog = Some(Arc::new(move |odcid: &quic_core::cid::ConnectionId| {
@@ -227,6 +232,12 @@ impl Server {
     /// Whether the connection is resumed (TLS session resumption).
     pub fn is_resumed(&mut self, h: H3Handle) -> bool {
         self.driver.endpoint.connection_ref(h.0).is_some_and(|c| c.is_resumed())
+    }
+
+    /// The client's certificate (end entity), when the server asked for one
+    /// and the client presented it.
+    pub fn peer_certificate(&self, h: H3Handle) -> Option<&rustls::pki_types::CertificateDer<'static>> {
+        self.driver.endpoint.connection_ref(h.0)?.peer_certificates()?.first()
     }
 
     /// Graceful shutdown: GOAWAY on every connection (RFC 9114 §5.2).

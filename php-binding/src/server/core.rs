@@ -8,7 +8,11 @@
 //! Fibers registered for them, released PHP objects free their state, and
 //! ended connections release theirs; no turn walks the sessions held.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+// Keys are our own session numbers and stream IDs bounded by stream limits.
+use quic_core::fast_hash::FastHashMap;
+type FastHashSet<T> = std::collections::HashSet<T, quic_core::fast_hash::FastBuildHasher>;
 use std::io::ErrorKind as IoErrorKind;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -80,7 +84,7 @@ pub struct SessionState {
     /// Handed to PHP by `accept` (or queued for it).
     announced: bool,
     pub requests: VecDeque<StreamId>,
-    pub streams: HashMap<StreamId, StreamState>,
+    pub streams: FastHashMap<StreamId, StreamState>,
     close_requested: Option<Instant>,
     /// Why the connection is gone, once it is.
     pub gone: Option<String>,
@@ -89,6 +93,8 @@ pub struct SessionState {
     /// Live `Quicpro\Session` and `Quicpro\Stream` objects for it.
     php_refs: usize,
     pub resumed: bool,
+    /// Subject of the client certificate, when one was asked for and given.
+    pub peer_subject: Option<String>,
     request_waiters: Vec<WaiterId>,
 }
 
@@ -108,16 +114,16 @@ pub struct ServerCore {
     pub rt: RtServer,
     pub cfg: Rc<ConfigData>,
     pub worker_id: u8,
-    pub sessions: HashMap<SessionId, SessionState>,
+    pub sessions: FastHashMap<SessionId, SessionState>,
     /// The session of each live connection.
-    by_handle: HashMap<H3Handle, SessionId>,
+    by_handle: FastHashMap<H3Handle, SessionId>,
     next_session: u64,
     pub accept_queue: VecDeque<SessionId>,
     pub released: Released,
     pub sched: Scheduler,
     /// Streams with queued response bytes.
-    pending_out: HashSet<(SessionId, StreamId)>,
-    closing: HashSet<SessionId>,
+    pending_out: FastHashSet<(SessionId, StreamId)>,
+    closing: FastHashSet<SessionId>,
     pub stopped: bool,
     pub draining_since: Option<Instant>,
     /// Loop turns, and the state visited by them (sessions, streams,
@@ -145,14 +151,14 @@ impl ServerCore {
             rt,
             cfg,
             worker_id,
-            sessions: HashMap::new(),
-            by_handle: HashMap::new(),
+            sessions: FastHashMap::default(),
+            by_handle: FastHashMap::default(),
             next_session: 1,
             accept_queue: VecDeque::new(),
             released: Rc::new(std::cell::RefCell::new(Vec::new())),
             sched: Scheduler::default(),
-            pending_out: HashSet::new(),
-            closing: HashSet::new(),
+            pending_out: FastHashSet::default(),
+            closing: FastHashSet::default(),
             stopped: false,
             draining_since: None,
             turns: 0,
@@ -190,12 +196,13 @@ impl ServerCore {
                     remote,
                     announced: false,
                     requests: VecDeque::new(),
-                    streams: HashMap::new(),
+                    streams: FastHashMap::default(),
                     close_requested: None,
                     gone: None,
                     gone_graceful: false,
                     php_refs: 0,
                     resumed: false,
+                    peer_subject: None,
                     request_waiters: Vec::new(),
                 },
             );
@@ -346,8 +353,10 @@ impl ServerCore {
             }
             H3Event::Transport(QuicEvent::HandshakeCompleted) => {
                 let resumed = self.rt.is_resumed(h);
+                let subject = self.rt.peer_certificate(h).and_then(|c| certificate_subject(c));
                 if let Some(s) = self.sessions.get_mut(&id) {
                     s.resumed = resumed;
+                    s.peer_subject = subject;
                 }
                 trace::handshake_done(self.worker_id, resumed);
                 if trace::enabled() {
@@ -668,4 +677,10 @@ pub fn wait_until(core: &CoreRef, what: WaitFor, deadline: Option<Instant>) -> Q
             turn(core, wait)?;
         }
     }
+}
+
+/// The subject of a DER certificate in RFC 4514 string form.
+pub(crate) fn certificate_subject(der: &rustls::pki_types::CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.subject().to_string())
 }

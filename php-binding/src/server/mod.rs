@@ -62,6 +62,7 @@ fn bind_runtime(host: &str, port: i64, cfg: &ConfigData) -> QpResult<(RtServer, 
     let mut tls = ServerTlsOptions::new(cfg.cert_chain.clone(), key.clone_key(), &alpn);
     tls.early_data = cfg.early_data;
     tls.key_log = cfg.keylog;
+    tls.client_auth = cfg.client_auth().map_err(|e| QpError::new(ErrorKind::Config, format!("option 'client_ca_file': {e}")))?;
     if cfg.session_cache {
         // The shared-memory LRU mapped at module startup, before any
         // fork: a session stored by one worker resumes on every other.
@@ -73,6 +74,7 @@ fn bind_runtime(host: &str, port: i64, cfg: &ConfigData) -> QpResult<(RtServer, 
     opts.transport = cfg.transport();
     opts.h3 = cfg.h3();
     opts.retry = cfg.retry;
+    opts.max_connections = cfg.max_connections;
     opts.reset_secret = cfg.reset_secret;
     opts.token_secret = cfg.token_secret;
     opts.worker_id = worker_id;
@@ -287,6 +289,23 @@ impl Session {
     /// The client's address, `"ip:port"`.
     pub fn remote_address(&self) -> PhpResult<String> {
         Ok(self.core.borrow().session(self.id)?.remote.to_string())
+    }
+
+    /// The subject of the certificate the client presented (RFC 4514
+    /// form, e.g. `CN=alice, O=Example`), when the Config's
+    /// `client_ca_file` asked for one; null without one.
+    pub fn peer_certificate_subject(&self) -> Option<String> {
+        let mut c = self.core.borrow_mut();
+        if let Some(subject) = c.sessions.get(&self.id).and_then(|s| s.peer_subject.clone()) {
+            return Some(subject);
+        }
+        // Read from the live connection (and kept, so it outlives it).
+        let h = c.handle(self.id)?;
+        let subject = c.rt.peer_certificate(h).and_then(self::core::certificate_subject)?;
+        if let Some(s) = c.sessions.get_mut(&self.id) {
+            s.peer_subject = Some(subject.clone());
+        }
+        Some(subject)
     }
 
     /// Whether the client resumed a TLS session (no certificate sent).

@@ -100,6 +100,8 @@ pub enum ConnectionError {
     LocallyClosed,
     /// No packet within the idle timeout (RFC 9000 §10.1).
     TimedOut,
+    /// The handshake did not complete within `TransportConfig::handshake_timeout`.
+    HandshakeTimedOut,
     /// The peer sent a stateless reset (RFC 9000 §10.3).
     Reset,
     /// The server speaks none of our versions (RFC 9000 §6.2).
@@ -118,6 +120,7 @@ impl core::fmt::Display for ConnectionError {
             }
             ConnectionError::LocallyClosed => f.write_str("closed locally"),
             ConnectionError::TimedOut => f.write_str("idle timeout"),
+            ConnectionError::HandshakeTimedOut => f.write_str("handshake timeout"),
             ConnectionError::Reset => f.write_str("stateless reset"),
             ConnectionError::VersionMismatch => f.write_str("no common QUIC version"),
         }
@@ -280,6 +283,8 @@ pub struct Connection {
     peer_params: Option<TransportParameters>,
     idle_timeout: Option<Duration>,
     idle_deadline: Option<Instant>,
+    /// When an incomplete handshake is given up (`handshake_timeout`).
+    handshake_deadline: Option<Instant>,
     /// An ack-eliciting packet went out since the last packet received: the
     /// next one does not restart the idle timer (RFC 9000 §10.1).
     ack_eliciting_sent_since_rx: bool,
@@ -402,6 +407,7 @@ impl Connection {
             peer_params: None,
             idle_timeout: None,
             idle_deadline: None,
+            handshake_deadline: cfg.handshake_timeout.map(|t| deadline_after(now, t)),
             ack_eliciting_sent_since_rx: false,
             close_deadline: None,
             keep_alive_deadline: None,
@@ -606,6 +612,14 @@ impl Connection {
     /// Whether TLS resumed a session (no Certificate message in the handshake).
     pub fn is_resumed(&self) -> bool {
         self.tls.is_resumed()
+    }
+
+    /// The certificate chain the peer presented (end entity first): the
+    /// server's for a client, a client certificate for a server that asked
+    /// for one (`ServerTlsOptions::client_auth`). `None` before the peer's
+    /// Certificate message and after a resumption.
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.tls.peer_certificates()
     }
 
     pub fn tls(&self) -> &TlsSession {
@@ -879,6 +893,7 @@ impl Connection {
                     ConnectionError::PeerApplicationClose { code, .. } => (Initiator::Remote, Some(CloseError::Application(*code)), CloseTrigger::Application),
                     ConnectionError::LocallyClosed => (Initiator::Local, None, CloseTrigger::Application),
                     ConnectionError::TimedOut => (Initiator::Local, None, CloseTrigger::IdleTimeout),
+                    ConnectionError::HandshakeTimedOut => (Initiator::Local, None, CloseTrigger::Aborted),
                     ConnectionError::Reset => (Initiator::Remote, None, CloseTrigger::StatelessReset),
                     ConnectionError::VersionMismatch => (Initiator::Remote, None, CloseTrigger::VersionMismatch),
                 };
@@ -945,6 +960,9 @@ impl Connection {
                 t = Some(t.map_or(x, |t: Instant| t.min(x)));
             }
         };
+        if !self.handshake_complete {
+            take(self.handshake_deadline);
+        }
         take(self.recovery.loss_detection_timer(self.timer_ctx()));
         // Only deadlines `handle_timeout` and `poll_transmit` can act on: one
         // left in the past makes the caller's event loop spin. An ACK that
@@ -979,6 +997,13 @@ impl Connection {
         if self.idle_deadline.is_some_and(|d| now >= d) {
             // RFC 9000 §10.1: silently close.
             self.set_error(now, ConnectionError::TimedOut);
+            self.state = State::Drained;
+            return;
+        }
+        if !self.handshake_complete && self.handshake_deadline.is_some_and(|d| now >= d) {
+            // Discarded like an idle connection: the peer either never
+            // finishes or cannot reach us; a close would only feed it.
+            self.set_error(now, ConnectionError::HandshakeTimedOut);
             self.state = State::Drained;
             return;
         }

@@ -1,5 +1,13 @@
 //! rustls configurations for QUIC (RFC 9001 §4.2: TLS 1.3 only; §8.1: ALPN
 //! is mandatory; §4.6.1: 0-RTT needs max_early_data_size 0xffffffff).
+//!
+//! Clients verify servers against the platform's trust store
+//! (rustls-platform-verifier: on Linux the system CA bundle, which
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR` can point elsewhere) unless given their
+//! own CA file. Servers can ask for client certificates (mutual TLS,
+//! RFC 8446 §4.3.2) verified against a CA file, and clients can present one.
+//! Reading trust stores and PEM files happens here, when a configuration is
+//! built, never on the packet path.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +29,8 @@ pub enum TlsConfigError {
     Rustls(rustls::Error),
     /// No trust anchors: no CA file and no system roots found.
     NoRoots,
+    /// The platform's trust store could not be used.
+    PlatformRoots(String),
     /// A requested cipher suite is not one of the TLS 1.3 suites QUIC uses.
     UnsupportedCipherSuite,
 }
@@ -32,6 +42,7 @@ impl core::fmt::Display for TlsConfigError {
             TlsConfigError::Missing(what) => write!(f, "missing {what}"),
             TlsConfigError::Rustls(e) => write!(f, "TLS configuration rejected: {e}"),
             TlsConfigError::NoRoots => f.write_str("no trusted root certificates (give a CA file)"),
+            TlsConfigError::PlatformRoots(e) => write!(f, "system trust store: {e} (give a CA file)"),
             TlsConfigError::UnsupportedCipherSuite => f.write_str("cipher suite not supported (TLS 1.3 AES-128-GCM, AES-256-GCM, CHACHA20-POLY1305)"),
         }
     }
@@ -77,6 +88,50 @@ pub struct ServerTlsOptions {
     /// Write TLS secrets in SSLKEYLOGFILE format to the file named by that
     /// environment variable.
     pub key_log: bool,
+    /// Whether clients must present a certificate (mutual TLS).
+    pub client_auth: ClientAuth,
+}
+
+/// Client certificates a server asks for (RFC 8446 §4.3.2 CertificateRequest).
+#[derive(Debug, Clone, Default)]
+pub enum ClientAuth {
+    /// No CertificateRequest (the default).
+    #[default]
+    None,
+    /// Ask; a client without a certificate is still served, one with a
+    /// certificate that does not chain to these CAs is refused.
+    Optional(Vec<CertificateDer<'static>>),
+    /// Ask and refuse a client without a certificate from these CAs
+    /// (TLS alert certificate_required, CRYPTO_ERROR 0x174).
+    Required(Vec<CertificateDer<'static>>),
+}
+
+impl ClientAuth {
+    /// Reads the CA file (PEM) whose certificates client certificates must
+    /// chain to.
+    pub fn from_ca_file(path: &Path, required: bool) -> Result<Self, TlsConfigError> {
+        let cas = load_certs(path)?;
+        if cas.is_empty() {
+            return Err(TlsConfigError::Missing("client CA certificate"));
+        }
+        Ok(if required { ClientAuth::Required(cas) } else { ClientAuth::Optional(cas) })
+    }
+
+    fn verifier(&self) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, TlsConfigError> {
+        let (cas, required) = match self {
+            ClientAuth::None => return Ok(None),
+            ClientAuth::Optional(c) => (c, false),
+            ClientAuth::Required(c) => (c, true),
+        };
+        let mut roots = RootCertStore::empty();
+        for c in cas {
+            roots.add(c.clone()).map_err(TlsConfigError::Rustls)?;
+        }
+        let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), crypto_provider());
+        let builder = if required { builder } else { builder.allow_unauthenticated() };
+        let v = builder.build().map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
+        Ok(Some(v))
+    }
 }
 
 impl ServerTlsOptions {
@@ -90,6 +145,7 @@ impl ServerTlsOptions {
             ticketer: None,
             session_storage: None,
             key_log: false,
+            client_auth: ClientAuth::None,
         }
     }
 
@@ -98,12 +154,14 @@ impl ServerTlsOptions {
     }
 
     pub fn build(&self) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
-        let mut cfg = rustls::ServerConfig::builder_with_provider(crypto_provider())
+        let builder = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(TlsConfigError::Rustls)?
-            .with_no_client_auth()
-            .with_single_cert(self.cert_chain.clone(), self.key.clone_key())
             .map_err(TlsConfigError::Rustls)?;
+        let builder = match self.client_auth.verifier()? {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let mut cfg = builder.with_single_cert(self.cert_chain.clone(), self.key.clone_key()).map_err(TlsConfigError::Rustls)?;
         cfg.alpn_protocols = self.alpn.clone();
         // RFC 9001 §4.6.1: the only value allowed in QUIC's NewSessionTicket.
         cfg.max_early_data_size = if self.early_data { u32::MAX } else { 0 };
@@ -155,6 +213,8 @@ pub struct ClientTlsOptions {
     /// (e.g. only TLS_CHACHA20_POLY1305_SHA256 for the interop runner's
     /// chacha20 case).
     pub cipher_suites: Vec<rustls::CipherSuite>,
+    /// A certificate chain and key to present when the server asks (mutual TLS).
+    pub client_cert: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
 }
 
 impl ClientTlsOptions {
@@ -168,7 +228,19 @@ impl ClientTlsOptions {
             session_store: None,
             key_log: false,
             cipher_suites: Vec::new(),
+            client_cert: None,
         }
+    }
+
+    /// Presents the certificate chain and key in these PEM files (one file
+    /// may hold both) when a server asks for a client certificate.
+    pub fn with_client_cert_files(mut self, cert: &Path, key: &Path) -> Result<Self, TlsConfigError> {
+        let chain = load_certs(cert)?;
+        if chain.is_empty() {
+            return Err(TlsConfigError::Missing("client certificate"));
+        }
+        self.client_cert = Some((chain, Arc::new(load_key(key)?)));
+        Ok(self)
     }
 
     /// The crypto provider with only the requested cipher suites.
@@ -192,12 +264,14 @@ impl ClientTlsOptions {
         let builder = rustls::ClientConfig::builder_with_provider(self.provider()?)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(TlsConfigError::Rustls)?;
-        let mut cfg = if self.insecure_skip_verify {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification))
-                .with_no_client_auth()
+        let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
+            Arc::new(NoVerification)
+        } else if self.ca_file.is_none() && self.extra_roots.is_empty() {
+            let v = rustls_platform_verifier::Verifier::new(self.provider()?).map_err(|e| TlsConfigError::PlatformRoots(e.to_string()))?;
+            Arc::new(v)
         } else {
+            // Our own anchors replace the platform's (a private CA, a
+            // test's self-signed certificate).
             let mut roots = RootCertStore::empty();
             if let Some(ca) = &self.ca_file {
                 for c in load_certs(ca)? {
@@ -207,13 +281,17 @@ impl ClientTlsOptions {
             for c in &self.extra_roots {
                 roots.add(c.clone()).map_err(TlsConfigError::Rustls)?;
             }
-            if self.ca_file.is_none() && self.extra_roots.is_empty() {
-                add_system_roots(&mut roots);
-            }
             if roots.is_empty() {
                 return Err(TlsConfigError::NoRoots);
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider()?)
+                .build()
+                .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?
+        };
+        let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
+        let mut cfg = match &self.client_cert {
+            Some((chain, key)) => builder.with_client_auth_cert(chain.clone(), key.clone_key()).map_err(TlsConfigError::Rustls)?,
+            None => builder.with_no_client_auth(),
         };
         cfg.alpn_protocols = self.alpn.clone();
         cfg.enable_early_data = self.early_data;
@@ -224,18 +302,6 @@ impl ClientTlsOptions {
             cfg.key_log = Arc::new(rustls::KeyLogFile::new());
         }
         Ok(Arc::new(cfg))
-    }
-}
-
-/// Reads the system's CA bundle (Debian: /etc/ssl/certs/ca-certificates.crt).
-fn add_system_roots(roots: &mut RootCertStore) {
-    for path in ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"] {
-        if let Ok(certs) = load_certs(Path::new(path)) {
-            let _ = roots.add_parsable_certificates(certs);
-            if !roots.is_empty() {
-                return;
-            }
-        }
     }
 }
 

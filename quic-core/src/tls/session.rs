@@ -88,13 +88,14 @@ impl TlsSession {
         let v = self.version;
         let inner = &mut self.inner;
         let r = super::versioned_hkdf::with_quic_version(v, || inner.read_hs(data));
-        r.map_err(|_| self.alert_error())
+        r.map_err(|e| self.alert_error(&e))
     }
 
-    fn alert_error(&self) -> Error {
+    fn alert_error(&self, e: &rustls::Error) -> Error {
+        let reason = failure_reason(e);
         match self.inner.alert() {
-            Some(alert) => Error::new(TransportErrorCode::crypto(u8::from(alert)), "TLS handshake failed"),
-            None => Error::new(TransportErrorCode::PROTOCOL_VIOLATION, "TLS handshake failed"),
+            Some(alert) => Error::new(TransportErrorCode::crypto(u8::from(alert)), reason),
+            None => Error::new(TransportErrorCode::PROTOCOL_VIOLATION, reason),
         }
     }
 
@@ -171,5 +172,33 @@ impl TlsSession {
             quic::Connection::Client(c) => c.tls13_tickets_received(),
             quic::Connection::Server(_) => 0,
         }
+    }
+}
+
+/// Why a handshake failed, in words a user can act on (the alert code alone,
+/// e.g. CRYPTO_ERROR 0x12a, says little). Certificate problems are the usual
+/// cause: an untrusted issuer, an expired certificate, a name mismatch.
+fn failure_reason(e: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "certificate not trusted: unknown issuer",
+            C::Expired | C::ExpiredContext { .. } => "certificate expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "certificate not valid yet",
+            C::NotValidForName | C::NotValidForNameContext { .. } => "certificate not valid for the server name",
+            C::Revoked => "certificate revoked",
+            C::BadSignature => "certificate signature invalid",
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "certificate not valid for this purpose",
+            C::BadEncoding => "certificate malformed",
+            _ => "certificate rejected",
+        },
+        rustls::Error::NoCertificatesPresented => "peer presented no certificate",
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired) => "the server requires a client certificate",
+        rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA) => "the peer does not trust our certificate (unknown CA)",
+        rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate) => "the peer rejected our certificate",
+        rustls::Error::AlertReceived(_) => "the peer aborted the TLS handshake",
+        rustls::Error::NoApplicationProtocol => "no common application protocol (ALPN)",
+        rustls::Error::PeerIncompatible(_) => "peer's TLS is incompatible",
+        _ => "TLS handshake failed",
     }
 }

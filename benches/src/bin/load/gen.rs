@@ -82,6 +82,11 @@ pub struct Generator {
     pub connected: Vec<H3Handle>,
     /// Connections that ended (error or close), drained from the driver.
     pub lost: Vec<H3Handle>,
+    /// Every handshake completion, in order (`connected` loses entries as
+    /// connections end; this log only grows until its reader clears it).
+    came_up: Vec<H3Handle>,
+    /// Why the first few connections ended that were not closed by us.
+    pub lost_reasons: Vec<String>,
     pub failures: u64,
     /// First few failure descriptions, for the report.
     pub failure_notes: Vec<String>,
@@ -130,6 +135,8 @@ impl Generator {
             pending: HashMap::new(),
             connected: Vec::new(),
             lost: Vec::new(),
+            lost_reasons: Vec::new(),
+            came_up: Vec::new(),
             failures: 0,
             failure_notes: Vec::new(),
             done: Vec::new(),
@@ -170,6 +177,26 @@ impl Generator {
         }
     }
 
+    /// One line about a connection, for stall diagnostics.
+    pub fn describe(&self, h: H3Handle) -> String {
+        let open = self.pending.keys().filter(|(ph, _)| *ph == h).count();
+        match self.driver.endpoint.connection_ref(h.0) {
+            None => format!("{h:?}: gone, {open} requests tracked"),
+            Some(c) => {
+                let st = c.stats();
+                let t = c.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
+                format!(
+                    "{h:?}: handshaking={} error={:?} sent={} recv={} lost={} timeout_in={t:?} tracked={open}",
+                    c.is_handshaking(),
+                    c.error(),
+                    st.packets_sent,
+                    st.packets_received,
+                    st.packets_lost
+                )
+            }
+        }
+    }
+
     pub fn in_flight(&self) -> usize {
         self.pending.len()
     }
@@ -180,8 +207,17 @@ impl Generator {
         self.driver.step(max_wait).map_err(|e| e.to_string())?;
         while let Some((h, ev)) = self.driver.poll_event() {
             match ev {
-                H3Event::Transport(QuicEvent::HandshakeCompleted) => self.connected.push(h),
+                H3Event::Transport(QuicEvent::HandshakeCompleted) => {
+                    self.connected.push(h);
+                    // Drained every turn while someone reads it; bounded otherwise.
+                    if self.came_up.len() < 1 << 16 {
+                        self.came_up.push(h);
+                    }
+                }
                 H3Event::Transport(QuicEvent::ConnectionLost(e)) => {
+                    if !matches!(e, quic_core::connection::ConnectionError::LocallyClosed) && self.lost_reasons.len() < 5 {
+                        self.lost_reasons.push(e.to_string());
+                    }
                     self.connected.retain(|x| *x != h);
                     self.lost.push(h);
                     let stuck: Vec<_> = self.pending.keys().filter(|(ph, _)| *ph == h).copied().collect();
@@ -247,21 +283,27 @@ impl Generator {
     /// Opens `n` connections, at most `window` handshaking at once, until
     /// all completed or `deadline`. Returns how many are up.
     pub fn open_connections(&mut self, n: usize, window: usize, deadline: Instant) -> Result<usize, String> {
-        let mut started = 0usize;
-        let base = self.connected.len();
-        let lost_base = self.lost.len();
-        while self.connected.len() < base + n && Instant::now() < deadline {
-            let up = self.connected.len() - base;
-            let failed = self.lost.len() - lost_base;
-            while started < n && started - up - failed.min(started - up) < window {
-                self.connect()?;
+        // Only this call's connections count: others closed meanwhile (the
+        // previous phase's, closed by us) must not end the wait early.
+        let mut mine: std::collections::HashSet<H3Handle> = std::collections::HashSet::new();
+        let (mut up, mut failed, mut started) = (0usize, 0usize, 0usize);
+        self.came_up.clear();
+        let mut seen_lost = self.lost.len();
+        while up < n && Instant::now() < deadline {
+            while started < n && started - up - failed < window {
+                mine.insert(self.connect()?);
                 started += 1;
             }
             if started >= n && up + failed >= n {
                 break;
             }
             self.step(Duration::from_millis(1))?;
+            // `mine` holds this call's connections still handshaking.
+            up += self.came_up.drain(..).filter(|h| mine.remove(h)).count();
+            failed += self.lost.get(seen_lost..).unwrap_or(&[]).iter().filter(|h| mine.remove(h)).count();
+            seen_lost = self.lost.len();
         }
-        Ok(self.connected.len() - base)
+        Ok(up)
     }
+
 }

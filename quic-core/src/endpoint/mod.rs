@@ -23,6 +23,8 @@ use crate::tls::TlsSession;
 use crate::token::{TokenKey, TokenKind};
 use crate::version::Version;
 
+mod refusal;
+
 /// Index of a connection inside its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionHandle(pub usize);
@@ -77,6 +79,10 @@ pub struct ServerConfig {
     pub new_token_lifetime: Duration,
     /// Connections not yet accepted by the application, at most.
     pub max_incoming: usize,
+    /// Live connections at most; a new client beyond it is refused with
+    /// CONNECTION_REFUSED (RFC 9000 §5.2.2) and counted in
+    /// [`EndpointStats::refused_connections`].
+    pub max_connections: usize,
     /// Wall-clock seconds at the instant passed as `now` when the endpoint
     /// was created; tokens carry wall-clock time so any worker can check them.
     pub unix_time_at_start: u64,
@@ -157,6 +163,7 @@ impl ServerConfig {
             retry_token_lifetime: Duration::from_secs(10),
             new_token_lifetime: Duration::from_secs(24 * 3600),
             max_incoming: 4096,
+            max_connections: 100_000,
             unix_time_at_start,
             qlog: None,
         }
@@ -210,6 +217,8 @@ pub struct EndpointStats {
     pub dropped_initial_too_small: u64,
     pub dropped_invalid_token: u64,
     pub dropped_too_many: u64,
+    /// New connections refused at `max_connections`.
+    pub refused_connections: u64,
     pub version_negotiations_sent: u64,
     pub retries_sent: u64,
     pub stateless_resets_sent: u64,
@@ -226,6 +235,10 @@ pub struct Endpoint {
     connections: Vec<Option<Box<Connection>>>,
     free: Vec<usize>,
     routes: HashMap<ConnectionId, ConnectionHandle>,
+    /// What each slot put into the routing tables, so ending or finishing
+    /// the handshake of one connection removes its entries directly instead
+    /// of scanning the tables (work per event, not per connection held).
+    slot_routes: Vec<SlotRoutes>,
     /// Client-chosen DCIDs of connections still in the handshake, so
     /// retransmitted Initials find their connection (RFC 9000 §7.2).
     initial_routes: HashMap<ConnectionId, ConnectionHandle>,
@@ -251,6 +264,17 @@ impl core::fmt::Debug for Endpoint {
     }
 }
 
+/// The routing entries one connection slot owns.
+#[derive(Debug, Default)]
+struct SlotRoutes {
+    /// Our connection IDs routed to it (issued and not retired).
+    cids: smallvec::SmallVec<[ConnectionId; 4]>,
+    /// The client's first DCID, while the handshake lasts (server).
+    initial_dcid: Option<ConnectionId>,
+    /// The server address a client connection is matched by for resets.
+    client_remote: Option<SocketAddr>,
+}
+
 /// Most stateless responses queued at once; more are dropped.
 const MAX_QUEUED_RESPONSES: usize = 256;
 
@@ -268,6 +292,7 @@ impl Endpoint {
             connections: Vec::new(),
             free: Vec::new(),
             routes: HashMap::new(),
+            slot_routes: Vec::new(),
             initial_routes: HashMap::new(),
             incoming: VecDeque::new(),
             client_remotes: HashMap::new(),
@@ -315,15 +340,22 @@ impl Endpoint {
         base + now.saturating_duration_since(self.start).as_secs()
     }
 
+    fn add_route(&mut self, cid: ConnectionId, h: ConnectionHandle) {
+        self.routes.insert(cid, h);
+        self.slot_routes[h.0].cids.push(cid);
+    }
+
     fn insert(&mut self, conn: Connection) -> ConnectionHandle {
         let conn = Box::new(conn);
         let idx = match self.free.pop() {
             Some(i) => {
                 self.connections[i] = Some(conn);
+                self.slot_routes[i] = SlotRoutes::default();
                 i
             }
             None => {
                 self.connections.push(Some(conn));
+                self.slot_routes.push(SlotRoutes::default());
                 self.connections.len() - 1
             }
         };
@@ -374,8 +406,9 @@ impl Endpoint {
             now,
         )?;
         let h = self.insert(conn);
-        self.routes.insert(local_cid, h);
+        self.add_route(local_cid, h);
         self.client_remotes.insert(remote, h);
+        self.slot_routes[h.0].client_remote = Some(remote);
         Ok(h)
     }
 
@@ -454,6 +487,9 @@ impl Endpoint {
         if self.incoming.len() >= server.max_incoming {
             self.stats.dropped_too_many += 1;
             return DatagramEvent::Dropped(DropReason::TooManyConnections);
+        }
+        if self.connection_count() >= server.max_connections {
+            return self.refuse(remote, &header, data);
         }
         let version = header.version.unwrap_or(Version::V1);
         let token = &data[header.token.clone()];
@@ -557,13 +593,27 @@ impl Endpoint {
             return DatagramEvent::Dropped(DropReason::Unparseable);
         }
         let h = self.insert(conn);
-        self.routes.insert(local_cid, h);
+        self.add_route(local_cid, h);
         self.initial_routes.insert(header.dcid, h);
+        self.slot_routes[h.0].initial_dcid = Some(header.dcid);
         self.handshakes += 1;
         self.stats.connections_accepted += 1;
         self.incoming.push_back(h);
         self.maintain(h);
         DatagramEvent::NewConnection(h)
+    }
+
+    /// Answers an Initial with CONNECTION_REFUSED, keeping no state.
+    fn refuse(&mut self, remote: SocketAddr, header: &ProtectedHeader, data: &mut [u8]) -> DatagramEvent {
+        let version = header.version.unwrap_or(Version::V1);
+        let scid = (self.config.cid_generator)().generate(&mut *self.rng);
+        let Some(packet) = refusal::refuse_initial(version, header, data, &scid) else {
+            self.stats.dropped_unparseable += 1;
+            return DatagramEvent::Dropped(DropReason::Unparseable);
+        };
+        self.stats.refused_connections += 1;
+        self.queue_response(remote, packet);
+        DatagramEvent::Response
     }
 
     fn send_version_negotiation(&mut self, remote: SocketAddr, dcid: &[u8], scid: &[u8]) -> DatagramEvent {
@@ -654,9 +704,13 @@ impl Endpoint {
             match ev {
                 CidEvent::Issued(cid) => {
                     self.routes.insert(cid, h);
+                    self.slot_routes[h.0].cids.push(cid);
                 }
                 CidEvent::Retired(cid) => {
-                    self.routes.remove(&cid);
+                    if self.routes.get(&cid) == Some(&h) {
+                        self.routes.remove(&cid);
+                    }
+                    self.slot_routes[h.0].cids.retain(|c| *c != cid);
                 }
             }
         }
@@ -671,9 +725,10 @@ impl Endpoint {
             }
         }
         if !conn.is_handshaking() {
-            let before = self.initial_routes.len();
-            self.initial_routes.retain(|_, v| *v != h);
-            if before != self.initial_routes.len() {
+            if let Some(dcid) = self.slot_routes[h.0].initial_dcid.take() {
+                if self.initial_routes.get(&dcid) == Some(&h) {
+                    self.initial_routes.remove(&dcid);
+                }
                 self.handshakes = self.handshakes.saturating_sub(1);
             }
         }
@@ -684,13 +739,25 @@ impl Endpoint {
 
     fn remove(&mut self, h: ConnectionHandle) {
         let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.take()) else { return };
-        if conn.is_handshaking() && self.initial_routes.values().any(|v| *v == h) {
+        let slot = core::mem::take(&mut self.slot_routes[h.0]);
+        if let Some(dcid) = slot.initial_dcid {
+            if self.initial_routes.get(&dcid) == Some(&h) {
+                self.initial_routes.remove(&dcid);
+            }
             self.handshakes = self.handshakes.saturating_sub(1);
         }
-        self.routes.retain(|_, v| *v != h);
-        self.initial_routes.retain(|_, v| *v != h);
+        for cid in &slot.cids {
+            if self.routes.get(cid) == Some(&h) {
+                self.routes.remove(cid);
+            }
+        }
+        if let Some(remote) = slot.client_remote {
+            if self.client_remotes.get(&remote) == Some(&h) {
+                self.client_remotes.remove(&remote);
+            }
+        }
+        // Bounded by `max_incoming`; usually empty (the driver accepts at once).
         self.incoming.retain(|v| *v != h);
-        self.client_remotes.retain(|_, v| *v != h);
         // The slot is not free yet: a driver keeps its own state by handle
         // (the HTTP/3 layer, timers) and forgets it when `poll_closed`
         // reports the handle. Reusing the slot before that let a new
