@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 
 
-.PHONY: setup run run-cli demo-inspect test test-rust test-php test-fuzz test-interop interop fuzz bench build php-ext install clean
+.PHONY: setup run run-cli demo-inspect test test-style test-rust test-examples test-php test-fuzz test-interop interop fuzz bench build php-ext install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -40,11 +40,18 @@ demo-inspect: build
 # Every test: unit, property and integration tests (the PHP extension, a
 # cdylib PHP loads, has no Rust test harness: it is tested through PHP), the bench harnesses in
 # test mode, and a short smoke run of each fuzz target.
-test: setup test-rust test-examples test-php test-fuzz test-interop
+test: setup test-style test-rust test-examples test-php test-fuzz test-interop
 
 test-rust:
 	mkdir -p target; $(CARGO) test --workspace --exclude quicpro --all-targets --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; bash scripts/summarize-tests.sh target/test-output.log; exit $$status
+
+# Formatting (rustfmt.toml) of the workspace and the fuzz targets, and
+# clippy with warnings as errors (lints in the workspace Cargo.toml).
+test-style:
+	$(CARGO) fmt --all --check
+	cd fuzz && $(CARGO) fmt --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The examples that show how to drive the sans-I/O core (they assert
 # their own outcome).

@@ -37,9 +37,7 @@ fn main() {
             cmd.arg(format!("-I{inc}"));
         }
         cmd.arg("-c").arg(&source).arg("-o").arg(&object);
-        let status = cmd
-            .status()
-            .unwrap_or_else(|e| panic!("running {clang} (install clang to build the eBPF programs): {e}"));
+        let status = cmd.status().unwrap_or_else(|e| panic!("running {clang} (install clang to build the eBPF programs): {e}"));
         assert!(status.success(), "{clang} failed on {}", source.display());
     }
 }

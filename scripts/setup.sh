@@ -30,6 +30,13 @@ if [ ${#need_pip[@]} -gt 0 ]; then
   python3 -m pip install -q "${need_pip[@]}"
 fi
 
+# rustfmt and clippy: `make test` checks formatting and lints.
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || { echo "setup: rustup component add $c"; rustup component add "$c"; }
+  done
+fi
+
 if [ "${QUICPRO_SETUP_FUZZ:-1}" = "1" ] && ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "setup: cargo install cargo-fuzz"
   cargo install -q --locked cargo-fuzz

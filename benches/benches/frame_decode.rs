@@ -25,15 +25,8 @@ fn decode_and_touch(payload: &[u8]) -> (usize, u64) {
     let mut sum = 0u64;
     for f in FrameIter::for_packet(payload, FrameContext::OneRtt) {
         match f.expect("fixture payloads are valid") {
-            Frame::Stream {
-                id,
-                offset,
-                fin,
-                data,
-            } => {
-                sum = sum
-                    .wrapping_add(id ^ offset)
-                    .wrapping_add(data.len() as u64 + u64::from(fin));
+            Frame::Stream { id, offset, fin, data } => {
+                sum = sum.wrapping_add(id ^ offset).wrapping_add(data.len() as u64 + u64::from(fin));
             }
             Frame::Ack(ack) => {
                 for r in ack.iter() {
@@ -78,9 +71,7 @@ fn bench_frames(c: &mut Criterion) {
     let mut group = c.benchmark_group("frame_decode_bytes");
     group.throughput(Throughput::Bytes(ONE_RTT_PAYLOAD_LEN as u64));
     for (name, payload, _) in &payloads {
-        group.bench_function(*name, |b| {
-            b.iter(|| black_box(decode_and_touch(black_box(payload))))
-        });
+        group.bench_function(*name, |b| b.iter(|| black_box(decode_and_touch(black_box(payload)))));
     }
     group.finish();
 }

@@ -19,10 +19,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use quic_core::crypto::DirectionalKeys;
 use quic_core::packet::number;
-use quicpro_benches::{
-    client_initial_keys, initial_packet, one_rtt_keys, short_header_packet, stream_payload,
-    PlainPacket, PACKET_LEN, SHORT_DCID, SUITES,
-};
+use quicpro_benches::{client_initial_keys, initial_packet, one_rtt_keys, short_header_packet, stream_payload, PlainPacket, PACKET_LEN, SHORT_DCID, SUITES};
 
 /// Everything one protect/unprotect bench needs, built before measuring.
 struct Case {
@@ -40,26 +37,13 @@ fn cases() -> (Vec<(&'static str, Case)>, Case) {
         .map(|&(suite, name)| {
             let keys = one_rtt_keys(suite).expect("1-RTT keys");
             let protected = plain.protected(&keys).expect("protect");
-            (
-                "short-header",
-                Case {
-                    name,
-                    keys,
-                    plain: plain.clone(),
-                    protected,
-                },
-            )
+            ("short-header", Case { name, keys, plain: plain.clone(), protected })
         })
         .collect();
     let keys = client_initial_keys(&SHORT_DCID).expect("Initial keys");
     let initial = initial_packet(&SHORT_DCID).expect("Initial fits");
     let protected = initial.protected(&keys).expect("protect Initial");
-    let initial = Case {
-        name: "AES-128-GCM",
-        keys,
-        plain: initial,
-        protected,
-    };
+    let initial = Case { name: "AES-128-GCM", keys, plain: initial, protected };
     (short, initial)
 }
 
@@ -67,11 +51,7 @@ fn bench_protect(c: &mut Criterion) {
     let (short, initial) = cases();
     let mut group = c.benchmark_group("protect_1200B_packets");
     group.throughput(Throughput::Elements(1));
-    for (kind, case) in short
-        .iter()
-        .map(|(k, c)| (*k, c))
-        .chain([("initial-long-header", &initial)])
-    {
+    for (kind, case) in short.iter().map(|(k, c)| (*k, c)).chain([("initial-long-header", &initial)]) {
         let header = case.plain.header().to_vec();
         let (pn_offset, pn_len) = (case.plain.layout.pn_offset, case.plain.layout.pn_len);
         let pn = case.plain.packet_number;
@@ -79,19 +59,12 @@ fn bench_protect(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new(kind, case.name), |b| {
             b.iter(|| {
                 buf[..header.len()].copy_from_slice(&header);
-                case.keys
-                    .protect(pn, black_box(&mut buf), pn_offset, pn_len)
-                    .expect("protect");
+                case.keys.protect(pn, black_box(&mut buf), pn_offset, pn_len).expect("protect");
             })
         });
         // What the loop produced must be what a receiver can open.
         let mut check = buf.clone();
-        let out = case
-            .keys
-            .unprotect(&mut check, pn_offset, |t, l| {
-                number::decode(t, l as u32 * 8, None)
-            })
-            .expect("opens");
+        let out = case.keys.unprotect(&mut check, pn_offset, |t, l| number::decode(t, l as u32 * 8, None)).expect("opens");
         assert_eq!(out.packet_number, pn);
     }
     group.finish();
@@ -101,11 +74,7 @@ fn bench_unprotect(c: &mut Criterion) {
     let (short, initial) = cases();
     let mut group = c.benchmark_group("unprotect_1200B_packets");
     group.throughput(Throughput::Elements(1));
-    for (kind, case) in short
-        .iter()
-        .map(|(k, c)| (*k, c))
-        .chain([("initial-long-header", &initial)])
-    {
+    for (kind, case) in short.iter().map(|(k, c)| (*k, c)).chain([("initial-long-header", &initial)]) {
         let pn_offset = case.plain.layout.pn_offset;
         // A receiver that has already seen the previous packet (RFC 9000 A.3).
         let largest = case.plain.packet_number.checked_sub(1);
@@ -115,25 +84,14 @@ fn bench_unprotect(c: &mut Criterion) {
             b.iter(|| {
                 // Included in the measurement: see the module comment.
                 buf.copy_from_slice(&case.protected);
-                let out = case
-                    .keys
-                    .unprotect(black_box(&mut buf), pn_offset, |t, l| {
-                        number::decode(t, l as u32 * 8, largest)
-                    })
-                    .expect("unprotect");
+                let out = case.keys.unprotect(black_box(&mut buf), pn_offset, |t, l| number::decode(t, l as u32 * 8, largest)).expect("unprotect");
                 debug_assert_eq!(out.payload_len, payload_len);
                 black_box(out.payload_len)
             })
         });
-        assert_eq!(
-            &buf[case.plain.layout.header_len()..][..payload_len],
-            &case.plain.bytes[case.plain.layout.header_len()..][..payload_len]
-        );
+        assert_eq!(&buf[case.plain.layout.header_len()..][..payload_len], &case.plain.bytes[case.plain.layout.header_len()..][..payload_len]);
     }
-    let src = short
-        .first()
-        .map(|(_, c)| c.protected.clone())
-        .unwrap_or_default();
+    let src = short.first().map(|(_, c)| c.protected.clone()).unwrap_or_default();
     let mut buf = vec![0u8; src.len()];
     group.bench_function("memcpy-only/1200B", |b| {
         b.iter(|| {

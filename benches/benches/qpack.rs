@@ -37,11 +37,7 @@ fn shared_data() -> PathBuf {
     if let Ok(p) = std::env::var("QUICPRO_SHARED_DATA") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("..")
-        .join("shared")
-        .join("data")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("data")
 }
 
 /// Parses a QIF file into header sets.
@@ -69,8 +65,7 @@ fn parse_qif(text: &str) -> Vec<HeaderSet> {
 
 fn load(name: &str) -> Vec<HeaderSet> {
     let path = shared_data().join("qpack-qifs").join("qifs").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let sets = parse_qif(&text);
     assert!(!sets.is_empty(), "{name} holds no header sets");
     sets
@@ -85,11 +80,7 @@ fn encoder(cap: u64) -> Encoder {
 }
 
 fn decoder(cap: u64) -> Decoder {
-    Decoder::new(DecoderConfig {
-        max_table_capacity: cap,
-        max_blocked_streams: BLOCKED_STREAMS,
-        max_field_section_size: u64::MAX,
-    })
+    Decoder::new(DecoderConfig { max_table_capacity: cap, max_blocked_streams: BLOCKED_STREAMS, max_field_section_size: u64::MAX })
 }
 
 /// What one lockstep run exchanged, per header set.
@@ -134,9 +125,7 @@ fn bench_file(c: &mut Criterion, file: &str) {
         let (steps, inserts) = lockstep(&sets, cap);
         let sec: usize = steps.iter().map(|s| s.section.len()).sum();
         let es: usize = steps.iter().map(|s| s.encoder_stream.len()).sum();
-        eprintln!(
-            "{file} cap {cap}: {n} sets, {inserts} inserts, {sec} section bytes + {es} encoder-stream bytes"
-        );
+        eprintln!("{file} cap {cap}: {n} sets, {inserts} inserts, {sec} section bytes + {es} encoder-stream bytes");
         let id = format!("{file}/cap{cap}");
 
         let mut g = c.benchmark_group("qpack_encode");

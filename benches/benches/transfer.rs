@@ -93,10 +93,7 @@ struct Certs {
 impl Certs {
     fn generate() -> Self {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        Certs {
-            cert: ck.cert.der().clone(),
-            key: rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()),
-        }
+        Certs { cert: ck.cert.der().clone(), key: rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()) }
     }
 }
 
@@ -361,8 +358,8 @@ mod quinn {
     use bytes::BytesMut;
     use quinn_proto::crypto::rustls::{QuicClientConfig, QuicServerConfig};
     use quinn_proto::{
-        ClientConfig, Connection, ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig, ReadError, ServerConfig,
-        StreamId, TransportConfig, VarInt, WriteError,
+        ClientConfig, Connection, ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig, ReadError, ServerConfig, StreamId, TransportConfig, VarInt,
+        WriteError,
     };
 
     pub struct Pair {
@@ -434,16 +431,8 @@ mod quinn {
             let mut client_ep = Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None);
             let server_addr = addr(SERVER_ADDR);
             let client = client_ep.connect(now, cc, server_addr, "localhost").unwrap();
-            let mut p = Pair {
-                now,
-                client_ep,
-                server_ep,
-                client: Some(client),
-                server: None,
-                client_addr: addr(CLIENT_ADDR),
-                server_addr,
-                response: Vec::new(),
-            };
+            let mut p =
+                Pair { now, client_ep, server_ep, client: Some(client), server: None, client_addr: addr(CLIENT_ADDR), server_addr, response: Vec::new() };
             let mut steps = 0;
             loop {
                 let sent = p.client_turn(usize::MAX) + p.server_turn(usize::MAX);
@@ -712,12 +701,8 @@ fn bench_transfer(c: &mut Criterion, certs: &Certs) {
     g.sample_size(10);
     g.warm_up_time(Duration::from_secs(2));
     g.measurement_time(Duration::from_secs(10));
-    g.bench_function("quicpro", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| timed::<quicpro::Pair>("quicpro", certs, &chunk, size).wall).sum())
-    });
-    g.bench_function("quinn-proto", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| timed::<quinn::Pair>("quinn-proto", certs, &chunk, size).wall).sum())
-    });
+    g.bench_function("quicpro", |b| b.iter_custom(|iters| (0..iters).map(|_| timed::<quicpro::Pair>("quicpro", certs, &chunk, size).wall).sum()));
+    g.bench_function("quinn-proto", |b| b.iter_custom(|iters| (0..iters).map(|_| timed::<quinn::Pair>("quinn-proto", certs, &chunk, size).wall).sum()));
     g.finish();
 }
 
@@ -748,12 +733,7 @@ fn print_ratio(certs: &Certs, reps: usize) {
     );
     eprintln!("transfer ratio quicpro/quinn-proto = {:.2}x", tw.as_secs_f64() / ow.as_secs_f64());
     if let (Some(oc), Some(tc)) = (best_cpu(&ours), best_cpu(&theirs)) {
-        eprintln!(
-            "transfer ratio quicpro/quinn-proto (on-CPU time, best of {reps}: {:.1?} vs {:.1?}) = {:.2}x",
-            oc,
-            tc,
-            tc.as_secs_f64() / oc.as_secs_f64()
-        );
+        eprintln!("transfer ratio quicpro/quinn-proto (on-CPU time, best of {reps}: {:.1?} vs {:.1?}) = {:.2}x", oc, tc, tc.as_secs_f64() / oc.as_secs_f64());
     }
 }
 

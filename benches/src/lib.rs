@@ -31,18 +31,13 @@ pub const ONE_RTT_PAYLOAD_LEN: usize = PACKET_LEN - SHORT_HEADER_LEN - TAG_LEN;
 
 /// The three AEADs of TLS 1.3 that QUIC uses (RFC 9001 §5.3), with a name
 /// for benchmark ids.
-pub const SUITES: [(CipherSuite, &str); 3] = [
-    (CipherSuite::Aes128Gcm, "AES-128-GCM"),
-    (CipherSuite::Aes256Gcm, "AES-256-GCM"),
-    (CipherSuite::ChaCha20Poly1305, "ChaCha20-Poly1305"),
-];
+pub const SUITES: [(CipherSuite, &str); 3] =
+    [(CipherSuite::Aes128Gcm, "AES-128-GCM"), (CipherSuite::Aes256Gcm, "AES-256-GCM"), (CipherSuite::ChaCha20Poly1305, "ChaCha20-Poly1305")];
 
 /// 1-RTT keys of one direction for `suite`, derived from a fixed traffic
 /// secret of the suite's hash length (RFC 9001 §5.1).
 pub fn one_rtt_keys(suite: CipherSuite) -> Result<DirectionalKeys, CryptoError> {
-    let secret: Vec<u8> = (0..suite.secret_len())
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(7))
-        .collect();
+    let secret: Vec<u8> = (0..suite.secret_len()).map(|i| (i as u8).wrapping_mul(31).wrapping_add(7)).collect();
     DirectionalKeys::from_secret(suite, Version::V1, &secret)
 }
 
@@ -65,12 +60,7 @@ impl PlainPacket {
     /// Protects a copy of this packet: the input of the unprotect benches.
     pub fn protected(&self, keys: &DirectionalKeys) -> Result<Vec<u8>, CryptoError> {
         let mut out = self.bytes.clone();
-        keys.protect(
-            self.packet_number,
-            &mut out,
-            self.layout.pn_offset,
-            self.layout.pn_len,
-        )?;
+        keys.protect(self.packet_number, &mut out, self.layout.pn_offset, self.layout.pn_len)?;
         Ok(out)
     }
 }
@@ -83,19 +73,11 @@ pub fn short_header_packet(payload: &[u8]) -> Result<PlainPacket, BufferTooShort
     }
     let mut bytes = vec![0u8; PACKET_LEN];
     let mut w = Writer::new(&mut bytes);
-    let h = ShortHeader {
-        dcid: &SHORT_DCID,
-        spin: false,
-        key_phase: false,
-    };
+    let h = ShortHeader { dcid: &SHORT_DCID, spin: false, key_phase: false };
     let layout = h.encode(&mut w, PACKET_NUMBER, PN_LEN)?;
     w.put(payload)?;
     // The last TAG_LEN bytes stay zero: room for the AEAD tag.
-    Ok(PlainPacket {
-        bytes,
-        layout,
-        packet_number: PACKET_NUMBER,
-    })
+    Ok(PlainPacket { bytes, layout, packet_number: PACKET_NUMBER })
 }
 
 /// A [`PACKET_LEN`]-byte client Initial packet (RFC 9000 §17.2.2) with an
@@ -104,13 +86,7 @@ pub fn short_header_packet(payload: &[u8]) -> Result<PlainPacket, BufferTooShort
 pub fn initial_packet(dcid: &[u8]) -> Result<PlainPacket, BufferTooShort> {
     let mut bytes = vec![0u8; PACKET_LEN];
     let mut w = Writer::new(&mut bytes);
-    let h = LongHeader {
-        ty: LongType::Initial,
-        version: Version::V1,
-        dcid,
-        scid: &[],
-        token: &[],
-    };
+    let h = LongHeader { ty: LongType::Initial, version: Version::V1, dcid, scid: &[], token: &[] };
     let layout = h.encode(&mut w, 0, PN_LEN, 2)?;
     let payload_len = PACKET_LEN - layout.header_len() - TAG_LEN;
     // CRYPTO (RFC 9000 §19.6) with a 300-byte stand-in ClientHello.
@@ -121,11 +97,7 @@ pub fn initial_packet(dcid: &[u8]) -> Result<PlainPacket, BufferTooShort> {
     let used = w.len() - layout.header_len();
     w.fill(0, payload_len.checked_sub(used).ok_or(BufferTooShort)?)?;
     layout.set_payload_len(&mut bytes, payload_len + TAG_LEN)?;
-    Ok(PlainPacket {
-        bytes,
-        layout,
-        packet_number: 0,
-    })
+    Ok(PlainPacket { bytes, layout, packet_number: 0 })
 }
 
 /// Client Initial keys (the "client in" direction) for `dcid` (RFC 9001 §5.2).
@@ -141,22 +113,12 @@ pub const STREAM_DATA_LEN: usize = 110;
 /// Writes STREAM frames with a Length field (so they can be followed by
 /// more frames, RFC 9000 §19.8) of `data_len` bytes each on stream 4 until
 /// `count` frames are written or the next one does not fit.
-fn write_stream_frames(
-    w: &mut Writer<'_>,
-    count: usize,
-    data_len: usize,
-) -> Result<usize, BufferTooShort> {
+fn write_stream_frames(w: &mut Writer<'_>, count: usize, data_len: usize) -> Result<usize, BufferTooShort> {
     let data = vec![0xabu8; data_len];
     let mut written = 0;
     let mut offset = 0u64;
     while written < count {
-        let h = StreamFrameHeader {
-            id: 4,
-            offset,
-            len: data_len,
-            fin: false,
-            with_len: true,
-        };
+        let h = StreamFrameHeader { id: 4, offset, len: data_len, fin: false, with_len: true };
         if w.remaining() < h.encoded_len() + data_len {
             break;
         }
@@ -217,15 +179,11 @@ mod tests {
     fn stream_payload_has_ten_stream_frames() {
         let p = stream_payload().unwrap();
         assert_eq!(p.len(), ONE_RTT_PAYLOAD_LEN);
-        let frames: Vec<_> = FrameIter::for_packet(&p, FrameContext::OneRtt)
-            .map(|f| f.unwrap())
-            .collect();
+        let frames: Vec<_> = FrameIter::for_packet(&p, FrameContext::OneRtt).map(|f| f.unwrap()).collect();
         let streams: Vec<_> = frames
             .iter()
             .filter_map(|f| match f {
-                Frame::Stream {
-                    id, offset, data, ..
-                } => Some((*id, *offset, data.len())),
+                Frame::Stream { id, offset, data, .. } => Some((*id, *offset, data.len())),
                 _ => None,
             })
             .collect();
@@ -237,19 +195,12 @@ mod tests {
     #[test]
     fn ack_payload_has_31_ranges_and_streams() {
         let p = ack_payload().unwrap();
-        let frames: Vec<_> = FrameIter::for_packet(&p, FrameContext::OneRtt)
-            .map(|f| f.unwrap())
-            .collect();
-        let Frame::Ack(ack) = frames[0] else {
-            panic!("{:?}", frames[0])
-        };
+        let frames: Vec<_> = FrameIter::for_packet(&p, FrameContext::OneRtt).map(|f| f.unwrap()).collect();
+        let Frame::Ack(ack) = frames[0] else { panic!("{:?}", frames[0]) };
         assert_eq!(ack.largest(), ACK_LARGEST);
         assert_eq!(ack.range_count(), ACK_EXTRA_RANGES as u64);
         assert!(ack.iter().eq(ack_ranges()));
-        let streams = frames
-            .iter()
-            .filter(|f| matches!(f, Frame::Stream { .. }))
-            .count();
+        let streams = frames.iter().filter(|f| matches!(f, Frame::Stream { .. })).count();
         assert!(streams >= 8, "{streams}");
     }
 
@@ -261,16 +212,9 @@ mod tests {
             let keys = one_rtt_keys(suite).unwrap();
             let mut p = plain.protected(&keys).unwrap();
             assert_ne!(p, plain.bytes);
-            let out = keys
-                .unprotect(&mut p, plain.layout.pn_offset, |t, l| {
-                    number::decode(t, l as u32 * 8, Some(PACKET_NUMBER - 1))
-                })
-                .unwrap();
+            let out = keys.unprotect(&mut p, plain.layout.pn_offset, |t, l| number::decode(t, l as u32 * 8, Some(PACKET_NUMBER - 1))).unwrap();
             assert_eq!(out.packet_number, PACKET_NUMBER);
-            assert_eq!(
-                &p[out.header_len..out.header_len + out.payload_len],
-                &payload[..]
-            );
+            assert_eq!(&p[out.header_len..out.header_len + out.payload_len], &payload[..]);
         }
         let dcid = [7u8; 8];
         let initial = initial_packet(&dcid).unwrap();

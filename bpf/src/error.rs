@@ -50,9 +50,7 @@ impl BpfError {
             libc::EBADF | libc::ENOTSOCK => BpfError::BadSocket { op, errno },
             libc::EINVAL => BpfError::NotInReuseportGroup { op, errno },
             libc::EBUSY => BpfError::SocketBusy { op },
-            libc::EOPNOTSUPP | ENOTSUPP | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT => {
-                BpfError::UnsupportedSocket { op, errno }
-            }
+            libc::EOPNOTSUPP | ENOTSUPP | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT => BpfError::UnsupportedSocket { op, errno },
             libc::EPERM | libc::EACCES => BpfError::PermissionDenied { op, detail: errno_text(errno) },
             _ => BpfError::Os { op, errno },
         }
@@ -89,23 +87,18 @@ impl fmt::Display for BpfError {
             BpfError::InvalidConfig { what, value, limit } => {
                 write!(f, "{what} {value} is out of range (limit {limit}); {FALLBACK}")
             }
-            BpfError::WorkerOutOfRange { worker, workers } => write!(
-                f,
-                "worker {worker} is outside the steering group of {workers} workers (0..{workers}); {FALLBACK}"
-            ),
+            BpfError::WorkerOutOfRange { worker, workers } => {
+                write!(f, "worker {worker} is outside the steering group of {workers} workers (0..{workers}); {FALLBACK}")
+            }
             BpfError::BadSocket { op, errno } => {
                 write!(f, "{op}: not an open socket ({}); {FALLBACK}", errno_text(*errno))
             }
-            BpfError::UnsupportedSocket { op, errno } => write!(
-                f,
-                "{op}: only IPv4/IPv6 UDP or TCP sockets can be steered ({}); {FALLBACK}",
-                errno_text(*errno)
-            ),
-            BpfError::NotInReuseportGroup { op, errno } => write!(
-                f,
-                "{op}: the socket must be bound with SO_REUSEPORT before it joins a steering group ({}); {FALLBACK}",
-                errno_text(*errno)
-            ),
+            BpfError::UnsupportedSocket { op, errno } => {
+                write!(f, "{op}: only IPv4/IPv6 UDP or TCP sockets can be steered ({}); {FALLBACK}", errno_text(*errno))
+            }
+            BpfError::NotInReuseportGroup { op, errno } => {
+                write!(f, "{op}: the socket must be bound with SO_REUSEPORT before it joins a steering group ({}); {FALLBACK}", errno_text(*errno))
+            }
             BpfError::SocketBusy { op } => {
                 write!(f, "{op}: the socket is already used by another BPF program (sk_user_data set); {FALLBACK}")
             }

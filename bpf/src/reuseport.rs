@@ -122,12 +122,7 @@ pub struct ReuseportCounters {
 impl ReuseportCounters {
     /// Datagrams the program saw.
     pub fn total(&self) -> u64 {
-        self.steered_by_cid
-            + self.steered_by_hash
-            + self.fallback_empty_slot
-            + self.fallback_out_of_range
-            + self.malformed
-            + self.fallback_select_error
+        self.steered_by_cid + self.steered_by_hash + self.fallback_empty_slot + self.fallback_out_of_range + self.malformed + self.fallback_select_error
     }
 
     /// Datagrams left to the kernel's hash.
@@ -175,16 +170,10 @@ impl ReuseportGroup {
             return Err(BpfError::InvalidConfig { what: "connection ID length", value: layout.cid_len, limit: MAX_CID_LEN });
         }
         if layout.worker_id_offset >= layout.cid_len {
-            return Err(BpfError::InvalidConfig {
-                what: "worker ID offset",
-                value: layout.worker_id_offset,
-                limit: layout.cid_len - 1,
-            });
+            return Err(BpfError::InvalidConfig { what: "worker ID offset", value: layout.worker_id_offset, limit: layout.cid_len - 1 });
         }
 
-        let mut open = ObjectBuilder::default()
-            .open_memory(OBJECT)
-            .map_err(|e| BpfError::Object { detail: e.to_string() })?;
+        let mut open = ObjectBuilder::default().open_memory(OBJECT).map_err(|e| BpfError::Object { detail: e.to_string() })?;
         let mut resized = false;
         for mut m in open.maps_mut() {
             if m.name() == MAP_SOCKETS {
@@ -209,10 +198,7 @@ impl ReuseportGroup {
         let object = loaded.map_err(|e| classify_load_error(&e, log))?;
 
         let find_map = |name: &str| -> Result<MapHandle, BpfError> {
-            let m = object
-                .maps()
-                .find(|m| m.name() == name)
-                .ok_or_else(|| BpfError::Object { detail: format!("map {name} missing") })?;
+            let m = object.maps().find(|m| m.name() == name).ok_or_else(|| BpfError::Object { detail: format!("map {name} missing") })?;
             MapHandle::try_from(&m).map_err(|e| BpfError::Object { detail: e.to_string() })
         };
         let config = find_map(MAP_CONFIG)?;
@@ -370,10 +356,7 @@ impl ReuseportGroup {
                 .lookup_percpu(&(c as u32).to_ne_bytes(), MapFlags::ANY)
                 .map_err(|e| BpfError::Os { op: "read steering counters", errno: kind_errno(e.kind()) })?
                 .unwrap_or_default();
-            Ok(per_cpu
-                .iter()
-                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes))
-                .sum())
+            Ok(per_cpu.iter().filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_ne_bytes)).sum())
         };
         Ok(ReuseportCounters {
             steered_by_cid: read(Counter::SteeredByCid)?,

@@ -78,7 +78,9 @@ pub struct XdpOptions {
 #[derive(Debug)]
 pub enum XdpError {
     /// EPERM: loading BPF and attaching XDP need CAP_BPF and CAP_NET_ADMIN.
-    PermissionDenied { op: &'static str },
+    PermissionDenied {
+        op: &'static str,
+    },
     NoSuchInterface(String),
     /// The driver refused this attach mode (EOPNOTSUPP, EINVAL...).
     Unsupported {
@@ -87,9 +89,15 @@ pub enum XdpError {
         source: io::Error,
     },
     /// The verifier rejected the program; `log` is what libbpf reported.
-    Verifier { source: String, log: String },
+    Verifier {
+        source: String,
+        log: String,
+    },
     /// Another (not quicpro's) XDP program is attached to the interface.
-    Busy { ifname: String, prog_id: u32 },
+    Busy {
+        ifname: String,
+        prog_id: u32,
+    },
     InvalidOptions(&'static str),
     /// Any other failing call.
     Io {
@@ -101,26 +109,13 @@ pub enum XdpError {
 impl fmt::Display for XdpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            XdpError::PermissionDenied { op } => write!(
-                f,
-                "af_xdp: {op}: permission denied (needs CAP_NET_ADMIN and CAP_BPF, e.g. root); {FALLBACK}"
-            ),
+            XdpError::PermissionDenied { op } => write!(f, "af_xdp: {op}: permission denied (needs CAP_NET_ADMIN and CAP_BPF, e.g. root); {FALLBACK}"),
             XdpError::NoSuchInterface(name) => {
                 write!(f, "af_xdp: no network interface {name:?}; {FALLBACK}")
             }
-            XdpError::Unsupported { ifname, mode, source } => write!(
-                f,
-                "af_xdp: {ifname} does not support XDP in {} mode ({source}); {FALLBACK}",
-                mode.name()
-            ),
-            XdpError::Verifier { source, log } => write!(
-                f,
-                "af_xdp: the kernel verifier rejected the XDP program ({source}); {FALLBACK}\n{log}"
-            ),
-            XdpError::Busy { ifname, prog_id } => write!(
-                f,
-                "af_xdp: {ifname} already runs another XDP program (id {prog_id}); detach it or {FALLBACK}"
-            ),
+            XdpError::Unsupported { ifname, mode, source } => write!(f, "af_xdp: {ifname} does not support XDP in {} mode ({source}); {FALLBACK}", mode.name()),
+            XdpError::Verifier { source, log } => write!(f, "af_xdp: the kernel verifier rejected the XDP program ({source}); {FALLBACK}\n{log}"),
+            XdpError::Busy { ifname, prog_id } => write!(f, "af_xdp: {ifname} already runs another XDP program (id {prog_id}); detach it or {FALLBACK}"),
             XdpError::InvalidOptions(why) => write!(f, "af_xdp: {why}; {FALLBACK}"),
             XdpError::Io { op, source } => write!(f, "af_xdp: {op}: {source}; {FALLBACK}"),
         }
@@ -134,10 +129,7 @@ impl XdpError {
         if errno == libc::EPERM {
             XdpError::PermissionDenied { op }
         } else {
-            XdpError::Io {
-                op,
-                source: io::Error::from_raw_os_error(errno),
-            }
+            XdpError::Io { op, source: io::Error::from_raw_os_error(errno) }
         }
     }
 }
@@ -253,13 +245,7 @@ fn lock_paths(ifindex: i32) -> Result<(std::path::PathBuf, std::path::PathBuf), 
 }
 
 fn open_lock(path: &std::path::Path) -> Result<std::fs::File, XdpError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| XdpError::Io { op: "open XDP lock file", source: e })
+    std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path).map_err(|e| XdpError::Io { op: "open XDP lock file", source: e })
 }
 
 fn flock(f: &std::fs::File, op: libc::c_int) -> io::Result<()> {
@@ -359,10 +345,7 @@ pub fn attached_program(ifname: &str) -> Result<Option<(u32, String)>, XdpError>
 pub fn detach_stale(ifname: &str) -> Result<Option<u32>, XdpError> {
     let idx = ifindex(ifname)?;
     let opts = query(idx)?;
-    for (id, mode) in [
-        (opts.drv_prog_id, XdpMode::Native),
-        (opts.skb_prog_id, XdpMode::Skb),
-    ] {
+    for (id, mode) in [(opts.drv_prog_id, XdpMode::Native), (opts.skb_prog_id, XdpMode::Skb)] {
         if id == 0 {
             continue;
         }
@@ -376,10 +359,7 @@ pub fn detach_stale(ifname: &str) -> Result<Option<u32>, XdpError> {
 }
 
 fn query(ifindex: i32) -> Result<libbpf_sys::bpf_xdp_query_opts, XdpError> {
-    let mut opts = libbpf_sys::bpf_xdp_query_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as libbpf_sys::size_t,
-        ..Default::default()
-    };
+    let mut opts = libbpf_sys::bpf_xdp_query_opts { sz: std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as libbpf_sys::size_t, ..Default::default() };
     // SAFETY: `opts` is a valid, sized options struct for the call.
     let rc = unsafe { libbpf_sys::bpf_xdp_query(ifindex, 0, &mut opts) };
     if rc < 0 {
@@ -390,11 +370,7 @@ fn query(ifindex: i32) -> Result<libbpf_sys::bpf_xdp_query_opts, XdpError> {
 
 fn query_id(ifindex: i32) -> Result<u32, XdpError> {
     let opts = query(ifindex)?;
-    Ok(if opts.prog_id != 0 {
-        opts.prog_id
-    } else {
-        opts.drv_prog_id.max(opts.skb_prog_id).max(opts.hw_prog_id)
-    })
+    Ok(if opts.prog_id != 0 { opts.prog_id } else { opts.drv_prog_id.max(opts.skb_prog_id).max(opts.hw_prog_id) })
 }
 
 fn prog_fd_by_id(id: u32) -> Result<OwnedFd, XdpError> {
@@ -416,12 +392,7 @@ fn prog_name(id: u32) -> Result<String, XdpError> {
     if rc < 0 {
         return Err(XdpError::from_errno("read program info", -rc));
     }
-    let bytes: Vec<u8> = info
-        .name
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
+    let bytes: Vec<u8> = info.name.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -434,14 +405,7 @@ fn detach_exact(ifindex: i32, mode: XdpMode, prog_fd: RawFd) -> Result<(), XdpEr
         ..Default::default()
     };
     // SAFETY: `opts` is valid for the call.
-    let rc = unsafe {
-        libbpf_sys::bpf_xdp_attach(
-            ifindex,
-            -1,
-            libbpf_sys::XDP_FLAGS_REPLACE | mode.flags(),
-            &opts,
-        )
-    };
+    let rc = unsafe { libbpf_sys::bpf_xdp_attach(ifindex, -1, libbpf_sys::XDP_FLAGS_REPLACE | mode.flags(), &opts) };
     if rc < 0 {
         return Err(XdpError::from_errno("detach XDP program", -rc));
     }
@@ -464,9 +428,7 @@ fn capture_log(_level: PrintLevel, msg: String) {
 }
 
 fn dup_fd(fd: impl AsFd) -> Result<OwnedFd, XdpError> {
-    fd.as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| XdpError::Io { op: "dup", source: e })
+    fd.as_fd().try_clone_to_owned().map_err(|e| XdpError::Io { op: "dup", source: e })
 }
 
 impl XdpSteering {
@@ -483,47 +445,21 @@ impl XdpSteering {
         for port in &opts.ports {
             set_elem(ports.as_raw_fd(), &port.to_ne_bytes(), &[1u8])?;
         }
-        let attach_opts = libbpf_sys::bpf_xdp_attach_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_xdp_attach_opts>() as libbpf_sys::size_t,
-            ..Default::default()
-        };
+        let attach_opts =
+            libbpf_sys::bpf_xdp_attach_opts { sz: std::mem::size_of::<libbpf_sys::bpf_xdp_attach_opts>() as libbpf_sys::size_t, ..Default::default() };
         // SAFETY: valid fd and options for the call.
-        let rc = unsafe {
-            libbpf_sys::bpf_xdp_attach(
-                idx,
-                prog.as_raw_fd(),
-                libbpf_sys::XDP_FLAGS_UPDATE_IF_NOEXIST | opts.mode.flags(),
-                &attach_opts,
-            )
-        };
+        let rc = unsafe { libbpf_sys::bpf_xdp_attach(idx, prog.as_raw_fd(), libbpf_sys::XDP_FLAGS_UPDATE_IF_NOEXIST | opts.mode.flags(), &attach_opts) };
         if rc < 0 {
             let errno = -rc;
             return Err(match errno {
                 libc::EPERM => XdpError::PermissionDenied { op: "attach XDP program" },
-                libc::EBUSY | libc::EEXIST => XdpError::Busy {
-                    ifname: ifname.to_owned(),
-                    prog_id: query_id(idx).unwrap_or(0),
-                },
+                libc::EBUSY | libc::EEXIST => XdpError::Busy { ifname: ifname.to_owned(), prog_id: query_id(idx).unwrap_or(0) },
                 libc::ENODEV => XdpError::NoSuchInterface(ifname.to_owned()),
-                _ => XdpError::Unsupported {
-                    ifname: ifname.to_owned(),
-                    mode: opts.mode,
-                    source: io::Error::from_raw_os_error(errno),
-                },
+                _ => XdpError::Unsupported { ifname: ifname.to_owned(), mode: opts.mode, source: io::Error::from_raw_os_error(errno) },
             });
         }
         let prog_id = prog_id_of(prog.as_raw_fd())?;
-        Ok(XdpSteering {
-            ifname: ifname.to_owned(),
-            ifindex: idx,
-            mode: opts.mode,
-            prog_id,
-            prog,
-            xsks,
-            counters,
-            detached: Mutex::new(false),
-            users: None,
-        })
+        Ok(XdpSteering { ifname: ifname.to_owned(), ifindex: idx, mode: opts.mode, prog_id, prog, xsks, counters, detached: Mutex::new(false), users: None })
     }
 
     /// As [`XdpSteering::attach`], but shared with the other processes
@@ -619,9 +555,7 @@ impl XdpSteering {
     pub fn unregister_socket(&self, queue: u32) -> Result<(), XdpError> {
         let key = queue.to_ne_bytes();
         // SAFETY: key points at 4 readable bytes, the map's key size.
-        let rc = unsafe {
-            libbpf_sys::bpf_map_delete_elem(self.xsks.as_raw_fd(), key.as_ptr().cast())
-        };
+        let rc = unsafe { libbpf_sys::bpf_map_delete_elem(self.xsks.as_raw_fd(), key.as_ptr().cast()) };
         if rc < 0 && -rc != libc::ENOENT {
             return Err(XdpError::from_errno("remove socket from XSKMAP", -rc));
         }
@@ -630,8 +564,7 @@ impl XdpSteering {
 
     /// The counters summed over CPUs.
     pub fn counters(&self) -> Result<XdpCounters, XdpError> {
-        let cpus = libbpf_rs::num_possible_cpus()
-            .map_err(|e| XdpError::Io { op: "count CPUs", source: io::Error::other(e.to_string()) })?;
+        let cpus = libbpf_rs::num_possible_cpus().map_err(|e| XdpError::Io { op: "count CPUs", source: io::Error::other(e.to_string()) })?;
         // Per-CPU values are 8-byte aligned, 8 bytes each for a u64.
         let mut values = vec![0u64; cpus];
         let mut sums = [0u64; COUNTER_SLOTS as usize];
@@ -639,13 +572,7 @@ impl XdpSteering {
             let key = slot.to_ne_bytes();
             // SAFETY: key is 4 bytes; `values` has room for one u64 per
             // possible CPU, what a per-CPU array lookup writes.
-            let rc = unsafe {
-                libbpf_sys::bpf_map_lookup_elem(
-                    self.counters.as_raw_fd(),
-                    key.as_ptr().cast(),
-                    values.as_mut_ptr().cast(),
-                )
-            };
+            let rc = unsafe { libbpf_sys::bpf_map_lookup_elem(self.counters.as_raw_fd(), key.as_ptr().cast(), values.as_mut_ptr().cast()) };
             if rc < 0 {
                 return Err(XdpError::from_errno("read counters", -rc));
             }
@@ -711,14 +638,7 @@ fn prog_id_of(fd: RawFd) -> Result<u32, XdpError> {
 fn set_elem(map_fd: RawFd, key: &[u8], value: &[u8]) -> Result<(), XdpError> {
     // SAFETY: key and value point at the map's key and value sizes (the
     // callers pass the types the C program declares).
-    let rc = unsafe {
-        libbpf_sys::bpf_map_update_elem(
-            map_fd,
-            key.as_ptr().cast(),
-            value.as_ptr().cast(),
-            u64::from(libbpf_sys::BPF_ANY),
-        )
-    };
+    let rc = unsafe { libbpf_sys::bpf_map_update_elem(map_fd, key.as_ptr().cast(), value.as_ptr().cast(), u64::from(libbpf_sys::BPF_ANY)) };
     if rc < 0 {
         return Err(XdpError::from_errno("update map", -rc));
     }
@@ -730,9 +650,7 @@ fn set_elem(map_fd: RawFd, key: &[u8], value: &[u8]) -> Result<(), XdpError> {
 /// fds keep the kernel objects alive).
 fn load() -> Result<(OwnedFd, OwnedFd, OwnedFd, OwnedFd), XdpError> {
     let mut builder = ObjectBuilder::default();
-    let open = builder
-        .open_memory(XDP_OBJECT)
-        .map_err(|e| XdpError::Io { op: "open BPF object", source: io::Error::other(e.to_string()) })?;
+    let open = builder.open_memory(XDP_OBJECT).map_err(|e| XdpError::Io { op: "open BPF object", source: io::Error::other(e.to_string()) })?;
     // Capture libbpf's output (the verifier log on failure) for the error.
     // libbpf's print callback is process-wide: one load at a time.
     let _one_at_a_time = LOAD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
@@ -770,12 +688,7 @@ fn load() -> Result<(OwnedFd, OwnedFd, OwnedFd, OwnedFd), XdpError> {
         *slot = Some(dup_fd(m.as_fd())?);
     }
     let missing = || XdpError::InvalidOptions("BPF object lacks a program or map");
-    Ok((
-        prog.ok_or_else(missing)?,
-        xsks.ok_or_else(missing)?,
-        counters.ok_or_else(missing)?,
-        ports.ok_or_else(missing)?,
-    ))
+    Ok((prog.ok_or_else(missing)?, xsks.ok_or_else(missing)?, counters.ok_or_else(missing)?, ports.ok_or_else(missing)?))
 }
 
 /// The last lines of a verifier log (where the rejection is explained).
@@ -799,16 +712,14 @@ mod tests {
 
     #[test]
     fn unknown_interface_is_named() {
-        let e = XdpSteering::attach("qp-nosuch0", &XdpOptions { ports: vec![4433], mode: XdpMode::Native })
-            .expect_err("no such interface");
+        let e = XdpSteering::attach("qp-nosuch0", &XdpOptions { ports: vec![4433], mode: XdpMode::Native }).expect_err("no such interface");
         assert!(matches!(e, XdpError::NoSuchInterface(_)), "{e}");
         assert!(e.to_string().contains("unset QUICPRO_XDP"));
     }
 
     #[test]
     fn port_set_is_bounded() {
-        let e = XdpSteering::attach("lo", &XdpOptions { ports: vec![], mode: XdpMode::Skb })
-            .expect_err("no ports");
+        let e = XdpSteering::attach("lo", &XdpOptions { ports: vec![], mode: XdpMode::Skb }).expect_err("no ports");
         assert!(matches!(e, XdpError::InvalidOptions(_)), "{e}");
     }
 }

@@ -86,7 +86,14 @@ fn worker(mut server: Server, stop: Arc<AtomicBool>) -> EndpointStats {
     server.endpoint_stats()
 }
 
-fn start_worker(id: u8, bind: SocketAddr, tls: &ServerTlsOptions, secrets: ([u8; 32], [u8; 32]), group: &Arc<ReuseportGroup>, stop: &Arc<AtomicBool>) -> (SocketAddr, JoinHandle<EndpointStats>) {
+fn start_worker(
+    id: u8,
+    bind: SocketAddr,
+    tls: &ServerTlsOptions,
+    secrets: ([u8; 32], [u8; 32]),
+    group: &Arc<ReuseportGroup>,
+    stop: &Arc<AtomicBool>,
+) -> (SocketAddr, JoinHandle<EndpointStats>) {
     let mut opts = ServerOptions::new(bind, tls.clone());
     opts.worker_id = id;
     opts.reset_secret = secrets.0;
@@ -228,7 +235,10 @@ fn download_survives_source_port_changes_on_the_owning_worker() {
     let report = relay_thread.join().expect("relay");
     let counters = group.counters().expect("counters");
     eprintln!("relay: {report:?}");
-    eprintln!("worker 0: {} accepted, {} datagrams; worker 1: {} accepted, {} datagrams", s0.connections_accepted, s0.datagrams_received, s1.connections_accepted, s1.datagrams_received);
+    eprintln!(
+        "worker 0: {} accepted, {} datagrams; worker 1: {} accepted, {} datagrams",
+        s0.connections_accepted, s0.datagrams_received, s1.connections_accepted, s1.datagrams_received
+    );
     eprintln!("steering counters: {counters:?}");
 
     assert_eq!(received, BODY);

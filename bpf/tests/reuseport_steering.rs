@@ -148,9 +148,8 @@ fn long_headers_with_one_dcid_stay_on_one_worker() {
     let deadline = Instant::now() + DEADLINE;
     // Client-chosen DCIDs (not our layout: worker byte 0xff, or another
     // length): hashed. Several DCIDs so that more than one worker is used.
-    let dcids: Vec<Vec<u8>> = (0u8..12)
-        .map(|k| if k % 2 == 0 { vec![k, 0xff, 3, 4, 5, 6, 7, k] } else { (0..16).map(|j| j ^ k.wrapping_mul(37)).collect() })
-        .collect();
+    let dcids: Vec<Vec<u8>> =
+        (0u8..12).map(|k| if k % 2 == 0 { vec![k, 0xff, 3, 4, 5, 6, 7, k] } else { (0..16).map(|j| j ^ k.wrapping_mul(37)).collect() }).collect();
     let mut got = vec![Vec::new(); n];
     let mut sent = 0;
     for (d, dcid) in dcids.iter().enumerate() {

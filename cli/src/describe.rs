@@ -46,11 +46,7 @@ fn dir(d: StreamDir) -> &'static str {
 /// network), escaped and cut so one frame stays one line.
 fn reason(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let mut out: String = text
-        .chars()
-        .take(MAX_REASON_CHARS)
-        .flat_map(char::escape_default)
-        .collect();
+    let mut out: String = text.chars().take(MAX_REASON_CHARS).flat_map(char::escape_default).collect();
     if text.chars().count() > MAX_REASON_CHARS {
         out.push_str("...");
     }
@@ -63,11 +59,7 @@ pub fn frame(f: &Frame<'_>) -> String {
         Frame::Padding { len } => format!("PADDING x{len}"),
         Frame::Ping => "PING".to_owned(),
         Frame::Ack(ack) => {
-            let mut s = format!(
-                "ACK largest={} delay={} ranges=[",
-                ack.largest(),
-                ack.ack_delay()
-            );
+            let mut s = format!("ACK largest={} delay={} ranges=[", ack.largest(), ack.ack_delay());
             // Highest first, as the frame carries them (RFC 9000 §19.3.1).
             for (i, r) in ack.iter().enumerate() {
                 if i == MAX_ACK_RANGES_SHOWN {
@@ -86,11 +78,7 @@ pub fn frame(f: &Frame<'_>) -> String {
             }
             s
         }
-        Frame::ResetStream {
-            id,
-            error_code,
-            final_size,
-        } => {
+        Frame::ResetStream { id, error_code, final_size } => {
             format!("RESET_STREAM id={id} error={error_code:#x} final_size={final_size}")
         }
         Frame::StopSending { id, error_code } => {
@@ -98,17 +86,8 @@ pub fn frame(f: &Frame<'_>) -> String {
         }
         Frame::Crypto { offset, data } => format!("CRYPTO off={offset} len={}", data.len()),
         Frame::NewToken { token } => format!("NEW_TOKEN len={}", token.len()),
-        Frame::Stream {
-            id,
-            offset,
-            fin,
-            data,
-        } => {
-            format!(
-                "STREAM id={id} off={offset} len={}{}",
-                data.len(),
-                if *fin { " fin" } else { "" }
-            )
+        Frame::Stream { id, offset, fin, data } => {
+            format!("STREAM id={id} off={offset} len={}{}", data.len(), if *fin { " fin" } else { "" })
         }
         Frame::MaxData { max } => format!("MAX_DATA max={max}"),
         Frame::MaxStreamData { id, max } => format!("MAX_STREAM_DATA id={id} max={max}"),
@@ -120,38 +99,17 @@ pub fn frame(f: &Frame<'_>) -> String {
         Frame::StreamsBlocked { dir: d, limit } => {
             format!("STREAMS_BLOCKED {} limit={limit}", dir(*d))
         }
-        Frame::NewConnectionId {
-            sequence,
-            retire_prior_to,
-            cid: c,
-            ..
-        } => {
-            format!(
-                "NEW_CONNECTION_ID seq={sequence} retire_prior_to={retire_prior_to} cid={}",
-                cid(c)
-            )
+        Frame::NewConnectionId { sequence, retire_prior_to, cid: c, .. } => {
+            format!("NEW_CONNECTION_ID seq={sequence} retire_prior_to={retire_prior_to} cid={}", cid(c))
         }
         Frame::RetireConnectionId { sequence } => format!("RETIRE_CONNECTION_ID seq={sequence}"),
         Frame::PathChallenge { data } => format!("PATH_CHALLENGE data={}", hex::encode(data)),
         Frame::PathResponse { data } => format!("PATH_RESPONSE data={}", hex::encode(data)),
-        Frame::ConnectionClose {
-            error_code,
-            frame_type,
-            reason: r,
-        } => format!(
-            "CONNECTION_CLOSE error={:#x} ({}) frame_type={frame_type:#x} reason=\"{}\"",
-            error_code.0,
-            error_code.name(),
-            reason(r)
-        ),
-        Frame::ApplicationClose {
-            error_code,
-            reason: r,
-        } => {
-            format!(
-                "CONNECTION_CLOSE(app) error={error_code:#x} reason=\"{}\"",
-                reason(r)
-            )
+        Frame::ConnectionClose { error_code, frame_type, reason: r } => {
+            format!("CONNECTION_CLOSE error={:#x} ({}) frame_type={frame_type:#x} reason=\"{}\"", error_code.0, error_code.name(), reason(r))
+        }
+        Frame::ApplicationClose { error_code, reason: r } => {
+            format!("CONNECTION_CLOSE(app) error={error_code:#x} reason=\"{}\"", reason(r))
         }
         Frame::HandshakeDone => "HANDSHAKE_DONE".to_owned(),
         Frame::Datagram { data } => format!("DATAGRAM len={}", data.len()),
@@ -170,43 +128,14 @@ mod tests {
     fn simple_frames() {
         assert_eq!(frame(&Frame::Padding { len: 108 }), "PADDING x108");
         assert_eq!(frame(&Frame::Ping), "PING");
+        assert_eq!(frame(&Frame::Crypto { offset: 0, data: &[0; 277] }), "CRYPTO off=0 len=277");
+        assert_eq!(frame(&Frame::Stream { id: 4, offset: 0, fin: true, data: &[1; 100] }), "STREAM id=4 off=0 len=100 fin");
+        assert_eq!(frame(&Frame::Stream { id: 8, offset: 5, fin: false, data: &[] }), "STREAM id=8 off=5 len=0");
         assert_eq!(
-            frame(&Frame::Crypto {
-                offset: 0,
-                data: &[0; 277]
-            }),
-            "CRYPTO off=0 len=277"
-        );
-        assert_eq!(
-            frame(&Frame::Stream {
-                id: 4,
-                offset: 0,
-                fin: true,
-                data: &[1; 100]
-            }),
-            "STREAM id=4 off=0 len=100 fin"
-        );
-        assert_eq!(
-            frame(&Frame::Stream {
-                id: 8,
-                offset: 5,
-                fin: false,
-                data: &[]
-            }),
-            "STREAM id=8 off=5 len=0"
-        );
-        assert_eq!(
-            frame(&Frame::ConnectionClose {
-                error_code: TransportErrorCode::PROTOCOL_VIOLATION,
-                frame_type: 6,
-                reason: b"bad\n\xff"
-            }),
+            frame(&Frame::ConnectionClose { error_code: TransportErrorCode::PROTOCOL_VIOLATION, frame_type: 6, reason: b"bad\n\xff" }),
             "CONNECTION_CLOSE error=0xa (PROTOCOL_VIOLATION) frame_type=0x6 reason=\"bad\\n\\u{fffd}\""
         );
-        assert_eq!(
-            frame(&Frame::PathChallenge { data: [0xab; 8] }),
-            "PATH_CHALLENGE data=abababababababab"
-        );
+        assert_eq!(frame(&Frame::PathChallenge { data: [0xab; 8] }), "PATH_CHALLENGE data=abababababababab");
     }
 
     #[test]
@@ -224,10 +153,7 @@ mod tests {
         let n = w.len();
         let f = FrameIter::new(&buf[..n]).next().unwrap().unwrap();
         let s = frame(&f);
-        assert!(
-            s.starts_with("ACK largest=200 delay=0 ranges=[200..=200, 197..=197,"),
-            "{s}"
-        );
+        assert!(s.starts_with("ACK largest=200 delay=0 ranges=[200..=200, 197..=197,"), "{s}");
         assert!(s.ends_with(", +12 more]"), "{s}");
     }
 
@@ -235,10 +161,7 @@ mod tests {
     fn versions() {
         assert_eq!(version(Version::V1), "0x00000001 (v1)");
         assert_eq!(version(Version::V2), "0x6b3343cf (v2)");
-        assert_eq!(
-            version(Version(0x1a2a3a4a)),
-            "0x1a2a3a4a (reserved, RFC 9000 §15)"
-        );
+        assert_eq!(version(Version(0x1a2a3a4a)), "0x1a2a3a4a (reserved, RFC 9000 §15)");
         assert_eq!(cid(&[]), "-");
     }
 }

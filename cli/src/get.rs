@@ -223,7 +223,8 @@ impl Session<'_> {
         } else {
             "GET"
         };
-        let mut headers = vec![hf(":method", method), hf(":scheme", "https"), hf(":authority", &t.authority), hf(":path", &t.path), hf("user-agent", "quicpro/0.1")];
+        let mut headers =
+            vec![hf(":method", method), hf(":scheme", "https"), hf(":authority", &t.authority), hf(":path", &t.path), hf("user-agent", "quicpro/0.1")];
         headers.extend(self.cfg.headers.iter().map(|(n, v)| hf(n, v)));
         let id = match self.client.request(&headers, self.body.is_none()) {
             Ok(id) => id,

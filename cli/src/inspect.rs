@@ -22,14 +22,10 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use quic_core::crypto::{
-    initial_secrets, verify_retry_integrity, DirectionalKeys, Unprotected, INITIAL_SUITE,
-};
+use quic_core::crypto::{initial_secrets, verify_retry_integrity, DirectionalKeys, Unprotected, INITIAL_SUITE};
 use quic_core::frame::{FrameContext, FrameIter};
 use quic_core::packet::header::{negotiation_versions, SPIN_BIT};
-use quic_core::packet::{
-    number, CoalescedPackets, HeaderError, LongType, PacketType, ProtectedHeader,
-};
+use quic_core::packet::{number, CoalescedPackets, HeaderError, LongType, PacketType, ProtectedHeader};
 use quic_core::Version;
 use serde::Deserialize;
 
@@ -62,10 +58,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn summary(&self) -> String {
-        format!(
-            "inspected {} datagrams: {} packets decrypted, {} frames, {} errors",
-            self.datagrams, self.decrypted, self.frames, self.errors
-        )
+        format!("inspected {} datagrams: {} packets decrypted, {} frames, {} errors", self.datagrams, self.decrypted, self.frames, self.errors)
     }
 }
 
@@ -96,34 +89,19 @@ pub struct KeySource<'a> {
 /// `0x` prefix, and `:`/space separators are accepted.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let t = s.trim();
-    let t = t
-        .strip_prefix("0x")
-        .or_else(|| t.strip_prefix("0X"))
-        .unwrap_or(t);
-    let cleaned: String = t
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != ':')
-        .collect();
+    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    let cleaned: String = t.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
     hex::decode(&cleaned).map_err(|e| e.to_string())
 }
 
 /// Dissects one datagram. `hint` is a DCID known to derive this
 /// connection's Initial keys (besides `opts.odcid`).
-pub fn inspect_datagram(
-    out: &mut dyn Write,
-    datagram: &[u8],
-    opts: &Options,
-    hint: Option<KeySource<'_>>,
-    stats: &mut Stats,
-) -> io::Result<()> {
+pub fn inspect_datagram(out: &mut dyn Write, datagram: &[u8], opts: &Options, hint: Option<KeySource<'_>>, stats: &mut Stats) -> io::Result<()> {
     stats.datagrams += 1;
     let mut sources: Vec<KeySource<'_>> = Vec::new();
     sources.extend(hint);
     if let Some(o) = opts.odcid.as_deref() {
-        sources.push(KeySource {
-            dcid: o,
-            origin: "--odcid",
-        });
+        sources.push(KeySource { dcid: o, origin: "--odcid" });
     }
 
     // RFC 9000 §12.2: coalesced packets all carry the same Destination
@@ -131,14 +109,8 @@ pub fn inspect_datagram(
     // DCID length; only a datagram that starts with a short header needs
     // the --short-dcid-len guess.
     let short = match ProtectedHeader::parse(datagram, opts.short_dcid_len) {
-        Ok(h) if h.is_long() => ShortDcid {
-            len: h.dcid.len(),
-            guessed: false,
-        },
-        _ => ShortDcid {
-            len: opts.short_dcid_len,
-            guessed: true,
-        },
+        Ok(h) if h.is_long() => ShortDcid { len: h.dcid.len(), guessed: false },
+        _ => ShortDcid { len: opts.short_dcid_len, guessed: true },
     };
 
     // Where the next packet would start; after the loop, where parsing ended.
@@ -151,11 +123,7 @@ pub fn inspect_datagram(
                 end = start.saturating_add(h.len);
                 inspect_packet(out, datagram, i, start, &h, short, &sources, stats)?;
             }
-            Err(HeaderError::UnsupportedVersion {
-                version,
-                dcid,
-                scid,
-            }) => {
+            Err(HeaderError::UnsupportedVersion { version, dcid, scid }) => {
                 // RFC 8999 §5.1: the version-independent fields still parse.
                 let rest = datagram.get(end..).unwrap_or(&[]);
                 let d = rest.get(dcid).unwrap_or(&[]);
@@ -184,11 +152,7 @@ pub fn inspect_datagram(
             // RFC 9000 §14.1: datagrams may be padded after the last packet.
             writeln!(out, "  trailing padding: {} zero bytes", rest.len())?;
         } else {
-            writeln!(
-                out,
-                "  trailing: {} bytes after a zero byte, not parsed",
-                rest.len()
-            )?;
+            writeln!(out, "  trailing: {} bytes after a zero byte, not parsed", rest.len())?;
         }
     }
     Ok(())
@@ -204,13 +168,9 @@ struct ShortDcid {
 
 fn header_error(e: &HeaderError) -> String {
     match e {
-        HeaderError::Truncated => {
-            "truncated header (input ends inside it, or Length points past the datagram)".into()
-        }
+        HeaderError::Truncated => "truncated header (input ends inside it, or Length points past the datagram)".into(),
         HeaderError::CidTooLong => "connection ID longer than 20 bytes (RFC 9000 §17.2)".into(),
-        HeaderError::MalformedVersionNegotiation => {
-            "Version Negotiation with an empty version list or one not a multiple of 4 bytes".into()
-        }
+        HeaderError::MalformedVersionNegotiation => "Version Negotiation with an empty version list or one not a multiple of 4 bytes".into(),
         HeaderError::InvalidLength => "Length field smaller than a packet number".into(),
         HeaderError::UnsupportedVersion { version, .. } => {
             format!("unsupported version {}", describe::version(*version))
@@ -241,18 +201,11 @@ fn inspect_packet(
     stats: &mut Stats,
 ) -> io::Result<()> {
     let Some(packet) = datagram.get(start..start.saturating_add(h.len)) else {
-        writeln!(
-            out,
-            "  packet {index} @{start}: error: packet extends past the datagram"
-        )?;
+        writeln!(out, "  packet {index} @{start}: error: packet extends past the datagram")?;
         stats.errors += 1;
         return Ok(());
     };
-    let mut line = format!(
-        "  packet {index} @{start}: {} len={}",
-        type_name(h.ty),
-        h.len
-    );
+    let mut line = format!("  packet {index} @{start}: {} len={}", type_name(h.ty), h.len);
     if let Some(v) = h.version {
         line.push_str(&format!(" version={}", describe::version(v)));
     }
@@ -274,10 +227,7 @@ fn inspect_packet(
         }
         _ => {}
     }
-    if matches!(
-        h.ty,
-        PacketType::Long(LongType::Initial | LongType::ZeroRtt | LongType::Handshake)
-    ) {
+    if matches!(h.ty, PacketType::Long(LongType::Initial | LongType::ZeroRtt | LongType::Handshake)) {
         // RFC 9000 §17.2: Length counts the packet number and the payload.
         line.push_str(&format!(" length={}", h.len.saturating_sub(h.pn_offset)));
     }
@@ -299,19 +249,9 @@ fn inspect_packet(
                     // RFC 9001 §5.8: the tag covers the Retry packet prefixed
                     // by the client's original DCID.
                     if verify_retry_integrity(version, src.dcid, packet) {
-                        writeln!(
-                            out,
-                            "    integrity tag: valid for original DCID {} ({})",
-                            describe::cid(src.dcid),
-                            src.origin
-                        )?;
+                        writeln!(out, "    integrity tag: valid for original DCID {} ({})", describe::cid(src.dcid), src.origin)?;
                     } else {
-                        writeln!(
-                            out,
-                            "    error: integrity tag INVALID for original DCID {} ({})",
-                            describe::cid(src.dcid),
-                            src.origin
-                        )?;
+                        writeln!(out, "    error: integrity tag INVALID for original DCID {} ({})", describe::cid(src.dcid), src.origin)?;
                         stats.errors += 1;
                     }
                 }
@@ -351,21 +291,13 @@ fn inspect_packet(
                 None => {
                     stats.errors += 1;
                     stats.initial_failures += 1;
-                    let hint = if sources.is_empty() {
-                        "; for a server's Initial pass --odcid"
-                    } else {
-                        ""
-                    };
+                    let hint = if sources.is_empty() { "; for a server's Initial pass --odcid" } else { "" };
                     writeln!(out, "    error: no Initial key opened this packet{hint}")?;
                 }
             }
         }
         PacketType::Long(LongType::ZeroRtt | LongType::Handshake) | PacketType::Short => {
-            writeln!(
-                out,
-                "    (no keys) {} protected bytes",
-                packet.len().saturating_sub(h.pn_offset)
-            )?;
+            writeln!(out, "    (no keys) {} protected bytes", packet.len().saturating_sub(h.pn_offset))?;
         }
     }
     Ok(())
@@ -382,12 +314,7 @@ struct Decrypted {
     plaintext: Vec<u8>,
 }
 
-fn decrypt_initial(
-    packet: &[u8],
-    h: &ProtectedHeader,
-    version: Version,
-    sources: &[KeySource<'_>],
-) -> Option<Decrypted> {
+fn decrypt_initial(packet: &[u8], h: &ProtectedHeader, version: Version, sources: &[KeySource<'_>]) -> Option<Decrypted> {
     let own: &[u8] = h.dcid.as_slice();
     const OWN: &str = "packet's own DCID";
     // The order of the module comment.
@@ -413,8 +340,7 @@ fn decrypt_initial(
             Sender::Client => &secrets.client,
             Sender::Server => &secrets.server,
         };
-        let Ok(keys) = DirectionalKeys::from_secret(INITIAL_SUITE, version, secret.as_bytes())
-        else {
+        let Ok(keys) = DirectionalKeys::from_secret(INITIAL_SUITE, version, secret.as_bytes()) else {
             continue;
         };
         // Unprotection works in place and leaves garbage on failure, so each
@@ -422,16 +348,8 @@ fn decrypt_initial(
         let mut buf = packet.to_vec();
         // No earlier packet of this space is known: decoding against none
         // (RFC 9000 §A.3) yields the truncated value.
-        if let Ok(info) = keys.unprotect(&mut buf, h.pn_offset, |t, len| {
-            number::decode(t, len as u32 * 8, None)
-        }) {
-            return Some(Decrypted {
-                sender,
-                dcid: dcid.to_vec(),
-                origin,
-                info,
-                plaintext: buf,
-            });
+        if let Ok(info) = keys.unprotect(&mut buf, h.pn_offset, |t, len| number::decode(t, len as u32 * 8, None)) {
+            return Some(Decrypted { sender, dcid: dcid.to_vec(), origin, info, plaintext: buf });
         }
     }
     None
@@ -462,54 +380,29 @@ struct CaptureFile {
 /// missing or not in the expected format.
 pub fn load_capture(path: &Path) -> Result<Vec<CaptureEntry>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file: CaptureFile = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a capture file: {e}", path.display()))?;
+    let file: CaptureFile = serde_json::from_str(&text).map_err(|e| format!("{}: not a capture file: {e}", path.display()))?;
     Ok(file.entries)
 }
 
 /// Dissects every entry of a capture file.
-pub fn inspect_capture(
-    out: &mut dyn Write,
-    entries: &[CaptureEntry],
-    opts: &Options,
-    stats: &mut Stats,
-) -> io::Result<()> {
+pub fn inspect_capture(out: &mut dyn Write, entries: &[CaptureEntry], opts: &Options, stats: &mut Stats) -> io::Result<()> {
     let n = entries.len();
     for (i, e) in entries.iter().enumerate() {
         let frame = e.frame.map_or(String::new(), |f| format!(" frame {f}"));
         let datagram = match e.datagram_hex.as_deref().map(parse_hex) {
             Some(Ok(d)) => d,
             Some(Err(err)) => {
-                writeln!(
-                    out,
-                    "== [{}/{n}] {}{frame} {}: error: bad datagram_hex: {err}",
-                    i + 1,
-                    e.pcap,
-                    e.direction
-                )?;
+                writeln!(out, "== [{}/{n}] {}{frame} {}: error: bad datagram_hex: {err}", i + 1, e.pcap, e.direction)?;
                 stats.errors += 1;
                 continue;
             }
             None => {
-                writeln!(
-                    out,
-                    "== [{}/{n}] {}{frame} {}: error: no datagram_hex",
-                    i + 1,
-                    e.pcap,
-                    e.direction
-                )?;
+                writeln!(out, "== [{}/{n}] {}{frame} {}: error: no datagram_hex", i + 1, e.pcap, e.direction)?;
                 stats.errors += 1;
                 continue;
             }
         };
-        writeln!(
-            out,
-            "== [{}/{n}] {}{frame} {} ({} bytes)",
-            i + 1,
-            e.pcap,
-            e.direction,
-            datagram.len()
-        )?;
+        writeln!(out, "== [{}/{n}] {}{frame} {} ({} bytes)", i + 1, e.pcap, e.direction, datagram.len())?;
         let kd = match e.key_derivation_dcid.as_deref().map(parse_hex) {
             Some(Ok(d)) => Some(d),
             Some(Err(err)) => {
@@ -519,10 +412,7 @@ pub fn inspect_capture(
             }
             None => None,
         };
-        let hint = kd.as_deref().map(|dcid| KeySource {
-            dcid,
-            origin: "key_derivation_dcid",
-        });
+        let hint = kd.as_deref().map(|dcid| KeySource { dcid, origin: "key_derivation_dcid" });
         inspect_datagram(out, &datagram, opts, hint, stats)?;
     }
     Ok(())

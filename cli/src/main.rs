@@ -431,12 +431,7 @@ fn run_inspect(args: &InspectArgs) -> ExitCode {
     let odcid = match args.odcid.as_deref().map(inspect::parse_hex) {
         None => None,
         Some(Ok(d)) if d.len() <= quic_core::MAX_CID_SIZE => Some(d),
-        Some(Ok(d)) => {
-            return usage_error(&format!(
-                "--odcid is {} bytes; connection IDs are at most 20",
-                d.len()
-            ))
-        }
+        Some(Ok(d)) => return usage_error(&format!("--odcid is {} bytes; connection IDs are at most 20", d.len())),
         Some(Err(e)) => return usage_error(&format!("--odcid: invalid hex: {e}")),
     };
     // Validate every input before printing anything.
@@ -459,10 +454,7 @@ fn run_inspect(args: &InspectArgs) -> ExitCode {
         return usage_error("nothing to inspect: give hex datagrams or --json FILE");
     }
 
-    let opts = Options {
-        short_dcid_len: usize::from(args.short_dcid_len),
-        odcid,
-    };
+    let opts = Options { short_dcid_len: usize::from(args.short_dcid_len), odcid };
     let mut stats = Stats::default();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

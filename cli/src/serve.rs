@@ -124,9 +124,15 @@ enum BodySource {
     /// Headers only (HEAD, 304, empty files).
     Empty,
     Bytes(Bytes),
-    Pattern { next: u64, end: u64 },
+    Pattern {
+        next: u64,
+        end: u64,
+    },
     /// `left` more bytes of the file, from its current position.
-    File { file: File, left: u64 },
+    File {
+        file: File,
+        left: u64,
+    },
 }
 
 struct Pending {
@@ -138,7 +144,10 @@ struct Pending {
 enum Incoming {
     /// POST /echo: hashing the body as it arrives.
     /// Boxed: the hash state is large beside the other variant.
-    Echo { ctx: Box<ring::digest::Context>, len: u64 },
+    Echo {
+        ctx: Box<ring::digest::Context>,
+        len: u64,
+    },
     Ignore,
 }
 
@@ -286,7 +295,13 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     Ok(())
 }
 
-fn finish_echo(server: &mut Server, incoming: &mut HashMap<(H3Handle, StreamId), Incoming>, pending: &mut HashMap<(H3Handle, StreamId), Pending>, h: H3Handle, stream: StreamId) {
+fn finish_echo(
+    server: &mut Server,
+    incoming: &mut HashMap<(H3Handle, StreamId), Incoming>,
+    pending: &mut HashMap<(H3Handle, StreamId), Pending>,
+    h: H3Handle,
+    stream: StreamId,
+) {
     if let Some(Incoming::Echo { ctx, len }) = incoming.remove(&(h, stream)) {
         let digest = (*ctx).finish();
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
@@ -323,7 +338,8 @@ fn route(cfg: &ServeConfig, method: &str, path: &str, headers: &[HeaderField], w
     }
     if let Some(rest) = clean.strip_prefix("/bytes/") {
         if let Ok(n) = rest.parse::<u64>() {
-            let headers = vec![static_field("content-type", "application/octet-stream"), static_field("server", "quicpro"), hf("content-length", &n.to_string())];
+            let headers =
+                vec![static_field("content-type", "application/octet-stream"), static_field("server", "quicpro"), hf("content-length", &n.to_string())];
             let source = if head || n == 0 { BodySource::Empty } else { BodySource::Pattern { next: 0, end: n } };
             return Reply { status: 200, headers, source };
         }

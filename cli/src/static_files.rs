@@ -37,7 +37,10 @@ pub enum FileBody {
     Empty,
     Text(Bytes),
     /// `len` bytes of `file`, positioned at the first one.
-    File { file: File, len: u64 },
+    File {
+        file: File,
+        len: u64,
+    },
 }
 
 #[derive(Debug)]

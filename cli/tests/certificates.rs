@@ -6,21 +6,13 @@
 //! `get --client-cert`).
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+mod support;
+use support::{start_server, Guard};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A CA, and certificates for the server and clients, as PEM files.
 struct Pki {
@@ -85,28 +77,10 @@ fn ca(name: &str) -> (rcgen::Certificate, CertificateParams, KeyPair) {
 
 /// A one-worker server with this certificate; returns it and its port.
 fn serve(pki: &Pki, cert: &str, extra: &[&str]) -> (Guard, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quicpro"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--duration", "60"])
-        .args(["--cert", &pki.path(&format!("{cert}.pem")), "--key", &pki.path(&format!("{cert}.key"))])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn quicpro serve");
-    let stderr = child.stderr.take().unwrap();
-    let guard = Guard(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap_or_default();
-            let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-            std::thread::spawn(move || for _ in lines {});
-            return (guard, port);
-        }
-    }
-    panic!("server did not report its address");
+    let (cert, key) = (pki.path(&format!("{cert}.pem")), pki.path(&format!("{cert}.key")));
+    let mut args = vec!["--cert", &cert, "--key", &key];
+    args.extend_from_slice(extra);
+    start_server(&args)
 }
 
 /// `quicpro get` (no -k) with `SSL_CERT_FILE` set as given; (success, stdout, stderr).

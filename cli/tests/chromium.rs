@@ -26,10 +26,7 @@ fn chromium() -> Option<&'static str> {
 /// Base64 of the SHA-256 of the certificate's public key (what
 /// `--ignore-certificate-errors-spki-list` takes), via openssl.
 fn spki_hash(cert: &std::path::Path) -> String {
-    let cmd = format!(
-        "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
-        cert.display()
-    );
+    let cmd = format!("openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64", cert.display());
     let out = Command::new("sh").args(["-c", &cmd]).output().expect("openssl");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -44,9 +41,17 @@ fn chromium_renders_a_page_over_http3() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("www")).unwrap();
     std::fs::create_dir_all(dir.join("certs")).unwrap();
-    std::fs::write(dir.join("www/index.html"), "<!doctype html><html><head><title>q</title><script src=\"app.js\"></script></head><body><p id=\"t\">served by quicpro over HTTP/3</p></body></html>\n").unwrap();
+    std::fs::write(
+        dir.join("www/index.html"),
+        "<!doctype html><html><head><title>q</title><script src=\"app.js\"></script></head><body><p id=\"t\">served by quicpro over HTTP/3</p></body></html>\n",
+    )
+    .unwrap();
     // A script the page runs: it must arrive with a JavaScript media type.
-    std::fs::write(dir.join("www/app.js"), "document.addEventListener('DOMContentLoaded', () => { document.body.insertAdjacentHTML('beforeend', '<p id=\"js\">script ran</p>'); });\n").unwrap();
+    std::fs::write(
+        dir.join("www/app.js"),
+        "document.addEventListener('DOMContentLoaded', () => { document.body.insertAdjacentHTML('beforeend', '<p id=\"js\">script ran</p>'); });\n",
+    )
+    .unwrap();
     let gen = Command::new(env!("CARGO_BIN_EXE_quicpro")).args(["gen-cert", "--dir"]).arg(dir.join("certs")).output().unwrap();
     assert!(gen.status.success());
     let cert = dir.join("certs/server.pem");
@@ -82,7 +87,15 @@ fn chromium_renders_a_page_over_http3() {
     let profile = dir.join("profile");
     let origin = format!("localhost:{port}");
     let out = Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--origin-to-force-quic-on={origin}"))
         .arg("--host-resolver-rules=MAP localhost 127.0.0.1")

@@ -209,7 +209,12 @@ fn aioquic_client_against_quicpro_serve() {
     let status = client.wait_for(Duration::from_secs(10));
     eprintln!("aioquic client: {result:?} exit {status:?} in {:?}", t0.elapsed());
     let result = result.unwrap_or_else(|| {
-        panic!("no RESULT line; stdout {:?} stderr {:?} server {:?}", out_log.lock().map(|l| l.clone()), err_log.lock().map(|l| l.clone()), server.stderr.lock().map(|l| l.clone()))
+        panic!(
+            "no RESULT line; stdout {:?} stderr {:?} server {:?}",
+            out_log.lock().map(|l| l.clone()),
+            err_log.lock().map(|l| l.clone()),
+            server.stderr.lock().map(|l| l.clone())
+        )
     });
     assert_eq!(field(&result, "ok"), Some("1"), "{result}; stderr {:?}", err_log.lock().map(|l| l.clone()));
     assert_eq!(field(&result, "bytes"), Some("10000000"), "{result}");

@@ -13,11 +13,7 @@ fn shared_data() -> PathBuf {
     if let Ok(p) = std::env::var("QUICPRO_SHARED_DATA") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("..")
-        .join("shared")
-        .join("data")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("..").join("shared").join("data")
 }
 
 fn capture_path() -> PathBuf {
@@ -25,10 +21,7 @@ fn capture_path() -> PathBuf {
 }
 
 fn quicpro(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_quicpro"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quicpro")).args(args).output().unwrap();
     // Whatever the input, the process must end by itself, not by a panic.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
@@ -50,12 +43,7 @@ fn json_capture_decrypts_every_initial() {
     let path = capture_path();
     let o = quicpro(&["inspect", "--json", path.to_str().unwrap()]);
     let out = stdout(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
     let summary = out.lines().last().unwrap();
     assert!(summary.starts_with("inspected 37 datagrams: "), "{summary}");
     assert!(summary.ends_with(" frames, 0 errors"), "{summary}");
@@ -70,32 +58,19 @@ fn json_capture_decrypts_every_initial() {
     let entries = entries();
     assert_eq!(sections.len(), entries.len());
     for (i, (section, e)) in sections.iter().zip(&entries).enumerate() {
-        assert_eq!(
-            section.matches("decrypted with ").count(),
-            1,
-            "entry {i}: {section}"
-        );
+        assert_eq!(section.matches("decrypted with ").count(), 1, "entry {i}: {section}");
         let pn = e["packet_number"].as_u64().unwrap();
-        assert!(
-            section.contains(&format!(": pn={pn} ")),
-            "entry {i}: {section}"
-        );
+        assert!(section.contains(&format!(": pn={pn} ")), "entry {i}: {section}");
         let frame_lines: Vec<&str> = section.lines().map(str::trim).collect();
         for f in e["frames"].as_array().unwrap() {
             let f = f.as_str().unwrap();
             if f.starts_with("CRYPTO") || f.starts_with("PADDING") || f == "PING" {
-                assert!(
-                    frame_lines.contains(&f),
-                    "entry {i}: {f} missing in\n{section}"
-                );
+                assert!(frame_lines.contains(&f), "entry {i}: {f} missing in\n{section}");
             }
         }
         let is_client = e["direction"].as_str().unwrap().starts_with("client");
         let sender = if is_client { "client" } else { "server" };
-        assert!(
-            section.contains(&format!("decrypted with {sender} Initial keys")),
-            "entry {i}: {section}"
-        );
+        assert!(section.contains(&format!("decrypted with {sender} Initial keys")), "entry {i}: {section}");
     }
     // v2 entries are recognised as such.
     assert!(out.contains("version=0x6b3343cf (v2)"), "{out}");
@@ -103,38 +78,22 @@ fn json_capture_decrypts_every_initial() {
 
 #[test]
 fn server_initial_from_hex_needs_odcid() {
-    let e = entries()
-        .into_iter()
-        .find(|e| e["direction"].as_str().unwrap().starts_with("server"))
-        .unwrap();
+    let e = entries().into_iter().find(|e| e["direction"].as_str().unwrap().starts_with("server")).unwrap();
     let hex = e["datagram_hex"].as_str().unwrap();
     let odcid = e["key_derivation_dcid"].as_str().unwrap();
 
     let o = quicpro(&["inspect", "--odcid", odcid, hex]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(
-        out.contains(&format!(
-            "decrypted with server Initial keys from DCID {odcid} (--odcid)"
-        )),
-        "{out}"
-    );
+    assert!(out.contains(&format!("decrypted with server Initial keys from DCID {odcid} (--odcid)")), "{out}");
     assert!(out.contains("    ACK largest="), "{out}");
     assert!(out.ends_with(" 0 errors\n"), "{out}");
 
     let o = quicpro(&["inspect", hex]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains(
-            "error: no Initial key opened this packet; for a server's Initial pass --odcid"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.ends_with("inspected 1 datagrams: 0 packets decrypted, 0 frames, 1 errors\n"),
-        "{out}"
-    );
+    assert!(out.contains("error: no Initial key opened this packet; for a server's Initial pass --odcid"), "{out}");
+    assert!(out.ends_with("inspected 1 datagrams: 0 packets decrypted, 0 frames, 1 errors\n"), "{out}");
 }
 
 #[test]
@@ -144,14 +103,8 @@ fn bad_inputs_are_refused_with_exit_code_2() {
         (&["inspect", "c0zz"][..], "datagram 1: invalid hex"),
         (&["inspect", ""][..], "datagram 1 is empty"),
         (&["inspect"][..], "nothing to inspect"),
-        (
-            &["inspect", "--odcid", "123", "c0"][..],
-            "--odcid: invalid hex",
-        ),
-        (
-            &["inspect", "--json", "/nonexistent/capture.json"][..],
-            "/nonexistent/capture.json",
-        ),
+        (&["inspect", "--odcid", "123", "c0"][..], "--odcid: invalid hex"),
+        (&["inspect", "--json", "/nonexistent/capture.json"][..], "/nonexistent/capture.json"),
     ] {
         let o = quicpro(args);
         let err = String::from_utf8_lossy(&o.stderr);
@@ -160,12 +113,7 @@ fn bad_inputs_are_refused_with_exit_code_2() {
         assert!(o.stdout.is_empty(), "{args:?}");
     }
     // clap's own usage errors use 2 as well.
-    assert_eq!(
-        quicpro(&["inspect", "--short-dcid-len", "21", "40"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(quicpro(&["inspect", "--short-dcid-len", "21", "40"]).status.code(), Some(2));
     assert_eq!(quicpro(&["frobnicate"]).status.code(), Some(2));
 }
 
@@ -175,14 +123,8 @@ fn truncated_long_header_is_reported() {
     let o = quicpro(&["inspect", "c0000000010811 22"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains("packet 0 @0: error: truncated header"),
-        "{out}"
-    );
-    assert!(
-        out.ends_with("inspected 1 datagrams: 0 packets decrypted, 0 frames, 1 errors\n"),
-        "{out}"
-    );
+    assert!(out.contains("packet 0 @0: error: truncated header"), "{out}");
+    assert!(out.ends_with("inspected 1 datagrams: 0 packets decrypted, 0 frames, 1 errors\n"), "{out}");
 
     // A short header needs --short-dcid-len bytes of DCID.
     let o = quicpro(&["inspect", "--short-dcid-len", "8", "4001020304"]);
@@ -190,18 +132,10 @@ fn truncated_long_header_is_reported() {
     assert!(stdout(&o).contains("error: truncated header"));
 
     // A 1-RTT packet is listed without keys and is not an error.
-    let o = quicpro(&[
-        "inspect",
-        "--short-dcid-len",
-        "4",
-        "40aabbccdd0102030405060708090a0b0c0d0e0f101112131415",
-    ]);
+    let o = quicpro(&["inspect", "--short-dcid-len", "4", "40aabbccdd0102030405060708090a0b0c0d0e0f101112131415"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}");
-    assert!(
-        out.contains("1-RTT len=26 dcid=aabbccdd (assumed 4-byte dcid) spin=0"),
-        "{out}"
-    );
+    assert!(out.contains("1-RTT len=26 dcid=aabbccdd (assumed 4-byte dcid) spin=0"), "{out}");
     assert!(out.contains("(no keys)"), "{out}");
 }
 
@@ -221,13 +155,7 @@ fn corrupt_capture_file_is_refused() {
     let o = quicpro(&["inspect", "--json", odd.to_str().unwrap()]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(1), "{out}");
-    assert!(
-        out.contains("== [1/1] x.pcap client->server: error: bad datagram_hex"),
-        "{out}"
-    );
-    assert!(
-        out.ends_with("inspected 0 datagrams: 0 packets decrypted, 0 frames, 1 errors\n"),
-        "{out}"
-    );
+    assert!(out.contains("== [1/1] x.pcap client->server: error: bad datagram_hex"), "{out}");
+    assert!(out.ends_with("inspected 0 datagrams: 0 packets decrypted, 0 frames, 1 errors\n"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,51 +1,12 @@
 //! `quicpro serve` and `quicpro get` against each other on loopback.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a one-worker server on an ephemeral port; returns it and the port.
-fn start_server(extra: &[&str]) -> (Guard, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quicpro"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--duration", "60"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn quicpro serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let guard = Guard(child);
-    let mut lines = BufReader::new(stderr).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap_or_default();
-            let port = addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-            // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (guard, port);
-        }
-    }
-    panic!("server did not report its address");
-}
+mod support;
+use support::start_server;
 
 fn get(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_quicpro"))
-        .arg("get")
-        .args(["-k", "--timeout", "30"])
-        .args(args)
-        .output()
-        .expect("run quicpro get")
+    Command::new(env!("CARGO_BIN_EXE_quicpro")).arg("get").args(["-k", "--timeout", "30"]).args(args).output().expect("run quicpro get")
 }
 
 fn pattern(n: usize) -> Vec<u8> {

@@ -174,11 +174,7 @@ impl Server {
 
 /// `quicpro get -k` inside the client namespace.
 fn get(pair: &VethPair, args: &[&str]) -> Output {
-    VethPair::exec(&pair.client_ns, quicpro())
-        .args(["get", "-k", "--timeout", "30"])
-        .args(args)
-        .output()
-        .expect("run quicpro get")
+    VethPair::exec(&pair.client_ns, quicpro()).args(["get", "-k", "--timeout", "30"]).args(args).output().expect("run quicpro get")
 }
 
 fn url(ip: &str, path: &str) -> String {
@@ -216,13 +212,9 @@ fn aioquic_fetch(pair: &VethPair, ip: &str, path: &str, cafile: &Path) -> (Strin
         }
     }
     let status = g.wait_for(Duration::from_secs(10));
-    let result = result.unwrap_or_else(|| {
-        panic!("aioquic: no RESULT; stdout {:?} stderr {:?}", out_log.lock().unwrap(), err_log.lock().unwrap())
-    });
+    let result = result.unwrap_or_else(|| panic!("aioquic: no RESULT; stdout {:?} stderr {:?}", out_log.lock().unwrap(), err_log.lock().unwrap()));
     assert!(status.is_some_and(|s| s.success()), "aioquic exit {status:?}: {result}");
-    let field = |k: &str| {
-        result.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{k}="))).unwrap_or_default().to_string()
-    };
+    let field = |k: &str| result.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{k}="))).unwrap_or_default().to_string();
     assert_eq!(field("ok"), "1", "{result}");
     (field("bytes"), field("sha256"))
 }
@@ -244,16 +236,11 @@ fn number_before(line: &str, label: &str) -> Option<u64> {
 fn worker_stats(lines: &[String]) -> Vec<(u64, u64, u64)> {
     let mut v = Vec::new();
     for w in 0..2 {
-        let l = lines
-            .iter()
-            .find(|l| l.starts_with(&format!("[worker {w}] stopped:")))
-            .unwrap_or_else(|| panic!("no stopped line for worker {w}: {lines:?}"));
+        let l = lines.iter().find(|l| l.starts_with(&format!("[worker {w}] stopped:"))).unwrap_or_else(|| panic!("no stopped line for worker {w}: {lines:?}"));
         let datagrams = number_before(l, " datagrams").unwrap();
         let unknown = number_before(l, " unknown CID").unwrap();
-        let drops: u64 = [" unparseable", " unknown CID", " small Initials", " invalid tokens", " over the connection"]
-            .iter()
-            .map(|k| number_before(l, k).unwrap())
-            .sum();
+        let drops: u64 =
+            [" unparseable", " unknown CID", " small Initials", " invalid tokens", " over the connection"].iter().map(|k| number_before(l, k).unwrap()).sum();
         v.push((datagrams, unknown, drops));
     }
     v
@@ -262,10 +249,7 @@ fn worker_stats(lines: &[String]) -> Vec<(u64, u64, u64)> {
 /// The XDP counters part of a worker's io line (one program serves both
 /// workers, so any line has them).
 fn xdp_line(lines: &[String]) -> String {
-    lines
-        .iter()
-        .find_map(|l| l.find("xdp: steered").map(|at| l[at..].to_string()))
-        .unwrap_or_else(|| panic!("no io line: {lines:?}"))
+    lines.iter().find_map(|l| l.find("xdp: steered").map(|at| l[at..].to_string())).unwrap_or_else(|| panic!("no io line: {lines:?}"))
 }
 
 fn gen_cert(dir: &Path) -> (PathBuf, PathBuf) {
@@ -439,14 +423,14 @@ fn bad_input_is_counted_and_a_crashed_servers_program_is_replaced() {
     let server = Server::start(&pair, &root, &cert, &key);
     let mac = pair.server_mac();
     let bad_frames = vec![
-        frame(mac, 0x8100, &[0, 1]),                           // VLAN tag cut short
-        frame(mac, 0x0800, &[0x45, 0, 0]),                     // IPv4 header cut short
-        frame(mac, 0x0800, &ipv4_udp(&[0xc0; 30], 4, 0)),      // IHL 4
-        frame(mac, 0x0800, &ipv4_udp(&[0xc0; 30], 5, 200)),    // UDP length past the packet
-        frame(mac, 0x0800, &ipv4_udp(&[], 5, 0)),              // empty QUIC payload
-        frame(mac, 0x0800, &ipv4_udp(&[0x40, 1, 2], 5, 0)),    // short header, no room for a CID
-        frame(mac, 0x86dd, &[0x60, 0, 0]),                     // IPv6 header cut short
-        frame(mac, 0x0806, &[0; 28]),                          // ARP-sized garbage
+        frame(mac, 0x8100, &[0, 1]),                        // VLAN tag cut short
+        frame(mac, 0x0800, &[0x45, 0, 0]),                  // IPv4 header cut short
+        frame(mac, 0x0800, &ipv4_udp(&[0xc0; 30], 4, 0)),   // IHL 4
+        frame(mac, 0x0800, &ipv4_udp(&[0xc0; 30], 5, 200)), // UDP length past the packet
+        frame(mac, 0x0800, &ipv4_udp(&[], 5, 0)),           // empty QUIC payload
+        frame(mac, 0x0800, &ipv4_udp(&[0x40, 1, 2], 5, 0)), // short header, no room for a CID
+        frame(mac, 0x86dd, &[0x60, 0, 0]),                  // IPv6 header cut short
+        frame(mac, 0x0806, &[0; 28]),                       // ARP-sized garbage
     ];
     send_raw_frames(&pair, bad_frames);
     let bad_quic = send_bad_quic(&pair);

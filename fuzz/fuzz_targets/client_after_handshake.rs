@@ -93,11 +93,7 @@ impl World {
     /// anything was sent.
     fn flight(&mut self, from_client: bool) -> bool {
         let mut datagrams = Vec::new();
-        let (src, dst_addr) = if from_client {
-            (&mut self.client, common::client_addr())
-        } else {
-            (&mut self.server, common::server_addr())
-        };
+        let (src, dst_addr) = if from_client { (&mut self.client, common::client_addr()) } else { (&mut self.server, common::server_addr()) };
         let handles: Vec<_> = src.handles().collect();
         for h in handles {
             for _ in 0..MAX_TRANSMITS {
@@ -181,8 +177,12 @@ impl World {
         let now = self.now;
         let Some(conn) = self.fed(feed_server) else { return };
         if let Some(t) = conn.poll_timeout() {
-            assert!(t > now, "timer spins: poll_timeout {:?} <= now {:?} after handle_timeout and poll_transmit did nothing ({conn:?})",
-                t - common::base_time(), now - common::base_time());
+            assert!(
+                t > now,
+                "timer spins: poll_timeout {:?} <= now {:?} after handle_timeout and poll_transmit did nothing ({conn:?})",
+                t - common::base_time(),
+                now - common::base_time()
+            );
         }
     }
 

@@ -52,17 +52,9 @@ fuzz_target!(|data: &[u8]| {
     // come out. Table 3 treats every type of a kind alike (ACK/ACK_ECN,
     // the STREAM bits, both DATAGRAM types), so the type the frame would
     // be re-encoded with answers for the one received.
-    for ctx in [
-        FrameContext::Initial,
-        FrameContext::Handshake,
-        FrameContext::ZeroRtt,
-        FrameContext::OneRtt,
-    ] {
+    for ctx in [FrameContext::Initial, FrameContext::Handshake, FrameContext::ZeroRtt, FrameContext::OneRtt] {
         for frame in FrameIter::for_packet(data, ctx).flatten() {
-            assert!(
-                frame.frame_type().is_allowed_in(ctx),
-                "{frame:?} in {ctx:?}"
-            );
+            assert!(frame.frame_type().is_allowed_in(ctx), "{frame:?} in {ctx:?}");
         }
     }
 });

@@ -26,12 +26,7 @@ enum Ev {
     Other(String),
 }
 
-fn decode(
-    kind: StreamKind,
-    bytes: &[u8],
-    chunk: usize,
-    limits: FrameLimits,
-) -> (Vec<Ev>, Option<H3Error>) {
+fn decode(kind: StreamKind, bytes: &[u8], chunk: usize, limits: FrameLimits) -> (Vec<Ev>, Option<H3Error>) {
     let mut dec = FrameDecoder::new(kind, limits);
     let mut out: Vec<Ev> = Vec::new();
     for piece in bytes.chunks(chunk.max(1)) {
@@ -75,11 +70,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&knob, rest)) = data.split_first() else { return };
     let chunk = usize::from(knob % 17) + 1;
     // Small limits so the limit paths are reached too.
-    let limits = if knob & 0x80 != 0 {
-        FrameLimits { max_field_section_size: 40, max_control_frame_size: 24 }
-    } else {
-        FrameLimits::default()
-    };
+    let limits = if knob & 0x80 != 0 { FrameLimits { max_field_section_size: 40, max_control_frame_size: 24 } } else { FrameLimits::default() };
     for kind in [StreamKind::Control, StreamKind::Request, StreamKind::Push] {
         let whole = decode(kind, rest, rest.len(), limits);
         let split = decode(kind, rest, chunk, limits);
@@ -102,8 +93,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Field lines: NUL-separated name/value pairs.
     let parts: Vec<&[u8]> = rest.split(|&b| b == 0).collect();
-    let fields: Vec<(&[u8], &[u8])> =
-        parts.chunks(2).map(|p| (p[0], *p.get(1).unwrap_or(&&b""[..]))).collect();
+    let fields: Vec<(&[u8], &[u8])> = parts.chunks(2).map(|p| (p[0], *p.get(1).unwrap_or(&&b""[..]))).collect();
     for ext in [false, true] {
         if let Err(e) = parse_request(&fields, RequestOptions { extended_connect: ext }) {
             assert_eq!(e.code, H3ErrorCode::H3_MESSAGE_ERROR);

@@ -59,10 +59,7 @@ efd641f2b2cd3cc1073057f4c6307ade1edd4239a1440342000416d98533036203effef0ddfd9cca
 6ca45de0e2e88d5644f2ccecb6a75944f880ba5fc722f9a778442d96eb889ab6060a8b4247a814b56e8f";
 
 fn unhex(s: &str) -> Vec<u8> {
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
-        .collect()
+    s.as_bytes().chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap()).collect()
 }
 
 struct Tls {

@@ -37,9 +37,7 @@ fuzz_target!(|data: &[u8]| {
             let header_len = pn_offset + pn_len;
             assert!(header_len + 16 <= buf.len(), "sample check implies room for pn and tag");
             let (header, payload) = buf.split_at_mut(header_len);
-            let pn = header[pn_offset..]
-                .iter()
-                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+            let pn = header[pn_offset..].iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
             if let Ok(n) = keys.remote.packet.open_in_place(pn, header, payload) {
                 assert!(n + 16 == payload.len());
             }
@@ -83,8 +81,5 @@ fuzz_target!(|data: &[u8]| {
         .expect("our own protected packet must unprotect");
     assert_eq!(out.header_len, header_len);
     assert_eq!(&buf[..header_len], &original[..header_len]);
-    assert_eq!(
-        &buf[header_len..header_len + out.payload_len],
-        &original[header_len..original.len() - 16]
-    );
+    assert_eq!(&buf[header_len..header_len + out.payload_len], &original[header_len..original.len() - 16]);
 });

@@ -18,9 +18,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(h.len > 0 && start + h.len <= datagram.len());
         assert!(h.pn_offset <= h.len && h.token.end <= h.len);
         end = start + h.len;
-        let (PacketType::Long(ty @ (LongType::Initial | LongType::Handshake | LongType::ZeroRtt)), Some(version)) =
-            (h.ty, h.version)
-        else {
+        let (PacketType::Long(ty @ (LongType::Initial | LongType::Handshake | LongType::ZeroRtt)), Some(version)) = (h.ty, h.version) else {
             continue;
         };
         let pkt = &datagram[start..end];

@@ -16,11 +16,7 @@ use libfuzzer_sys::fuzz_target;
 
 fn check_reencode(fields: &[HeaderField], capacity: u64) {
     let mut enc = Encoder::new(EncoderConfig::from_peer(capacity, 1));
-    let mut dec = Decoder::new(DecoderConfig {
-        max_table_capacity: capacity,
-        max_blocked_streams: 1,
-        max_field_section_size: u64::MAX,
-    });
+    let mut dec = Decoder::new(DecoderConfig { max_table_capacity: capacity, max_blocked_streams: 1, max_field_section_size: u64::MAX });
     let (mut section, mut es) = (Vec::new(), Vec::new());
     enc.encode_fields(0, fields, &mut section, &mut es);
     if dec.feed_encoder_stream(&es).is_err() {
@@ -42,11 +38,7 @@ fn check_reencode(fields: &[HeaderField], capacity: u64) {
 
 fuzz_target!(|data: &[u8]| {
     // 1. Static-only decoder.
-    let mut dec = Decoder::new(DecoderConfig {
-        max_table_capacity: 0,
-        max_blocked_streams: 0,
-        max_field_section_size: 1 << 16,
-    });
+    let mut dec = Decoder::new(DecoderConfig { max_table_capacity: 0, max_blocked_streams: 0, max_field_section_size: 1 << 16 });
     if let Ok(DecodeResult::Decoded(fields)) = dec.decode(0, data) {
         check_reencode(&fields, 0);
         check_reencode(&fields, 4096);
@@ -58,11 +50,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let capacity = [0u64, 64, 220, 4096][usize::from(settings & 3)];
     let blocked = usize::from((settings >> 2) & 3);
-    let mut dec = Decoder::new(DecoderConfig {
-        max_table_capacity: capacity,
-        max_blocked_streams: blocked,
-        max_field_section_size: 1 << 16,
-    });
+    let mut dec = Decoder::new(DecoderConfig { max_table_capacity: capacity, max_blocked_streams: blocked, max_field_section_size: 1 << 16 });
     while let [tag, len, tail @ ..] = rest {
         let n = usize::from(*len).min(tail.len());
         let (chunk, after) = tail.split_at(n);

@@ -30,13 +30,8 @@ fn check(data: &[u8], sender: Role) {
     // With a grease parameter (seeded from the input) the result is the same.
     let seed = data.iter().fold(0u64, |h, b| h.rotate_left(8) ^ u64::from(*b));
     let mut buf = vec![0u8; params.encoded_len_with_grease(sender, seed)];
-    params
-        .encode_with_grease(&mut Writer::new(&mut buf), sender, seed)
-        .expect("encoded_len_with_grease bytes are enough");
-    assert_eq!(
-        TransportParameters::decode(&buf, sender).expect("greased encoding decodes"),
-        params
-    );
+    params.encode_with_grease(&mut Writer::new(&mut buf), sender, seed).expect("encoded_len_with_grease bytes are enough");
+    assert_eq!(TransportParameters::decode(&buf, sender).expect("greased encoding decodes"), params);
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -91,6 +91,12 @@ pub enum H3Event {
     Trailers { stream: StreamId, headers: Vec<HeaderField> },
     /// The peer's side of the message is complete and all of it was read.
     Finished { stream: StreamId },
+    /// Send buffer space opened on a stream whose last send returned
+    /// [`SendError::WouldBlock`]: send again now, no need to poll.
+    Writable { stream: StreamId },
+    /// Everything we sent on the stream, with its end, was acknowledged by
+    /// the peer (e.g. a response fully delivered).
+    Acknowledged { stream: StreamId },
     /// The stream was reset (by the peer, or by us for a malformed message).
     Reset { stream: StreamId, code: u64 },
     /// GOAWAY received (RFC 9114 §5.2): no new requests above `id`.
@@ -260,10 +266,7 @@ fn sub_bytes(whole: &Bytes, part: &[u8]) -> Bytes {
 
 impl H3Connection {
     pub fn new(side: Side, config: H3Config) -> Self {
-        let limits = FrameLimits {
-            max_field_section_size: config.max_field_section_size as usize,
-            ..FrameLimits::default()
-        };
+        let limits = FrameLimits { max_field_section_size: config.max_field_section_size as usize, ..FrameLimits::default() };
         let decoder = Decoder::new(DecoderConfig {
             max_table_capacity: config.qpack_max_table_capacity,
             max_blocked_streams: config.qpack_blocked_streams as usize,
@@ -337,6 +340,10 @@ impl H3Connection {
                     }
                     self.on_stopped(id, error_code);
                 }
+                // Request streams only (every bidirectional stream is one,
+                // RFC 9114 §6.1): the control and QPACK streams are ours.
+                QuicEvent::Stream(StreamEvent::Writable(id)) if !id.is_uni() => self.events.push_back(H3Event::Writable { stream: id }),
+                QuicEvent::Stream(StreamEvent::Finished(id)) if !id.is_uni() => self.events.push_back(H3Event::Acknowledged { stream: id }),
                 QuicEvent::Stream(_) => {}
                 QuicEvent::HandshakeCompleted => {
                     self.open_local_streams(conn);
@@ -1091,9 +1098,7 @@ impl H3Connection {
             // RFC 9297 §2.1: a Quarter Stream ID above 2^60 - 1 MUST be a
             // connection error of type H3_DATAGRAM_ERROR; so is a datagram
             // too short to hold one (§5.2: malformed HTTP datagram).
-            DatagramParseError::QuarterStreamIdTooLarge => {
-                H3Error::connection(H3ErrorCode::H3_DATAGRAM_ERROR, "Quarter Stream ID above 2^60 - 1")
-            }
+            DatagramParseError::QuarterStreamIdTooLarge => H3Error::connection(H3ErrorCode::H3_DATAGRAM_ERROR, "Quarter Stream ID above 2^60 - 1"),
             DatagramParseError::Truncated => H3Error::connection(H3ErrorCode::H3_DATAGRAM_ERROR, "HTTP datagram without a Quarter Stream ID"),
         })?;
         // RFC 9297 §2.1: a Quarter Stream ID that maps to a stream that
@@ -1147,7 +1152,8 @@ impl H3Connection {
             return Err(SendError::StreamClosed);
         }
         let mut buf = Vec::with_capacity(crate::capsule::header_len(capsule_type, value.len()) + value.len());
-        crate::capsule::encode(capsule_type, value, &mut buf).map_err(|_| SendError::Invalid(H3Error::stream(H3ErrorCode::H3_DATAGRAM_ERROR, "capsule not encodable")))?;
+        crate::capsule::encode(capsule_type, value, &mut buf)
+            .map_err(|_| SendError::Invalid(H3Error::stream(H3ErrorCode::H3_DATAGRAM_ERROR, "capsule not encodable")))?;
         // DATA frame header: type (1) + length varint (at most 8).
         if (conn.writable(stream) as usize) < buf.len() + 9 {
             return Err(SendError::WouldBlock);

@@ -168,10 +168,7 @@ mod tests {
         let n = varint::encode(1 << 60, &mut wire).unwrap();
         assert_eq!(decode(&wire[..n]), Err(DatagramParseError::QuarterStreamIdTooLarge));
         // The largest 8-byte varint.
-        assert_eq!(
-            decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1]),
-            Err(DatagramParseError::QuarterStreamIdTooLarge)
-        );
+        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1]), Err(DatagramParseError::QuarterStreamIdTooLarge));
     }
 
     #[test]

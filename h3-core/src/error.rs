@@ -361,10 +361,7 @@ mod tests {
         let e = H3Error::frame_error("GOAWAY has trailing bytes");
         assert_eq!(e.code, H3ErrorCode::H3_FRAME_ERROR);
         assert!(e.is_connection_error());
-        assert_eq!(
-            e.to_string(),
-            "H3_FRAME_ERROR(0x106) connection error: GOAWAY has trailing bytes"
-        );
+        assert_eq!(e.to_string(), "H3_FRAME_ERROR(0x106) connection error: GOAWAY has trailing bytes");
         let m = H3Error::message_error(":path is empty");
         assert_eq!(m.scope, ErrorScope::Stream);
         assert!(m.is_stream_error());

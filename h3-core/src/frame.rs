@@ -129,10 +129,7 @@ pub struct FrameLimits {
 
 impl Default for FrameLimits {
     fn default() -> Self {
-        Self {
-            max_field_section_size: DEFAULT_MAX_FIELD_SECTION_SIZE,
-            max_control_frame_size: DEFAULT_MAX_CONTROL_FRAME_SIZE,
-        }
+        Self { max_field_section_size: DEFAULT_MAX_FIELD_SECTION_SIZE, max_control_frame_size: DEFAULT_MAX_CONTROL_FRAME_SIZE }
     }
 }
 
@@ -254,10 +251,7 @@ impl Parsed {
     fn into_event(self, payload: &[u8]) -> FrameEvent<'_> {
         match self {
             Parsed::Headers => FrameEvent::Headers(payload),
-            Parsed::PushPromise { push_id, offset } => FrameEvent::PushPromise {
-                push_id,
-                field_section: payload.get(offset..).unwrap_or_default(),
-            },
+            Parsed::PushPromise { push_id, offset } => FrameEvent::PushPromise { push_id, field_section: payload.get(offset..).unwrap_or_default() },
             Parsed::Settings(s) => FrameEvent::Settings(s),
             Parsed::CancelPush(id) => FrameEvent::CancelPush(id),
             Parsed::Goaway(id) => FrameEvent::Goaway(id),
@@ -283,26 +277,15 @@ fn parse_payload(frame_type: u64, payload: &[u8]) -> Result<Parsed, H3Error> {
         FrameType::HEADERS => Ok(Parsed::Headers),
         FrameType::PUSH_PROMISE => {
             let mut r = Reader::new(payload);
-            let push_id = r
-                .varint()
-                .map_err(|_| H3Error::frame_error("PUSH_PROMISE ends inside its push ID"))?;
+            let push_id = r.varint().map_err(|_| H3Error::frame_error("PUSH_PROMISE ends inside its push ID"))?;
             Ok(Parsed::PushPromise { push_id, offset: r.position() })
         }
         FrameType::SETTINGS => Settings::decode(payload).map(Parsed::Settings),
-        FrameType::CANCEL_PUSH => {
-            single_varint(payload, "CANCEL_PUSH is not exactly one push ID").map(Parsed::CancelPush)
-        }
-        FrameType::GOAWAY => {
-            single_varint(payload, "GOAWAY is not exactly one ID").map(Parsed::Goaway)
-        }
-        FrameType::MAX_PUSH_ID => {
-            single_varint(payload, "MAX_PUSH_ID is not exactly one push ID").map(Parsed::MaxPushId)
-        }
+        FrameType::CANCEL_PUSH => single_varint(payload, "CANCEL_PUSH is not exactly one push ID").map(Parsed::CancelPush),
+        FrameType::GOAWAY => single_varint(payload, "GOAWAY is not exactly one ID").map(Parsed::Goaway),
+        FrameType::MAX_PUSH_ID => single_varint(payload, "MAX_PUSH_ID is not exactly one push ID").map(Parsed::MaxPushId),
         // Only the types above are ever put in the Buffer state.
-        _ => Err(H3Error::connection(
-            error::H3ErrorCode::H3_INTERNAL_ERROR,
-            "frame type is not buffered",
-        )),
+        _ => Err(H3Error::connection(error::H3ErrorCode::H3_INTERNAL_ERROR, "frame type is not buffered")),
     }
 }
 
@@ -349,14 +332,7 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     pub fn new(kind: StreamKind, limits: FrameLimits) -> Self {
-        Self {
-            kind,
-            limits,
-            state: State::Type,
-            varint: PartialVarint::new(),
-            buf: Vec::new(),
-            settings_seen: false,
-        }
+        Self { kind, limits, state: State::Type, varint: PartialVarint::new(), buf: Vec::new(), settings_seen: false }
     }
 
     pub fn kind(&self) -> StreamKind {
@@ -389,10 +365,7 @@ impl FrameDecoder {
     ///
     /// The returned event may borrow from `input` or from the decoder, so it
     /// must be dropped before the next call.
-    pub fn decode<'s, 'a: 's>(
-        &'s mut self,
-        input: &mut &'a [u8],
-    ) -> Result<Option<FrameEvent<'s>>, H3Error> {
+    pub fn decode<'s, 'a: 's>(&'s mut self, input: &mut &'a [u8]) -> Result<Option<FrameEvent<'s>>, H3Error> {
         match self.advance(input) {
             Ok(Ready::Pending) => Ok(None),
             Ok(Ready::Event(ev)) => Ok(Some(ev)),
@@ -502,37 +475,26 @@ impl FrameDecoder {
                     // RFC 9114 §6.2.1: SETTINGS must be the first frame; §9:
                     // an unknown type does not satisfy this either.
                     if t != FrameType::SETTINGS {
-                        return Err(H3Error::missing_settings(
-                            "first frame on control stream is not SETTINGS",
-                        ));
+                        return Err(H3Error::missing_settings("first frame on control stream is not SETTINGS"));
                     }
                     self.settings_seen = true;
                     return Ok(());
                 }
                 match t {
                     // RFC 9114 §7.2.4: a second SETTINGS frame.
-                    FrameType::SETTINGS => {
-                        Err(H3Error::frame_unexpected("second SETTINGS on control stream"))
-                    }
+                    FrameType::SETTINGS => Err(H3Error::frame_unexpected("second SETTINGS on control stream")),
                     // RFC 9114 §7.2.1, §7.2.2, §7.2.5.
-                    FrameType::DATA | FrameType::HEADERS | FrameType::PUSH_PROMISE => {
-                        Err(H3Error::frame_unexpected("message frame on control stream"))
-                    }
+                    FrameType::DATA | FrameType::HEADERS | FrameType::PUSH_PROMISE => Err(H3Error::frame_unexpected("message frame on control stream")),
                     _ => Ok(()),
                 }
             }
             StreamKind::Request | StreamKind::Push => match t {
                 // RFC 9114 §7.2.3, §7.2.4, §7.2.6, §7.2.7: control stream only.
-                FrameType::CANCEL_PUSH
-                | FrameType::SETTINGS
-                | FrameType::GOAWAY
-                | FrameType::MAX_PUSH_ID => {
+                FrameType::CANCEL_PUSH | FrameType::SETTINGS | FrameType::GOAWAY | FrameType::MAX_PUSH_ID => {
                     Err(H3Error::frame_unexpected("control frame on request or push stream"))
                 }
                 // RFC 9114 §4.1: PUSH_PROMISE is not permitted on push streams.
-                FrameType::PUSH_PROMISE if self.kind == StreamKind::Push => {
-                    Err(H3Error::frame_unexpected("PUSH_PROMISE on push stream"))
-                }
+                FrameType::PUSH_PROMISE if self.kind == StreamKind::Push => Err(H3Error::frame_unexpected("PUSH_PROMISE on push stream")),
                 _ => Ok(()),
             },
         }
@@ -540,11 +502,7 @@ impl FrameDecoder {
 
     /// Acts on a complete frame header: reports DATA and unknown frames at
     /// once, or sets up buffering of a payload after checking its length.
-    fn start_payload(
-        &mut self,
-        t: FrameType,
-        len: u64,
-    ) -> Result<Option<FrameEvent<'static>>, H3Error> {
+    fn start_payload(&mut self, t: FrameType, len: u64) -> Result<Option<FrameEvent<'static>>, H3Error> {
         let field_limit = self.limits.max_field_section_size as u64;
         let buffered_limit = match t {
             FrameType::DATA => {
@@ -565,9 +523,7 @@ impl FrameDecoder {
                     return Err(H3Error::frame_error("PUSH_PROMISE without a push ID"));
                 }
                 if len > field_limit.saturating_add(MAX_VARINT_LEN as u64) {
-                    return Err(H3Error::message_error(
-                        "PUSH_PROMISE exceeds the field section limit",
-                    ));
+                    return Err(H3Error::message_error("PUSH_PROMISE exceeds the field section limit"));
                 }
                 len
             }
@@ -595,8 +551,7 @@ impl FrameDecoder {
             }
         };
         // Every buffered length was checked against a limit that is a usize.
-        let len = usize::try_from(buffered_limit)
-            .map_err(|_| H3Error::excessive_load("frame too large"))?;
+        let len = usize::try_from(buffered_limit).map_err(|_| H3Error::excessive_load("frame too large"))?;
         self.buf.clear();
         self.state = State::Buffer { frame_type: t.0, len };
         Ok(None)
@@ -612,11 +567,7 @@ pub const fn frame_header_len(frame_type: u64, len: u64) -> usize {
 /// to send a DATA frame whose payload the caller writes separately. Values of
 /// 2^62 or more, like a short buffer, fail with [`BufferTooShort`] and leave
 /// `w` untouched.
-pub fn encode_frame_header(
-    frame_type: u64,
-    len: u64,
-    w: &mut Writer<'_>,
-) -> Result<(), BufferTooShort> {
+pub fn encode_frame_header(frame_type: u64, len: u64, w: &mut Writer<'_>) -> Result<(), BufferTooShort> {
     if !fits(frame_type) || !fits(len) || frame_header_len(frame_type, len) > w.remaining() {
         return Err(BufferTooShort);
     }
@@ -671,9 +622,7 @@ impl Frame<'_> {
             Frame::Data(p) | Frame::Headers(p) | Frame::Extension { payload: p, .. } => p.len(),
             Frame::CancelPush(id) | Frame::Goaway(id) | Frame::MaxPushId(id) => varint::size(*id),
             Frame::Settings(s) => s.payload_len(),
-            Frame::PushPromise { push_id, field_section } => {
-                varint::size(*push_id) + field_section.len()
-            }
+            Frame::PushPromise { push_id, field_section } => varint::size(*push_id) + field_section.len(),
         }
     }
 
@@ -737,9 +686,7 @@ mod tests {
                 FrameEvent::DataHeader { len } => Ev::DataHeader(len),
                 FrameEvent::DataChunk(d) => Ev::Data(d.to_vec()),
                 FrameEvent::Headers(h) => Ev::Headers(h.to_vec()),
-                FrameEvent::PushPromise { push_id, field_section } => {
-                    Ev::PushPromise(push_id, field_section.to_vec())
-                }
+                FrameEvent::PushPromise { push_id, field_section } => Ev::PushPromise(push_id, field_section.to_vec()),
                 FrameEvent::Settings(s) => Ev::Settings(s),
                 FrameEvent::CancelPush(id) => Ev::CancelPush(id),
                 FrameEvent::Goaway(id) => Ev::Goaway(id),
@@ -764,12 +711,7 @@ mod tests {
 
     /// Feeds `bytes` in chunks of `step`; merges adjacent DATA pieces so the
     /// result does not depend on chunking.
-    fn decode_chunked(
-        kind: StreamKind,
-        limits: FrameLimits,
-        bytes: &[u8],
-        step: usize,
-    ) -> Result<Vec<Ev>, H3Error> {
+    fn decode_chunked(kind: StreamKind, limits: FrameLimits, bytes: &[u8], step: usize) -> Result<Vec<Ev>, H3Error> {
         let mut dec = FrameDecoder::new(kind, limits);
         let mut out: Vec<Ev> = Vec::new();
         for chunk in bytes.chunks(step.max(1)) {
@@ -910,10 +852,8 @@ mod tests {
             assert_eq!(got.unwrap(), expected, "step {step}");
         }
         // A push stream carries the same frames except PUSH_PROMISE.
-        let push: Vec<Frame<'_>> =
-            request.iter().filter(|f| !matches!(f, Frame::PushPromise { .. })).cloned().collect();
-        let expected: Vec<Ev> =
-            expected.into_iter().filter(|e| !matches!(e, Ev::PushPromise(..))).collect();
+        let push: Vec<Frame<'_>> = request.iter().filter(|f| !matches!(f, Frame::PushPromise { .. })).cloned().collect();
+        let expected: Vec<Ev> = expected.into_iter().filter(|e| !matches!(e, Ev::PushPromise(..))).collect();
         let got = decode_chunked(StreamKind::Push, FrameLimits::default(), &encode_all(&push), 1);
         assert_eq!(got.unwrap(), expected);
     }
@@ -925,14 +865,8 @@ mod tests {
         assert_eq!(encode_all(&[Frame::CancelPush(0)]), [0x03, 0x01, 0x00]);
         assert_eq!(encode_all(&[Frame::Data(b"hi")]), [0x00, 0x02, b'h', b'i']);
         assert_eq!(encode_all(&[Frame::Headers(&[0, 0])]), [0x01, 0x02, 0, 0]);
-        assert_eq!(
-            encode_all(&[Frame::PushPromise { push_id: 1, field_section: &[0, 0] }]),
-            [0x05, 0x03, 0x01, 0, 0]
-        );
-        assert_eq!(
-            encode_all(&[Frame::Extension { frame_type: 0x21, payload: &[9] }]),
-            [0x21, 0x01, 0x09]
-        );
+        assert_eq!(encode_all(&[Frame::PushPromise { push_id: 1, field_section: &[0, 0] }]), [0x05, 0x03, 0x01, 0, 0]);
+        assert_eq!(encode_all(&[Frame::Extension { frame_type: 0x21, payload: &[9] }]), [0x21, 0x01, 0x09]);
         let mut buf = [0u8; 16];
         let mut w = Writer::new(&mut buf);
         encode_frame_header(0x00, 1 << 20, &mut w).unwrap();
@@ -946,10 +880,7 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         assert_eq!(Frame::Data(b"abc").encode(&mut w), Err(BufferTooShort));
         assert_eq!(Frame::Goaway(1 << 62).encode(&mut w), Err(BufferTooShort));
-        assert_eq!(
-            Frame::Extension { frame_type: u64::MAX, payload: &[] }.encode(&mut w),
-            Err(BufferTooShort)
-        );
+        assert_eq!(Frame::Extension { frame_type: u64::MAX, payload: &[] }.encode(&mut w), Err(BufferTooShort));
         assert_eq!(encode_frame_header(0, 1 << 62, &mut w), Err(BufferTooShort));
         assert_eq!(w.len(), 0);
         Frame::Data(b"ab").encode(&mut w).unwrap();
@@ -994,10 +925,7 @@ mod tests {
     #[test]
     fn unknown_frames_are_skipped_without_buffering() {
         let big = vec![7u8; 100_000];
-        let bytes = encode_all(&[
-            Frame::Extension { frame_type: 0x1234, payload: &big },
-            Frame::Data(b"x"),
-        ]);
+        let bytes = encode_all(&[Frame::Extension { frame_type: 0x1234, payload: &big }, Frame::Data(b"x")]);
         let limits = FrameLimits { max_field_section_size: 10, max_control_frame_size: 10 };
         let mut dec = FrameDecoder::new(StreamKind::Request, limits);
         let mut events = Vec::new();
@@ -1007,10 +935,7 @@ mod tests {
                 events.push(Ev::from(ev));
             }
         }
-        assert_eq!(
-            events,
-            [Ev::Unknown(0x1234, 100_000), Ev::DataHeader(1), Ev::Data(b"x".to_vec())]
-        );
+        assert_eq!(events, [Ev::Unknown(0x1234, 100_000), Ev::DataHeader(1), Ev::Data(b"x".to_vec())]);
         assert_eq!(dec.buf.capacity(), 0);
     }
 
@@ -1115,15 +1040,9 @@ mod tests {
 
     #[test]
     fn push_promise_without_push_id() {
-        assert_eq!(
-            decode_err(StreamKind::Request, &[0x05, 0x00]).code,
-            H3ErrorCode::H3_FRAME_ERROR
-        );
+        assert_eq!(decode_err(StreamKind::Request, &[0x05, 0x00]).code, H3ErrorCode::H3_FRAME_ERROR);
         // Length 1, but the push ID varint needs 2 bytes.
-        assert_eq!(
-            decode_err(StreamKind::Request, &[0x05, 0x01, 0x40, 0x00]).code,
-            H3ErrorCode::H3_FRAME_ERROR
-        );
+        assert_eq!(decode_err(StreamKind::Request, &[0x05, 0x01, 0x40, 0x00]).code, H3ErrorCode::H3_FRAME_ERROR);
     }
 
     #[test]
@@ -1149,10 +1068,7 @@ mod tests {
         ] {
             let mut bytes = s.clone();
             bytes.extend_from_slice(&extra);
-            assert_eq!(
-                decode_err(StreamKind::Control, &bytes).code,
-                H3ErrorCode::H3_FRAME_UNEXPECTED
-            );
+            assert_eq!(decode_err(StreamKind::Control, &bytes).code, H3ErrorCode::H3_FRAME_UNEXPECTED);
         }
         // A control stream must not end.
         let mut dec = FrameDecoder::new(StreamKind::Control, FrameLimits::default());
@@ -1179,12 +1095,7 @@ mod tests {
     #[test]
     fn control_frames_on_message_streams_are_unexpected() {
         for kind in [StreamKind::Request, StreamKind::Push] {
-            for f in [
-                Frame::Settings(Settings::default()),
-                Frame::Goaway(0),
-                Frame::CancelPush(0),
-                Frame::MaxPushId(0),
-            ] {
+            for f in [Frame::Settings(Settings::default()), Frame::Goaway(0), Frame::CancelPush(0), Frame::MaxPushId(0)] {
                 let e = decode_err(kind, &encode_all(&[f]));
                 assert_eq!(e.code, H3ErrorCode::H3_FRAME_UNEXPECTED);
                 assert!(e.is_connection_error());

@@ -22,6 +22,6 @@ pub mod datagram;
 pub mod error;
 pub mod frame;
 pub mod message;
+pub mod qpack;
 pub mod settings;
 pub mod stream_type;
-pub mod qpack;

@@ -113,18 +113,13 @@ pub fn is_valid_field_name(name: &[u8]) -> bool {
 /// or LF, nor start or end with whitespace (SP or HTAB).
 pub fn is_valid_field_value(value: &[u8]) -> bool {
     let ws = |b: &u8| *b == b' ' || *b == b'\t';
-    !value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
-        && !value.first().is_some_and(ws)
-        && !value.last().is_some_and(ws)
+    !value.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n') && !value.first().is_some_and(ws) && !value.last().is_some_and(ws)
 }
 
 /// RFC 9114 §4.2: fields that are connection-specific in HTTP/1.1 (RFC 9110
 /// §7.6.1) make a message malformed; Transfer-Encoding is named by §4.1.
 fn is_connection_specific(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade"
-    )
+    matches!(name, b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade")
 }
 
 /// The section a field list is.
@@ -147,9 +142,7 @@ fn check_regular(name: &[u8], value: &[u8], section: Section) -> Result<(), H3Er
         return Err(malformed("connection-specific field"));
     }
     // RFC 9114 §4.2: TE may appear in a request header, only as "trailers".
-    if name == b"te"
-        && (section != Section::RequestHeaders || !value.eq_ignore_ascii_case(b"trailers"))
-    {
+    if name == b"te" && (section != Section::RequestHeaders || !value.eq_ignore_ascii_case(b"trailers")) {
         return Err(malformed("TE field other than \"trailers\" in a request header"));
     }
     Ok(())
@@ -166,10 +159,7 @@ fn merge_content_length(acc: &mut Option<u64>, value: &[u8]) -> Result<(), H3Err
         }
         let mut n: u64 = 0;
         for d in digits {
-            n = n
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(u64::from(d - b'0')))
-                .ok_or(malformed("Content-Length overflows"))?;
+            n = n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))).ok_or(malformed("Content-Length overflows"))?;
         }
         match *acc {
             Some(prev) if prev != n => return Err(malformed("conflicting Content-Length values")),
@@ -221,10 +211,7 @@ fn ascii_str(v: &[u8]) -> Result<&str, H3Error> {
 /// RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 fn is_scheme(s: &[u8]) -> bool {
     match s.split_first() {
-        Some((first, rest)) => {
-            first.is_ascii_alphabetic()
-                && rest.iter().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
-        }
+        Some((first, rest)) => first.is_ascii_alphabetic() && rest.iter().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b)),
         None => false,
     }
 }
@@ -254,10 +241,7 @@ fn is_uri_chars(s: &[u8]) -> bool {
 ///   non-empty, without userinfo, and equal in both when both are present;
 ///   at most one Host field (RFC 9110 §7.2);
 /// - Content-Length, if present, is valid (one value, possibly repeated).
-pub fn parse_request<F: Field>(
-    fields: &[F],
-    opts: RequestOptions,
-) -> Result<Request<'_, F>, H3Error> {
+pub fn parse_request<F: Field>(fields: &[F], opts: RequestOptions) -> Result<Request<'_, F>, H3Error> {
     let mut method = None;
     let mut scheme = None;
     let mut authority = None;
@@ -418,9 +402,7 @@ pub fn parse_response<F: Field>(fields: &[F]) -> Result<Response<'_, F>, H3Error
         }
     }
     let status = match status.ok_or(malformed("missing :status"))? {
-        &[a @ b'0'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9'] => {
-            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
-        }
+        &[a @ b'0'..=b'9', b @ b'0'..=b'9', c @ b'0'..=b'9'] => u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'),
         _ => return Err(malformed(":status is not three digits")),
     };
     if !(100..=599).contains(&status) {
@@ -429,11 +411,7 @@ pub fn parse_response<F: Field>(fields: &[F]) -> Result<Response<'_, F>, H3Error
     if status == 101 {
         return Err(malformed("101 Switching Protocols is not used in HTTP/3"));
     }
-    Ok(Response {
-        status,
-        headers: fields.get(regular_start..).unwrap_or_default(),
-        content_length,
-    })
+    Ok(Response { status, headers: fields.get(regular_start..).unwrap_or_default(), content_length })
 }
 
 /// Validates a trailer section (RFC 9114 §4.3: no pseudo-headers; §4.2:
@@ -475,10 +453,7 @@ impl ContentLengthTracker {
     /// its expected length is 0. A 2xx response to CONNECT opens a tunnel
     /// whose DATA is not counted.
     pub fn for_response<F>(request_method: &str, resp: &Response<'_, F>) -> Self {
-        let no_content = request_method == "HEAD"
-            || resp.is_informational()
-            || resp.status == 204
-            || resp.status == 304;
+        let no_content = request_method == "HEAD" || resp.is_informational() || resp.status == 204 || resp.status == 304;
         if no_content {
             Self::new(Some(0))
         } else if request_method == "CONNECT" && (200..300).contains(&resp.status) {
@@ -538,13 +513,7 @@ mod tests {
         assert_eq!(e.scope, ErrorScope::Stream, "{what}");
     }
 
-    const GET: [F; 5] = [
-        (":method", "GET"),
-        (":scheme", "https"),
-        (":authority", "example.com"),
-        (":path", "/index.html?q=1"),
-        ("accept", "*/*"),
-    ];
+    const GET: [F; 5] = [(":method", "GET"), (":scheme", "https"), (":authority", "example.com"), (":path", "/index.html?q=1"), ("accept", "*/*")];
 
     #[test]
     fn valid_get() {
@@ -558,30 +527,19 @@ mod tests {
         assert_eq!(r.content_length, None);
         assert!(!r.is_connect());
         // Works with owned byte pairs too.
-        let owned: Vec<(Vec<u8>, Vec<u8>)> =
-            GET.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
+        let owned: Vec<(Vec<u8>, Vec<u8>)> = GET.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
         assert_eq!(parse_request(&owned, RequestOptions::default()).unwrap().method, "GET");
     }
 
     #[test]
     fn valid_variants() {
         // Host instead of :authority.
-        let r =
-            req(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "a.example")])
-                .unwrap();
+        let r = req(&[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("host", "a.example")]).unwrap();
         assert_eq!(r.authority, None);
         // Both, equal.
-        req(&[
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":authority", "a:8080"),
-            (":path", "/"),
-            ("host", "a:8080"),
-        ])
-        .unwrap();
+        req(&[(":method", "GET"), (":scheme", "http"), (":authority", "a:8080"), (":path", "/"), ("host", "a:8080")]).unwrap();
         // OPTIONS *.
-        req(&[(":method", "OPTIONS"), (":scheme", "https"), (":authority", "a"), (":path", "*")])
-            .unwrap();
+        req(&[(":method", "OPTIONS"), (":scheme", "https"), (":authority", "a"), (":path", "*")]).unwrap();
         // Extension method, TE: trailers, repeated equal Content-Length.
         let r = req(&[
             (":method", "PROPFIND"),
@@ -600,13 +558,7 @@ mod tests {
         let f = [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/")];
         assert!(req(&f).unwrap().headers.is_empty());
         // Field values may contain inner spaces, tabs and obs-text.
-        let f = [
-            (&b":method"[..], &b"GET"[..]),
-            (b":scheme", b"https"),
-            (b":authority", b"a"),
-            (b":path", b"/"),
-            (b"x-v", b"a \t b\xff"),
-        ];
+        let f = [(&b":method"[..], &b"GET"[..]), (b":scheme", b"https"), (b":authority", b"a"), (b":path", b"/"), (b"x-v", b"a \t b\xff")];
         assert!(parse_request(&f, RequestOptions::default()).is_ok());
     }
 
@@ -616,23 +568,11 @@ mod tests {
         assert!(c.is_connect() && !c.is_extended_connect());
         assert_eq!((c.scheme, c.path), (None, None));
         assert_malformed(req(&[(":method", "CONNECT")]), "CONNECT without authority");
-        assert_malformed(
-            req(&[(":method", "CONNECT"), (":authority", "a:1"), (":path", "/")]),
-            "CONNECT with :path",
-        );
-        assert_malformed(
-            req(&[(":method", "CONNECT"), (":authority", "a:1"), (":scheme", "https")]),
-            "CONNECT with :scheme",
-        );
+        assert_malformed(req(&[(":method", "CONNECT"), (":authority", "a:1"), (":path", "/")]), "CONNECT with :path");
+        assert_malformed(req(&[(":method", "CONNECT"), (":authority", "a:1"), (":scheme", "https")]), "CONNECT with :scheme");
     }
 
-    const WS: [F; 5] = [
-        (":method", "CONNECT"),
-        (":protocol", "websocket"),
-        (":scheme", "https"),
-        (":authority", "server.example.com"),
-        (":path", "/chat"),
-    ];
+    const WS: [F; 5] = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https"), (":authority", "server.example.com"), (":path", "/chat")];
 
     #[test]
     fn extended_connect() {
@@ -643,8 +583,7 @@ mod tests {
         assert_malformed(req(&WS), ":protocol without the setting");
         // Missing any of :scheme, :path, :authority.
         for skip in 2..5 {
-            let f: Vec<F> =
-                WS.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, f)| *f).collect();
+            let f: Vec<F> = WS.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, f)| *f).collect();
             assert_malformed(ext(&f), "extended CONNECT missing a pseudo-header");
         }
         // :protocol on GET.
@@ -718,10 +657,7 @@ mod tests {
             ("upgrade", with(&GET, |v| v.push(("upgrade", "websocket")))),
             ("te gzip", with(&GET, |v| v.push(("te", "gzip")))),
             ("host differs", with(&GET, |v| v.push(("host", "other.example")))),
-            (
-                "two hosts",
-                with(&GET, |v| v.extend([("host", "example.com"), ("host", "example.com")])),
-            ),
+            ("two hosts", with(&GET, |v| v.extend([("host", "example.com"), ("host", "example.com")]))),
             (
                 "empty host",
                 with(&GET, |v| {
@@ -732,10 +668,7 @@ mod tests {
             ("bad content-length", with(&GET, |v| v.push(("content-length", "1x")))),
             ("empty content-length", with(&GET, |v| v.push(("content-length", "")))),
             ("negative content-length", with(&GET, |v| v.push(("content-length", "-1")))),
-            (
-                "conflicting content-length",
-                with(&GET, |v| v.extend([("content-length", "1"), ("content-length", "2")])),
-            ),
+            ("conflicting content-length", with(&GET, |v| v.extend([("content-length", "1"), ("content-length", "2")]))),
             ("conflicting list", with(&GET, |v| v.push(("content-length", "3, 4")))),
             ("empty list element", with(&GET, |v| v.push(("content-length", "3,,3")))),
             ("overflow", with(&GET, |v| v.push(("content-length", "18446744073709551616")))),
@@ -750,8 +683,7 @@ mod tests {
 
     #[test]
     fn responses() {
-        let f: [F; 3] =
-            [(":status", "200"), ("content-type", "text/plain"), ("content-length", "5")];
+        let f: [F; 3] = [(":status", "200"), ("content-type", "text/plain"), ("content-length", "5")];
         let r = parse_response(&f).unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.headers, &f[1..]);
@@ -812,8 +744,7 @@ mod tests {
         t.finish().unwrap();
         assert_eq!(ContentLengthTracker::new(Some(0)).finish(), Ok(()));
 
-        let f: [F; 4] =
-            [(":method", "POST"), (":scheme", "https"), (":authority", "a"), (":path", "/")];
+        let f: [F; 4] = [(":method", "POST"), (":scheme", "https"), (":authority", "a"), (":path", "/")];
         let mut post = f.to_vec();
         post.push(("content-length", "7"));
         let r = req(&post).unwrap();

@@ -142,8 +142,7 @@ impl Settings {
                 id::MAX_FIELD_SECTION_SIZE => s.max_field_section_size = Some(value),
                 id::QPACK_BLOCKED_STREAMS => s.qpack_blocked_streams = value,
                 id::ENABLE_CONNECT_PROTOCOL => {
-                    s.enable_connect_protocol =
-                        decode_flag(value, "SETTINGS_ENABLE_CONNECT_PROTOCOL is not 0 or 1")?;
+                    s.enable_connect_protocol = decode_flag(value, "SETTINGS_ENABLE_CONNECT_PROTOCOL is not 0 or 1")?;
                 }
                 id::H3_DATAGRAM => {
                     s.h3_datagram = decode_flag(value, "SETTINGS_H3_DATAGRAM is not 0 or 1")?;
@@ -212,9 +211,7 @@ impl Settings {
     /// Whether every integer can be a varint.
     fn fits(&self) -> bool {
         let max = VarInt::MAX.into_inner();
-        self.qpack_max_table_capacity <= max
-            && self.max_field_section_size.is_none_or(|v| v <= max)
-            && self.qpack_blocked_streams <= max
+        self.qpack_max_table_capacity <= max && self.max_field_section_size.is_none_or(|v| v <= max) && self.qpack_blocked_streams <= max
     }
 
     fn count(&self, grease: Option<u64>) -> usize {
@@ -230,11 +227,7 @@ impl Settings {
     /// The one description of the payload, run to count or to write. Only
     /// non-default values go on the wire: omitted settings take their
     /// defaults (§7.2.4.2).
-    fn emit(
-        &self,
-        grease: Option<u64>,
-        out: &mut dyn FnMut(u64) -> Result<(), BufferTooShort>,
-    ) -> Result<(), BufferTooShort> {
+    fn emit(&self, grease: Option<u64>, out: &mut dyn FnMut(u64) -> Result<(), BufferTooShort>) -> Result<(), BufferTooShort> {
         let mut pair = |sid: u64, value: u64| -> Result<(), BufferTooShort> {
             out(sid)?;
             out(value)
@@ -377,8 +370,7 @@ mod tests {
 
     #[test]
     fn unknown_and_reserved_ignored() {
-        let p =
-            payload(&[(0x21, 7), (0x00, 3), (0x0a, 0), (0x06, 100), (0x3fff_ffff_ffff_fffe, 1)]);
+        let p = payload(&[(0x21, 7), (0x00, 3), (0x0a, 0), (0x06, 100), (0x3fff_ffff_ffff_fffe, 1)]);
         let s = Settings::decode(&p).unwrap();
         assert_eq!(s, Settings { max_field_section_size: Some(100), ..Settings::default() });
     }
@@ -440,10 +432,7 @@ mod tests {
         // An identifier without its value.
         assert_eq!(Settings::decode(&[0x06]).unwrap_err().code, H3ErrorCode::H3_FRAME_ERROR);
         // A value whose varint is cut short.
-        assert_eq!(
-            Settings::decode(&[0x06, 0x80, 0x00]).unwrap_err().code,
-            H3ErrorCode::H3_FRAME_ERROR
-        );
+        assert_eq!(Settings::decode(&[0x06, 0x80, 0x00]).unwrap_err().code, H3ErrorCode::H3_FRAME_ERROR);
     }
 
     #[test]

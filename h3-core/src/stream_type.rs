@@ -255,19 +255,10 @@ mod tests {
 
         for step in 1..=push.len() {
             let (h, rest) = read_split(&push, step);
-            assert_eq!(
-                h,
-                Some(StreamHeader { stream_type: StreamType::Push, push_id: Some(1 << 33) })
-            );
+            assert_eq!(h, Some(StreamHeader { stream_type: StreamType::Push, push_id: Some(1 << 33) }));
             assert_eq!(rest, b"frames");
             let (h, rest) = read_split(&grease, step);
-            assert_eq!(
-                h,
-                Some(StreamHeader {
-                    stream_type: StreamType::Reserved(0x3fff_ffff_ffff_fffe),
-                    push_id: None
-                })
-            );
+            assert_eq!(h, Some(StreamHeader { stream_type: StreamType::Reserved(0x3fff_ffff_ffff_fffe), push_id: None }));
             assert_eq!(rest, b"junk");
         }
         for (t, byte) in [(StreamType::Control, 0x00u8), (StreamType::QpackEncoder, 0x02)] {

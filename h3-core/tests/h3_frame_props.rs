@@ -31,9 +31,7 @@ impl OwnedFrame {
         match self {
             OwnedFrame::Data(d) => Frame::Data(d),
             OwnedFrame::Headers(h) => Frame::Headers(h),
-            OwnedFrame::PushPromise(id, fs) => {
-                Frame::PushPromise { push_id: *id, field_section: fs }
-            }
+            OwnedFrame::PushPromise(id, fs) => Frame::PushPromise { push_id: *id, field_section: fs },
             OwnedFrame::Settings(s) => Frame::Settings(*s),
             OwnedFrame::CancelPush(id) => Frame::CancelPush(*id),
             OwnedFrame::Goaway(id) => Frame::Goaway(*id),
@@ -82,9 +80,7 @@ impl From<FrameEvent<'_>> for Ev {
             FrameEvent::DataHeader { len } => Ev::DataHeader(len),
             FrameEvent::DataChunk(d) => Ev::Data(d.to_vec()),
             FrameEvent::Headers(h) => Ev::Headers(h.to_vec()),
-            FrameEvent::PushPromise { push_id, field_section } => {
-                Ev::PushPromise(push_id, field_section.to_vec())
-            }
+            FrameEvent::PushPromise { push_id, field_section } => Ev::PushPromise(push_id, field_section.to_vec()),
             FrameEvent::Settings(s) => Ev::Settings(s),
             FrameEvent::CancelPush(id) => Ev::CancelPush(id),
             FrameEvent::Goaway(id) => Ev::Goaway(id),
@@ -156,21 +152,17 @@ fn bytes_strategy(max: usize) -> impl Strategy<Value = Vec<u8>> {
 
 /// Reserved or unknown frame types.
 fn extension_type() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        any::<u64>().prop_map(h3_core::error::grease),
-        (0x0a..=VARINT_MAX).prop_filter("not a defined type", |t| !FrameType(*t).is_known()),
-    ]
+    prop_oneof![any::<u64>().prop_map(h3_core::error::grease), (0x0a..=VARINT_MAX).prop_filter("not a defined type", |t| !FrameType(*t).is_known()),]
 }
 
 fn settings_strategy() -> impl Strategy<Value = Settings> {
-    (id_strategy(), prop::option::of(id_strategy()), id_strategy(), any::<bool>(), any::<bool>())
-        .prop_map(|(cap, mfs, blocked, connect, dgram)| Settings {
-            qpack_max_table_capacity: cap,
-            max_field_section_size: mfs,
-            qpack_blocked_streams: blocked,
-            enable_connect_protocol: connect,
-            h3_datagram: dgram,
-        })
+    (id_strategy(), prop::option::of(id_strategy()), id_strategy(), any::<bool>(), any::<bool>()).prop_map(|(cap, mfs, blocked, connect, dgram)| Settings {
+        qpack_max_table_capacity: cap,
+        max_field_section_size: mfs,
+        qpack_blocked_streams: blocked,
+        enable_connect_protocol: connect,
+        h3_datagram: dgram,
+    })
 }
 
 fn message_frame(push_promise: bool) -> BoxedStrategy<OwnedFrame> {
@@ -205,12 +197,10 @@ fn stream_strategy() -> impl Strategy<Value = (StreamKind, Vec<OwnedFrame>)> {
     prop_oneof![
         prop::collection::vec(message_frame(true), 0..12).prop_map(|f| (StreamKind::Request, f)),
         prop::collection::vec(message_frame(false), 0..12).prop_map(|f| (StreamKind::Push, f)),
-        (settings_strategy(), prop::collection::vec(control_frame(), 0..12)).prop_map(
-            |(s, mut f)| {
-                f.insert(0, OwnedFrame::Settings(s));
-                (StreamKind::Control, f)
-            }
-        ),
+        (settings_strategy(), prop::collection::vec(control_frame(), 0..12)).prop_map(|(s, mut f)| {
+            f.insert(0, OwnedFrame::Settings(s));
+            (StreamKind::Control, f)
+        }),
     ]
 }
 
@@ -375,28 +365,13 @@ fn field_value() -> impl Strategy<Value = String> {
 
 fn field_name() -> impl Strategy<Value = String> {
     "[a-z][a-z0-9!#$%&'*+.^_`|~-]{0,15}".prop_filter("not a special field", |n| {
-        ![
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "transfer-encoding",
-            "upgrade",
-            "te",
-            "host",
-            "content-length",
-        ]
-        .contains(&n.as_str())
+        !["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host", "content-length"].contains(&n.as_str())
     })
 }
 
 fn valid_request() -> impl Strategy<Value = ValidRequest> {
     (
-        prop_oneof![
-            Just("GET".to_string()),
-            Just("POST".to_string()),
-            Just("OPTIONS".to_string()),
-            token().prop_filter("not CONNECT", |m| m != "CONNECT"),
-        ],
+        prop_oneof![Just("GET".to_string()), Just("POST".to_string()), Just("OPTIONS".to_string()), token().prop_filter("not CONNECT", |m| m != "CONNECT"),],
         prop_oneof![Just("https".to_string()), Just("http".to_string())],
         "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
         "/[A-Za-z0-9/._~%!$&'()*+,;=:@?-]{0,30}",
@@ -435,20 +410,12 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         Just(Mutation::UppercaseName),
-        prop::sample::select(vec![
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "transfer-encoding",
-            "upgrade"
-        ])
-        .prop_map(Mutation::ConnectionField),
+        prop::sample::select(vec!["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"]).prop_map(Mutation::ConnectionField),
         Just(Mutation::TeNotTrailers),
         (0..4usize).prop_map(Mutation::DuplicatePseudo),
         (0..4usize).prop_map(Mutation::RemovePseudo),
         (0..4usize).prop_map(Mutation::PseudoAfterRegular),
-        (prop::sample::select(vec![0u8, b'\r', b'\n']), any::<bool>())
-            .prop_map(|(c, p)| Mutation::BadChar(c, p)),
+        (prop::sample::select(vec![0u8, b'\r', b'\n']), any::<bool>()).prop_map(|(c, p)| Mutation::BadChar(c, p)),
         any::<bool>().prop_map(Mutation::Whitespace),
         Just(Mutation::StatusInRequest),
         Just(Mutation::UnknownPseudo),

@@ -14,10 +14,7 @@ fn vectors() -> Value {
         Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
     };
     let path = dir.join("huffman/huffman-vectors.json");
-    serde_json::from_slice(
-        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap()
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
 fn plain(v: &Value) -> Vec<u8> {
@@ -34,19 +31,11 @@ fn check_valid(group: &str, v: &Value) {
     let mut got = Vec::new();
     huffman::encode(&input, &mut got);
     assert_eq!(got, want, "{group}: encoding of {input:?}");
-    assert_eq!(
-        huffman::encoded_len(&input),
-        want.len(),
-        "{group}: encoded_len"
-    );
+    assert_eq!(huffman::encoded_len(&input), want.len(), "{group}: encoded_len");
     if let Some(bits) = v.get("bit_length").and_then(Value::as_u64) {
         assert_eq!(want.len() as u64, bits.div_ceil(8));
     }
-    assert_eq!(
-        huffman::decode_to_vec(&want).unwrap(),
-        input,
-        "{group}: decoding"
-    );
+    assert_eq!(huffman::decode_to_vec(&want).unwrap(), input, "{group}: decoding");
 }
 
 #[test]
@@ -61,14 +50,7 @@ fn valid_vectors_encode_exactly_and_round_trip() {
         counts.push((group, list.len()));
     }
     println!("valid Huffman vectors checked: {counts:?}");
-    assert_eq!(
-        counts,
-        [
-            ("rfc_examples_and_edges", 14),
-            ("single_symbols", 256),
-            ("corpus", 1500)
-        ]
-    );
+    assert_eq!(counts, [("rfc_examples_and_edges", 14), ("single_symbols", 256), ("corpus", 1500)]);
 }
 
 #[test]
@@ -80,11 +62,6 @@ fn invalid_vectors_fail_to_decode() {
         let data = hex::decode(item["huffman_hex"].as_str().unwrap()).unwrap();
         let err = huffman::decode_to_vec(&data);
         assert!(err.is_err(), "{}: decoded to {:?}", item["reason"], err);
-        println!(
-            "invalid {}: {:?} ({})",
-            item["huffman_hex"],
-            err.unwrap_err(),
-            item["reason"]
-        );
+        println!("invalid {}: {:?} ({})", item["huffman_hex"], err.unwrap_err(), item["reason"]);
     }
 }

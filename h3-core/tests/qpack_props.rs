@@ -5,9 +5,7 @@
 
 use std::collections::HashMap;
 
-use h3_core::qpack::{
-    huffman, prefix_int, DecodeResult, Decoder, DecoderConfig, Encoder, EncoderConfig, HeaderField,
-};
+use h3_core::qpack::{huffman, prefix_int, DecodeResult, Decoder, DecoderConfig, Encoder, EncoderConfig, HeaderField};
 use proptest::prelude::*;
 
 /// Small deterministic RNG for scheduling decisions (xorshift64*).
@@ -31,17 +29,8 @@ impl Rng {
 
 /// Delivers a random prefix of `pending` (all of it if `all`) in random
 /// chunks to `sink`, removing what was delivered.
-fn deliver<E: std::fmt::Debug>(
-    rng: &mut Rng,
-    pending: &mut Vec<u8>,
-    all: bool,
-    mut sink: impl FnMut(&[u8]) -> Result<(), E>,
-) {
-    let n = if all {
-        pending.len()
-    } else {
-        rng.below(pending.len() + 1)
-    };
+fn deliver<E: std::fmt::Debug>(rng: &mut Rng, pending: &mut Vec<u8>, all: bool, mut sink: impl FnMut(&[u8]) -> Result<(), E>) {
+    let n = if all { pending.len() } else { rng.below(pending.len() + 1) };
     let mut sent = 0;
     while sent < n {
         let chunk = 1 + rng.below((n - sent).min(17));
@@ -83,10 +72,7 @@ fn sections() -> impl Strategy<Value = Vec<Vec<Field>>> {
 }
 
 fn pairs(fields: &[HeaderField]) -> Vec<Field> {
-    fields
-        .iter()
-        .map(|f| (f.name.to_vec(), f.value.to_vec()))
-        .collect()
+    fields.iter().map(|f| (f.name.to_vec(), f.value.to_vec())).collect()
 }
 
 proptest! {

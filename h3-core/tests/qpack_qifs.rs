@@ -15,8 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use h3_core::qpack::{
-    DecodeResult, Decoder, DecoderConfig, Encoder, EncoderConfig, HeaderField, QpackErrorKind,
-    QPACK_DECOMPRESSION_FAILED, QPACK_ENCODER_STREAM_ERROR,
+    DecodeResult, Decoder, DecoderConfig, Encoder, EncoderConfig, HeaderField, QpackErrorKind, QPACK_DECOMPRESSION_FAILED, QPACK_ENCODER_STREAM_ERROR,
 };
 
 type Field = (Vec<u8>, Vec<u8>);
@@ -78,27 +77,16 @@ fn write_block(out: &mut Vec<u8>, sid: u64, bytes: &[u8]) {
 }
 
 fn to_set(fields: Vec<HeaderField>) -> HeaderSet {
-    fields
-        .into_iter()
-        .map(|f| (f.name.to_vec(), f.value.to_vec()))
-        .collect()
+    fields.into_iter().map(|f| (f.name.to_vec(), f.value.to_vec())).collect()
 }
 
 fn decoder(capacity: u64, blocked: usize) -> Decoder {
-    Decoder::new(DecoderConfig {
-        max_table_capacity: capacity,
-        max_blocked_streams: blocked,
-        max_field_section_size: 1 << 20,
-    })
+    Decoder::new(DecoderConfig { max_table_capacity: capacity, max_blocked_streams: blocked, max_field_section_size: 1 << 20 })
 }
 
 /// Decodes an interop file; returns the sets by stream ID, checking that
 /// nothing stays blocked and that the decoder-stream output parses.
-fn decode_file(
-    data: &[u8],
-    capacity: u64,
-    blocked: usize,
-) -> Result<BTreeMap<u64, HeaderSet>, h3_core::qpack::QpackError> {
+fn decode_file(data: &[u8], capacity: u64, blocked: usize) -> Result<BTreeMap<u64, HeaderSet>, h3_core::qpack::QpackError> {
     decode_file_with(data, capacity, blocked, false)
 }
 
@@ -107,12 +95,7 @@ fn decode_file(
 /// Capacity (296 of the 528 files; ls-qpack's decoder starts at its
 /// maximum). RFC 9204 §3.2.2 starts the table at 0, so to follow the
 /// convention we feed a Set Dynamic Table Capacity of the maximum first.
-fn decode_file_with(
-    data: &[u8],
-    capacity: u64,
-    blocked: usize,
-    start_at_max: bool,
-) -> Result<BTreeMap<u64, HeaderSet>, h3_core::qpack::QpackError> {
+fn decode_file_with(data: &[u8], capacity: u64, blocked: usize, start_at_max: bool) -> Result<BTreeMap<u64, HeaderSet>, h3_core::qpack::QpackError> {
     let mut dec = decoder(capacity, blocked);
     if start_at_max && capacity > 0 {
         let mut set_capacity = Vec::new();
@@ -135,22 +118,12 @@ fn decode_file_with(
         }
         dec.write_decoder_stream(&mut decoder_stream);
     }
-    assert_eq!(
-        dec.blocked_streams(),
-        0,
-        "sections still blocked at end of file"
-    );
-    assert_eq!(
-        dec.buffered_encoder_bytes(),
-        0,
-        "encoder stream ends inside an instruction"
-    );
+    assert_eq!(dec.blocked_streams(), 0, "sections still blocked at end of file");
+    assert_eq!(dec.buffered_encoder_bytes(), 0, "encoder stream ends inside an instruction");
     // What we would send back is a well-formed decoder stream.
     let mut rest = &decoder_stream[..];
     while !rest.is_empty() {
-        let (_, n) = h3_core::qpack::instructions::DecoderInstruction::parse(rest)
-            .unwrap()
-            .unwrap();
+        let (_, n) = h3_core::qpack::instructions::DecoderInstruction::parse(rest).unwrap().unwrap();
         rest = &rest[n..];
     }
     Ok(out)
@@ -169,9 +142,7 @@ fn compare(got: &BTreeMap<u64, HeaderSet>, want: &[HeaderSet]) -> Result<(), Str
     let missing: i64 = counts.values().filter(|&&c| c > 0).sum();
     let extra: i64 = -counts.values().filter(|&&c| c < 0).sum::<i64>();
     if missing != 0 || extra != 0 {
-        return Err(format!(
-            "multiset mismatch: {missing} missing, {extra} unexpected"
-        ));
+        return Err(format!("multiset mismatch: {missing} missing, {extra} unexpected"));
     }
     for (i, set) in want.iter().enumerate() {
         if got.get(&(i as u64 + 1)) != Some(set) {
@@ -190,17 +161,10 @@ fn qpack05_all() -> &'static Path {
         if !done.is_dir() {
             // Unpack beside, then rename: concurrent test processes never
             // see a half-written tree.
-            let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .join(format!("qpack-05-all.tmp{}", std::process::id()));
+            let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("qpack-05-all.tmp{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir_all(&tmp).unwrap();
-            let status = Command::new("tar")
-                .arg("-xJf")
-                .arg(qifs_dir().join("qpack-05-all-encoders.tar.xz"))
-                .arg("-C")
-                .arg(&tmp)
-                .status()
-                .expect("run tar");
+            let status = Command::new("tar").arg("-xJf").arg(qifs_dir().join("qpack-05-all-encoders.tar.xz")).arg("-C").arg(&tmp).status().expect("run tar");
             assert!(status.success(), "tar -xJf failed");
             if std::fs::rename(&tmp, &root).is_err() {
                 // Another process won the race.
@@ -231,18 +195,13 @@ fn decodes_every_qpack05_encoding() {
     let mut total = 0;
     let mut failures = Vec::new();
     for enc in ENCODERS {
-        let mut files: Vec<_> = std::fs::read_dir(root.join(enc))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let mut files: Vec<_> = std::fs::read_dir(root.join(enc)).unwrap().map(|e| e.unwrap().path()).collect();
         files.sort();
         let (mut pass, mut count) = (0, 0);
         for f in &files {
             let name = f.file_name().unwrap().to_str().unwrap();
             let (qif, cap, blocked) = parse_name(name).unwrap_or_else(|| panic!("bad name {name}"));
-            let want = qifs
-                .entry(qif.clone())
-                .or_insert_with(|| read_qif(&qifs_dir().join(format!("qifs/{qif}.qif"))));
+            let want = qifs.entry(qif.clone()).or_insert_with(|| read_qif(&qifs_dir().join(format!("qifs/{qif}.qif"))));
             count += 1;
             match decode_file_with(&std::fs::read(f).unwrap(), cap, blocked, true) {
                 Ok(got) => match compare(&got, want) {
@@ -268,12 +227,7 @@ fn decodes_every_qpack05_encoding() {
     assert_eq!(got.values().cloned().collect::<Vec<_>>(), want);
     total += 2;
     println!("qpack-05 total files: {total}");
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
     assert_eq!(total, 530);
 }
 
@@ -289,8 +243,7 @@ fn decodes_shipped_uncompressed_encodings() {
             let name = f.file_name().unwrap().to_str().unwrap().to_string();
             let (qif, cap, blocked) = parse_name(&name).unwrap();
             let want = read_qif(&qifs_dir().join(format!("qifs/{qif}.qif")));
-            let got = decode_file_with(&std::fs::read(&f).unwrap(), cap, blocked, true)
-                .unwrap_or_else(|e| panic!("{enc}/{name}: {e}"));
+            let got = decode_file_with(&std::fs::read(&f).unwrap(), cap, blocked, true).unwrap_or_else(|e| panic!("{enc}/{name}: {e}"));
             compare(&got, &want).unwrap_or_else(|e| panic!("{enc}/{name}: {e}"));
             n += 1;
         }
@@ -317,11 +270,7 @@ fn error_inputs() {
                 9 | 10 => {
                     // Valid under RFC 9204: static indices 0 and 62.
                     let got = result.unwrap_or_else(|e| panic!("err{i} must decode: {e}"));
-                    let want: &[u8] = if i == 9 {
-                        b":authority"
-                    } else {
-                        b"x-xss-protection"
-                    };
+                    let want: &[u8] = if i == 9 { b":authority" } else { b"x-xss-protection" };
                     assert_eq!(got[&1][0].0, want);
                 }
                 _ => {
@@ -345,12 +294,7 @@ fn decode_with_pylsqpack(path: &Path, capacity: u64, blocked: usize) -> BTreeMap
         .arg(blocked.to_string())
         .output()
         .expect("python3 must be installed (scripts/setup.sh installs pylsqpack)");
-    assert!(
-        out.status.success(),
-        "pylsqpack failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "pylsqpack failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     let mut sets = BTreeMap::new();
     for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let v: serde_json::Value = serde_json::from_slice(line).unwrap();
@@ -402,42 +346,27 @@ fn run_our_encoder(sets: &[HeaderSet], capacity: u64, blocked: usize) -> OurRun 
                 f
             }
             DecodeResult::Blocked => {
-                assert!(
-                    blocked > 0,
-                    "blocked although the peer allows no blocked streams"
-                );
+                assert!(blocked > 0, "blocked although the peer allows no blocked streams");
                 blocked_seen += 1;
                 assert_eq!(dec.feed_encoder_stream(&es).unwrap(), [sid]);
                 dec.resume(sid).unwrap().unwrap()
             }
         };
-        assert_eq!(
-            &to_set(fields),
-            set,
-            "set {i} at capacity {capacity}, blocked {blocked}"
-        );
+        assert_eq!(&to_set(fields), set, "set {i} at capacity {capacity}, blocked {blocked}");
         let mut ds = Vec::new();
         dec.write_decoder_stream(&mut ds);
         enc.feed_decoder_stream(&ds).unwrap();
     }
     assert_eq!(enc.outstanding_sections(), 0);
-    OurRun {
-        file,
-        section_bytes,
-        encoder_stream_bytes,
-        blocked_seen,
-    }
+    OurRun { file, section_bytes, encoder_stream_bytes, blocked_seen }
 }
 
 #[test]
 fn our_encoder_round_trips_and_interoperates() {
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("our-qpack-encodings");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(qifs_dir().join("qifs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".qif"))
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(qifs_dir().join("qifs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".qif")).collect();
     names.sort();
     assert_eq!(names.len(), 8);
     let mut checked_with_lsqpack = 0;
@@ -452,8 +381,7 @@ fn our_encoder_round_trips_and_interoperates() {
                 let path = out_dir.join(format!("{qif}.out.{capacity}.{blocked}.1"));
                 std::fs::write(&path, &run.file).unwrap();
                 let theirs = decode_with_pylsqpack(&path, capacity, blocked);
-                compare(&theirs, &sets)
-                    .unwrap_or_else(|e| panic!("ls-qpack on {}: {e}", path.display()));
+                compare(&theirs, &sets).unwrap_or_else(|e| panic!("ls-qpack on {}: {e}", path.display()));
                 // Our own decoder on the file as written (inserts first).
                 let ours = decode_file(&run.file, capacity, blocked).unwrap();
                 compare(&ours, &sets).unwrap();
@@ -477,10 +405,7 @@ fn our_encoder_round_trips_and_interoperates() {
             // acknowledged, so a line must occur three times to win; the
             // three-set RFC example files repeat a line only twice.
             if blocked > 0 || sets.len() > 3 {
-                assert!(
-                    sizes[&4096] < sizes[&0],
-                    "{qif}: dynamic table did not help"
-                );
+                assert!(sizes[&4096] < sizes[&0], "{qif}: dynamic table did not help");
             }
         }
     }

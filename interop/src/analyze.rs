@@ -39,10 +39,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use quic_core::crypto::{
-    verify_retry_integrity, CipherSuite, DirectionalKeys, HeaderProtectionKey, Keys, PacketKey,
-    TrafficSecret,
-};
+use quic_core::crypto::{verify_retry_integrity, CipherSuite, DirectionalKeys, HeaderProtectionKey, Keys, PacketKey, TrafficSecret};
 use quic_core::frame::{Frame, FrameIter, PATH_DATA_LEN};
 use quic_core::packet::header::KEY_PHASE_BIT;
 use quic_core::packet::{number, CoalescedPackets, HeaderError, LongType, PacketType, ProtectedHeader};
@@ -145,10 +142,7 @@ pub struct KeyLog {
 
 impl fmt::Debug for KeyLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyLog")
-            .field("handshakes", &self.by_random.len())
-            .field("malformed_lines", &self.malformed_lines)
-            .finish()
+        f.debug_struct("KeyLog").field("handshakes", &self.by_random.len()).field("malformed_lines", &self.malformed_lines).finish()
     }
 }
 
@@ -164,16 +158,11 @@ impl KeyLog {
                 continue;
             }
             let mut parts = line.split_whitespace();
-            let (Some(label), Some(random), Some(secret), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
+            let (Some(label), Some(random), Some(secret), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
                 log.malformed_lines += 1;
                 continue;
             };
-            let parsed = hex::decode(random)
-                .ok()
-                .and_then(|r| <[u8; 32]>::try_from(r).ok())
-                .zip(hex::decode(secret).ok().filter(|s| !s.is_empty()));
+            let parsed = hex::decode(random).ok().and_then(|r| <[u8; 32]>::try_from(r).ok()).zip(hex::decode(secret).ok().filter(|s| !s.is_empty()));
             let Some((random, secret)) = parsed else {
                 log.malformed_lines += 1;
                 continue;
@@ -195,9 +184,7 @@ impl KeyLog {
 
     /// Reads and parses a key log file.
     pub fn load(path: &Path) -> Result<KeyLog, AnalyzeError> {
-        std::fs::read(path)
-            .map(|b| KeyLog::parse(&String::from_utf8_lossy(&b)))
-            .map_err(|source| AnalyzeError::KeyLog { path: path.into(), source })
+        std::fs::read(path).map(|b| KeyLog::parse(&String::from_utf8_lossy(&b))).map_err(|source| AnalyzeError::KeyLog { path: path.into(), source })
     }
 
     /// The secrets logged for the handshake with this ClientHello random.
@@ -763,8 +750,8 @@ mod ext {
 /// RFC 8446 §4.1.3: a ServerHello with this random is a HelloRetryRequest
 /// (SHA-256 of "HelloRetryRequest").
 const HRR_RANDOM: [u8; 32] = [
-    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11,
-    0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e,
+    0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
 
 /// A bounds-checked reader over TLS structures; every accessor returns
@@ -1005,9 +992,7 @@ fn candidate_suites(known: Option<CipherSuite>, len: usize) -> Vec<CipherSuite> 
 /// plaintext payload.
 fn open_long(keys: &DirectionalKeys, pkt: &[u8], pn_offset: usize, largest: Option<u64>) -> Option<(u64, Vec<u8>)> {
     let mut buf = pkt.to_vec();
-    let u = keys
-        .unprotect(&mut buf, pn_offset, |t, len| number::decode(t, (len * 8) as u32, largest))
-        .ok()?;
+    let u = keys.unprotect(&mut buf, pn_offset, |t, len| number::decode(t, (len * 8) as u32, largest)).ok()?;
     let end = u.header_len.checked_add(u.payload_len)?;
     Some((u.packet_number, buf.get(u.header_len..end)?.to_vec()))
 }
@@ -1062,11 +1047,7 @@ fn open_short(k: &mut OneRtt, pkt: &[u8], pn_offset: usize, largest: Option<u64>
     let truncated = number::read_truncated(buf.get(pn_offset..header_len)?);
     let pn = number::decode(truncated, (pn_len * 8) as u32, largest);
     let cur = k.current;
-    let candidates = if (cur & 1 == 1) == key_phase {
-        [Some(cur), cur.checked_sub(2)]
-    } else {
-        [Some(cur + 1), cur.checked_sub(1)]
-    };
+    let candidates = if (cur & 1 == 1) == key_phase { [Some(cur), cur.checked_sub(2)] } else { [Some(cur + 1), cur.checked_sub(1)] };
     for generation in candidates.into_iter().flatten() {
         let key = k.key(generation)?;
         let mut attempt = buf.clone();
@@ -1416,17 +1397,21 @@ impl<'k> Engine<'k> {
         }
     }
 
-    fn initial_keys(
-        map: &mut HashMap<(Version, ConnectionId), Option<Keys>>,
-        version: Version,
-        dcid: ConnectionId,
-    ) -> Option<&Keys> {
+    fn initial_keys(map: &mut HashMap<(Version, ConnectionId), Option<Keys>>, version: Version, dcid: ConnectionId) -> Option<&Keys> {
         map.entry((version, dcid)).or_insert_with(|| Keys::initial(version, &dcid, false).ok()).as_ref()
     }
 
     /// Opens an Initial packet with the keys of each candidate DCID,
     /// newest first (RFC 9001 §5.2; after a Retry, §17.2.5.2 of RFC 9000).
-    fn open_initial(&mut self, dcids: &[ConnectionId], sender: Peer, version: Version, pkt: &[u8], pn_offset: usize, largest: Option<u64>) -> Option<(u64, Vec<u8>)> {
+    fn open_initial(
+        &mut self,
+        dcids: &[ConnectionId],
+        sender: Peer,
+        version: Version,
+        pkt: &[u8],
+        pn_offset: usize,
+        largest: Option<u64>,
+    ) -> Option<(u64, Vec<u8>)> {
         for dcid in dcids.iter().rev() {
             let Some(keys) = Self::initial_keys(&mut self.initial_keys, version, *dcid) else { continue };
             // Keys::initial(.., is_server = false): local = client, remote = server.
@@ -1452,16 +1437,9 @@ impl<'k> Engine<'k> {
         let largest = conn.largest_pn[sender.idx()][space.idx()];
         let known = if zero_rtt { conn.zero_rtt_suite } else { conn.suite };
         let build = || -> LevelKeys {
-            candidate_suites(known, secret.len())
-                .into_iter()
-                .filter_map(|s| DirectionalKeys::from_secret(s, version, secret).ok().map(|k| (s, k)))
-                .collect()
+            candidate_suites(known, secret.len()).into_iter().filter_map(|s| DirectionalKeys::from_secret(s, version, secret).ok().map(|k| (s, k))).collect()
         };
-        let keys = if zero_rtt {
-            conn.zero_rtt_keys.entry(version).or_insert_with(build)
-        } else {
-            conn.hs_keys.entry((sender, version)).or_insert_with(build)
-        };
+        let keys = if zero_rtt { conn.zero_rtt_keys.entry(version).or_insert_with(build) } else { conn.hs_keys.entry((sender, version)).or_insert_with(build) };
         let mut found = None;
         for (suite, k) in keys.iter() {
             if known.is_some_and(|s| s != *suite) {
@@ -1507,16 +1485,14 @@ impl<'k> Engine<'k> {
         // DCID derives keys that open it (a corrupted DCID cannot).
         let (ci, opened) = match self.lookup_long(d, &h.dcid) {
             Some(ci) => (ci, None),
-            None if ty == LongType::Initial && sender == Peer::Client => {
-                match self.open_initial(&[h.dcid], sender, version, pkt, h.pn_offset, None) {
-                    Some(r) => (self.new_conn(d, h), Some(r)),
-                    None => {
-                        self.v.undecryptable += 1;
-                        acc.all_decrypted = false;
-                        return;
-                    }
+            None if ty == LongType::Initial && sender == Peer::Client => match self.open_initial(&[h.dcid], sender, version, pkt, h.pn_offset, None) {
+                Some(r) => (self.new_conn(d, h), Some(r)),
+                None => {
+                    self.v.undecryptable += 1;
+                    acc.all_decrypted = false;
+                    return;
                 }
-            }
+            },
             None => {
                 self.v.unattributed += 1;
                 acc.all_decrypted = false;
@@ -1646,11 +1622,7 @@ impl<'k> Engine<'k> {
         // RFC 9001 §5.8: the tag covers the client's original DCID.
         let integrity = verify_retry_integrity(version, &conn.report.odcid, pkt);
         let highest = conn.client_initial_max_pn;
-        let retry = conn.report.retry.get_or_insert_with(|| RetryReport {
-            integrity_ok: true,
-            highest_client_pn_before: highest,
-            ..RetryReport::default()
-        });
+        let retry = conn.report.retry.get_or_insert_with(|| RetryReport { integrity_ok: true, highest_client_pn_before: highest, ..RetryReport::default() });
         retry.count += 1;
         retry.integrity_ok &= integrity;
         retry.tokens.push(token);
@@ -2002,11 +1974,8 @@ impl<'k> Engine<'k> {
         let mut connections = Vec::with_capacity(self.conns.len());
         for mut c in std::mem::take(&mut self.conns) {
             let offsets = if c.client_hello_offsets.is_empty() { vec![0] } else { c.client_hello_offsets.clone() };
-            c.report.client_hello_packets = c
-                .client_initial_crypto
-                .iter()
-                .filter(|ranges| ranges.iter().any(|&(s, e)| offsets.iter().any(|&o| s <= o && o < e)))
-                .count();
+            c.report.client_hello_packets =
+                c.client_initial_crypto.iter().filter(|ranges| ranges.iter().any(|&(s, e)| offsets.iter().any(|&o| s <= o && o < e))).count();
             c.report.client_0rtt_decrypted = c.zero_rtt_undecrypted == 0;
             c.report.client_0rtt_bytes = if c.report.client_0rtt_decrypted { c.zero_rtt_plain } else { c.zero_rtt_lengths };
             c.report.client_1rtt_bytes = (c.one_rtt_undecrypted[0] == 0).then_some(c.one_rtt_payload[0]);
@@ -2117,8 +2086,7 @@ fn build_report(keylog: Option<&KeyLog>, client: (VantageReport, Vec<DgramInfo>)
 
     let paths = path_report(&client_dgrams, &server_dgrams, &client_side, &server_side);
     let mut amplification = amplification_report(&server_dgrams);
-    amplification.server_handshake_crypto_bytes =
-        server_side.connections.iter().filter_map(|c| c.server_handshake_crypto_bytes).max();
+    amplification.server_handshake_crypto_bytes = server_side.connections.iter().filter_map(|c| c.server_handshake_crypto_bytes).max();
 
     let server_1rtt_span = match (client_side.server_1rtt_first, client_side.server_1rtt_last) {
         (Some(a), Some(b)) => b.duration_since(a).ok(),
@@ -2173,13 +2141,7 @@ fn path_report(client: &[DgramInfo], server: &[DgramInfo], client_side: &Vantage
                     } else {
                         None
                     };
-                    p.server_path_changes.push(PathChange {
-                        time: g.time,
-                        from: prev,
-                        to: g.dst,
-                        new_address: !sent_to.contains(&g.dst),
-                        path_challenge,
-                    });
+                    p.server_path_changes.push(PathChange { time: g.time, from: prev, to: g.dst, new_address: !sent_to.contains(&g.dst), path_challenge });
                 }
                 sent_to.insert(g.dst);
                 last = Some(g.dst);
@@ -2194,13 +2156,7 @@ fn path_report(client: &[DgramInfo], server: &[DgramInfo], client_side: &Vantage
         let tuple = (g.src, g.dst);
         if let Some((prev, prev_dcid)) = last {
             if prev != tuple {
-                p.client_path_changes.push(ClientPathChange {
-                    time: g.time,
-                    from: prev,
-                    to: tuple,
-                    previous_dcid: prev_dcid,
-                    dcid: g.first_dcid,
-                });
+                p.client_path_changes.push(ClientPathChange { time: g.time, from: prev, to: tuple, previous_dcid: prev_dcid, dcid: g.first_dcid });
             }
         }
         last = Some((tuple, g.first_dcid));
@@ -2229,11 +2185,7 @@ fn amplification_report(server: &[DgramInfo]) -> AmplificationReport {
             }
             Direction::ServerToClient => {
                 a.server_bytes += g.size as u64;
-                let factor = if a.client_initial_bytes == 0 {
-                    f64::INFINITY
-                } else {
-                    a.server_bytes as f64 / a.client_initial_bytes as f64
-                };
+                let factor = if a.client_initial_bytes == 0 { f64::INFINITY } else { a.server_bytes as f64 / a.client_initial_bytes as f64 };
                 a.max_factor = Some(a.max_factor.map_or(factor, |m: f64| m.max(factor)));
                 if a.server_bytes >= 4 * a.client_initial_bytes {
                     a.datagrams_over_4x += 1;
@@ -2385,10 +2337,7 @@ pub mod checks {
         /// The spec's "version": the server's Initials show exactly one
         /// version, 0x1.
         fn version_v1(&mut self, r: &Report) {
-            self.require(
-                r.server_initial_versions == [Version::V1],
-                format!("server Initial versions {:?}, expected exactly [v1]", r.server_initial_versions),
-            );
+            self.require(r.server_initial_versions == [Version::V1], format!("server Initial versions {:?}, expected exactly [v1]", r.server_initial_versions));
         }
     }
 
@@ -2396,11 +2345,7 @@ pub mod checks {
         if r.keys.usable {
             return None;
         }
-        let reason = if r.keys.given {
-            "the key log has no SERVER_HANDSHAKE_TRAFFIC_SECRET line"
-        } else {
-            "this check needs a TLS key log (SSLKEYLOGFILE)"
-        };
+        let reason = if r.keys.given { "the key log has no SERVER_HANDSHAKE_TRAFFIC_SECRET line" } else { "this check needs a TLS key log (SSLKEYLOGFILE)" };
         Some(Verdict { passed: false, unsupported_reason: Some(reason.into()), details: Vec::new() })
     }
 
@@ -2559,9 +2504,7 @@ pub mod checks {
                 if bound > max_1rtt_bytes {
                     return Verdict {
                         passed: false,
-                        unsupported_reason: Some(format!(
-                            "client 1-RTT packets total {bound} bytes (> {max_1rtt_bytes}) and their payload needs the key log"
-                        )),
+                        unsupported_reason: Some(format!("client 1-RTT packets total {bound} bytes (> {max_1rtt_bytes}) and their payload needs the key log")),
                         details: c.details,
                     };
                 }
@@ -2758,10 +2701,7 @@ pub mod checks {
         c.require(!changes.is_empty(), format!("{} client path change(s), expected ≥ 1", changes.len()));
         for ch in changes {
             let fresh = ch.dcid.is_some() && ch.dcid != ch.previous_dcid;
-            c.require(
-                fresh,
-                format!("client's first packet on {:?} uses DCID {:?} (before: {:?}), expected a new one", ch.to, ch.dcid, ch.previous_dcid),
-            );
+            c.require(fresh, format!("client's first packet on {:?} uses DCID {:?} (before: {:?}), expected a new one", ch.to, ch.dcid, ch.previous_dcid));
         }
         c.done()
     }
@@ -2860,12 +2800,7 @@ mod tests {
             stls.key_log = keylog.clone();
             let mut ctls = if o.chacha_only {
                 let base = quic_core::tls::provider::crypto_provider();
-                let suites = base
-                    .cipher_suites
-                    .iter()
-                    .filter(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256)
-                    .copied()
-                    .collect();
+                let suites = base.cipher_suites.iter().filter(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256).copied().collect();
                 let provider = Arc::new(rustls::crypto::CryptoProvider { cipher_suites: suites, ..(*base).clone() });
                 let mut roots = rustls::RootCertStore::empty();
                 roots.add(c.cert.clone()).unwrap();
@@ -3387,7 +3322,6 @@ mod tests {
         let r1 = Trace::from_records(first, Vec::new(), None).report();
         assert_eq!(r1.client_side.connections[0].client_hello_packets, 1);
         assert_fail("longrtt", &checks::longrtt(&r1));
-
     }
 
     /// chacha20: ChaCha20-Poly1305 for Handshake and 1-RTT packets,
@@ -3651,11 +3585,11 @@ mod tests {
         let records = vec![
             rec(2, "10.0.1.1:443", "10.0.0.2:5000"),
             rec(1, "10.0.0.2:5000", "10.0.1.1:443"),
-            rec(3, "10.0.0.2:5001", "10.0.1.1:443"),  // NAT rebinding: new port
+            rec(3, "10.0.0.2:5001", "10.0.1.1:443"), // NAT rebinding: new port
             rec(4, "10.0.1.1:443", "10.0.0.2:5001"),
-            rec(5, "10.0.0.9:7000", "10.0.1.1:443"),  // new IP
-            rec(6, "[fd00::1]:443", "[fd00::2]:9"),   // another server address, server port
-            rec(7, "[fd00::3]:1", "[fd00::4]:2"),     // nothing known
+            rec(5, "10.0.0.9:7000", "10.0.1.1:443"), // new IP
+            rec(6, "[fd00::1]:443", "[fd00::2]:9"),  // another server address, server port
+            rec(7, "[fd00::3]:1", "[fd00::4]:2"),    // nothing known
         ];
         let (d, unclassified) = classify(records);
         let dirs: Vec<_> = d.iter().map(|d| d.direction).collect();
@@ -3685,7 +3619,13 @@ mod tests {
         use Direction::{ClientToServer as C, ServerToClient as S};
         let mut validated = g(C, FirstKind::Initial, 1200);
         validated.has_handshake = true;
-        let ok = amplification_report(&[g(C, FirstKind::Initial, 1200), g(S, FirstKind::Initial, 1200), g(S, FirstKind::Handshake, 2400), validated, g(S, FirstKind::Short, 50_000)]);
+        let ok = amplification_report(&[
+            g(C, FirstKind::Initial, 1200),
+            g(S, FirstKind::Initial, 1200),
+            g(S, FirstKind::Handshake, 2400),
+            validated,
+            g(S, FirstKind::Short, 50_000),
+        ]);
         assert!(ok.client_handshake_seen);
         assert_eq!((ok.client_initial_bytes, ok.server_bytes), (1200, 3600));
         assert_eq!(ok.max_factor, Some(3.0));

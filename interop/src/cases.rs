@@ -129,12 +129,19 @@ pub fn all() -> Vec<Case> {
     vec![
         Case::new("handshake", "H", "handshake", FileSet::sizes(&[KB])).fast(),
         Case::new("transfer", "DC", "transfer", FileSet::sizes(&[2 * MB, 3 * MB, 5 * MB])).fast(),
-        Case { client_testcase: "handshake", server_testcase: "handshake", ..Case::new("longrtt", "LR", "handshake", FileSet::sizes(&[KB])).scenario("delay:750ms") },
+        Case {
+            client_testcase: "handshake",
+            server_testcase: "handshake",
+            ..Case::new("longrtt", "LR", "handshake", FileSet::sizes(&[KB])).scenario("delay:750ms")
+        },
         Case::new("chacha20", "C20", "chacha20", FileSet::sizes(&[3 * MB])).fast(),
         Case::new("multiplexing", "M", "transfer", FileSet::repeat(1999, 32)),
         Case::new("retry", "S", "retry", FileSet::sizes(&[10 * KB])).fast(),
         Case::new("resumption", "R", "resumption", FileSet::sizes(&[5 * KB, 10 * KB])).plan(FirstThenRest).fast(),
-        Case { files: FileSet { sizes: vec![32; 40], name_len: 250 }, ..Case::new("zerortt", "Z", "zerortt", FileSet::repeat(40, 32)).plan(FirstThenRest).fast() },
+        Case {
+            files: FileSet { sizes: vec![32; 40], name_len: 250 },
+            ..Case::new("zerortt", "Z", "zerortt", FileSet::repeat(40, 32)).plan(FirstThenRest).fast()
+        },
         Case { http3: true, ..Case::new("http3", "3", "http3", FileSet::sizes(&[5 * KB, 10 * KB, 500 * KB])).fast() },
         Case::new("blackhole", "B", "transfer", FileSet::sizes(&[10 * MB])).scenario("blackhole:5s:2s"),
         Case { client_testcase: "keyupdate", server_testcase: "transfer", ..Case::new("keyupdate", "U", "keyupdate", FileSet::sizes(&[3 * MB])).fast() },
@@ -148,7 +155,11 @@ pub fn all() -> Vec<Case> {
         Case::new("v2", "V2", "v2", FileSet::sizes(&[KB])),
         Case { rebind: Some(rebind(false)), ..Case::new("rebind-port", "BP", "transfer", FileSet::sizes(&[10 * MB])) },
         Case { rebind: Some(rebind(true)), ..Case::new("rebind-addr", "BA", "transfer", FileSet::sizes(&[10 * MB])) },
-        Case { client_testcase: "transfer", server_testcase: "connectionmigration", ..Case::new("connectionmigration", "CM", "transfer", FileSet::sizes(&[2 * MB])) },
+        Case {
+            client_testcase: "transfer",
+            server_testcase: "connectionmigration",
+            ..Case::new("connectionmigration", "CM", "transfer", FileSet::sizes(&[2 * MB]))
+        },
         Case { repetitions: 5, ..Case::new("goodput", "G", "transfer", FileSet::sizes(&[10 * MB])) },
         Case { repetitions: 5, ..Case::new("crosstraffic", "C", "transfer", FileSet::sizes(&[25 * MB])).timeout(180) },
     ]
@@ -170,9 +181,29 @@ mod tests {
         let names: std::collections::HashSet<_> = cases.iter().map(|c| c.name).collect();
         assert_eq!(names.len(), cases.len(), "unique names");
         for n in [
-            "handshake", "transfer", "retry", "resumption", "zerortt", "http3", "multiconnect", "v2", "chacha20", "keyupdate", "ecn",
-            "amplificationlimit", "handshakeloss", "transferloss", "handshakecorruption", "transfercorruption", "blackhole", "rebind-port",
-            "rebind-addr", "connectionmigration", "ipv6", "goodput", "crosstraffic",
+            "handshake",
+            "transfer",
+            "retry",
+            "resumption",
+            "zerortt",
+            "http3",
+            "multiconnect",
+            "v2",
+            "chacha20",
+            "keyupdate",
+            "ecn",
+            "amplificationlimit",
+            "handshakeloss",
+            "transferloss",
+            "handshakecorruption",
+            "transfercorruption",
+            "blackhole",
+            "rebind-port",
+            "rebind-addr",
+            "connectionmigration",
+            "ipv6",
+            "goodput",
+            "crosstraffic",
         ] {
             // "multiconnect" is a TESTCASE value, not a case name.
             if n == "multiconnect" {

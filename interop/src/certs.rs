@@ -197,7 +197,8 @@ mod tests {
             let roots = quic_core::tls::config::load_certs(&dir.join("ca.pem")).unwrap();
             let mut store = rustls::RootCertStore::empty();
             store.add(roots[0].clone()).unwrap();
-            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(store.into(), quic_core::tls::provider::crypto_provider()).build().unwrap();
+            let verifier =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(store.into(), quic_core::tls::provider::crypto_provider()).build().unwrap();
             let name = rustls::pki_types::ServerName::try_from("server4").unwrap();
             let now = rustls::pki_types::UnixTime::now();
             use rustls::client::danger::ServerCertVerifier;

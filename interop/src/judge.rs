@@ -13,7 +13,10 @@ use crate::cases::Case;
 /// What the traces say about a run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Judgement {
-    Pass { notes: Vec<String>, goodput_kbps: Option<f64> },
+    Pass {
+        notes: Vec<String>,
+        goodput_kbps: Option<f64>,
+    },
     Fail(String),
     /// A check needs what the run did not give (keys the peer never
     /// writes): reported as unsupported with the reason.
@@ -43,7 +46,10 @@ pub fn judge(case: &Case, client_pcap: &Path, server_pcap: &Path, keylog: Option
         "crosstraffic" => {
             let n = (expected_handshakes.saturating_sub(1)..=expected_handshakes).find(|n| *n >= 1 && checks::handshakeloss(&report, *n).passed);
             return match n {
-                Some(_) => Judgement::Pass { notes: vec![format!("{} handshakes: ours and {competing} competing", report.handshakes)], goodput_kbps: report.goodput_kbps(case.files.sizes.iter().sum()) },
+                Some(_) => Judgement::Pass {
+                    notes: vec![format!("{} handshakes: ours and {competing} competing", report.handshakes)],
+                    goodput_kbps: report.goodput_kbps(case.files.sizes.iter().sum()),
+                },
                 None => Judgement::Fail(format!("{} handshakes, expected {expected_handshakes} (1 + {competing} competing)", report.handshakes)),
             };
         }

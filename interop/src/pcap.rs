@@ -209,7 +209,13 @@ mod tests {
         let t0 = UNIX_EPOCH + Duration::new(1_800_000_000, 123_456_789);
         let recs = vec![
             Record { time: t0, src: "127.0.0.1:5000".parse().unwrap(), dst: "127.0.0.2:443".parse().unwrap(), ecn: 2, payload: vec![0xc0, 1, 2, 3] },
-            Record { time: t0 + Duration::from_millis(5), src: "[::1]:443".parse().unwrap(), dst: "[::1]:5000".parse().unwrap(), ecn: 3, payload: vec![0x40; 1200] },
+            Record {
+                time: t0 + Duration::from_millis(5),
+                src: "[::1]:443".parse().unwrap(),
+                dst: "[::1]:5000".parse().unwrap(),
+                ecn: 3,
+                payload: vec![0x40; 1200],
+            },
             Record { time: t0, src: "127.0.0.1:1".parse().unwrap(), dst: "[::1]:2".parse().unwrap(), ecn: 0, payload: Vec::new() },
         ];
         let mut w = Writer::create(&path).unwrap();

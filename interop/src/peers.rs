@@ -136,7 +136,9 @@ impl Peer {
         match (self, role) {
             // Caddy 2.6's reverse_proxy with `versions 3` still dials its
             // upstream over TCP: Debian ships no quic-go client program.
-            (Peer::QuicGo, Role::Client) => Some("no quic-go client here: Debian's quic-go is inside Caddy 2.6, which has no HTTP/3 client (its reverse proxy dials upstreams over TCP)"),
+            (Peer::QuicGo, Role::Client) => {
+                Some("no quic-go client here: Debian's quic-go is inside Caddy 2.6, which has no HTTP/3 client (its reverse proxy dials upstreams over TCP)")
+            }
             (Peer::Chromium, Role::Server) => Some("Chromium is a browser: no server role"),
             _ => None,
         }
@@ -407,7 +409,15 @@ fn chromium_client(c: &ClientCtx) -> Result<Launch, String> {
     let origin = first.trim_start_matches("https://").split('/').next().unwrap_or_default().to_string();
     let spki = crate::certs::leaf_spki_sha256_base64(&c.certs)?;
     let mut cmd = Command::new("chromium");
-    cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]);
     cmd.arg(format!("--user-data-dir={}", c.work.join("chromium-profile").display()));
     cmd.arg(format!("--origin-to-force-quic-on={origin}"));
     cmd.arg(format!("--ignore-certificate-errors-spki-list={spki}"));

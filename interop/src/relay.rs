@@ -258,10 +258,7 @@ pub struct RelayStats {
 
 impl fmt::Display for RelayStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (name, d) in [
-            ("to_server", &self.to_server),
-            ("to_client", &self.to_client),
-        ] {
+        for (name, d) in [("to_server", &self.to_server), ("to_client", &self.to_client)] {
             let l = &d.link;
             writeln!(
                 f,
@@ -299,14 +296,7 @@ impl fmt::Display for RelayStats {
             f,
             "flows: {} now, {} created, {} evicted, {} upstream errors; rebinds {}, dead binding {}; \
              truncated {}, pcap errors {}",
-            self.flows,
-            self.flows_created,
-            self.flows_evicted,
-            self.upstream_errors,
-            self.rebinds,
-            self.dead_binding,
-            self.truncated,
-            self.pcap_errors,
+            self.flows, self.flows_created, self.flows_evicted, self.upstream_errors, self.rebinds, self.dead_binding, self.truncated, self.pcap_errors,
         )?;
         if let Some(failure) = self.failure {
             write!(f, "\nfailure: {failure:?}")?;
@@ -324,10 +314,7 @@ impl Relay {
     /// thread.
     pub fn start(config: RelayConfig) -> io::Result<RelayHandle> {
         if config.server.ip().is_unspecified() || config.server.port() == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("server address {} is not a destination", config.server),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("server address {} is not a destination", config.server)));
         }
         let listen = UdpSocket::bind(config.listen)?;
         listen.set_nonblocking(true)?;
@@ -345,10 +332,7 @@ impl Relay {
         let start = Instant::now();
         let mut to_server = Link::new(config.to_server.clone(), config.seed);
         // Distinct, unrelated streams per direction, as sim::Network does.
-        let mut to_client = Link::new(
-            config.to_client.clone(),
-            config.seed ^ 0xa5a5_5a5a_c3c3_3c3c,
-        );
+        let mut to_client = Link::new(config.to_client.clone(), config.seed ^ 0xa5a5_5a5a_c3c3_3c3c);
         if config.epoch == Epoch::RelayStart {
             to_server.set_epoch(start);
             to_client.set_epoch(start);
@@ -374,16 +358,8 @@ impl Relay {
             commands: cmd_rx,
             wake: wake_rx,
         };
-        let thread = std::thread::Builder::new()
-            .name("quicpro-relay".into())
-            .spawn(move || engine.run())?;
-        Ok(RelayHandle {
-            addr: listen_addr,
-            shared,
-            commands: cmd_tx,
-            wake: wake_tx,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("quicpro-relay".into()).spawn(move || engine.run())?;
+        Ok(RelayHandle { addr: listen_addr, shared, commands: cmd_tx, wake: wake_tx, thread: Some(thread) })
     }
 }
 
@@ -419,10 +395,7 @@ impl RelayHandle {
 
     /// The counters now (updated by the relay thread every loop turn).
     pub fn stats(&self) -> RelayStats {
-        self.shared
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Rebinds every flow now (as a timed rebind does) and returns once the
@@ -430,14 +403,11 @@ impl RelayHandle {
     pub fn rebind_now(&self) -> io::Result<()> {
         let (tx, rx) = mpsc::channel();
         self.send(Command::Rebind(tx))?;
-        rx.recv_timeout(COMMAND_TIMEOUT)
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "relay thread did not rebind"))
+        rx.recv_timeout(COMMAND_TIMEOUT).map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "relay thread did not rebind"))
     }
 
     fn send(&self, cmd: Command) -> io::Result<()> {
-        self.commands
-            .send(cmd)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "relay thread has stopped"))?;
+        self.commands.send(cmd).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "relay thread has stopped"))?;
         match self.wake.send(&[1]) {
             // A full wake socket already has a wake-up pending.
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
@@ -549,25 +519,16 @@ impl Engine {
             }
             self.publish();
 
-            let wake_at = [
-                self.links[TO_SERVER].next_delivery_time(),
-                self.links[TO_CLIENT].next_delivery_time(),
-                self.next_rebind,
-                Some(next_flush),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(next_flush);
+            let wake_at = [self.links[TO_SERVER].next_delivery_time(), self.links[TO_CLIENT].next_delivery_time(), self.next_rebind, Some(next_flush)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_flush);
             let timeout = wake_at.saturating_duration_since(Instant::now());
 
             pollfds.clear();
             polled_flows.clear();
-            let entry = |fd: RawFd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let entry = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             pollfds.push(entry(self.wake.as_raw_fd()));
             pollfds.push(entry(self.listen.as_raw_fd()));
             for (&id, flow) in &self.flows {
@@ -624,32 +585,16 @@ impl Engine {
     }
 
     fn flush(&mut self) {
-        for w in [&mut self.client_pcap, &mut self.server_pcap]
-            .into_iter()
-            .flatten()
-        {
+        for w in [&mut self.client_pcap, &mut self.server_pcap].into_iter().flatten() {
             if w.flush().is_err() {
                 self.stats.pcap_errors += 1;
             }
         }
     }
 
-    fn record(
-        writer: &mut Option<pcap::Writer>,
-        errors: &mut u64,
-        src: SocketAddr,
-        dst: SocketAddr,
-        ecn: u8,
-        payload: &[u8],
-    ) {
+    fn record(writer: &mut Option<pcap::Writer>, errors: &mut u64, src: SocketAddr, dst: SocketAddr, ecn: u8, payload: &[u8]) {
         if let Some(w) = writer {
-            let rec = pcap::Record {
-                time: SystemTime::now(),
-                src,
-                dst,
-                ecn,
-                payload: payload.to_vec(),
-            };
+            let rec = pcap::Record { time: SystemTime::now(), src, dst, ecn, payload: payload.to_vec() };
             if w.write(&rec).is_err() {
                 *errors += 1;
             }
@@ -695,14 +640,7 @@ impl Engine {
                 continue;
             }
             let payload = self.buf.get(..r.len).unwrap_or_default();
-            Self::record(
-                &mut self.client_pcap,
-                &mut self.stats.pcap_errors,
-                r.src,
-                self.listen_addr,
-                r.ecn,
-                payload,
-            );
+            Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, r.src, self.listen_addr, r.ecn, payload);
             let Some(flow) = self.flow_for(r.src) else {
                 continue;
             };
@@ -729,14 +667,7 @@ impl Engine {
                 continue;
             }
             let payload = self.buf.get(..r.len).unwrap_or_default();
-            Self::record(
-                &mut self.server_pcap,
-                &mut self.stats.pcap_errors,
-                r.src,
-                upstream_addr,
-                r.ecn,
-                payload,
-            );
+            Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, r.src, upstream_addr, r.ecn, payload);
             self.enqueue(TO_CLIENT, id, r.ecn, r.len);
         }
     }
@@ -752,11 +683,7 @@ impl Engine {
             }
         }
         if self.flows.len() >= self.max_flows {
-            let oldest = self
-                .flows
-                .iter()
-                .min_by_key(|(_, f)| f.last_active)
-                .map(|(&id, _)| id);
+            let oldest = self.flows.iter().min_by_key(|(_, f)| f.last_active).map(|(&id, _)| id);
             if let Some(id) = oldest {
                 if let Some(old) = self.flows.remove(&id) {
                     self.by_client.remove(&old.client);
@@ -773,15 +700,7 @@ impl Engine {
         };
         let id = self.next_flow_id;
         self.next_flow_id += 1;
-        self.flows.insert(
-            id,
-            Flow {
-                client,
-                upstream,
-                upstream_addr,
-                last_active: now,
-            },
-        );
+        self.flows.insert(id, Flow { client, upstream, upstream_addr, last_active: now });
         self.by_client.insert(client, id);
         self.stats.flows_created += 1;
         Some(id)
@@ -823,14 +742,7 @@ impl Engine {
                     Ok(r) => {
                         self.stats.dead_binding += 1;
                         let payload = self.buf.get(..r.len).unwrap_or_default();
-                        Self::record(
-                            &mut self.server_pcap,
-                            &mut self.stats.pcap_errors,
-                            r.src,
-                            old_addr,
-                            r.ecn,
-                            payload,
-                        );
+                        Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, r.src, old_addr, r.ecn, payload);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {}
@@ -857,39 +769,13 @@ impl Engine {
                     continue;
                 };
                 let sent = if dir == TO_SERVER {
-                    let r = send_ecn(
-                        &flow.upstream,
-                        &d.data,
-                        None,
-                        ecn,
-                        ecn_uses_ip_level(self.server),
-                    );
-                    Self::record(
-                        &mut self.server_pcap,
-                        &mut self.stats.pcap_errors,
-                        flow.upstream_addr,
-                        self.server,
-                        ecn,
-                        &d.data,
-                    );
+                    let r = send_ecn(&flow.upstream, &d.data, None, ecn, ecn_uses_ip_level(self.server));
+                    Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, flow.upstream_addr, self.server, ecn, &d.data);
                     r
                 } else {
                     let client = flow.client;
-                    let r = send_ecn(
-                        &self.listen,
-                        &d.data,
-                        Some(client),
-                        ecn,
-                        ecn_uses_ip_level(client),
-                    );
-                    Self::record(
-                        &mut self.client_pcap,
-                        &mut self.stats.pcap_errors,
-                        self.listen_addr,
-                        client,
-                        ecn,
-                        &d.data,
-                    );
+                    let r = send_ecn(&self.listen, &d.data, Some(client), ecn, ecn_uses_ip_level(client));
+                    Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, self.listen_addr, client, ecn, &d.data);
                     r
                 };
                 let stats = self.dir_stats(dir);
@@ -935,22 +821,9 @@ fn ecn_uses_ip_level(dst: SocketAddr) -> bool {
     }
 }
 
-fn setsockopt_int(
-    fd: RawFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
+fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: the option value is a live c_int of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let rc = unsafe { libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), mem::size_of::<libc::c_int>() as libc::socklen_t) };
     if rc == 0 {
         Ok(())
     } else {
@@ -986,10 +859,7 @@ fn recv_ecn(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut control: CmsgBuf = [0; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: as above.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_name = (&mut storage as *mut libc::sockaddr_storage).cast();
@@ -1021,50 +891,23 @@ fn recv_ecn(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    let src = sockaddr_to_std(&storage).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            "datagram from an unknown address family",
-        )
-    })?;
-    Ok(Received {
-        len: n as usize,
-        src,
-        ecn,
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
-    })
+    let src = sockaddr_to_std(&storage).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram from an unknown address family"))?;
+    Ok(Received { len: n as usize, src, ecn, truncated: msg.msg_flags & libc::MSG_TRUNC != 0 })
 }
 
 /// `sendmsg` with the ECN codepoint as a control message (`IP_TOS` when
 /// `ip_level`, else `IPV6_TCLASS`); `dst` is `None` on a connected socket.
 /// If the kernel refuses the control message the datagram goes out
 /// unmarked rather than not at all.
-fn send_ecn(
-    socket: &UdpSocket,
-    data: &[u8],
-    dst: Option<SocketAddr>,
-    ecn: u8,
-    ip_level: bool,
-) -> io::Result<usize> {
+fn send_ecn(socket: &UdpSocket, data: &[u8], dst: Option<SocketAddr>, ecn: u8, ip_level: bool) -> io::Result<usize> {
     match send_ecn_once(socket, data, dst, ecn & 3, ip_level) {
-        Err(e) if ecn & 3 != 0 && e.raw_os_error() == Some(libc::EINVAL) => {
-            send_ecn_once(socket, data, dst, 0, ip_level)
-        }
+        Err(e) if ecn & 3 != 0 && e.raw_os_error() == Some(libc::EINVAL) => send_ecn_once(socket, data, dst, 0, ip_level),
         r => r,
     }
 }
 
-fn send_ecn_once(
-    socket: &UdpSocket,
-    data: &[u8],
-    dst: Option<SocketAddr>,
-    ecn: u8,
-    ip_level: bool,
-) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
+fn send_ecn_once(socket: &UdpSocket, data: &[u8], dst: Option<SocketAddr>, ecn: u8, ip_level: bool) -> io::Result<usize> {
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     // SAFETY: all-zero is a valid msghdr.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -1085,21 +928,10 @@ fn send_ecn_once(
             if cmsg.is_null() {
                 return Err(io::Error::other("no room for the ECN control message"));
             }
-            (*cmsg).cmsg_level = if ip_level {
-                libc::IPPROTO_IP
-            } else {
-                libc::IPPROTO_IPV6
-            };
-            (*cmsg).cmsg_type = if ip_level {
-                libc::IP_TOS
-            } else {
-                libc::IPV6_TCLASS
-            };
+            (*cmsg).cmsg_level = if ip_level { libc::IPPROTO_IP } else { libc::IPPROTO_IPV6 };
+            (*cmsg).cmsg_type = if ip_level { libc::IP_TOS } else { libc::IPV6_TCLASS };
             (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as _;
-            std::ptr::write_unaligned(
-                libc::CMSG_DATA(cmsg).cast::<libc::c_int>(),
-                libc::c_int::from(ecn),
-            );
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), libc::c_int::from(ecn));
         }
     }
     // SAFETY: every pointer in msg refers to a live local buffer of the
@@ -1120,9 +952,7 @@ fn std_to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is larger than and aligned for
@@ -1135,9 +965,7 @@ fn std_to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
                 sin6_scope_id: a.scope_id(),
             };
             // SAFETY: sockaddr_storage is larger than and aligned for
@@ -1153,17 +981,12 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
-                u16::from_be(sin.sin_port),
-            )))
+            let sin: libc::sockaddr_in = unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()), u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
+            let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(sin6.sin6_addr.s6_addr),
                 u16::from_be(sin6.sin6_port),
@@ -1178,20 +1001,10 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// `ppoll(2)` with a nanosecond timeout (plain `poll` rounds to
 /// milliseconds, which would deliver up to 1 ms late).
 fn ppoll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
-    };
+    let ts = libc::timespec { tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t, tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32) };
     // SAFETY: fds is a live slice of pollfd of the given length; ts lives
     // across the call; a null sigmask keeps the current one.
-    let n = unsafe {
-        libc::ppoll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            &ts,
-            std::ptr::null(),
-        )
-    };
+    let n = unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -1237,8 +1050,7 @@ mod tests {
     #[test]
     fn echo_through_the_base_scenario_takes_at_least_the_rtt() {
         let server = udp(local());
-        let cfg = RelayConfig::new(local(), server.local_addr().unwrap())
-            .with_scenario(&Scenario::base());
+        let cfg = RelayConfig::new(local(), server.local_addr().unwrap()).with_scenario(&Scenario::base());
         let relay = Relay::start(cfg).unwrap();
         let (a, b) = (udp(local()), udp(local()));
         let mut buf = [0u8; 2048];
@@ -1249,11 +1061,7 @@ mod tests {
             let (n, from) = server.recv_from(&mut buf).unwrap();
             assert_eq!(&buf[..n], &[i as u8; 1200]);
             assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
-            assert_ne!(
-                from,
-                client.local_addr().unwrap(),
-                "the server sees the relay"
-            );
+            assert_ne!(from, client.local_addr().unwrap(), "the server sees the relay");
             upstream_ports.push(from.port());
             server.send_to(&buf[..n], from).unwrap();
             let (n, back_from) = client.recv_from(&mut buf).unwrap();
@@ -1269,10 +1077,7 @@ mod tests {
         let s = relay.stop();
         assert_eq!((s.to_server.received, s.to_server.delivered), (3, 3));
         assert_eq!((s.to_client.received, s.to_client.delivered), (3, 3));
-        assert_eq!(
-            (s.to_server.received_bytes, s.to_client.delivered_bytes),
-            (3600, 3600)
-        );
+        assert_eq!((s.to_server.received_bytes, s.to_client.delivered_bytes), (3600, 3600));
         assert_eq!((s.flows, s.flows_created), (2, 2));
         assert_eq!(s.to_server.link.dropped() + s.to_client.link.dropped(), 0);
         assert_eq!(s.failure, None);
@@ -1295,16 +1100,10 @@ mod tests {
         for i in 1..=3u8 {
             server.send_to(&[100 + i], upstream).unwrap();
         }
-        let back: Vec<u8> = recv_all(&client, 300 * MS)
-            .iter()
-            .map(|(d, _)| d[0])
-            .collect();
+        let back: Vec<u8> = recv_all(&client, 300 * MS).iter().map(|(d, _)| d[0]).collect();
         assert_eq!(back, vec![102, 103]);
         let s = relay.stop();
-        assert_eq!(
-            (s.to_server.link.dropped_list, s.to_client.link.dropped_list),
-            (3, 1)
-        );
+        assert_eq!((s.to_server.link.dropped_list, s.to_client.link.dropped_list), (3, 1));
         assert_eq!((s.to_server.delivered, s.to_client.delivered), (5, 2));
     }
 
@@ -1312,9 +1111,7 @@ mod tests {
     fn corruption_replaces_a_byte_among_the_first_51() {
         let server = udp(local());
         let link = LinkConfig::default().with_corrupt_rate(BurstCapped::new(1.0, 0));
-        let cfg = RelayConfig::new(local(), server.local_addr().unwrap())
-            .with_links(link, LinkConfig::default())
-            .with_seed(3);
+        let cfg = RelayConfig::new(local(), server.local_addr().unwrap()).with_links(link, LinkConfig::default()).with_seed(3);
         let relay = Relay::start(cfg).unwrap();
         let client = udp(local());
         let original = vec![0u8; 300];
@@ -1332,23 +1129,13 @@ mod tests {
         server.send_to(&original, got[0].1).unwrap();
         assert_eq!(recv_all(&client, 200 * MS)[0].0, original);
         let s = relay.stop();
-        assert_eq!(
-            (
-                s.to_server.link.corrupted_rate,
-                s.to_client.link.corrupted_rate
-            ),
-            (20, 0)
-        );
+        assert_eq!((s.to_server.link.corrupted_rate, s.to_client.link.corrupted_rate), (20, 0));
     }
 
     #[test]
     fn rebind_changes_the_binding_and_the_old_one_is_dead() {
         let server = udp(local());
-        let rebind = Rebind {
-            first: Duration::from_secs(3600),
-            every: Duration::ZERO,
-            change_addr: false,
-        };
+        let rebind = Rebind { first: Duration::from_secs(3600), every: Duration::ZERO, change_addr: false };
         let cfg = RelayConfig::new(local(), server.local_addr().unwrap()).with_rebind(rebind);
         let relay = Relay::start(cfg).unwrap();
         let client = udp(local());
@@ -1365,10 +1152,7 @@ mod tests {
         assert_eq!(new.ip(), old.ip());
         assert_ne!(new.port(), old.port(), "a new source port after the rebind");
         server.send_to(b"to-new", new).unwrap();
-        let back: Vec<Vec<u8>> = recv_all(&client, 300 * MS)
-            .into_iter()
-            .map(|(d, _)| d)
-            .collect();
+        let back: Vec<Vec<u8>> = recv_all(&client, 300 * MS).into_iter().map(|(d, _)| d).collect();
         assert_eq!(back, vec![b"to-new".to_vec()]);
         let s = relay.stop();
         assert_eq!((s.rebinds, s.flows), (1, 1));
@@ -1378,11 +1162,7 @@ mod tests {
     #[test]
     fn timed_rebinds_with_a_new_address() {
         let server = udp(local());
-        let rebind = Rebind {
-            first: 100 * MS,
-            every: 100 * MS,
-            change_addr: true,
-        };
+        let rebind = Rebind { first: 100 * MS, every: 100 * MS, change_addr: true };
         let cfg = RelayConfig::new(local(), server.local_addr().unwrap()).with_rebind(rebind);
         let relay = Relay::start(cfg).unwrap();
         let client = udp(local());
@@ -1402,9 +1182,7 @@ mod tests {
             assert_ne!(w[0], w[1]);
         }
         for src in &sources[1..] {
-            let IpAddr::V4(ip) = src.ip() else {
-                panic!("{src}")
-            };
+            let IpAddr::V4(ip) = src.ip() else { panic!("{src}") };
             assert_eq!(ip.octets()[..3], [127, 0, 0]);
             assert!(ip.octets()[3] >= 2, "{ip}");
         }
@@ -1415,10 +1193,7 @@ mod tests {
         let (cpath, spath) = (temp("client"), temp("server"));
         let server = udp(local());
         let server_addr = server.local_addr().unwrap();
-        let cfg = RelayConfig::new(local(), server_addr)
-            .with_scenario(&Scenario::base())
-            .with_client_pcap(&cpath)
-            .with_server_pcap(&spath);
+        let cfg = RelayConfig::new(local(), server_addr).with_scenario(&Scenario::base()).with_client_pcap(&cpath).with_server_pcap(&spath);
         let relay = Relay::start(cfg).unwrap();
         let relay_addr = relay.addr();
         let client = udp(local());
@@ -1429,9 +1204,7 @@ mod tests {
             client.send_to(&[i; 100], relay_addr).unwrap();
             let (n, from) = server.recv_from(&mut buf).unwrap();
             upstream = Some(from);
-            server
-                .send_to(&[buf[0] + 10; 50][..n.min(50)], from)
-                .unwrap();
+            server.send_to(&[buf[0] + 10; 50][..n.min(50)], from).unwrap();
             client.recv_from(&mut buf).unwrap();
         }
         let upstream = upstream.unwrap();
@@ -1443,26 +1216,14 @@ mod tests {
         assert_eq!((c.len(), s.len()), (6, 6));
         for i in 0..3 {
             let (sent, back) = (&c[2 * i], &c[2 * i + 1]);
-            assert_eq!(
-                (sent.src, sent.dst, &sent.payload),
-                (client_addr, relay_addr, &vec![i as u8; 100])
-            );
-            assert_eq!(
-                (back.src, back.dst, &back.payload),
-                (relay_addr, client_addr, &vec![i as u8 + 10; 50])
-            );
+            assert_eq!((sent.src, sent.dst, &sent.payload), (client_addr, relay_addr, &vec![i as u8; 100]));
+            assert_eq!((back.src, back.dst, &back.payload), (relay_addr, client_addr, &vec![i as u8 + 10; 50]));
             // The client side sees the whole round trip (≥ 30 ms).
             let rtt = back.time.duration_since(sent.time).unwrap();
             assert!(rtt >= 30 * MS, "{rtt:?}");
             let (arrived, answer) = (&s[2 * i], &s[2 * i + 1]);
-            assert_eq!(
-                (arrived.src, arrived.dst, &arrived.payload),
-                (upstream, server_addr, &vec![i as u8; 100])
-            );
-            assert_eq!(
-                (answer.src, answer.dst, &answer.payload),
-                (server_addr, upstream, &vec![i as u8 + 10; 50])
-            );
+            assert_eq!((arrived.src, arrived.dst, &arrived.payload), (upstream, server_addr, &vec![i as u8; 100]));
+            assert_eq!((answer.src, answer.dst, &answer.payload), (server_addr, upstream, &vec![i as u8 + 10; 50]));
             // The server side sees it 15 ms later and answers at once.
             assert!(arrived.time.duration_since(sent.time).unwrap() >= 15 * MS);
             assert!(c.iter().chain(&s).all(|r| r.ecn == 0));
@@ -1480,10 +1241,7 @@ mod tests {
         enable_recv_ecn(&server, true);
         let cpath = temp("ecn");
         let cfg = RelayConfig::new(local(), server.local_addr().unwrap()).with_client_pcap(&cpath);
-        let cfg = RelayConfig {
-            ecn_mangle_to_client: Some(EcnMangle::SetCe(1.0)),
-            ..cfg
-        };
+        let cfg = RelayConfig { ecn_mangle_to_client: Some(EcnMangle::SetCe(1.0)), ..cfg };
         let relay = Relay::start(cfg).unwrap();
         let client = udp(local());
         enable_recv_ecn(&client, true);
@@ -1529,11 +1287,8 @@ mod tests {
             eprintln!("no IPv6 loopback here; skipped");
             return;
         };
-        server
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .unwrap();
-        let cfg = RelayConfig::new("[::1]:0".parse().unwrap(), server.local_addr().unwrap())
-            .with_links(LinkConfig::new(5 * MS), LinkConfig::new(5 * MS));
+        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let cfg = RelayConfig::new("[::1]:0".parse().unwrap(), server.local_addr().unwrap()).with_links(LinkConfig::new(5 * MS), LinkConfig::new(5 * MS));
         let relay = Relay::start(cfg).unwrap();
         let client = udp("[::1]:0".parse().unwrap());
         client.send_to(b"six", relay.addr()).unwrap();
@@ -1572,8 +1327,7 @@ mod tests {
         assert!(s.to_string().contains("3 created"));
 
         // A bad server address is refused up front.
-        let err =
-            Relay::start(RelayConfig::new(local(), "0.0.0.0:443".parse().unwrap())).unwrap_err();
+        let err = Relay::start(RelayConfig::new(local(), "0.0.0.0:443".parse().unwrap())).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

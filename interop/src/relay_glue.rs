@@ -15,7 +15,11 @@ pub fn start(case: &Case, seed: u64, listen: SocketAddr, server: SocketAddr, cli
     let mtu = if server.is_ipv4() { 1472 } else { 1452 };
     let spec = format!("{}+mtu:{mtu}", case.scenario);
     let scenario = Scenario::parse(&spec).map_err(|e| format!("scenario {spec:?}: {e}"))?;
-    let mut cfg = RelayConfig::new(listen, server).with_scenario(&scenario).with_seed(seed).with_client_pcap(client_pcap.to_path_buf()).with_server_pcap(server_pcap.to_path_buf());
+    let mut cfg = RelayConfig::new(listen, server)
+        .with_scenario(&scenario)
+        .with_seed(seed)
+        .with_client_pcap(client_pcap.to_path_buf())
+        .with_server_pcap(server_pcap.to_path_buf());
     if let Some(r) = case.rebind {
         cfg = cfg.with_rebind(Rebind { first: r.first, every: r.every, change_addr: r.change_addr });
     }

@@ -24,7 +24,10 @@ pub enum Outcome {
     /// Failed, and fails the same way when the peer meets another
     /// implementation instead of ours: the peer's limitation, with that
     /// evidence (see `interop` bin, cross-check).
-    PeerLimitation { ours: String, evidence: String },
+    PeerLimitation {
+        ours: String,
+        evidence: String,
+    },
 }
 
 /// The result of one (case, server, client) run.
@@ -153,7 +156,9 @@ fn free_port(ip: std::net::IpAddr) -> std::io::Result<u16> {
 /// Whether some socket is bound to UDP `port` (from /proc/net/udp{,6}).
 fn udp_bound(port: u16) -> bool {
     let want = format!(":{port:04X} ");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| format!("{a} ").ends_with(&want)))))
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|p| {
+        std::fs::read_to_string(p).is_ok_and(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| format!("{a} ").ends_with(&want))))
+    })
 }
 
 /// The protocol two peers share for a case: h3 when the case says so,
@@ -183,7 +188,8 @@ fn last_lines(log: &Path, n: usize) -> String {
 /// Compares the downloads with the originals: exactly the expected names,
 /// byte for byte (the runner's "files" check).
 fn check_files(www: &Path, downloads: &Path, names: &[String]) -> Result<(), String> {
-    let mut got: Vec<String> = std::fs::read_dir(downloads).map_err(|e| e.to_string())?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut got: Vec<String> =
+        std::fs::read_dir(downloads).map_err(|e| e.to_string())?.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     got.sort();
     let mut want = names.to_vec();
     want.sort();
@@ -240,7 +246,17 @@ fn run_client(launch: Launch, deadline: Instant) -> Result<Option<i32>, String> 
 pub fn run_case(cfg: &RunConfig, case: &Case, server: Peer, client: Peer, rep: usize) -> CaseResult {
     let t0 = Instant::now();
     let dir = cfg.work.join(format!("{}-{}-{}{}", case.name, server.name(), client.name(), if rep > 0 { format!("-{rep}") } else { String::new() }));
-    let mut res = CaseResult { case: case.name, server, client, outcome: Outcome::Pass, proto: None, elapsed: Duration::ZERO, goodput_kbps: Vec::new(), notes: Vec::new(), dir: dir.clone() };
+    let mut res = CaseResult {
+        case: case.name,
+        server,
+        client,
+        outcome: Outcome::Pass,
+        proto: None,
+        elapsed: Duration::ZERO,
+        goodput_kbps: Vec::new(),
+        notes: Vec::new(),
+        dir: dir.clone(),
+    };
     let outcome = run_inner(cfg, case, server, client, &dir, &mut res);
     res.outcome = outcome;
     res.elapsed = t0.elapsed();
@@ -255,7 +271,13 @@ fn run_inner(cfg: &RunConfig, case: &Case, server: Peer, client: Peer, dir: &Pat
         return Outcome::Unsupported(why.to_string());
     }
     let Some(proto) = choose_proto(case, server, client) else {
-        return Outcome::Unsupported(format!("no common application protocol ({} server: {:?}, {} client: {:?})", server.name(), server.protocols(Role::Server), client.name(), client.protocols(Role::Client)));
+        return Outcome::Unsupported(format!(
+            "no common application protocol ({} server: {:?}, {} client: {:?})",
+            server.name(),
+            server.protocols(Role::Server),
+            client.name(),
+            client.protocols(Role::Client)
+        ));
     };
     res.proto = Some(proto);
     for (p, role) in [(server, "server"), (client, "client")] {

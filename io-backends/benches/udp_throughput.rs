@@ -12,22 +12,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use io_backends::{
-    Backend, EpollBackend, Interest, Transmit, UdpConfig, UringBackend, UringConfig,
-};
+use io_backends::{Backend, EpollBackend, Interest, Transmit, UdpConfig, UringBackend, UringConfig};
 
 const SIZE: usize = 1200;
 const CHUNK: usize = 64;
 const PER_ITER: usize = 1024;
 const WAIT: Duration = Duration::from_secs(1);
 
-fn one_by_one(
-    tx: &UdpSocket,
-    rx: &UdpSocket,
-    dest: SocketAddr,
-    data: &[u8],
-    buf: &mut [u8],
-) -> usize {
+fn one_by_one(tx: &UdpSocket, rx: &UdpSocket, dest: SocketAddr, data: &[u8], buf: &mut [u8]) -> usize {
     let mut lost = 0;
     for _ in 0..PER_ITER / CHUNK {
         for seg in data.chunks(SIZE) {
@@ -49,29 +41,11 @@ fn one_by_one(
 
 /// Sends one chunk as 64 plain transmits (`segment`: None) or one segmented
 /// transmit, and receives until the 64 datagrams are in.
-fn batched(
-    tx: &mut dyn Backend,
-    rx: &mut dyn Backend,
-    dest: SocketAddr,
-    data: &[u8],
-    gso: bool,
-) -> usize {
+fn batched(tx: &mut dyn Backend, rx: &mut dyn Backend, dest: SocketAddr, data: &[u8], gso: bool) -> usize {
     let mut lost = 0;
     for _ in 0..PER_ITER / CHUNK {
-        let mut plain: [Transmit<'_>; CHUNK] = [Transmit {
-            destination: dest,
-            source: None,
-            ecn: None,
-            segment_size: None,
-            contents: &[],
-        }; CHUNK];
-        let mut one = [Transmit {
-            destination: dest,
-            source: None,
-            ecn: None,
-            segment_size: Some(SIZE),
-            contents: data,
-        }];
+        let mut plain: [Transmit<'_>; CHUNK] = [Transmit { destination: dest, source: None, ecn: None, segment_size: None, contents: &[] }; CHUNK];
+        let mut one = [Transmit { destination: dest, source: None, ecn: None, segment_size: Some(SIZE), contents: data }];
         let transmits: &mut [Transmit<'_>] = if gso {
             &mut one
         } else {
@@ -111,9 +85,7 @@ fn bench(c: &mut Criterion) {
     let data: Vec<u8> = (0..SIZE * CHUNK).map(|i| i as u8).collect();
     let mut g = c.benchmark_group("loopback_1200B");
     g.throughput(Throughput::Elements(PER_ITER as u64));
-    g.sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
 
     {
         let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -122,32 +94,18 @@ fn bench(c: &mut Criterion) {
         let dest = rx.local_addr().expect("addr");
         let mut buf = vec![0u8; 65536];
         let mut lost = 0;
-        g.bench_function("sendto_recvfrom", |b| {
-            b.iter(|| lost += one_by_one(&tx, &rx, dest, &data, &mut buf))
-        });
+        g.bench_function("sendto_recvfrom", |b| b.iter(|| lost += one_by_one(&tx, &rx, dest, &data, &mut buf)));
         eprintln!("sendto_recvfrom: {lost} datagrams lost");
     }
 
-    let plain = UdpConfig {
-        gso: false,
-        gro: false,
-        ..UdpConfig::default()
-    };
+    let plain = UdpConfig { gso: false, gro: false, ..UdpConfig::default() };
     {
-        let mut rx =
-            EpollBackend::open("127.0.0.1:0".parse().expect("addr"), &plain).expect("open");
-        let mut tx =
-            EpollBackend::open("127.0.0.1:0".parse().expect("addr"), &plain).expect("open");
+        let mut rx = EpollBackend::open("127.0.0.1:0".parse().expect("addr"), &plain).expect("open");
+        let mut tx = EpollBackend::open("127.0.0.1:0".parse().expect("addr"), &plain).expect("open");
         let dest = rx.local_addr();
         let mut lost = 0;
-        g.bench_function("sendmmsg_recvmmsg", |b| {
-            b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, false))
-        });
-        eprintln!(
-            "sendmmsg_recvmmsg: {lost} datagrams lost; tx {:?}; rx {:?}",
-            tx.stats(),
-            rx.stats()
-        );
+        g.bench_function("sendmmsg_recvmmsg", |b| b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, false)));
+        eprintln!("sendmmsg_recvmmsg: {lost} datagrams lost; tx {:?}; rx {:?}", tx.stats(), rx.stats());
     }
 
     {
@@ -157,25 +115,11 @@ fn bench(c: &mut Criterion) {
         let dest = rx.local_addr();
         let caps = (tx.capabilities().gso, rx.capabilities().gro);
         let mut lost = 0;
-        g.bench_function("gso_gro", |b| {
-            b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, true))
-        });
-        eprintln!(
-            "gso_gro (gso, gro) = {caps:?}: {lost} datagrams lost; tx {:?}; rx {:?}",
-            tx.stats(),
-            rx.stats()
-        );
+        g.bench_function("gso_gro", |b| b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, true)));
+        eprintln!("gso_gro (gso, gro) = {caps:?}: {lost} datagrams lost; tx {:?}; rx {:?}", tx.stats(), rx.stats());
     }
     let uring_with = |cfg: &UdpConfig, buffers: u16| {
-        UringBackend::open(
-            "127.0.0.1:0".parse().expect("addr"),
-            cfg,
-            &UringConfig {
-                buffers,
-                ..UringConfig::default()
-            },
-        )
-        .expect("io_uring")
+        UringBackend::open("127.0.0.1:0".parse().expect("addr"), cfg, &UringConfig { buffers, ..UringConfig::default() }).expect("io_uring")
     };
     let uring = |cfg: &UdpConfig| uring_with(cfg, UringConfig::default().buffers);
     {
@@ -183,9 +127,7 @@ fn bench(c: &mut Criterion) {
         let mut tx = uring(&plain);
         let dest = rx.local_addr();
         let mut lost = 0;
-        g.bench_function("io_uring_recvmsg_multi_sendmsg", |b| {
-            b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, false))
-        });
+        g.bench_function("io_uring_recvmsg_multi_sendmsg", |b| b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, false)));
         eprintln!(
             "io_uring_recvmsg_multi_sendmsg: {lost} datagrams lost; tx {:?} {:?}; rx {:?} {:?}",
             tx.stats(),
@@ -202,9 +144,7 @@ fn bench(c: &mut Criterion) {
         let dest = rx.local_addr();
         let caps = (tx.capabilities().gso, rx.capabilities().gro);
         let mut lost = 0;
-        g.bench_function("io_uring_gso_gro", |b| {
-            b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, true))
-        });
+        g.bench_function("io_uring_gso_gro", |b| b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, true)));
         eprintln!(
             "io_uring_gso_gro (gso, gro) = {caps:?}: {lost} datagrams lost; tx {:?} {:?}; rx {:?} {:?}",
             tx.stats(),
@@ -224,13 +164,8 @@ fn bench(c: &mut Criterion) {
         let mut tx = uring_with(&cfg, 16);
         let dest = rx.local_addr();
         let mut lost = 0;
-        g.bench_function("io_uring_gso_gro_16_buffers", |b| {
-            b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, true))
-        });
-        eprintln!(
-            "io_uring_gso_gro_16_buffers: {lost} datagrams lost; rx {:?}",
-            rx.uring_stats()
-        );
+        g.bench_function("io_uring_gso_gro_16_buffers", |b| b.iter(|| lost += batched(&mut tx, &mut rx, dest, &data, true)));
+        eprintln!("io_uring_gso_gro_16_buffers: {lost} datagrams lost; rx {:?}", rx.uring_stats());
     }
     g.finish();
 }

@@ -125,31 +125,19 @@ impl<'a> RecvBatch<'a> {
     /// For backends: `entries` must describe buffers inside `arena`; an entry
     /// that does not is skipped, never trusted.
     pub fn new(arena: &'a mut [u8], entries: &'a [RecvEntry]) -> Self {
-        RecvBatch {
-            storage: Storage::Arena(arena),
-            entries,
-            next: 0,
-        }
+        RecvBatch { storage: Storage::Arena(arena), entries, next: 0 }
     }
 
     /// For backends that lend separate buffers: entry `i` lies at
     /// `entries[i].offset` in `buffers[i]` (an entry without a buffer, or
     /// that does not fit in it, is skipped).
     pub fn from_buffers(buffers: &'a mut [&'a mut [u8]], entries: &'a [RecvEntry]) -> Self {
-        RecvBatch {
-            storage: Storage::Buffers(buffers),
-            entries,
-            next: 0,
-        }
+        RecvBatch { storage: Storage::Buffers(buffers), entries, next: 0 }
     }
 
     /// An empty batch (nothing was waiting).
     pub fn empty() -> Self {
-        RecvBatch {
-            storage: Storage::Arena(&mut []),
-            entries: &[],
-            next: 0,
-        }
+        RecvBatch { storage: Storage::Arena(&mut []), entries: &[], next: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -210,13 +198,7 @@ impl<'a> Transmit<'a> {
     /// Wraps what `Connection::poll_transmit` wrote into `buf`. Returns
     /// `None` if the reported size exceeds the buffer.
     pub fn from_core(t: &quic_core::connection::Transmit, buf: &'a [u8]) -> Option<Self> {
-        Some(Transmit {
-            destination: t.destination,
-            source: None,
-            ecn: t.ecn,
-            segment_size: t.segment_size,
-            contents: buf.get(..t.size)?,
-        })
+        Some(Transmit { destination: t.destination, source: None, ecn: t.ecn, segment_size: t.segment_size, contents: buf.get(..t.size)? })
     }
 }
 
@@ -228,18 +210,9 @@ pub struct Interest {
 }
 
 impl Interest {
-    pub const READABLE: Interest = Interest {
-        readable: true,
-        writable: false,
-    };
-    pub const WRITABLE: Interest = Interest {
-        readable: false,
-        writable: true,
-    };
-    pub const BOTH: Interest = Interest {
-        readable: true,
-        writable: true,
-    };
+    pub const READABLE: Interest = Interest { readable: true, writable: false };
+    pub const WRITABLE: Interest = Interest { readable: false, writable: true };
+    pub const BOTH: Interest = Interest { readable: true, writable: true };
 }
 
 /// What `wait` found. Both false means the timeout passed (or a signal).
@@ -337,16 +310,9 @@ pub enum BackendError {
     /// The backend asked for does not exist in this build or on this host.
     Unavailable(&'static str),
     /// An environment knob has a value we cannot use.
-    InvalidConfig {
-        var: &'static str,
-        value: String,
-        reason: &'static str,
-    },
+    InvalidConfig { var: &'static str, value: String, reason: &'static str },
     /// A system call failed while opening.
-    Io {
-        context: &'static str,
-        source: io::Error,
-    },
+    Io { context: &'static str, source: io::Error },
     /// AF_XDP could not be set up; the message names the cause
     /// (privileges, interface, driver, verifier) and the fallback.
     AfXdp(Box<crate::xdp::AfXdpError>),

@@ -10,14 +10,9 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use crate::backend::{
-    Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch,
-    Transmit,
-};
+use crate::backend::{Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch, Transmit};
 use crate::epoll::{Epoll, UdpIo};
-use crate::udp::{
-    set_int, UdpConfig, UdpSocketInfo, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET, SO_PREFER_BUSY_POLL,
-};
+use crate::udp::{set_int, UdpConfig, UdpSocketInfo, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET, SO_PREFER_BUSY_POLL};
 
 /// Packets the kernel's busy-poll may process per poll when none is asked
 /// for (the kernel's own default, BUSY_POLL_BUDGET, is 8).
@@ -36,11 +31,7 @@ pub struct BusyPollConfig {
 
 impl BusyPollConfig {
     pub fn new(spin_us: u32) -> Self {
-        BusyPollConfig {
-            spin_us,
-            budget: DEFAULT_BUSY_POLL_BUDGET,
-            prefer: true,
-        }
+        BusyPollConfig { spin_us, budget: DEFAULT_BUSY_POLL_BUDGET, prefer: true }
     }
 }
 
@@ -113,43 +104,17 @@ pub struct BusyPollBackend {
 }
 
 impl BusyPollBackend {
-    pub fn open(
-        bind: SocketAddr,
-        udp: &UdpConfig,
-        cfg: BusyPollConfig,
-    ) -> Result<Self, BackendError> {
+    pub fn open(bind: SocketAddr, udp: &UdpConfig, cfg: BusyPollConfig) -> Result<Self, BackendError> {
         let io = UdpIo::open(bind, udp)?;
         let epoll = Epoll::new(io.fd()).map_err(|e| BackendError::io("epoll", e))?;
         let fd = io.fd();
         let usecs = libc::c_int::try_from(cfg.spin_us).unwrap_or(libc::c_int::MAX);
         let so_busy_poll = OptOutcome::of(set_int(fd, libc::SOL_SOCKET, SO_BUSY_POLL, usecs));
-        let so_prefer_busy_poll = OptOutcome::of(set_int(
-            fd,
-            libc::SOL_SOCKET,
-            SO_PREFER_BUSY_POLL,
-            libc::c_int::from(cfg.prefer),
-        ));
-        let so_busy_poll_budget = OptOutcome::of(set_int(
-            fd,
-            libc::SOL_SOCKET,
-            SO_BUSY_POLL_BUDGET,
-            libc::c_int::from(cfg.budget),
-        ));
+        let so_prefer_busy_poll = OptOutcome::of(set_int(fd, libc::SOL_SOCKET, SO_PREFER_BUSY_POLL, libc::c_int::from(cfg.prefer)));
+        let so_busy_poll_budget = OptOutcome::of(set_int(fd, libc::SOL_SOCKET, SO_BUSY_POLL_BUDGET, libc::c_int::from(cfg.budget)));
         let epoll_params = OptOutcome::of(set_epoll_params(epoll.fd(), cfg));
-        let report = BusyPollReport {
-            spin_us: cfg.spin_us,
-            so_busy_poll,
-            so_prefer_busy_poll,
-            so_busy_poll_budget,
-            epoll_params,
-        };
-        Ok(BusyPollBackend {
-            io,
-            epoll,
-            spin: Duration::from_micros(u64::from(cfg.spin_us)),
-            report,
-            spin_hits: 0,
-        })
+        let report = BusyPollReport { spin_us: cfg.spin_us, so_busy_poll, so_prefer_busy_poll, so_busy_poll_budget, epoll_params };
+        Ok(BusyPollBackend { io, epoll, spin: Duration::from_micros(u64::from(cfg.spin_us)), report, spin_hits: 0 })
     }
 
     pub fn report(&self) -> &BusyPollReport {
@@ -164,21 +129,10 @@ impl BusyPollBackend {
 /// Per-epoll busy-poll settings (struct epoll_params, include/uapi/linux/
 /// eventpoll.h).
 fn set_epoll_params(epfd: RawFd, cfg: BusyPollConfig) -> io::Result<()> {
-    let params = libc::epoll_params {
-        busy_poll_usecs: cfg.spin_us,
-        busy_poll_budget: cfg.budget,
-        prefer_busy_poll: u8::from(cfg.prefer),
-        __pad: 0,
-    };
+    let params = libc::epoll_params { busy_poll_usecs: cfg.spin_us, busy_poll_budget: cfg.budget, prefer_busy_poll: u8::from(cfg.prefer), __pad: 0 };
     // SAFETY: EPIOCSPARAMS reads one struct epoll_params from the pointer,
     // which points at a live, fully initialised value.
-    let rc = unsafe {
-        libc::ioctl(
-            epfd,
-            libc::EPIOCSPARAMS,
-            &params as *const libc::epoll_params,
-        )
-    };
+    let rc = unsafe { libc::ioctl(epfd, libc::EPIOCSPARAMS, &params as *const libc::epoll_params) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -230,10 +184,7 @@ impl Backend for BusyPollBackend {
             loop {
                 if self.io.recv.fill(fd)? > 0 {
                     self.spin_hits += 1;
-                    return Ok(Readiness {
-                        readable: true,
-                        writable: false,
-                    });
+                    return Ok(Readiness { readable: true, writable: false });
                 }
                 if interest.writable {
                     let r = self.epoll.wait(Interest::WRITABLE, Some(Duration::ZERO))?;

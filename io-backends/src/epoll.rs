@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use crate::backend::{
-    Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch,
-    Transmit,
-};
+use crate::backend::{Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch, Transmit};
 use crate::udp::{open_udp_socket, RecvRing, SendRing, UdpConfig, UdpSocketInfo};
 
 /// An epoll instance watching one fd, level-triggered.
@@ -32,11 +29,7 @@ impl Epoll {
         // SAFETY: `fd` was just returned by epoll_create1 and nothing else
         // owns it.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut ep = Epoll {
-            epfd,
-            target,
-            registered: Interest::READABLE,
-        };
+        let mut ep = Epoll { epfd, target, registered: Interest::READABLE };
         ep.ctl(libc::EPOLL_CTL_ADD, Interest::READABLE)?;
         Ok(ep)
     }
@@ -67,33 +60,17 @@ impl Epoll {
     /// Waits for `interest` on the target; the registration changes only
     /// when the interest does. µs precision through epoll_pwait2 (Linux
     /// 5.11), so QUIC timers are not rounded up to milliseconds.
-    pub(crate) fn wait(
-        &mut self,
-        interest: Interest,
-        timeout: Option<Duration>,
-    ) -> io::Result<Readiness> {
+    pub(crate) fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Readiness> {
         if interest != self.registered {
             self.ctl(libc::EPOLL_CTL_MOD, interest)?;
         }
-        let ts = timeout.map(|d| libc::timespec {
-            tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_nsec: d.subsec_nanos() as libc::c_long,
-        });
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts = timeout
+            .map(|d| libc::timespec { tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX), tv_nsec: d.subsec_nanos() as libc::c_long });
+        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 1];
         // SAFETY: `ev` has room for the 1 event passed as maxevents; the
         // timespec (if any) lives across the call; no signal mask.
-        let rc = unsafe {
-            libc::epoll_pwait2(
-                self.epfd.as_raw_fd(),
-                ev.as_mut_ptr(),
-                1,
-                ts_ptr,
-                std::ptr::null(),
-            )
-        };
+        let rc = unsafe { libc::epoll_pwait2(self.epfd.as_raw_fd(), ev.as_mut_ptr(), 1, ts_ptr, std::ptr::null()) };
         if rc < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -108,10 +85,7 @@ impl Epoll {
         // An error or hang-up is reported as readable so the next recv
         // surfaces it.
         let err = events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0;
-        Ok(Readiness {
-            readable: events & libc::EPOLLIN as u32 != 0 || err,
-            writable: events & libc::EPOLLOUT as u32 != 0,
-        })
+        Ok(Readiness { readable: events & libc::EPOLLIN as u32 != 0 || err, writable: events & libc::EPOLLOUT as u32 != 0 })
     }
 }
 
@@ -127,17 +101,8 @@ pub(crate) struct UdpIo {
 impl UdpIo {
     pub(crate) fn open(bind: SocketAddr, cfg: &UdpConfig) -> Result<Self, BackendError> {
         let (socket, info) = open_udp_socket(bind, cfg)?;
-        let slot = if info.gro {
-            cfg.recv_buffer_size.max(crate::udp::MAX_UDP_PAYLOAD)
-        } else {
-            cfg.recv_buffer_size
-        };
-        Ok(UdpIo {
-            recv: RecvRing::new(cfg.batch, slot),
-            send: SendRing::new(cfg.batch, bind.is_ipv6(), info.gso, cfg.gso_max_segments),
-            socket,
-            info,
-        })
+        let slot = if info.gro { cfg.recv_buffer_size.max(crate::udp::MAX_UDP_PAYLOAD) } else { cfg.recv_buffer_size };
+        Ok(UdpIo { recv: RecvRing::new(cfg.batch, slot), send: SendRing::new(cfg.batch, bind.is_ipv6(), info.gso, cfg.gso_max_segments), socket, info })
     }
 
     pub(crate) fn fd(&self) -> RawFd {

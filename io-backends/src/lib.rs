@@ -22,10 +22,7 @@ pub mod udp;
 pub mod uring;
 pub mod xdp;
 
-pub use backend::{
-    datagrams, Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness,
-    RecvBatch, RecvEntry, RecvMeta, Transmit,
-};
+pub use backend::{datagrams, Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch, RecvEntry, RecvMeta, Transmit};
 pub use busy_poll::{BusyPollBackend, BusyPollConfig, BusyPollReport, OptOutcome};
 pub use epoll::EpollBackend;
 pub use select::{choose, open, BackendConfig, Choice};

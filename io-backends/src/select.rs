@@ -47,8 +47,7 @@ pub const DEFAULT_BUSY_POLL_US: u32 = 50;
 /// latency setting.
 pub const MAX_BUSY_POLL_US: u32 = 1_000_000;
 
-const XDP_NEEDS_INTERFACE: &str =
-    "af_xdp: needs QUICPRO_XDP=<interface>; unset it to use the kernel UDP path";
+const XDP_NEEDS_INTERFACE: &str = "af_xdp: needs QUICPRO_XDP=<interface>; unset it to use the kernel UDP path";
 
 /// One fallback log line per process, however many workers open.
 static URING_FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -85,72 +84,40 @@ impl BackendConfig {
     /// Reads the knobs through `lookup` (name → value); empty values count
     /// as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BackendError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let forced = match get(ENV_BACKEND) {
             None => None,
             Some(v) => Some(match v.to_ascii_lowercase().as_str() {
                 "epoll" => BackendKind::Epoll,
                 "io_uring" | "iouring" | "io-uring" => BackendKind::IoUring,
                 "busy_poll" | "busypoll" | "busy-poll" => BackendKind::BusyPoll,
-                _ => {
-                    return Err(BackendError::InvalidConfig {
-                        var: ENV_BACKEND,
-                        value: v,
-                        reason: "expected epoll, io_uring or busy_poll",
-                    })
-                }
+                _ => return Err(BackendError::InvalidConfig { var: ENV_BACKEND, value: v, reason: "expected epoll, io_uring or busy_poll" }),
             }),
         };
         let xdp_interface = get(ENV_XDP);
         if let Some(name) = &xdp_interface {
             // IFNAMSIZ is 16 including the terminating NUL.
             if name.len() >= libc::IFNAMSIZ || name.contains(['/', ' ', '\0']) {
-                return Err(BackendError::InvalidConfig {
-                    var: ENV_XDP,
-                    value: name.clone(),
-                    reason: "not a network interface name",
-                });
+                return Err(BackendError::InvalidConfig { var: ENV_XDP, value: name.clone(), reason: "not a network interface name" });
             }
         }
         let xdp_skb_mode = match get(ENV_XDP_MODE).map(|v| v.to_ascii_lowercase()) {
             None => false,
             Some(v) if v == "native" || v == "drv" => false,
             Some(v) if v == "skb" || v == "generic" => true,
-            Some(v) => {
-                return Err(BackendError::InvalidConfig {
-                    var: ENV_XDP_MODE,
-                    value: v,
-                    reason: "expected native or skb",
-                })
-            }
+            Some(v) => return Err(BackendError::InvalidConfig { var: ENV_XDP_MODE, value: v, reason: "expected native or skb" }),
         };
         let busy_poll_us = match get(ENV_BUSY_POLL) {
             None => 0,
             Some(v) => match v.parse::<u32>() {
                 Ok(us) if us <= MAX_BUSY_POLL_US => us,
-                _ => {
-                    return Err(BackendError::InvalidConfig {
-                        var: ENV_BUSY_POLL,
-                        value: v,
-                        reason: "expected microseconds, 0 to 1000000",
-                    })
-                }
+                _ => return Err(BackendError::InvalidConfig { var: ENV_BUSY_POLL, value: v, reason: "expected microseconds, 0 to 1000000" }),
             },
         };
         let simulate_setup_failure = match get(ENV_URING_SIMULATE_FAILURE).as_deref() {
             None | Some("0") => false,
             Some("1") => true,
-            Some(v) => {
-                return Err(BackendError::InvalidConfig {
-                    var: ENV_URING_SIMULATE_FAILURE,
-                    value: v.to_owned(),
-                    reason: "expected 0 or 1",
-                })
-            }
+            Some(v) => return Err(BackendError::InvalidConfig { var: ENV_URING_SIMULATE_FAILURE, value: v.to_owned(), reason: "expected 0 or 1" }),
         };
         Ok(BackendConfig {
             forced,
@@ -179,80 +146,40 @@ pub struct Choice {
 /// available in this build.
 pub fn choose(cfg: &BackendConfig) -> Result<Choice, BackendError> {
     match cfg.forced {
-        Some(BackendKind::Epoll) => {
-            return Ok(Choice {
-                kind: BackendKind::Epoll,
-                busy_poll_us: 0,
-                reason: "forced by QUICPRO_BACKEND",
-            })
-        }
+        Some(BackendKind::Epoll) => return Ok(Choice { kind: BackendKind::Epoll, busy_poll_us: 0, reason: "forced by QUICPRO_BACKEND" }),
         Some(BackendKind::BusyPoll) => {
             let (us, reason) = if cfg.busy_poll_us > 0 {
                 (cfg.busy_poll_us, "forced by QUICPRO_BACKEND")
             } else {
-                (
-                    DEFAULT_BUSY_POLL_US,
-                    "forced by QUICPRO_BACKEND, QUICPRO_BUSY_POLL unset: default spin",
-                )
+                (DEFAULT_BUSY_POLL_US, "forced by QUICPRO_BACKEND, QUICPRO_BUSY_POLL unset: default spin")
             };
-            return Ok(Choice {
-                kind: BackendKind::BusyPoll,
-                busy_poll_us: us,
-                reason,
-            });
+            return Ok(Choice { kind: BackendKind::BusyPoll, busy_poll_us: us, reason });
         }
-        Some(BackendKind::IoUring) => {
-            return Ok(Choice {
-                kind: BackendKind::IoUring,
-                busy_poll_us: 0,
-                reason: "forced by QUICPRO_BACKEND",
-            })
-        }
-        Some(BackendKind::AfXdp) if cfg.xdp_interface.is_none() => {
-            return Err(BackendError::Unavailable(XDP_NEEDS_INTERFACE))
-        }
+        Some(BackendKind::IoUring) => return Ok(Choice { kind: BackendKind::IoUring, busy_poll_us: 0, reason: "forced by QUICPRO_BACKEND" }),
+        Some(BackendKind::AfXdp) if cfg.xdp_interface.is_none() => return Err(BackendError::Unavailable(XDP_NEEDS_INTERFACE)),
         Some(BackendKind::AfXdp) | None => {}
     }
     if cfg.xdp_interface.is_some() {
-        return Ok(Choice {
-            kind: BackendKind::AfXdp,
-            busy_poll_us: cfg.busy_poll_us,
-            reason: "QUICPRO_XDP set",
-        });
+        return Ok(Choice { kind: BackendKind::AfXdp, busy_poll_us: cfg.busy_poll_us, reason: "QUICPRO_XDP set" });
     }
     if cfg.busy_poll_us > 0 {
-        return Ok(Choice {
-            kind: BackendKind::BusyPoll,
-            busy_poll_us: cfg.busy_poll_us,
-            reason: "QUICPRO_BUSY_POLL set",
-        });
+        return Ok(Choice { kind: BackendKind::BusyPoll, busy_poll_us: cfg.busy_poll_us, reason: "QUICPRO_BUSY_POLL set" });
     }
-    Ok(Choice {
-        kind: BackendKind::IoUring,
-        busy_poll_us: 0,
-        reason: "default",
-    })
+    Ok(Choice { kind: BackendKind::IoUring, busy_poll_us: 0, reason: "default" })
 }
 
 /// Chooses and opens the backend bound to `bind`. Returns it with the one
 /// line to log at start-up. When the default io_uring cannot be set up, the
 /// epoll backend is opened instead (the line says why, and so does one
 /// stderr line per process); a forced io_uring fails with the reason.
-pub fn open(
-    cfg: &BackendConfig,
-    bind: SocketAddr,
-) -> Result<(Box<dyn Backend>, String), BackendError> {
+pub fn open(cfg: &BackendConfig, bind: SocketAddr) -> Result<(Box<dyn Backend>, String), BackendError> {
     let choice = choose(cfg)?;
     match choice.kind {
         BackendKind::BusyPoll => {
             let mut bp = BusyPollConfig::new(choice.busy_poll_us);
             bp.budget = cfg.busy_poll_budget.unwrap_or(DEFAULT_BUSY_POLL_BUDGET);
             let b = BusyPollBackend::open(bind, &cfg.udp, bp)?;
-            let line = describe(
-                &b,
-                choice.reason,
-                &format!("{}; {}", b.socket_info(), b.report()),
-            );
+            let line = describe(&b, choice.reason, &format!("{}; {}", b.socket_info(), b.report()));
             Ok((Box::new(b), line))
         }
         BackendKind::IoUring => match UringBackend::open_detailed(bind, &cfg.udp, &cfg.uring) {
@@ -273,10 +200,7 @@ pub fn open(
             Err(OpenError::Uring(e) | OpenError::Socket(e)) => Err(e),
         },
         BackendKind::AfXdp => {
-            let ifname = cfg
-                .xdp_interface
-                .as_deref()
-                .ok_or(BackendError::Unavailable(XDP_NEEDS_INTERFACE))?;
+            let ifname = cfg.xdp_interface.as_deref().ok_or(BackendError::Unavailable(XDP_NEEDS_INTERFACE))?;
             let mut x = AfXdpConfig::new(ifname, cfg.xdp_queue);
             x.mode = if cfg.xdp_skb_mode { XdpMode::Skb } else { XdpMode::Native };
             x.busy_poll_us = choice.busy_poll_us;
@@ -295,12 +219,5 @@ pub fn open(
 
 fn describe(b: &dyn Backend, reason: &str, details: &str) -> String {
     let caps = b.capabilities();
-    format!(
-        "io backend {} ({}): {}; batch {} × {} B",
-        b.kind(),
-        reason,
-        details,
-        caps.recv_batch,
-        caps.recv_buffer_size
-    )
+    format!("io backend {} ({}): {}; batch {} × {} B", b.kind(), reason, details, caps.recv_batch, caps.recv_buffer_size)
 }

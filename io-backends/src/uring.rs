@@ -40,14 +40,8 @@ use io_uring::types::{BufRingEntry, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use socket2::Socket;
 
-use crate::backend::{
-    Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch,
-    RecvEntry, RecvMeta, Transmit,
-};
-use crate::udp::{
-    open_udp_socket, parse_control, read_sockaddr, SendRing, Transport, UdpConfig, UdpSocketInfo,
-    MAX_UDP_PAYLOAD, RECV_SPACE,
-};
+use crate::backend::{Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch, RecvEntry, RecvMeta, Transmit};
+use crate::udp::{open_udp_socket, parse_control, read_sockaddr, SendRing, Transport, UdpConfig, UdpSocketInfo, MAX_UDP_PAYLOAD, RECV_SPACE};
 
 /// Provided buffers when none are asked for. Each holds a whole GRO buffer
 /// (64 KiB) when UDP_GRO is on: 256 of them is 16.5 MiB of address space,
@@ -82,10 +76,7 @@ pub struct UringConfig {
 
 impl Default for UringConfig {
     fn default() -> Self {
-        UringConfig {
-            buffers: DEFAULT_URING_BUFFERS,
-            simulate_setup_failure: false,
-        }
+        UringConfig { buffers: DEFAULT_URING_BUFFERS, simulate_setup_failure: false }
     }
 }
 
@@ -127,11 +118,9 @@ impl OpenError {
     }
 }
 
-const SIMULATED_FAILURE: &str =
-    "io_uring: setup failure simulated (UringConfig::simulate_setup_failure)";
+const SIMULATED_FAILURE: &str = "io_uring: setup failure simulated (UringConfig::simulate_setup_failure)";
 const NO_EXT_ARG: &str = "io_uring: the kernel lacks IORING_FEAT_EXT_ARG (Linux 5.11)";
-const NO_MULTISHOT: &str =
-    "io_uring: the kernel refused a multishot recvmsg with provided buffers (Linux 6.0)";
+const NO_MULTISHOT: &str = "io_uring: the kernel refused a multishot recvmsg with provided buffers (Linux 6.0)";
 
 // Completion tags (user_data).
 const RECV_TAG: u64 = 1;
@@ -201,13 +190,11 @@ impl ProvidedBuffers {
     fn new(count: u16, buf_size: usize) -> io::Result<Self> {
         let nomem = || io::Error::from_raw_os_error(libc::ENOMEM);
         let ring_bytes = usize::from(count) * size_of::<PbufEntry>();
-        let ring_layout =
-            Layout::from_size_align(ring_bytes.max(4096), 4096).map_err(|_| nomem())?;
+        let ring_layout = Layout::from_size_align(ring_bytes.max(4096), 4096).map_err(|_| nomem())?;
         let mem_bytes = usize::from(count).checked_mul(buf_size).ok_or_else(nomem)?;
         let mem_layout = Layout::from_size_align(mem_bytes.max(1), 4096).map_err(|_| nomem())?;
         // SAFETY: both layouts have a non-zero size.
-        let ring = NonNull::new(unsafe { alloc::alloc_zeroed(ring_layout) }.cast::<PbufEntry>())
-            .ok_or_else(nomem)?;
+        let ring = NonNull::new(unsafe { alloc::alloc_zeroed(ring_layout) }.cast::<PbufEntry>()).ok_or_else(nomem)?;
         // SAFETY: as above. Zeroed so every byte lent out is initialised
         // even if the kernel wrote fewer.
         let Some(mem) = NonNull::new(unsafe { alloc::alloc_zeroed(mem_layout) }) else {
@@ -215,17 +202,7 @@ impl ProvidedBuffers {
             unsafe { alloc::dealloc(ring.as_ptr().cast(), ring_layout) };
             return Err(nomem());
         };
-        Ok(ProvidedBuffers {
-            ring,
-            ring_layout,
-            mem,
-            mem_layout,
-            count,
-            buf_size,
-            tail: 0,
-            in_kernel: 0,
-            leak: false,
-        })
+        Ok(ProvidedBuffers { ring, ring_layout, mem, mem_layout, count, buf_size, tail: 0, in_kernel: 0, leak: false })
     }
 
     /// Offers buffer `bid` to the kernel (visible after `publish`). The
@@ -263,11 +240,7 @@ impl ProvidedBuffers {
 
     /// Start of buffer `bid`.
     fn buffer(&self, bid: u16) -> Option<*mut u8> {
-        (bid < self.count).then(|| {
-            self.mem
-                .as_ptr()
-                .wrapping_add(usize::from(bid) * self.buf_size)
-        })
+        (bid < self.count).then(|| self.mem.as_ptr().wrapping_add(usize::from(bid) * self.buf_size))
     }
 }
 
@@ -362,8 +335,7 @@ impl Rx {
             let b: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
             usize::try_from(u32::from_ne_bytes(b)).ok()
         };
-        let (namelen, controllen, payloadlen, msg_flags) =
-            (u32_at(0)?, u32_at(4)?, u32_at(8)?, u32_at(12)?);
+        let (namelen, controllen, payloadlen, msg_flags) = (u32_at(0)?, u32_at(4)?, u32_at(8)?, u32_at(12)?);
         if msg_flags & (libc::MSG_TRUNC as usize) != 0 {
             // Larger than a buffer: a partial datagram would fail
             // authentication anyway.
@@ -375,30 +347,14 @@ impl Rx {
         // SAFETY: `name.len()` ≤ NAME_LEN < size_of::<sockaddr_storage>(),
         // the source is a live slice and the destination a local we own;
         // they do not overlap.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                name.as_ptr(),
-                ptr::addr_of_mut!(storage).cast::<u8>(),
-                name.len(),
-            )
-        };
+        unsafe { ptr::copy_nonoverlapping(name.as_ptr(), ptr::addr_of_mut!(storage).cast::<u8>(), name.len()) };
         let source = read_sockaddr(&storage, libc::socklen_t::try_from(name.len()).ok()?)?;
         let ctrl_start = OUT_HDR + NAME_LEN;
         let ctrl = buf.get(ctrl_start..ctrl_start + controllen.min(CTRL_LEN))?;
         let payload = len.checked_sub(PAYLOAD_OFFSET)?.min(payloadlen);
-        let mut meta = RecvMeta {
-            source,
-            destination: None,
-            ifindex: 0,
-            ecn: None,
-            len: payload,
-            segment_size: None,
-        };
+        let mut meta = RecvMeta { source, destination: None, ifindex: 0, ecn: None, len: payload, segment_size: None };
         parse_control(ctrl, &mut meta);
-        Some(RecvEntry {
-            offset: PAYLOAD_OFFSET,
-            meta,
-        })
+        Some(RecvEntry { offset: PAYLOAD_OFFSET, meta })
     }
 
     fn set_window(&mut self, window: u32, stats: &mut UringStats) {
@@ -484,24 +440,14 @@ unsafe impl Send for Core {}
 impl Core {
     fn check(&self) -> io::Result<()> {
         if self.broken {
-            return Err(io::Error::other(
-                "io_uring backend unusable after a failed submission",
-            ));
+            return Err(io::Error::other("io_uring backend unusable after a failed submission"));
         }
         Ok(())
     }
 
     /// Processes every posted completion.
     fn reap(&mut self) {
-        let Core {
-            ring,
-            rx,
-            send_results,
-            poll_out_armed,
-            writable,
-            stats,
-            ..
-        } = self;
+        let Core { ring, rx, send_results, poll_out_armed, writable, stats, .. } = self;
         for cqe in ring.completion() {
             let (res, flags, tag) = (cqe.result(), cqe.flags(), cqe.user_data());
             match tag {
@@ -535,8 +481,7 @@ impl Core {
         }
         self.flush()?;
         // SAFETY: as above.
-        unsafe { self.ring.submission().push(sqe) }
-            .map_err(|_| io::Error::other("io_uring submission queue full"))
+        unsafe { self.ring.submission().push(sqe) }.map_err(|_| io::Error::other("io_uring submission queue full"))
     }
 
     /// Submits everything queued, without waiting.
@@ -550,10 +495,7 @@ impl Core {
                 Err(e) => e,
             };
             stalls += 1;
-            let transient = matches!(
-                err.raw_os_error(),
-                Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY)
-            );
+            let transient = matches!(err.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY));
             if !transient || stalls > 1000 {
                 // What stays queued may point at memory about to be
                 // released: the ring must never be entered again.
@@ -571,9 +513,7 @@ impl Core {
         if self.rx.armed || self.rx.bufs.in_kernel == 0 {
             return Ok(());
         }
-        let sqe = opcode::RecvMsgMulti::new(Fd(self.fd), &*self.recv_msghdr, BUF_GROUP)
-            .build()
-            .user_data(RECV_TAG);
+        let sqe = opcode::RecvMsgMulti::new(Fd(self.fd), &*self.recv_msghdr, BUF_GROUP).build().user_data(RECV_TAG);
         self.push(&sqe)?;
         self.rx.armed = true;
         self.stats.recv_arms += 1;
@@ -584,9 +524,7 @@ impl Core {
         if self.poll_out_armed {
             return Ok(());
         }
-        let sqe = opcode::PollAdd::new(Fd(self.fd), libc::POLLOUT as u32)
-            .build()
-            .user_data(POLL_OUT_TAG);
+        let sqe = opcode::PollAdd::new(Fd(self.fd), libc::POLLOUT as u32).build().user_data(POLL_OUT_TAG);
         self.push(&sqe)?;
         self.poll_out_armed = true;
         Ok(())
@@ -628,10 +566,7 @@ impl Transport for Core {
             // MSG_DONTWAIT: a full socket buffer fails the request (EAGAIN)
             // during the submission instead of parking it in the kernel
             // with pointers to bytes we only borrow.
-            let mut sqe = opcode::SendMsg::new(Fd(self.fd), &h.msg_hdr)
-                .flags(libc::MSG_DONTWAIT as u32)
-                .build()
-                .user_data(SEND_TAG | i as u64);
+            let mut sqe = opcode::SendMsg::new(Fd(self.fd), &h.msg_hdr).flags(libc::MSG_DONTWAIT as u32).build().user_data(SEND_TAG | i as u64);
             if i + 1 < n {
                 sqe = sqe.flags(squeue::Flags::IO_LINK);
             }
@@ -663,20 +598,11 @@ impl Transport for Core {
             }
             self.reap();
         }
-        let sent = self
-            .send_results
-            .iter()
-            .take_while(|r| r.is_some_and(|r| r >= 0))
-            .count();
+        let sent = self.send_results.iter().take_while(|r| r.is_some_and(|r| r >= 0)).count();
         if sent > 0 {
             return Ok(sent);
         }
-        let errno = self
-            .send_results
-            .first()
-            .copied()
-            .flatten()
-            .map_or(libc::EIO, |r| -r);
+        let errno = self.send_results.first().copied().flatten().map_or(libc::EIO, |r| -r);
         Err(io::Error::from_raw_os_error(errno))
     }
 }
@@ -691,9 +617,7 @@ impl Drop for Core {
         // Stop the multishot receive and wait for its last completion: after
         // it the kernel writes into no buffer, and the memory can go.
         if self.rx.armed {
-            let cancel = opcode::AsyncCancel::new(RECV_TAG)
-                .build()
-                .user_data(CANCEL_TAG);
+            let cancel = opcode::AsyncCancel::new(RECV_TAG).build().user_data(CANCEL_TAG);
             if self.push(&cancel).is_ok() {
                 let ts = Timespec::from(Duration::from_millis(100));
                 let args = SubmitArgs::new().timespec(&ts);
@@ -710,12 +634,7 @@ impl Drop for Core {
             self.rx.bufs.leak = true;
             return;
         }
-        if self
-            .ring
-            .submitter()
-            .unregister_buf_ring(BUF_GROUP)
-            .is_err()
-        {
+        if self.ring.submitter().unregister_buf_ring(BUF_GROUP).is_err() {
             // Still registered: the ring's teardown releases it after the
             // memory would be gone.
             self.rx.bufs.leak = true;
@@ -749,55 +668,29 @@ impl UringBackend {
     /// and arms the multishot receive. Fails when the kernel refuses
     /// io_uring (seccomp, `kernel.io_uring_disabled`, a kernel older than
     /// 6.0) with an error naming the step.
-    pub fn open(
-        bind: SocketAddr,
-        udp: &UdpConfig,
-        cfg: &UringConfig,
-    ) -> Result<Self, BackendError> {
+    pub fn open(bind: SocketAddr, udp: &UdpConfig, cfg: &UringConfig) -> Result<Self, BackendError> {
         Self::open_detailed(bind, udp, cfg).map_err(OpenError::into_inner)
     }
 
-    pub(crate) fn open_detailed(
-        bind: SocketAddr,
-        udp: &UdpConfig,
-        cfg: &UringConfig,
-    ) -> Result<Self, OpenError> {
+    pub(crate) fn open_detailed(bind: SocketAddr, udp: &UdpConfig, cfg: &UringConfig) -> Result<Self, OpenError> {
         if cfg.simulate_setup_failure {
-            return Err(OpenError::Uring(BackendError::Unavailable(
-                SIMULATED_FAILURE,
-            )));
+            return Err(OpenError::Uring(BackendError::Unavailable(SIMULATED_FAILURE)));
         }
-        let count = cfg
-            .buffers
-            .clamp(1, MAX_URING_BUFFERS)
-            .checked_next_power_of_two()
-            .unwrap_or(MAX_URING_BUFFERS);
+        let count = cfg.buffers.clamp(1, MAX_URING_BUFFERS).checked_next_power_of_two().unwrap_or(MAX_URING_BUFFERS);
         let send = SendRing::new(udp.batch, bind.is_ipv6(), false, udp.gso_max_segments);
         let send_batch = send.batch();
         let ring = build_ring(count, send_batch).map_err(OpenError::Uring)?;
 
         let (socket, info) = open_udp_socket(bind, udp).map_err(OpenError::Socket)?;
         let send = SendRing::new(udp.batch, bind.is_ipv6(), info.gso, udp.gso_max_segments);
-        let capacity = if info.gro {
-            udp.recv_buffer_size.max(MAX_UDP_PAYLOAD)
-        } else {
-            udp.recv_buffer_size.max(1)
-        };
+        let capacity = if info.gro { udp.recv_buffer_size.max(MAX_UDP_PAYLOAD) } else { udp.recv_buffer_size.max(1) };
         // Whole cache lines, so every payload starts on one.
         let buf_size = (PAYLOAD_OFFSET + capacity).next_multiple_of(64);
-        let bufs = ProvidedBuffers::new(count, buf_size)
-            .map_err(|e| OpenError::Uring(BackendError::io("io_uring provided buffers", e)))?;
+        let bufs = ProvidedBuffers::new(count, buf_size).map_err(|e| OpenError::Uring(BackendError::io("io_uring provided buffers", e)))?;
         // SAFETY: the descriptor ring is `count` entries of page-aligned
         // memory owned by `bufs`, which outlives the registration: Core's
         // drop unregisters it (or leaks the memory if it cannot).
-        let reg = unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                bufs.ring.as_ptr() as u64,
-                count,
-                BUF_GROUP,
-                0,
-            )
-        };
+        let reg = unsafe { ring.submitter().register_buf_ring_with_flags(bufs.ring.as_ptr() as u64, count, BUF_GROUP, 0) };
         let mut msghdr: Box<libc::msghdr> = Box::new(
             // SAFETY: msghdr is plain old data; all-zero is valid (no name,
             // no iovec: the provided buffer replaces them).
@@ -829,17 +722,11 @@ impl UringBackend {
             poll_out_armed: false,
             writable: false,
             broken: false,
-            stats: UringStats {
-                buffer_window: u32::from(count),
-                ..UringStats::default()
-            },
+            stats: UringStats { buffer_window: u32::from(count), ..UringStats::default() },
         };
         if let Err(e) = reg {
             // Not registered: nothing to cancel or unregister.
-            return Err(OpenError::Uring(BackendError::io(
-                "io_uring register provided-buffer ring",
-                e,
-            )));
+            return Err(OpenError::Uring(BackendError::io("io_uring register provided-buffer ring", e)));
         }
         for bid in 0..count {
             core.rx.bufs.push(bid);
@@ -857,12 +744,7 @@ impl UringBackend {
             }
             core.rx.error = Some(e);
         }
-        Ok(UringBackend {
-            core,
-            send,
-            socket,
-            info,
-        })
+        Ok(UringBackend { core, send, socket, info })
     }
 
     /// What the kernel granted for the socket.
@@ -892,30 +774,16 @@ impl UringBackend {
 /// count against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK: about
 /// 16 KiB with 256 buffers.
 fn build_ring(buffers: u16, send_batch: usize) -> Result<IoUring, BackendError> {
-    let sq = u32::try_from(send_batch + 8)
-        .unwrap_or(4096)
-        .next_power_of_two()
-        .min(4096);
-    let cq = u32::try_from(usize::from(buffers) + send_batch + 8)
-        .unwrap_or(65536)
-        .next_power_of_two()
-        .clamp(sq, 65536);
+    let sq = u32::try_from(send_batch + 8).unwrap_or(4096).next_power_of_two().min(4096);
+    let cq = u32::try_from(usize::from(buffers) + send_batch + 8).unwrap_or(65536).next_power_of_two().clamp(sq, 65536);
     // COOP_TASKRUN: completions are processed when this thread enters the
     // kernel, not by interrupting it; TASKRUN_FLAG tells `recv` when such
     // work waits; SUBMIT_ALL: one bad request does not stop the batch.
-    let ring = IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_taskrun_flag()
-        .setup_submit_all()
-        .setup_cqsize(cq)
-        .build(sq);
+    let ring = IoUring::builder().setup_coop_taskrun().setup_taskrun_flag().setup_submit_all().setup_cqsize(cq).build(sq);
     let ring = match ring {
         Ok(r) => r,
         // Older kernel: the optimisation flags are unknown.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()
-            .setup_cqsize(cq)
-            .build(sq)
-            .map_err(|e| BackendError::io("io_uring_setup", e))?,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder().setup_cqsize(cq).build(sq).map_err(|e| BackendError::io("io_uring_setup", e))?,
         Err(e) => return Err(BackendError::io("io_uring_setup", e)),
     };
     if !ring.params().is_feature_ext_arg() {
@@ -1008,8 +876,7 @@ impl Backend for UringBackend {
             };
             rx.lent.push(bid);
             rx.entries.push(entry);
-            rx.views
-                .push(ptr::slice_from_raw_parts_mut(start, rx.bufs.buf_size));
+            rx.views.push(ptr::slice_from_raw_parts_mut(start, rx.bufs.buf_size));
         }
         rx.calls += 1;
         rx.buffers += rx.entries.len() as u64;
@@ -1022,12 +889,7 @@ impl Backend for UringBackend {
         // and that is not in the kernel's ring again until the next
         // `recv`/`send`/`wait`, which need `&mut self` and so end this
         // borrow first. Buffers do not overlap, so the slices are disjoint.
-        let views: &mut [&mut [u8]] = unsafe {
-            std::slice::from_raw_parts_mut(
-                rx.views.as_mut_ptr().cast::<&mut [u8]>(),
-                rx.views.len(),
-            )
-        };
+        let views: &mut [&mut [u8]] = unsafe { std::slice::from_raw_parts_mut(rx.views.as_mut_ptr().cast::<&mut [u8]>(), rx.views.len()) };
         Ok(RecvBatch::from_buffers(views, &rx.entries))
     }
 
@@ -1075,10 +937,7 @@ impl Backend for UringBackend {
         if writable {
             core.writable = false;
         }
-        Ok(Readiness {
-            readable: core.readable(),
-            writable,
-        })
+        Ok(Readiness { readable: core.readable(), writable })
     }
 }
 
@@ -1214,10 +1073,7 @@ mod tests {
         rx.on_cqe(-libc::ECONNREFUSED, 0, &mut stats);
         assert!(!rx.armed);
         assert_eq!(stats.recv_other_ends, 1);
-        assert_eq!(
-            rx.error.take().unwrap().raw_os_error(),
-            Some(libc::ECONNREFUSED)
-        );
+        assert_eq!(rx.error.take().unwrap().raw_os_error(), Some(libc::ECONNREFUSED));
         // A completion without a buffer and without error carries nothing.
         rx.armed = true;
         rx.on_cqe(0, F_MORE, &mut stats);

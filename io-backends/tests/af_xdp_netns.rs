@@ -18,9 +18,9 @@ use bpf::xdp::XdpCounters;
 use io_backends::udp::UdpConfig;
 use io_backends::xdp::{AfXdpBackend, AfXdpConfig};
 use io_backends::Backend;
+use quicpro_tests::netns::{assert_gone, VethPair, SERVER_V4, SERVER_V6};
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
-use quicpro_tests::netns::{assert_gone, VethPair, SERVER_V4, SERVER_V6};
 
 /// Receives everything waiting on `b`; returns the datagrams' source addresses.
 fn drain(b: &mut AfXdpBackend, sources: &mut Vec<SocketAddr>) {
@@ -196,14 +196,7 @@ fn send_raw(ns: &str, ifname: &str, frames: Vec<Vec<u8>>) {
                 sll.sll_family = libc::AF_PACKET as u16;
                 sll.sll_ifindex = idx as i32;
                 sll.sll_halen = 6;
-                libc::sendto(
-                    fd,
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
+                libc::sendto(fd, f.as_ptr().cast(), f.len(), 0, (&sll as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as u32)
             };
             assert_eq!(rc, f.len() as isize, "raw send of {} bytes: {}", f.len(), std::io::Error::last_os_error());
         }
@@ -231,9 +224,7 @@ fn malformed_frames_are_passed_and_counted_never_delivered() {
     let server = std::thread::spawn(move || {
         VethPair::enter(&server_ns);
         let bind: SocketAddr = format!("[::]:{PORT}").parse().unwrap();
-        let mut backends: Vec<AfXdpBackend> = (0..2)
-            .map(|q| AfXdpBackend::open(bind, &UdpConfig::default(), &AfXdpConfig::new(&ifname, q)).unwrap())
-            .collect();
+        let mut backends: Vec<AfXdpBackend> = (0..2).map(|q| AfXdpBackend::open(bind, &UdpConfig::default(), &AfXdpConfig::new(&ifname, q)).unwrap()).collect();
         ready_tx.send(backends[0].steering().counters().unwrap()).unwrap();
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -347,9 +338,7 @@ fn recv_with_tos(s: &UdpSocket) -> (Vec<u8>, u8) {
 
 fn set_opt(s: &UdpSocket, level: i32, name: i32, v: i32) {
     // SAFETY: setsockopt with a live int.
-    let rc = unsafe {
-        libc::setsockopt(s.as_raw_fd(), level, name, (&v as *const i32).cast(), std::mem::size_of::<i32>() as u32)
-    };
+    let rc = unsafe { libc::setsockopt(s.as_raw_fd(), level, name, (&v as *const i32).cast(), std::mem::size_of::<i32>() as u32) };
     assert_eq!(rc, 0, "setsockopt {level}/{name}: {}", std::io::Error::last_os_error());
 }
 
@@ -397,13 +386,7 @@ fn sent_frames_pass_the_peer_kernel_with_ecn_and_segments_busy_polling() {
                 }
                 for (peer, ecn) in peers {
                     seen_tx.send((peer, ecn)).unwrap();
-                    let mut tx = [Transmit {
-                        destination: peer,
-                        source: None,
-                        ecn: Some(EcnCodepoint::Ect0),
-                        segment_size: Some(100),
-                        contents: &payload,
-                    }];
+                    let mut tx = [Transmit { destination: peer, source: None, ecn: Some(EcnCodepoint::Ect0), segment_size: Some(100), contents: &payload }];
                     assert_eq!(b.send(&mut tx).unwrap(), 1);
                     answered += 1;
                 }
@@ -487,8 +470,7 @@ fn drop_thread_capabilities() {
 }
 
 fn open_err(vars: &[(&str, &str)], queue: u32) -> io_backends::BackendError {
-    let map: std::collections::HashMap<String, String> =
-        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let map: std::collections::HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let mut cfg = io_backends::BackendConfig::from_lookup(|k| map.get(k).cloned()).unwrap();
     cfg.xdp_queue = queue;
     match io_backends::open(&cfg, "[::]:4503".parse().unwrap()) {

@@ -25,10 +25,7 @@ fn hook_sees_the_bound_socket_and_can_refuse() {
     assert_eq!(seen, vec![(b.as_raw_fd(), b.local_addr())]);
     assert_ne!(b.local_addr().port(), 0, "called after bind");
 
-    let refuse = UdpConfig {
-        after_bind: Some(SocketHook::new("refuse", |_, _| Err(std::io::Error::other("no steering today")))),
-        ..UdpConfig::default()
-    };
+    let refuse = UdpConfig { after_bind: Some(SocketHook::new("refuse", |_, _| Err(std::io::Error::other("no steering today")))), ..UdpConfig::default() };
     let e = EpollBackend::open("127.0.0.1:0".parse().expect("addr"), &refuse).expect_err("hook error");
     assert!(e.to_string().contains("after-bind hook: no steering today"), "{e}");
 }

@@ -15,22 +15,11 @@ fn round_trip<B: TestBackend>(bind_rx: &str, bind_tx: &str, dest_ip: IpAddr) {
 
     // 50 datagrams of varied sizes: more than one batch of 32 each way.
     let payloads: Vec<Vec<u8>> = (0..50).map(|i| payload(i, 40 + i * 23)).collect();
-    let mut transmits: Vec<Transmit<'_>> = payloads
-        .iter()
-        .map(|p| Transmit {
-            destination: dest,
-            source: None,
-            ecn: None,
-            segment_size: None,
-            contents: p,
-        })
-        .collect();
+    let mut transmits: Vec<Transmit<'_>> =
+        payloads.iter().map(|p| Transmit { destination: dest, source: None, ecn: None, segment_size: None, contents: p }).collect();
     send_all(&mut tx, &mut transmits);
     assert_eq!(tx.stats().send_messages, 50);
-    assert!(
-        tx.stats().send_calls >= 2,
-        "50 messages need two sendmmsg calls of 32"
-    );
+    assert!(tx.stats().send_calls >= 2, "50 messages need two sendmmsg calls of 32");
 
     let got = recv_datagrams(&mut rx, 50, DEADLINE);
     let datagrams = flatten(&got);
@@ -40,28 +29,16 @@ fn round_trip<B: TestBackend>(bind_rx: &str, bind_tx: &str, dest_ip: IpAddr) {
     let tx_port = tx.local_addr().port();
     for g in &got {
         assert_eq!(g.meta.source.port(), tx_port);
-        assert_eq!(
-            g.meta.source.ip(),
-            dest_ip,
-            "loopback replies from the address it was sent to"
-        );
+        assert_eq!(g.meta.source.ip(), dest_ip, "loopback replies from the address it was sent to");
         assert_eq!(g.meta.destination, Some(dest_ip));
         assert_eq!(g.meta.ecn, None);
         assert_eq!(g.meta.segment_size, None, "plain sends are never coalesced");
     }
-    assert!(
-        rx.stats().recv_calls < 50,
-        "batched: {} calls for 50 datagrams",
-        rx.stats().recv_calls
-    );
+    assert!(rx.stats().recv_calls < 50, "batched: {} calls for 50 datagrams", rx.stats().recv_calls);
 }
 
 fn ipv4_batches<B: TestBackend>() {
-    round_trip::<B>(
-        "127.0.0.1:0",
-        "127.0.0.1:0",
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-    );
+    round_trip::<B>("127.0.0.1:0", "127.0.0.1:0", IpAddr::V4(Ipv4Addr::LOCALHOST));
 }
 
 fn ipv6_batches<B: TestBackend>() {
@@ -80,19 +57,10 @@ fn dual_stack_socket_serves_ipv4_with_plain_addresses<B: TestBackend>() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].bytes, b"hello over v4");
     assert_eq!(got[0].meta.source, peer.local_addr().unwrap());
-    assert_eq!(
-        got[0].meta.destination,
-        Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
-    );
+    assert_eq!(got[0].meta.destination, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
 
     let reply = b"reply via mapped address";
-    let mut t = [Transmit {
-        destination: got[0].meta.source,
-        source: None,
-        ecn: None,
-        segment_size: None,
-        contents: reply,
-    }];
+    let mut t = [Transmit { destination: got[0].meta.source, source: None, ecn: None, segment_size: None, contents: reply }];
     send_all(&mut rx, &mut t);
     let back = plain_recv(&peer, 1);
     assert_eq!(back.len(), 1);
@@ -104,31 +72,12 @@ fn recv_on_idle_socket_is_empty_not_blocking<B: TestBackend>() {
     let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
     let start = std::time::Instant::now();
     assert!(rx.recv().unwrap().is_empty());
-    let r = rx
-        .wait(
-            io_backends::Interest::READABLE,
-            Some(std::time::Duration::from_millis(20)),
-        )
-        .unwrap();
+    let r = rx.wait(io_backends::Interest::READABLE, Some(std::time::Duration::from_millis(20))).unwrap();
     assert!(!r.readable);
     let waited = start.elapsed();
-    assert!(
-        waited >= std::time::Duration::from_millis(19)
-            && waited < std::time::Duration::from_secs(2),
-        "{waited:?}"
-    );
-    let w = rx
-        .wait(
-            io_backends::Interest::WRITABLE,
-            Some(std::time::Duration::from_millis(500)),
-        )
-        .unwrap();
+    assert!(waited >= std::time::Duration::from_millis(19) && waited < std::time::Duration::from_secs(2), "{waited:?}");
+    let w = rx.wait(io_backends::Interest::WRITABLE, Some(std::time::Duration::from_millis(500))).unwrap();
     assert!(w.writable);
 }
 
-for_each_backend!(
-    ipv4_batches,
-    ipv6_batches,
-    dual_stack_socket_serves_ipv4_with_plain_addresses,
-    recv_on_idle_socket_is_empty_not_blocking,
-);
+for_each_backend!(ipv4_batches, ipv6_batches, dual_stack_socket_serves_ipv4_with_plain_addresses, recv_on_idle_socket_is_empty_not_blocking,);

@@ -13,23 +13,10 @@ fn ecn_round_trip<B: TestBackend>(bind: &str, dest_ip: IpAddr) {
     let mut rx = B::open_with(bind.parse().unwrap(), &udp_config()).unwrap();
     let mut tx = B::open_with(bind.parse().unwrap(), &udp_config()).unwrap();
     let dest = SocketAddr::new(dest_ip, rx.local_addr().port());
-    let codepoints = [
-        Some(EcnCodepoint::Ect0),
-        Some(EcnCodepoint::Ect1),
-        Some(EcnCodepoint::Ce),
-        None,
-    ];
+    let codepoints = [Some(EcnCodepoint::Ect0), Some(EcnCodepoint::Ect1), Some(EcnCodepoint::Ce), None];
     let bytes = [0x5au8; 100];
-    let mut t: Vec<Transmit<'_>> = codepoints
-        .iter()
-        .map(|&ecn| Transmit {
-            destination: dest,
-            source: None,
-            ecn,
-            segment_size: None,
-            contents: &bytes,
-        })
-        .collect();
+    let mut t: Vec<Transmit<'_>> =
+        codepoints.iter().map(|&ecn| Transmit { destination: dest, source: None, ecn, segment_size: None, contents: &bytes }).collect();
     send_all(&mut tx, &mut t);
     let got = recv_datagrams(&mut rx, 4, DEADLINE);
     let seen: Vec<_> = got.iter().map(|g| g.meta.ecn).collect();
@@ -52,19 +39,10 @@ fn ecn_round_trip_ipv4_through_dual_stack_sockets<B: TestBackend>() {
 
 fn ecn_set_on_every_segment_of_a_gso_send<B: TestBackend>() {
     let mut tx = B::open_with("127.0.0.1:0".parse().unwrap(), &udp_config()).unwrap();
-    let cfg = io_backends::UdpConfig {
-        gro: false,
-        ..udp_config()
-    };
+    let cfg = io_backends::UdpConfig { gro: false, ..udp_config() };
     let mut rx = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     let bytes = vec![7u8; 1200 * 4];
-    let mut t = [Transmit {
-        destination: rx.local_addr(),
-        source: None,
-        ecn: Some(EcnCodepoint::Ect0),
-        segment_size: Some(1200),
-        contents: &bytes,
-    }];
+    let mut t = [Transmit { destination: rx.local_addr(), source: None, ecn: Some(EcnCodepoint::Ect0), segment_size: Some(1200), contents: &bytes }];
     send_all(&mut tx, &mut t);
     let got = recv_datagrams(&mut rx, 4, DEADLINE);
     assert_eq!(got.len(), 4);
@@ -78,29 +56,19 @@ fn pktinfo_reports_the_address_a_wildcard_socket_was_reached_at<B: TestBackend>(
     let peer = plain_socket("127.0.0.1:0");
     peer.send_to(b"to .2", ("127.0.0.2", port)).unwrap();
     let got = recv_datagrams(&mut rx, 1, DEADLINE);
-    assert_eq!(
-        got[0].meta.destination,
-        Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)))
-    );
+    assert_eq!(got[0].meta.destination, Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))));
     assert!(got[0].meta.ifindex > 0, "loopback's interface index");
     peer.send_to(b"to .3", ("127.0.0.3", port)).unwrap();
     let got = recv_datagrams(&mut rx, 1, DEADLINE);
-    assert_eq!(
-        got[0].meta.destination,
-        Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)))
-    );
+    assert_eq!(got[0].meta.destination, Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))));
 }
 
 fn pktinfo_on_ipv6_wildcard<B: TestBackend>() {
     let mut rx = B::open_with("[::]:0".parse().unwrap(), &udp_config()).unwrap();
     let peer = plain_socket("[::1]:0");
-    peer.send_to(b"v6", ("::1", rx.local_addr().port()))
-        .unwrap();
+    peer.send_to(b"v6", ("::1", rx.local_addr().port())).unwrap();
     let got = recv_datagrams(&mut rx, 1, DEADLINE);
-    assert_eq!(
-        got[0].meta.destination,
-        Some(IpAddr::V6(Ipv6Addr::LOCALHOST))
-    );
+    assert_eq!(got[0].meta.destination, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
     assert_eq!(got[0].meta.source, peer.local_addr().unwrap());
 }
 
@@ -120,10 +88,7 @@ fn source_address_is_chosen_per_send<B: TestBackend>() {
         send_all(&mut tx, &mut t);
         let got = plain_recv(&peer, 1);
         assert_eq!(got.len(), 1);
-        assert_eq!(
-            got[0].1,
-            SocketAddr::new(IpAddr::V4(src), tx.local_addr().port())
-        );
+        assert_eq!(got[0].1, SocketAddr::new(IpAddr::V4(src), tx.local_addr().port()));
     }
 }
 
@@ -131,19 +96,10 @@ fn source_address_on_dual_stack_socket_for_ipv4_peer<B: TestBackend>() {
     let mut tx = B::open_with("[::]:0".parse().unwrap(), &udp_config()).unwrap();
     let peer = plain_socket("127.0.0.1:0");
     let src = Ipv4Addr::new(127, 0, 0, 7);
-    let mut t = [Transmit {
-        destination: peer.local_addr().unwrap(),
-        source: Some(IpAddr::V4(src)),
-        ecn: None,
-        segment_size: None,
-        contents: b"mapped",
-    }];
+    let mut t = [Transmit { destination: peer.local_addr().unwrap(), source: Some(IpAddr::V4(src)), ecn: None, segment_size: None, contents: b"mapped" }];
     send_all(&mut tx, &mut t);
     let got = plain_recv(&peer, 1);
-    assert_eq!(
-        got[0].1,
-        SocketAddr::new(IpAddr::V4(src), tx.local_addr().port())
-    );
+    assert_eq!(got[0].1, SocketAddr::new(IpAddr::V4(src), tx.local_addr().port()));
 }
 
 for_each_backend!(

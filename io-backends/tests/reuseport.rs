@@ -25,8 +25,7 @@ fn two_sockets_share_a_port_and_split_the_flows<B: TestBackend>() {
     let start = Instant::now();
     while na + nb < 32 && start.elapsed() < DEADLINE {
         for (s, n) in [(&mut a, &mut na), (&mut b, &mut nb)] {
-            s.wait(Interest::READABLE, Some(Duration::from_millis(10)))
-                .unwrap();
+            s.wait(Interest::READABLE, Some(Duration::from_millis(10))).unwrap();
             *n += s.recv().unwrap().len();
         }
     }
@@ -40,30 +39,18 @@ fn two_sockets_share_a_port_and_split_the_flows<B: TestBackend>() {
     }
     let got_a = recv_datagrams(&mut a, 5, Duration::from_millis(300)).len();
     let got_b = recv_datagrams(&mut b, 5, Duration::from_millis(300)).len();
-    assert!(
-        (got_a, got_b) == (5, 0) || (got_a, got_b) == (0, 5),
-        "{got_a} / {got_b}, before {before:?}"
-    );
+    assert!((got_a, got_b) == (5, 0) || (got_a, got_b) == (0, 5), "{got_a} / {got_b}, before {before:?}");
 }
 
 fn without_reuseport_the_second_bind_fails<B: TestBackend>() {
-    let cfg = UdpConfig {
-        reuse_port: false,
-        ..udp_config()
-    };
+    let cfg = UdpConfig { reuse_port: false, ..udp_config() };
     let a = B::open_with("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
     match B::open_with(a.local_addr(), &cfg) {
-        Err(BackendError::Io {
-            context: "bind",
-            source,
-        }) => {
+        Err(BackendError::Io { context: "bind", source }) => {
             assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse)
         }
         other => panic!("expected EADDRINUSE, got {other:?}"),
     }
 }
 
-for_each_backend!(
-    two_sockets_share_a_port_and_split_the_flows,
-    without_reuseport_the_second_bind_fails,
-);
+for_each_backend!(two_sockets_share_a_port_and_split_the_flows, without_reuseport_the_second_bind_fails,);

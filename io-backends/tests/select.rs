@@ -6,10 +6,7 @@ use std::collections::HashMap;
 use io_backends::{choose, open, BackendConfig, BackendError, BackendKind};
 
 fn cfg(vars: &[(&str, &str)]) -> Result<BackendConfig, BackendError> {
-    let map: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     BackendConfig::from_lookup(|k| map.get(k).cloned())
 }
 
@@ -37,20 +34,11 @@ fn xdp_interface_selects_af_xdp() {
     assert_eq!((c.kind, c.busy_poll_us), (BackendKind::AfXdp, 50));
     // The XDP mode knob.
     assert!(cfg(&[("QUICPRO_XDP", "eth0"), ("QUICPRO_XDP_MODE", "skb")]).unwrap().xdp_skb_mode);
-    assert!(matches!(
-        cfg(&[("QUICPRO_XDP_MODE", "offload")]),
-        Err(BackendError::InvalidConfig { .. })
-    ));
+    assert!(matches!(cfg(&[("QUICPRO_XDP_MODE", "offload")]), Err(BackendError::InvalidConfig { .. })));
     // Not an interface name.
-    assert!(matches!(
-        cfg(&[("QUICPRO_XDP", "a-name-far-too-long")]),
-        Err(BackendError::InvalidConfig { .. })
-    ));
+    assert!(matches!(cfg(&[("QUICPRO_XDP", "a-name-far-too-long")]), Err(BackendError::InvalidConfig { .. })));
     // Empty means unset.
-    assert_eq!(
-        choose(&cfg(&[("QUICPRO_XDP", "")]).unwrap()).unwrap().kind,
-        BackendKind::IoUring
-    );
+    assert_eq!(choose(&cfg(&[("QUICPRO_XDP", "")]).unwrap()).unwrap().kind, BackendKind::IoUring);
 }
 
 #[test]
@@ -63,41 +51,20 @@ fn busy_poll_above_zero_selects_busy_poll() {
 
 #[test]
 fn quicpro_backend_forces() {
-    let c = choose(&cfg(&[("QUICPRO_BACKEND", "epoll"), ("QUICPRO_BUSY_POLL", "75")]).unwrap())
-        .unwrap();
+    let c = choose(&cfg(&[("QUICPRO_BACKEND", "epoll"), ("QUICPRO_BUSY_POLL", "75")]).unwrap()).unwrap();
     assert_eq!(c.kind, BackendKind::Epoll);
     // Forcing beats QUICPRO_XDP too.
-    let c =
-        choose(&cfg(&[("QUICPRO_BACKEND", "epoll"), ("QUICPRO_XDP", "eth0")]).unwrap()).unwrap();
+    let c = choose(&cfg(&[("QUICPRO_BACKEND", "epoll"), ("QUICPRO_XDP", "eth0")]).unwrap()).unwrap();
     assert_eq!(c.kind, BackendKind::Epoll);
     let c = choose(&cfg(&[("QUICPRO_BACKEND", "busy_poll")]).unwrap()).unwrap();
-    assert_eq!(
-        (c.kind, c.busy_poll_us),
-        (BackendKind::BusyPoll, 50),
-        "default spin when unset"
-    );
-    let c = choose(
-        &cfg(&[
-            ("QUICPRO_BACKEND", "BUSY_POLL"),
-            ("QUICPRO_BUSY_POLL", "20"),
-        ])
-        .unwrap(),
-    )
-    .unwrap();
+    assert_eq!((c.kind, c.busy_poll_us), (BackendKind::BusyPoll, 50), "default spin when unset");
+    let c = choose(&cfg(&[("QUICPRO_BACKEND", "BUSY_POLL"), ("QUICPRO_BUSY_POLL", "20")]).unwrap()).unwrap();
     assert_eq!((c.kind, c.busy_poll_us), (BackendKind::BusyPoll, 20));
     // io_uring forced beats QUICPRO_BUSY_POLL.
-    let c = choose(&cfg(&[("QUICPRO_BACKEND", "io_uring"), ("QUICPRO_BUSY_POLL", "20")]).unwrap())
-        .unwrap();
-    assert_eq!(
-        (c.kind, c.reason),
-        (BackendKind::IoUring, "forced by QUICPRO_BACKEND")
-    );
+    let c = choose(&cfg(&[("QUICPRO_BACKEND", "io_uring"), ("QUICPRO_BUSY_POLL", "20")]).unwrap()).unwrap();
+    assert_eq!((c.kind, c.reason), (BackendKind::IoUring, "forced by QUICPRO_BACKEND"));
     match cfg(&[("QUICPRO_BACKEND", "kqueue")]) {
-        Err(BackendError::InvalidConfig {
-            var: "QUICPRO_BACKEND",
-            value,
-            ..
-        }) => assert_eq!(value, "kqueue"),
+        Err(BackendError::InvalidConfig { var: "QUICPRO_BACKEND", value, .. }) => assert_eq!(value, "kqueue"),
         other => panic!("{other:?}"),
     }
 }
@@ -107,49 +74,25 @@ fn open_returns_the_backend_and_a_startup_line() {
     let (b, line) = open(&cfg(&[]).unwrap(), "127.0.0.1:0".parse().unwrap()).unwrap();
     eprintln!("{line}");
     assert_eq!(b.kind(), BackendKind::IoUring);
-    assert!(
-        line.starts_with("io backend io_uring (default): udp 127.0.0.1:"),
-        "{line}"
-    );
+    assert!(line.starts_with("io backend io_uring (default): udp 127.0.0.1:"), "{line}");
     assert!(line.contains("gso on") && line.contains("gro on"), "{line}");
     assert!(line.contains("256 provided buffers"), "{line}");
     assert!(!line.contains('\n'));
 
-    let (b, line) = open(
-        &cfg(&[("QUICPRO_BACKEND", "epoll")]).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .unwrap();
+    let (b, line) = open(&cfg(&[("QUICPRO_BACKEND", "epoll")]).unwrap(), "127.0.0.1:0".parse().unwrap()).unwrap();
     assert_eq!(b.kind(), BackendKind::Epoll);
-    assert!(
-        line.starts_with("io backend epoll (forced by QUICPRO_BACKEND): udp 127.0.0.1:"),
-        "{line}"
-    );
+    assert!(line.starts_with("io backend epoll (forced by QUICPRO_BACKEND): udp 127.0.0.1:"), "{line}");
 
-    let (b, line) = open(
-        &cfg(&[("QUICPRO_BUSY_POLL", "30")]).unwrap(),
-        "[::]:0".parse().unwrap(),
-    )
-    .unwrap();
+    let (b, line) = open(&cfg(&[("QUICPRO_BUSY_POLL", "30")]).unwrap(), "[::]:0".parse().unwrap()).unwrap();
     eprintln!("{line}");
     assert_eq!(b.kind(), BackendKind::BusyPoll);
-    assert!(
-        line.contains("dual-stack") && line.contains("busy-poll 30 µs"),
-        "{line}"
-    );
+    assert!(line.contains("dual-stack") && line.contains("busy-poll 30 µs"), "{line}");
 
     // AF_XDP on an interface that does not exist: the error names the
     // cause and the fallback.
-    let err = open(
-        &cfg(&[("QUICPRO_XDP", "qp-absent0")]).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .unwrap_err();
+    let err = open(&cfg(&[("QUICPRO_XDP", "qp-absent0")]).unwrap(), "127.0.0.1:0".parse().unwrap()).unwrap_err();
     assert!(matches!(err, BackendError::AfXdp(_)), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        "af_xdp: no network interface \"qp-absent0\"; unset QUICPRO_XDP to use the kernel UDP path"
-    );
+    assert_eq!(err.to_string(), "af_xdp: no network interface \"qp-absent0\"; unset QUICPRO_XDP to use the kernel UDP path");
 }
 
 #[test]
@@ -170,11 +113,7 @@ fn io_uring_setup_failure_falls_back_to_epoll_by_default() {
     peer.send_to(b"via epoll", b.local_addr()).unwrap();
     let mut got = Vec::new();
     for _ in 0..100 {
-        b.wait(
-            io_backends::Interest::READABLE,
-            Some(std::time::Duration::from_millis(50)),
-        )
-        .unwrap();
+        b.wait(io_backends::Interest::READABLE, Some(std::time::Duration::from_millis(50))).unwrap();
         let mut batch = b.recv().unwrap();
         while let Some((_, buf)) = batch.next_buffer() {
             got.push(buf.to_vec());
@@ -190,18 +129,12 @@ fn io_uring_setup_failure_falls_back_to_epoll_by_default() {
 fn forced_io_uring_fails_with_the_reason_instead_of_falling_back() {
     let c = failing_uring(&[("QUICPRO_BACKEND", "io_uring")]);
     let err = open(&c, "127.0.0.1:0".parse().unwrap()).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "io_uring: setup failure simulated (UringConfig::simulate_setup_failure)"
-    );
+    assert_eq!(err.to_string(), "io_uring: setup failure simulated (UringConfig::simulate_setup_failure)");
     // Without the simulated failure the forced backend opens.
     let c = cfg(&[("QUICPRO_BACKEND", "io_uring")]).unwrap();
     let (b, line) = open(&c, "[::1]:0".parse().unwrap()).unwrap();
     assert_eq!(b.kind(), BackendKind::IoUring);
-    assert!(
-        line.starts_with("io backend io_uring (forced by QUICPRO_BACKEND): udp [::1]:"),
-        "{line}"
-    );
+    assert!(line.starts_with("io backend io_uring (forced by QUICPRO_BACKEND): udp [::1]:"), "{line}");
 }
 
 #[test]
@@ -212,9 +145,7 @@ fn socket_errors_are_not_hidden_by_the_fallback() {
     c.udp.reuse_port = false;
     let (a, _) = open(&c, "127.0.0.1:0".parse().unwrap()).unwrap();
     match open(&c, a.local_addr()) {
-        Err(BackendError::Io {
-            context: "bind", ..
-        }) => {}
+        Err(BackendError::Io { context: "bind", .. }) => {}
         Err(e) => panic!("expected the bind error, got {e}"),
         Ok((b, line)) => panic!("expected the bind error, got {:?}: {line}", b.kind()),
     }

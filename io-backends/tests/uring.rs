@@ -13,21 +13,14 @@ use common::*;
 use io_backends::{Backend, Interest, Transmit, UdpConfig, UringBackend, UringConfig};
 
 fn open(bind: &str, udp: &UdpConfig, buffers: u16) -> UringBackend {
-    let cfg = UringConfig {
-        buffers,
-        ..UringConfig::default()
-    };
+    let cfg = UringConfig { buffers, ..UringConfig::default() };
     UringBackend::open(bind.parse().unwrap(), udp, &cfg).unwrap()
 }
 
 /// Receive buffers that hold any burst of this test: 64 MiB asked, forced
 /// past rmem_max (root).
 fn big_buffers() -> UdpConfig {
-    UdpConfig {
-        recv_buffer: 64 << 20,
-        send_buffer: 8 << 20,
-        ..udp_config()
-    }
+    UdpConfig { recv_buffer: 64 << 20, send_buffer: 8 << 20, ..udp_config() }
 }
 
 /// Index written by `payload` in the first two bytes.
@@ -52,22 +45,11 @@ fn burst(buffers: u16) {
     // The sender batches with sendmmsg (32 per call), no GSO: 5000 separate
     // datagrams as fast as one core pushes them.
     let sender = std::thread::spawn(move || {
-        let cfg = UdpConfig {
-            gso: false,
-            ..big_buffers()
-        };
+        let cfg = UdpConfig { gso: false, ..big_buffers() };
         let mut s = io_backends::EpollBackend::open("127.0.0.1:0".parse().unwrap(), &cfg).unwrap();
         let payloads: Vec<Vec<u8>> = (0..N).map(|i| payload(i, 1200)).collect();
-        let mut t: Vec<Transmit<'_>> = payloads
-            .iter()
-            .map(|p| Transmit {
-                destination: dest,
-                source: None,
-                ecn: None,
-                segment_size: None,
-                contents: p,
-            })
-            .collect();
+        let mut t: Vec<Transmit<'_>> =
+            payloads.iter().map(|p| Transmit { destination: dest, source: None, ecn: None, segment_size: None, contents: p }).collect();
         let start = Instant::now();
         send_all(&mut s, &mut t);
         (start.elapsed(), s.stats().send_messages)
@@ -78,8 +60,7 @@ fn burst(buffers: u16) {
     let mut count = 0;
     let mut batches = 0;
     while count < N && start.elapsed() < Duration::from_secs(10) {
-        rx.wait(Interest::READABLE, Some(Duration::from_millis(100)))
-            .unwrap();
+        rx.wait(Interest::READABLE, Some(Duration::from_millis(100))).unwrap();
         let mut batch = rx.recv().unwrap();
         if !batch.is_empty() {
             batches += 1;
@@ -112,9 +93,7 @@ fn burst(buffers: u16) {
 }
 
 /// `next_buffer` with the borrow shaped for the caller's loop.
-fn datagram_bufs<'b>(
-    batch: &'b mut io_backends::RecvBatch<'_>,
-) -> Option<(io_backends::RecvMeta, &'b mut [u8])> {
+fn datagram_bufs<'b>(batch: &'b mut io_backends::RecvBatch<'_>) -> Option<(io_backends::RecvMeta, &'b mut [u8])> {
     batch.next_buffer()
 }
 
@@ -123,10 +102,7 @@ fn exhausted_ring_is_rearmed_and_nothing_is_lost() {
     // Four buffers for 200 datagrams queued before the first receive: the
     // multishot receive runs dry (ENOBUFS) again and again, the datagrams
     // wait in the socket buffer, every re-arm picks up from there.
-    let udp = UdpConfig {
-        gro: false,
-        ..big_buffers()
-    };
+    let udp = UdpConfig { gro: false, ..big_buffers() };
     let mut rx = open("127.0.0.1:0", &udp, 4);
     assert_eq!(rx.capabilities().recv_batch, 4);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -135,9 +111,7 @@ fn exhausted_ring_is_rearmed_and_nothing_is_lost() {
         tx.send_to(p, rx.local_addr()).unwrap();
     }
     let got = recv_datagrams(&mut rx, 200, DEADLINE);
-    assert!(got
-        .iter()
-        .all(|g| g.meta.len <= rx.capabilities().recv_buffer_size));
+    assert!(got.iter().all(|g| g.meta.len <= rx.capabilities().recv_buffer_size));
     assert_eq!(flatten(&got), sent, "all of them, in order");
     let u = rx.uring_stats();
     eprintln!("{u:?}; {:?}", rx.stats());
@@ -150,10 +124,7 @@ fn exhausted_ring_is_rearmed_and_nothing_is_lost() {
 
 #[test]
 fn buffers_are_lent_until_the_next_recv_and_then_reused() {
-    let udp = UdpConfig {
-        gro: false,
-        ..udp_config()
-    };
+    let udp = UdpConfig { gro: false, ..udp_config() };
     let mut rx = open("127.0.0.1:0", &udp, 8);
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
     // Rounds of 3 datagrams through 8 buffers: at most 3 are lent (the
@@ -164,14 +135,12 @@ fn buffers_are_lent_until_the_next_recv_and_then_reused() {
     let mut total = 0;
     for round in 0..40 {
         for k in 0..3 {
-            tx.send_to(&payload(round * 3 + k, 300), rx.local_addr())
-                .unwrap();
+            tx.send_to(&payload(round * 3 + k, 300), rx.local_addr()).unwrap();
         }
         let mut got = 0;
         let start = Instant::now();
         while got < 3 && start.elapsed() < DEADLINE {
-            rx.wait(Interest::READABLE, Some(Duration::from_millis(50)))
-                .unwrap();
+            rx.wait(Interest::READABLE, Some(Duration::from_millis(50))).unwrap();
             let mut batch = rx.recv().unwrap();
             // Buffers of one batch are distinct: write a marker into each
             // and check none overwrote another.
@@ -198,11 +167,7 @@ fn buffers_are_lent_until_the_next_recv_and_then_reused() {
 
 #[test]
 fn datagrams_larger_than_a_buffer_are_counted_and_dropped() {
-    let udp = UdpConfig {
-        gro: false,
-        recv_buffer_size: 500,
-        ..udp_config()
-    };
+    let udp = UdpConfig { gro: false, recv_buffer_size: 500, ..udp_config() };
     let mut rx = open("127.0.0.1:0", &udp, 16);
     let cap = rx.capabilities().recv_buffer_size;
     assert!((500..1000).contains(&cap), "{cap}");
@@ -218,11 +183,7 @@ fn datagrams_larger_than_a_buffer_are_counted_and_dropped() {
 fn ring_fd_polls_readable_when_a_datagram_arrives() {
     let mut rx = open("127.0.0.1:0", &udp_config(), 16);
     assert_ne!(rx.as_raw_fd(), rx.socket_fd(), "the ring, not the socket");
-    let mut pfd = libc::pollfd {
-        fd: rx.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut pfd = libc::pollfd { fd: rx.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // Idle: not readable.
     // SAFETY: one valid pollfd, zero timeout.
     assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
@@ -239,10 +200,7 @@ fn ring_fd_polls_readable_when_a_datagram_arrives() {
     sender.join().unwrap();
     assert_eq!(rc, 1);
     assert!(pfd.revents & libc::POLLIN != 0);
-    assert!(
-        waited < Duration::from_secs(1),
-        "woken by the datagram: {waited:?}"
-    );
+    assert!(waited < Duration::from_secs(1), "woken by the datagram: {waited:?}");
     // The completion is there for recv without a wait.
     let mut batch = rx.recv().unwrap();
     let (_, buf) = batch.next_buffer().unwrap();
@@ -255,24 +213,11 @@ fn send_batches_complete_within_the_call() {
     let rx = plain_socket("127.0.0.1:0");
     let dest: SocketAddr = rx.local_addr().unwrap();
     let payloads: Vec<Vec<u8>> = (0..64).map(|i| payload(i, 200)).collect();
-    let mut t: Vec<Transmit<'_>> = payloads
-        .iter()
-        .map(|p| Transmit {
-            destination: dest,
-            source: None,
-            ecn: None,
-            segment_size: None,
-            contents: p,
-        })
-        .collect();
+    let mut t: Vec<Transmit<'_>> = payloads.iter().map(|p| Transmit { destination: dest, source: None, ecn: None, segment_size: None, contents: p }).collect();
     assert_eq!(tx.send(&mut t).unwrap(), 64);
     drop(t);
     let s = tx.stats();
-    assert_eq!(
-        (s.send_calls, s.send_messages),
-        (2, 64),
-        "two batches of 32"
-    );
+    assert_eq!((s.send_calls, s.send_messages), (2, 64), "two batches of 32");
     let u = tx.uring_stats();
     eprintln!("{u:?}");
     assert_eq!(u.send_waits, 0, "completed by the submission itself");
@@ -290,22 +235,10 @@ fn backend_moves_to_another_thread() {
         recv_datagrams(&mut rx, 3, DEADLINE)
     });
     let bytes = [b"one".as_slice(), b"two", b"three"];
-    let mut t: Vec<Transmit<'_>> = bytes
-        .iter()
-        .map(|b| Transmit {
-            destination: dest,
-            source: None,
-            ecn: None,
-            segment_size: None,
-            contents: b,
-        })
-        .collect();
+    let mut t: Vec<Transmit<'_>> = bytes.iter().map(|b| Transmit { destination: dest, source: None, ecn: None, segment_size: None, contents: b }).collect();
     send_all(&mut tx, &mut t);
     let got = worker.join().unwrap();
-    assert_eq!(
-        flatten(&got),
-        [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
-    );
+    assert_eq!(flatten(&got), [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
 }
 
 #[test]
@@ -318,16 +251,12 @@ fn wait_returns_at_once_when_data_is_waiting_and_reports_writable() {
     assert!(r.readable);
     assert_eq!(rx.recv().unwrap().len(), 1);
     let start = Instant::now();
-    let r = rx
-        .wait(Interest::BOTH, Some(Duration::from_secs(2)))
-        .unwrap();
+    let r = rx.wait(Interest::BOTH, Some(Duration::from_secs(2))).unwrap();
     assert!(r.writable && !r.readable, "{r:?}");
     assert!(start.elapsed() < Duration::from_secs(1));
     // One enter per wait that sleeps.
     let before = rx.uring_stats().enters;
-    let r = rx
-        .wait(Interest::READABLE, Some(Duration::from_millis(10)))
-        .unwrap();
+    let r = rx.wait(Interest::READABLE, Some(Duration::from_millis(10))).unwrap();
     assert!(!r.readable);
     assert_eq!(rx.uring_stats().enters, before + 1);
 }
@@ -350,8 +279,5 @@ fn dropping_an_armed_backend_is_clean() {
     // The process is still sane: a fresh backend works.
     let mut rx = open("127.0.0.1:0", &udp_config(), 8);
     tx.send_to(b"after", rx.local_addr()).unwrap();
-    assert_eq!(
-        flatten(&recv_datagrams(&mut rx, 1, DEADLINE)),
-        [b"after".to_vec()]
-    );
+    assert_eq!(flatten(&recv_datagrams(&mut rx, 1, DEADLINE)), [b"after".to_vec()]);
 }

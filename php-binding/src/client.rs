@@ -46,7 +46,8 @@ fn tls_config(opts: &ClientTlsOptions) -> QpResult<Arc<rustls::ClientConfig>> {
         static BUILT: RefCell<HashMap<String, Arc<rustls::ClientConfig>>> = RefCell::new(HashMap::new());
     }
     // The client certificate by digest: configs differing only in it differ.
-    let identity = opts.client_cert.as_ref().and_then(|(chain, _)| chain.first()).map(|c| ring::digest::digest(&ring::digest::SHA256, c.as_ref()).as_ref().to_vec());
+    let identity =
+        opts.client_cert.as_ref().and_then(|(chain, _)| chain.first()).map(|c| ring::digest::digest(&ring::digest::SHA256, c.as_ref()).as_ref().to_vec());
     let key = format!("{:?}|{:?}|{}|{}|{}|{:?}", opts.alpn, opts.ca_file, opts.insecure_skip_verify, opts.early_data, opts.key_log, identity);
     if let Some(c) = BUILT.with(|b| b.borrow().get(&key).cloned()) {
         return Ok(c);
@@ -68,11 +69,7 @@ fn default_config() -> Rc<ConfigData> {
     thread_local! {
         static DEFAULT: RefCell<Option<Rc<ConfigData>>> = const { RefCell::new(None) };
     }
-    DEFAULT.with(|d| {
-        d.borrow_mut()
-            .get_or_insert_with(|| Rc::new(ConfigData::defaults()))
-            .clone()
-    })
+    DEFAULT.with(|d| d.borrow_mut().get_or_insert_with(|| Rc::new(ConfigData::defaults())).clone())
 }
 
 #[derive(Debug, Default)]
@@ -265,10 +262,7 @@ impl ClientCore {
                 fields.push(HeaderField::new(Bytes::from_static(b"content-length"), Bytes::from(b.len().to_string())));
             }
         }
-        let id = self
-            .client
-            .request(&fields, body.is_none())
-            .map_err(|e| QpError::new(ErrorKind::Client, format!("request refused: {e:?}")))?;
+        let id = self.client.request(&fields, body.is_none()).map_err(|e| QpError::new(ErrorKind::Client, format!("request refused: {e:?}")))?;
         self.responses.insert(id, Response::default());
         if let Some(b) = body {
             let mut data = Bytes::from(b);
@@ -424,4 +418,3 @@ impl ClientSession {
         self.core.borrow().as_ref().is_some_and(|c| c.closed.is_none())
     }
 }
-

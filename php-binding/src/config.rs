@@ -211,12 +211,7 @@ impl ConfigData {
                 "qlog_dir" => c.qlog_dir = Some(path(&key, value)?),
                 "keylog" => c.keylog = boolean(&key, value)?,
                 "steering" => want_steering = boolean(&key, value)?,
-                _ => {
-                    return Err(QpError::new(
-                        ErrorKind::Config,
-                        format!("unknown option '{key}' (known: {})", KEYS.join(", ")),
-                    ))
-                }
+                _ => return Err(QpError::new(ErrorKind::Config, format!("unknown option '{key}' (known: {})", KEYS.join(", ")))),
             }
         }
         c.load_files()?;
@@ -239,8 +234,7 @@ impl ConfigData {
     fn load_files(&mut self) -> QpResult<()> {
         match (&self.cert_file, &self.key_file) {
             (Some(cert), key) => {
-                let certs = quic_core::tls::config::load_certs(cert)
-                    .map_err(|e| bad("cert_file", &e.to_string()))?;
+                let certs = quic_core::tls::config::load_certs(cert).map_err(|e| bad("cert_file", &e.to_string()))?;
                 if certs.is_empty() {
                     return Err(bad("cert_file", &format!("{}: no certificate in the file", cert.display())));
                 }

@@ -218,11 +218,7 @@ pub fn register_classes() -> Result<(), String> {
             "Quicpro\\Exception\\ConnectionException" => parent_fn!("Quicpro\\Exception\\ConnectionException"),
             _ => parent_fn!("Quicpro\\Exception\\QuicproException"),
         };
-        ClassBuilder::new(kind.class_name())
-            .extends(parent)
-            .registration(done)
-            .register()
-            .map_err(|e| format!("{}: {e}", kind.class_name()))?;
+        ClassBuilder::new(kind.class_name()).extends(parent).registration(done).register().map_err(|e| format!("{}: {e}", kind.class_name()))?;
     }
     Ok(())
 }

@@ -53,8 +53,5 @@ fn report_escaped_exception() {
     let class = obj.get_class_name().unwrap_or_default();
     let file = z.try_call_method("getFile", vec![]).ok().and_then(|m| m.string()).unwrap_or_default();
     let line = z.try_call_method("getLine", vec![]).ok().and_then(|m| m.long()).unwrap_or(0);
-    ext_php_rs::error::php_error(
-        &ErrorType::Warning,
-        &format!("quicpro: uncaught {class} in a session Fiber: {msg} ({file}:{line}); the server goes on"),
-    );
+    ext_php_rs::error::php_error(&ErrorType::Warning, &format!("quicpro: uncaught {class} in a session Fiber: {msg} ({file}:{line}); the server goes on"));
 }

@@ -21,8 +21,8 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::binary::Binary;
+use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
 use ext_php_rs::zend::{ExecutorGlobals, IniEntryDef, IniEntryDefs, ModuleEntry};
@@ -53,12 +53,7 @@ static INI_ENTRIES: IniEntryDefs<2> = IniEntryDefs::new([
 ]);
 
 fn shm_size_setting() -> usize {
-    ExecutorGlobals::get()
-        .ini_values()
-        .get("quicpro.shm_size")
-        .and_then(|v| v.as_deref())
-        .and_then(parse_size)
-        .unwrap_or(DEFAULT_SHM_SIZE)
+    ExecutorGlobals::get().ini_values().get("quicpro.shm_size").and_then(|v| v.as_deref()).and_then(parse_size).unwrap_or(DEFAULT_SHM_SIZE)
 }
 
 /// `65536`, `64K`, `16M`, `1G` (the shorthand php.ini uses).

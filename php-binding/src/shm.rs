@@ -32,9 +32,7 @@ pub fn init(size: usize) {
     let _ = COUNTER.get_or_init(|| {
         // SAFETY: a fresh anonymous shared mapping of one page; only ever
         // accessed as one AtomicU32 at its start.
-        let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
-        };
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0) };
         if p == libc::MAP_FAILED {
             0
         } else {

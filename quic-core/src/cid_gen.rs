@@ -131,8 +131,7 @@ impl ConnectionIdGenerator for RoutableCidGenerator {
     }
 
     fn validate(&self, cid: &[u8]) -> bool {
-        self.worker_of(cid) == Some(self.worker_id)
-            && cid.get(1..1 + self.server_id_len) == Some(&self.server_id[..self.server_id_len])
+        self.worker_of(cid) == Some(self.worker_id) && cid.get(1..1 + self.server_id_len) == Some(&self.server_id[..self.server_id_len])
     }
 }
 

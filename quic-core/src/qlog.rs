@@ -324,15 +324,7 @@ pub struct TraceInfo<'a> {
 
 impl<'a> TraceInfo<'a> {
     pub fn new(vantage_point: VantagePointType) -> Self {
-        Self {
-            vantage_point,
-            vantage_point_name: None,
-            title: None,
-            description: None,
-            group_id: None,
-            wall_clock_time: None,
-            extra_event_schemas: &[],
-        }
+        Self { vantage_point, vantage_point_name: None, title: None, description: None, group_id: None, wall_clock_time: None, extra_event_schemas: &[] }
     }
 }
 
@@ -430,29 +422,13 @@ impl<'a> PacketHeader<'a> {
     }
 
     /// An Initial, Handshake or 0-RTT header.
-    pub fn long(
-        packet_type: PacketType,
-        version: Version,
-        dcid: &'a [u8],
-        scid: &'a [u8],
-        packet_number: u64,
-    ) -> Self {
-        Self {
-            version: Some(version),
-            dcid: Some(dcid),
-            scid: Some(scid),
-            packet_number: Some(packet_number),
-            ..Self::new(packet_type)
-        }
+    pub fn long(packet_type: PacketType, version: Version, dcid: &'a [u8], scid: &'a [u8], packet_number: u64) -> Self {
+        Self { version: Some(version), dcid: Some(dcid), scid: Some(scid), packet_number: Some(packet_number), ..Self::new(packet_type) }
     }
 
     /// A 1-RTT header.
     pub fn short(dcid: &'a [u8], packet_number: u64) -> Self {
-        Self {
-            dcid: Some(dcid),
-            packet_number: Some(packet_number),
-            ..Self::new(PacketType::OneRtt)
-        }
+        Self { dcid: Some(dcid), packet_number: Some(packet_number), ..Self::new(PacketType::OneRtt) }
     }
 }
 
@@ -467,10 +443,7 @@ pub struct RawInfo {
 
 impl RawInfo {
     pub fn length(length: usize) -> Self {
-        Self {
-            length: Some(length as u64),
-            payload_length: None,
-        }
+        Self { length: Some(length as u64), payload_length: None }
     }
 
     fn is_empty(&self) -> bool {
@@ -521,13 +494,7 @@ pub struct PacketEvent<'a> {
 
 impl<'a> PacketEvent<'a> {
     pub fn new(header: PacketHeader<'a>) -> Self {
-        Self {
-            header,
-            raw: RawInfo::default(),
-            datagram_id: None,
-            trigger: None,
-            is_mtu_probe_packet: false,
-        }
+        Self { header, raw: RawInfo::default(), datagram_id: None, trigger: None, is_mtu_probe_packet: false }
     }
 }
 
@@ -696,18 +663,9 @@ impl<'a> ParametersSet<'a> {
     pub fn from_transport_parameters(initiator: Initiator, tp: &'a TransportParameters) -> Self {
         Self {
             initiator: Some(initiator),
-            original_destination_connection_id: tp
-                .original_destination_connection_id
-                .as_ref()
-                .map(ConnectionId::as_slice),
-            initial_source_connection_id: tp
-                .initial_source_connection_id
-                .as_ref()
-                .map(ConnectionId::as_slice),
-            retry_source_connection_id: tp
-                .retry_source_connection_id
-                .as_ref()
-                .map(ConnectionId::as_slice),
+            original_destination_connection_id: tp.original_destination_connection_id.as_ref().map(ConnectionId::as_slice),
+            initial_source_connection_id: tp.initial_source_connection_id.as_ref().map(ConnectionId::as_slice),
+            retry_source_connection_id: tp.retry_source_connection_id.as_ref().map(ConnectionId::as_slice),
             stateless_reset_token: tp.stateless_reset_token.as_ref().map(|t| &t.0),
             disable_active_migration: Some(tp.disable_active_migration),
             max_idle_timeout: Some(tp.max_idle_timeout),
@@ -887,11 +845,7 @@ fn write_frame(j: &mut Json, frame: &Frame<'_>, ack_delay_exponent: u8) {
                 j.f_u64("ce", ecn.ce);
             }
         }
-        Frame::ResetStream {
-            id,
-            error_code,
-            final_size,
-        } => {
+        Frame::ResetStream { id, error_code, final_size } => {
             j.f_str("frame_type", "reset_stream");
             j.f_u64("stream_id", id);
             // Application error codes mean nothing at this layer.
@@ -919,12 +873,7 @@ fn write_frame(j: &mut Json, frame: &Frame<'_>, ack_delay_exponent: u8) {
             j.end_object();
             j.end_object();
         }
-        Frame::Stream {
-            id,
-            offset,
-            fin,
-            data,
-        } => {
+        Frame::Stream { id, offset, fin, data } => {
             j.f_str("frame_type", "stream");
             j.f_u64("stream_id", id);
             j.f_u64("offset", offset);
@@ -959,12 +908,7 @@ fn write_frame(j: &mut Json, frame: &Frame<'_>, ack_delay_exponent: u8) {
             j.f_str("stream_type", stream_type(dir));
             j.f_u64("limit", limit);
         }
-        Frame::NewConnectionId {
-            sequence,
-            retire_prior_to,
-            cid,
-            reset_token,
-        } => {
+        Frame::NewConnectionId { sequence, retire_prior_to, cid, reset_token } => {
             j.f_str("frame_type", "new_connection_id");
             j.f_u64("sequence_number", sequence);
             j.f_u64("retire_prior_to", retire_prior_to);
@@ -984,11 +928,7 @@ fn write_frame(j: &mut Json, frame: &Frame<'_>, ack_delay_exponent: u8) {
             j.f_str("frame_type", "path_response");
             j.f_hex("data", &data);
         }
-        Frame::ConnectionClose {
-            error_code,
-            frame_type,
-            reason,
-        } => {
+        Frame::ConnectionClose { error_code, frame_type, reason } => {
             j.f_str("frame_type", "connection_close");
             j.f_str("error_space", "transport");
             write_transport_error(j, "error", "error_code", error_code);
@@ -1029,10 +969,7 @@ fn write_header(j: &mut Json, h: &PacketHeader<'_>) {
     j.o_bool("spin_bit", h.spin_bit);
     j.o_u64("key_phase", h.key_phase);
     j.o_bool("key_phase_bit", h.key_phase_bit);
-    j.o_u64(
-        "packet_number_length",
-        h.packet_number_length.map(u64::from),
-    );
+    j.o_u64("packet_number_length", h.packet_number_length.map(u64::from));
     j.o_u64("packet_number", h.packet_number);
     if let Some(token) = h.token {
         j.begin_object_field("token");
@@ -1163,10 +1100,7 @@ impl EventData<'_> {
     /// A nested object filled by `f`.
     pub fn object(&mut self, key: &str, f: impl FnOnce(&mut EventData<'_>)) -> &mut Self {
         self.json.begin_object_field(key);
-        f(&mut EventData {
-            json: self.json,
-            ack_delay_exponent: self.ack_delay_exponent,
-        });
+        f(&mut EventData { json: self.json, ack_delay_exponent: self.ack_delay_exponent });
         self.json.end_object();
         self
     }
@@ -1355,10 +1289,7 @@ impl QlogWriter {
         let j = &mut self.json;
         j.clear();
         j.begin_object();
-        j.f_f64(
-            "time",
-            duration_ms(now.saturating_duration_since(self.reference)),
-        );
+        j.f_f64("time", duration_ms(now.saturating_duration_since(self.reference)));
         j.f_str("name", name);
         j.begin_object_field("data");
         f(j);
@@ -1374,21 +1305,11 @@ impl QlogWriter {
     /// full `namespace:event_type`.
     pub fn custom_event(&mut self, now: Instant, name: &str, f: impl FnOnce(&mut EventData<'_>)) {
         let exponent = self.local_ack_delay_exponent;
-        self.event(now, name, |j| {
-            f(&mut EventData {
-                json: j,
-                ack_delay_exponent: exponent,
-            })
-        });
+        self.event(now, name, |j| f(&mut EventData { json: j, ack_delay_exponent: exponent }));
     }
 
     /// quic:connection_started (quic-events §4.2).
-    pub fn connection_started(
-        &mut self,
-        now: Instant,
-        local: &TupleEndpoint<'_>,
-        remote: &TupleEndpoint<'_>,
-    ) {
+    pub fn connection_started(&mut self, now: Instant, local: &TupleEndpoint<'_>, remote: &TupleEndpoint<'_>) {
         self.event(now, "quic:connection_started", |j| {
             write_tuple_endpoint(j, "local", local);
             write_tuple_endpoint(j, "remote", remote);
@@ -1420,13 +1341,7 @@ impl QlogWriter {
     }
 
     /// quic:connection_id_updated (quic-events §4.4).
-    pub fn connection_id_updated(
-        &mut self,
-        now: Instant,
-        initiator: Initiator,
-        old: Option<&[u8]>,
-        new: Option<&[u8]>,
-    ) {
+    pub fn connection_id_updated(&mut self, now: Instant, initiator: Initiator, old: Option<&[u8]>, new: Option<&[u8]>) {
         self.event(now, "quic:connection_id_updated", |j| {
             j.f_str("initiator", initiator.as_str());
             j.o_hex("old", old);
@@ -1435,12 +1350,7 @@ impl QlogWriter {
     }
 
     /// quic:connection_state_updated (quic-events §4.6).
-    pub fn connection_state_updated(
-        &mut self,
-        now: Instant,
-        old: Option<ConnectionState>,
-        new: ConnectionState,
-    ) {
+    pub fn connection_state_updated(&mut self, now: Instant, old: Option<ConnectionState>, new: ConnectionState) {
         self.event(now, "quic:connection_state_updated", |j| {
             j.o_str("old", old.map(ConnectionState::as_str));
             j.f_str("new", new.as_str());
@@ -1448,18 +1358,9 @@ impl QlogWriter {
     }
 
     /// quic:version_information (quic-events §5.1). Empty lists are omitted.
-    pub fn version_information(
-        &mut self,
-        now: Instant,
-        server_versions: &[Version],
-        client_versions: &[Version],
-        chosen_version: Option<Version>,
-    ) {
+    pub fn version_information(&mut self, now: Instant, server_versions: &[Version], client_versions: &[Version], chosen_version: Option<Version>) {
         self.event(now, "quic:version_information", |j| {
-            for (key, list) in [
-                ("server_versions", server_versions),
-                ("client_versions", client_versions),
-            ] {
+            for (key, list) in [("server_versions", server_versions), ("client_versions", client_versions)] {
                 if !list.is_empty() {
                     j.begin_array_field(key);
                     for v in list {
@@ -1476,18 +1377,9 @@ impl QlogWriter {
 
     /// quic:alpn_information (quic-events §5.2). `None` omits a field; an
     /// empty list is logged as such.
-    pub fn alpn_information(
-        &mut self,
-        now: Instant,
-        server_alpns: Option<&[&[u8]]>,
-        client_alpns: Option<&[&[u8]]>,
-        chosen_alpn: Option<&[u8]>,
-    ) {
+    pub fn alpn_information(&mut self, now: Instant, server_alpns: Option<&[&[u8]]>, client_alpns: Option<&[&[u8]]>, chosen_alpn: Option<&[u8]>) {
         self.event(now, "quic:alpn_information", |j| {
-            for (key, list) in [
-                ("server_alpns", server_alpns),
-                ("client_alpns", client_alpns),
-            ] {
+            for (key, list) in [("server_alpns", server_alpns), ("client_alpns", client_alpns)] {
                 if let Some(list) = list {
                     j.begin_array_field(key);
                     for alpn in list {
@@ -1508,9 +1400,7 @@ impl QlogWriter {
     /// named by `initiator`.
     pub fn parameters_set(&mut self, now: Instant, p: &ParametersSet<'_>) {
         if let Some(exp) = p.ack_delay_exponent {
-            let exp = u8::try_from(exp)
-                .unwrap_or(u8::MAX)
-                .min(MAX_ACK_DELAY_EXPONENT);
+            let exp = u8::try_from(exp).unwrap_or(u8::MAX).min(MAX_ACK_DELAY_EXPONENT);
             match p.initiator {
                 Some(Initiator::Local) => self.local_ack_delay_exponent = exp,
                 Some(Initiator::Remote) => self.peer_ack_delay_exponent = exp,
@@ -1524,19 +1414,10 @@ impl QlogWriter {
             j.o_bool("resumption_allowed", p.resumption_allowed);
             j.o_bool("early_data_enabled", p.early_data_enabled);
             j.o_str("tls_cipher", p.tls_cipher);
-            j.o_hex(
-                "original_destination_connection_id",
-                p.original_destination_connection_id,
-            );
-            j.o_hex(
-                "initial_source_connection_id",
-                p.initial_source_connection_id,
-            );
+            j.o_hex("original_destination_connection_id", p.original_destination_connection_id);
+            j.o_hex("initial_source_connection_id", p.initial_source_connection_id);
             j.o_hex("retry_source_connection_id", p.retry_source_connection_id);
-            j.o_hex(
-                "stateless_reset_token",
-                p.stateless_reset_token.map(|t| &t[..]),
-            );
+            j.o_hex("stateless_reset_token", p.stateless_reset_token.map(|t| &t[..]));
             j.o_bool("disable_active_migration", p.disable_active_migration);
             j.o_u64("max_idle_timeout", p.max_idle_timeout);
             j.o_u64("max_udp_payload_size", p.max_udp_payload_size);
@@ -1544,14 +1425,8 @@ impl QlogWriter {
             j.o_u64("max_ack_delay", p.max_ack_delay);
             j.o_u64("active_connection_id_limit", p.active_connection_id_limit);
             j.o_u64("initial_max_data", p.initial_max_data);
-            j.o_u64(
-                "initial_max_stream_data_bidi_local",
-                p.initial_max_stream_data_bidi_local,
-            );
-            j.o_u64(
-                "initial_max_stream_data_bidi_remote",
-                p.initial_max_stream_data_bidi_remote,
-            );
+            j.o_u64("initial_max_stream_data_bidi_local", p.initial_max_stream_data_bidi_local);
+            j.o_u64("initial_max_stream_data_bidi_remote", p.initial_max_stream_data_bidi_remote);
             j.o_u64("initial_max_stream_data_uni", p.initial_max_stream_data_uni);
             j.o_u64("initial_max_streams_bidi", p.initial_max_streams_bidi);
             j.o_u64("initial_max_streams_uni", p.initial_max_streams_uni);
@@ -1572,14 +1447,8 @@ impl QlogWriter {
         });
     }
 
-    fn packet_event<'f, I>(
-        &mut self,
-        now: Instant,
-        name: &str,
-        p: &PacketEvent<'_>,
-        frames: I,
-        exp: u8,
-    ) where
+    fn packet_event<'f, I>(&mut self, now: Instant, name: &str, p: &PacketEvent<'_>, frames: I, exp: u8)
+    where
         I: IntoIterator,
         I::Item: Borrow<Frame<'f>>,
     {
@@ -1648,35 +1517,16 @@ impl QlogWriter {
     }
 
     /// quic:key_updated (quic-events §6.1). Secrets are never logged.
-    pub fn key_updated(
-        &mut self,
-        now: Instant,
-        key_type: KeyType,
-        key_phase: Option<u64>,
-        trigger: Option<KeyUpdateTrigger>,
-    ) {
+    pub fn key_updated(&mut self, now: Instant, key_type: KeyType, key_phase: Option<u64>, trigger: Option<KeyUpdateTrigger>) {
         self.key_event(now, "quic:key_updated", key_type, key_phase, trigger);
     }
 
     /// quic:key_discarded (quic-events §6.2).
-    pub fn key_discarded(
-        &mut self,
-        now: Instant,
-        key_type: KeyType,
-        key_phase: Option<u64>,
-        trigger: Option<KeyUpdateTrigger>,
-    ) {
+    pub fn key_discarded(&mut self, now: Instant, key_type: KeyType, key_phase: Option<u64>, trigger: Option<KeyUpdateTrigger>) {
         self.key_event(now, "quic:key_discarded", key_type, key_phase, trigger);
     }
 
-    fn key_event(
-        &mut self,
-        now: Instant,
-        name: &str,
-        key_type: KeyType,
-        key_phase: Option<u64>,
-        trigger: Option<KeyUpdateTrigger>,
-    ) {
+    fn key_event(&mut self, now: Instant, name: &str, key_type: KeyType, key_phase: Option<u64>, trigger: Option<KeyUpdateTrigger>) {
         self.event(now, name, |j| {
             j.f_str("key_type", key_type.as_str());
             j.o_u64("key_phase", key_phase);
@@ -1689,17 +1539,11 @@ impl QlogWriter {
     /// quic:recovery_parameters_set (quic-events §7.1).
     pub fn recovery_parameters_set(&mut self, now: Instant, p: &RecoveryParameters) {
         self.event(now, "quic:recovery_parameters_set", |j| {
-            j.o_u64(
-                "reordering_threshold",
-                p.reordering_threshold.map(u64::from),
-            );
+            j.o_u64("reordering_threshold", p.reordering_threshold.map(u64::from));
             if let Some(t) = p.time_threshold {
                 j.f_f64("time_threshold", f64::from(t));
             }
-            j.f_u64(
-                "timer_granularity",
-                p.timer_granularity.as_millis().min(u128::from(u16::MAX)) as u64,
-            );
+            j.f_u64("timer_granularity", p.timer_granularity.as_millis().min(u128::from(u16::MAX)) as u64);
             j.o_ms("initial_rtt", p.initial_rtt);
             j.o_u64("max_datagram_size", p.max_datagram_size.map(u64::from));
             j.o_u64("initial_congestion_window", p.initial_congestion_window);
@@ -1707,10 +1551,7 @@ impl QlogWriter {
             if let Some(f) = p.loss_reduction_factor {
                 j.f_f64("loss_reduction_factor", f64::from(f));
             }
-            j.o_u64(
-                "persistent_congestion_threshold",
-                p.persistent_congestion_threshold.map(u64::from),
-            );
+            j.o_u64("persistent_congestion_threshold", p.persistent_congestion_threshold.map(u64::from));
         });
     }
 
@@ -1762,13 +1603,7 @@ impl QlogWriter {
 
     /// quic:congestion_state_updated (quic-events §7.3); the state names
     /// are the congestion controller's own (e.g. "slow_start").
-    pub fn congestion_state_updated(
-        &mut self,
-        now: Instant,
-        old: Option<&str>,
-        new: &str,
-        trigger: Option<&str>,
-    ) {
+    pub fn congestion_state_updated(&mut self, now: Instant, old: Option<&str>, new: &str, trigger: Option<&str>) {
         self.event(now, "quic:congestion_state_updated", |j| {
             j.o_str("old", old);
             j.f_str("new", new);
@@ -1778,13 +1613,8 @@ impl QlogWriter {
 
     /// quic:packet_lost (quic-events §7.4). `frames` may be empty when the
     /// sent-packet record does not keep them (then no `frames` field).
-    pub fn packet_lost<'f, I>(
-        &mut self,
-        now: Instant,
-        header: &PacketHeader<'_>,
-        frames: I,
-        trigger: Option<PacketLostTrigger>,
-    ) where
+    pub fn packet_lost<'f, I>(&mut self, now: Instant, header: &PacketHeader<'_>, frames: I, trigger: Option<PacketLostTrigger>)
+    where
         I: IntoIterator,
         I::Item: Borrow<Frame<'f>>,
     {
@@ -1844,11 +1674,7 @@ mod tests {
         /// every record.
         fn records(&self) -> Vec<Value> {
             let bytes = self.bytes();
-            assert_eq!(
-                bytes.first(),
-                Some(&RECORD_SEPARATOR),
-                "stream starts with RS"
-            );
+            assert_eq!(bytes.first(), Some(&RECORD_SEPARATOR), "stream starts with RS");
             let mut parts = bytes.split(|&b| b == RECORD_SEPARATOR);
             assert_eq!(parts.next(), Some(&[][..]));
             parts
@@ -1873,12 +1699,7 @@ mod tests {
 
     /// An ACK frame of `ranges` (highest first), decoded from its encoding
     /// into `buf`.
-    fn ack<'b>(
-        buf: &'b mut [u8],
-        ranges: &[core::ops::RangeInclusive<u64>],
-        delay: u64,
-        ecn: Option<EcnCounts>,
-    ) -> Frame<'b> {
+    fn ack<'b>(buf: &'b mut [u8], ranges: &[core::ops::RangeInclusive<u64>], delay: u64, ecn: Option<EcnCounts>) -> Frame<'b> {
         let mut w = Writer::new(buf);
         AckFrame::encode_from_ranges(&mut w, ranges.iter().cloned(), delay, ecn).unwrap();
         let n = w.len();
@@ -1901,10 +1722,7 @@ mod tests {
         let bytes = sink.bytes();
         // Main schema §4: file_schema and serialization_format early on.
         let head = String::from_utf8_lossy(&bytes[..256.min(bytes.len())]).into_owned();
-        assert!(
-            head.contains(FILE_SCHEMA) && head.contains(SERIALIZATION_FORMAT),
-            "{head}"
-        );
+        assert!(head.contains(FILE_SCHEMA) && head.contains(SERIALIZATION_FORMAT), "{head}");
         let recs = sink.records();
         assert_eq!(recs.len(), 1);
         assert_eq!(
@@ -1950,103 +1768,44 @@ mod tests {
         w.alpn_information(t0, None, Some(&[b"h3", b"\xff\x00"]), None);
         w.connection_started(
             t0,
-            &TupleEndpoint {
-                addr: Some("10.0.0.1:4433".parse().unwrap()),
-                connection_ids: &[ConnectionId::new(&scid).unwrap()],
-            },
-            &TupleEndpoint {
-                addr: Some("[2001:db8::1]:443".parse().unwrap()),
-                connection_ids: &[],
-            },
+            &TupleEndpoint { addr: Some("10.0.0.1:4433".parse().unwrap()), connection_ids: &[ConnectionId::new(&scid).unwrap()] },
+            &TupleEndpoint { addr: Some("[2001:db8::1]:443".parse().unwrap()), connection_ids: &[] },
         );
         w.connection_state_updated(t0, None, ConnectionState::Attempted);
 
         let crypto_data = [0u8; 300];
-        let header = PacketHeader {
-            length: Some(1162),
-            token: Some(&[]),
-            ..PacketHeader::long(PacketType::Initial, Version::V1, &dcid, &scid, 0)
-        };
+        let header = PacketHeader { length: Some(1162), token: Some(&[]), ..PacketHeader::long(PacketType::Initial, Version::V1, &dcid, &scid, 0) };
         let mut sent = PacketEvent::new(header);
-        sent.raw = RawInfo {
-            length: Some(1200),
-            payload_length: Some(1160),
-        };
+        sent.raw = RawInfo { length: Some(1200), payload_length: Some(1160) };
         sent.datagram_id = Some(7);
-        w.packet_sent(
-            t0 + MS / 2,
-            &sent,
-            &[
-                Frame::Crypto {
-                    offset: 0,
-                    data: &crypto_data,
-                },
-                Frame::Padding { len: 840 },
-            ],
-        );
+        w.packet_sent(t0 + MS / 2, &sent, &[Frame::Crypto { offset: 0, data: &crypto_data }, Frame::Padding { len: 840 }]);
 
         let mut ack_buf = [0u8; 64];
         let ack_frame = ack(&mut ack_buf, &[8..=10, 2..=2], 1000, None);
         let cid = ConnectionId::new(&[1, 2, 3, 4]).unwrap();
         let frames = [
             ack_frame,
-            Frame::Stream {
-                id: 4,
-                offset: 10,
-                fin: true,
-                data: b"hello",
-            },
+            Frame::Stream { id: 4, offset: 10, fin: true, data: b"hello" },
             Frame::MaxData { max: 1 << 20 },
-            Frame::MaxStreams {
-                dir: StreamDir::Uni,
-                max: 100,
-            },
-            Frame::NewConnectionId {
-                sequence: 2,
-                retire_prior_to: 1,
-                cid,
-                reset_token: ResetToken([0x11; 16]),
-            },
-            Frame::PathChallenge {
-                data: [1, 2, 3, 4, 5, 6, 7, 8],
-            },
-            Frame::ResetStream {
-                id: 8,
-                error_code: 0x10c,
-                final_size: 99,
-            },
+            Frame::MaxStreams { dir: StreamDir::Uni, max: 100 },
+            Frame::NewConnectionId { sequence: 2, retire_prior_to: 1, cid, reset_token: ResetToken([0x11; 16]) },
+            Frame::PathChallenge { data: [1, 2, 3, 4, 5, 6, 7, 8] },
+            Frame::ResetStream { id: 8, error_code: 0x10c, final_size: 99 },
             Frame::HandshakeDone,
             Frame::Datagram { data: &[9; 12] },
             Frame::Ping,
         ];
-        let mut rx = PacketEvent::new(PacketHeader {
-            key_phase_bit: Some(false),
-            ..PacketHeader::short(&scid, 1_000_000)
-        });
+        let mut rx = PacketEvent::new(PacketHeader { key_phase_bit: Some(false), ..PacketHeader::short(&scid, 1_000_000) });
         rx.raw = RawInfo::length(1252);
         w.packet_received(t0 + 21 * MS + Duration::from_micros(18), &rx, frames.iter());
 
-        w.key_updated(
-            t0 + 22 * MS,
-            KeyType::Client1RttSecret,
-            Some(1),
-            Some(KeyUpdateTrigger::LocalUpdate),
-        );
+        w.key_updated(t0 + 22 * MS, KeyType::Client1RttSecret, Some(1), Some(KeyUpdateTrigger::LocalUpdate));
         w.recovery_metrics_updated(
             t0 + 22 * MS,
-            &RecoveryMetrics {
-                smoothed_rtt: Some(Duration::from_micros(21_018)),
-                congestion_window: Some(12_000),
-                ..Default::default()
-            },
+            &RecoveryMetrics { smoothed_rtt: Some(Duration::from_micros(21_018)), congestion_window: Some(12_000), ..Default::default() },
         );
         w.congestion_state_updated(t0 + 23 * MS, Some("slow_start"), "recovery", Some("loss"));
-        w.packet_lost(
-            t0 + 24 * MS,
-            &PacketHeader::short(&dcid, 5),
-            core::iter::empty::<Frame<'_>>(),
-            Some(PacketLostTrigger::TimeThreshold),
-        );
+        w.packet_lost(t0 + 24 * MS, &PacketHeader::short(&dcid, 5), core::iter::empty::<Frame<'_>>(), Some(PacketLostTrigger::TimeThreshold));
         w.packet_dropped(
             t0 + 25 * MS,
             Some(&PacketHeader::new(PacketType::Handshake)),
@@ -2059,9 +1818,7 @@ mod tests {
             t0 + 30 * MS,
             &ConnectionClosed {
                 initiator: Some(Initiator::Local),
-                error: Some(CloseError::Transport(
-                    TransportErrorCode::PROTOCOL_VIOLATION,
-                )),
+                error: Some(CloseError::Transport(TransportErrorCode::PROTOCOL_VIOLATION)),
                 reason: Some("bad frame"),
                 trigger: Some(CloseTrigger::Error),
                 ..Default::default()
@@ -2098,22 +1855,12 @@ mod tests {
         assert_eq!(times[5], 21.018);
         assert_eq!(times[11], 30.0);
         for e in events {
-            assert_eq!(
-                e.as_object().unwrap().len(),
-                3,
-                "time, name, data only: {e}"
-            );
+            assert_eq!(e.as_object().unwrap().len(), 3, "time, name, data only: {e}");
             assert!(e["data"].is_object());
         }
 
-        assert_eq!(
-            events[0]["data"],
-            json!({"client_versions": ["00000001", "6b3343cf"], "chosen_version": "00000001"})
-        );
-        assert_eq!(
-            events[1]["data"],
-            json!({"client_alpns": [{"byte_value": "6833", "string_value": "h3"}, {"byte_value": "ff00"}]})
-        );
+        assert_eq!(events[0]["data"], json!({"client_versions": ["00000001", "6b3343cf"], "chosen_version": "00000001"}));
+        assert_eq!(events[1]["data"], json!({"client_alpns": [{"byte_value": "6833", "string_value": "h3"}, {"byte_value": "ff00"}]}));
         assert_eq!(
             events[2]["data"],
             json!({
@@ -2151,27 +1898,15 @@ mod tests {
 
         // packet_received: every frame kind in qlog form.
         let d = &events[5]["data"];
-        assert_eq!(
-            d["header"],
-            json!({"packet_type": "1RTT", "key_phase_bit": false, "packet_number": 1_000_000, "dcil": 2, "dcid": "aabb"})
-        );
+        assert_eq!(d["header"], json!({"packet_type": "1RTT", "key_phase_bit": false, "packet_number": 1_000_000, "dcil": 2, "dcid": "aabb"}));
         assert_eq!(d["raw"], json!({"length": 1252}));
         let f = d["frames"].as_array().unwrap();
         assert_eq!(f.len(), frames.len());
         // ACK Delay 1000 with the default exponent 3: 8000 µs.
-        assert_eq!(
-            f[0],
-            json!({"frame_type": "ack", "ack_delay": 8.0, "acked_ranges": [[8, 10], [2]]})
-        );
-        assert_eq!(
-            f[1],
-            json!({"frame_type": "stream", "stream_id": 4, "offset": 10, "fin": true, "raw": {"length": 5}})
-        );
+        assert_eq!(f[0], json!({"frame_type": "ack", "ack_delay": 8.0, "acked_ranges": [[8, 10], [2]]}));
+        assert_eq!(f[1], json!({"frame_type": "stream", "stream_id": 4, "offset": 10, "fin": true, "raw": {"length": 5}}));
         assert_eq!(f[2], json!({"frame_type": "max_data", "maximum": 1048576}));
-        assert_eq!(
-            f[3],
-            json!({"frame_type": "max_streams", "stream_type": "unidirectional", "maximum": 100})
-        );
+        assert_eq!(f[3], json!({"frame_type": "max_streams", "stream_type": "unidirectional", "maximum": 100}));
         assert_eq!(
             f[4],
             json!({
@@ -2183,33 +1918,15 @@ mod tests {
                 "stateless_reset_token": "11111111111111111111111111111111"
             })
         );
-        assert_eq!(
-            f[5],
-            json!({"frame_type": "path_challenge", "data": "0102030405060708"})
-        );
-        assert_eq!(
-            f[6],
-            json!({"frame_type": "reset_stream", "stream_id": 8, "error": "unknown", "error_code": 0x10c, "final_size": 99})
-        );
+        assert_eq!(f[5], json!({"frame_type": "path_challenge", "data": "0102030405060708"}));
+        assert_eq!(f[6], json!({"frame_type": "reset_stream", "stream_id": 8, "error": "unknown", "error_code": 0x10c, "final_size": 99}));
         assert_eq!(f[7], json!({"frame_type": "handshake_done"}));
-        assert_eq!(
-            f[8],
-            json!({"frame_type": "datagram", "raw": {"length": 12}})
-        );
+        assert_eq!(f[8], json!({"frame_type": "datagram", "raw": {"length": 12}}));
         assert_eq!(f[9], json!({"frame_type": "ping"}));
 
-        assert_eq!(
-            events[6]["data"],
-            json!({"key_type": "client_1rtt_secret", "key_phase": 1, "trigger": "local_update"})
-        );
-        assert_eq!(
-            events[7]["data"],
-            json!({"smoothed_rtt": 21.018, "congestion_window": 12000})
-        );
-        assert_eq!(
-            events[8]["data"],
-            json!({"old": "slow_start", "new": "recovery", "trigger": "loss"})
-        );
+        assert_eq!(events[6]["data"], json!({"key_type": "client_1rtt_secret", "key_phase": 1, "trigger": "local_update"}));
+        assert_eq!(events[7]["data"], json!({"smoothed_rtt": 21.018, "congestion_window": 12000}));
+        assert_eq!(events[8]["data"], json!({"old": "slow_start", "new": "recovery", "trigger": "loss"}));
         assert_eq!(
             events[9]["data"],
             json!({"header": {"packet_type": "1RTT", "packet_number": 5, "dcil": 8, "dcid": "8394c8f03e515708"}, "trigger": "time_threshold"})
@@ -2223,10 +1940,7 @@ mod tests {
                 "trigger": "key_unavailable"
             })
         );
-        assert_eq!(
-            events[11]["data"],
-            json!({"initiator": "local", "connection_error": "protocol_violation", "reason": "bad frame", "trigger": "error"})
-        );
+        assert_eq!(events[11]["data"], json!({"initiator": "local", "connection_error": "protocol_violation", "reason": "bad frame", "trigger": "error"}));
     }
 
     #[test]
@@ -2234,10 +1948,7 @@ mod tests {
         let (mut w, sink, t0) = writer(VantagePointType::Server);
         // PING, PADDING x3, MAX_STREAM_DATA(id 4, max 1000), STREAMS_BLOCKED bidi 7,
         // RETIRE_CONNECTION_ID 3, DATA_BLOCKED 5, STREAM_DATA_BLOCKED(0, 6).
-        let payload = [
-            0x01, 0x00, 0x00, 0x00, 0x11, 0x04, 0x43, 0xe8, 0x16, 0x07, 0x19, 0x03, 0x14, 0x05,
-            0x15, 0x00, 0x06,
-        ];
+        let payload = [0x01, 0x00, 0x00, 0x00, 0x11, 0x04, 0x43, 0xe8, 0x16, 0x07, 0x19, 0x03, 0x14, 0x05, 0x15, 0x00, 0x06];
         let frames = FrameIter::new(&payload).map_while(Result::ok);
         w.packet_received(t0, &PacketEvent::new(PacketHeader::short(&[], 3)), frames);
         let recs = sink.records();
@@ -2264,35 +1975,16 @@ mod tests {
         w.packet_sent(
             t0,
             &PacketEvent::new(PacketHeader::short(&[1], 0)),
-            &[Frame::ConnectionClose {
-                error_code: TransportErrorCode::INTERNAL_ERROR,
-                frame_type: 0x08,
-                reason: nasty.as_bytes(),
-            }],
+            &[Frame::ConnectionClose { error_code: TransportErrorCode::INTERNAL_ERROR, frame_type: 0x08, reason: nasty.as_bytes() }],
         );
-        w.connection_closed(
-            t0,
-            &ConnectionClosed {
-                reason: Some(nasty),
-                ..Default::default()
-            },
-        );
+        w.connection_closed(t0, &ConnectionClosed { reason: Some(nasty), ..Default::default() });
         w.custom_event(t0, "quicpro:note", |d| {
             d.str("text\"key", nasty);
         });
         let text = String::from_utf8(sink.bytes()).unwrap();
-        assert!(
-            text.contains(r#"he said \"no\"\\ \n\r\t\b\f\u0000\u001e\u001f é ✓"#),
-            "{text}"
-        );
+        assert!(text.contains(r#"he said \"no\"\\ \n\r\t\b\f\u0000\u001e\u001f é ✓"#), "{text}");
         // The only RS bytes are the record separators (header + 3 events).
-        assert_eq!(
-            sink.bytes()
-                .iter()
-                .filter(|&&b| b == RECORD_SEPARATOR)
-                .count(),
-            4
-        );
+        assert_eq!(sink.bytes().iter().filter(|&&b| b == RECORD_SEPARATOR).count(), 4);
         let recs = sink.records();
         let close = &recs[1]["data"]["frames"][0];
         assert_eq!(close["reason"], nasty);
@@ -2307,41 +1999,14 @@ mod tests {
     fn error_codes_map_to_qlog_strings() {
         let (mut w, sink, t0) = writer(VantagePointType::Client);
         let frames = [
-            Frame::ConnectionClose {
-                error_code: TransportErrorCode::crypto(0x28),
-                frame_type: 6,
-                reason: b"",
-            },
-            Frame::ConnectionClose {
-                error_code: TransportErrorCode(0x1234),
-                frame_type: 0,
-                reason: b"\xff\xfe",
-            },
-            Frame::ConnectionClose {
-                error_code: TransportErrorCode::NO_VIABLE_PATH,
-                frame_type: 0,
-                reason: b"x",
-            },
-            Frame::ApplicationClose {
-                error_code: 0x100,
-                reason: b"H3_NO_ERROR",
-            },
+            Frame::ConnectionClose { error_code: TransportErrorCode::crypto(0x28), frame_type: 6, reason: b"" },
+            Frame::ConnectionClose { error_code: TransportErrorCode(0x1234), frame_type: 0, reason: b"\xff\xfe" },
+            Frame::ConnectionClose { error_code: TransportErrorCode::NO_VIABLE_PATH, frame_type: 0, reason: b"x" },
+            Frame::ApplicationClose { error_code: 0x100, reason: b"H3_NO_ERROR" },
         ];
         w.packet_sent(t0, &PacketEvent::new(PacketHeader::short(&[], 1)), &frames);
-        w.connection_closed(
-            t0,
-            &ConnectionClosed {
-                error: Some(CloseError::Transport(TransportErrorCode::crypto(0x2a))),
-                ..Default::default()
-            },
-        );
-        w.connection_closed(
-            t0,
-            &ConnectionClosed {
-                error: Some(CloseError::Transport(TransportErrorCode(0x99))),
-                ..Default::default()
-            },
-        );
+        w.connection_closed(t0, &ConnectionClosed { error: Some(CloseError::Transport(TransportErrorCode::crypto(0x2a))), ..Default::default() });
+        w.connection_closed(t0, &ConnectionClosed { error: Some(CloseError::Transport(TransportErrorCode(0x99))), ..Default::default() });
         w.connection_closed(
             t0,
             &ConnectionClosed {
@@ -2351,13 +2016,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        w.connection_closed(
-            t0,
-            &ConnectionClosed {
-                trigger: Some(CloseTrigger::IdleTimeout),
-                ..Default::default()
-            },
-        );
+        w.connection_closed(t0, &ConnectionClosed { trigger: Some(CloseTrigger::IdleTimeout), ..Default::default() });
         let recs = sink.records();
         let f = &recs[1]["data"]["frames"];
         assert_eq!(
@@ -2373,62 +2032,35 @@ mod tests {
             f[3],
             json!({"frame_type": "connection_close", "error_space": "application", "error": "unknown", "error_code": 256, "reason": "H3_NO_ERROR"})
         );
-        assert_eq!(
-            recs[2]["data"],
-            json!({"connection_error": "crypto_error_0x12a"})
-        );
-        assert_eq!(
-            recs[3]["data"],
-            json!({"connection_error": "unknown", "error_code": 0x99})
-        );
-        assert_eq!(
-            recs[4]["data"],
-            json!({"initiator": "remote", "application_error": "unknown", "error_code": 0x10c, "trigger": "application"})
-        );
+        assert_eq!(recs[2]["data"], json!({"connection_error": "crypto_error_0x12a"}));
+        assert_eq!(recs[3]["data"], json!({"connection_error": "unknown", "error_code": 0x99}));
+        assert_eq!(recs[4]["data"], json!({"initiator": "remote", "application_error": "unknown", "error_code": 0x10c, "trigger": "application"}));
         assert_eq!(recs[5]["data"], json!({"trigger": "idle_timeout"}));
     }
 
     #[test]
     fn ack_delay_uses_the_senders_exponent() {
         let (mut w, sink, t0) = writer(VantagePointType::Client);
-        let mut tp = TransportParameters {
-            ack_delay_exponent: 10,
-            ..Default::default()
-        };
-        w.parameters_set(
-            t0,
-            &ParametersSet::from_transport_parameters(Initiator::Remote, &tp),
-        );
+        let mut tp = TransportParameters { ack_delay_exponent: 10, ..Default::default() };
+        w.parameters_set(t0, &ParametersSet::from_transport_parameters(Initiator::Remote, &tp));
         tp.ack_delay_exponent = 0;
-        w.parameters_set(
-            t0,
-            &ParametersSet::from_transport_parameters(Initiator::Local, &tp),
-        );
+        w.parameters_set(t0, &ParametersSet::from_transport_parameters(Initiator::Local, &tp));
         assert_eq!(w.ack_delay_exponents(), (0, 10));
 
         let mut buf = [0u8; 64];
-        let ecn = EcnCounts {
-            ect0: 5,
-            ect1: 1,
-            ce: 2,
-        };
+        let ecn = EcnCounts { ect0: 5, ect1: 1, ce: 2 };
         let a = ack(&mut buf, &[3..=3], 500, Some(ecn));
         let header = PacketHeader::short(&[], 9);
         w.packet_received(t0, &PacketEvent::new(header), [a]);
         w.packet_sent(t0, &PacketEvent::new(header), [a]);
         w.custom_event(t0, "quic:frames_processed", |d| {
-            d.set_ack_delay_exponent(1)
-                .frames("frames", [a])
-                .u64_array("packet_numbers", &[9]);
+            d.set_ack_delay_exponent(1).frames("frames", [a]).u64_array("packet_numbers", &[9]);
         });
         let recs = sink.records();
         assert_eq!(recs[1]["data"]["ack_delay_exponent"], 10);
         assert_eq!(recs[1]["data"]["initiator"], "remote");
         // 500 * 2^10 µs = 512 ms received; 500 µs sent; 1 ms with exponent 1.
-        assert_eq!(
-            recs[3]["data"]["frames"][0],
-            json!({"frame_type": "ack", "ack_delay": 512.0, "acked_ranges": [[3]], "ect1": 1, "ect0": 5, "ce": 2})
-        );
+        assert_eq!(recs[3]["data"]["frames"][0], json!({"frame_type": "ack", "ack_delay": 512.0, "acked_ranges": [[3]], "ect1": 1, "ect0": 5, "ce": 2}));
         assert_eq!(recs[4]["data"]["frames"][0]["ack_delay"], 0.5);
         assert_eq!(
             recs[5]["data"],
@@ -2504,13 +2136,7 @@ mod tests {
         m.bytes_in_flight = Some(1200);
         w.recovery_metrics_updated(t0 + 2 * MS, &m);
         // Unknown (None) metrics are not changes.
-        w.recovery_metrics_updated(
-            t0 + 3 * MS,
-            &RecoveryMetrics {
-                congestion_window: Some(20_000),
-                ..Default::default()
-            },
-        );
+        w.recovery_metrics_updated(t0 + 3 * MS, &RecoveryMetrics { congestion_window: Some(20_000), ..Default::default() });
         assert_eq!(w.events_written(), 2);
         let recs = sink.records();
         assert_eq!(
@@ -2522,10 +2148,7 @@ mod tests {
             })
         );
         assert_eq!(recs[2]["time"], 2.0);
-        assert_eq!(
-            recs[2]["data"],
-            json!({"congestion_window": 20000, "bytes_in_flight": 1200})
-        );
+        assert_eq!(recs[2]["data"], json!({"congestion_window": 20000, "bytes_in_flight": 1200}));
 
         w.recovery_parameters_set(
             t0 + 3 * MS,
@@ -2547,36 +2170,17 @@ mod tests {
     #[test]
     fn times_are_relative_to_the_reference_instant() {
         let (mut w, sink, t0) = writer(VantagePointType::Client);
-        w.connection_state_updated(
-            t0 + Duration::from_nanos(1_500),
-            None,
-            ConnectionState::Attempted,
-        );
-        w.connection_state_updated(
-            t0 + Duration::from_secs(3600),
-            Some(ConnectionState::HandshakeConfirmed),
-            ConnectionState::Closing,
-        );
+        w.connection_state_updated(t0 + Duration::from_nanos(1_500), None, ConnectionState::Attempted);
+        w.connection_state_updated(t0 + Duration::from_secs(3600), Some(ConnectionState::HandshakeConfirmed), ConnectionState::Closing);
         // An instant before the reference cannot go negative.
-        w.connection_id_updated(
-            t0.checked_sub(MS).unwrap_or(t0),
-            Initiator::Remote,
-            Some(&[1]),
-            Some(&[2, 3]),
-        );
+        w.connection_id_updated(t0.checked_sub(MS).unwrap_or(t0), Initiator::Remote, Some(&[1]), Some(&[2, 3]));
         assert_eq!(w.reference_time(), t0);
         let recs = sink.records();
         assert_eq!(recs[1]["time"], 0.0015);
         assert_eq!(recs[2]["time"], 3_600_000.0);
-        assert_eq!(
-            recs[2]["data"],
-            json!({"old": "handshake_confirmed", "new": "closing"})
-        );
+        assert_eq!(recs[2]["data"], json!({"old": "handshake_confirmed", "new": "closing"}));
         assert_eq!(recs[3]["time"], 0.0);
-        assert_eq!(
-            recs[3]["data"],
-            json!({"initiator": "remote", "old": "01", "new": "0203"})
-        );
+        assert_eq!(recs[3]["data"], json!({"initiator": "remote", "old": "01", "new": "0203"}));
     }
 
     /// Accepts `ok` writes, then fails every write and flush.
@@ -2603,15 +2207,8 @@ mod tests {
     fn sink_errors_are_swallowed_and_counted() {
         let writes = Arc::new(Mutex::new(0));
         let t0 = Instant::now();
-        let sink = Failing {
-            ok: 3,
-            writes: writes.clone(),
-        };
-        let mut w = QlogWriter::new(
-            Box::new(sink),
-            t0,
-            &TraceInfo::new(VantagePointType::Client),
-        );
+        let sink = Failing { ok: 3, writes: writes.clone() };
+        let mut w = QlogWriter::new(Box::new(sink), t0, &TraceInfo::new(VantagePointType::Client));
         for i in 0..10u32 {
             w.connection_state_updated(t0 + i * MS, None, ConnectionState::Attempted);
         }
@@ -2628,36 +2225,15 @@ mod tests {
 
         // A sink failing from the start: the header is the first failure.
         let writes = Arc::new(Mutex::new(0));
-        let mut w = QlogWriter::new(
-            Box::new(Failing {
-                ok: 0,
-                writes: writes.clone(),
-            }),
-            t0,
-            &TraceInfo::new(VantagePointType::Server),
-        );
-        w.packet_sent(
-            t0,
-            &PacketEvent::new(PacketHeader::short(&[], 0)),
-            &[Frame::Ping],
-        );
-        w.recovery_metrics_updated(
-            t0,
-            &RecoveryMetrics {
-                pto_count: Some(1),
-                ..Default::default()
-            },
-        );
+        let mut w = QlogWriter::new(Box::new(Failing { ok: 0, writes: writes.clone() }), t0, &TraceInfo::new(VantagePointType::Server));
+        w.packet_sent(t0, &PacketEvent::new(PacketHeader::short(&[], 0)), &[Frame::Ping]);
+        w.recovery_metrics_updated(t0, &RecoveryMetrics { pto_count: Some(1), ..Default::default() });
         assert_eq!((w.events_written(), w.failed_writes()), (0, 3));
         assert_eq!(*writes.lock().unwrap(), 1);
 
         // A healthy sink whose flush fails stops logging too, without panic.
         let writes = Arc::new(Mutex::new(0));
-        let mut w = QlogWriter::new(
-            Box::new(Failing { ok: 100, writes }),
-            t0,
-            &TraceInfo::new(VantagePointType::Server),
-        );
+        let mut w = QlogWriter::new(Box::new(Failing { ok: 100, writes }), t0, &TraceInfo::new(VantagePointType::Server));
         w.flush();
         w.connection_state_updated(t0, None, ConnectionState::Closed);
         assert_eq!((w.events_written(), w.failed_writes()), (0, 1));
@@ -2688,27 +2264,12 @@ mod tests {
 
     #[test]
     fn packet_types_map_from_the_wire() {
-        assert_eq!(
-            PacketType::from(WirePacketType::Long(LongType::Initial)).as_str(),
-            "initial"
-        );
-        assert_eq!(
-            PacketType::from(WirePacketType::Long(LongType::ZeroRtt)).as_str(),
-            "0RTT"
-        );
-        assert_eq!(
-            PacketType::from(WirePacketType::Long(LongType::Handshake)).as_str(),
-            "handshake"
-        );
-        assert_eq!(
-            PacketType::from(WirePacketType::Long(LongType::Retry)).as_str(),
-            "retry"
-        );
+        assert_eq!(PacketType::from(WirePacketType::Long(LongType::Initial)).as_str(), "initial");
+        assert_eq!(PacketType::from(WirePacketType::Long(LongType::ZeroRtt)).as_str(), "0RTT");
+        assert_eq!(PacketType::from(WirePacketType::Long(LongType::Handshake)).as_str(), "handshake");
+        assert_eq!(PacketType::from(WirePacketType::Long(LongType::Retry)).as_str(), "retry");
         assert_eq!(PacketType::from(WirePacketType::Short).as_str(), "1RTT");
-        assert_eq!(
-            PacketType::from(WirePacketType::VersionNegotiation).as_str(),
-            "version_negotiation"
-        );
+        assert_eq!(PacketType::from(WirePacketType::VersionNegotiation).as_str(), "version_negotiation");
         assert_eq!(PacketType::StatelessReset.as_str(), "stateless_reset");
     }
 }

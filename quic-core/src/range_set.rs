@@ -48,18 +48,12 @@ impl std::error::Error for RangeSetFull {}
 /// Small-vector storage: inline for up to [`INLINE_RANGES`] ranges.
 #[derive(Clone)]
 enum Storage {
-    Inline {
-        len: u8,
-        items: [Pair; INLINE_RANGES],
-    },
+    Inline { len: u8, items: [Pair; INLINE_RANGES] },
     Heap(Vec<Pair>),
 }
 
 impl Storage {
-    const EMPTY: Storage = Storage::Inline {
-        len: 0,
-        items: [(0, 0); INLINE_RANGES],
-    };
+    const EMPTY: Storage = Storage::Inline { len: 0, items: [(0, 0); INLINE_RANGES] };
 
     fn as_slice(&self) -> &[Pair] {
         match self {
@@ -93,10 +87,7 @@ impl Storage {
                 let kept_tail = items.iter().take(old).skip(hi);
                 let mut buf = [(0u64, 0u64); INLINE_RANGES + 1];
                 let mut n = 0;
-                for (slot, p) in buf
-                    .iter_mut()
-                    .zip(kept_head.chain(core::iter::once(&item)).chain(kept_tail))
-                {
+                for (slot, p) in buf.iter_mut().zip(kept_head.chain(core::iter::once(&item)).chain(kept_tail)) {
                     *slot = *p;
                     n += 1;
                 }
@@ -154,10 +145,7 @@ impl RangeSet {
     /// Owners fed by the network pick a small cap; owners whose range count is
     /// bounded by their own behaviour may pass `usize::MAX`.
     pub const fn new(max_ranges: usize) -> Self {
-        Self {
-            ranges: Storage::EMPTY,
-            max_ranges,
-        }
+        Self { ranges: Storage::EMPTY, max_ranges }
     }
 
     pub fn max_ranges(&self) -> usize {
@@ -265,11 +253,7 @@ impl RangeSet {
     pub fn gaps(&self, range: Range<u64>) -> Gaps<'_> {
         let s = self.ranges.as_slice();
         let idx = s.partition_point(|r| r.1 <= range.start);
-        Gaps {
-            ranges: s.get(idx..).unwrap_or(&[]),
-            cursor: range.start,
-            end: range.end,
-        }
+        Gaps { ranges: s.get(idx..).unwrap_or(&[]), cursor: range.start, end: range.end }
     }
 
     /// Removes every value below `v` (the lowest range may be shortened).
@@ -515,10 +499,7 @@ mod tests {
         assert_eq!(s.first_gap_above(5), 5);
         assert_eq!(s.first_gap_above(8), 10);
         assert_eq!(s.first_gap_above(100), 100);
-        assert_eq!(
-            s.gaps(0..20).collect::<Vec<_>>(),
-            vec![5..8, 10..12, 15..20]
-        );
+        assert_eq!(s.gaps(0..20).collect::<Vec<_>>(), vec![5..8, 10..12, 15..20]);
         assert_eq!(s.gaps(3..13).collect::<Vec<_>>(), vec![5..8, 10..12]);
         assert_eq!(s.gaps(9..11).collect::<Vec<_>>(), vec![10..11]);
         assert_eq!(s.gaps(0..5).count(), 0);
@@ -537,10 +518,7 @@ mod tests {
         assert_eq!(s.len(), 10);
         assert_eq!(s.iter().nth(9), Some(90..91));
         s.remove_below(90);
-        assert!(
-            matches!(s.ranges, Storage::Inline { .. }),
-            "small again: inline"
-        );
+        assert!(matches!(s.ranges, Storage::Inline { .. }), "small again: inline");
         assert_eq!(ranges(&s), vec![90..91]);
         // Inline middle insertion and replacement.
         let mut t = RangeSet::new(10);

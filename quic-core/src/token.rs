@@ -127,11 +127,7 @@ impl TokenKey {
         }
         let (aad, aad_len) = associated_data(kind, client);
         let (head, tail) = t.buf.split_at_mut(p);
-        let sealed = self.key.seal_in_place_separate_tag(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(&aad[..aad_len]),
-            &mut head[body..],
-        );
+        let sealed = self.key.seal_in_place_separate_tag(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(&aad[..aad_len]), &mut head[body..]);
         // Sealing only fails for inputs beyond AES-GCM's size limit.
         if let Ok(tag) = sealed {
             tail[..TAG_LEN].copy_from_slice(tag.as_ref());
@@ -141,13 +137,7 @@ impl TokenKey {
     }
 
     /// Opens and checks a token a client presented from `client`.
-    pub fn validate(
-        &self,
-        token: &[u8],
-        client: SocketAddr,
-        now_unix_secs: u64,
-        lifetime: Duration,
-    ) -> Result<ValidatedToken, TokenError> {
+    pub fn validate(&self, token: &[u8], client: SocketAddr, now_unix_secs: u64, lifetime: Duration) -> Result<ValidatedToken, TokenError> {
         if token.len() < 1 + NONCE_LEN + 8 + 2 + TAG_LEN || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Invalid);
         }

@@ -150,14 +150,10 @@ impl PreferredAddress {
             return Err(Error::transport_parameter("zero-length CID in preferred_address"));
         }
         if cid_len > MAX_CID_SIZE {
-            return Err(Error::transport_parameter(
-                "CID longer than 20 bytes in preferred_address",
-            ));
+            return Err(Error::transport_parameter("CID longer than 20 bytes in preferred_address"));
         }
         let cid = r.bytes(cid_len).map_err(|_| truncated())?;
-        let connection_id = ConnectionId::new(cid).map_err(|_| {
-            Error::transport_parameter("CID longer than 20 bytes in preferred_address")
-        })?;
+        let connection_id = ConnectionId::new(cid).map_err(|_| Error::transport_parameter("CID longer than 20 bytes in preferred_address"))?;
         let token = r.array::<{ ResetToken::LEN }>().map_err(|_| truncated())?;
         if !r.is_empty() {
             return Err(Error::transport_parameter("trailing bytes in preferred_address"));
@@ -197,11 +193,7 @@ pub struct VersionInformation {
 impl VersionInformation {
     /// Keeps the first [`MAX_AVAILABLE_VERSIONS`] of `available`.
     pub fn new(chosen_version: Version, available: &[Version]) -> Self {
-        let mut info = Self {
-            chosen_version,
-            available: [Version(0); MAX_AVAILABLE_VERSIONS],
-            available_len: 0,
-        };
+        let mut info = Self { chosen_version, available: [Version(0); MAX_AVAILABLE_VERSIONS], available_len: 0 };
         for v in available.iter().take(MAX_AVAILABLE_VERSIONS) {
             info.push(*v);
         }
@@ -234,9 +226,7 @@ impl VersionInformation {
         // Versions, 32 bits each; anything else fails to parse, which
         // RFC 9368 §4 makes a TRANSPORT_PARAMETER_ERROR.
         if value.is_empty() || value.len() % 4 != 0 {
-            return Err(Error::transport_parameter(
-                "version_information length not a positive multiple of 4",
-            ));
+            return Err(Error::transport_parameter("version_information length not a positive multiple of 4"));
         }
         let mut r = Reader::new(value);
         let bad = |_| Error::transport_parameter("truncated version_information");
@@ -250,9 +240,7 @@ impl VersionInformation {
         while !r.is_empty() {
             let v = Version(r.u32().map_err(bad)?);
             if v.0 == 0 {
-                return Err(Error::transport_parameter(
-                    "version_information available version is 0",
-                ));
+                return Err(Error::transport_parameter("version_information available version is 0"));
             }
             // Beyond the inline capacity the rest is still validated above,
             // just not stored.
@@ -272,10 +260,7 @@ impl VersionInformation {
 
 impl fmt::Debug for VersionInformation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VersionInformation")
-            .field("chosen_version", &self.chosen_version)
-            .field("available_versions", &self.available_versions())
-            .finish()
+        f.debug_struct("VersionInformation").field("chosen_version", &self.chosen_version).field("available_versions", &self.available_versions()).finish()
     }
 }
 
@@ -401,12 +386,8 @@ impl TransportParameters {
         let mut r = Reader::new(bytes);
         while !r.is_empty() {
             // RFC 9000 §18: Transport Parameter ID (i), Length (i), Value.
-            let param = r
-                .varint()
-                .map_err(|_| Error::transport_parameter("truncated transport parameter id"))?;
-            let value = r.varint_prefixed().map_err(|_| {
-                Error::transport_parameter("transport parameter length exceeds input")
-            })?;
+            let param = r.varint().map_err(|_| Error::transport_parameter("truncated transport parameter id"))?;
+            let value = r.varint_prefixed().map_err(|_| Error::transport_parameter("transport parameter length exceeds input"))?;
             if let Some(bit) = known_bit(param) {
                 if seen & bit != 0 {
                     return Err(Error::transport_parameter("duplicate transport parameter"));
@@ -424,66 +405,44 @@ impl TransportParameters {
         let int = |reason| decode_int(value, reason);
         match param {
             id::ORIGINAL_DESTINATION_CONNECTION_ID => {
-                self.original_destination_connection_id = Some(decode_cid(
-                    value,
-                    "original_destination_connection_id longer than 20 bytes",
-                )?);
+                self.original_destination_connection_id = Some(decode_cid(value, "original_destination_connection_id longer than 20 bytes")?);
             }
             id::MAX_IDLE_TIMEOUT => self.max_idle_timeout = int("malformed max_idle_timeout")?,
             id::STATELESS_RESET_TOKEN => {
                 // RFC 9000 §18.2: "a sequence of 16 bytes".
-                let token: [u8; ResetToken::LEN] = value.try_into().map_err(|_| {
-                    Error::transport_parameter("stateless_reset_token is not 16 bytes")
-                })?;
+                let token: [u8; ResetToken::LEN] = value.try_into().map_err(|_| Error::transport_parameter("stateless_reset_token is not 16 bytes"))?;
                 self.stateless_reset_token = Some(ResetToken(token));
             }
-            id::MAX_UDP_PAYLOAD_SIZE => {
-                self.max_udp_payload_size = int("malformed max_udp_payload_size")?
-            }
+            id::MAX_UDP_PAYLOAD_SIZE => self.max_udp_payload_size = int("malformed max_udp_payload_size")?,
             id::INITIAL_MAX_DATA => self.initial_max_data = int("malformed initial_max_data")?,
             id::INITIAL_MAX_STREAM_DATA_BIDI_LOCAL => {
-                self.initial_max_stream_data_bidi_local =
-                    int("malformed initial_max_stream_data_bidi_local")?;
+                self.initial_max_stream_data_bidi_local = int("malformed initial_max_stream_data_bidi_local")?;
             }
             id::INITIAL_MAX_STREAM_DATA_BIDI_REMOTE => {
-                self.initial_max_stream_data_bidi_remote =
-                    int("malformed initial_max_stream_data_bidi_remote")?;
+                self.initial_max_stream_data_bidi_remote = int("malformed initial_max_stream_data_bidi_remote")?;
             }
             id::INITIAL_MAX_STREAM_DATA_UNI => {
                 self.initial_max_stream_data_uni = int("malformed initial_max_stream_data_uni")?;
             }
-            id::INITIAL_MAX_STREAMS_BIDI => {
-                self.initial_max_streams_bidi = int("malformed initial_max_streams_bidi")?
-            }
-            id::INITIAL_MAX_STREAMS_UNI => {
-                self.initial_max_streams_uni = int("malformed initial_max_streams_uni")?
-            }
-            id::ACK_DELAY_EXPONENT => {
-                self.ack_delay_exponent = int("malformed ack_delay_exponent")?
-            }
+            id::INITIAL_MAX_STREAMS_BIDI => self.initial_max_streams_bidi = int("malformed initial_max_streams_bidi")?,
+            id::INITIAL_MAX_STREAMS_UNI => self.initial_max_streams_uni = int("malformed initial_max_streams_uni")?,
+            id::ACK_DELAY_EXPONENT => self.ack_delay_exponent = int("malformed ack_delay_exponent")?,
             id::MAX_ACK_DELAY => self.max_ack_delay = int("malformed max_ack_delay")?,
             id::DISABLE_ACTIVE_MIGRATION => {
                 // RFC 9000 §18.2: "This parameter is a zero-length value."
-                self.disable_active_migration =
-                    decode_empty(value, "disable_active_migration has a value")?;
+                self.disable_active_migration = decode_empty(value, "disable_active_migration has a value")?;
             }
-            id::PREFERRED_ADDRESS => {
-                self.preferred_address = Some(PreferredAddress::decode(value)?)
-            }
+            id::PREFERRED_ADDRESS => self.preferred_address = Some(PreferredAddress::decode(value)?),
             id::ACTIVE_CONNECTION_ID_LIMIT => {
                 self.active_connection_id_limit = int("malformed active_connection_id_limit")?;
             }
             id::INITIAL_SOURCE_CONNECTION_ID => {
-                self.initial_source_connection_id =
-                    Some(decode_cid(value, "initial_source_connection_id longer than 20 bytes")?);
+                self.initial_source_connection_id = Some(decode_cid(value, "initial_source_connection_id longer than 20 bytes")?);
             }
             id::RETRY_SOURCE_CONNECTION_ID => {
-                self.retry_source_connection_id =
-                    Some(decode_cid(value, "retry_source_connection_id longer than 20 bytes")?);
+                self.retry_source_connection_id = Some(decode_cid(value, "retry_source_connection_id longer than 20 bytes")?);
             }
-            id::VERSION_INFORMATION => {
-                self.version_information = Some(VersionInformation::decode(value)?)
-            }
+            id::VERSION_INFORMATION => self.version_information = Some(VersionInformation::decode(value)?),
             id::MAX_DATAGRAM_FRAME_SIZE => {
                 self.max_datagram_frame_size = Some(int("malformed max_datagram_frame_size")?);
             }
@@ -610,9 +569,7 @@ impl TransportParameters {
             Role::Client => {
                 // A client cannot send these (§18.2); `decode` rejects them,
                 // this covers parameters built by hand.
-                if self.original_destination_connection_id.is_some()
-                    || self.retry_source_connection_id.is_some()
-                {
+                if self.original_destination_connection_id.is_some() || self.retry_source_connection_id.is_some() {
                     return Err(err("client sent a server-only connection ID"));
                 }
             }
@@ -627,12 +584,8 @@ impl TransportParameters {
                 }
                 match (&self.retry_source_connection_id, retry_scid) {
                     (None, None) => {}
-                    (None, Some(_)) => {
-                        return Err(err("retry_source_connection_id missing after Retry"))
-                    }
-                    (Some(_), None) => {
-                        return Err(err("retry_source_connection_id without a Retry"))
-                    }
+                    (None, Some(_)) => return Err(err("retry_source_connection_id missing after Retry")),
+                    (Some(_), None) => return Err(err("retry_source_connection_id without a Retry")),
                     (Some(got), Some(want)) if got != want => {
                         return Err(err("retry_source_connection_id does not match Retry SCID"));
                     }
@@ -667,12 +620,7 @@ impl TransportParameters {
     /// Like [`encode`](Self::encode), then appends one reserved parameter
     /// (RFC 9000 §18.1) whose id, length (0 to 8 bytes) and value derive from
     /// `seed`. The caller supplies a random seed per connection.
-    pub fn encode_with_grease(
-        &self,
-        w: &mut Writer<'_>,
-        sender: Role,
-        seed: u64,
-    ) -> Result<(), BufferTooShort> {
+    pub fn encode_with_grease(&self, w: &mut Writer<'_>, sender: Role, seed: u64) -> Result<(), BufferTooShort> {
         self.encode_inner(w, sender, Some(seed))
     }
 
@@ -693,12 +641,7 @@ impl TransportParameters {
         c.0
     }
 
-    fn encode_inner(
-        &self,
-        w: &mut Writer<'_>,
-        sender: Role,
-        grease: Option<u64>,
-    ) -> Result<(), BufferTooShort> {
+    fn encode_inner(&self, w: &mut Writer<'_>, sender: Role, grease: Option<u64>) -> Result<(), BufferTooShort> {
         // Check first so a short buffer leaves the writer untouched.
         if self.count(sender, grease) > w.remaining() {
             return Err(BufferTooShort);
@@ -708,12 +651,7 @@ impl TransportParameters {
 
     /// The one description of the wire format, run against a `Writer` to
     /// encode or a `Counter` to measure. Parameters go in id order.
-    fn emit<S: Sink>(
-        &self,
-        s: &mut S,
-        sender: Role,
-        grease: Option<u64>,
-    ) -> Result<(), BufferTooShort> {
+    fn emit<S: Sink>(&self, s: &mut S, sender: Role, grease: Option<u64>) -> Result<(), BufferTooShort> {
         let server = sender == Role::Server;
         if server {
             if let Some(cid) = &self.original_destination_connection_id {
@@ -726,25 +664,10 @@ impl TransportParameters {
                 bytes_param(s, id::STATELESS_RESET_TOKEN, &token.0)?;
             }
         }
-        int_param(
-            s,
-            id::MAX_UDP_PAYLOAD_SIZE,
-            self.max_udp_payload_size,
-            DEFAULT_MAX_UDP_PAYLOAD_SIZE,
-        )?;
+        int_param(s, id::MAX_UDP_PAYLOAD_SIZE, self.max_udp_payload_size, DEFAULT_MAX_UDP_PAYLOAD_SIZE)?;
         int_param(s, id::INITIAL_MAX_DATA, self.initial_max_data, 0)?;
-        int_param(
-            s,
-            id::INITIAL_MAX_STREAM_DATA_BIDI_LOCAL,
-            self.initial_max_stream_data_bidi_local,
-            0,
-        )?;
-        int_param(
-            s,
-            id::INITIAL_MAX_STREAM_DATA_BIDI_REMOTE,
-            self.initial_max_stream_data_bidi_remote,
-            0,
-        )?;
+        int_param(s, id::INITIAL_MAX_STREAM_DATA_BIDI_LOCAL, self.initial_max_stream_data_bidi_local, 0)?;
+        int_param(s, id::INITIAL_MAX_STREAM_DATA_BIDI_REMOTE, self.initial_max_stream_data_bidi_remote, 0)?;
         int_param(s, id::INITIAL_MAX_STREAM_DATA_UNI, self.initial_max_stream_data_uni, 0)?;
         int_param(s, id::INITIAL_MAX_STREAMS_BIDI, self.initial_max_streams_bidi, 0)?;
         int_param(s, id::INITIAL_MAX_STREAMS_UNI, self.initial_max_streams_uni, 0)?;
@@ -760,12 +683,7 @@ impl TransportParameters {
                 pa.encode(s)?;
             }
         }
-        int_param(
-            s,
-            id::ACTIVE_CONNECTION_ID_LIMIT,
-            self.active_connection_id_limit,
-            DEFAULT_ACTIVE_CONNECTION_ID_LIMIT,
-        )?;
+        int_param(s, id::ACTIVE_CONNECTION_ID_LIMIT, self.active_connection_id_limit, DEFAULT_ACTIVE_CONNECTION_ID_LIMIT)?;
         if let Some(cid) = &self.initial_source_connection_id {
             bytes_param(s, id::INITIAL_SOURCE_CONNECTION_ID, cid)?;
         }
@@ -898,8 +816,7 @@ mod tests {
     }
 
     fn decode_ok(bytes: &[u8], sender: Role) -> TransportParameters {
-        TransportParameters::decode(bytes, sender)
-            .unwrap_or_else(|e| panic!("{e:?} for {bytes:02x?}"))
+        TransportParameters::decode(bytes, sender).unwrap_or_else(|e| panic!("{e:?} for {bytes:02x?}"))
     }
 
     #[test]
@@ -941,14 +858,11 @@ mod tests {
     fn each_parameter_by_hand() {
         type Check = fn(&TransportParameters) -> bool;
         let cases: &[(&[u8], Check)] = &[
-            (&[0x00, 0x04, 1, 2, 3, 4], |p| {
-                p.original_destination_connection_id == Some(cid(&[1, 2, 3, 4]))
-            }),
+            (&[0x00, 0x04, 1, 2, 3, 4], |p| p.original_destination_connection_id == Some(cid(&[1, 2, 3, 4]))),
             (&[0x00, 0x00], |p| p.original_destination_connection_id == Some(ConnectionId::EMPTY)),
             (&[0x01, 0x04, 0x80, 0x00, 0x75, 0x30], |p| p.max_idle_timeout == 30_000),
             (&[0x02, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], |p| {
-                p.stateless_reset_token
-                    == Some(ResetToken([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]))
+                p.stateless_reset_token == Some(ResetToken([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]))
             }),
             (&[0x03, 0x02, 0x44, 0xb0], |p| p.max_udp_payload_size == 1200),
             (&[0x04, 0x04, 0x80, 0x10, 0x00, 0x00], |p| p.initial_max_data == 1 << 20),
@@ -963,19 +877,11 @@ mod tests {
             (&[0x0e, 0x01, 0x08], |p| p.active_connection_id_limit == 8),
             (&[0x0f, 0x03, 9, 9, 9], |p| p.initial_source_connection_id == Some(cid(&[9, 9, 9]))),
             (&[0x0f, 0x00], |p| p.initial_source_connection_id == Some(ConnectionId::EMPTY)),
-            (&[0x10, 0x02, 0xaa, 0xbb], |p| {
-                p.retry_source_connection_id == Some(cid(&[0xaa, 0xbb]))
-            }),
+            (&[0x10, 0x02, 0xaa, 0xbb], |p| p.retry_source_connection_id == Some(cid(&[0xaa, 0xbb]))),
             (&[0x11, 0x08, 0x6b, 0x33, 0x43, 0xcf, 0, 0, 0, 1], |p| {
-                p.version_information.is_some_and(|v| {
-                    v.chosen_version == Version::V2 && v.available_versions() == [Version::V1]
-                })
+                p.version_information.is_some_and(|v| v.chosen_version == Version::V2 && v.available_versions() == [Version::V1])
             }),
-            (&[0x11, 0x04, 0, 0, 0, 1], |p| {
-                p.version_information.is_some_and(|v| {
-                    v.chosen_version == Version::V1 && v.available_versions().is_empty()
-                })
-            }),
+            (&[0x11, 0x04, 0, 0, 0, 1], |p| p.version_information.is_some_and(|v| v.chosen_version == Version::V1 && v.available_versions().is_empty())),
             (&[0x20, 0x04, 0x80, 0x00, 0xff, 0xff], |p| p.max_datagram_frame_size == Some(65535)),
             (&[0x20, 0x01, 0x00], |p| p.max_datagram_frame_size == Some(0)),
             (&[0x80, 0x00, 0x2a, 0xb2, 0x00], |p| p.grease_quic_bit),
@@ -1047,9 +953,7 @@ mod tests {
 
         let p = decode_ok(&bytes, Role::Server);
         let expected = TransportParameters {
-            original_destination_connection_id: Some(cid(&[
-                0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08,
-            ])),
+            original_destination_connection_id: Some(cid(&[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08])),
             max_idle_timeout: 30_000,
             stateless_reset_token: Some(ResetToken([0xab; 16])),
             max_udp_payload_size: 1472,
@@ -1071,10 +975,7 @@ mod tests {
             active_connection_id_limit: 4,
             initial_source_connection_id: Some(cid(&[0xf0, 0x67])),
             retry_source_connection_id: Some(cid(&[0x5e])),
-            version_information: Some(VersionInformation::new(
-                Version::V1,
-                &[Version::V1, Version::V2],
-            )),
+            version_information: Some(VersionInformation::new(Version::V1, &[Version::V1, Version::V2])),
             max_datagram_frame_size: Some(65535),
             grease_quic_bit: true,
         };
@@ -1108,36 +1009,16 @@ mod tests {
             (&[0x0b, 0x04, 0x80, 0x00, 0x40, 0x00], Role::Client, "max_ack_delay 2^14"),
             (&[0x0e, 0x01, 0x01], Role::Client, "active_connection_id_limit 1"),
             (&[0x0e, 0x01, 0x00], Role::Server, "active_connection_id_limit 0"),
-            (
-                &[0x08, 0x08, 0xd0, 0, 0, 0, 0, 0, 0, 1],
-                Role::Client,
-                "initial_max_streams_bidi 2^60+1",
-            ),
-            (
-                &[0x09, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-                Role::Server,
-                "max_streams_uni max",
-            ),
+            (&[0x08, 0x08, 0xd0, 0, 0, 0, 0, 0, 0, 1], Role::Client, "initial_max_streams_bidi 2^60+1"),
+            (&[0x09, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], Role::Server, "max_streams_uni max"),
             // Server-only parameters from a client.
             (&[0x00, 0x01, 0x01], Role::Client, "client original_destination_connection_id"),
             (&[0x00, 0x00], Role::Client, "client empty original_destination_connection_id"),
-            (
-                &[0x02, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                Role::Client,
-                "client stateless_reset_token",
-            ),
+            (&[0x02, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Role::Client, "client stateless_reset_token"),
             (&[0x10, 0x01, 0x01], Role::Client, "client retry_source_connection_id"),
             // Lengths that do not match the content.
-            (
-                &[0x02, 0x0f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                Role::Server,
-                "15-byte reset token",
-            ),
-            (
-                &[0x02, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                Role::Server,
-                "17-byte reset token",
-            ),
+            (&[0x02, 0x0f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Role::Server, "15-byte reset token"),
+            (&[0x02, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Role::Server, "17-byte reset token"),
             (&[0x01, 0x00], Role::Client, "empty varint"),
             (&[0x01, 0x02, 0x05, 0x00], Role::Client, "varint shorter than its length"),
             (&[0x01, 0x01, 0x40], Role::Client, "varint longer than its length"),
@@ -1146,21 +1027,9 @@ mod tests {
             (&[0x80, 0x00, 0x2a, 0xb2, 0x01, 0x01], Role::Client, "grease_quic_bit with a value"),
             (&[0x20, 0x00], Role::Client, "empty max_datagram_frame_size"),
             // CIDs longer than 20 bytes.
-            (
-                &[0x0f, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                Role::Client,
-                "21-byte iscid",
-            ),
-            (
-                &[0x00, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                Role::Server,
-                "21-byte odcid",
-            ),
-            (
-                &[0x10, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                Role::Server,
-                "21-byte rscid",
-            ),
+            (&[0x0f, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Role::Client, "21-byte iscid"),
+            (&[0x00, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Role::Server, "21-byte odcid"),
+            (&[0x10, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], Role::Server, "21-byte rscid"),
             // version_information.
             (&[0x11, 0x00], Role::Client, "empty version_information"),
             (&[0x11, 0x03, 0, 0, 1], Role::Client, "3-byte version_information"),
@@ -1178,16 +1047,8 @@ mod tests {
             (&[0x04, 0x01, 0x01, 0x04, 0x01, 0x01], Role::Client, "initial_max_data twice"),
             (&[0x0c, 0x00, 0x0c, 0x00], Role::Client, "disable_active_migration twice"),
             (&[0x20, 0x01, 0x01, 0x20, 0x01, 0x02], Role::Client, "max_datagram_frame_size twice"),
-            (
-                &[0x80, 0x00, 0x2a, 0xb2, 0x00, 0x80, 0x00, 0x2a, 0xb2, 0x00],
-                Role::Client,
-                "grease_quic_bit twice",
-            ),
-            (
-                &[0x11, 0x04, 0, 0, 0, 1, 0x11, 0x04, 0, 0, 0, 1],
-                Role::Client,
-                "version_information twice",
-            ),
+            (&[0x80, 0x00, 0x2a, 0xb2, 0x00, 0x80, 0x00, 0x2a, 0xb2, 0x00], Role::Client, "grease_quic_bit twice"),
+            (&[0x11, 0x04, 0, 0, 0, 1, 0x11, 0x04, 0, 0, 0, 1], Role::Client, "version_information twice"),
             // The same parameter with a non-minimal id encoding is still a duplicate.
             (&[0x0f, 0x00, 0x40, 0x0f, 0x00], Role::Client, "iscid twice, second id non-minimal"),
         ];
@@ -1242,30 +1103,15 @@ mod tests {
 
     #[test]
     fn error_reasons_name_the_problem() {
-        assert_eq!(
-            decode_err(&[0x0a, 0x01, 0x15], Role::Client).reason,
-            "ack_delay_exponent above 20"
-        );
-        assert_eq!(
-            decode_err(&[0x00, 0x00], Role::Client).reason,
-            "client sent original_destination_connection_id"
-        );
-        assert_eq!(
-            decode_err(&[0x04, 0x01, 0x01, 0x04, 0x01, 0x01], Role::Client).reason,
-            "duplicate transport parameter"
-        );
-        assert_eq!(
-            decode_err(&[0x0e, 0x01, 0x01], Role::Client).reason,
-            "active_connection_id_limit below 2"
-        );
+        assert_eq!(decode_err(&[0x0a, 0x01, 0x15], Role::Client).reason, "ack_delay_exponent above 20");
+        assert_eq!(decode_err(&[0x00, 0x00], Role::Client).reason, "client sent original_destination_connection_id");
+        assert_eq!(decode_err(&[0x04, 0x01, 0x01, 0x04, 0x01, 0x01], Role::Client).reason, "duplicate transport parameter");
+        assert_eq!(decode_err(&[0x0e, 0x01, 0x01], Role::Client).reason, "active_connection_id_limit below 2");
     }
 
     #[test]
     fn boundary_values_accepted() {
-        let p = decode_ok(
-            &[0x03, 0x02, 0x44, 0xb0, 0x0a, 0x01, 0x14, 0x0b, 0x02, 0x7f, 0xff, 0x0e, 0x01, 0x02],
-            Role::Client,
-        );
+        let p = decode_ok(&[0x03, 0x02, 0x44, 0xb0, 0x0a, 0x01, 0x14, 0x0b, 0x02, 0x7f, 0xff, 0x0e, 0x01, 0x02], Role::Client);
         assert_eq!(p.max_udp_payload_size, 1200);
         assert_eq!(p.ack_delay_exponent, 20);
         assert_eq!(p.max_ack_delay, 16383);
@@ -1274,19 +1120,13 @@ mod tests {
         assert_eq!(p.initial_max_streams_bidi, 1 << 60);
         assert_eq!(p.initial_max_streams_uni, 0);
         // Non-minimal varints are allowed (RFC 9000 §16) when the length says so.
-        let p = decode_ok(
-            &[0x01, 0x08, 0xc0, 0, 0, 0, 0, 0, 0, 0x05, 0x40, 0x04, 0x01, 0x07],
-            Role::Client,
-        );
+        let p = decode_ok(&[0x01, 0x08, 0xc0, 0, 0, 0, 0, 0, 0, 0x05, 0x40, 0x04, 0x01, 0x07], Role::Client);
         assert_eq!(p.max_idle_timeout, 5);
         assert_eq!(p.initial_max_data, 7);
         // CID of exactly 20 bytes.
         let mut b = vec![0x0f, 20];
         b.extend_from_slice(&[0x11; 20]);
-        assert_eq!(
-            decode_ok(&b, Role::Client).initial_source_connection_id,
-            Some(cid(&[0x11; 20]))
-        );
+        assert_eq!(decode_ok(&b, Role::Client).initial_source_connection_id, Some(cid(&[0x11; 20])));
     }
 
     #[test]
@@ -1303,9 +1143,7 @@ mod tests {
         let p = decode_ok(&bytes, Role::Client);
         assert_eq!(p, TransportParameters { initial_max_data: 5, ..Default::default() });
         assert!(id::is_reserved(27) && id::is_reserved(58) && id::is_reserved(31 * 1000 + 27));
-        assert!(
-            !id::is_reserved(id::GREASE_QUIC_BIT) && !id::is_reserved(id::MAX_DATAGRAM_FRAME_SIZE)
-        );
+        assert!(!id::is_reserved(id::GREASE_QUIC_BIT) && !id::is_reserved(id::MAX_DATAGRAM_FRAME_SIZE));
     }
 
     #[test]
@@ -1356,11 +1194,7 @@ mod tests {
 
     #[test]
     fn encode_fails_cleanly_on_short_buffer() {
-        let p = TransportParameters {
-            initial_max_data: 1 << 20,
-            grease_quic_bit: true,
-            ..Default::default()
-        };
+        let p = TransportParameters { initial_max_data: 1 << 20, grease_quic_bit: true, ..Default::default() };
         let need = p.encoded_len(Role::Client);
         assert_eq!(need, 6 + 3);
         let mut buf = vec![0u8; need - 1];
@@ -1377,11 +1211,7 @@ mod tests {
 
     #[test]
     fn grease_parameter_is_reserved_and_ignored() {
-        let p = TransportParameters {
-            initial_max_data: 1000,
-            initial_source_connection_id: Some(cid(&[7; 8])),
-            ..Default::default()
-        };
+        let p = TransportParameters { initial_max_data: 1000, initial_source_connection_id: Some(cid(&[7; 8])), ..Default::default() };
         let plain = encode_vec(&p, Role::Client);
         let mut ids = std::collections::BTreeSet::new();
         for seed in 0..200u64 {
@@ -1427,16 +1257,11 @@ mod tests {
         let tpe = TransportErrorCode::TRANSPORT_PARAMETER_ERROR;
 
         // The server checks the client's parameters.
-        let client =
-            TransportParameters { initial_source_connection_id: Some(c1), ..Default::default() };
+        let client = TransportParameters { initial_source_connection_id: Some(c1), ..Default::default() };
         client.check_cids(Role::Client, &c1, None, None).unwrap();
         assert_eq!(code(client.check_cids(Role::Client, &s1, None, None)), tpe);
-        assert_eq!(
-            code(TransportParameters::default().check_cids(Role::Client, &c1, None, None)),
-            tpe
-        );
-        let bad_client =
-            TransportParameters { retry_source_connection_id: Some(s2), ..client.clone() };
+        assert_eq!(code(TransportParameters::default().check_cids(Role::Client, &c1, None, None)), tpe);
+        let bad_client = TransportParameters { retry_source_connection_id: Some(s2), ..client.clone() };
         assert_eq!(code(bad_client.check_cids(Role::Client, &c1, None, None)), tpe);
 
         // The client checks the server's, without Retry.
@@ -1445,13 +1270,8 @@ mod tests {
         assert_eq!(code(server.check_cids(Role::Server, &s1, Some(&s1), None)), tpe, "wrong iscid");
         assert_eq!(code(server.check_cids(Role::Server, &s3, Some(&s2), None)), tpe, "wrong odcid");
         assert_eq!(code(server.check_cids(Role::Server, &s3, None, None)), tpe, "odcid unknown");
-        assert_eq!(
-            code(server.check_cids(Role::Server, &s3, Some(&s1), Some(&s2))),
-            tpe,
-            "rscid missing after Retry"
-        );
-        let no_odcid =
-            TransportParameters { original_destination_connection_id: None, ..server.clone() };
+        assert_eq!(code(server.check_cids(Role::Server, &s3, Some(&s1), Some(&s2))), tpe, "rscid missing after Retry");
+        let no_odcid = TransportParameters { original_destination_connection_id: None, ..server.clone() };
         assert_eq!(code(no_odcid.check_cids(Role::Server, &s3, Some(&s1), None)), tpe);
         let no_iscid = TransportParameters { initial_source_connection_id: None, ..server.clone() };
         assert_eq!(code(no_iscid.check_cids(Role::Server, &s3, Some(&s1), None)), tpe);
@@ -1459,21 +1279,9 @@ mod tests {
         // With Retry.
         let server = server_params(&s1, &s3, Some(&s2));
         server.check_cids(Role::Server, &s3, Some(&s1), Some(&s2)).unwrap();
-        assert_eq!(
-            code(server.check_cids(Role::Server, &s3, Some(&s1), None)),
-            tpe,
-            "rscid without Retry"
-        );
-        assert_eq!(
-            code(server.check_cids(Role::Server, &s3, Some(&s1), Some(&s3))),
-            tpe,
-            "rscid mismatch"
-        );
-        assert_eq!(
-            code(server.check_cids(Role::Server, &s3, Some(&s2), Some(&s2))),
-            tpe,
-            "odcid is the pre-Retry DCID"
-        );
+        assert_eq!(code(server.check_cids(Role::Server, &s3, Some(&s1), None)), tpe, "rscid without Retry");
+        assert_eq!(code(server.check_cids(Role::Server, &s3, Some(&s1), Some(&s3))), tpe, "rscid mismatch");
+        assert_eq!(code(server.check_cids(Role::Server, &s3, Some(&s2), Some(&s2))), tpe, "odcid is the pre-Retry DCID");
 
         // Zero-length CIDs are values like any other (RFC 9000 §7.3).
         let empty = ConnectionId::EMPTY;

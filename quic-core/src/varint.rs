@@ -178,18 +178,9 @@ mod tests {
     // RFC 9000 Appendix A.1 examples.
     #[test]
     fn rfc_examples() {
-        let cases: &[(&str, u64)] = &[
-            ("c2197c5eff14e88c", 151_288_809_941_952_652),
-            ("9d7f3e7d", 494_878_333),
-            ("7bbd", 15_293),
-            ("25", 37),
-            ("4025", 37),
-        ];
+        let cases: &[(&str, u64)] = &[("c2197c5eff14e88c", 151_288_809_941_952_652), ("9d7f3e7d", 494_878_333), ("7bbd", 15_293), ("25", 37), ("4025", 37)];
         for (hex, v) in cases {
-            let bytes: Vec<u8> = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect();
+            let bytes: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
             assert_eq!(decode(&bytes), Some((*v, bytes.len())), "{hex}");
         }
         let mut out = [0u8; 8];

@@ -19,10 +19,7 @@ fn data_file() -> PathBuf {
             return p;
         }
     }
-    panic!(
-        "shared/data/quic-initials-from-pcaps.json not found above {}",
-        manifest.display()
-    );
+    panic!("shared/data/quic-initials-from-pcaps.json not found above {}", manifest.display());
 }
 
 /// The same one-line summary the data file's extractor writes per frame.
@@ -30,12 +27,7 @@ fn summarize(f: &Frame<'_>) -> String {
     match f {
         Frame::Padding { len } => format!("PADDING x{len}"),
         Frame::Ping => "PING".to_string(),
-        Frame::Ack(ack) => format!(
-            "ACK largest={} ranges={}{}",
-            ack.largest(),
-            ack.range_count() + 1,
-            if ack.ecn().is_some() { " ECN" } else { "" }
-        ),
+        Frame::Ack(ack) => format!("ACK largest={} ranges={}{}", ack.largest(), ack.range_count() + 1, if ack.ecn().is_some() { " ECN" } else { "" }),
         Frame::Crypto { offset, data } => format!("CRYPTO off={offset} len={}", data.len()),
         Frame::ConnectionClose { error_code, .. } => {
             format!("CONNECTION_CLOSE err={:#x}", error_code.0)
@@ -55,19 +47,11 @@ fn initial_payloads_from_pcaps_parse_completely() {
     for (i, entry) in entries.iter().enumerate() {
         let payload = hex::decode(entry["plaintext_payload_hex"].as_str().unwrap()).unwrap();
         let mut iter = FrameIter::for_packet(&payload, FrameContext::Initial);
-        let frames: Vec<Frame<'_>> = iter
-            .by_ref()
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("entry {i}: {e:?}"));
+        let frames: Vec<Frame<'_>> = iter.by_ref().collect::<Result<_, _>>().unwrap_or_else(|e| panic!("entry {i}: {e:?}"));
         assert_eq!(iter.position(), payload.len(), "entry {i} not consumed");
 
         let got: Vec<String> = frames.iter().map(summarize).collect();
-        let expected: Vec<String> = entry["frames"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect();
+        let expected: Vec<String> = entry["frames"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
         assert_eq!(got, expected, "entry {i} ({})", entry["pcap"]);
 
         for f in &frames {
@@ -102,17 +86,10 @@ fn initial_payloads_from_pcaps_parse_completely() {
 fn the_doq_ack_ecn_entry() {
     let text = std::fs::read_to_string(data_file()).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let entry = json["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["frames"][0].as_str().unwrap().ends_with("ECN"))
-        .unwrap();
+    let entry = json["entries"].as_array().unwrap().iter().find(|e| e["frames"][0].as_str().unwrap().ends_with("ECN")).unwrap();
     let payload = hex::decode(entry["plaintext_payload_hex"].as_str().unwrap()).unwrap();
     let first = FrameIter::new(&payload).next().unwrap().unwrap();
-    let Frame::Ack(ack) = first else {
-        panic!("not an ACK: {first:?}")
-    };
+    let Frame::Ack(ack) = first else { panic!("not an ACK: {first:?}") };
     assert_eq!(ack.largest(), 94014);
     assert!(ack.ecn().is_some());
     assert_eq!(ack.iter().next().map(|r| *r.end()), Some(94014));

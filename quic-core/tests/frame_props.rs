@@ -8,8 +8,7 @@ use std::ops::RangeInclusive;
 use proptest::prelude::*;
 use quic_core::codec::{Reader, Writer};
 use quic_core::frame::{
-    AckFrame, CryptoFrameHeader, EcnCounts, Frame, FrameContext, FrameIter, StreamDir,
-    StreamFrameHeader, MAX_STREAM_COUNT, MAX_STREAM_OFFSET,
+    AckFrame, CryptoFrameHeader, EcnCounts, Frame, FrameContext, FrameIter, StreamDir, StreamFrameHeader, MAX_STREAM_COUNT, MAX_STREAM_OFFSET,
 };
 use quic_core::{ConnectionId, ResetToken, TransportErrorCode};
 
@@ -52,63 +51,30 @@ impl Owned {
             Owned::Padding(len) => Frame::Padding { len: *len },
             Owned::Ping => Frame::Ping,
             Owned::Ack { bytes, .. } => Frame::decode(&mut Reader::new(bytes)).unwrap(),
-            Owned::ResetStream(id, error_code, final_size) => Frame::ResetStream {
-                id: *id,
-                error_code: *error_code,
-                final_size: *final_size,
-            },
-            Owned::StopSending(id, error_code) => Frame::StopSending {
-                id: *id,
-                error_code: *error_code,
-            },
-            Owned::Crypto(offset, data) => Frame::Crypto {
-                offset: *offset,
-                data,
-            },
+            Owned::ResetStream(id, error_code, final_size) => Frame::ResetStream { id: *id, error_code: *error_code, final_size: *final_size },
+            Owned::StopSending(id, error_code) => Frame::StopSending { id: *id, error_code: *error_code },
+            Owned::Crypto(offset, data) => Frame::Crypto { offset: *offset, data },
             Owned::NewToken(token) => Frame::NewToken { token },
-            Owned::Stream(id, offset, fin, data) => Frame::Stream {
-                id: *id,
-                offset: *offset,
-                fin: *fin,
-                data,
-            },
+            Owned::Stream(id, offset, fin, data) => Frame::Stream { id: *id, offset: *offset, fin: *fin, data },
             Owned::MaxData(max) => Frame::MaxData { max: *max },
             Owned::MaxStreamData(id, max) => Frame::MaxStreamData { id: *id, max: *max },
-            Owned::MaxStreams(dir, max) => Frame::MaxStreams {
-                dir: *dir,
-                max: *max,
-            },
+            Owned::MaxStreams(dir, max) => Frame::MaxStreams { dir: *dir, max: *max },
             Owned::DataBlocked(limit) => Frame::DataBlocked { limit: *limit },
-            Owned::StreamDataBlocked(id, limit) => Frame::StreamDataBlocked {
-                id: *id,
-                limit: *limit,
-            },
-            Owned::StreamsBlocked(dir, limit) => Frame::StreamsBlocked {
-                dir: *dir,
-                limit: *limit,
-            },
-            Owned::NewConnectionId(sequence, retire_prior_to, cid, token) => {
-                Frame::NewConnectionId {
-                    sequence: *sequence,
-                    retire_prior_to: *retire_prior_to,
-                    cid: ConnectionId::new(cid).unwrap(),
-                    reset_token: ResetToken(*token),
-                }
-            }
-            Owned::RetireConnectionId(sequence) => Frame::RetireConnectionId {
+            Owned::StreamDataBlocked(id, limit) => Frame::StreamDataBlocked { id: *id, limit: *limit },
+            Owned::StreamsBlocked(dir, limit) => Frame::StreamsBlocked { dir: *dir, limit: *limit },
+            Owned::NewConnectionId(sequence, retire_prior_to, cid, token) => Frame::NewConnectionId {
                 sequence: *sequence,
+                retire_prior_to: *retire_prior_to,
+                cid: ConnectionId::new(cid).unwrap(),
+                reset_token: ResetToken(*token),
             },
+            Owned::RetireConnectionId(sequence) => Frame::RetireConnectionId { sequence: *sequence },
             Owned::PathChallenge(data) => Frame::PathChallenge { data: *data },
             Owned::PathResponse(data) => Frame::PathResponse { data: *data },
-            Owned::ConnectionClose(code, frame_type, reason) => Frame::ConnectionClose {
-                error_code: TransportErrorCode(*code),
-                frame_type: *frame_type,
-                reason,
-            },
-            Owned::ApplicationClose(error_code, reason) => Frame::ApplicationClose {
-                error_code: *error_code,
-                reason,
-            },
+            Owned::ConnectionClose(code, frame_type, reason) => {
+                Frame::ConnectionClose { error_code: TransportErrorCode(*code), frame_type: *frame_type, reason }
+            }
+            Owned::ApplicationClose(error_code, reason) => Frame::ApplicationClose { error_code: *error_code, reason },
             Owned::HandshakeDone => Frame::HandshakeDone,
             Owned::Datagram(data) => Frame::Datagram { data },
         }
@@ -117,12 +83,7 @@ impl Owned {
 
 /// Varints spread over all four encoded widths.
 fn varint() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        0u64..64,
-        64u64..16_384,
-        16_384u64..(1 << 30),
-        (1u64 << 30)..=VARINT_MAX
-    ]
+    prop_oneof![0u64..64, 64u64..16_384, 16_384u64..(1 << 30), (1u64 << 30)..=VARINT_MAX]
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
@@ -136,30 +97,23 @@ fn dir() -> impl Strategy<Value = StreamDir> {
 /// Valid ACK ranges: highest first, disjoint, non-adjacent, all >= 0.
 fn ack_ranges() -> impl Strategy<Value = Vec<RangeInclusive<u64>>> {
     let step = prop_oneof![0u64..4, 0u64..300, varint()];
-    (
-        varint(),
-        step.clone(),
-        prop::collection::vec((step.clone(), step), 0..24),
-    )
-        .prop_map(|(largest, first_len, rest)| {
-            let mut ranges = vec![largest.saturating_sub(first_len)..=largest];
-            let mut smallest = largest.saturating_sub(first_len);
-            for (gap, len) in rest {
-                let Some(end) = smallest.checked_sub(gap).and_then(|v| v.checked_sub(2)) else {
-                    break;
-                };
-                let start = end.saturating_sub(len);
-                ranges.push(start..=end);
-                smallest = start;
-            }
-            ranges
-        })
+    (varint(), step.clone(), prop::collection::vec((step.clone(), step), 0..24)).prop_map(|(largest, first_len, rest)| {
+        let mut ranges = vec![largest.saturating_sub(first_len)..=largest];
+        let mut smallest = largest.saturating_sub(first_len);
+        for (gap, len) in rest {
+            let Some(end) = smallest.checked_sub(gap).and_then(|v| v.checked_sub(2)) else {
+                break;
+            };
+            let start = end.saturating_sub(len);
+            ranges.push(start..=end);
+            smallest = start;
+        }
+        ranges
+    })
 }
 
 fn ecn() -> impl Strategy<Value = Option<EcnCounts>> {
-    prop::option::of(
-        (varint(), varint(), varint()).prop_map(|(ect0, ect1, ce)| EcnCounts { ect0, ect1, ce }),
-    )
+    prop::option::of((varint(), varint(), varint()).prop_map(|(ect0, ect1, ce)| EcnCounts { ect0, ect1, ce }))
 }
 
 fn ack() -> impl Strategy<Value = Owned> {
@@ -187,31 +141,19 @@ fn owned_frame() -> impl Strategy<Value = Owned> {
         (varint(), varint()).prop_map(|(a, b)| Owned::StopSending(a, b)),
         (varint(), bytes(300)).prop_map(|(o, d)| Owned::Crypto(fit_offset(o, d.len()), d)),
         prop::collection::vec(any::<u8>(), 1..100).prop_map(Owned::NewToken),
-        (
-            varint(),
-            prop_oneof![Just(0u64), varint()],
-            any::<bool>(),
-            bytes(300)
-        )
-            .prop_map(|(id, o, fin, d)| Owned::Stream(id, fit_offset(o, d.len()), fin, d)),
+        (varint(), prop_oneof![Just(0u64), varint()], any::<bool>(), bytes(300)).prop_map(|(id, o, fin, d)| Owned::Stream(id, fit_offset(o, d.len()), fin, d)),
         varint().prop_map(Owned::MaxData),
         (varint(), varint()).prop_map(|(a, b)| Owned::MaxStreamData(a, b)),
         (dir(), 0..=MAX_STREAM_COUNT).prop_map(|(d, m)| Owned::MaxStreams(d, m)),
         varint().prop_map(Owned::DataBlocked),
         (varint(), varint()).prop_map(|(a, b)| Owned::StreamDataBlocked(a, b)),
         (dir(), 0..=MAX_STREAM_COUNT).prop_map(|(d, m)| Owned::StreamsBlocked(d, m)),
-        (
-            varint(),
-            varint(),
-            prop::collection::vec(any::<u8>(), 1..=20),
-            any::<[u8; 16]>()
-        )
-            .prop_map(|(seq, rpt, cid, tok)| Owned::NewConnectionId(
-                seq,
-                rpt % (seq + 1),
-                cid,
-                tok
-            )),
+        (varint(), varint(), prop::collection::vec(any::<u8>(), 1..=20), any::<[u8; 16]>()).prop_map(|(seq, rpt, cid, tok)| Owned::NewConnectionId(
+            seq,
+            rpt % (seq + 1),
+            cid,
+            tok
+        )),
         varint().prop_map(Owned::RetireConnectionId),
         any::<[u8; 8]>().prop_map(Owned::PathChallenge),
         any::<[u8; 8]>().prop_map(Owned::PathResponse),

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use quic_core::range_set::RangeSet;
-use quic_core::stream::{
-    RecvState, RecvStream, RecvWindow, SendState, SendStream, StreamReadError,
-};
+use quic_core::stream::{RecvState, RecvStream, RecvWindow, SendState, SendStream, StreamReadError};
 
 /// Small deterministic PRNG so one proptest seed drives shuffles and choices.
 struct XorShift(u64);

@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 use quic_core::codec::{Reader, Writer};
 use quic_core::error::TransportErrorCode;
-use quic_core::transport_params::{
-    id, PreferredAddress, Role, TransportParameters, VersionInformation, MAX_AVAILABLE_VERSIONS,
-};
+use quic_core::transport_params::{id, PreferredAddress, Role, TransportParameters, VersionInformation, MAX_AVAILABLE_VERSIONS};
 use quic_core::{ConnectionId, ResetToken, Version};
 
 const VARINT_MAX: u64 = (1 << 62) - 1;
@@ -38,29 +36,21 @@ fn int_strategy(min: u64, max: u64) -> impl Strategy<Value = u64> {
 }
 
 fn preferred_address_strategy() -> impl Strategy<Value = PreferredAddress> {
-    (
-        any::<[u8; 4]>(),
-        any::<u16>(),
-        any::<[u8; 16]>(),
-        any::<u16>(),
-        cid_strategy(1),
-        any::<[u8; 16]>(),
-    )
-        .prop_map(|(v4, p4, v6, p6, connection_id, token)| PreferredAddress {
+    (any::<[u8; 4]>(), any::<u16>(), any::<[u8; 16]>(), any::<u16>(), cid_strategy(1), any::<[u8; 16]>()).prop_map(|(v4, p4, v6, p6, connection_id, token)| {
+        PreferredAddress {
             ipv4: SocketAddrV4::new(Ipv4Addr::from(v4), p4),
             ipv6: SocketAddrV6::new(Ipv6Addr::from(v6), p6, 0, 0),
             connection_id,
             stateless_reset_token: ResetToken(token),
-        })
+        }
+    })
 }
 
 fn version_information_strategy() -> impl Strategy<Value = VersionInformation> {
-    (1..=u32::MAX, prop::collection::vec(1..=u32::MAX, 0..=MAX_AVAILABLE_VERSIONS)).prop_map(
-        |(chosen, avail)| {
-            let avail: Vec<Version> = avail.into_iter().map(Version).collect();
-            VersionInformation::new(Version(chosen), &avail)
-        },
-    )
+    (1..=u32::MAX, prop::collection::vec(1..=u32::MAX, 0..=MAX_AVAILABLE_VERSIONS)).prop_map(|(chosen, avail)| {
+        let avail: Vec<Version> = avail.into_iter().map(Version).collect();
+        VersionInformation::new(Version(chosen), &avail)
+    })
 }
 
 /// Any set of parameters `sender` may validly send.
@@ -85,27 +75,10 @@ fn params_strategy() -> impl Strategy<Value = (Role, TransportParameters)> {
         0..(1u64 << 14),
         int_strategy(2, VARINT_MAX),
     );
-    let extras = (
-        any::<bool>(),
-        prop::option::of(version_information_strategy()),
-        prop::option::of(int_strategy(0, VARINT_MAX)),
-        any::<bool>(),
-    );
+    let extras = (any::<bool>(), prop::option::of(version_information_strategy()), prop::option::of(int_strategy(0, VARINT_MAX)), any::<bool>());
     (role_strategy(), ids, limits, extras).prop_map(|(role, ids, limits, extras)| {
         let (odcid, token, preferred, iscid, rscid) = ids;
-        let (
-            idle,
-            udp,
-            data,
-            bidi_local,
-            bidi_remote,
-            uni,
-            streams_bidi,
-            streams_uni,
-            ade,
-            mad,
-            cid_limit,
-        ) = limits;
+        let (idle, udp, data, bidi_local, bidi_remote, uni, streams_bidi, streams_uni, ade, mad, cid_limit) = limits;
         let (disable_migration, version_information, datagram, grease_quic_bit) = extras;
         let server = role == Role::Server;
         let mut p = TransportParameters {
@@ -141,13 +114,8 @@ fn params_strategy() -> impl Strategy<Value = (Role, TransportParameters)> {
 /// A sequence of (id, value) pairs biased towards known ids, so that random
 /// input gets past the framing into each parameter's own checks.
 fn raw_params_strategy() -> impl Strategy<Value = Vec<u8>> {
-    let param_id = prop_oneof![
-        0u64..=0x11,
-        Just(id::MAX_DATAGRAM_FRAME_SIZE),
-        Just(id::GREASE_QUIC_BIT),
-        (0u64..1000).prop_map(|n| 31 * n + 27),
-        0u64..=VARINT_MAX,
-    ];
+    let param_id =
+        prop_oneof![0u64..=0x11, Just(id::MAX_DATAGRAM_FRAME_SIZE), Just(id::GREASE_QUIC_BIT), (0u64..1000).prop_map(|n| 31 * n + 27), 0u64..=VARINT_MAX,];
     let value = prop_oneof![
         prop::collection::vec(any::<u8>(), 0..60),
         // A well-formed varint, possibly non-minimal.
@@ -344,8 +312,7 @@ const QUIC_TRANSPORT_PARAMETERS_EXT: u16 = 0x39;
 #[test]
 fn client_hellos_from_captures_decode() {
     let path = shared_data().join("quic-initials-from-pcaps.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set QUICPRO_SHARED_DATA)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (set QUICPRO_SHARED_DATA)", path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let entries = json["entries"].as_array().unwrap();
 
@@ -365,8 +332,7 @@ fn client_hellos_from_captures_decode() {
         let Some(ext) = client_hello_extension(&stream, QUIC_TRANSPORT_PARAMETERS_EXT) else {
             continue;
         };
-        let p = TransportParameters::decode(ext, Role::Client)
-            .unwrap_or_else(|err| panic!("{what}: {err:?}"));
+        let p = TransportParameters::decode(ext, Role::Client).unwrap_or_else(|err| panic!("{what}: {err:?}"));
 
         // RFC 9000 §7.3: the client's initial_source_connection_id is the SCID
         // of its Initial packets (possibly empty, as Chrome's).
@@ -378,9 +344,7 @@ fn client_hellos_from_captures_decode() {
         assert!(p.initial_max_data > 0, "{what}: {p:?}");
         assert!(p.max_udp_payload_size >= 1200, "{what}");
 
-        let version =
-            u32::from_str_radix(e["version"].as_str().unwrap().trim_start_matches("0x"), 16)
-                .unwrap();
+        let version = u32::from_str_radix(e["version"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
         if let Some(vi) = p.version_information {
             // RFC 9368 §3: the Chosen Version is the version of the packet.
             assert_eq!(vi.chosen_version, Version(version), "{what}");
@@ -392,10 +356,7 @@ fn client_hellos_from_captures_decode() {
         with_datagrams += usize::from(p.max_datagram_frame_size.is_some());
 
         // Re-encoding what we understood gives the same parameters back.
-        assert_eq!(
-            TransportParameters::decode(&encode_vec(&p, Role::Client), Role::Client).unwrap(),
-            p
-        );
+        assert_eq!(TransportParameters::decode(&encode_vec(&p, Role::Client), Role::Client).unwrap(), p);
         decoded += 1;
     }
     // What the file holds (checked by walking it independently): 15 client

@@ -167,10 +167,7 @@ pub fn field<'a>(fields: &'a [HeaderField], name: &str) -> Option<&'a str> {
 }
 
 pub fn fields_to_pairs(fields: &[HeaderField]) -> Vec<(String, String)> {
-    fields
-        .iter()
-        .map(|f| (String::from_utf8_lossy(&f.name).into_owned(), String::from_utf8_lossy(&f.value).into_owned()))
-        .collect()
+    fields.iter().map(|f| (String::from_utf8_lossy(&f.name).into_owned(), String::from_utf8_lossy(&f.value).into_owned())).collect()
 }
 
 /// What a test route answers, independent of the HTTP/3 stack.
@@ -371,7 +368,7 @@ impl H3ServerApp {
                 self.report.resets.push((stream.0, code));
                 self.streams.remove(&stream);
             }
-            H3Event::GoAway { .. } | H3Event::Datagram { .. } => {}
+            H3Event::GoAway { .. } | H3Event::Datagram { .. } | H3Event::Writable { .. } | H3Event::Acknowledged { .. } => {}
             H3Event::Transport(QuicEvent::HandshakeCompleted) => self.report.handshake_done = true,
             H3Event::Transport(QuicEvent::ConnectionLost(e)) => self.report.closed = Some(format!("{e:?}")),
             H3Event::Transport(_) => {}
@@ -726,7 +723,7 @@ impl H3ClientApp {
                     self.goaway = Some((id, done));
                 }
                 H3Event::Transport(QuicEvent::ConnectionLost(e)) => self.closed = Some(format!("{e:?}")),
-                H3Event::Transport(_) | H3Event::Datagram { .. } => {}
+                H3Event::Transport(_) | H3Event::Datagram { .. } | H3Event::Writable { .. } | H3Event::Acknowledged { .. } => {}
             }
         }
     }
@@ -829,10 +826,7 @@ impl OurH3Client {
         let endpoint = Endpoint::new(EndpointConfig::new(b"h3 interop client reset"), None, Instant::now());
         let mut driver = UdpDriver::bind("127.0.0.1:0", endpoint).unwrap_or_else(|e| panic!("bind: {e}"));
         let config = ClientConfig { tls, transport: Arc::new(transport), version: Version::V1 };
-        let handle = driver
-            .endpoint
-            .connect(Instant::now(), &config, server, "localhost", Bytes::new())
-            .unwrap_or_else(|e| panic!("connect: {e:?}"));
+        let handle = driver.endpoint.connect(Instant::now(), &config, server, "localhost", Bytes::new()).unwrap_or_else(|e| panic!("connect: {e:?}"));
         Self { driver, handle, app: H3ClientApp::new() }
     }
 
@@ -900,11 +894,7 @@ pub fn server_tls(chain: Vec<rustls::pki_types::CertificateDer<'static>>, key: r
 /// Transport settings for the HTTP/3 interop runs: room for 200+
 /// concurrent requests and windows that let 100 MB bodies stream.
 pub fn transport() -> TransportConfig {
-    TransportConfig {
-        max_concurrent_bidi_streams: 256,
-        max_idle_timeout: Duration::from_secs(30),
-        ..TransportConfig::default()
-    }
+    TransportConfig { max_concurrent_bidi_streams: 256, max_idle_timeout: Duration::from_secs(30), ..TransportConfig::default() }
 }
 
 /// Throughput in MiB/s.

@@ -13,15 +13,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use h3_core::capsule::capsule_type;
+use h3_core::connection::SendError;
 use h3_core::connection::{H3Config, H3Event};
 use h3_core::datagram::DatagramError;
 use h3_core::qpack::HeaderField;
 use io_backends::runtime::{Client, H3Handle, Server, ServerOptions};
-use std::collections::{BTreeMap, HashSet};
-use h3_core::capsule::capsule_type;
-use h3_core::connection::SendError;
 use quic_core::stream::StreamId;
 use quic_core::tls::ServerTlsOptions;
+use std::collections::{BTreeMap, HashSet};
 
 /// Both extensions on.
 pub fn h3x() -> H3Config {
@@ -167,7 +167,7 @@ fn serve_echo(server: &mut Server, report: &Mutex<EchoReport>, stop: &AtomicBool
                     }
                 }
                 H3Event::Reset { stream, code } => r.errors.push(format!("reset {} {code:#x}", stream.0)),
-                H3Event::Trailers { .. } | H3Event::GoAway { .. } | H3Event::Transport(_) => {}
+                H3Event::Trailers { .. } | H3Event::GoAway { .. } | H3Event::Transport(_) | H3Event::Writable { .. } | H3Event::Acknowledged { .. } => {}
             }
         }
         // Echo; a full QUIC datagram queue waits for the next turn.
@@ -188,7 +188,6 @@ fn serve_echo(server: &mut Server, report: &Mutex<EchoReport>, stop: &AtomicBool
         }
     }
 }
-
 
 /// What [`client_exchange`] measured.
 #[derive(Debug)]

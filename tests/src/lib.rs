@@ -20,11 +20,11 @@ pub fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s.trim()).unwrap_or_else(|e| panic!("bad hex in test data: {e}"))
 }
 
-pub mod sim;
-pub mod udp;
-pub mod pair;
-pub mod pypeer;
 pub mod h3_app;
 pub mod h3x_echo;
 pub mod netns;
+pub mod pair;
+pub mod pypeer;
 pub mod qlog_sink;
+pub mod sim;
+pub mod udp;

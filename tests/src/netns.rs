@@ -32,11 +32,7 @@ pub fn require_root() {
 
 fn mac_string(ns: &str, ifname: &str) -> String {
     let text = String::from_utf8_lossy(&ip(&["-n", ns, "link", "show", ifname]).stdout).into_owned();
-    text.split_whitespace()
-        .skip_while(|w| *w != "link/ether")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no MAC in {text}"))
-        .to_string()
+    text.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).unwrap_or_else(|| panic!("no MAC in {text}")).to_string()
 }
 
 /// The namespaces and the veth pair.
@@ -55,24 +51,34 @@ impl VethPair {
         require_root();
         let id = format!("qx{tag}{}", std::process::id() % 1_000_000);
         assert!(id.len() < 15, "interface name too long: {id}");
-        let pair = VethPair {
-            server_ns: format!("{id}s"),
-            client_ns: format!("{id}c"),
-            server_if: format!("{id}s"),
-            client_if: format!("{id}c"),
-        };
+        let pair = VethPair { server_ns: format!("{id}s"), client_ns: format!("{id}c"), server_if: format!("{id}s"), client_if: format!("{id}c") };
         // From here on, Drop cleans up whatever was made.
         ip(&["netns", "add", &pair.server_ns]);
         ip(&["netns", "add", &pair.client_ns]);
         let q = queues.to_string();
         ip(&[
-            "-n", &pair.server_ns, "link", "add", &pair.server_if, "numrxqueues", &q, "numtxqueues", &q, "type", "veth",
-            "peer", "name", &pair.client_if, "netns", &pair.client_ns, "numrxqueues", &q, "numtxqueues", &q,
+            "-n",
+            &pair.server_ns,
+            "link",
+            "add",
+            &pair.server_if,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pair.client_if,
+            "netns",
+            &pair.client_ns,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
         ]);
-        for (ns, ifname, v4, v6) in [
-            (&pair.server_ns, &pair.server_if, SERVER_V4, SERVER_V6),
-            (&pair.client_ns, &pair.client_if, CLIENT_V4, CLIENT_V6),
-        ] {
+        for (ns, ifname, v4, v6) in [(&pair.server_ns, &pair.server_if, SERVER_V4, SERVER_V6), (&pair.client_ns, &pair.client_if, CLIENT_V4, CLIENT_V6)] {
             ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname]);
             ip(&["-n", ns, "-6", "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
@@ -83,10 +89,9 @@ impl VethPair {
         // from another context) while the tests count packets.
         let server_mac = mac_string(&pair.server_ns, &pair.server_if);
         let client_mac = mac_string(&pair.client_ns, &pair.client_if);
-        for (ns, ifname, peer4, peer6, mac) in [
-            (&pair.server_ns, &pair.server_if, CLIENT_V4, CLIENT_V6, &client_mac),
-            (&pair.client_ns, &pair.client_if, SERVER_V4, SERVER_V6, &server_mac),
-        ] {
+        for (ns, ifname, peer4, peer6, mac) in
+            [(&pair.server_ns, &pair.server_if, CLIENT_V4, CLIENT_V6, &client_mac), (&pair.client_ns, &pair.client_if, SERVER_V4, SERVER_V6, &server_mac)]
+        {
             ip(&["-n", ns, "neigh", "replace", peer4, "lladdr", mac, "dev", ifname, "nud", "permanent"]);
             ip(&["-n", ns, "-6", "neigh", "replace", peer6, "lladdr", mac, "dev", ifname, "nud", "permanent"]);
         }

@@ -75,10 +75,7 @@ pub struct Certs {
 
 pub fn certs() -> Certs {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    Certs {
-        cert: ck.cert.der().clone(),
-        key: rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()),
-    }
+    Certs { cert: ck.cert.der().clone(), key: rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()) }
 }
 
 pub fn server_tls(c: &Certs) -> ServerTlsOptions {
@@ -225,9 +222,8 @@ impl Pair {
             let ep = if from_client { &mut self.client } else { &mut self.server };
             let handles: Vec<_> = ep.handles().collect();
             for h in handles {
-                loop {
-                    let Some(conn) = ep.connection(h) else { break };
-                    let Some(t) = conn.poll_transmit(self.now, &mut buf) else { break };
+                let now = self.now;
+                while let Some(t) = ep.connection(h).and_then(|conn| conn.poll_transmit(now, &mut buf)) {
                     ep.maintain(h);
                     any = true;
                     let seg = t.segment_size.unwrap_or(t.size);
@@ -247,11 +243,7 @@ impl Pair {
                             links[i].send_tagged(self.now, chunk.to_vec(), u64::from(ecn));
                             continue;
                         }
-                        let extra = if self.jitter.is_zero() {
-                            Duration::ZERO
-                        } else {
-                            self.jitter.mul_f64(self.rng.unit())
-                        };
+                        let extra = if self.jitter.is_zero() { Duration::ZERO } else { self.jitter.mul_f64(self.rng.unit()) };
                         self.in_flight.push((self.now + self.delay + extra, from_client, chunk.to_vec(), addr, ecn));
                     }
                 }
@@ -300,7 +292,10 @@ impl Pair {
                 None => ecn,
             };
             let ecn_cp = quic_core::connection::EcnCodepoint::from_bits(ecn);
-            if (from_client && self.blackhole_client_to_server) || (!from_client && self.blackhole_server_to_client) || (self.loss > 0.0 && self.rng.unit() < self.loss) {
+            if (from_client && self.blackhole_client_to_server)
+                || (!from_client && self.blackhole_server_to_client)
+                || (self.loss > 0.0 && self.rng.unit() < self.loss)
+            {
                 self.dropped += 1;
                 continue;
             }
@@ -462,10 +457,6 @@ impl Pair {
     }
 
     pub fn handshake(&mut self) {
-        self.run_until(Duration::from_secs(30), |p| {
-            p.server_conn.is_some()
-                && !p.client().is_handshaking()
-                && !p.server().is_handshaking()
-        });
+        self.run_until(Duration::from_secs(30), |p| p.server_conn.is_some() && !p.client().is_handshaking() && !p.server().is_handshaking());
     }
 }

@@ -87,10 +87,7 @@ pub struct BurstCapped {
 
 impl BurstCapped {
     pub fn new(probability: f64, max_burst: u32) -> Self {
-        Self {
-            probability,
-            max_burst,
-        }
+        Self { probability, max_burst }
     }
 
     /// The long-run share of datagrams picked. The run length is a Markov
@@ -194,10 +191,7 @@ impl Default for LinkConfig {
 impl LinkConfig {
     /// A perfect link with a fixed one-way delay.
     pub fn new(delay: Duration) -> Self {
-        Self {
-            delay,
-            ..Self::default()
-        }
+        Self { delay, ..Self::default() }
     }
 
     pub fn with_jitter(mut self, jitter: Duration) -> Self {
@@ -233,12 +227,7 @@ impl LinkConfig {
     }
 
     /// Reordering with a uniform extra delay in `[min_extra, max_extra]`.
-    pub fn with_reorder_range(
-        mut self,
-        probability: f64,
-        min_extra: Duration,
-        max_extra: Duration,
-    ) -> Self {
+    pub fn with_reorder_range(mut self, probability: f64, min_extra: Duration, max_extra: Duration) -> Self {
         self.reorder = probability;
         self.reorder_delay = min_extra;
         self.reorder_delay_max = Some(max_extra);
@@ -320,12 +309,7 @@ pub struct LinkStats {
 
 impl LinkStats {
     pub fn dropped(&self) -> u64 {
-        self.dropped_loss
-            + self.dropped_queue
-            + self.dropped_mtu
-            + self.dropped_rate
-            + self.dropped_list
-            + self.dropped_blackhole
+        self.dropped_loss + self.dropped_queue + self.dropped_mtu + self.dropped_rate + self.dropped_list + self.dropped_blackhole
     }
 }
 
@@ -498,18 +482,12 @@ impl Link {
 
     /// Inside one of the blackhole windows at `now`?
     fn in_blackhole(&self, now: Instant) -> bool {
-        let Some(since) = self
-            .epoch
-            .and_then(|epoch| now.checked_duration_since(epoch))
-        else {
+        let Some(since) = self.epoch.and_then(|epoch| now.checked_duration_since(epoch)) else {
             // Before the epoch: the windows are relative to it, so none has
             // started yet.
             return false;
         };
-        self.config
-            .blackholes
-            .iter()
-            .any(|&(start, end)| start <= since && since < end)
+        self.config.blackholes.iter().any(|&(start, end)| start <= since && since < end)
     }
 
     /// Replaces one byte at a uniform offset in `[0, min(50, len - 1)]` by a
@@ -564,11 +542,7 @@ impl Link {
             return false;
         };
         let lost = self.in_bad_state && self.chance(ge.loss_in_bad);
-        let flip = if self.in_bad_state {
-            ge.p_bad_to_good
-        } else {
-            ge.p_good_to_bad
-        };
+        let flip = if self.in_bad_state { ge.p_bad_to_good } else { ge.p_good_to_bad };
         if self.chance(flip) {
             self.in_bad_state = !self.in_bad_state;
         }
@@ -681,9 +655,7 @@ impl Link {
                 // legitimately triggers one) and resets the run.
                 self.corrupt_rate_run = 0;
                 self.stats.corrupt_rate_spared_vn += 1;
-            } else if burst_capped_pick(&mut self.rng, model, &mut self.corrupt_rate_run)
-                && self.corrupt_byte(&mut data)
-            {
+            } else if burst_capped_pick(&mut self.rng, model, &mut self.corrupt_rate_run) && self.corrupt_byte(&mut data) {
                 self.stats.corrupted_rate += 1;
             }
         }
@@ -709,13 +681,7 @@ impl Link {
         }
 
         let duplicate = self.chance(self.config.duplicate);
-        let dgram = Datagram {
-            id,
-            tag,
-            data,
-            sent_at: now,
-            arrives_at: arrival,
-        };
+        let dgram = Datagram { id, tag, data, sent_at: now, arrives_at: arrival };
         if duplicate {
             self.stats.duplicated += 1;
             self.schedule(dgram.clone());
@@ -812,11 +778,7 @@ pub enum ScenarioError {
     /// A `+` part names no known modifier.
     UnknownModifier(String),
     /// A part has the wrong number of `:`-separated arguments.
-    Arity {
-        part: String,
-        expected: &'static str,
-        got: usize,
-    },
+    Arity { part: String, expected: &'static str, got: usize },
     /// Not a non-negative integer (a burst, a queue size, an MTU, a repeat
     /// count).
     BadNumber(String),
@@ -838,19 +800,9 @@ impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Empty => write!(f, "empty scenario (or empty '+' part)"),
-            Self::UnknownScenario(s) => write!(
-                f,
-                "unknown scenario {s:?} (base, long-rtt, delay, drop-rate, corrupt-rate, droplist, blackhole)"
-            ),
-            Self::UnknownModifier(s) => write!(
-                f,
-                "unknown modifier {s:?} (reorder, loss, bw, queue, qbytes, delay, jitter, dup, mtu)"
-            ),
-            Self::Arity {
-                part,
-                expected,
-                got,
-            } => write!(f, "{part:?}: expected {expected} argument(s), got {got}"),
+            Self::UnknownScenario(s) => write!(f, "unknown scenario {s:?} (base, long-rtt, delay, drop-rate, corrupt-rate, droplist, blackhole)"),
+            Self::UnknownModifier(s) => write!(f, "unknown modifier {s:?} (reorder, loss, bw, queue, qbytes, delay, jitter, dup, mtu)"),
+            Self::Arity { part, expected, got } => write!(f, "{part:?}: expected {expected} argument(s), got {got}"),
             Self::BadNumber(s) => write!(f, "{s:?} is not a non-negative integer"),
             Self::BadPercent(s) => write!(f, "{s:?} is not a percentage in [0, 100]"),
             Self::BadDuration(s) => {
@@ -930,17 +882,11 @@ impl Scenario {
     pub const LONG_RTT_DELAY: Duration = Duration::from_millis(750);
 
     fn base_link() -> LinkConfig {
-        LinkConfig::new(Self::BASE_DELAY)
-            .with_bandwidth(Self::BASE_BANDWIDTH_BPS)
-            .with_queue_packets(Self::BASE_QUEUE_PACKETS)
+        LinkConfig::new(Self::BASE_DELAY).with_bandwidth(Self::BASE_BANDWIDTH_BPS).with_queue_packets(Self::BASE_QUEUE_PACKETS)
     }
 
     fn symmetric(name: String, link: LinkConfig) -> Self {
-        Self {
-            name,
-            to_server: link.clone(),
-            to_client: link,
-        }
+        Self { name, to_server: link.clone(), to_client: link }
     }
 
     /// `simple-p2p --delay=15ms --bandwidth=10Mbps --queue=25`.
@@ -964,38 +910,20 @@ impl Scenario {
 
     /// `drop-rate --rate_to_server --rate_to_client --burst_to_server
     /// --burst_to_client`; rates in percent, a burst of 0 is uncapped.
-    pub fn drop_rate(
-        to_server_pct: f64,
-        to_client_pct: f64,
-        burst_to_server: u32,
-        burst_to_client: u32,
-    ) -> Self {
+    pub fn drop_rate(to_server_pct: f64, to_client_pct: f64, burst_to_server: u32, burst_to_client: u32) -> Self {
         Self {
-            name: format!(
-                "drop-rate:{to_server_pct}:{to_client_pct}:{burst_to_server}:{burst_to_client}"
-            ),
-            to_server: Self::base_link()
-                .with_drop_rate(BurstCapped::new(to_server_pct / 100.0, burst_to_server)),
-            to_client: Self::base_link()
-                .with_drop_rate(BurstCapped::new(to_client_pct / 100.0, burst_to_client)),
+            name: format!("drop-rate:{to_server_pct}:{to_client_pct}:{burst_to_server}:{burst_to_client}"),
+            to_server: Self::base_link().with_drop_rate(BurstCapped::new(to_server_pct / 100.0, burst_to_server)),
+            to_client: Self::base_link().with_drop_rate(BurstCapped::new(to_client_pct / 100.0, burst_to_client)),
         }
     }
 
     /// `corrupt-rate`, same shape as [`Scenario::drop_rate`].
-    pub fn corrupt_rate(
-        to_server_pct: f64,
-        to_client_pct: f64,
-        burst_to_server: u32,
-        burst_to_client: u32,
-    ) -> Self {
+    pub fn corrupt_rate(to_server_pct: f64, to_client_pct: f64, burst_to_server: u32, burst_to_client: u32) -> Self {
         Self {
-            name: format!(
-                "corrupt-rate:{to_server_pct}:{to_client_pct}:{burst_to_server}:{burst_to_client}"
-            ),
-            to_server: Self::base_link()
-                .with_corrupt_rate(BurstCapped::new(to_server_pct / 100.0, burst_to_server)),
-            to_client: Self::base_link()
-                .with_corrupt_rate(BurstCapped::new(to_client_pct / 100.0, burst_to_client)),
+            name: format!("corrupt-rate:{to_server_pct}:{to_client_pct}:{burst_to_server}:{burst_to_client}"),
+            to_server: Self::base_link().with_corrupt_rate(BurstCapped::new(to_server_pct / 100.0, burst_to_server)),
+            to_client: Self::base_link().with_corrupt_rate(BurstCapped::new(to_client_pct / 100.0, burst_to_client)),
         }
     }
 
@@ -1017,17 +945,10 @@ impl Scenario {
     /// `blackhole --on --off --direction --repeat`: windows
     /// `[on + k·(on+off), (k+1)·(on+off))` for k in 0..repeat (0 is taken
     /// as 1).
-    pub fn blackhole_repeated(
-        on: Duration,
-        off: Duration,
-        direction: Direction,
-        repeat: u32,
-    ) -> Self {
+    pub fn blackhole_repeated(on: Duration, off: Duration, direction: Direction, repeat: u32) -> Self {
         let repeat = repeat.max(1);
         let period = on + off;
-        let windows: Vec<_> = (0..repeat)
-            .map(|k| (on + period * k, period * (k + 1)))
-            .collect();
+        let windows: Vec<_> = (0..repeat).map(|k| (on + period * k, period * (k + 1))).collect();
         let with = |apply: bool| {
             let mut link = Self::base_link();
             if apply {
@@ -1043,11 +964,7 @@ impl Scenario {
         if repeat != 1 {
             name.push_str(&format!(":{repeat}"));
         }
-        Self {
-            name,
-            to_server: with(direction.to_server()),
-            to_client: with(direction.to_client()),
-        }
+        Self { name, to_server: with(direction.to_server()), to_client: with(direction.to_client()) }
     }
 
     /// The (client→server, server→client) link configurations.
@@ -1078,11 +995,7 @@ impl Scenario {
             if ok {
                 Ok(())
             } else {
-                Err(ScenarioError::Arity {
-                    part: head.to_string(),
-                    expected,
-                    got: args.len(),
-                })
+                Err(ScenarioError::Arity { part: head.to_string(), expected, got: args.len() })
             }
         };
         match name.as_str() {
@@ -1102,23 +1015,12 @@ impl Scenario {
                 arity("2 or 4", args.len() == 2 || args.len() == 4)?;
                 let to_server = parse_percent(args[0])?;
                 let to_client = parse_percent(args[1])?;
-                let (bs, bc) = if args.len() == 4 {
-                    (parse_u32(args[2])?, parse_u32(args[3])?)
-                } else {
-                    (0, 0)
-                };
-                Ok(if name == "drop-rate" {
-                    Self::drop_rate(to_server, to_client, bs, bc)
-                } else {
-                    Self::corrupt_rate(to_server, to_client, bs, bc)
-                })
+                let (bs, bc) = if args.len() == 4 { (parse_u32(args[2])?, parse_u32(args[3])?) } else { (0, 0) };
+                Ok(if name == "drop-rate" { Self::drop_rate(to_server, to_client, bs, bc) } else { Self::corrupt_rate(to_server, to_client, bs, bc) })
             }
             "droplist" => {
                 arity("2", args.len() == 2)?;
-                Ok(Self::droplist(
-                    parse_index_list(args[0])?,
-                    parse_index_list(args[1])?,
-                ))
+                Ok(Self::droplist(parse_index_list(args[0])?, parse_index_list(args[1])?))
             }
             "blackhole" => {
                 arity("2 to 4", (2..=4).contains(&args.len()))?;
@@ -1166,21 +1068,13 @@ fn apply_modifier(link: &mut LinkConfig, part: &str) -> Result<(), ScenarioError
         if args.len() == 1 {
             Ok(args[0])
         } else {
-            Err(ScenarioError::Arity {
-                part: part.to_string(),
-                expected: "1",
-                got: args.len(),
-            })
+            Err(ScenarioError::Arity { part: part.to_string(), expected: "1", got: args.len() })
         }
     };
     match name.as_str() {
         "reorder" => {
             if args.len() != 2 {
-                return Err(ScenarioError::Arity {
-                    part: part.to_string(),
-                    expected: "2",
-                    got: args.len(),
-                });
+                return Err(ScenarioError::Arity { part: part.to_string(), expected: "2", got: args.len() });
             }
             let p = parse_percent(args[0])? / 100.0;
             match args[1].split_once('-') {
@@ -1225,8 +1119,7 @@ fn parse_u64(s: &str) -> Result<u64, ScenarioError> {
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ScenarioError::BadNumber(s.to_string()));
     }
-    t.parse()
-        .map_err(|_| ScenarioError::BadNumber(s.to_string()))
+    t.parse().map_err(|_| ScenarioError::BadNumber(s.to_string()))
 }
 
 fn parse_u32(s: &str) -> Result<u32, ScenarioError> {
@@ -1261,9 +1154,7 @@ fn parse_percent(s: &str) -> Result<f64, ScenarioError> {
 fn parse_duration(s: &str) -> Result<Duration, ScenarioError> {
     let bad = || ScenarioError::BadDuration(s.to_string());
     let t = s.trim().to_ascii_lowercase();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(bad)?;
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
     let (num, unit) = t.split_at(split);
     let nanos_per_unit: u64 = match unit {
         "ns" => 1,
@@ -1274,10 +1165,7 @@ fn parse_duration(s: &str) -> Result<Duration, ScenarioError> {
     };
     if !num.contains('.') {
         let n = parse_u64(num).map_err(|_| bad())?;
-        return n
-            .checked_mul(nanos_per_unit)
-            .map(Duration::from_nanos)
-            .ok_or_else(bad);
+        return n.checked_mul(nanos_per_unit).map(Duration::from_nanos).ok_or_else(bad);
     }
     let v = parse_decimal(num).ok_or_else(bad)?;
     Duration::try_from_secs_f64(v * nanos_per_unit as f64 / 1e9).map_err(|_| bad())
@@ -1290,9 +1178,7 @@ fn parse_rate(s: &str) -> Result<Option<u64>, ScenarioError> {
     if t == "inf" || t == "none" {
         return Ok(None);
     }
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let scale: f64 = match unit {
         "" | "bit" | "bps" => 1.0,
@@ -1377,11 +1263,7 @@ pub struct BadEcnMangle(pub String);
 
 impl fmt::Display for BadEcnMangle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?} is not an ECN mangling (bleach, ce:PROBABILITY, ect0, ect1, ce)",
-            self.0
-        )
+        write!(f, "{:?} is not an ECN mangling (bleach, ce:PROBABILITY, ect0, ect1, ce)", self.0)
     }
 }
 
@@ -1399,11 +1281,7 @@ impl FromStr for EcnMangle {
             "ect1" => Ok(Self::Remark(1)),
             "ce" => Ok(Self::Remark(3)),
             other => {
-                let p: f64 = other
-                    .strip_prefix("ce:")
-                    .ok_or_else(bad)?
-                    .parse()
-                    .map_err(|_| bad())?;
+                let p: f64 = other.strip_prefix("ce:").ok_or_else(bad)?.parse().map_err(|_| bad())?;
                 if (0.0..=1.0).contains(&p) {
                     Ok(Self::SetCe(p))
                 } else {
@@ -1497,12 +1375,7 @@ impl Network {
     pub fn with_base(base: Instant, seed: u64, a_to_b: LinkConfig, b_to_a: LinkConfig) -> Self {
         // Distinct, unrelated streams for the two directions.
         let seed_b = seed ^ 0xa5a5_5a5a_c3c3_3c3c;
-        Self {
-            base,
-            now: base,
-            a_to_b: Link::new(a_to_b, seed),
-            b_to_a: Link::new(b_to_a, seed_b),
-        }
+        Self { base, now: base, a_to_b: Link::new(a_to_b, seed), b_to_a: Link::new(b_to_a, seed_b) }
     }
 
     pub fn base(&self) -> Instant {
@@ -1564,10 +1437,7 @@ impl Network {
     where
         I: IntoIterator<Item = Option<Instant>>,
     {
-        let links = [
-            self.a_to_b.next_delivery_time(),
-            self.b_to_a.next_delivery_time(),
-        ];
+        let links = [self.a_to_b.next_delivery_time(), self.b_to_a.next_delivery_time()];
         links.into_iter().chain(timers).flatten().min()
     }
 
@@ -1614,14 +1484,7 @@ impl Network {
     /// their links, datagrams due by now are delivered, expired timers fire.
     /// When a step did nothing, the clock jumps to the next event (the
     /// earliest delivery or timer). `cond` is checked before every step.
-    pub fn run_until<A, B, F>(
-        &mut self,
-        a: &mut A,
-        b: &mut B,
-        mut cond: F,
-        max_sim_time: Duration,
-        max_steps: usize,
-    ) -> RunOutcome
+    pub fn run_until<A, B, F>(&mut self, a: &mut A, b: &mut B, mut cond: F, max_sim_time: Duration, max_steps: usize) -> RunOutcome
     where
         A: SimEndpoint,
         B: SimEndpoint,
@@ -1630,12 +1493,7 @@ impl Network {
         let start = self.now;
         let deadline = start + max_sim_time;
         let mut steps = 0;
-        let outcome = |net: &Self, reason, steps| RunOutcome {
-            reason,
-            now: net.now,
-            elapsed: net.now - start,
-            steps,
-        };
+        let outcome = |net: &Self, reason, steps| RunOutcome { reason, now: net.now, elapsed: net.now - start, steps };
         loop {
             if cond(a, b) {
                 return outcome(self, StopReason::Condition, steps);
@@ -1668,13 +1526,7 @@ impl Network {
     }
 
     /// Runs for `duration` of simulated time (or until idle).
-    pub fn run_for<A: SimEndpoint, B: SimEndpoint>(
-        &mut self,
-        a: &mut A,
-        b: &mut B,
-        duration: Duration,
-        max_steps: usize,
-    ) -> RunOutcome {
+    pub fn run_for<A: SimEndpoint, B: SimEndpoint>(&mut self, a: &mut A, b: &mut B, duration: Duration, max_steps: usize) -> RunOutcome {
         self.run_until(a, b, |_, _| false, duration, max_steps)
     }
 }
@@ -1710,18 +1562,13 @@ mod tests {
             link.send(t0, vec![0; 1000]);
         }
         assert_eq!(link.next_delivery_time(), Some(t0 + 11 * MS));
-        assert_eq!(
-            link.poll_deliver(t0 + 11 * MS - Duration::from_nanos(1)),
-            None
-        );
+        assert_eq!(link.poll_deliver(t0 + 11 * MS - Duration::from_nanos(1)), None);
         let d0 = link.poll_deliver(t0 + 11 * MS).unwrap();
         assert_eq!((d0.id, d0.arrives_at, d0.sent_at), (0, t0 + 11 * MS, t0));
         // Back to back: each waits for the previous one's serialization.
         assert_eq!(link.next_delivery_time(), Some(t0 + 12 * MS));
         assert_eq!(link.poll_deliver(t0 + 11 * MS), None);
-        let rest: Vec<_> = (0..2)
-            .map(|_| link.poll_deliver(t0 + 20 * MS).unwrap())
-            .collect();
+        let rest: Vec<_> = (0..2).map(|_| link.poll_deliver(t0 + 20 * MS).unwrap()).collect();
         assert_eq!(rest[0].arrives_at, t0 + 12 * MS);
         assert_eq!(rest[1].arrives_at, t0 + 13 * MS);
         assert_eq!(link.poll_deliver(t0 + 1000 * MS), None);
@@ -1730,16 +1577,10 @@ mod tests {
         // After the bottleneck went idle, a datagram only pays its own
         // serialization: 500 bytes = 0.5 ms.
         let t1 = t0 + 50 * MS;
-        assert_eq!(
-            link.send(t1, vec![0; 500]),
-            Fate::Scheduled(t1 + 10 * MS + MS / 2)
-        );
+        assert_eq!(link.send(t1, vec![0; 500]), Fate::Scheduled(t1 + 10 * MS + MS / 2));
 
         let s = link.stats();
-        assert_eq!(
-            (s.sent, s.delivered, s.bytes_sent, s.bytes_delivered),
-            (4, 3, 3500, 3000)
-        );
+        assert_eq!((s.sent, s.delivered, s.bytes_sent, s.bytes_delivered), (4, 3, 3500, 3000));
     }
 
     #[test]
@@ -1752,10 +1593,7 @@ mod tests {
         let got = drain_all(&mut link);
         assert_eq!(got.len(), 100);
         // FIFO among equal arrival times.
-        assert!(got
-            .iter()
-            .enumerate()
-            .all(|(i, d)| d.id == i as u64 && d.data[0] == i as u8));
+        assert!(got.iter().enumerate().all(|(i, d)| d.id == i as u64 && d.data[0] == i as u8));
     }
 
     #[test]
@@ -1763,10 +1601,7 @@ mod tests {
         let t0 = base();
         let mut link = Link::new(LinkConfig::new(10 * MS).with_jitter(5 * MS), 3);
         for i in 0..1000u32 {
-            link.send(
-                t0 + i * Duration::from_micros(100),
-                i.to_be_bytes().to_vec(),
-            );
+            link.send(t0 + i * Duration::from_micros(100), i.to_be_bytes().to_vec());
         }
         let got = drain_all(&mut link);
         assert_eq!(got.len(), 1000);
@@ -1780,11 +1615,7 @@ mod tests {
             assert!(delay >= 10 * MS && delay <= 15 * MS, "{delay:?}");
             distinct_delays.insert(delay);
         }
-        assert!(
-            distinct_delays.len() > 500,
-            "jitter varies: {}",
-            distinct_delays.len()
-        );
+        assert!(distinct_delays.len() > 500, "jitter varies: {}", distinct_delays.len());
     }
 
     // ---- Link: queue and MTU ---------------------------------------------
@@ -1792,15 +1623,11 @@ mod tests {
     #[test]
     fn queue_tail_drops_and_counts() {
         let t0 = base();
-        let cfg = LinkConfig::new(10 * MS)
-            .with_bandwidth(8_000_000)
-            .with_queue(5000);
+        let cfg = LinkConfig::new(10 * MS).with_bandwidth(8_000_000).with_queue(5000);
         let mut link = Link::new(cfg, 1);
         let fates: Vec<_> = (0..10).map(|_| link.send(t0, vec![0; 1000])).collect();
         assert!(fates[..5].iter().all(|f| matches!(f, Fate::Scheduled(_))));
-        assert!(fates[5..]
-            .iter()
-            .all(|f| *f == Fate::Dropped(DropReason::Queue)));
+        assert!(fates[5..].iter().all(|f| *f == Fate::Dropped(DropReason::Queue)));
         assert_eq!(link.stats().dropped_queue, 5);
         assert_eq!(link.queued_bytes(t0), 5000);
 
@@ -1809,10 +1636,7 @@ mod tests {
         assert_eq!(link.queued_bytes(t1), 3000);
         assert_eq!(link.send(t1, vec![0; 1000]), Fate::Scheduled(t0 + 16 * MS));
         assert_eq!(link.send(t1, vec![0; 1000]), Fate::Scheduled(t0 + 17 * MS));
-        assert_eq!(
-            link.send(t1, vec![0; 1000]),
-            Fate::Dropped(DropReason::Queue)
-        );
+        assert_eq!(link.send(t1, vec![0; 1000]), Fate::Dropped(DropReason::Queue));
         // The queue is full to the byte: not even one more byte fits.
         assert_eq!(link.send(t1, vec![0; 1]), Fate::Dropped(DropReason::Queue));
 
@@ -1852,10 +1676,7 @@ mod tests {
             // 5 standard deviations of the binomial.
             let band = 5.0 * (10_000.0 * p * (1.0 - p)).sqrt();
             let lost = s.dropped_loss as f64;
-            assert!(
-                (lost - expected).abs() < band,
-                "p={p}: lost {lost}, want {expected}±{band}"
-            );
+            assert!((lost - expected).abs() < band, "p={p}: lost {lost}, want {expected}±{band}");
             assert_eq!(s.delivered + s.dropped_loss, 10_000);
             assert_eq!(got.len() as u64, s.delivered);
         }
@@ -1883,11 +1704,7 @@ mod tests {
     #[test]
     fn gilbert_elliott_loses_in_bursts() {
         let t0 = base();
-        let ge = GilbertElliott {
-            p_good_to_bad: 0.05,
-            p_bad_to_good: 0.3,
-            loss_in_bad: 1.0,
-        };
+        let ge = GilbertElliott { p_good_to_bad: 0.05, p_bad_to_good: 0.3, loss_in_bad: 1.0 };
         let mut link = Link::new(LinkConfig::new(MS).with_burst_loss(ge), 11);
         for i in 0..10_000u32 {
             link.send(t0 + i * MS / 10, vec![0; 50]);
@@ -1919,11 +1736,7 @@ mod tests {
         let got = drain_all(&mut link);
         assert_eq!(got.len(), 1000, "reordering loses nothing");
         let s = link.stats();
-        assert!(
-            (140..260).contains(&s.reordered),
-            "reordered {}",
-            s.reordered
-        );
+        assert!((140..260).contains(&s.reordered), "reordered {}", s.reordered);
         // A held-back datagram arrives 15 ms after it was sent, after the
         // ones sent up to 5 ms later: count the overtaken pairs.
         let inversions = got.windows(2).filter(|w| w[0].id > w[1].id).count();
@@ -1932,10 +1745,7 @@ mod tests {
             let delay = d.arrives_at - d.sent_at;
             assert!(delay == 10 * MS || delay == 15 * MS, "{delay:?}");
         }
-        let late = got
-            .iter()
-            .filter(|d| d.arrives_at - d.sent_at == 15 * MS)
-            .count();
+        let late = got.iter().filter(|d| d.arrives_at - d.sent_at == 15 * MS).count();
         assert_eq!(late as u64, s.reordered);
         // Arrival order is by arrival time.
         assert!(got.windows(2).all(|w| w[0].arrives_at <= w[1].arrives_at));
@@ -1950,11 +1760,7 @@ mod tests {
         }
         let got = drain_all(&mut link);
         let s = link.stats();
-        assert!(
-            (50..150).contains(&s.duplicated),
-            "duplicated {}",
-            s.duplicated
-        );
+        assert!((50..150).contains(&s.duplicated), "duplicated {}", s.duplicated);
         assert_eq!(got.len() as u64, 1000 + s.duplicated);
         assert_eq!(s.delivered, 1000 + s.duplicated);
         let mut seen = vec![0u32; 1000];
@@ -1963,10 +1769,7 @@ mod tests {
             seen[d.id as usize] += 1;
         }
         assert!(seen.iter().all(|&n| n == 1 || n == 2));
-        assert_eq!(
-            seen.iter().filter(|&&n| n == 2).count() as u64,
-            s.duplicated
-        );
+        assert_eq!(seen.iter().filter(|&&n| n == 2).count() as u64, s.duplicated);
     }
 
     fn hamming(a: &[u8], b: &[u8]) -> u32 {
@@ -2024,15 +1827,9 @@ mod tests {
         let run = |seed| {
             let mut link = Link::new(cfg.clone(), seed);
             for i in 0..2000u32 {
-                link.send(
-                    t0 + i * Duration::from_micros(300),
-                    vec![(i % 251) as u8; 1000],
-                );
+                link.send(t0 + i * Duration::from_micros(300), vec![(i % 251) as u8; 1000]);
             }
-            let got: Vec<_> = drain_all(&mut link)
-                .into_iter()
-                .map(|d| (d.id, d.arrives_at, d.data))
-                .collect();
+            let got: Vec<_> = drain_all(&mut link).into_iter().map(|d| (d.id, d.arrives_at, d.data)).collect();
             (got, link.stats())
         };
         let (a, sa) = run(42);
@@ -2049,9 +1846,7 @@ mod tests {
 
     /// FNV-1a, so the toy protocol can detect corruption.
     fn fnv(data: &[u8]) -> u32 {
-        data.iter().fold(0x811c_9dc5u32, |h, &b| {
-            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-        })
+        data.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
     }
 
     const DATA: u8 = 1;
@@ -2091,16 +1886,7 @@ mod tests {
 
     impl Sender {
         fn new(total: u32, rto: Duration) -> Self {
-            Self {
-                total,
-                next: 0,
-                rto,
-                timer: None,
-                due: total > 0,
-                retransmits: 0,
-                rejected: 0,
-                done_at: None,
-            }
+            Self { total, next: 0, rto, timer: None, due: total > 0, retransmits: 0, rejected: 0, done_at: None }
         }
 
         fn done(&self) -> bool {
@@ -2187,13 +1973,7 @@ mod tests {
         let cfg = LinkConfig::new(10 * MS).with_bandwidth(8_000_000);
         let mut net = Network::symmetric(1, cfg);
         let (mut s, mut r) = (Sender::new(5, 100 * MS), Receiver::default());
-        let out = net.run_until(
-            &mut s,
-            &mut r,
-            |s, _| s.done(),
-            Duration::from_secs(10),
-            10_000,
-        );
+        let out = net.run_until(&mut s, &mut r, |s, _| s.done(), Duration::from_secs(10), 10_000);
         assert_eq!(out.reason, StopReason::Condition);
         assert!(out.met());
         let rtt = 20 * MS + Duration::from_micros(1009) + Duration::from_micros(9);
@@ -2217,27 +1997,11 @@ mod tests {
             .with_corrupt(0.05);
         let mut net = Network::symmetric(seed, cfg);
         let (mut s, mut r) = (Sender::new(50, 60 * MS), Receiver::default());
-        let out = net.run_until(
-            &mut s,
-            &mut r,
-            |s, _| s.done(),
-            Duration::from_secs(60),
-            1_000_000,
-        );
+        let out = net.run_until(&mut s, &mut r, |s, _| s.done(), Duration::from_secs(60), 1_000_000);
         assert_eq!(out.reason, StopReason::Condition, "seed {seed}");
         assert_eq!(r.log.len(), 50);
-        assert!(r
-            .log
-            .iter()
-            .enumerate()
-            .all(|(i, &(_, seq))| seq == i as u32));
-        (
-            r.log,
-            out,
-            s.retransmits,
-            net.link(Side::A).stats(),
-            net.link(Side::B).stats(),
-        )
+        assert!(r.log.iter().enumerate().all(|(i, &(_, seq))| seq == i as u32));
+        (r.log, out, s.retransmits, net.link(Side::A).stats(), net.link(Side::B).stats())
     }
 
     #[test]
@@ -2260,13 +2024,7 @@ mod tests {
         let mut net = Network::symmetric(3, LinkConfig::new(5 * MS).with_corrupt(0.3));
         let (mut s, mut r) = (Sender::new(40, 30 * MS), Receiver::default());
         // Run to idleness so that every corrupted datagram has arrived.
-        let out = net.run_until(
-            &mut s,
-            &mut r,
-            |_, _| false,
-            Duration::from_secs(60),
-            100_000,
-        );
+        let out = net.run_until(&mut s, &mut r, |_, _| false, Duration::from_secs(60), 100_000);
         assert_eq!(out.reason, StopReason::Idle);
         assert!(s.done());
         assert_eq!(r.log.len(), 40);
@@ -2322,10 +2080,7 @@ mod tests {
     fn run_until_stops_when_idle() {
         let cfg = LinkConfig::new(10 * MS).with_bandwidth(8_000_000);
         let mut net = Network::symmetric(1, cfg);
-        let mut a = Pinger {
-            to_send: 3,
-            echoes: Vec::new(),
-        };
+        let mut a = Pinger { to_send: 3, echoes: Vec::new() };
         let mut b = Echo::default();
         let out = net.run_until(&mut a, &mut b, |_, _| false, Duration::from_secs(10), 1000);
         assert_eq!(out.reason, StopReason::Idle);
@@ -2339,15 +2094,9 @@ mod tests {
 
         // Nothing at all to do: idle at once, clock untouched.
         let mut idle = Network::symmetric(1, LinkConfig::new(MS));
-        let mut a = Pinger {
-            to_send: 0,
-            echoes: Vec::new(),
-        };
+        let mut a = Pinger { to_send: 0, echoes: Vec::new() };
         let out = idle.run_until(&mut a, &mut Echo::default(), |_, _| false, MS, 10);
-        assert_eq!(
-            (out.reason, out.elapsed, out.steps),
-            (StopReason::Idle, Duration::ZERO, 1)
-        );
+        assert_eq!((out.reason, out.elapsed, out.steps), (StopReason::Idle, Duration::ZERO, 1));
     }
 
     /// Sends one datagram every `period`, forever.
@@ -2396,20 +2145,9 @@ mod tests {
     fn run_until_stops_on_time_and_step_limits() {
         let mut net = Network::symmetric(1, LinkConfig::new(5 * MS));
         let t0 = net.base();
-        let mut hb = Heartbeat {
-            period: 10 * MS,
-            next: t0 + 10 * MS,
-            due: false,
-            ticks: 0,
-        };
+        let mut hb = Heartbeat { period: 10 * MS, next: t0 + 10 * MS, due: false, ticks: 0 };
         let mut sink = Sink::default();
-        let out = net.run_until(
-            &mut hb,
-            &mut sink,
-            |_, _| false,
-            Duration::from_secs(1),
-            1_000_000,
-        );
+        let out = net.run_until(&mut hb, &mut sink, |_, _| false, Duration::from_secs(1), 1_000_000);
         assert_eq!(out.reason, StopReason::TimeLimit);
         assert_eq!(out.now, t0 + Duration::from_secs(1));
         assert_eq!(net.now(), t0 + Duration::from_secs(1));
@@ -2420,24 +2158,12 @@ mod tests {
         assert_eq!(net.link(Side::A).in_flight(), 1);
 
         // Continuing works from where the clock stopped.
-        let out = net.run_until(
-            &mut hb,
-            &mut sink,
-            |_, s| s.got == 150,
-            Duration::from_secs(10),
-            1_000_000,
-        );
+        let out = net.run_until(&mut hb, &mut sink, |_, s| s.got == 150, Duration::from_secs(10), 1_000_000);
         assert!(out.met());
         assert_eq!(out.now, t0 + 1505 * MS);
 
         // Step limit: reported, with the steps counted.
-        let out = net.run_until(
-            &mut hb,
-            &mut sink,
-            |_, _| false,
-            Duration::from_secs(100),
-            7,
-        );
+        let out = net.run_until(&mut hb, &mut sink, |_, _| false, Duration::from_secs(100), 7);
         assert_eq!((out.reason, out.steps), (StopReason::StepLimit, 7));
 
         // An endpoint stuck with an expired timer it never clears cannot
@@ -2454,17 +2180,8 @@ mod tests {
             fn handle_timeout(&mut self, _: Instant) {}
         }
         let mut stuck = Stuck(net.now());
-        let out = net.run_until(
-            &mut stuck,
-            &mut Sink::default(),
-            |_, _| false,
-            Duration::from_secs(1),
-            50,
-        );
-        assert_eq!(
-            (out.reason, out.steps, out.elapsed),
-            (StopReason::StepLimit, 50, Duration::ZERO)
-        );
+        let out = net.run_until(&mut stuck, &mut Sink::default(), |_, _| false, Duration::from_secs(1), 50);
+        assert_eq!((out.reason, out.steps, out.elapsed), (StopReason::StepLimit, 50, Duration::ZERO));
     }
 
     #[test]
@@ -2472,20 +2189,11 @@ mod tests {
         let t0 = base();
         let mut net = Network::with_base(t0, 1, LinkConfig::new(10 * MS), LinkConfig::new(20 * MS));
         assert_eq!(net.next_event_time([None, None]), None);
-        assert_eq!(
-            net.next_event_time([Some(t0 + 30 * MS), None]),
-            Some(t0 + 30 * MS)
-        );
+        assert_eq!(net.next_event_time([Some(t0 + 30 * MS), None]), Some(t0 + 30 * MS));
         net.send(Side::B, vec![1]);
         net.send(Side::A, vec![2]);
-        assert_eq!(
-            net.next_event_time([Some(t0 + 30 * MS), None]),
-            Some(t0 + 10 * MS)
-        );
-        assert_eq!(
-            net.next_event_time([None, Some(t0 + 5 * MS)]),
-            Some(t0 + 5 * MS)
-        );
+        assert_eq!(net.next_event_time([Some(t0 + 30 * MS), None]), Some(t0 + 10 * MS));
+        assert_eq!(net.next_event_time([None, Some(t0 + 5 * MS)]), Some(t0 + 5 * MS));
         net.advance_to(t0 + 10 * MS);
         assert_eq!(net.poll_deliver(Side::A), None);
         assert_eq!(net.poll_deliver(Side::B).unwrap().data, vec![2]);
@@ -2535,9 +2243,7 @@ mod scenario_tests {
         for (seed, p, burst) in [(1u64, 0.3, 3u32), (2, 0.02, 3), (3, 0.5, 0), (4, 0.9, 2)] {
             let model = BurstCapped::new(p, burst);
             let mut link = Link::new(LinkConfig::default().with_drop_rate(model), seed);
-            let picks: Vec<bool> = (0..N)
-                .map(|_| link.send(t0, vec![0; 100]) == Fate::Dropped(DropReason::Rate))
-                .collect();
+            let picks: Vec<bool> = (0..N).map(|_| link.send(t0, vec![0; 100]) == Fate::Dropped(DropReason::Rate)).collect();
             let dropped = picks.iter().filter(|&&d| d).count();
             let s = link.stats();
             assert_eq!(s.dropped_rate, dropped as u64);
@@ -2553,10 +2259,7 @@ mod scenario_tests {
             }
             let rate = dropped as f64 / N as f64;
             let want = model.mean_rate();
-            assert!(
-                (rate - want).abs() < 0.01,
-                "p={p} burst={burst}: rate {rate}, expected {want} ± 1 %"
-            );
+            assert!((rate - want).abs() < 0.01, "p={p} burst={burst}: rate {rate}, expected {want} ± 1 %");
         }
         // The formula itself: p=0.3, cap 3 → 0.417 / 1.417.
         let m = BurstCapped::new(0.3, 3).mean_rate();
@@ -2566,13 +2269,8 @@ mod scenario_tests {
     #[test]
     fn drop_rate_forces_the_datagram_after_a_full_burst_through() {
         let t0 = Instant::now();
-        let mut link = Link::new(
-            LinkConfig::default().with_drop_rate(BurstCapped::new(1.0, 3)),
-            9,
-        );
-        let fates: Vec<bool> = (0..12)
-            .map(|_| matches!(link.send(t0, vec![1]), Fate::Scheduled(_)))
-            .collect();
+        let mut link = Link::new(LinkConfig::default().with_drop_rate(BurstCapped::new(1.0, 3)), 9);
+        let fates: Vec<bool> = (0..12).map(|_| matches!(link.send(t0, vec![1]), Fate::Scheduled(_))).collect();
         let pattern = [false, false, false, true];
         assert_eq!(fates, pattern.repeat(3));
     }
@@ -2583,10 +2281,7 @@ mod scenario_tests {
     fn corrupt_rate_replaces_one_byte_within_the_first_51() {
         let t0 = Instant::now();
         let original: Vec<u8> = (0..200u8).collect();
-        let mut link = Link::new(
-            LinkConfig::new(MS).with_corrupt_rate(BurstCapped::new(1.0, 0)),
-            5,
-        );
+        let mut link = Link::new(LinkConfig::new(MS).with_corrupt_rate(BurstCapped::new(1.0, 0)), 5);
         for _ in 0..5000 {
             link.send(t0, original.clone());
         }
@@ -2595,9 +2290,7 @@ mod scenario_tests {
         let mut offsets = [0u32; 51];
         for d in &got {
             assert_eq!(d.data.len(), original.len());
-            let diff: Vec<usize> = (0..original.len())
-                .filter(|&i| d.data[i] != original[i])
-                .collect();
+            let diff: Vec<usize> = (0..original.len()).filter(|&i| d.data[i] != original[i]).collect();
             assert_eq!(diff.len(), 1, "exactly one byte differs");
             assert!(diff[0] <= 50, "offset {}", diff[0]);
             offsets[diff[0]] += 1;
@@ -2637,10 +2330,7 @@ mod scenario_tests {
         for _ in 0..N {
             link.send(t0, original.clone());
         }
-        let picks: Vec<bool> = drain_all(&mut link)
-            .iter()
-            .map(|d| d.data != original)
-            .collect();
+        let picks: Vec<bool> = drain_all(&mut link).iter().map(|d| d.data != original).collect();
         assert_eq!(picks.len(), N);
         assert_eq!(longest_run(&picks), 3);
         let n = picks.iter().filter(|&&p| p).count();
@@ -2653,14 +2343,7 @@ mod scenario_tests {
     fn corrupt_rate_never_touches_version_negotiation() {
         let t0 = Instant::now();
         // A VN packet: long header, version 0, then CIDs and versions.
-        let vn = [
-            &[0xc5u8, 0, 0, 0, 0, 4][..],
-            &[9; 4],
-            &[4],
-            &[8; 4],
-            &[0, 0, 0, 1],
-        ]
-        .concat();
+        let vn = [&[0xc5u8, 0, 0, 0, 0, 4][..], &[9; 4], &[4], &[8; 4], &[0, 0, 0, 1]].concat();
         assert!(is_version_negotiation(&vn));
         let initial = [&[0xc0u8, 0, 0, 0, 1][..], &[7; 60]].concat();
         // A short header whose next bytes happen to be zero is not VN.
@@ -2668,32 +2351,20 @@ mod scenario_tests {
         assert!(!is_version_negotiation(&initial) && !is_version_negotiation(&short));
         assert!(!is_version_negotiation(&[0x80, 0, 0, 0]));
 
-        let mut link = Link::new(
-            LinkConfig::new(MS).with_corrupt_rate(BurstCapped::new(1.0, 3)),
-            4,
-        );
+        let mut link = Link::new(LinkConfig::new(MS).with_corrupt_rate(BurstCapped::new(1.0, 3)), 4);
         // Picks 1, 2, then VN (untouched, ends the run), then 1, 2, 3, a
         // forced pass, and a pick again.
-        let sends = [
-            &initial, &short, &vn, &initial, &initial, &short, &initial, &short,
-        ];
+        let sends = [&initial, &short, &vn, &initial, &initial, &short, &initial, &short];
         for d in sends {
             link.send(t0, d.clone());
         }
-        let changed: Vec<bool> = drain_all(&mut link)
-            .iter()
-            .zip(sends)
-            .map(|(got, sent)| got.data != *sent)
-            .collect();
+        let changed: Vec<bool> = drain_all(&mut link).iter().zip(sends).map(|(got, sent)| got.data != *sent).collect();
         assert_eq!(changed, [true, true, false, true, true, true, false, true]);
         let s = link.stats();
         assert_eq!((s.corrupted_rate, s.corrupt_rate_spared_vn), (6, 1));
 
         // With certainty and no cap, 1000 VN packets all arrive intact.
-        let mut link = Link::new(
-            LinkConfig::new(MS).with_corrupt_rate(BurstCapped::new(1.0, 0)),
-            8,
-        );
+        let mut link = Link::new(LinkConfig::new(MS).with_corrupt_rate(BurstCapped::new(1.0, 0)), 8);
         for _ in 0..1000 {
             link.send(t0, vn.clone());
         }
@@ -2708,34 +2379,21 @@ mod scenario_tests {
         let t0 = Instant::now();
         let cfg = Scenario::droplist(vec![2, 3, 4, 5, 6, 7], vec![]).to_server;
         let mut link = Link::new(cfg, 1);
-        let fates: Vec<Fate> = (0..20u8)
-            .map(|i| link.send(t0 + u32::from(i) * MS, vec![i; 100]))
-            .collect();
+        let fates: Vec<Fate> = (0..20u8).map(|i| link.send(t0 + u32::from(i) * MS, vec![i; 100])).collect();
         for (i, f) in fates.iter().enumerate() {
             let listed = (2..=7).contains(&(i + 1));
-            assert_eq!(
-                *f == Fate::Dropped(DropReason::List),
-                listed,
-                "datagram {}",
-                i + 1
-            );
+            assert_eq!(*f == Fate::Dropped(DropReason::List), listed, "datagram {}", i + 1);
         }
         let got: Vec<u8> = drain_all(&mut link).iter().map(|d| d.data[0]).collect();
         let want: Vec<u8> = [0u8].into_iter().chain(7..20).collect();
         assert_eq!(got, want);
         let s = link.stats();
-        assert_eq!(
-            (s.dropped_list, s.dropped(), s.delivered, s.sent),
-            (6, 6, 14, 20)
-        );
+        assert_eq!((s.dropped_list, s.dropped(), s.delivered, s.sent), (6, 6, 14, 20));
 
         // Every arrival counts, including ones the queue then drops, and a
         // listed datagram takes no room in the queue: 2 packets at a slow
         // rate; #1 queued, #2 listed, #3 queued, #4 tail-dropped, #5 listed.
-        let cfg = LinkConfig::new(MS)
-            .with_bandwidth(8_000)
-            .with_queue_packets(2)
-            .with_drop_list([2, 5]);
+        let cfg = LinkConfig::new(MS).with_bandwidth(8_000).with_queue_packets(2).with_drop_list([2, 5]);
         let mut link = Link::new(cfg, 1);
         let fates: Vec<Fate> = (0..5).map(|_| link.send(t0, vec![0; 100])).collect();
         assert!(matches!(fates[0], Fate::Scheduled(_)));
@@ -2757,10 +2415,7 @@ mod scenario_tests {
         assert!(matches!(at(&mut link, SEC - ns), Fate::Scheduled(_)));
         assert_eq!(at(&mut link, SEC), Fate::Dropped(DropReason::Blackhole));
         assert_eq!(at(&mut link, 2 * SEC), Fate::Dropped(DropReason::Blackhole));
-        assert_eq!(
-            at(&mut link, 3 * SEC - ns),
-            Fate::Dropped(DropReason::Blackhole)
-        );
+        assert_eq!(at(&mut link, 3 * SEC - ns), Fate::Dropped(DropReason::Blackhole));
         assert!(matches!(at(&mut link, 3 * SEC), Fate::Scheduled(_)));
         assert_eq!(link.stats().dropped_blackhole, 3);
         assert_eq!(link.stats().dropped(), 3);
@@ -2770,34 +2425,20 @@ mod scenario_tests {
         let t1 = t0 + 100 * SEC;
         assert!(matches!(link.send(t1, vec![1]), Fate::Scheduled(_)));
         assert_eq!(link.epoch(), Some(t1));
-        assert_eq!(
-            link.send(t1 + SEC, vec![1]),
-            Fate::Dropped(DropReason::Blackhole)
-        );
+        assert_eq!(link.send(t1 + SEC, vec![1]), Fate::Dropped(DropReason::Blackhole));
 
         // Before a later epoch no window has started.
         let mut link = Link::new(cfg, 1);
         link.set_epoch(t0 + 10 * SEC);
-        assert!(matches!(
-            link.send(t0 + 2 * SEC, vec![1]),
-            Fate::Scheduled(_)
-        ));
+        assert!(matches!(link.send(t0 + 2 * SEC, vec![1]), Fate::Scheduled(_)));
 
         // The runner's schedule: off during [on + k(on+off), (k+1)(on+off)).
         let s = Scenario::blackhole_repeated(5 * SEC, 2 * SEC, Direction::ToServer, 2);
-        assert_eq!(
-            s.to_server.blackholes,
-            vec![(5 * SEC, 7 * SEC), (12 * SEC, 14 * SEC)]
-        );
+        assert_eq!(s.to_server.blackholes, vec![(5 * SEC, 7 * SEC), (12 * SEC, 14 * SEC)]);
         assert!(s.to_client.blackholes.is_empty());
         let mut link = Link::new(s.to_server, 1);
         link.set_epoch(t0);
-        let dropped: Vec<u64> = (0..16)
-            .filter(|&sec| {
-                link.send(t0 + sec * SEC, vec![0]) == Fate::Dropped(DropReason::Blackhole)
-            })
-            .map(u64::from)
-            .collect();
+        let dropped: Vec<u64> = (0..16).filter(|&sec| link.send(t0 + sec * SEC, vec![0]) == Fate::Dropped(DropReason::Blackhole)).map(u64::from).collect();
         assert_eq!(dropped, vec![5, 6, 12, 13]);
     }
 
@@ -2812,38 +2453,23 @@ mod scenario_tests {
         for (k, f) in fates[..26].iter().enumerate() {
             assert_eq!(*f, Fate::Scheduled(t0 + 15 * MS + (k as u32 + 1) * MS));
         }
-        assert!(fates[26..]
-            .iter()
-            .all(|f| *f == Fate::Dropped(DropReason::Queue)));
+        assert!(fates[26..].iter().all(|f| *f == Fate::Dropped(DropReason::Queue)));
         // Small datagrams do not help: the bound counts packets.
         assert_eq!(link.send(t0, vec![0; 1]), Fate::Dropped(DropReason::Queue));
         // One left the queue after 1 ms: room for exactly one more.
-        assert!(matches!(
-            link.send(t0 + MS, vec![0; 1250]),
-            Fate::Scheduled(_)
-        ));
-        assert_eq!(
-            link.send(t0 + MS, vec![0; 1250]),
-            Fate::Dropped(DropReason::Queue)
-        );
+        assert!(matches!(link.send(t0 + MS, vec![0; 1250]), Fate::Scheduled(_)));
+        assert_eq!(link.send(t0 + MS, vec![0; 1250]), Fate::Dropped(DropReason::Queue));
         let s = link.stats();
         assert_eq!((s.dropped_queue, s.sent), (6, 33));
         assert_eq!(drain_all(&mut link).len(), 27);
 
         // With both bounds the tighter one applies.
-        let cfg = LinkConfig::new(MS)
-            .with_bandwidth(8_000_000)
-            .with_queue(10_000)
-            .with_queue_packets(4);
+        let cfg = LinkConfig::new(MS).with_bandwidth(8_000_000).with_queue(10_000).with_queue_packets(4);
         let mut link = Link::new(cfg, 1);
-        let small = (0..6)
-            .filter(|_| matches!(link.send(t0, vec![0; 100]), Fate::Scheduled(_)))
-            .count();
+        let small = (0..6).filter(|_| matches!(link.send(t0, vec![0; 100]), Fate::Scheduled(_))).count();
         assert_eq!(small, 4);
         let mut link = Link::new(link.config().clone(), 1);
-        let big = (0..6)
-            .filter(|_| matches!(link.send(t0, vec![0; 4000]), Fate::Scheduled(_)))
-            .count();
+        let big = (0..6).filter(|_| matches!(link.send(t0, vec![0; 4000]), Fate::Scheduled(_))).count();
         assert_eq!(big, 2);
     }
 
@@ -2859,11 +2485,7 @@ mod scenario_tests {
         }
         let got = drain_all(&mut link);
         assert_eq!(got.len(), 2000);
-        let extras: Vec<Duration> = got
-            .iter()
-            .map(|d| d.arrives_at - d.sent_at - 10 * MS)
-            .filter(|e| !e.is_zero())
-            .collect();
+        let extras: Vec<Duration> = got.iter().map(|d| d.arrives_at - d.sent_at - 10 * MS).filter(|e| !e.is_zero()).collect();
         assert_eq!(extras.len() as u64, link.stats().reordered);
         assert!((500..700).contains(&extras.len()), "{}", extras.len());
         assert!(extras.iter().all(|e| (5 * MS..=20 * MS).contains(e)));
@@ -2894,14 +2516,7 @@ mod scenario_tests {
         let run = |seed| {
             let mut link = Link::new(cfg.clone(), seed);
             link.set_epoch(t0);
-            let fates: Vec<Fate> = (0..3000u32)
-                .map(|i| {
-                    link.send(
-                        t0 + i * Duration::from_micros(200),
-                        vec![0; 1000 + (i as usize % 500)],
-                    )
-                })
-                .collect();
+            let fates: Vec<Fate> = (0..3000u32).map(|i| link.send(t0 + i * Duration::from_micros(200), vec![0; 1000 + (i as usize % 500)])).collect();
             let got = drain_all(&mut link);
             (fates, got, link.stats())
         };
@@ -2931,16 +2546,10 @@ mod scenario_tests {
             assert_eq!(link.queue_capacity, None);
             assert_eq!(link.mtu, MAX_UDP_PAYLOAD);
         }
-        assert_eq!(
-            base.links(),
-            (base.to_server.clone(), base.to_client.clone())
-        );
+        assert_eq!(base.links(), (base.to_server.clone(), base.to_client.clone()));
 
         let lr = Scenario::long_rtt();
-        assert_eq!(
-            (lr.to_server.delay, lr.to_client.delay),
-            (750 * MS, 750 * MS)
-        );
+        assert_eq!((lr.to_server.delay, lr.to_client.delay), (750 * MS, 750 * MS));
         assert_eq!(lr.to_server.bandwidth_bps, Some(10_000_000));
 
         let dr = Scenario::drop_rate(30.0, 20.0, 3, 0);
@@ -2953,13 +2562,7 @@ mod scenario_tests {
         assert_eq!(cr.to_client.drop_rate, None);
 
         let dl = Scenario::droplist(vec![2, 3], vec![1]);
-        assert_eq!(
-            (
-                dl.to_server.drop_list.clone(),
-                dl.to_client.drop_list.clone()
-            ),
-            (vec![2, 3], vec![1])
-        );
+        assert_eq!((dl.to_server.drop_list.clone(), dl.to_client.drop_list.clone()), (vec![2, 3], vec![1]));
 
         let bh = Scenario::blackhole(5 * SEC, 2 * SEC, Direction::Both);
         assert_eq!(bh.to_server.blackholes, vec![(5 * SEC, 7 * SEC)]);
@@ -2992,67 +2595,31 @@ mod scenario_tests {
         assert_eq!(p("  BASE ").links(), Scenario::base().links());
         assert_eq!(p("long-rtt").links(), Scenario::long_rtt().links());
         assert_eq!(p("delay:750ms").links(), Scenario::long_rtt().links());
-        assert_eq!(
-            p("drop-rate:30:30:3:3").links(),
-            Scenario::drop_rate(30.0, 30.0, 3, 3).links()
-        );
-        assert_eq!(
-            p("drop-rate:2%:2%").links(),
-            Scenario::drop_rate(2.0, 2.0, 0, 0).links()
-        );
-        assert_eq!(
-            p("corrupt-rate:2:2:3:3").links(),
-            Scenario::corrupt_rate(2.0, 2.0, 3, 3).links()
-        );
-        assert_eq!(
-            p("droplist:2,3,4,5,6,7:").links(),
-            Scenario::droplist(vec![2, 3, 4, 5, 6, 7], vec![]).links()
-        );
+        assert_eq!(p("drop-rate:30:30:3:3").links(), Scenario::drop_rate(30.0, 30.0, 3, 3).links());
+        assert_eq!(p("drop-rate:2%:2%").links(), Scenario::drop_rate(2.0, 2.0, 0, 0).links());
+        assert_eq!(p("corrupt-rate:2:2:3:3").links(), Scenario::corrupt_rate(2.0, 2.0, 3, 3).links());
+        assert_eq!(p("droplist:2,3,4,5,6,7:").links(), Scenario::droplist(vec![2, 3, 4, 5, 6, 7], vec![]).links());
         assert_eq!(p("droplist::1").to_client.drop_list, vec![1]);
-        assert_eq!(
-            p("blackhole:5s:2s").links(),
-            Scenario::blackhole(5 * SEC, 2 * SEC, Direction::Both).links()
-        );
-        assert_eq!(
-            p("blackhole:1.5s:250ms:TOCLIENT:2").links(),
-            Scenario::blackhole_repeated(1500 * MS, 250 * MS, Direction::ToClient, 2).links()
-        );
-        assert_eq!(
-            p("delay:1500us").to_server.delay,
-            Duration::from_micros(1500)
-        );
-        assert_eq!(
-            p("delay:20000ns").to_server.delay,
-            Duration::from_micros(20)
-        );
+        assert_eq!(p("blackhole:5s:2s").links(), Scenario::blackhole(5 * SEC, 2 * SEC, Direction::Both).links());
+        assert_eq!(p("blackhole:1.5s:250ms:TOCLIENT:2").links(), Scenario::blackhole_repeated(1500 * MS, 250 * MS, Direction::ToClient, 2).links());
+        assert_eq!(p("delay:1500us").to_server.delay, Duration::from_micros(1500));
+        assert_eq!(p("delay:20000ns").to_server.delay, Duration::from_micros(20));
         // The parsed name is the input.
         assert_eq!(p("drop-rate:2%:2%").name, "drop-rate:2%:2%");
 
         let s = p("base+reorder:10%:5ms-20ms+loss:1%+bw:50mbit+queue:80+delay:10ms+dup:1%");
         for link in [&s.to_server, &s.to_client] {
             assert_eq!(link.reorder, 0.1);
-            assert_eq!(
-                (link.reorder_delay, link.reorder_delay_max),
-                (5 * MS, Some(20 * MS))
-            );
+            assert_eq!((link.reorder_delay, link.reorder_delay_max), (5 * MS, Some(20 * MS)));
             assert_eq!(link.loss, 0.01);
             assert_eq!(link.bandwidth_bps, Some(50_000_000));
             assert_eq!(link.queue_packets, Some(80));
             assert_eq!(link.delay, 10 * MS);
             assert_eq!(link.duplicate, 0.01);
         }
-        let s = p(
-            "drop-rate:5:0:3:3+reorder:2:4ms+bw:10Mbps+qbytes:30000+jitter:1ms+mtu:1472+bw:1.5gbit",
-        );
+        let s = p("drop-rate:5:0:3:3+reorder:2:4ms+bw:10Mbps+qbytes:30000+jitter:1ms+mtu:1472+bw:1.5gbit");
         assert_eq!(s.to_server.drop_rate, Some(BurstCapped::new(0.05, 3)));
-        assert_eq!(
-            (
-                s.to_server.reorder,
-                s.to_server.reorder_delay,
-                s.to_server.reorder_delay_max
-            ),
-            (0.02, 4 * MS, None)
-        );
+        assert_eq!((s.to_server.reorder, s.to_server.reorder_delay, s.to_server.reorder_delay_max), (0.02, 4 * MS, None));
         // A later modifier wins.
         assert_eq!(s.to_client.bandwidth_bps, Some(1_500_000_000));
         assert_eq!(s.to_client.queue_capacity, Some(30_000));
@@ -3082,10 +2649,7 @@ mod scenario_tests {
         assert!(matches!(e("drop-rate:30:30:3"), E::Arity { got: 3, .. }));
         assert!(matches!(e("droplist:2,3"), E::Arity { got: 1, .. }));
         assert!(matches!(e("blackhole:5s"), E::Arity { got: 1, .. }));
-        assert!(matches!(
-            e("blackhole:1s:1s:both:1:1"),
-            E::Arity { got: 5, .. }
-        ));
+        assert!(matches!(e("blackhole:1s:1s:both:1:1"), E::Arity { got: 5, .. }));
         assert!(matches!(e("base+loss"), E::Arity { got: 0, .. }));
         assert!(matches!(e("base+loss:1:2"), E::Arity { got: 2, .. }));
         assert!(matches!(e("base+reorder:10%"), E::Arity { got: 1, .. }));
@@ -3102,10 +2666,7 @@ mod scenario_tests {
         assert_eq!(e("delay:ms"), E::BadDuration("ms".into()));
         assert_eq!(e("delay:-5ms"), E::BadDuration("-5ms".into()));
         assert_eq!(e("blackhole:5s:2h"), E::BadDuration("2h".into()));
-        assert_eq!(
-            e("blackhole:5s:2s:sideways"),
-            E::BadDirection("sideways".into())
-        );
+        assert_eq!(e("blackhole:5s:2s:sideways"), E::BadDirection("sideways".into()));
         assert_eq!(e("blackhole:5s:2s:both:0"), E::BadNumber("0".into()));
         assert_eq!(e("droplist:0,1:"), E::BadIndex("0".into()));
         assert_eq!(e("droplist:1,,2:"), E::BadIndex("".into()));
@@ -3114,10 +2675,7 @@ mod scenario_tests {
         assert_eq!(e("base+bw:10tbit"), E::BadRate("10tbit".into()));
         assert_eq!(e("base+bw:0"), E::BadRate("0".into()));
         assert_eq!(e("base+queue:-1"), E::BadNumber("-1".into()));
-        assert_eq!(
-            e("base+reorder:10%:20ms-5ms"),
-            E::BadRange("20ms-5ms".into())
-        );
+        assert_eq!(e("base+reorder:10%:20ms-5ms"), E::BadRange("20ms-5ms".into()));
         assert_eq!(e("base+reorder:10%:5ms-"), E::BadDuration("".into()));
         // Errors print something a user can act on.
         assert!(e("bsae").to_string().contains("drop-rate"));

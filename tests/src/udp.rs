@@ -61,16 +61,11 @@ impl UdpDriver {
         let _ = self.socket.set_nonblocking(false);
         let _ = self.socket.set_read_timeout(Some(wait));
         let mut first = true;
-        loop {
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((n, from)) => {
-                    let now = Instant::now();
-                    let ev = self.endpoint.handle(now, from, None, &mut self.buf[..n]);
-                    if let DatagramEvent::NewConnection(h) = ev {
-                        self.accepted.push(h);
-                    }
-                }
-                Err(_) => break,
+        while let Ok((n, from)) = self.socket.recv_from(&mut self.buf) {
+            let now = Instant::now();
+            let ev = self.endpoint.handle(now, from, None, &mut self.buf[..n]);
+            if let DatagramEvent::NewConnection(h) = ev {
+                self.accepted.push(h);
             }
             if first {
                 first = false;

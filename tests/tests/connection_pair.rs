@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use quicpro_tests::pair::*;
-use quicpro_tests::qlog_sink::QlogSink;
 use quic_core::config::TransportConfig;
 use quic_core::stream::Dir;
+use quicpro_tests::pair::*;
+use quicpro_tests::qlog_sink::QlogSink;
 
 #[test]
 fn handshake_completes() {
@@ -213,9 +213,16 @@ fn flow_control_limited_transfer() {
 #[test]
 fn retry_then_transfer() {
     let c = certs();
-    let mut p = Pair::with(7, server_tls(&c), client_tls(&c), TransportConfig::default(), |s| {
-        s.retry = quic_core::endpoint::RetryPolicy::Always;
-    }, quic_core::Version::V1);
+    let mut p = Pair::with(
+        7,
+        server_tls(&c),
+        client_tls(&c),
+        TransportConfig::default(),
+        |s| {
+            s.retry = quic_core::endpoint::RetryPolicy::Always;
+        },
+        quic_core::Version::V1,
+    );
     p.handshake();
     assert_eq!(p.server.stats().retries_sent, 1);
     transfer(&mut p, 100_000, Duration::from_secs(30));
@@ -306,9 +313,7 @@ fn key_update_both_ways() {
     let c = certs();
     let mut p = Pair::new(12, server_tls(&c), client_tls(&c), TransportConfig::default());
     p.handshake();
-    p.run_until(Duration::from_secs(5), |p| {
-        p.server_conn.is_some() && p.client().peer_transport_parameters().is_some()
-    });
+    p.run_until(Duration::from_secs(5), |p| p.server_conn.is_some() && p.client().peer_transport_parameters().is_some());
     // Let the handshake be confirmed and something acknowledged in the phase.
     transfer(&mut p, 10_000, Duration::from_secs(10));
     let now = p.now;
@@ -406,10 +411,7 @@ fn version_negotiation_both_sides() {
 #[test]
 fn amplification_limit_with_large_certificate_chain() {
     // A chain of several certificates, far more than 3x the client's Initial.
-    let mut params = rcgen::CertificateParams::new(
-        (0..60).map(|i| format!("host-{i}-with-a-long-name.example.com")).collect::<Vec<_>>(),
-    )
-    .unwrap();
+    let mut params = rcgen::CertificateParams::new((0..60).map(|i| format!("host-{i}-with-a-long-name.example.com")).collect::<Vec<_>>()).unwrap();
     params.subject_alt_names.push(rcgen::SanType::DnsName("localhost".try_into().unwrap()));
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
@@ -449,19 +451,13 @@ fn qlog_trace_records_the_connection() {
     p.client().close(now, 0, b"bye");
     p.run_until(Duration::from_secs(5), |p| p.client.connection_count() == 0);
     let bytes = sink.0.lock().unwrap().clone();
-    let records: Vec<serde_json::Value> = bytes
-        .split(|b| *b == 0x1e)
-        .filter(|r| !r.is_empty())
-        .map(|r| serde_json::from_slice(r).unwrap())
-        .collect();
+    let records: Vec<serde_json::Value> = bytes.split(|b| *b == 0x1e).filter(|r| !r.is_empty()).map(|r| serde_json::from_slice(r).unwrap()).collect();
     let names: Vec<&str> = records.iter().filter_map(|r| r["name"].as_str()).collect();
     assert!(records[0].get("file_schema").is_some(), "header record first");
     for want in ["quic:parameters_set", "quic:packet_sent", "quic:packet_received", "quic:connection_closed"] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
-    let sent_initial = records.iter().any(|r| {
-        r["name"] == "quic:packet_sent" && r["data"]["header"]["packet_type"] == "initial"
-    });
+    let sent_initial = records.iter().any(|r| r["name"] == "quic:packet_sent" && r["data"]["header"]["packet_type"] == "initial");
     assert!(sent_initial);
     let stream_frames = records
         .iter()
@@ -475,9 +471,16 @@ fn qlog_trace_records_the_connection() {
 #[test]
 fn new_token_validates_the_next_connection() {
     let c = certs();
-    let mut p = Pair::with(18, server_tls(&c), client_tls(&c), TransportConfig::default(), |s| {
-        s.retry = quic_core::endpoint::RetryPolicy::Always;
-    }, quic_core::Version::V1);
+    let mut p = Pair::with(
+        18,
+        server_tls(&c),
+        client_tls(&c),
+        TransportConfig::default(),
+        |s| {
+            s.retry = quic_core::endpoint::RetryPolicy::Always;
+        },
+        quic_core::Version::V1,
+    );
     p.handshake();
     assert_eq!(p.server.stats().retries_sent, 1);
     let mut token = None;
@@ -771,9 +774,7 @@ fn coalesced_packets_survive_every_cid_length() {
             );
             // 10 ms each way: three round trips is 60 ms; the first PTO
             // (RFC 9002 §6.2.2, initial RTT 333 ms) is far beyond 250 ms.
-            p.run_until(Duration::from_millis(250), |p| {
-                p.server_conn.is_some() && !p.client().is_handshaking() && p.server().is_established()
-            });
+            p.run_until(Duration::from_millis(250), |p| p.server_conn.is_some() && !p.client().is_handshaking() && p.server().is_established());
             assert!(
                 p.server_conn.is_some() && p.server().is_established() && p.client().is_established(),
                 "handshake stalled with client CID length {client_len}, server CID length {server_len}"

@@ -115,7 +115,10 @@ impl X {
             }
             assert!(self.p.now < end, "condition not met in {limit:?}");
             if !self.p.step() {
-                panic!("network idle before the condition held: errors {:?} {:?}; server events {:?}; client events {:?}", self.client_err, self.server_err, self.se, self.ce);
+                panic!(
+                    "network idle before the condition held: errors {:?} {:?}; server events {:?}; client events {:?}",
+                    self.client_err, self.server_err, self.se, self.ce
+                );
             }
         }
     }
@@ -176,7 +179,8 @@ impl X {
 
     fn client_close_code(&mut self) -> u64 {
         self.run(Duration::from_secs(10), |x| x.p.client.connection_ref(x.p.client_conn).is_none_or(|c| c.is_closed()));
-        let err = self.p.client.connection_ref(self.p.client_conn).and_then(|c| c.error().cloned()).or_else(|| self.p.client.poll_closed().and_then(|(_, e)| e));
+        let err =
+            self.p.client.connection_ref(self.p.client_conn).and_then(|c| c.error().cloned()).or_else(|| self.p.client.poll_closed().and_then(|(_, e)| e));
         match err {
             Some(ConnectionError::PeerApplicationClose { code, .. }) => code,
             other => panic!("expected an application close, got {other:?}"),
@@ -529,11 +533,7 @@ fn capsules_on_the_connect_stream_arrive_in_order() {
     x.run(Duration::from_secs(20), |x| {
         while sent < N {
             let conn = x.p.client.connection(x.p.client_conn).unwrap();
-            let r = if sent % 3 == 1 {
-                x.client.send_capsule(conn, id, 0x0028_4321, b"unknown capsule type")
-            } else {
-                Ok(())
-            };
+            let r = if sent % 3 == 1 { x.client.send_capsule(conn, id, 0x0028_4321, b"unknown capsule type") } else { Ok(()) };
             match r.and_then(|_| x.client.send_datagram_capsule(conn, id, &payload(sent))) {
                 Ok(()) => sent += 1,
                 Err(SendError::WouldBlock) => break,

@@ -27,7 +27,14 @@ fn hf(n: &str, v: &str) -> HeaderField {
 }
 
 fn get(path: &str) -> Vec<HeaderField> {
-    vec![hf(":method", "GET"), hf(":scheme", "https"), hf(":authority", "localhost"), hf(":path", path), hf("user-agent", "quicpro-test/1.0"), hf("accept", "*/*")]
+    vec![
+        hf(":method", "GET"),
+        hf(":scheme", "https"),
+        hf(":authority", "localhost"),
+        hf(":path", path),
+        hf("user-agent", "quicpro-test/1.0"),
+        hf("accept", "*/*"),
+    ]
 }
 
 impl H3Pair {
@@ -111,7 +118,13 @@ fn serve(h: &mut H3Pair, bodies: &mut HashMap<StreamId, Vec<u8>>) {
                     respond(&mut h.server, conn, stream, "/echo", b.len());
                 }
             }
-            H3Event::Trailers { .. } | H3Event::Reset { .. } | H3Event::Transport(_) | H3Event::GoAway { .. } | H3Event::Datagram { .. } => {}
+            H3Event::Trailers { .. }
+            | H3Event::Reset { .. }
+            | H3Event::Transport(_)
+            | H3Event::GoAway { .. }
+            | H3Event::Datagram { .. }
+            | H3Event::Writable { .. }
+            | H3Event::Acknowledged { .. } => {}
         }
     }
 }
@@ -230,7 +243,8 @@ fn large_post_body_with_trailers() {
     let mut h = H3Pair::new(4);
     let size = 5 << 20;
     let body = Bytes::from(pattern(size));
-    let headers = vec![hf(":method", "POST"), hf(":scheme", "https"), hf(":authority", "localhost"), hf(":path", "/upload"), hf("content-length", &size.to_string())];
+    let headers =
+        vec![hf(":method", "POST"), hf(":scheme", "https"), hf(":authority", "localhost"), hf(":path", "/upload"), hf("content-length", &size.to_string())];
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     let id = h.client.send_request(conn, &headers, false).unwrap();
     let mut off = 0;
@@ -258,7 +272,13 @@ fn large_post_body_with_trailers() {
         client_collect(h, &mut resps);
         if std::env::var("H3DEBUG").is_ok() {
             let sc = h.p.server_conn.and_then(|s| h.p.server.connection_ref(s)).map(|c| (c.stats().stream_bytes_received, c.readable(id)));
-            eprintln!("t={:?} off={off} trailers={trailers_sent} server_body={:?} srv={:?} open={}", h.p.now, bodies.get(&id).map(|b| b.len()), sc, h.server.open_requests());
+            eprintln!(
+                "t={:?} off={off} trailers={trailers_sent} server_body={:?} srv={:?} open={}",
+                h.p.now,
+                bodies.get(&id).map(|b| b.len()),
+                sc,
+                h.server.open_requests()
+            );
         }
         resps.get(&id).is_some_and(|r| r.done)
     });
@@ -528,7 +548,12 @@ fn connection_specific_header_resets_the_stream() {
     let mut enc = h3_core::qpack::Encoder::new(h3_core::qpack::EncoderConfig::from_peer(0, 0));
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     let id = conn.open_stream(Dir::Bi).unwrap();
-    enc.encode(id.0, &[(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/"), ("connection", "close")], &mut section, &mut enc_stream);
+    enc.encode(
+        id.0,
+        &[(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/"), ("connection", "close")],
+        &mut section,
+        &mut enc_stream,
+    );
     assert!(enc_stream.is_empty(), "no dynamic table");
     let mut frame = vec![0x01, section.len() as u8];
     frame.extend_from_slice(&section);
@@ -547,4 +572,62 @@ fn connection_specific_header_resets_the_stream() {
         resps.get(&next).is_some_and(|r| r.done)
     });
     assert_eq!(resps[&next].body, pattern(9));
+}
+
+/// A sender told WouldBlock hears `Writable` when room opens, and
+/// `Acknowledged` once the whole response (with its end) was acknowledged:
+/// no polling after WouldBlock.
+#[test]
+fn writable_and_acknowledged_events_drive_a_blocked_sender() {
+    let mut h = H3Pair::new(41);
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let id = h.client.send_request(conn, &get("/big"), true).unwrap();
+    h.run(Duration::from_secs(5), |h| h.server_events.iter().any(|e| matches!(e, H3Event::Headers { .. })));
+    let sh = h.p.server_conn.unwrap();
+    let conn = h.p.server.connection(sh).unwrap();
+    h.server.send_response(conn, id, 200, &[], false).unwrap();
+    // Fill the stream's send buffer until it refuses.
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    let mut sent = 0usize;
+    loop {
+        match h.server.send_data_bytes(conn, id, chunk.clone(), false) {
+            Ok(n) if n > 0 => sent += n,
+            Ok(_) | Err(h3_core::connection::SendError::WouldBlock) => break,
+            Err(e) => panic!("send: {e:?}"),
+        }
+        assert!(sent < 256 << 20, "the send buffer never filled");
+    }
+    h.server_events.clear();
+    // Only the events bring the sender back: send the rest when told.
+    let mut remaining = 3 * chunk.len();
+    let mut writable_events = 0;
+    h.run(Duration::from_secs(30), |h| {
+        let evs: Vec<_> = h.server_events.drain(..).collect();
+        let conn = h.p.server.connection(sh).unwrap();
+        for e in evs {
+            match e {
+                H3Event::Writable { stream } if stream == id => {
+                    writable_events += 1;
+                    while remaining > 0 {
+                        match h.server.send_data_bytes(conn, id, chunk.slice(..remaining.min(chunk.len())), false) {
+                            Ok(n) if n > 0 => remaining -= n,
+                            _ => break,
+                        }
+                    }
+                    if remaining == 0 {
+                        h.server.finish(conn, id).unwrap();
+                        remaining = usize::MAX;
+                    }
+                }
+                H3Event::Acknowledged { stream } if stream == id => return true,
+                _ => {}
+            }
+        }
+        // The client reads everything it is given.
+        let cconn = h.p.client.connection(h.p.client_conn).unwrap();
+        while h.client.recv_body(cconn, id, usize::MAX).is_some() {}
+        false
+    });
+    assert!(writable_events >= 1, "no Writable event");
+    assert_eq!(remaining, usize::MAX, "the rest of the body was sent on Writable events and finished");
 }

@@ -107,7 +107,6 @@ fn peer_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop").join("aioquic_peer.py")
 }
 
-
 /// A self-signed certificate for "localhost" as PEM files in a fresh
 /// temporary folder, removed on drop.
 struct CertDir {
@@ -513,8 +512,7 @@ impl OurClient {
     fn new(certs: &CertDir) -> Self {
         let mut tls = ClientTlsOptions::new(&[ALPN]);
         tls.ca_file = Some(certs.cert.clone());
-        let config =
-            ClientConfig { tls: tls.build().unwrap(), transport: Arc::new(TransportConfig::default()), version: Version::V1 };
+        let config = ClientConfig { tls: tls.build().unwrap(), transport: Arc::new(TransportConfig::default()), version: Version::V1 };
         let endpoint = Endpoint::new(EndpointConfig::new(b"aioquic interop client reset"), None, Instant::now());
         Self { driver: UdpDriver::bind("127.0.0.1:0", endpoint).unwrap(), config }
     }
@@ -567,13 +565,7 @@ impl OurClient {
         let mut reqs: Vec<(StreamId, ClientReq)> = Vec::new();
         let mut to_open: Vec<ClientReq> = gets
             .iter()
-            .map(|&n| ClientReq::Get {
-                n,
-                got: 0,
-                hash: Box::new(ring::digest::Context::new(&ring::digest::SHA256)),
-                mismatch: None,
-                done: None,
-            })
+            .map(|&n| ClientReq::Get { n, got: 0, hash: Box::new(ring::digest::Context::new(&ring::digest::SHA256)), mismatch: None, done: None })
             .chain(puts.iter().map(|&n| ClientReq::Put { n, sent: 0, finished: false, answer: Vec::new(), done: None }))
             .collect();
         to_open.reverse();
@@ -616,10 +608,7 @@ impl OurClient {
                                 if o.fin {
                                     let sha = hex::encode(hash.as_ref().clone().finish().as_ref());
                                     let ok = *got == *n && mismatch.is_none() && sha == pattern_sha256(*n);
-                                    *done = Some(format!(
-                                        "GET {n} {} got={got} sha256={sha} first_mismatch={mismatch:?}",
-                                        if ok { "ok" } else { "BAD" }
-                                    ));
+                                    *done = Some(format!("GET {n} {} got={got} sha256={sha} first_mismatch={mismatch:?}", if ok { "ok" } else { "BAD" }));
                                     break;
                                 }
                                 if o.bytes == 0 {
@@ -667,11 +656,7 @@ impl OurClient {
                                         let a = String::from_utf8_lossy(answer).into_owned();
                                         let want = format!("OK {n} {}\n", pattern_sha256(*n));
                                         let ok = a == want;
-                                        *done = Some(format!(
-                                            "PUT {n} {} answer={:?}",
-                                            if ok { "ok" } else { "BAD" },
-                                            a.trim_end()
-                                        ));
+                                        *done = Some(format!("PUT {n} {} answer={:?}", if ok { "ok" } else { "BAD" }, a.trim_end()));
                                         break;
                                     }
                                     if o.bytes == 0 {
@@ -738,20 +723,11 @@ fn deadline(secs: u64) -> Instant {
 /// Runs `aioquic_peer.py client --case CASE` against `server` and returns
 /// its final RESULT line; fails the test when it exits non-zero.
 fn run_aioquic_client(server: &OurServer, certs: &CertDir, case: &str, extra: &[&str], secs: u64) -> (PyPeer, HashMap<String, String>) {
-    let mut args: Vec<String> = [
-        "client",
-        "--port",
-        &server.addr.port().to_string(),
-        "--cafile",
-        certs.cert.to_str().unwrap(),
-        "--case",
-        case,
-        "--deadline",
-        &secs.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> =
+        ["client", "--port", &server.addr.port().to_string(), "--cafile", certs.cert.to_str().unwrap(), "--case", case, "--deadline", &secs.to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut peer = spawn_peer(&args);
     let status = match peer.wait_exit(deadline(secs + 10)) {
@@ -796,13 +772,7 @@ fn aioquic_client_transfer_10mib_each_way() {
     let server = OurServer::start(&certs, ServerOptions::default());
     let total = TRANSFER.to_string();
     let streams = STREAMS.to_string();
-    let (peer, r) = run_aioquic_client(
-        &server,
-        &certs,
-        "transfer",
-        &["--download", &total, "--upload", &total, "--streams", &streams],
-        90,
-    );
+    let (peer, r) = run_aioquic_client(&server, &certs, "transfer", &["--download", &total, "--upload", &total, "--streams", &streams], 90);
     // Every stream checked by sha256 on the aioquic side.
     let streams_ok = peer.results().iter().filter(|r| r.contains_key("stream") && flag(r, "ok")).count();
     assert_eq!(streams_ok as u64, 2 * STREAMS, "{}", peer.diagnostics());
@@ -873,17 +843,7 @@ fn aioquic_client_key_updates_both_ways() {
         &server,
         &certs,
         "keyupdate",
-        &[
-            "--download",
-            &total,
-            "--upload",
-            &total,
-            "--streams",
-            &streams,
-            "--key-update-after",
-            &ku,
-            "--expect-remote-key-update",
-        ],
+        &["--download", &total, "--upload", &total, "--streams", &streams, "--key-update-after", &ku, "--expect-remote-key-update"],
         90,
     );
     assert!(num(&r, "key_updates_local") >= 1, "aioquic initiated: {r:?}");

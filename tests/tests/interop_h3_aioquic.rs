@@ -44,7 +44,6 @@ fn peer_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop").join("aioquic_h3_peer.py")
 }
 
-
 /// A self-signed certificate for "localhost": PEM files (for Python) in a
 /// fresh temporary folder removed on drop, and DER (for us).
 struct Certs {
@@ -106,10 +105,8 @@ fn start_our_server(certs: &Certs, opts: ServerOptions) -> OurH3Server {
 /// Runs `aioquic_h3_peer.py client --case CASE` against our server; fails
 /// the test unless it exits 0 with `ok=1`. Returns its final RESULT line.
 fn run_aioquic_client(server: &OurH3Server, certs: &Certs, case: &str, extra: &[&str], secs: u64) -> HashMap<String, String> {
-    let mut args: Vec<String> = ["client", "--port", &server.addr.port().to_string(), "--cafile", certs.cert_pem.to_str().unwrap()]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> =
+        ["client", "--port", &server.addr.port().to_string(), "--cafile", certs.cert_pem.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
     for a in ["--case", case, "--deadline", &secs.to_string()].iter().chain(extra) {
         args.push(a.to_string());
     }
@@ -240,10 +237,7 @@ fn aioquic_client_sees_goaway_and_in_flight_requests_complete() {
 /// Starts `aioquic_h3_peer.py server` and returns it with its address.
 fn start_aioquic_server(certs: &Certs, extra: &[&str], secs: u64) -> (PyPeer, SocketAddr) {
     let mut args: Vec<String> =
-        ["server", "--port", "0", "--cert", certs.cert_pem.to_str().unwrap(), "--key", certs.key_pem.to_str().unwrap()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        ["server", "--port", "0", "--cert", certs.cert_pem.to_str().unwrap(), "--key", certs.key_pem.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
     args.push("--deadline".into());
     args.push(secs.to_string());
     args.extend(extra.iter().map(|s| s.to_string()));

@@ -491,10 +491,7 @@ async fn serve_h3_conn(incoming: quinn::Incoming, goaway_after: Option<usize>, s
     }
 }
 
-async fn serve_h3_request(
-    resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
-    state: &PeerState,
-) -> Result<(), String> {
+async fn serve_h3_request(resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>, state: &PeerState) -> Result<(), String> {
     let (req, mut stream) = resolver.resolve_request().await.map_err(|e| format!("resolve_request: {e}"))?;
     state.requests.fetch_add(1, Ordering::Relaxed);
     let ok = |len: Option<u64>| {

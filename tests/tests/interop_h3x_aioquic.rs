@@ -84,8 +84,6 @@ impl Drop for Certs {
     }
 }
 
-
-
 #[test]
 fn aioquic_client_extended_connect_datagrams_and_capsules() {
     let start = Instant::now();
@@ -110,7 +108,8 @@ fn aioquic_client_extended_connect_datagrams_and_capsules() {
     .map(|s| s.to_string())
     .collect();
     let mut peer = spawn_peer(&args);
-    let status = peer.wait_exit(deadline(DEADLINE + 10)).unwrap_or_else(|e| panic!("aioquic client: {e}\nour server: {:#?}\n{}", server.report(), peer.diagnostics()));
+    let status =
+        peer.wait_exit(deadline(DEADLINE + 10)).unwrap_or_else(|e| panic!("aioquic client: {e}\nour server: {:#?}\n{}", server.report(), peer.diagnostics()));
     let res = peer.result_with("role").unwrap_or_else(|| panic!("no RESULT line\n{}", peer.diagnostics()));
     assert!(status.success() && flag(&res, "ok"), "aioquic client failed: {status}\nour server: {:#?}\n{}", server.report(), peer.diagnostics());
     // What aioquic saw: our SETTINGS, our 200, every datagram echoed intact
@@ -139,20 +138,11 @@ fn aioquic_client_extended_connect_datagrams_and_capsules() {
 // ------------------------------------------------------------ our client → aioquic server
 
 fn start_aioquic_server(certs: &Certs) -> (PyPeer, SocketAddr) {
-    let args: Vec<String> = [
-        "server",
-        "--port",
-        "0",
-        "--cert",
-        certs.cert_pem.to_str().unwrap(),
-        "--key",
-        certs.key_pem.to_str().unwrap(),
-        "--deadline",
-        &DEADLINE.to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args: Vec<String> =
+        ["server", "--port", "0", "--cert", certs.cert_pem.to_str().unwrap(), "--key", certs.key_pem.to_str().unwrap(), "--deadline", &DEADLINE.to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let mut peer = spawn_peer(&args);
     let line = peer.wait_line("LISTENING", deadline(20)).unwrap_or_else(|e| panic!("aioquic server: {e}\n{}", peer.diagnostics()));
     let port: u16 = parse_kv(&line)["port"].parse().unwrap();

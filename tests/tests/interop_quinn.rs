@@ -224,9 +224,19 @@ struct OurServerOptions {
 /// Serves one stream: read the request line, then answer.
 enum ServePhase {
     Line(Vec<u8>),
-    Get { n: usize, sent: usize },
-    Put { n: usize, got: usize, hash: Box<Sha256> },
-    Reply { msg: Vec<u8>, sent: usize },
+    Get {
+        n: usize,
+        sent: usize,
+    },
+    Put {
+        n: usize,
+        got: usize,
+        hash: Box<Sha256>,
+    },
+    Reply {
+        msg: Vec<u8>,
+        sent: usize,
+    },
     /// Response finished; reading the request's FIN if not seen yet.
     Done,
 }
@@ -494,8 +504,7 @@ fn serve_ours(socket: UdpSocket, opts: OurServerOptions, stop: &AtomicBool, repo
             }
             let st = conn.stats();
             if let Some(after) = opts.key_update_after {
-                let ready = st.stream_bytes_sent + st.stream_bytes_received >= after
-                    && (!opts.key_update_after_peer || st.key_updates >= 1);
+                let ready = st.stream_bytes_sent + st.stream_bytes_received >= after && (!opts.key_update_after_peer || st.key_updates >= 1);
                 // initiate_key_update refuses until the current phase is
                 // acknowledged and the old keys are gone: retry every turn.
                 if r.initiated_key_updates == 0 && ready && conn.initiate_key_update(now) {
@@ -760,10 +769,7 @@ fn quinn_client_key_updates_both_ways_with_our_server() {
     // its own once half of all the stream bytes have moved. (quinn also
     // makes a routine update of its own after its first 10..1000 packets.)
     let reqs = ten_mib_each_way();
-    let server = OurServer::start(OurServerOptions {
-        key_update_after: Some(total(&reqs) as u64 / 2),
-        key_update_after_peer: true,
-    });
+    let server = OurServer::start(OurServerOptions { key_update_after: Some(total(&reqs) as u64 / 2), key_update_after_peer: true });
     let rt = current_thread_runtime();
     let forced_at = with_deadline(&rt, "quinn client key update", async {
         let ep = quinn_client_endpoint();
@@ -837,12 +843,7 @@ struct QuinnServer {
 
 impl QuinnServer {
     fn start(opts: QuinnServerOptions) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("quinn-server")
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("quinn-server").enable_all().build().unwrap();
         let endpoint = {
             let _guard = rt.enter();
             quinn::Endpoint::server(quinn_server_config(), "127.0.0.1:0".parse().unwrap()).unwrap()
@@ -904,12 +905,7 @@ async fn quinn_serve_conn(incoming: quinn::Incoming, opts: QuinnServerOptions, s
     }
 }
 
-async fn quinn_serve_stream(
-    conn: &quinn::Connection,
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    forced: &AtomicBool,
-) -> Result<(), String> {
+async fn quinn_serve_stream(conn: &quinn::Connection, mut send: quinn::SendStream, mut recv: quinn::RecvStream, forced: &AtomicBool) -> Result<(), String> {
     let mut line = Vec::new();
     let rest;
     loop {
@@ -989,18 +985,7 @@ impl ClientStream {
             Request::Put(n) => put_reply(n),
             Request::Get(_) => Vec::new(),
         };
-        Some(Self {
-            id,
-            req,
-            head: req.line(),
-            head_sent: 0,
-            body_sent: 0,
-            finished: false,
-            got: 0,
-            reply: Vec::new(),
-            expected_reply,
-            fin: false,
-        })
+        Some(Self { id, req, head: req.line(), head_sent: 0, body_sent: 0, finished: false, got: 0, reply: Vec::new(), expected_reply, fin: false })
     }
 
     /// GET response bytes received and checked so far.
@@ -1066,9 +1051,7 @@ impl ClientStream {
         }
         match self.req {
             Request::Get(n) if self.got != n => Err(format!("GET {n}: response ended after {} bytes", self.got)),
-            Request::Put(n) if self.reply != self.expected_reply => {
-                Err(format!("PUT {n}: reply {:?}", String::from_utf8_lossy(&self.reply)))
-            }
+            Request::Put(n) if self.reply != self.expected_reply => Err(format!("PUT {n}: reply {:?}", String::from_utf8_lossy(&self.reply))),
             _ => Ok(true),
         }
     }
@@ -1151,9 +1134,7 @@ fn our_connect(driver: &mut UdpDriver, cfg: &ClientConfig, to: SocketAddr) -> Co
 
 fn our_handshake(driver: &mut UdpDriver, h: ConnectionHandle) -> Duration {
     let start = Instant::now();
-    let ok = driver.run_until(DEADLINE, |d| {
-        d.endpoint.connection_ref(h).is_none_or(|c| !c.is_handshaking() || c.is_closed())
-    });
+    let ok = driver.run_until(DEADLINE, |d| d.endpoint.connection_ref(h).is_none_or(|c| !c.is_handshaking() || c.is_closed()));
     let conn = conn_or_err(driver, h).unwrap();
     assert!(ok && !conn.is_handshaking(), "handshake with quinn did not complete");
     start.elapsed()
@@ -1213,9 +1194,7 @@ fn first_connection_with_ticket(driver: &mut UdpDriver, cfg: &ClientConfig, to: 
     let h = our_connect(driver, cfg, to);
     our_handshake(driver, h);
     our_requests(driver, h, &[Request::Get(1000)], |_, _, _| {}).unwrap();
-    let got = driver.run_until(Duration::from_secs(10), |d| {
-        d.endpoint.connection_ref(h).is_some_and(|c| c.tls().tickets_received() > 0)
-    });
+    let got = driver.run_until(Duration::from_secs(10), |d| d.endpoint.connection_ref(h).is_some_and(|c| c.tls().tickets_received() > 0));
     assert!(got, "quinn server sent a session ticket");
     our_close(driver, h);
 }
@@ -1288,18 +1267,11 @@ fn our_client_key_updates_both_ways_with_quinn_server() {
         }
     })
     .unwrap();
-    eprintln!(
-        "[ours→quinn] 40 MiB down, 10 MiB up with key updates: {:?} ({:.1} MiB/s)",
-        run.elapsed,
-        mib_per_s(total(&reqs), run.elapsed)
-    );
+    eprintln!("[ours→quinn] 40 MiB down, 10 MiB up with key updates: {:?} ({:.1} MiB/s)", run.elapsed, mib_per_s(total(&reqs), run.elapsed));
     let at = initiated_at.expect("our client initiated a key update");
     assert!(at < download, "ours started during the transfer ({at} of {download} bytes)");
     let st = driver.endpoint.connection(h).unwrap().stats();
-    eprintln!(
-        "[ours→quinn] key phase changes on our client: {} ({} by quinn before ours at {at} bytes)",
-        st.key_updates, peer_updates_before
-    );
+    eprintln!("[ours→quinn] key phase changes on our client: {} ({} by quinn before ours at {at} bytes)", st.key_updates, peer_updates_before);
     assert!(peer_updates_before >= 1, "our client followed quinn's update(s) first");
     assert!(st.key_updates > peer_updates_before, "and then made its own");
     our_close(&mut driver, h);

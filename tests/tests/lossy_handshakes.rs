@@ -157,8 +157,7 @@ fn probes_repeat_an_unacknowledged_handshake_done() {
 /// after `ms` (relative time of the trace).
 fn handshake_done_received_after(sink: &quicpro_tests::qlog_sink::QlogSink, ms: f64) -> bool {
     sink.events("quic:packet_received").iter().any(|e| {
-        e["time"].as_f64().is_some_and(|t| t >= ms)
-            && e["data"]["frames"].as_array().is_some_and(|f| f.iter().any(|f| f["frame_type"] == "handshake_done"))
+        e["time"].as_f64().is_some_and(|t| t >= ms) && e["data"]["frames"].as_array().is_some_and(|f| f.iter().any(|f| f["frame_type"] == "handshake_done"))
     })
 }
 
@@ -195,7 +194,7 @@ fn successive_probes_cover_all_data_in_flight() {
     // Only the server's probes can deliver the data now.
     p.blackhole_server_to_client = false;
     let mut got = vec![0usize; N];
-    let mut fin = vec![false; N];
+    let mut fin = [false; N];
     let mut buf = vec![0u8; 4096];
     let received_before = p.server().stats().packets_received;
     let end = p.now + Duration::from_secs(20);

@@ -169,12 +169,8 @@ fn server_qlog_starts_with_the_first_initial_and_logs_spurious_losses() {
     let spurious: u64 = events.iter().filter(|e| e["name"] == "quicpro:spurious_losses").map(|e| e["data"]["count"].as_u64().unwrap()).sum();
     assert!(spurious > 0, "no spurious loss logged");
     assert_eq!(spurious, server_spurious);
-    let raised = events
-        .iter()
-        .filter(|e| e["name"] == "quic:recovery_parameters_set")
-        .filter_map(|e| e["data"]["reordering_threshold"].as_u64())
-        .max()
-        .unwrap_or(0);
+    let raised =
+        events.iter().filter(|e| e["name"] == "quic:recovery_parameters_set").filter_map(|e| e["data"]["reordering_threshold"].as_u64()).max().unwrap_or(0);
     assert!(raised > 3, "packet threshold raised above kPacketThreshold: {raised}");
 }
 

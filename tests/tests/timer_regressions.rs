@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use quicpro_tests::pair::{certs, client_tls, server_tls, Pair};
 use quic_core::config::TransportConfig;
 use quic_core::connection::ConnectionError;
 use quic_core::stream::Dir;
+use quicpro_tests::pair::{certs, client_tls, server_tls, Pair};
 
 /// The peer vanishes after the handshake while we have data in flight:
 /// PTO probes back off, and the idle timeout (RFC 9000 §10.1: at least three
@@ -37,11 +37,7 @@ fn vanished_peer_times_out_despite_pto_backoff() {
 #[test]
 fn keep_alive_does_not_defeat_idle_timeout() {
     let c = certs();
-    let t = TransportConfig {
-        max_idle_timeout: Duration::from_secs(5),
-        keep_alive_interval: Some(Duration::from_secs(1)),
-        ..TransportConfig::default()
-    };
+    let t = TransportConfig { max_idle_timeout: Duration::from_secs(5), keep_alive_interval: Some(Duration::from_secs(1)), ..TransportConfig::default() };
     let mut p = Pair::new(22, server_tls(&c), client_tls(&c), t);
     p.handshake();
     // The server stops hearing the client; its PINGs still get through.

@@ -46,11 +46,7 @@ pub struct DecoderConfig {
 
 impl Default for DecoderConfig {
     fn default() -> Self {
-        Self {
-            max_table_capacity: 4096,
-            max_blocked_streams: 16,
-            max_field_section_size: 64 * 1024,
-        }
+        Self { max_table_capacity: 4096, max_blocked_streams: 16, max_field_section_size: 64 * 1024 }
     }
 }
 
@@ -114,8 +110,7 @@ impl Decoder {
         // Longest valid instruction: an entry is at most `cap` bytes, so
         // name + value <= cap - 32 decoded; Huffman can expand a byte to 30
         // bits (< 4 bytes); plus the integers (< 11 bytes each, three).
-        let max_instruction_len =
-            usize::try_from(cap.saturating_mul(4).saturating_add(64)).unwrap_or(usize::MAX);
+        let max_instruction_len = usize::try_from(cap.saturating_mul(4).saturating_add(64)).unwrap_or(usize::MAX);
         Self {
             config,
             table: DynamicTable::new(),
@@ -145,10 +140,7 @@ impl Decoder {
     /// Streams whose section still waits for inserts.
     pub fn blocked_streams(&self) -> usize {
         let ic = self.table.insert_count();
-        self.blocked
-            .values()
-            .filter(|b| b.required_insert_count > ic)
-            .count()
+        self.blocked.values().filter(|b| b.required_insert_count > ic).count()
     }
 
     /// Bytes of an incomplete encoder instruction currently buffered.
@@ -182,12 +174,7 @@ impl Decoder {
         }
         // RFC 9204 §2.2.1: a stream unblocks once the Insert Count reaches
         // its Required Insert Count.
-        Ok(self
-            .blocked
-            .iter()
-            .filter(|(_, b)| b.required_insert_count > before && b.required_insert_count <= now)
-            .map(|(&id, _)| id)
-            .collect())
+        Ok(self.blocked.iter().filter(|(_, b)| b.required_insert_count > before && b.required_insert_count <= now).map(|(&id, _)| id).collect())
     }
 
     fn keep_tail(&mut self, tail: &[u8]) -> Result<(), QpackError> {
@@ -223,33 +210,20 @@ impl Decoder {
                 self.table.set_capacity(c);
                 return Ok(());
             }
-            EncoderInstruction::InsertWithNameRef {
-                is_static: true,
-                name_index,
-                value,
-            } => {
+            EncoderInstruction::InsertWithNameRef { is_static: true, name_index, value } => {
                 // RFC 9204 §3.1: invalid static index on the encoder stream.
-                let (name, _) = static_table::get(name_index)
-                    .ok_or(QpackError::encoder_stream("invalid static table index"))?;
+                let (name, _) = static_table::get(name_index).ok_or(QpackError::encoder_stream("invalid static table index"))?;
                 (Bytes::from_static(name), value)
             }
-            EncoderInstruction::InsertWithNameRef {
-                is_static: false,
-                name_index,
-                value,
-            } => {
+            EncoderInstruction::InsertWithNameRef { is_static: false, name_index, value } => {
                 // The name is cloned (a cheap `Bytes` handle) before the
                 // insert may evict its entry (RFC 9204 §3.2.2).
                 (self.encoder_stream_entry(name_index)?.0, value)
             }
             EncoderInstruction::InsertWithLiteralName { name, value } => (name, value),
-            EncoderInstruction::Duplicate { relative_index } => {
-                self.encoder_stream_entry(relative_index)?
-            }
+            EncoderInstruction::Duplicate { relative_index } => self.encoder_stream_entry(relative_index)?,
         };
-        self.table
-            .insert(name, value)
-            .map_err(|_| QpackError::encoder_stream("entry larger than the table capacity"))?;
+        self.table.insert(name, value).map_err(|_| QpackError::encoder_stream("entry larger than the table capacity"))?;
         Ok(())
     }
 
@@ -259,9 +233,7 @@ impl Decoder {
             .absolute_from_encoder_relative(relative)
             .and_then(|abs| self.table.get(abs))
             .map(|e| (e.name.clone(), e.value.clone()))
-            .ok_or(QpackError::encoder_stream(
-                "reference to a missing dynamic entry",
-            ))
+            .ok_or(QpackError::encoder_stream("reference to a missing dynamic entry"))
     }
 
     /// Decodes one complete encoded field section received on `stream_id`
@@ -289,18 +261,10 @@ impl Decoder {
             if lines.len() as u64 > self.config.max_field_section_size.saturating_mul(4) {
                 return Err(QpackError::too_large("blocked field section too large"));
             }
-            self.blocked.insert(
-                stream_id,
-                BlockedSection {
-                    required_insert_count,
-                    base,
-                    lines: lines.to_vec(),
-                },
-            );
+            self.blocked.insert(stream_id, BlockedSection { required_insert_count, base, lines: lines.to_vec() });
             return Ok(DecodeResult::Blocked);
         }
-        self.finish(stream_id, required_insert_count, base, lines)
-            .map(DecodeResult::Decoded)
+        self.finish(stream_id, required_insert_count, base, lines).map(DecodeResult::Decoded)
     }
 
     /// Decodes the blocked section of `stream_id` if its inserts have
@@ -313,28 +277,19 @@ impl Decoder {
         let Some(b) = self.blocked.remove(&stream_id) else {
             return Ok(None);
         };
-        self.finish(stream_id, b.required_insert_count, b.base, &b.lines)
-            .map(Some)
+        self.finish(stream_id, b.required_insert_count, b.base, &b.lines).map(Some)
     }
 
     /// Decodes the lines and queues the acknowledgment (or, for a section
     /// that is too large, a cancellation).
-    fn finish(
-        &mut self,
-        stream_id: u64,
-        required_insert_count: u64,
-        base: u64,
-        lines: &[u8],
-    ) -> Result<Vec<HeaderField>, QpackError> {
+    fn finish(&mut self, stream_id: u64, required_insert_count: u64, base: u64, lines: &[u8]) -> Result<Vec<HeaderField>, QpackError> {
         match self.decode_lines(required_insert_count, base, lines) {
             Ok(fields) => {
                 if required_insert_count > 0 {
                     // RFC 9204 §4.4.1: acknowledge sections with RIC > 0;
                     // this raises the Known Received Count (§2.1.4).
-                    DecoderInstruction::SectionAcknowledgment { stream_id }
-                        .encode(&mut self.pending);
-                    self.known_received_count =
-                        self.known_received_count.max(required_insert_count);
+                    DecoderInstruction::SectionAcknowledgment { stream_id }.encode(&mut self.pending);
+                    self.known_received_count = self.known_received_count.max(required_insert_count);
                 }
                 Ok(fields)
             }
@@ -372,10 +327,7 @@ impl Decoder {
         out.append(&mut self.pending);
         let ic = self.table.insert_count();
         if ic > self.known_received_count {
-            DecoderInstruction::InsertCountIncrement {
-                increment: ic - self.known_received_count,
-            }
-            .encode(out);
+            DecoderInstruction::InsertCountIncrement { increment: ic - self.known_received_count }.encode(out);
             self.known_received_count = ic;
         }
     }
@@ -398,8 +350,7 @@ impl Decoder {
             }
             ric - delta - 1
         } else {
-            ric.checked_add(delta)
-                .ok_or(QpackError::decompression("Base overflow"))?
+            ric.checked_add(delta).ok_or(QpackError::decompression("Base overflow"))?
         };
         Ok((ric, base, n + m))
     }
@@ -414,11 +365,7 @@ impl Decoder {
         if encoded > full_range {
             return Err(bad);
         }
-        let max_value = self
-            .table
-            .insert_count()
-            .checked_add(self.max_entries)
-            .ok_or(bad)?;
+        let max_value = self.table.insert_count().checked_add(self.max_entries).ok_or(bad)?;
         let max_wrapped = (max_value / full_range) * full_range;
         let mut ric = max_wrapped + encoded - 1;
         if ric > max_value {
@@ -438,32 +385,20 @@ impl Decoder {
     fn dynamic_entry(&self, ric: u64, abs: Option<u64>) -> Result<(Bytes, Bytes), QpackError> {
         let abs = abs.ok_or(QpackError::decompression("invalid relative index"))?;
         if abs >= ric {
-            return Err(QpackError::decompression(
-                "reference at or beyond Required Insert Count",
-            ));
+            return Err(QpackError::decompression("reference at or beyond Required Insert Count"));
         }
-        let e = self
-            .table
-            .get(abs)
-            .ok_or(QpackError::decompression("reference to an evicted entry"))?;
+        let e = self.table.get(abs).ok_or(QpackError::decompression("reference to an evicted entry"))?;
         Ok((e.name.clone(), e.value.clone()))
     }
 
     /// Decodes the field line representations (RFC 9204 §4.5.2 - §4.5.6).
-    fn decode_lines(
-        &self,
-        ric: u64,
-        base: u64,
-        mut buf: &[u8],
-    ) -> Result<Vec<HeaderField>, QpackError> {
+    fn decode_lines(&self, ric: u64, base: u64, mut buf: &[u8]) -> Result<Vec<HeaderField>, QpackError> {
         let limit = self.config.max_field_section_size;
         let mut total: u64 = 0;
         let mut fields = Vec::new();
         // Budget left for one string after `fixed` other bytes of this line.
         let budget = |total: u64, fixed: u64| -> usize {
-            let left = limit
-                .saturating_sub(total)
-                .saturating_sub(ENTRY_OVERHEAD + fixed);
+            let left = limit.saturating_sub(total).saturating_sub(ENTRY_OVERHEAD + fixed);
             usize::try_from(left).unwrap_or(usize::MAX)
         };
         while let Some(&first) = buf.first() {
@@ -471,8 +406,7 @@ impl Decoder {
                 // §4.5.2 Indexed Field Line: 1 T index(6+).
                 let (idx, n) = prefix_int::decode(buf, 6).map_err(decompression_err)?;
                 let (name, value) = if first & 0x40 != 0 {
-                    let (n, v) = static_table::get(idx)
-                        .ok_or(QpackError::decompression("invalid static table index"))?;
+                    let (n, v) = static_table::get(idx).ok_or(QpackError::decompression("invalid static table index"))?;
                     (Bytes::from_static(n), Bytes::from_static(v))
                 } else {
                     self.dynamic_entry(ric, base.checked_sub(idx).and_then(|x| x.checked_sub(1)))?
@@ -482,24 +416,19 @@ impl Decoder {
                 // §4.5.4 Literal Field Line with Name Reference: 01 N T idx(4+).
                 let (idx, n) = prefix_int::decode(buf, 4).map_err(decompression_err)?;
                 let name = if first & 0x10 != 0 {
-                    let (n, _) = static_table::get(idx)
-                        .ok_or(QpackError::decompression("invalid static table index"))?;
+                    let (n, _) = static_table::get(idx).ok_or(QpackError::decompression("invalid static table index"))?;
                     Bytes::from_static(n)
                 } else {
-                    self.dynamic_entry(ric, base.checked_sub(idx).and_then(|x| x.checked_sub(1)))?
-                        .0
+                    self.dynamic_entry(ric, base.checked_sub(idx).and_then(|x| x.checked_sub(1)))?.0
                 };
                 let rest = buf.get(n..).unwrap_or_default();
-                let (value, m) = string::read(rest, 8, budget(total, name.len() as u64))
-                    .map_err(section_string_err)?;
+                let (value, m) = string::read(rest, 8, budget(total, name.len() as u64)).map_err(section_string_err)?;
                 (name, value, first & 0x20 != 0, n + m)
             } else if first & 0x20 != 0 {
                 // §4.5.6 Literal Field Line with Literal Name: 001 N H len(3+).
-                let (name, n) =
-                    string::read(buf, 4, budget(total, 0)).map_err(section_string_err)?;
+                let (name, n) = string::read(buf, 4, budget(total, 0)).map_err(section_string_err)?;
                 let rest = buf.get(n..).unwrap_or_default();
-                let (value, m) = string::read(rest, 8, budget(total, name.len() as u64))
-                    .map_err(section_string_err)?;
+                let (value, m) = string::read(rest, 8, budget(total, name.len() as u64)).map_err(section_string_err)?;
                 (name, value, first & 0x10 != 0, n + m)
             } else if first & 0x10 != 0 {
                 // §4.5.3 Indexed Field Line with Post-Base Index: 0001 idx(4+).
@@ -512,22 +441,15 @@ impl Decoder {
                 let (idx, n) = prefix_int::decode(buf, 3).map_err(decompression_err)?;
                 let name = self.dynamic_entry(ric, base.checked_add(idx))?.0;
                 let rest = buf.get(n..).unwrap_or_default();
-                let (value, m) = string::read(rest, 8, budget(total, name.len() as u64))
-                    .map_err(section_string_err)?;
+                let (value, m) = string::read(rest, 8, budget(total, name.len() as u64)).map_err(section_string_err)?;
                 (name, value, first & 0x08 != 0, n + m)
             };
             // RFC 9114 §4.2.2 accounting, also covering indexed lines.
             total = total.saturating_add(entry_size(name.len(), value.len()));
             if total > limit {
-                return Err(QpackError::too_large(
-                    "field section exceeds the size limit",
-                ));
+                return Err(QpackError::too_large("field section exceeds the size limit"));
             }
-            fields.push(HeaderField {
-                name,
-                value,
-                never_index,
-            });
+            fields.push(HeaderField { name, value, never_index });
             buf = buf.get(used..).unwrap_or_default();
         }
         Ok(fields)

@@ -73,24 +73,14 @@ pub struct EncoderConfig {
 
 impl Default for EncoderConfig {
     fn default() -> Self {
-        Self {
-            max_table_capacity: 0,
-            max_blocked_streams: 0,
-            table_capacity: 4096,
-            use_huffman: true,
-            max_unacked_sections: 1024,
-        }
+        Self { max_table_capacity: 0, max_blocked_streams: 0, table_capacity: 4096, use_huffman: true, max_unacked_sections: 1024 }
     }
 }
 
 impl EncoderConfig {
     /// Settings received from the peer, with default local policy.
     pub fn from_peer(max_table_capacity: u64, max_blocked_streams: usize) -> Self {
-        Self {
-            max_table_capacity,
-            max_blocked_streams,
-            ..Self::default()
-        }
+        Self { max_table_capacity, max_blocked_streams, ..Self::default() }
     }
 }
 
@@ -130,18 +120,7 @@ pub fn is_sensitive(name: &[u8], value: &[u8]) -> bool {
 /// sent as literals rather than inserted, to keep room for lines that do
 /// repeat.
 fn is_volatile(name: &[u8]) -> bool {
-    matches!(
-        name,
-        b":path"
-            | b"content-length"
-            | b"content-range"
-            | b"etag"
-            | b"last-modified"
-            | b"if-modified-since"
-            | b"if-none-match"
-            | b"age"
-            | b"expires"
-    )
+    matches!(name, b":path" | b"content-length" | b"content-range" | b"etag" | b"last-modified" | b"if-modified-since" | b"if-none-match" | b"age" | b"expires")
 }
 
 /// Whether inserting (name, value) pays: it must fit in at most 3/4 of the
@@ -234,17 +213,12 @@ impl Encoder {
     /// unacknowledged section with RIC above the Known Received Count).
     pub fn blocking_streams(&self) -> usize {
         let krc = self.known_received_count;
-        self.outstanding
-            .values()
-            .filter(|q| q.iter().any(|s| s.required_insert_count > krc))
-            .count()
+        self.outstanding.values().filter(|q| q.iter().any(|s| s.required_insert_count > krc)).count()
     }
 
     fn stream_may_block_already(&self, stream_id: u64) -> bool {
         let krc = self.known_received_count;
-        self.outstanding
-            .get(&stream_id)
-            .is_some_and(|q| q.iter().any(|s| s.required_insert_count > krc))
+        self.outstanding.get(&stream_id).is_some_and(|q| q.iter().any(|s| s.required_insert_count > krc))
     }
 
     /// RFC 9204 §2.1.1: evictable once acknowledged and unreferenced.
@@ -255,18 +229,11 @@ impl Encoder {
     /// Emits Set Dynamic Table Capacity (RFC 9204 §4.3.1) and applies it.
     /// Refuses capacities above the peer's maximum, and reductions that
     /// would evict entries that are not evictable.
-    pub fn set_capacity(
-        &mut self,
-        capacity: u64,
-        out_encoder_stream: &mut Vec<u8>,
-    ) -> Result<(), SetCapacityError> {
+    pub fn set_capacity(&mut self, capacity: u64, out_encoder_stream: &mut Vec<u8>) -> Result<(), SetCapacityError> {
         if capacity > self.config.max_table_capacity {
             return Err(SetCapacityError::AboveMaximum);
         }
-        if !self
-            .table
-            .can_shrink_to(capacity, Self::evictable(self.known_received_count))
-        {
+        if !self.table.can_shrink_to(capacity, Self::evictable(self.known_received_count)) {
             return Err(SetCapacityError::WouldEvictReferenced);
         }
         instructions::write_set_capacity(capacity, out_encoder_stream);
@@ -293,16 +260,8 @@ impl Encoder {
 
     /// Like [`Self::encode`], honouring each field's `never_index` flag in
     /// addition to [`is_sensitive`].
-    pub fn encode_fields(
-        &mut self,
-        stream_id: u64,
-        fields: &[HeaderField],
-        out_field_section: &mut Vec<u8>,
-        out_encoder_stream: &mut Vec<u8>,
-    ) {
-        let lines = fields
-            .iter()
-            .map(|f| (&f.name[..], &f.value[..], f.never_index));
+    pub fn encode_fields(&mut self, stream_id: u64, fields: &[HeaderField], out_field_section: &mut Vec<u8>, out_encoder_stream: &mut Vec<u8>) {
+        let lines = fields.iter().map(|f| (&f.name[..], &f.value[..], f.never_index));
         self.encode_lines(stream_id, lines, out_field_section, out_encoder_stream);
     }
 
@@ -314,10 +273,7 @@ impl Encoder {
         out_encoder_stream: &mut Vec<u8>,
     ) {
         if !self.capacity_announced {
-            let cap = self
-                .config
-                .table_capacity
-                .min(self.config.max_table_capacity);
+            let cap = self.config.table_capacity.min(self.config.max_table_capacity);
             if cap > 0 {
                 // Cannot fail: the table is empty and `cap` is within the
                 // maximum.
@@ -327,24 +283,14 @@ impl Encoder {
         }
         let mut ctx = SectionCtx {
             base: self.table.insert_count(),
-            may_block: self.stream_may_block_already(stream_id)
-                || self.blocking_streams() < self.config.max_blocked_streams,
-            use_dynamic: self.table.capacity() > 0
-                && self.max_entries > 0
-                && self.outstanding_count < self.config.max_unacked_sections,
+            may_block: self.stream_may_block_already(stream_id) || self.blocking_streams() < self.config.max_blocked_streams,
+            use_dynamic: self.table.capacity() > 0 && self.max_entries > 0 && self.outstanding_count < self.config.max_unacked_sections,
             refs: Vec::new(),
         };
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         for (name, value, never_index) in lines {
-            self.encode_line(
-                &mut ctx,
-                name,
-                value,
-                never_index,
-                &mut buf,
-                out_encoder_stream,
-            );
+            self.encode_line(&mut ctx, name, value, never_index, &mut buf, out_encoder_stream);
         }
 
         // RFC 9204 §4.5.1: prefix. RIC is one more than the largest
@@ -362,13 +308,7 @@ impl Encoder {
             } else {
                 prefix_int::encode(ric - ctx.base - 1, 7, 0x80, out_field_section);
             }
-            self.outstanding
-                .entry(stream_id)
-                .or_default()
-                .push_back(Section {
-                    required_insert_count: ric,
-                    refs: std::mem::take(&mut ctx.refs),
-                });
+            self.outstanding.entry(stream_id).or_default().push_back(Section { required_insert_count: ric, refs: std::mem::take(&mut ctx.refs) });
             self.outstanding_count += 1;
         }
         out_field_section.extend_from_slice(&buf);
@@ -377,9 +317,7 @@ impl Encoder {
 
     /// Whether `abs` may be referenced from the current section.
     fn referenceable(&self, ctx: &SectionCtx, abs: u64) -> bool {
-        self.table.get(abs).is_some()
-            && (abs < self.known_received_count || ctx.may_block)
-            && !self.draining(abs)
+        self.table.get(abs).is_some() && (abs < self.known_received_count || ctx.may_block) && !self.draining(abs)
     }
 
     /// Whether this line was encoded recently without being inserted;
@@ -409,19 +347,10 @@ impl Encoder {
 
     /// Inserts if room can be made without evicting protected entries.
     fn can_insert(&self, size: u64) -> bool {
-        self.table
-            .can_insert(size, Self::evictable(self.known_received_count))
+        self.table.can_insert(size, Self::evictable(self.known_received_count))
     }
 
-    fn encode_line(
-        &mut self,
-        ctx: &mut SectionCtx,
-        name: &[u8],
-        value: &[u8],
-        never_index: bool,
-        out: &mut Vec<u8>,
-        enc: &mut Vec<u8>,
-    ) {
+    fn encode_line(&mut self, ctx: &mut SectionCtx, name: &[u8], value: &[u8], never_index: bool, out: &mut Vec<u8>, enc: &mut Vec<u8>) {
         let huffman = self.config.use_huffman;
         let sensitive = never_index || is_sensitive(name, value);
         let static_match = static_table::find(name, value);
@@ -462,27 +391,15 @@ impl Encoder {
                 let name_known = static_name.is_some() || dynamic_name.is_some();
                 // "Likely to repeat", see the module documentation.
                 let small = entry_size(name.len(), value.len()) * 32 <= self.table.capacity();
-                let repeat_likely =
-                    (ctx.may_block && small) || !name_known || self.seen_before(name, value);
-                if repeat_likely
-                    && worth_inserting(name, value, self.table.capacity(), name_known)
-                    && self.can_insert(entry_size(name.len(), value.len()))
-                {
+                let repeat_likely = (ctx.may_block && small) || !name_known || self.seen_before(name, value);
+                if repeat_likely && worth_inserting(name, value, self.table.capacity(), name_known) && self.can_insert(entry_size(name.len(), value.len())) {
                     // §4.3.2 / §4.3.3: the cheapest name form. Encoder-stream
                     // references need no acknowledgment (§2.1.1).
                     if let Some(i) = static_name {
-                        instructions::write_insert_with_name_ref(
-                            true,
-                            u64::from(i),
-                            value,
-                            huffman,
-                            enc,
-                        );
+                        instructions::write_insert_with_name_ref(true, u64::from(i), value, huffman, enc);
                     } else if let Some(d) = dynamic_name {
                         let relative = self.table.insert_count() - 1 - d;
-                        instructions::write_insert_with_name_ref(
-                            false, relative, value, huffman, enc,
-                        );
+                        instructions::write_insert_with_name_ref(false, relative, value, huffman, enc);
                     } else {
                         instructions::write_insert_with_literal_name(name, value, huffman, enc);
                     }
@@ -505,26 +422,13 @@ impl Encoder {
     }
 
     /// §4.5.4 - §4.5.6 literals, with the cheapest usable name reference.
-    fn write_literal(
-        &mut self,
-        ctx: &mut SectionCtx,
-        name: &[u8],
-        value: &[u8],
-        sensitive: bool,
-        static_match: Option<StaticMatch>,
-        out: &mut Vec<u8>,
-    ) {
+    fn write_literal(&mut self, ctx: &mut SectionCtx, name: &[u8], value: &[u8], sensitive: bool, static_match: Option<StaticMatch>, out: &mut Vec<u8>) {
         let huffman = self.config.use_huffman;
         let n_bit = if sensitive { 0x20 } else { 0 };
         if let Some(StaticMatch::Name(i) | StaticMatch::Full(i)) = static_match {
             // 01 N T=1 index(4+).
             prefix_int::encode(u64::from(i), 4, 0x50 | n_bit, out);
-        } else if let Some(abs) = ctx
-            .use_dynamic
-            .then(|| self.table.find_name(name))
-            .flatten()
-            .filter(|&abs| self.referenceable(ctx, abs))
-        {
+        } else if let Some(abs) = ctx.use_dynamic.then(|| self.table.find_name(name)).flatten().filter(|&abs| self.referenceable(ctx, abs)) {
             self.add_ref(ctx, abs);
             if abs < ctx.base {
                 // 01 N T=0 relative(4+).
@@ -535,13 +439,7 @@ impl Encoder {
             }
         } else {
             // 001 N H len(3+) name.
-            string::write(
-                name,
-                4,
-                0x20 | if sensitive { 0x10 } else { 0 },
-                huffman,
-                out,
-            );
+            string::write(name, 4, 0x20 | if sensitive { 0x10 } else { 0 }, huffman, out);
         }
         string::write(value, 8, 0, huffman, out);
     }
@@ -585,20 +483,13 @@ impl Encoder {
                     .outstanding
                     .get_mut(&stream_id)
                     .and_then(|q| q.pop_front())
-                    .ok_or(QpackError::decoder_stream(
-                        "acknowledgment for no outstanding section",
-                    ))?;
-                if self
-                    .outstanding
-                    .get(&stream_id)
-                    .is_some_and(|q| q.is_empty())
-                {
+                    .ok_or(QpackError::decoder_stream("acknowledgment for no outstanding section"))?;
+                if self.outstanding.get(&stream_id).is_some_and(|q| q.is_empty()) {
                     self.outstanding.remove(&stream_id);
                 }
                 self.outstanding_count -= 1;
                 // §2.1.4: the Known Received Count rises to the section's RIC.
-                self.known_received_count =
-                    self.known_received_count.max(section.required_insert_count);
+                self.known_received_count = self.known_received_count.max(section.required_insert_count);
                 for abs in section.refs {
                     self.table.release_ref(abs);
                 }

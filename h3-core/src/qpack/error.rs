@@ -39,36 +39,22 @@ pub struct QpackError {
 
 impl QpackError {
     pub const fn decompression(reason: &'static str) -> Self {
-        Self {
-            kind: QpackErrorKind::DecompressionFailed,
-            reason,
-        }
+        Self { kind: QpackErrorKind::DecompressionFailed, reason }
     }
     pub const fn too_large(reason: &'static str) -> Self {
-        Self {
-            kind: QpackErrorKind::FieldSectionTooLarge,
-            reason,
-        }
+        Self { kind: QpackErrorKind::FieldSectionTooLarge, reason }
     }
     pub const fn encoder_stream(reason: &'static str) -> Self {
-        Self {
-            kind: QpackErrorKind::EncoderStream,
-            reason,
-        }
+        Self { kind: QpackErrorKind::EncoderStream, reason }
     }
     pub const fn decoder_stream(reason: &'static str) -> Self {
-        Self {
-            kind: QpackErrorKind::DecoderStream,
-            reason,
-        }
+        Self { kind: QpackErrorKind::DecoderStream, reason }
     }
 
     /// The HTTP/3 error code to send (RFC 9204 §6).
     pub const fn code(&self) -> u64 {
         match self.kind {
-            QpackErrorKind::DecompressionFailed | QpackErrorKind::FieldSectionTooLarge => {
-                QPACK_DECOMPRESSION_FAILED
-            }
+            QpackErrorKind::DecompressionFailed | QpackErrorKind::FieldSectionTooLarge => QPACK_DECOMPRESSION_FAILED,
             QpackErrorKind::EncoderStream => QPACK_ENCODER_STREAM_ERROR,
             QpackErrorKind::DecoderStream => QPACK_DECODER_STREAM_ERROR,
         }
@@ -83,13 +69,7 @@ impl QpackError {
 
 impl fmt::Display for QpackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "QPACK error 0x{:x} ({:?}): {}",
-            self.code(),
-            self.kind,
-            self.reason
-        )
+        write!(f, "QPACK error 0x{:x} ({:?}): {}", self.code(), self.kind, self.reason)
     }
 }
 

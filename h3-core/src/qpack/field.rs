@@ -21,20 +21,12 @@ pub struct HeaderField {
 impl HeaderField {
     /// A field that may be indexed.
     pub fn new(name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        Self {
-            name: name.into(),
-            value: value.into(),
-            never_index: false,
-        }
+        Self { name: name.into(), value: value.into(), never_index: false }
     }
 
     /// A field that must stay a never-indexed literal.
     pub fn sensitive(name: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        Self {
-            name: name.into(),
-            value: value.into(),
-            never_index: true,
-        }
+        Self { name: name.into(), value: value.into(), never_index: true }
     }
 
     /// Size as counted by SETTINGS_MAX_FIELD_SECTION_SIZE and by the

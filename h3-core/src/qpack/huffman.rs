@@ -285,10 +285,7 @@ const EOS: u16 = 256;
 
 /// Number of bytes the Huffman encoding of `src` takes.
 pub fn encoded_len(src: &[u8]) -> usize {
-    let bits: u64 = src
-        .iter()
-        .map(|&b| u64::from(CODES[usize::from(b)].1))
-        .sum();
+    let bits: u64 = src.iter().map(|&b| u64::from(CODES[usize::from(b)].1)).sum();
     // Whole bytes; the remainder is padded (RFC 7541 §5.2).
     bits.div_ceil(8) as usize
 }
@@ -381,21 +378,13 @@ const fn build_tables() -> Tables {
     // nodes; anything else means the table above is wrong.
     assert!(next_free == NODES);
 
-    let mut trans = [[Transition {
-        next: 0,
-        sym: 0,
-        flags: 0,
-    }; 16]; NODES];
+    let mut trans = [[Transition { next: 0, sym: 0, flags: 0 }; 16]; NODES];
     let mut state = 0usize;
     while state < NODES {
         let mut nibble = 0usize;
         while nibble < 16 {
             let mut node = state;
-            let mut t = Transition {
-                next: 0,
-                sym: 0,
-                flags: 0,
-            };
+            let mut t = Transition { next: 0, sym: 0, flags: 0 };
             let mut b = 4;
             while b > 0 {
                 b -= 1;
@@ -474,10 +463,7 @@ mod tests {
     fn rfc7541_c4_1() {
         let mut out = Vec::new();
         encode(b"www.example.com", &mut out);
-        assert_eq!(
-            out,
-            [0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff]
-        );
+        assert_eq!(out, [0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff]);
         assert_eq!(encoded_len(b"www.example.com"), 12);
         assert_eq!(decode_to_vec(&out).unwrap(), b"www.example.com");
     }
@@ -495,15 +481,9 @@ mod tests {
     #[test]
     fn rejects_eos_and_bad_padding() {
         // 30 ones = EOS.
-        assert_eq!(
-            decode_to_vec(&[0xff, 0xff, 0xff, 0xff]),
-            Err(HuffmanError::EosInString)
-        );
+        assert_eq!(decode_to_vec(&[0xff, 0xff, 0xff, 0xff]), Err(HuffmanError::EosInString));
         // 'a' (00011) then 11 one-bits of padding.
-        assert_eq!(
-            decode_to_vec(&[0x1f, 0xff]),
-            Err(HuffmanError::InvalidPadding)
-        );
+        assert_eq!(decode_to_vec(&[0x1f, 0xff]), Err(HuffmanError::InvalidPadding));
         // 'a' then "000" padding (not ones).
         assert_eq!(decode_to_vec(&[0x18]), Err(HuffmanError::InvalidPadding));
         // 'a' then "111" is fine.

@@ -18,11 +18,7 @@ pub enum EncoderInstruction {
     SetDynamicTableCapacity(u64),
     /// §4.3.2: `1T` + name index (6+) + value. `is_static` is T; otherwise the
     /// index is relative to the insertion point (§3.2.5).
-    InsertWithNameRef {
-        is_static: bool,
-        name_index: u64,
-        value: Bytes,
-    },
+    InsertWithNameRef { is_static: bool, name_index: u64, value: Bytes },
     /// §4.3.3: `01H` + name (5+) + value.
     InsertWithLiteralName { name: Bytes, value: Bytes },
     /// §4.3.4: `000` + relative index (5+).
@@ -35,13 +31,7 @@ pub fn write_set_capacity(capacity: u64, out: &mut Vec<u8>) {
 }
 
 /// Appends Insert with Name Reference (§4.3.2).
-pub fn write_insert_with_name_ref(
-    is_static: bool,
-    name_index: u64,
-    value: &[u8],
-    huffman: bool,
-    out: &mut Vec<u8>,
-) {
+pub fn write_insert_with_name_ref(is_static: bool, name_index: u64, value: &[u8], huffman: bool, out: &mut Vec<u8>) {
     prefix_int::encode(name_index, 6, if is_static { 0xc0 } else { 0x80 }, out);
     string::write(value, 8, 0, huffman, out);
 }
@@ -89,14 +79,8 @@ impl EncoderInstruction {
     pub fn encode(&self, huffman: bool, out: &mut Vec<u8>) {
         match self {
             Self::SetDynamicTableCapacity(c) => write_set_capacity(*c, out),
-            Self::InsertWithNameRef {
-                is_static,
-                name_index,
-                value,
-            } => write_insert_with_name_ref(*is_static, *name_index, value, huffman, out),
-            Self::InsertWithLiteralName { name, value } => {
-                write_insert_with_literal_name(name, value, huffman, out)
-            }
+            Self::InsertWithNameRef { is_static, name_index, value } => write_insert_with_name_ref(*is_static, *name_index, value, huffman, out),
+            Self::InsertWithLiteralName { name, value } => write_insert_with_literal_name(name, value, huffman, out),
             Self::Duplicate { relative_index } => write_duplicate(*relative_index, out),
         }
     }
@@ -121,14 +105,7 @@ impl EncoderInstruction {
             }
             let rest = buf.get(n..).unwrap_or_default();
             let (value, m) = try_enc!(string::read(rest, 8, max_string_len), enc_str_err);
-            Ok(Some((
-                Self::InsertWithNameRef {
-                    is_static,
-                    name_index,
-                    value,
-                },
-                n + m,
-            )))
+            Ok(Some((Self::InsertWithNameRef { is_static, name_index, value }, n + m)))
         } else if first & 0x40 != 0 {
             // §4.3.3 Insert with Literal Name. Measure both strings before
             // decoding either, so a partial instruction costs no Huffman work.
@@ -140,10 +117,7 @@ impl EncoderInstruction {
             }
             let (name, _) = try_enc!(string::read(buf, 6, max_string_len), enc_str_err);
             let (value, _) = try_enc!(string::read(rest, 8, max_string_len), enc_str_err);
-            Ok(Some((
-                Self::InsertWithLiteralName { name, value },
-                name_len + value_len,
-            )))
+            Ok(Some((Self::InsertWithLiteralName { name, value }, name_len + value_len)))
         } else if first & 0x20 != 0 {
             // §4.3.1 Set Dynamic Table Capacity.
             let (c, n) = try_enc!(prefix_int::decode(buf, 5), enc_err);
@@ -171,9 +145,7 @@ impl DecoderInstruction {
     /// Appends this instruction.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {
-            Self::SectionAcknowledgment { stream_id } => {
-                prefix_int::encode(stream_id, 7, 0x80, out)
-            }
+            Self::SectionAcknowledgment { stream_id } => prefix_int::encode(stream_id, 7, 0x80, out),
             Self::StreamCancellation { stream_id } => prefix_int::encode(stream_id, 6, 0x40, out),
             Self::InsertCountIncrement { increment } => prefix_int::encode(increment, 6, 0x00, out),
         }
@@ -211,75 +183,39 @@ mod tests {
         if let Some(e) = expect {
             assert_eq!(out, e);
         }
-        assert_eq!(
-            EncoderInstruction::parse(&out, 1 << 16).unwrap(),
-            Some((i.clone(), out.len()))
-        );
+        assert_eq!(EncoderInstruction::parse(&out, 1 << 16).unwrap(), Some((i.clone(), out.len())));
         for cut in 0..out.len() {
-            assert_eq!(
-                EncoderInstruction::parse(&out[..cut], 1 << 16).unwrap(),
-                None
-            );
+            assert_eq!(EncoderInstruction::parse(&out[..cut], 1 << 16).unwrap(), None);
         }
     }
 
     #[test]
     fn encoder_instructions_rfc9204_appendix_b() {
         // B.2: Set Dynamic Table Capacity=220.
-        round_trip(
-            EncoderInstruction::SetDynamicTableCapacity(220),
-            false,
-            Some(&[0x3f, 0xbd, 0x01]),
-        );
+        round_trip(EncoderInstruction::SetDynamicTableCapacity(220), false, Some(&[0x3f, 0xbd, 0x01]));
         // B.2: Insert With Name Reference, static 0, www.example.com.
         let mut e = vec![0xc0, 0x0f];
         e.extend_from_slice(b"www.example.com");
-        round_trip(
-            EncoderInstruction::InsertWithNameRef {
-                is_static: true,
-                name_index: 0,
-                value: Bytes::from_static(b"www.example.com"),
-            },
-            false,
-            Some(&e),
-        );
+        round_trip(EncoderInstruction::InsertWithNameRef { is_static: true, name_index: 0, value: Bytes::from_static(b"www.example.com") }, false, Some(&e));
         // B.3: Insert With Literal Name custom-key=custom-value.
         let mut e = vec![0x4a];
         e.extend_from_slice(b"custom-key");
         e.push(0x0c);
         e.extend_from_slice(b"custom-value");
         round_trip(
-            EncoderInstruction::InsertWithLiteralName {
-                name: Bytes::from_static(b"custom-key"),
-                value: Bytes::from_static(b"custom-value"),
-            },
+            EncoderInstruction::InsertWithLiteralName { name: Bytes::from_static(b"custom-key"), value: Bytes::from_static(b"custom-value") },
             false,
             Some(&e),
         );
         // B.4: Duplicate relative 2.
-        round_trip(
-            EncoderInstruction::Duplicate { relative_index: 2 },
-            false,
-            Some(&[0x02]),
-        );
+        round_trip(EncoderInstruction::Duplicate { relative_index: 2 }, false, Some(&[0x02]));
         // B.5: Insert With Name Reference, dynamic relative 1.
         let mut e = vec![0x81, 0x0d];
         e.extend_from_slice(b"custom-value2");
-        round_trip(
-            EncoderInstruction::InsertWithNameRef {
-                is_static: false,
-                name_index: 1,
-                value: Bytes::from_static(b"custom-value2"),
-            },
-            false,
-            Some(&e),
-        );
+        round_trip(EncoderInstruction::InsertWithNameRef { is_static: false, name_index: 1, value: Bytes::from_static(b"custom-value2") }, false, Some(&e));
         // Huffman-coded variants round-trip too.
         round_trip(
-            EncoderInstruction::InsertWithLiteralName {
-                name: Bytes::from_static(b"custom-key"),
-                value: Bytes::from_static(b"custom-value"),
-            },
+            EncoderInstruction::InsertWithLiteralName { name: Bytes::from_static(b"custom-key"), value: Bytes::from_static(b"custom-value") },
             true,
             None,
         );
@@ -302,40 +238,19 @@ mod tests {
     #[test]
     fn decoder_instructions() {
         for (i, bytes) in [
-            (
-                DecoderInstruction::SectionAcknowledgment { stream_id: 4 },
-                &[0x84][..],
-            ),
-            (
-                DecoderInstruction::StreamCancellation { stream_id: 8 },
-                &[0x48][..],
-            ),
-            (
-                DecoderInstruction::InsertCountIncrement { increment: 1 },
-                &[0x01][..],
-            ),
-            (
-                DecoderInstruction::SectionAcknowledgment { stream_id: 200 },
-                &[0xff, 0x49][..],
-            ),
+            (DecoderInstruction::SectionAcknowledgment { stream_id: 4 }, &[0x84][..]),
+            (DecoderInstruction::StreamCancellation { stream_id: 8 }, &[0x48][..]),
+            (DecoderInstruction::InsertCountIncrement { increment: 1 }, &[0x01][..]),
+            (DecoderInstruction::SectionAcknowledgment { stream_id: 200 }, &[0xff, 0x49][..]),
         ] {
             let mut out = Vec::new();
             i.encode(&mut out);
             assert_eq!(out, bytes);
-            assert_eq!(
-                DecoderInstruction::parse(bytes).unwrap(),
-                Some((i, bytes.len()))
-            );
-            assert_eq!(
-                DecoderInstruction::parse(&bytes[..bytes.len() - 1]).unwrap(),
-                None
-            );
+            assert_eq!(DecoderInstruction::parse(bytes).unwrap(), Some((i, bytes.len())));
+            assert_eq!(DecoderInstruction::parse(&bytes[..bytes.len() - 1]).unwrap(), None);
         }
         let mut b = vec![0xff];
         b.extend([0xff; 12]);
-        assert_eq!(
-            DecoderInstruction::parse(&b).unwrap_err().code(),
-            super::super::QPACK_DECODER_STREAM_ERROR
-        );
+        assert_eq!(DecoderInstruction::parse(&b).unwrap_err().code(), super::super::QPACK_DECODER_STREAM_ERROR);
     }
 }

@@ -27,10 +27,7 @@ pub mod table;
 
 pub use decoder::{DecodeResult, Decoder, DecoderConfig};
 pub use encoder::{Encoder, EncoderConfig, SetCapacityError};
-pub use error::{
-    QpackError, QpackErrorKind, QPACK_DECODER_STREAM_ERROR, QPACK_DECOMPRESSION_FAILED,
-    QPACK_ENCODER_STREAM_ERROR,
-};
+pub use error::{QpackError, QpackErrorKind, QPACK_DECODER_STREAM_ERROR, QPACK_DECOMPRESSION_FAILED, QPACK_ENCODER_STREAM_ERROR};
 pub use field::HeaderField;
 
 #[cfg(test)]

@@ -141,20 +141,7 @@ mod tests {
     #[test]
     fn round_trip_all_prefixes() {
         for n in 1..=8u8 {
-            for v in [
-                0,
-                1,
-                2,
-                126,
-                127,
-                128,
-                254,
-                255,
-                256,
-                16_383,
-                1 << 20,
-                MAX_VALUE,
-            ] {
+            for v in [0, 1, 2, 126, 127, 128, 254, 255, 256, 16_383, 1 << 20, MAX_VALUE] {
                 let b = enc(v, n, 0);
                 assert_eq!(decode(&b, n).unwrap(), (v, b.len()), "v={v} n={n}");
                 // Every strict prefix is incomplete, never an error.

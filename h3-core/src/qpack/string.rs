@@ -39,11 +39,7 @@ pub fn prefer_huffman(data: &[u8]) -> bool {
 
 /// Bytes `write` produces for `data`.
 pub fn encoded_len(data: &[u8], prefix_bits: u8, allow_huffman: bool) -> usize {
-    let body = if allow_huffman && prefer_huffman(data) {
-        huffman::encoded_len(data)
-    } else {
-        data.len()
-    };
+    let body = if allow_huffman && prefer_huffman(data) { huffman::encoded_len(data) } else { data.len() };
     prefix_int::encoded_len(body as u64, prefix_bits - 1) + body
 }
 
@@ -74,9 +70,7 @@ pub fn read(buf: &[u8], prefix_bits: u8, max_len: usize) -> Result<(Bytes, usize
     debug_assert!((2..=8).contains(&prefix_bits));
     let end = literal_len(buf, prefix_bits, max_len)?;
     // literal_len succeeded, so the first byte and the length are present.
-    let huffman_coded = buf
-        .first()
-        .is_some_and(|b| b & (1u8 << (prefix_bits - 1)) != 0);
+    let huffman_coded = buf.first().is_some_and(|b| b & (1u8 << (prefix_bits - 1)) != 0);
     let int_len = prefix_int::decode(buf, prefix_bits - 1)?.1;
     let data = buf.get(int_len..end).ok_or(StringError::Incomplete)?;
     let s = if huffman_coded {
@@ -101,11 +95,7 @@ pub fn literal_len(buf: &[u8], prefix_bits: u8, max_len: usize) -> Result<usize,
     let huffman_coded = first & (1u8 << (prefix_bits - 1)) != 0;
     let (len, int_len) = prefix_int::decode(buf, prefix_bits - 1)?;
     let len = usize::try_from(len).map_err(|_| StringError::TooLong)?;
-    let min_decoded = if huffman_coded {
-        len.saturating_mul(8) / 30
-    } else {
-        len
-    };
+    let min_decoded = if huffman_coded { len.saturating_mul(8) / 30 } else { len };
     if min_decoded > max_len {
         return Err(StringError::TooLong);
     }
@@ -120,13 +110,7 @@ mod tests {
     #[test]
     fn round_trip_each_prefix() {
         for n in 2..=8u8 {
-            for s in [
-                &b""[..],
-                b"a",
-                b"custom-key",
-                &[0xff; 200][..],
-                b"www.example.com",
-            ] {
+            for s in [&b""[..], b"a", b"custom-key", &[0xff; 200][..], b"www.example.com"] {
                 for huff in [false, true] {
                     // Set every bit outside the literal: read must ignore them.
                     let flags = !(((1u16 << n) - 1) as u8);
@@ -172,9 +156,6 @@ mod tests {
         assert_eq!(read(&buf, 8, 19), Err(StringError::TooLong));
         assert_eq!(read(&buf, 8, 20).unwrap().0.len(), 20);
         // Bad Huffman.
-        assert_eq!(
-            read(&[0x81, 0x00], 8, 100),
-            Err(StringError::Huffman(HuffmanError::InvalidPadding))
-        );
+        assert_eq!(read(&[0x81, 0x00], 8, 100), Err(StringError::Huffman(HuffmanError::InvalidPadding)));
     }
 }

@@ -82,10 +82,7 @@ impl DynamicTable {
 
     /// A table that also maintains name and (name, value) lookup maps.
     pub fn with_index() -> Self {
-        Self {
-            index: Some(Index::default()),
-            ..Self::default()
-        }
+        Self { index: Some(Index::default()), ..Self::default() }
     }
 
     pub fn capacity(&self) -> u64 {
@@ -155,23 +152,12 @@ impl DynamicTable {
         }
         let abs = self.insert_count;
         if let Some(index) = &mut self.index {
-            let slot = index
-                .by_name
-                .entry(name.clone())
-                .or_insert_with(|| NameSlot {
-                    newest: abs,
-                    values: HashMap::new(),
-                });
+            let slot = index.by_name.entry(name.clone()).or_insert_with(|| NameSlot { newest: abs, values: HashMap::new() });
             slot.newest = abs;
             slot.values.insert(value.clone(), abs);
         }
         self.inserted_bytes += size;
-        self.entries.push_back(Entry {
-            name,
-            value,
-            cumulative: self.inserted_bytes,
-            refs: 0,
-        });
+        self.entries.push_back(Entry { name, value, cumulative: self.inserted_bytes, refs: 0 });
         self.size += size;
         self.insert_count += 1;
         Ok(abs)
@@ -235,13 +221,7 @@ impl DynamicTable {
 
     /// Newest entry with this name and value (needs [`Self::with_index`]).
     pub fn find(&self, name: &[u8], value: &[u8]) -> Option<u64> {
-        self.index
-            .as_ref()?
-            .by_name
-            .get(name)?
-            .values
-            .get(value)
-            .copied()
+        self.index.as_ref()?.by_name.get(name)?.values.get(value).copied()
     }
 
     /// Newest entry with this name (needs [`Self::with_index`]).
@@ -295,10 +275,7 @@ mod tests {
         assert_eq!(t.absolute_from_encoder_relative(2), None);
         assert_eq!(t.find(b"ab", b"cd"), None);
         assert_eq!(t.find(b"ef", b"gh"), Some(1));
-        assert_eq!(
-            t.insert(b("x"), Bytes::from(vec![0; 68])),
-            Err(EntryTooLarge)
-        );
+        assert_eq!(t.insert(b("x"), Bytes::from(vec![0; 68])), Err(EntryTooLarge));
         // Exactly the capacity fits and empties the table.
         assert_eq!(t.insert(b("x"), Bytes::from(vec![0; 67])).unwrap(), 3);
         assert_eq!(t.len(), 1);

@@ -8,10 +8,7 @@ use crate::qpack::encoder::SetCapacityError;
 
 fn hexb(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn pairs(fields: &[HeaderField]) -> Vec<(&[u8], &[u8])> {
@@ -26,11 +23,7 @@ fn decoded(r: DecodeResult) -> Vec<HeaderField> {
 }
 
 fn dec(cap: u64, blocked: usize) -> Decoder {
-    Decoder::new(DecoderConfig {
-        max_table_capacity: cap,
-        max_blocked_streams: blocked,
-        max_field_section_size: 1 << 16,
-    })
+    Decoder::new(DecoderConfig { max_table_capacity: cap, max_blocked_streams: blocked, max_field_section_size: 1 << 16 })
 }
 
 fn drain(d: &mut Decoder) -> Vec<u8> {
@@ -47,28 +40,17 @@ fn appendix_b_walkthrough() {
     let mut d = dec(220, 100);
 
     // B.1 Literal Field Line with Name Reference.
-    let f = decoded(
-        d.decode(0, &hexb("0000 510b 2f69 6e64 6578 2e68 746d 6c"))
-            .unwrap(),
-    );
+    let f = decoded(d.decode(0, &hexb("0000 510b 2f69 6e64 6578 2e68 746d 6c")).unwrap());
     assert_eq!(pairs(&f), [(&b":path"[..], &b"/index.html"[..])]);
     assert!(drain(&mut d).is_empty());
 
     // B.2 Dynamic Table.
-    let es = hexb(
-        "3fbd01 c00f 7777 772e 6578 616d 706c 652e 636f 6d c10c 2f73 616d 706c 652f 7061 7468",
-    );
+    let es = hexb("3fbd01 c00f 7777 772e 6578 616d 706c 652e 636f 6d c10c 2f73 616d 706c 652f 7061 7468");
     assert!(d.feed_encoder_stream(&es).unwrap().is_empty());
     assert_eq!(d.table().size(), 106);
     assert_eq!(d.table().capacity(), 220);
     let f = decoded(d.decode(4, &hexb("0381 10 11")).unwrap());
-    assert_eq!(
-        pairs(&f),
-        [
-            (&b":authority"[..], &b"www.example.com"[..]),
-            (&b":path"[..], &b"/sample/path"[..])
-        ]
-    );
+    assert_eq!(pairs(&f), [(&b":authority"[..], &b"www.example.com"[..]), (&b":path"[..], &b"/sample/path"[..])]);
     // Section Acknowledgment (stream=4); it covers both inserts, so no
     // Insert Count Increment follows.
     assert_eq!(drain(&mut d), hexb("84"));
@@ -81,10 +63,7 @@ fn appendix_b_walkthrough() {
 
     // B.4 Duplicate Instruction, Stream Cancellation: the section arrives
     // before the Duplicate, so it blocks; the stream is then cancelled.
-    assert_eq!(
-        d.decode(8, &hexb("0500 80 c1 81")).unwrap(),
-        DecodeResult::Blocked
-    );
+    assert_eq!(d.decode(8, &hexb("0500 80 c1 81")).unwrap(), DecodeResult::Blocked);
     assert_eq!(d.blocked_streams(), 1);
     d.cancel_stream(8);
     assert_eq!(d.blocked_streams(), 0);
@@ -92,22 +71,15 @@ fn appendix_b_walkthrough() {
     assert!(d.feed_encoder_stream(&hexb("02")).unwrap().is_empty());
     assert_eq!(d.table().size(), 217);
     let dup = d.table().get(3).unwrap();
-    assert_eq!(
-        (&dup.name[..], &dup.value[..]),
-        (&b":authority"[..], &b"www.example.com"[..])
-    );
+    assert_eq!((&dup.name[..], &dup.value[..]), (&b":authority"[..], &b"www.example.com"[..]));
 
     // B.5 Dynamic Table Insert, Eviction.
-    d.feed_encoder_stream(&hexb("810d 6375 7374 6f6d 2d76 616c 7565 32"))
-        .unwrap();
+    d.feed_encoder_stream(&hexb("810d 6375 7374 6f6d 2d76 616c 7565 32")).unwrap();
     assert_eq!(d.table().size(), 215);
     assert_eq!(d.table().dropped_count(), 1);
     assert_eq!(d.insert_count(), 5);
     let e = d.table().get(4).unwrap();
-    assert_eq!(
-        (&e.name[..], &e.value[..]),
-        (&b"custom-key"[..], &b"custom-value2"[..])
-    );
+    assert_eq!((&e.name[..], &e.value[..]), (&b"custom-key"[..], &b"custom-value2"[..]));
     assert!(d.table().get(0).is_none());
 }
 
@@ -119,22 +91,12 @@ fn appendix_b4_section_decodes_when_not_cancelled() {
          4a63 7573 746f 6d2d 6b65 790c 6375 7374 6f6d 2d76 616c 7565",
     ))
     .unwrap();
-    assert_eq!(
-        d.decode(8, &hexb("0500 80 c1 81")).unwrap(),
-        DecodeResult::Blocked
-    );
+    assert_eq!(d.decode(8, &hexb("0500 80 c1 81")).unwrap(), DecodeResult::Blocked);
     // The Duplicate arrives in two chunks: an empty one, then the byte.
     assert!(d.feed_encoder_stream(&[]).unwrap().is_empty());
     assert_eq!(d.feed_encoder_stream(&hexb("02")).unwrap(), [8]);
     let f = d.resume(8).unwrap().unwrap();
-    assert_eq!(
-        pairs(&f),
-        [
-            (&b":authority"[..], &b"www.example.com"[..]),
-            (&b":path"[..], &b"/"[..]),
-            (&b"custom-key"[..], &b"custom-value"[..]),
-        ]
-    );
+    assert_eq!(pairs(&f), [(&b":authority"[..], &b"www.example.com"[..]), (&b":path"[..], &b"/"[..]), (&b"custom-key"[..], &b"custom-value"[..]),]);
     assert_eq!(d.resume(8).unwrap(), None);
     // Ack for stream 8 (RIC 4 = all inserts): no increment needed.
     assert_eq!(drain(&mut d), hexb("88"));
@@ -142,17 +104,11 @@ fn appendix_b4_section_decodes_when_not_cancelled() {
 
 #[test]
 fn encoder_produces_appendix_b1() {
-    let mut e = Encoder::new(EncoderConfig {
-        use_huffman: false,
-        ..EncoderConfig::from_peer(0, 0)
-    });
+    let mut e = Encoder::new(EncoderConfig { use_huffman: false, ..EncoderConfig::from_peer(0, 0) });
     let (mut section, mut es) = (Vec::new(), Vec::new());
     e.encode(0, &[(":path", "/index.html")], &mut section, &mut es);
     assert_eq!(section, hexb("0000 510b 2f69 6e64 6578 2e68 746d 6c"));
-    assert!(
-        es.is_empty(),
-        "no encoder stream data with a zero-capacity peer"
-    );
+    assert!(es.is_empty(), "no encoder stream data with a zero-capacity peer");
     // With Huffman the value is shorter (8 bytes instead of 11).
     let mut e = Encoder::new(EncoderConfig::from_peer(0, 0));
     let (mut section, mut es) = (Vec::new(), Vec::new());
@@ -165,32 +121,15 @@ fn encoder_produces_appendix_b1() {
 fn encoder_uses_dynamic_table_like_appendix_b2() {
     // Capacity 220 as in B.2. The 57-byte entry is large for so small a
     // table, so its first occurrence is only a literal (no insert)...
-    let mut e = Encoder::new(EncoderConfig {
-        use_huffman: false,
-        table_capacity: 220,
-        ..EncoderConfig::from_peer(220, 100)
-    });
+    let mut e = Encoder::new(EncoderConfig { use_huffman: false, table_capacity: 220, ..EncoderConfig::from_peer(220, 100) });
     let (mut section, mut es) = (Vec::new(), Vec::new());
-    e.encode(
-        0,
-        &[(":authority", "www.example.com")],
-        &mut section,
-        &mut es,
-    );
-    assert_eq!(
-        section,
-        hexb("0000 500f 7777 772e 6578 616d 706c 652e 636f 6d")
-    );
+    e.encode(0, &[(":authority", "www.example.com")], &mut section, &mut es);
+    assert_eq!(section, hexb("0000 500f 7777 772e 6578 616d 706c 652e 636f 6d"));
     assert_eq!(es, hexb("3fbd01"), "capacity announced, nothing inserted");
     // ...and on its repetition it is inserted with a static name reference
     // and referenced post-base in the same (blocking) section.
     let (mut section, mut es) = (Vec::new(), Vec::new());
-    e.encode(
-        4,
-        &[(":authority", "www.example.com")],
-        &mut section,
-        &mut es,
-    );
+    e.encode(4, &[(":authority", "www.example.com")], &mut section, &mut es);
     assert_eq!(es, hexb("c00f 7777 772e 6578 616d 706c 652e 636f 6d"));
     // RIC = 1 (encoded 2), Base 0 (sign 1, delta 0), post-base index 0.
     assert_eq!(section, hexb("0280 10"));
@@ -200,12 +139,7 @@ fn encoder_uses_dynamic_table_like_appendix_b2() {
     assert_eq!(e.known_received_count(), 1);
     // The next section references the acknowledged entry: relative index 0.
     let (mut section, mut es) = (Vec::new(), Vec::new());
-    e.encode(
-        8,
-        &[(":authority", "www.example.com")],
-        &mut section,
-        &mut es,
-    );
+    e.encode(8, &[(":authority", "www.example.com")], &mut section, &mut es);
     assert!(es.is_empty());
     assert_eq!(section, hexb("0200 80"));
 }
@@ -227,10 +161,7 @@ fn decoder_applies_each_encoder_instruction() {
         d.feed_encoder_stream(std::slice::from_ref(b)).unwrap();
     }
     assert_eq!(d.buffered_encoder_bytes(), 0);
-    let got: Vec<_> = (0..4)
-        .map(|i| d.table().get(i).unwrap())
-        .map(|e| (e.name.to_vec(), e.value.to_vec()))
-        .collect();
+    let got: Vec<_> = (0..4).map(|i| d.table().get(i).unwrap()).map(|e| (e.name.to_vec(), e.value.to_vec())).collect();
     assert_eq!(
         got,
         [
@@ -282,10 +213,7 @@ fn every_field_line_representation() {
         (b"nam", b"v", false),
         (b"nam", b"u", true),
     ];
-    let got: Vec<_> = f
-        .iter()
-        .map(|f| (&f.name[..], &f.value[..], f.never_index))
-        .collect();
+    let got: Vec<_> = f.iter().map(|f| (&f.name[..], &f.value[..], f.never_index)).collect();
     assert_eq!(got, want);
     assert_eq!(drain(&mut d), hexb("84")); // RIC 2 = insert count: no increment
 }
@@ -309,15 +237,9 @@ fn required_insert_count_wraps() {
     assert_eq!(&f[0].value[..], b"j");
     // Encoded 1 -> RIC 12 (0 mod 6, within MaxEntries of the insert
     // count): two inserts ahead, so the section blocks.
-    assert_eq!(
-        d.decode(12, &hexb("01 00 80")).unwrap(),
-        DecodeResult::Blocked
-    );
+    assert_eq!(d.decode(12, &hexb("01 00 80")).unwrap(), DecodeResult::Blocked);
     // Encoded 0 is RIC 0; encoded 7 > 2 * MaxEntries is invalid.
-    assert_eq!(
-        d.decode(16, &hexb("07 00")).unwrap_err().code(),
-        QPACK_DECOMPRESSION_FAILED
-    );
+    assert_eq!(d.decode(16, &hexb("07 00")).unwrap_err().code(), QPACK_DECOMPRESSION_FAILED);
 }
 
 // ---------------------------------------------------------------------------
@@ -327,14 +249,8 @@ fn required_insert_count_wraps() {
 fn blocked_streams_limit_and_resume_order() {
     let mut d = dec(4096, 2);
     // Sections needing 1 and 2 inserts.
-    assert_eq!(
-        d.decode(4, &hexb("02 80 10")).unwrap(),
-        DecodeResult::Blocked
-    );
-    assert_eq!(
-        d.decode(8, &hexb("03 81 11")).unwrap(),
-        DecodeResult::Blocked
-    );
+    assert_eq!(d.decode(4, &hexb("02 80 10")).unwrap(), DecodeResult::Blocked);
+    assert_eq!(d.decode(8, &hexb("03 81 11")).unwrap(), DecodeResult::Blocked);
     // A third blocked stream exceeds SETTINGS_QPACK_BLOCKED_STREAMS.
     let e = d.decode(12, &hexb("02 80 10")).unwrap_err();
     assert_eq!(e.kind, QpackErrorKind::DecompressionFailed);
@@ -342,10 +258,7 @@ fn blocked_streams_limit_and_resume_order() {
     // A second section on a blocked stream is refused too.
     assert!(d.decode(4, &hexb("0000")).is_err());
     // Non-blocking sections still decode meanwhile.
-    assert_eq!(
-        pairs(&decoded(d.decode(16, &hexb("0000 d1")).unwrap())),
-        [(&b":method"[..], &b"GET"[..])]
-    );
+    assert_eq!(pairs(&decoded(d.decode(16, &hexb("0000 d1")).unwrap())), [(&b":method"[..], &b"GET"[..])]);
 
     let mut es = hexb("3fe11f"); // capacity 4096
     instructions::write_insert_with_literal_name(b"k1", b"v1", false, &mut es);
@@ -356,17 +269,11 @@ fn blocked_streams_limit_and_resume_order() {
     assert_eq!(d.resume(4).unwrap(), None);
     assert_eq!(d.feed_encoder_stream(&es[split..]).unwrap(), [4]);
     assert_eq!(d.blocked_streams(), 1);
-    assert_eq!(
-        pairs(&d.resume(4).unwrap().unwrap()),
-        [(&b"k1"[..], &b"v1"[..])]
-    );
+    assert_eq!(pairs(&d.resume(4).unwrap().unwrap()), [(&b"k1"[..], &b"v1"[..])]);
     let mut es = Vec::new();
     instructions::write_insert_with_literal_name(b"k2", b"v2", false, &mut es);
     assert_eq!(d.feed_encoder_stream(&es).unwrap(), [8]);
-    assert_eq!(
-        pairs(&d.resume(8).unwrap().unwrap()),
-        [(&b"k2"[..], &b"v2"[..])]
-    );
+    assert_eq!(pairs(&d.resume(8).unwrap().unwrap()), [(&b"k2"[..], &b"v2"[..])]);
     assert_eq!(d.blocked_streams(), 0);
     // Acks for 4 then 8; the last ack covers every insert.
     assert_eq!(drain(&mut d), hexb("84 88"));
@@ -389,10 +296,7 @@ fn round(e: &mut Encoder, d: &mut Decoder, sid: u64, h: &[(&str, &str)]) -> Vec<
     e.encode(sid, h, &mut s, &mut es);
     d.feed_encoder_stream(&es).unwrap();
     let f = decoded(d.decode(sid, &s).unwrap());
-    let want: Vec<(&[u8], &[u8])> = h
-        .iter()
-        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
-        .collect();
+    let want: Vec<(&[u8], &[u8])> = h.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
     assert_eq!(pairs(&f), want);
     drain(d)
 }
@@ -400,10 +304,7 @@ fn round(e: &mut Encoder, d: &mut Decoder, sid: u64, h: &[(&str, &str)]) -> Vec<
 #[test]
 fn encoder_never_evicts_unacknowledged_references() {
     // Room for three 50-byte entries.
-    let cfg = EncoderConfig {
-        table_capacity: 160,
-        ..EncoderConfig::from_peer(160, 10)
-    };
+    let cfg = EncoderConfig { table_capacity: 160, ..EncoderConfig::from_peer(160, 10) };
     let mut e = Encoder::new(cfg);
     let mut d = dec(160, 10);
     // Stream 4 references its own insert; its acknowledgment is withheld.
@@ -414,16 +315,8 @@ fn encoder_never_evicts_unacknowledged_references() {
     let mut acks = Vec::new();
     for i in 1..20 {
         let name = format!("x-{i}");
-        acks.extend(round(
-            &mut e,
-            &mut d,
-            4 * i + 4,
-            &[(name.as_str(), "aaaaaaaaaaaaaaa")],
-        ));
-        assert!(
-            e.table().get(0).is_some(),
-            "referenced entry evicted at step {i}"
-        );
+        acks.extend(round(&mut e, &mut d, 4 * i + 4, &[(name.as_str(), "aaaaaaaaaaaaaaa")]));
+        assert!(e.table().get(0).is_some(), "referenced entry evicted at step {i}");
         assert!(d.table().get(0).is_some());
     }
     // Once stream 4 is acknowledged the entry may go.
@@ -447,11 +340,7 @@ fn encoder_respects_blocked_streams_budget() {
     // Stream 8 may not block: its new insert is not referenced.
     let (mut s2, mut es2) = (Vec::new(), Vec::new());
     e.encode(8, &[("x-b", "2")], &mut s2, &mut es2);
-    assert_eq!(
-        &s2[..2],
-        &[0, 0],
-        "stream 8 must not depend on unacknowledged inserts"
-    );
+    assert_eq!(&s2[..2], &[0, 0], "stream 8 must not depend on unacknowledged inserts");
     assert_eq!(e.blocking_streams(), 1);
     // Stream 4 is already blocking, so it may reference more.
     let (mut s3, mut es3) = (Vec::new(), Vec::new());
@@ -460,22 +349,13 @@ fn encoder_respects_blocked_streams_budget() {
     // A decoder with one blocked stream accepts all of it out of order.
     let mut d = dec(4096, 1);
     assert_eq!(d.decode(4, &s1).unwrap(), DecodeResult::Blocked);
-    assert_eq!(
-        pairs(&decoded(d.decode(8, &s2).unwrap())),
-        [(&b"x-b"[..], &b"2"[..])]
-    );
+    assert_eq!(pairs(&decoded(d.decode(8, &s2).unwrap())), [(&b"x-b"[..], &b"2"[..])]);
     d.feed_encoder_stream(&es1).unwrap();
     d.feed_encoder_stream(&es2).unwrap();
     d.feed_encoder_stream(&es3).unwrap();
-    assert_eq!(
-        pairs(&d.resume(4).unwrap().unwrap()),
-        [(&b"x-a"[..], &b"1"[..])]
-    );
+    assert_eq!(pairs(&d.resume(4).unwrap().unwrap()), [(&b"x-a"[..], &b"1"[..])]);
     // Stream 4's second section (e.g. trailers).
-    assert_eq!(
-        pairs(&decoded(d.decode(4, &s3).unwrap())),
-        [(&b"x-b"[..], &b"2"[..])]
-    );
+    assert_eq!(pairs(&decoded(d.decode(4, &s3).unwrap())), [(&b"x-b"[..], &b"2"[..])]);
     let ds = drain(&mut d);
     assert_eq!(ds, hexb("84 84"));
     e.feed_decoder_stream(&ds).unwrap();
@@ -485,10 +365,7 @@ fn encoder_respects_blocked_streams_budget() {
 
 #[test]
 fn encoder_duplicates_draining_entries() {
-    let cfg = EncoderConfig {
-        table_capacity: 256,
-        ..EncoderConfig::from_peer(256, 10)
-    };
+    let cfg = EncoderConfig { table_capacity: 256, ..EncoderConfig::from_peer(256, 10) };
     let mut e = Encoder::new(cfg);
     let mut d = dec(256, 10);
     let feed = |e: &mut Encoder, d: &mut Decoder, sid, h: &[(&str, &str)]| {
@@ -498,12 +375,7 @@ fn encoder_duplicates_draining_entries() {
     feed(&mut e, &mut d, 0, &[("x-a", "1")]); // 36 bytes
     for i in 1..=4 {
         let n = format!("f{i}");
-        feed(
-            &mut e,
-            &mut d,
-            4 * i,
-            &[(n.as_str(), "01234567890123456789")],
-        ); // 54 bytes each
+        feed(&mut e, &mut d, 4 * i, &[(n.as_str(), "01234567890123456789")]); // 54 bytes each
     }
     assert_eq!(e.table().size(), 252);
     // x-a is now in the draining region: it is duplicated, not referenced.
@@ -512,10 +384,7 @@ fn encoder_duplicates_draining_entries() {
     assert_eq!(es, [0x04], "Duplicate (relative index 4)");
     assert_eq!(e.table().get(5).map(|x| &x.name[..]), Some(&b"x-a"[..]));
     d.feed_encoder_stream(&es).unwrap();
-    assert_eq!(
-        pairs(&decoded(d.decode(100, &s).unwrap())),
-        [(&b"x-a"[..], &b"1"[..])]
-    );
+    assert_eq!(pairs(&decoded(d.decode(100, &s).unwrap())), [(&b"x-a"[..], &b"1"[..])]);
 }
 
 #[test]
@@ -533,18 +402,11 @@ fn sensitive_fields_are_never_indexed() {
     e.encode_fields(4, &fields, &mut s, &mut es);
     d.feed_encoder_stream(&es).unwrap();
     let f = decoded(d.decode(4, &s).unwrap());
-    let got: Vec<_> = f
-        .iter()
-        .map(|f| (&f.name[..], &f.value[..], f.never_index))
-        .collect();
+    let got: Vec<_> = f.iter().map(|f| (&f.name[..], &f.value[..], f.never_index)).collect();
     assert_eq!(
         got,
         [
-            (
-                &b"authorization"[..],
-                &b"Bearer very-secret-token-value"[..],
-                true
-            ),
+            (&b"authorization"[..], &b"Bearer very-secret-token-value"[..], true),
             (&b"cookie"[..], &b"id=42"[..], true),
             (&b"cookie"[..], &b"session=0123456789abcdef0123"[..], false),
             (&b"x-api-key"[..], &b"k"[..], true),
@@ -562,10 +424,7 @@ fn sensitive_fields_are_never_indexed() {
 fn set_capacity_rules() {
     let mut e = Encoder::new(EncoderConfig::from_peer(1000, 10));
     let mut es = Vec::new();
-    assert_eq!(
-        e.set_capacity(1001, &mut es),
-        Err(SetCapacityError::AboveMaximum)
-    );
+    assert_eq!(e.set_capacity(1001, &mut es), Err(SetCapacityError::AboveMaximum));
     assert!(es.is_empty());
     e.set_capacity(500, &mut es).unwrap();
     assert_eq!(es, hexb("3fd503"));
@@ -573,10 +432,7 @@ fn set_capacity_rules() {
     e.encode(4, &[("x-a", "1")], &mut s, &mut es2);
     assert!(!es2.starts_with(&[0x3f]), "capacity already announced");
     // The unacknowledged entry blocks shrinking to zero.
-    assert_eq!(
-        e.set_capacity(0, &mut es),
-        Err(SetCapacityError::WouldEvictReferenced)
-    );
+    assert_eq!(e.set_capacity(0, &mut es), Err(SetCapacityError::WouldEvictReferenced));
     e.feed_decoder_stream(&hexb("84")).unwrap();
     e.set_capacity(0, &mut es).unwrap();
     assert!(e.table().is_empty());
@@ -607,18 +463,12 @@ fn encoder_stream_errors() {
     let mut d = dec(100, 0);
     let mut data = hexb("3f45 5f"); // literal name, length 31+...
     data.extend(hexb("80 03")); // name length 31 + 384 = 415 > capacity: refused at once
-    assert_eq!(
-        d.feed_encoder_stream(&data).unwrap_err().code(),
-        QPACK_ENCODER_STREAM_ERROR
-    );
+    assert_eq!(d.feed_encoder_stream(&data).unwrap_err().code(), QPACK_ENCODER_STREAM_ERROR);
     // Endless zero-padded integer is cut off at 10 continuation bytes.
     let mut d = dec(100, 0);
     let mut data = hexb("3f");
     data.extend([0x80; 20]);
-    assert_eq!(
-        d.feed_encoder_stream(&data).unwrap_err().code(),
-        QPACK_ENCODER_STREAM_ERROR
-    );
+    assert_eq!(d.feed_encoder_stream(&data).unwrap_err().code(), QPACK_ENCODER_STREAM_ERROR);
 }
 
 #[test]
@@ -635,10 +485,7 @@ fn field_section_errors() {
         ("", "empty section"),
         ("00", "missing Base"),
         ("ff", "truncated RIC"),
-        (
-            "ff ff ff ff ff ff ff ff ff ff ff ff 00",
-            "RIC integer overflow",
-        ),
+        ("ff ff ff ff ff ff ff ff ff ff ff ff 00", "RIC integer overflow"),
         ("ff80 01 00", "encoded RIC over 2*MaxEntries"),
         ("0081", "sign bit with RIC 0 (negative Base)"),
         ("0000 ff24", "static index 99"),
@@ -652,10 +499,7 @@ fn field_section_errors() {
         ("0000 51 81 00", "invalid Huffman value"),
         ("0000 51 81 ff", "Huffman padding > 7 bits"),
         ("0000 28 61", "literal name: truncated"),
-        (
-            "0000 51 7f ff ff ff ff ff ff ff ff ff ff ff 00",
-            "string length overflow",
-        ),
+        ("0000 51 7f ff ff ff ff ff ff ff ff ff ff ff 00", "string length overflow"),
     ];
     for (bytes, why) in cases {
         let mut d = fresh();
@@ -666,10 +510,7 @@ fn field_section_errors() {
     }
     // RIC 1 decodes fine in the same decoder (sanity for the cases above).
     let mut d = fresh();
-    assert_eq!(
-        pairs(&decoded(d.decode(4, &hexb("0200 80")).unwrap())),
-        [(&b"x-a"[..], &b"1"[..])]
-    );
+    assert_eq!(pairs(&decoded(d.decode(4, &hexb("0200 80")).unwrap())), [(&b"x-a"[..], &b"1"[..])]);
     // A reference to an evicted entry.
     let mut d = fresh();
     let mut es = hexb("3f01"); // capacity 32 evicts abs 0
@@ -679,19 +520,12 @@ fn field_section_errors() {
     assert_eq!(e.reason, "reference to an evicted entry");
     // Any non-zero RIC when our capacity is 0.
     let mut d = dec(0, 0);
-    assert_eq!(
-        d.decode(4, &hexb("0100")).unwrap_err().code(),
-        QPACK_DECOMPRESSION_FAILED
-    );
+    assert_eq!(d.decode(4, &hexb("0100")).unwrap_err().code(), QPACK_DECOMPRESSION_FAILED);
 }
 
 #[test]
 fn field_section_size_limit_is_a_stream_error() {
-    let mut d = Decoder::new(DecoderConfig {
-        max_table_capacity: 4096,
-        max_blocked_streams: 0,
-        max_field_section_size: 100,
-    });
+    let mut d = Decoder::new(DecoderConfig { max_table_capacity: 4096, max_blocked_streams: 0, max_field_section_size: 100 });
     // 2 lines of ":method GET" = 2 * (7 + 3 + 32) = 84: fits.
     assert_eq!(decoded(d.decode(0, &hexb("0000 d1 d1")).unwrap()).len(), 2);
     // A third line makes 126 > 100.
@@ -702,10 +536,7 @@ fn field_section_size_limit_is_a_stream_error() {
     // A literal claiming 1 MB is refused from its length, before any bytes.
     let mut s = hexb("0000 51");
     super::prefix_int::encode(1 << 20, 7, 0, &mut s);
-    assert_eq!(
-        d.decode(0, &s).unwrap_err().kind,
-        QpackErrorKind::FieldSectionTooLarge
-    );
+    assert_eq!(d.decode(0, &s).unwrap_err().kind, QpackErrorKind::FieldSectionTooLarge);
     // With a dynamic reference, rejecting the section queues a Stream
     // Cancellation so the encoder releases its references.
     let mut es = hexb("3fe11f");

@@ -69,7 +69,9 @@ fn parse() -> Result<Args, String> {
         let mut val = |n: &str| it.next().ok_or_else(|| format!("{n} needs a value\n{USAGE}"));
         match arg.as_str() {
             "--peers" => a.peers = val("--peers")?.split(',').map(|p| Peer::by_name(p).ok_or_else(|| format!("unknown peer {p}"))).collect::<Result<_, _>>()?,
-            "--cases" => a.cases = val("--cases")?.split(',').map(|c| cases::by_name(c).ok_or_else(|| format!("unknown case {c}"))).collect::<Result<_, _>>()?,
+            "--cases" => {
+                a.cases = val("--cases")?.split(',').map(|c| cases::by_name(c).ok_or_else(|| format!("unknown case {c}"))).collect::<Result<_, _>>()?
+            }
             "--roles" => {
                 a.roles = val("--roles")?
                     .split(',')
@@ -148,7 +150,14 @@ fn run_pairs(args: &Args, cfg: &RunConfig, t0: Instant) -> ExitCode {
                     Outcome::Unsupported(e) => format!("unsupported: {e}"),
                     Outcome::PeerLimitation { ours, .. } => format!("FAIL (peer): {ours}"),
                 };
-                println!("[{:>6.1}s] {:<20} server {:<9} client {:<9} {:.1}s {line}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), r.elapsed.as_secs_f64());
+                println!(
+                    "[{:>6.1}s] {:<20} server {:<9} client {:<9} {:.1}s {line}",
+                    t0.elapsed().as_secs_f64(),
+                    case.name,
+                    server.name(),
+                    client.name(),
+                    r.elapsed.as_secs_f64()
+                );
                 kbps.extend(r.goodput_kbps);
             }
             rows.push((case.name, case.scenario, server, client, passes, case.repetitions, kbps));
@@ -253,7 +262,14 @@ fn main() -> ExitCode {
                         Outcome::Unsupported(e) => format!("unsupported: {e}"),
                         Outcome::PeerLimitation { ours, .. } => format!("FAIL (peer): {ours}"),
                     };
-                    eprintln!("[{:>6.1}s] {:<20} server {:<9} client {:<9} {:.1}s {line}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), r.elapsed.as_secs_f64());
+                    eprintln!(
+                        "[{:>6.1}s] {:<20} server {:<9} client {:<9} {:.1}s {line}",
+                        t0.elapsed().as_secs_f64(),
+                        case.name,
+                        server.name(),
+                        client.name(),
+                        r.elapsed.as_secs_f64()
+                    );
                     let stop = r.outcome != Outcome::Pass;
                     merged = Some(match merged {
                         None => r,
@@ -294,9 +310,17 @@ fn main() -> ExitCode {
                 let (server, client) = if *role == "server" { (alt, *peer) } else { (*peer, alt) };
                 let Some(case) = args.cases.iter().find(|c| c.name == r.case) else { continue };
                 let x = run::run_case(&cfg, case, server, client, 90);
-                eprintln!("[{:>6.1}s] cross-check {} server {} client {}: {:?}", t0.elapsed().as_secs_f64(), case.name, server.name(), client.name(), x.outcome);
+                eprintln!(
+                    "[{:>6.1}s] cross-check {} server {} client {}: {:?}",
+                    t0.elapsed().as_secs_f64(),
+                    case.name,
+                    server.name(),
+                    client.name(),
+                    x.outcome
+                );
                 if let Outcome::Fail(theirs) = x.outcome {
-                    let evidence = format!("with {} as the {} instead of quicpro it fails too: {theirs}", alt.name(), if *role == "server" { "server" } else { "client" });
+                    let evidence =
+                        format!("with {} as the {} instead of quicpro it fails too: {theirs}", alt.name(), if *role == "server" { "server" } else { "client" });
                     if let Ok(mut v) = verdicts.lock() {
                         v.push((i, Outcome::PeerLimitation { ours, evidence }));
                     }
@@ -352,7 +376,13 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
         let roles: Vec<&'static str> = if peer == Peer::Quicpro { vec!["server"] } else { args.roles.clone() };
         for role in roles {
             let rs = results.get(&(peer, role));
-            let label = if peer == Peer::Quicpro { "both (baseline)" } else if role == "server" { "quicpro serves" } else { "quicpro fetches" };
+            let label = if peer == Peer::Quicpro {
+                "both (baseline)"
+            } else if role == "server" {
+                "quicpro serves"
+            } else {
+                "quicpro fetches"
+            };
             s.push_str(&format!("| {} | {label} |", peer.name()));
             for c in &args.cases {
                 let r = rs.and_then(|v| v.iter().find(|r| r.case == c.name));
@@ -379,13 +409,19 @@ fn render(args: &Args, results: &HashMap<(Peer, &'static str), Vec<CaseResult>>,
         }
     }
     let mut fails = Vec::new();
-    let mut unsup: Vec<((&str, &str, String), Vec<&str>)> = Vec::new();
+    // (server, client, reason) → the cases it applies to.
+    type Unsupported<'a> = ((&'a str, &'a str, String), Vec<&'a str>);
+    let mut unsup: Vec<Unsupported<'_>> = Vec::new();
     let mut peer_lim = Vec::new();
     for &peer in &args.peers {
         for role in &args.roles {
             for r in results.get(&(peer, *role)).into_iter().flatten() {
                 let who = format!("{} (server {}, client {})", r.case, r.server.name(), r.client.name());
-                let via = if r.proto == Some(quicpro_interop::peers::Proto::H3) && !cases::by_name(r.case).is_some_and(|c| c.http3) { " [over h3: the peer lacks hq-interop]" } else { "" };
+                let via = if r.proto == Some(quicpro_interop::peers::Proto::H3) && !cases::by_name(r.case).is_some_and(|c| c.http3) {
+                    " [over h3: the peer lacks hq-interop]"
+                } else {
+                    ""
+                };
                 match &r.outcome {
                     Outcome::Fail(e) => {
                         let note = analysis(r.case, r.server, r.client).map(|a| format!(" — analysis: {a}")).unwrap_or_default();

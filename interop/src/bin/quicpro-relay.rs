@@ -61,11 +61,7 @@ enum ArgError {
     Missing(&'static str),
     NeedsValue(String),
     Unknown(String),
-    Invalid {
-        flag: &'static str,
-        value: String,
-        why: String,
-    },
+    Invalid { flag: &'static str, value: String, why: String },
 }
 
 impl std::fmt::Display for ArgError {
@@ -81,11 +77,7 @@ impl std::fmt::Display for ArgError {
 }
 
 fn invalid(flag: &'static str, value: &str, why: impl ToString) -> ArgError {
-    ArgError::Invalid {
-        flag,
-        value: value.to_string(),
-        why: why.to_string(),
-    }
+    ArgError::Invalid { flag, value: value.to_string(), why: why.to_string() }
 }
 
 /// A duration like `1s`, `500ms` or a bare number of seconds (`1.5`).
@@ -100,9 +92,7 @@ fn parse_duration(flag: &'static str, v: &str) -> Result<Duration, ArgError> {
     } else {
         (t, 1.0)
     };
-    let secs: f64 = num
-        .parse()
-        .map_err(|_| invalid(flag, v, "not a duration"))?;
+    let secs: f64 = num.parse().map_err(|_| invalid(flag, v, "not a duration"))?;
     Duration::try_from_secs_f64(secs * scale).map_err(|e| invalid(flag, v, e))
 }
 
@@ -125,9 +115,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, ArgError> 
         let mut value = |name: &str| -> Result<String, ArgError> {
             match inline.clone() {
                 Some(v) => Ok(v),
-                None => argv
-                    .next()
-                    .ok_or_else(|| ArgError::NeedsValue(name.to_string())),
+                None => argv.next().ok_or_else(|| ArgError::NeedsValue(name.to_string())),
             }
         };
         match flag.as_str() {
@@ -150,19 +138,12 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, ArgError> 
             }
             "--client-pcap" => client_pcap = Some(value("--client-pcap")?),
             "--server-pcap" => server_pcap = Some(value("--server-pcap")?),
-            "--rebind-first" => {
-                rebind_first = Some(parse_duration("--rebind-first", &value("--rebind-first")?)?)
-            }
-            "--rebind-every" => {
-                rebind_every = Some(parse_duration("--rebind-every", &value("--rebind-every")?)?)
-            }
+            "--rebind-first" => rebind_first = Some(parse_duration("--rebind-first", &value("--rebind-first")?)?),
+            "--rebind-every" => rebind_every = Some(parse_duration("--rebind-every", &value("--rebind-every")?)?),
             "--rebind-addr" => rebind_addr = true,
             "--ecn-mangle" => {
                 let v = value("--ecn-mangle")?;
-                ecn_mangle = Some(
-                    v.parse::<EcnMangle>()
-                        .map_err(|e| invalid("--ecn-mangle", &v, e))?,
-                );
+                ecn_mangle = Some(v.parse::<EcnMangle>().map_err(|e| invalid("--ecn-mangle", &v, e))?);
             }
             "--epoch" => {
                 let v = value("--epoch")?;
@@ -174,10 +155,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, ArgError> 
             }
             "--max-flows" => {
                 let v = value("--max-flows")?;
-                max_flows = Some(
-                    v.parse::<usize>()
-                        .map_err(|e| invalid("--max-flows", &v, e))?,
-                );
+                max_flows = Some(v.parse::<usize>().map_err(|e| invalid("--max-flows", &v, e))?);
             }
             "--duration" => duration = Some(parse_duration("--duration", &value("--duration")?)?),
             _ => return Err(ArgError::Unknown(arg)),
@@ -185,10 +163,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, ArgError> 
     }
     let listen = listen.ok_or(ArgError::Missing("--listen"))?;
     let server = server.ok_or(ArgError::Missing("--server"))?;
-    let mut config = RelayConfig::new(listen, server)
-        .with_scenario(&scenario)
-        .with_seed(seed)
-        .with_epoch(epoch);
+    let mut config = RelayConfig::new(listen, server).with_scenario(&scenario).with_seed(seed).with_epoch(epoch);
     if let Some(p) = client_pcap {
         config = config.with_client_pcap(p);
     }

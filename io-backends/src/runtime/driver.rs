@@ -431,11 +431,7 @@ impl Driver {
     }
 
     /// The HTTP/3 layer and QUIC connection of `h`, together.
-    pub fn with_conn<R>(
-        &mut self,
-        h: H3Handle,
-        f: impl FnOnce(&mut H3Connection, &mut quic_core::connection::Connection) -> R,
-    ) -> Option<R> {
+    pub fn with_conn<R>(&mut self, h: H3Handle, f: impl FnOnce(&mut H3Connection, &mut quic_core::connection::Connection) -> R) -> Option<R> {
         let conn = self.endpoint.connection(h.0)?;
         let h3 = self.h3.get_mut(&h.0)?;
         let r = f(h3, conn);
@@ -461,4 +457,3 @@ fn mark(is_dirty: &mut Vec<bool>, dirty: &mut Vec<ConnectionHandle>, h: Connecti
         }
     }
 }
-

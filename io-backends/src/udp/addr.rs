@@ -8,19 +8,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 /// IPv6 socket becomes `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2), the form a
 /// dual-stack socket sends to IPv4 peers with. Returns the length to pass as
 /// `msg_namelen`, or `None` for an IPv6 destination on an IPv4 socket.
-pub(crate) fn write_sockaddr(
-    addr: SocketAddr,
-    socket_v6: bool,
-    out: &mut libc::sockaddr_storage,
-) -> Option<libc::socklen_t> {
+pub(crate) fn write_sockaddr(addr: SocketAddr, socket_v6: bool, out: &mut libc::sockaddr_storage) -> Option<libc::socklen_t> {
     let v6 = match (addr, socket_v6) {
         (SocketAddr::V4(a), false) => {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
                 sin_zero: [0; 8],
             };
             let p = (out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>();
@@ -38,9 +32,7 @@ pub(crate) fn write_sockaddr(
         sin6_family: libc::AF_INET6 as libc::sa_family_t,
         sin6_port: v6.port().to_be(),
         sin6_flowinfo: v6.flowinfo().to_be(),
-        sin6_addr: libc::in6_addr {
-            s6_addr: v6.ip().octets(),
-        },
+        sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
         sin6_scope_id: v6.scope_id(),
     };
     let p = (out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
@@ -52,10 +44,7 @@ pub(crate) fn write_sockaddr(
 
 /// Reads the address the kernel wrote into `storage` (`len` bytes valid).
 /// IPv4-mapped IPv6 addresses come back as IPv4.
-pub(crate) fn read_sockaddr(
-    storage: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-) -> Option<SocketAddr> {
+pub(crate) fn read_sockaddr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let len = len as usize;
     match i32::from(storage.ss_family) {
         libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
@@ -65,10 +54,7 @@ pub(crate) fn read_sockaddr(
             // and aligned enough to be read as one.
             let sin = unsafe { p.read() };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
         }
         libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
             let p = (storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
@@ -78,12 +64,7 @@ pub(crate) fn read_sockaddr(
             let port = u16::from_be(sin6.sin6_port);
             Some(match ip.to_ipv4_mapped() {
                 Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
-                None => SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    port,
-                    u32::from_be(sin6.sin6_flowinfo),
-                    sin6.sin6_scope_id,
-                )),
+                None => SocketAddr::V6(SocketAddrV6::new(ip, port, u32::from_be(sin6.sin6_flowinfo), sin6.sin6_scope_id)),
             })
         }
         _ => None,

@@ -58,12 +58,7 @@ impl<'a> CmsgWriter<'a> {
         self.len
     }
 
-    pub(crate) fn push(
-        &mut self,
-        level: libc::c_int,
-        ty: libc::c_int,
-        data: &[u8],
-    ) -> Result<(), CmsgFull> {
+    pub(crate) fn push(&mut self, level: libc::c_int, ty: libc::c_int, data: &[u8]) -> Result<(), CmsgFull> {
         let total = space(data.len());
         let end = self.len.checked_add(total).ok_or(CmsgFull)?;
         let slot = self.buf.get_mut(self.len..end).ok_or(CmsgFull)?;
@@ -77,21 +72,14 @@ impl<'a> CmsgWriter<'a> {
         Ok(())
     }
 
-    pub(crate) fn push_int(
-        &mut self,
-        level: libc::c_int,
-        ty: libc::c_int,
-        v: libc::c_int,
-    ) -> Result<(), CmsgFull> {
+    pub(crate) fn push_int(&mut self, level: libc::c_int, ty: libc::c_int, v: libc::c_int) -> Result<(), CmsgFull> {
         self.push(level, ty, &v.to_ne_bytes())
     }
 }
 
 fn put(slot: &mut [u8], at: usize, bytes: &[u8]) -> Result<(), CmsgFull> {
     let end = at.checked_add(bytes.len()).ok_or(CmsgFull)?;
-    slot.get_mut(at..end)
-        .ok_or(CmsgFull)?
-        .copy_from_slice(bytes);
+    slot.get_mut(at..end).ok_or(CmsgFull)?.copy_from_slice(bytes);
     Ok(())
 }
 
@@ -109,11 +97,7 @@ impl Cmsg<'_> {
     pub(crate) fn int(&self) -> Option<i32> {
         match self.data.len() {
             1 => self.data.first().map(|b| i32::from(*b)),
-            n if n >= 4 => self
-                .data
-                .get(..4)
-                .and_then(|b| b.try_into().ok())
-                .map(i32::from_ne_bytes),
+            n if n >= 4 => self.data.get(..4).and_then(|b| b.try_into().ok()).map(i32::from_ne_bytes),
             _ => None,
         }
     }
@@ -159,16 +143,12 @@ mod tests {
         let mut buf = [0xAAu8; SEND_SPACE];
         let mut w = CmsgWriter::new(&mut buf);
         w.push_int(libc::IPPROTO_IP, libc::IP_TOS, 2).unwrap();
-        w.push(libc::SOL_UDP, libc::UDP_SEGMENT, &1200u16.to_ne_bytes())
-            .unwrap();
+        w.push(libc::SOL_UDP, libc::UDP_SEGMENT, &1200u16.to_ne_bytes()).unwrap();
         let n = w.len();
         assert_eq!(n, space(4) + space(2));
         let got: Vec<_> = CmsgIter::new(&buf[..n]).collect();
         assert_eq!(got.len(), 2);
-        assert_eq!(
-            (got[0].level, got[0].ty, got[0].int()),
-            (libc::IPPROTO_IP, libc::IP_TOS, Some(2))
-        );
+        assert_eq!((got[0].level, got[0].ty, got[0].int()), (libc::IPPROTO_IP, libc::IP_TOS, Some(2)));
         assert_eq!(got[1].data, &1200u16.to_ne_bytes());
     }
 

@@ -38,11 +38,7 @@ unsafe impl Send for RecvRing {}
 
 impl std::fmt::Debug for RecvRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvRing")
-            .field("batch", &self.hdrs.len())
-            .field("slot_size", &self.slot_size)
-            .field("pending", &self.pending)
-            .finish_non_exhaustive()
+        f.debug_struct("RecvRing").field("batch", &self.hdrs.len()).field("slot_size", &self.slot_size).field("pending", &self.pending).finish_non_exhaustive()
     }
 }
 
@@ -55,18 +51,10 @@ impl RecvRing {
             arena: vec![0u8; batch * slot_size],
             control: vec![0u8; batch * RECV_SPACE],
             names: vec![zeroed_storage(); batch],
-            iovecs: vec![
-                libc::iovec {
-                    iov_base: ptr::null_mut(),
-                    iov_len: 0
-                };
-                batch
-            ],
+            iovecs: vec![libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 }; batch],
             // SAFETY: mmsghdr is plain old data (pointers and integers); the
             // zero value is valid and every field is set before use.
-            hdrs: (0..batch)
-                .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
-                .collect(),
+            hdrs: (0..batch).map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() }).collect(),
             entries: Vec::with_capacity(batch),
             pending: false,
             calls: 0,
@@ -96,10 +84,7 @@ impl RecvRing {
             // ring moved; this is a few stores per slot.
             let base = self.arena.as_mut_ptr().wrapping_add(i * self.slot_size);
             if let Some(iov) = self.iovecs.get_mut(i) {
-                *iov = libc::iovec {
-                    iov_base: base.cast(),
-                    iov_len: self.slot_size,
-                };
+                *iov = libc::iovec { iov_base: base.cast(), iov_len: self.slot_size };
             }
         }
         let iov_base = self.iovecs.as_mut_ptr();
@@ -107,8 +92,7 @@ impl RecvRing {
         let ctrl_base = self.control.as_mut_ptr();
         for (i, h) in self.hdrs.iter_mut().enumerate() {
             h.msg_hdr.msg_name = name_base.wrapping_add(i).cast();
-            h.msg_hdr.msg_namelen =
-                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_iov = iov_base.wrapping_add(i);
             h.msg_hdr.msg_iovlen = 1;
             h.msg_hdr.msg_control = ctrl_base.wrapping_add(i * RECV_SPACE).cast();
@@ -123,15 +107,7 @@ impl RecvRing {
             // with the lengths given (set just above); the kernel writes at
             // most those lengths. No timeout pointer: MSG_DONTWAIT returns
             // at once.
-            let rc = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.hdrs.as_mut_ptr(),
-                    batch as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    ptr::null_mut(),
-                )
-            };
+            let rc = unsafe { libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), batch as libc::c_uint, libc::MSG_DONTWAIT, ptr::null_mut()) };
             if rc >= 0 {
                 break rc as usize;
             }
@@ -159,23 +135,10 @@ impl RecvRing {
             // size_t on glibc, socklen_t on musl.
             #[allow(clippy::unnecessary_cast)]
             let ctrl_len = (h.msg_hdr.msg_controllen as usize).min(RECV_SPACE);
-            let ctrl = self
-                .control
-                .get(i * RECV_SPACE..i * RECV_SPACE + ctrl_len)
-                .unwrap_or(&[]);
-            let mut meta = RecvMeta {
-                source,
-                destination: None,
-                ifindex: 0,
-                ecn: None,
-                len,
-                segment_size: None,
-            };
+            let ctrl = self.control.get(i * RECV_SPACE..i * RECV_SPACE + ctrl_len).unwrap_or(&[]);
+            let mut meta = RecvMeta { source, destination: None, ifindex: 0, ecn: None, len, segment_size: None };
             parse_control(ctrl, &mut meta);
-            self.entries.push(RecvEntry {
-                offset: i * self.slot_size,
-                meta,
-            });
+            self.entries.push(RecvEntry { offset: i * self.slot_size, meta });
         }
         self.buffers += self.entries.len() as u64;
         self.pending = !self.entries.is_empty();
@@ -224,11 +187,7 @@ pub(crate) fn parse_control(ctrl: &[u8], meta: &mut RecvMeta) {
                 }
             }
             (libc::SOL_UDP, libc::UDP_GRO) => {
-                if let Some(size) = c
-                    .int()
-                    .and_then(|s| usize::try_from(s).ok())
-                    .filter(|s| *s > 0)
-                {
+                if let Some(size) = c.int().and_then(|s| usize::try_from(s).ok()).filter(|s| *s > 0) {
                     meta.segment_size = Some(size);
                 }
             }

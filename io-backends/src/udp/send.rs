@@ -113,19 +113,11 @@ impl SendRing {
             gso: gso && gso_max_segments > 1,
             gso_max_segments: gso_max_segments.max(1),
             names: vec![zeroed_storage(); batch],
-            iovecs: vec![
-                libc::iovec {
-                    iov_base: ptr::null_mut(),
-                    iov_len: 0
-                };
-                batch
-            ],
+            iovecs: vec![libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 }; batch],
             control: vec![0u8; batch * SEND_SPACE],
             // SAFETY: mmsghdr is plain old data; zero is a valid value and
             // every field used is set before each call.
-            hdrs: (0..batch)
-                .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
-                .collect(),
+            hdrs: (0..batch).map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() }).collect(),
             pieces: vec![Piece::default(); batch],
             calls: 0,
             messages: 0,
@@ -158,11 +150,7 @@ impl SendRing {
 
     /// See `Backend::send`, with the messages handed to the kernel by
     /// `transport` (sendmmsg, or io_uring SENDMSG requests).
-    pub(crate) fn send_via(
-        &mut self,
-        transport: &mut impl Transport,
-        transmits: &mut [Transmit<'_>],
-    ) -> io::Result<usize> {
+    pub(crate) fn send_via(&mut self, transport: &mut impl Transport, transmits: &mut [Transmit<'_>]) -> io::Result<usize> {
         let mut done = 0;
         while done < transmits.len() {
             let built = self.prepare(transmits, done);
@@ -208,11 +196,7 @@ impl SendRing {
                         self.messages += 1;
                         done = self.advance(transmits, 1);
                     }
-                    Err(e)
-                        if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) =>
-                    {
-                        break
-                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS)) => break,
                     // Refused without segmentation too: the transmit itself
                     // is unsendable (EINVAL also means port 0, a bad source
                     // address...). Drop it and keep GSO.
@@ -234,12 +218,7 @@ impl SendRing {
     /// Sends the first datagram of `transmits[first]` on its own, without
     /// UDP_SEGMENT, to learn whether segmentation or the transmit was at
     /// fault.
-    fn send_first_plain(
-        &mut self,
-        transport: &mut impl Transport,
-        transmits: &[Transmit<'_>],
-        first: usize,
-    ) -> io::Result<()> {
+    fn send_first_plain(&mut self, transport: &mut impl Transport, transmits: &[Transmit<'_>], first: usize) -> io::Result<()> {
         let saved = self.gso;
         self.gso = false;
         let built = self.prepare(transmits, first);
@@ -282,11 +261,7 @@ impl SendRing {
     /// of the first transmit not completely sent (advancing its contents if
     /// part of it left).
     fn advance(&mut self, transmits: &mut [Transmit<'_>], sent: usize) -> usize {
-        let Some(last) = sent
-            .checked_sub(1)
-            .and_then(|i| self.pieces.get(i))
-            .copied()
-        else {
+        let Some(last) = sent.checked_sub(1).and_then(|i| self.pieces.get(i)).copied() else {
             return self.pieces.first().map_or(0, |p| p.transmit);
         };
         let Some(t) = transmits.get_mut(last.transmit) else {
@@ -313,12 +288,7 @@ impl SendRing {
             };
             // Datagrams per message: as many as the kernel takes in one
             // UDP_SEGMENT send, never more than one IP packet's worth.
-            let per_msg = if self.gso && stride < len {
-                self.gso_max_segments
-                    .min((MAX_UDP_PAYLOAD / stride.max(1)).max(1))
-            } else {
-                1
-            };
+            let per_msg = if self.gso && stride < len { self.gso_max_segments.min((MAX_UDP_PAYLOAD / stride.max(1)).max(1)) } else { 1 };
             let chunk = stride.saturating_mul(per_msg).max(1);
             let mut start: usize = 0;
             loop {
@@ -337,11 +307,7 @@ impl SendRing {
                     return n;
                 }
                 if let Some(p) = self.pieces.get_mut(n) {
-                    *p = Piece {
-                        transmit: ti,
-                        end,
-                        gso,
-                    };
+                    *p = Piece { transmit: ti, end, gso };
                 }
                 n += 1;
                 start = end;
@@ -355,13 +321,7 @@ impl SendRing {
 
     /// Writes message `i`. Returns false if the destination does not fit the
     /// socket family.
-    fn fill_header(
-        &mut self,
-        i: usize,
-        t: &Transmit<'_>,
-        bytes: &[u8],
-        segment: Option<usize>,
-    ) -> bool {
+    fn fill_header(&mut self, i: usize, t: &Transmit<'_>, bytes: &[u8], segment: Option<usize>) -> bool {
         let socket_v6 = self.socket_v6;
         let Some(name) = self.names.get_mut(i) else {
             return false;
@@ -384,12 +344,8 @@ impl SendRing {
             // RFC 3168 §5 / RFC 9000 §13.4.1: set the ECN codepoint in the
             // low two bits, DSCP left at 0.
             let tos = libc::c_int::from(ecn.bits());
-            ok &= if v4_path {
-                w.push_int(libc::IPPROTO_IP, libc::IP_TOS, tos).is_ok()
-            } else {
-                w.push_int(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos)
-                    .is_ok()
-            };
+            ok &=
+                if v4_path { w.push_int(libc::IPPROTO_IP, libc::IP_TOS, tos).is_ok() } else { w.push_int(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos).is_ok() };
         }
         match t.source.map(canonical) {
             Some(IpAddr::V4(src)) if v4_path => {
@@ -402,9 +358,7 @@ impl SendRing {
             Some(IpAddr::V6(src)) if !v4_path => {
                 let mut info = [0u8; 20];
                 info[..16].copy_from_slice(&src.octets());
-                ok &= w
-                    .push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info)
-                    .is_ok();
+                ok &= w.push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &info).is_ok();
             }
             // A source of the other family cannot be used for this
             // destination: let the kernel pick.
@@ -413,9 +367,7 @@ impl SendRing {
         if let Some(seg) = segment {
             // UDP_SEGMENT takes a u16 (the kernel rejects other lengths).
             let seg = u16::try_from(seg).unwrap_or(u16::MAX);
-            ok &= w
-                .push(libc::SOL_UDP, libc::UDP_SEGMENT, &seg.to_ne_bytes())
-                .is_ok();
+            ok &= w.push(libc::SOL_UDP, libc::UDP_SEGMENT, &seg.to_ne_bytes()).is_ok();
         }
         let ctrl_len = w.len();
         if !ok {
@@ -427,10 +379,7 @@ impl SendRing {
         };
         // The kernel never writes through a send iovec; the cast to *mut is
         // what the C struct's type requires.
-        *iov = libc::iovec {
-            iov_base: bytes.as_ptr().cast_mut().cast(),
-            iov_len: bytes.len(),
-        };
+        *iov = libc::iovec { iov_base: bytes.as_ptr().cast_mut().cast(), iov_len: bytes.len() };
         let iov_ptr: *mut libc::iovec = iov;
         let Some(h) = self.hdrs.get_mut(i) else {
             return false;
@@ -439,11 +388,7 @@ impl SendRing {
         h.msg_hdr.msg_namelen = namelen;
         h.msg_hdr.msg_iov = iov_ptr;
         h.msg_hdr.msg_iovlen = 1;
-        h.msg_hdr.msg_control = if ctrl_len == 0 {
-            ptr::null_mut()
-        } else {
-            ctrl_ptr.cast()
-        };
+        h.msg_hdr.msg_control = if ctrl_len == 0 { ptr::null_mut() } else { ctrl_ptr.cast() };
         h.msg_hdr.msg_controllen = ctrl_len as _;
         h.msg_hdr.msg_flags = 0;
         h.msg_len = 0;
@@ -460,9 +405,7 @@ fn classify(err: io::Error, gso: bool) -> Failure {
         // segments or a segment size the path cannot take; EOPNOTSUPP: no
         // GSO on this socket type.
         Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) if gso => Failure::GsoRefused,
-        Some(libc::EBADF) | Some(libc::ENOTSOCK) | Some(libc::EFAULT) | Some(libc::ENOMEM) => {
-            Failure::Fatal(err)
-        }
+        Some(libc::EBADF) | Some(libc::ENOTSOCK) | Some(libc::EFAULT) | Some(libc::ENOMEM) => Failure::Fatal(err),
         _ => Failure::DropOne,
     }
 }
@@ -478,13 +421,7 @@ mod tests {
     }
 
     fn t(bytes: &[u8], seg: Option<usize>) -> Transmit<'_> {
-        Transmit {
-            destination: dest(),
-            source: None,
-            ecn: None,
-            segment_size: seg,
-            contents: bytes,
-        }
+        Transmit { destination: dest(), source: None, ecn: None, segment_size: seg, contents: bytes }
     }
 
     #[test]
@@ -505,11 +442,7 @@ mod tests {
         let data = [0u8; 450];
         let n = ring.prepare(&[t(&data, Some(100))], 0);
         assert_eq!(n, 2);
-        assert_eq!(
-            (ring.pieces[1].end, ring.pieces[1].gso),
-            (450, false),
-            "50 bytes: one datagram"
-        );
+        assert_eq!((ring.pieces[1].end, ring.pieces[1].gso), (450, false), "50 bytes: one datagram");
     }
 
     #[test]

@@ -115,31 +115,19 @@ impl fmt::Display for UdpSocketInfo {
 /// Opens a non-blocking UDP socket bound to `bind` with every option of
 /// `cfg`. Options that only speed things up (GRO, GSO, big buffers) degrade
 /// quietly and show up in the returned info; the rest are errors.
-pub fn open_udp_socket(
-    bind: SocketAddr,
-    cfg: &UdpConfig,
-) -> Result<(Socket, UdpSocketInfo), BackendError> {
+pub fn open_udp_socket(bind: SocketAddr, cfg: &UdpConfig) -> Result<(Socket, UdpSocketInfo), BackendError> {
     let v6 = bind.is_ipv6();
     let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-    let socket = Socket::new(
-        domain,
-        Type::DGRAM.nonblocking().cloexec(),
-        Some(Protocol::UDP),
-    )
-    .map_err(|e| BackendError::io("socket", e))?;
+    let socket = Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP)).map_err(|e| BackendError::io("socket", e))?;
     let fd = socket.as_raw_fd();
 
     let mut dual_stack = false;
     if v6 {
-        socket
-            .set_only_v6(cfg.v6_only)
-            .map_err(|e| BackendError::io("IPV6_V6ONLY", e))?;
+        socket.set_only_v6(cfg.v6_only).map_err(|e| BackendError::io("IPV6_V6ONLY", e))?;
         dual_stack = !cfg.v6_only && bind.ip().is_unspecified();
     }
     if cfg.reuse_port {
-        socket
-            .set_reuse_port(true)
-            .map_err(|e| BackendError::io("SO_REUSEPORT", e))?;
+        socket.set_reuse_port(true).map_err(|e| BackendError::io("SO_REUSEPORT", e))?;
     }
 
     let recv_buffer = size_buffer(fd, libc::SO_RCVBUF, SO_RCVBUFFORCE, cfg.recv_buffer);
@@ -150,44 +138,20 @@ pub fn open_udp_socket(
     // must answer from the address it was reached at. A dual-stack socket
     // reports the address of IPv4 datagrams through IPV6_PKTINFO (as
     // ::ffff:a.b.c.d) but their TOS byte only through IP_RECVTOS.
-    let required = |level, name, what| {
-        sockopt::set_int(fd, level, name, 1).map_err(|e| BackendError::io(what, e))
-    };
+    let required = |level, name, what| sockopt::set_int(fd, level, name, 1).map_err(|e| BackendError::io(what, e));
     let pmtud_probe = if v6 {
-        required(
-            libc::IPPROTO_IPV6,
-            libc::IPV6_RECVPKTINFO,
-            "IPV6_RECVPKTINFO",
-        )?;
+        required(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, "IPV6_RECVPKTINFO")?;
         required(libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS, "IPV6_RECVTCLASS")?;
-        let mut probe = sockopt::set_int(
-            fd,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MTU_DISCOVER,
-            libc::IPV6_PMTUDISC_PROBE,
-        )
-        .is_ok();
+        let mut probe = sockopt::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE).is_ok();
         if dual_stack {
             required(libc::IPPROTO_IP, libc::IP_RECVTOS, "IP_RECVTOS")?;
-            probe &= sockopt::set_int(
-                fd,
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                libc::IP_PMTUDISC_PROBE,
-            )
-            .is_ok();
+            probe &= sockopt::set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE).is_ok();
         }
         probe
     } else {
         required(libc::IPPROTO_IP, libc::IP_PKTINFO, "IP_PKTINFO")?;
         required(libc::IPPROTO_IP, libc::IP_RECVTOS, "IP_RECVTOS")?;
-        sockopt::set_int(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_PROBE,
-        )
-        .is_ok()
+        sockopt::set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE).is_ok()
     };
 
     // UDP_GRO: if the kernel refuses it, run without (every datagram then
@@ -195,33 +159,16 @@ pub fn open_udp_socket(
     let gro = cfg.gro && sockopt::set_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok();
     // UDP_SEGMENT is known when reading it works (Linux ≥ 4.18); whether the
     // egress device can segment is learnt on the first send (EIO).
-    let gso = cfg.gso
-        && cfg.gso_max_segments > 1
-        && sockopt::get_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT).is_ok();
+    let gso = cfg.gso && cfg.gso_max_segments > 1 && sockopt::get_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT).is_ok();
 
-    socket
-        .bind(&SockAddr::from(bind))
-        .map_err(|e| BackendError::io("bind", e))?;
-    let local_addr = socket
-        .local_addr()
-        .map_err(|e| BackendError::io("getsockname", e))?
-        .as_socket()
-        .ok_or(BackendError::Unavailable("getsockname: not an IP address"))?;
+    socket.bind(&SockAddr::from(bind)).map_err(|e| BackendError::io("bind", e))?;
+    let local_addr =
+        socket.local_addr().map_err(|e| BackendError::io("getsockname", e))?.as_socket().ok_or(BackendError::Unavailable("getsockname: not an IP address"))?;
     if let Some(hook) = &cfg.after_bind {
-        hook.call(socket.as_fd(), local_addr)
-            .map_err(|e| BackendError::io("after-bind hook", e))?;
+        hook.call(socket.as_fd(), local_addr).map_err(|e| BackendError::io("after-bind hook", e))?;
     }
 
-    let info = UdpSocketInfo {
-        local_addr,
-        dual_stack,
-        reuse_port: cfg.reuse_port,
-        recv_buffer,
-        send_buffer,
-        gro,
-        gso,
-        pmtud_probe,
-    };
+    let info = UdpSocketInfo { local_addr, dual_stack, reuse_port: cfg.reuse_port, recv_buffer, send_buffer, gro, gso, pmtud_probe };
     Ok((socket, info))
 }
 
@@ -236,11 +183,6 @@ fn size_buffer(fd: RawFd, plain: libc::c_int, force: libc::c_int, requested: usi
         // still works.
         let _ = sockopt::set_int(fd, libc::SOL_SOCKET, plain, want);
     }
-    let effective = sockopt::get_int(fd, libc::SOL_SOCKET, plain)
-        .map_or(0, |v| usize::try_from(v).unwrap_or(0));
-    BufferSize {
-        requested,
-        effective,
-        forced,
-    }
+    let effective = sockopt::get_int(fd, libc::SOL_SOCKET, plain).map_or(0, |v| usize::try_from(v).unwrap_or(0));
+    BufferSize { requested, effective, forced }
 }

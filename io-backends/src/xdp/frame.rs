@@ -123,13 +123,7 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, FrameError> {
             let mut d = [0u8; 16];
             s.copy_from_slice(&ip[8..24]);
             d.copy_from_slice(&ip[24..40]);
-            (
-                IpAddr::V6(Ipv6Addr::from(s)),
-                IpAddr::V6(Ipv6Addr::from(d)),
-                tclass & 0x03,
-                l3 + IPV6_HLEN,
-                l4_len,
-            )
+            (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(d)), tclass & 0x03, l3 + IPV6_HLEN, l4_len)
         }
         _ => return Err(FrameError::NotIp),
     };
@@ -144,13 +138,7 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, FrameError> {
     if payload.end > frame.len() {
         return Err(FrameError::Truncated);
     }
-    Ok(Parsed {
-        l2,
-        source: SocketAddr::new(src, sport),
-        destination: SocketAddr::new(dst, dport),
-        ecn,
-        payload,
-    })
+    Ok(Parsed { l2, source: SocketAddr::new(src, sport), destination: SocketAddr::new(dst, dport), ecn, payload })
 }
 
 /// Bytes of headers before the UDP payload of a frame we build.
@@ -304,11 +292,7 @@ mod tests {
     use super::*;
 
     fn l2(vlan: Option<u16>) -> L2 {
-        L2 {
-            src_mac: [0x02, 0, 0, 0, 0, 1],
-            dst_mac: [0x02, 0, 0, 0, 0, 2],
-            vlan_tci: vlan,
-        }
+        L2 { src_mac: [0x02, 0, 0, 0, 0, 1], dst_mac: [0x02, 0, 0, 0, 0, 2], vlan_tci: vlan }
     }
 
     #[test]
@@ -350,12 +334,7 @@ mod tests {
     }
 
     fn round_trip(src: &str, dst: &str, vlan: Option<u16>, ecn: u8) {
-        let out = Outgoing {
-            l2: l2(vlan),
-            source: src.parse().unwrap(),
-            destination: dst.parse().unwrap(),
-            ecn,
-        };
+        let out = Outgoing { l2: l2(vlan), source: src.parse().unwrap(), destination: dst.parse().unwrap(), ecn };
         let payload = b"\x40hello quic payload";
         let v6 = out.source.is_ipv6();
         let hlen = header_len(v6, vlan.is_some());
@@ -393,12 +372,7 @@ mod tests {
 
     #[test]
     fn refuses_mixed_families_and_small_buffers() {
-        let out = Outgoing {
-            l2: l2(None),
-            source: "198.18.0.1:1".parse().unwrap(),
-            destination: "[2001:2::2]:2".parse().unwrap(),
-            ecn: 0,
-        };
+        let out = Outgoing { l2: l2(None), source: "198.18.0.1:1".parse().unwrap(), destination: "[2001:2::2]:2".parse().unwrap(), ecn: 0 };
         let mut f = [0u8; 100];
         assert_eq!(write_headers(&mut f, &out, 10), Err(FrameError::FamilyMismatch));
         let out = Outgoing { destination: "198.18.0.2:2".parse().unwrap(), ..out };
@@ -407,12 +381,7 @@ mod tests {
     }
 
     fn sample_v4() -> Vec<u8> {
-        let out = Outgoing {
-            l2: l2(None),
-            source: "198.18.0.2:50000".parse().unwrap(),
-            destination: "198.18.0.1:4433".parse().unwrap(),
-            ecn: 2,
-        };
+        let out = Outgoing { l2: l2(None), source: "198.18.0.2:50000".parse().unwrap(), destination: "198.18.0.1:4433".parse().unwrap(), ecn: 2 };
         let mut frame = vec![0u8; 200];
         let n = write_headers(&mut frame, &out, 20).unwrap();
         frame.truncate(n);

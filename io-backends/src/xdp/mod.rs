@@ -36,10 +36,7 @@ use quic_core::connection::EcnCodepoint;
 use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig, XdpFlags};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
-use crate::backend::{
-    Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch, RecvEntry,
-    RecvMeta, Transmit,
-};
+use crate::backend::{Backend, BackendError, BackendKind, BackendStats, Capabilities, Interest, Readiness, RecvBatch, RecvEntry, RecvMeta, Transmit};
 use crate::busy_poll::OptOutcome;
 use crate::epoll::UdpIo;
 use crate::udp::{set_int, UdpConfig, SO_BUSY_POLL, SO_BUSY_POLL_BUDGET, SO_PREFER_BUSY_POLL};
@@ -195,10 +192,7 @@ impl fmt::Debug for AfXdpBackend {
 }
 
 fn xsk_err(e: &dyn std::error::Error) -> (Option<i32>, String) {
-    let errno = e
-        .source()
-        .and_then(|s| s.downcast_ref::<io::Error>())
-        .and_then(io::Error::raw_os_error);
+    let errno = e.source().and_then(|s| s.downcast_ref::<io::Error>()).and_then(io::Error::raw_os_error);
     let text = match e.source() {
         Some(s) => format!("{e}: {s}"),
         None => e.to_string(),
@@ -225,9 +219,8 @@ impl AfXdpBackend {
             .map_err(|e| AfXdpError::Umem(e.to_string()))?;
         let frames = NonZeroU32::new(cfg.frames.max(2)).unwrap_or(NonZeroU32::MIN);
         let (umem, mut descs) = Umem::new(umem_cfg, frames, false).map_err(|e| AfXdpError::Umem(xsk_err(&e).1))?;
-        let iface = Interface::new(
-            std::ffi::CString::new(cfg.ifname.as_str()).map_err(|_| AfXdpError::Steering(XdpError::NoSuchInterface(cfg.ifname.clone())))?,
-        );
+        let iface =
+            Interface::new(std::ffi::CString::new(cfg.ifname.as_str()).map_err(|_| AfXdpError::Steering(XdpError::NoSuchInterface(cfg.ifname.clone())))?);
         let xdp_flags = match cfg.mode {
             XdpMode::Native => XdpFlags::XDP_FLAGS_DRV_MODE,
             XdpMode::Skb => XdpFlags::XDP_FLAGS_SKB_MODE,
@@ -516,14 +509,9 @@ impl AfXdpBackend {
     }
 
     fn ppoll(&mut self, xsk_events: i16, timeout: Option<Duration>) -> io::Result<Readiness> {
-        let mut fds = [
-            libc::pollfd { fd: self.xsk_fd, events: xsk_events, revents: 0 },
-            libc::pollfd { fd: self.udp.fd(), events: libc::POLLIN, revents: 0 },
-        ];
-        let ts = timeout.map(|d| libc::timespec {
-            tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_nsec: d.subsec_nanos() as libc::c_long,
-        });
+        let mut fds = [libc::pollfd { fd: self.xsk_fd, events: xsk_events, revents: 0 }, libc::pollfd { fd: self.udp.fd(), events: libc::POLLIN, revents: 0 }];
+        let ts = timeout
+            .map(|d| libc::timespec { tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX), tv_nsec: d.subsec_nanos() as libc::c_long });
         let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: `fds` has 2 valid entries; the timespec lives across the call.
         let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, ts_ptr, std::ptr::null()) };
@@ -535,10 +523,7 @@ impl AfXdpBackend {
             return Err(e);
         }
         let bad = libc::POLLERR | libc::POLLHUP;
-        Ok(Readiness {
-            readable: fds.iter().any(|f| f.revents & (libc::POLLIN | bad) != 0),
-            writable: fds[0].revents & libc::POLLOUT != 0,
-        })
+        Ok(Readiness { readable: fds.iter().any(|f| f.revents & (libc::POLLIN | bad) != 0), writable: fds[0].revents & libc::POLLOUT != 0 })
     }
 }
 
@@ -598,11 +583,7 @@ impl Backend for AfXdpBackend {
         // Alternate which source is asked first, so neither starves.
         self.udp_turn = !self.udp_turn;
         let fd = self.udp.fd();
-        let use_udp = if self.udp_turn {
-            self.udp.recv.fill(fd)? > 0 || self.recv_xsk_counted() == 0
-        } else {
-            self.recv_xsk_counted() == 0
-        };
+        let use_udp = if self.udp_turn { self.udp.recv.fill(fd)? > 0 || self.recv_xsk_counted() == 0 } else { self.recv_xsk_counted() == 0 };
         if use_udp {
             let n = self.udp.recv.fill(fd)?;
             self.stats.udp_rx_buffers += n as u64;
@@ -613,8 +594,7 @@ impl Backend for AfXdpBackend {
         // is the data of one frame taken from the RX ring; the kernel does not
         // write it until `refill` puts it back in the fill ring, which needs
         // `&mut self` and so ends this borrow first. Frames do not overlap.
-        let views: &mut [&mut [u8]] =
-            unsafe { std::slice::from_raw_parts_mut(self.views.as_mut_ptr().cast::<&mut [u8]>(), self.views.len()) };
+        let views: &mut [&mut [u8]] = unsafe { std::slice::from_raw_parts_mut(self.views.as_mut_ptr().cast::<&mut [u8]>(), self.views.len()) };
         Ok(RecvBatch::from_buffers(views, &self.entries))
     }
 
@@ -689,16 +669,7 @@ impl Backend for AfXdpBackend {
         let s = self.stats;
         Some(format!(
             "af_xdp {} queue {} ({}): rx {} frames ({} unparsed), tx {} frames, {} via udp, {} too big, udp rx {} buffers; {}",
-            self.cfg.ifname,
-            self.cfg.queue,
-            self.bind_mode,
-            s.rx_frames,
-            s.rx_unparsed,
-            s.tx_frames,
-            s.tx_via_udp,
-            s.tx_too_big,
-            s.udp_rx_buffers,
-            c
+            self.cfg.ifname, self.cfg.queue, self.bind_mode, s.rx_frames, s.rx_unparsed, s.tx_frames, s.tx_via_udp, s.tx_too_big, s.udp_rx_buffers, c
         ))
     }
 }
@@ -724,4 +695,3 @@ impl AfXdpBackend {
         Ok(r)
     }
 }
-

@@ -45,10 +45,7 @@ impl PeerTable {
     /// Records the route of a frame received from `peer`: `l2` as received
     /// (its source MAC is the next hop back, its destination MAC is ours).
     pub fn learn(&mut self, peer: IpAddr, received: L2, local: IpAddr) {
-        let route = PeerRoute {
-            l2: L2 { src_mac: received.dst_mac, dst_mac: received.src_mac, vlan_tci: received.vlan_tci },
-            local,
-        };
+        let route = PeerRoute { l2: L2 { src_mac: received.dst_mac, dst_mac: received.src_mac, vlan_tci: received.vlan_tci }, local };
         let i = self.slot(&peer);
         if let Some(slot) = self.slots.get_mut(i) {
             match slot {
@@ -104,9 +101,7 @@ mod tests {
         }
         assert_eq!(t.slots.len(), 16);
         assert!(t.evictions >= 1000 - 16);
-        let present = (0..1000u32)
-            .filter(|i| t.get(&IpAddr::from([198, 19, (i >> 8) as u8, *i as u8])).is_some())
-            .count();
+        let present = (0..1000u32).filter(|i| t.get(&IpAddr::from([198, 19, (i >> 8) as u8, *i as u8])).is_some()).count();
         assert!(present <= 16 && present > 0);
     }
 }

@@ -4,10 +4,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use io_backends::{
-    Backend, BackendError, EpollBackend, Interest, RecvMeta, UdpConfig, UdpSocketInfo,
-    UringBackend, UringConfig,
-};
+use io_backends::{Backend, BackendError, EpollBackend, Interest, RecvMeta, UdpConfig, UdpSocketInfo, UringBackend, UringConfig};
 
 /// What the shared tests need from a backend besides the trait.
 pub trait TestBackend: Backend + Sized {
@@ -51,11 +48,7 @@ pub const DEADLINE: Duration = Duration::from_secs(5);
 
 /// A small configuration for tests: default options, 1 MiB buffers.
 pub fn udp_config() -> UdpConfig {
-    UdpConfig {
-        recv_buffer: 1 << 20,
-        send_buffer: 1 << 20,
-        ..UdpConfig::default()
-    }
+    UdpConfig { recv_buffer: 1 << 20, send_buffer: 1 << 20, ..UdpConfig::default() }
 }
 
 /// One received buffer, copied out for assertions.
@@ -89,10 +82,7 @@ pub fn recv_datagrams(b: &mut dyn Backend, datagrams: usize, deadline: Duration)
         let mut batch = b.recv().unwrap();
         while let Some((meta, buf)) = batch.next_buffer() {
             count += meta.datagram_count();
-            out.push(Got {
-                meta,
-                bytes: buf.to_vec(),
-            });
+            out.push(Got { meta, bytes: buf.to_vec() });
         }
     }
     out
@@ -100,9 +90,7 @@ pub fn recv_datagrams(b: &mut dyn Backend, datagrams: usize, deadline: Duration)
 
 /// Splits received buffers into datagrams.
 pub fn flatten(got: &[Got]) -> Vec<Vec<u8>> {
-    got.iter()
-        .flat_map(|g| g.bytes.chunks(g.meta.stride()).map(<[u8]>::to_vec))
-        .collect()
+    got.iter().flat_map(|g| g.bytes.chunks(g.meta.stride()).map(<[u8]>::to_vec)).collect()
 }
 
 /// Payload `i` of length `len`: index in the first two bytes, then a pattern.
@@ -118,8 +106,7 @@ pub fn payload(i: usize, len: usize) -> Vec<u8> {
 /// A plain blocking socket with a read timeout.
 pub fn plain_socket(addr: &str) -> UdpSocket {
     let s = UdpSocket::bind(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     s
 }
 
@@ -131,11 +118,7 @@ pub fn plain_recv(s: &UdpSocket, n: usize) -> Vec<(Vec<u8>, SocketAddr)> {
     while out.len() < n && start.elapsed() < DEADLINE {
         match s.recv_from(&mut buf) {
             Ok((len, from)) => out.push((buf[..len].to_vec(), from)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) => panic!("recv_from: {e}"),
         }
     }
@@ -150,8 +133,7 @@ pub fn send_all(b: &mut dyn Backend, transmits: &mut [io_backends::Transmit<'_>]
         assert!(start.elapsed() < DEADLINE, "send did not finish");
         done += b.send(&mut transmits[done..]).unwrap();
         if done < transmits.len() {
-            b.wait(Interest::WRITABLE, Some(Duration::from_millis(100)))
-                .unwrap();
+            b.wait(Interest::WRITABLE, Some(Duration::from_millis(100))).unwrap();
         }
     }
 }

@@ -25,10 +25,7 @@ pub struct SharedSessionCache {
 
 impl fmt::Debug for SharedSessionCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedSessionCache")
-            .field("region", &self.region)
-            .field("trace", &self.trace.is_some())
-            .finish()
+        f.debug_struct("SharedSessionCache").field("region", &self.region).field("trace", &self.trace.is_some()).finish()
     }
 }
 

@@ -23,10 +23,9 @@ pub enum ShmError {
 impl fmt::Display for ShmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ShmError::TooSmall { size, min, min_entries } => write!(
-                f,
-                "shared session cache of {size} bytes is too small: at least {min} bytes are needed for the header and {min_entries} entries"
-            ),
+            ShmError::TooSmall { size, min, min_entries } => {
+                write!(f, "shared session cache of {size} bytes is too small: at least {min} bytes are needed for the header and {min_entries} entries")
+            }
             ShmError::TooLarge { size, max } => {
                 write!(f, "shared session cache of {size} bytes is too large (at most {max} bytes)")
             }

@@ -97,13 +97,8 @@ fn deadline_after(timeout: Duration) -> libc::timespec {
     // SAFETY: `now` is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
     let total_ns = now.tv_nsec as u64 + u64::from(timeout.subsec_nanos());
-    let secs = (now.tv_sec as u64)
-        .saturating_add(timeout.as_secs())
-        .saturating_add(total_ns / 1_000_000_000);
-    libc::timespec {
-        tv_sec: secs.min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: (total_ns % 1_000_000_000) as libc::c_long,
-    }
+    let secs = (now.tv_sec as u64).saturating_add(timeout.as_secs()).saturating_add(total_ns / 1_000_000_000);
+    libc::timespec { tv_sec: secs.min(i64::MAX as u64) as libc::time_t, tv_nsec: (total_ns % 1_000_000_000) as libc::c_long }
 }
 
 /// Unlocks on drop.

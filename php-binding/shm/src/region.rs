@@ -137,26 +137,11 @@ impl ShmRegion {
         let current = fresh_key(&rng, 1)?;
 
         // SAFETY: a fresh anonymous shared mapping; arguments are valid.
-        let base = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
+        let base = unsafe { libc::mmap(core::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0) };
         if base == libc::MAP_FAILED {
             return Err(ShmError::Mmap(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)));
         }
-        let region = ShmRegion {
-            inner: Arc::new(Mapping {
-                base: base.cast(),
-                geo,
-                lock_timeout_ns: AtomicU64::new(DEFAULT_LOCK_TIMEOUT.as_nanos() as u64),
-            }),
-        };
+        let region = ShmRegion { inner: Arc::new(Mapping { base: base.cast(), geo, lock_timeout_ns: AtomicU64::new(DEFAULT_LOCK_TIMEOUT.as_nanos() as u64) }) };
         let hdr = region.header();
         // SAFETY: nobody else can see the mapping yet (no fork has happened
         // since it was made); it is zero-filled and large enough for the
@@ -215,12 +200,7 @@ impl ShmRegion {
         let hdr = self.header();
         // SAFETY: the header lies inside the mapping; volatile because
         // other processes may write it.
-        let (g, sum) = unsafe {
-            (
-                core::ptr::read_volatile(addr_of_mut!((*hdr).geometry)),
-                core::ptr::read_volatile(addr_of_mut!((*hdr).geometry_sum)),
-            )
-        };
+        let (g, sum) = unsafe { (core::ptr::read_volatile(addr_of_mut!((*hdr).geometry)), core::ptr::read_volatile(addr_of_mut!((*hdr).geometry_sum))) };
         if g.magic != MAGIC {
             return Err(Corruption::BadMagic);
         }

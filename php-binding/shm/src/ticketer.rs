@@ -150,9 +150,7 @@ impl SharedTicketer {
             out.push(key.id);
             out.extend_from_slice(&nonce);
             out.extend_from_slice(plain);
-            let tag = k
-                .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad(key.id)), &mut out[1 + NONCE_LEN..])
-                .ok()?;
+            let tag = k.seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad(key.id)), &mut out[1 + NONCE_LEN..]).ok()?;
             out.extend_from_slice(tag.as_ref());
             Some(out)
         });

@@ -135,9 +135,7 @@ fn one_child_puts_another_reads() {
         let got = c2.lookup(b"ticket-from-a");
         let taken = c2.remove(b"ticket-from-a");
         let again = c2.remove(b"ticket-from-a");
-        let ok = got.as_deref() == Some(&b"session-state-a"[..])
-            && taken.as_deref() == Some(&b"session-state-a"[..])
-            && again.is_none();
+        let ok = got.as_deref() == Some(&b"session-state-a"[..]) && taken.as_deref() == Some(&b"session-state-a"[..]) && again.is_none();
         if ok {
             0
         } else {

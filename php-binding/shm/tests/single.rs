@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quicpro_shm::{
-    CacheStats, Corruption, SharedSessionCache, SharedTicketer, ShmError, ShmRegion, TraceEvent, TraceOp, TraceOutcome,
-    DEFAULT_SHM_SIZE, DEFAULT_SLOT_SIZE, MIN_ENTRIES,
+    CacheStats, Corruption, SharedSessionCache, SharedTicketer, ShmError, ShmRegion, TraceEvent, TraceOp, TraceOutcome, DEFAULT_SHM_SIZE, DEFAULT_SLOT_SIZE,
+    MIN_ENTRIES,
 };
 use rustls::server::{ProducesTickets, StoresServerSessions};
 
@@ -275,7 +275,7 @@ fn broken_links_trigger_a_rebuild() {
     let slot7 = l.slots_offset + 7 * l.slot_size;
     scribble(&r, slot7 + 16, &[0xee, 0xee, 0x00, 0x00]); // hash_next
     scribble(&r, slot7 + 20, &[0x10, 0x27, 0x00, 0x00]); // lru_prev = 10000
-    // Keep using the cache: every answer is either absent or right.
+                                                         // Keep using the cache: every answer is either absent or right.
     for i in 0..60 {
         if let Some(v) = c.get(&key(i)) {
             assert_eq!(v, value(i, 60));

@@ -474,8 +474,7 @@ impl ServerCore {
                 continue;
             };
             // Responses that were started but never finished get their FIN.
-            let unfinished: Vec<StreamId> =
-                s.streams.iter().filter(|(_, st)| st.responded && !st.out_fin && st.reset.is_none()).map(|(sid, _)| *sid).collect();
+            let unfinished: Vec<StreamId> = s.streams.iter().filter(|(_, st)| st.responded && !st.out_fin && st.reset.is_none()).map(|(sid, _)| *sid).collect();
             for sid in unfinished {
                 if let Some(st) = s.streams.get_mut(&sid) {
                     st.out_fin = true;
@@ -552,9 +551,7 @@ impl ServerCore {
     pub fn is_satisfied(&self, what: WaitFor) -> bool {
         match what {
             // Draining (GOAWAY sent): no new request is waited for.
-            WaitFor::Request(id) => {
-                self.draining_since.is_some() || self.sessions.get(&id).is_none_or(|s| !s.requests.is_empty() || s.gone.is_some())
-            }
+            WaitFor::Request(id) => self.draining_since.is_some() || self.sessions.get(&id).is_none_or(|s| !s.requests.is_empty() || s.gone.is_some()),
             WaitFor::Body(id, sid) => {
                 let Some(s) = self.sessions.get(&id) else { return true };
                 if s.gone.is_some() {

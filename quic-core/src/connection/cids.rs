@@ -195,9 +195,7 @@ impl RemoteCids {
                 self.pending_retire.push_back(self.active.0);
                 match self.spare.pop_front() {
                     Some((s, c, t)) => self.active = (s, c, Some(t)),
-                    None => {
-                        return Err(Error::new(TransportErrorCode::PROTOCOL_VIOLATION, "all connection IDs retired").with_frame_type(FT))
-                    }
+                    None => return Err(Error::new(TransportErrorCode::PROTOCOL_VIOLATION, "all connection IDs retired").with_frame_type(FT)),
                 }
             }
         }

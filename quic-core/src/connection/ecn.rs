@@ -182,11 +182,8 @@ mod tests {
 
     #[test]
     fn failures() {
-        let cases: [(u64, Option<(u64, u64, u64)>, EcnFailure); 3] = [
-            (2, None, EcnFailure::NoCounts),
-            (2, Some((1, 0, 0)), EcnFailure::Bleached),
-            (2, Some((0, 2, 0)), EcnFailure::Remarked),
-        ];
+        type Case = (u64, Option<(u64, u64, u64)>, EcnFailure);
+        let cases: [Case; 3] = [(2, None, EcnFailure::NoCounts), (2, Some((1, 0, 0)), EcnFailure::Bleached), (2, Some((0, 2, 0)), EcnFailure::Remarked)];
         for (newly, counts, why) in cases {
             let mut v = EcnValidator::new(true);
             sent(&mut v, 2);

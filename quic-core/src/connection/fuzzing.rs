@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Connection, State, Side};
+use super::{Connection, Side, State};
 use crate::recovery::SpaceId;
 
 /// AEAD tag length of every QUIC v1/v2 cipher suite (RFC 9001 §5.3).

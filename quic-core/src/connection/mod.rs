@@ -21,9 +21,9 @@ mod keys;
 mod path;
 mod recv;
 mod send;
-mod version_negotiation;
 pub mod spaces;
 pub mod streams;
+mod version_negotiation;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -46,8 +46,8 @@ use crate::version::Version;
 
 pub use cids::{CidEvent, LocalCids, RemoteCids};
 pub use keys::OneRttKeys;
-pub use spaces::{EcnCodepoint, PacketSpace, SentFrames};
 use spaces::Retransmit;
+pub use spaces::{EcnCodepoint, PacketSpace, SentFrames};
 pub use streams::{StreamEvent, Streams};
 
 /// Which end of the connection we are.
@@ -898,7 +898,10 @@ impl Connection {
                     ConnectionError::VersionMismatch => (Initiator::Remote, None, CloseTrigger::VersionMismatch),
                 };
                 let reason = err.to_string();
-                q.connection_closed(now, &ConnectionClosed { initiator: Some(initiator), error, internal_code: None, reason: Some(&reason), trigger: Some(trigger) });
+                q.connection_closed(
+                    now,
+                    &ConnectionClosed { initiator: Some(initiator), error, internal_code: None, reason: Some(&reason), trigger: Some(trigger) },
+                );
                 q.flush();
             }
             self.error = Some(err.clone());
@@ -1038,7 +1041,6 @@ impl Connection {
             if let crate::recovery::TimeoutAction::Probe { space, probes } = action {
                 self.on_probe_timeout(space, probes);
             }
-
         }
     }
 
@@ -1104,11 +1106,8 @@ impl Connection {
                 // below wherever it is.
                 // Data an earlier probe took over and could not send yet
                 // goes first: taking more would only queue it behind that.
-                let retransmission_waits = self
-                    .streams
-                    .send_queue
-                    .iter()
-                    .any(|id| self.streams.map.get(id).and_then(|st| st.send.as_ref()).is_some_and(|st| st.has_data_to_send()));
+                let retransmission_waits =
+                    self.streams.send_queue.iter().any(|id| self.streams.map.get(id).and_then(|st| st.send.as_ref()).is_some_and(|st| st.has_data_to_send()));
                 const BUDGET: u64 = 2 * 1200;
                 let mut spent = if retransmission_waits { BUDGET } else { 0 };
                 let mut picked: SmallVec<[SentFrames; 4]> = SmallVec::new();
@@ -1179,12 +1178,15 @@ impl Connection {
         if let Some(q) = &mut self.qlog {
             // quic-events: ecn_state_updated.
             q.custom_event(now, "quic:ecn_state_updated", |d| {
-                d.str("new", match state {
-                    ecn::EcnState::Testing => "testing",
-                    ecn::EcnState::Unknown => "unknown",
-                    ecn::EcnState::Capable => "capable",
-                    ecn::EcnState::Failed => "failed",
-                });
+                d.str(
+                    "new",
+                    match state {
+                        ecn::EcnState::Testing => "testing",
+                        ecn::EcnState::Unknown => "unknown",
+                        ecn::EcnState::Capable => "capable",
+                        ecn::EcnState::Failed => "failed",
+                    },
+                );
                 if let Some(f) = failure {
                     d.str("trigger", &format!("{f:?}"));
                 }
@@ -1208,4 +1210,3 @@ impl Connection {
         }
     }
 }
-

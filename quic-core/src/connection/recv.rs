@@ -506,10 +506,7 @@ impl Connection {
             Frame::PathChallenge { data } => self.on_path_challenge(data),
             Frame::PathResponse { data } => self.on_path_response(now, data),
             Frame::ConnectionClose { error_code, frame_type, reason } => {
-                self.enter_draining(
-                    now,
-                    ConnectionError::PeerTransportClose { code: error_code, frame_type, reason: reason.to_vec() },
-                );
+                self.enter_draining(now, ConnectionError::PeerTransportClose { code: error_code, frame_type, reason: reason.to_vec() });
             }
             Frame::ApplicationClose { error_code, reason } => {
                 self.enter_draining(now, ConnectionError::PeerApplicationClose { code: error_code, reason: reason.to_vec() });
@@ -557,11 +554,14 @@ impl Connection {
         self.stats.spurious_losses += u64::from(s.spurious);
         let Some(q) = &mut self.qlog else { return };
         q.custom_event(now, "quicpro:spurious_losses", |d| {
-            d.str("packet_number_space", match space {
-                SpaceId::Initial => "initial",
-                SpaceId::Handshake => "handshake",
-                SpaceId::Data => "application_data",
-            })
+            d.str(
+                "packet_number_space",
+                match space {
+                    SpaceId::Initial => "initial",
+                    SpaceId::Handshake => "handshake",
+                    SpaceId::Data => "application_data",
+                },
+            )
             .u64("count", u64::from(s.spurious))
             .u64("congestion_reduction_undone", u64::from(s.undone));
         });

@@ -233,9 +233,7 @@ impl Connection {
     fn stream_data_sendable(&self) -> bool {
         // Retransmissions and FINs need no credit; new data needs connection credit.
         self.conn_send.available() > 0
-            || self.streams.send_queue.iter().any(|id| {
-                self.streams.map.get(id).and_then(|s| s.send.as_ref()).is_some_and(|s| s.has_data_to_send())
-            })
+            || self.streams.send_queue.iter().any(|id| self.streams.map.get(id).and_then(|s| s.send.as_ref()).is_some_and(|s| s.has_data_to_send()))
     }
 
     /// RFC 9001 §6.1: start a key update after `key_update_interval` packets,
@@ -290,11 +288,8 @@ impl Connection {
                 LongHeader { ty, version: self.version, dcid: &dcid, scid: &scid, token }.encode(&mut w, pn, pn_len, width).ok()?
             }
         };
-        let layout = HeaderLayout {
-            pn_offset: start + layout.pn_offset,
-            pn_len: layout.pn_len,
-            length_field: layout.length_field.map(|(at, wdt)| (start + at, wdt)),
-        };
+        let layout =
+            HeaderLayout { pn_offset: start + layout.pn_offset, pn_len: layout.pn_len, length_field: layout.length_field.map(|(at, wdt)| (start + at, wdt)) };
         let end = layout.header_len();
         Some(OpenPacket {
             space,
@@ -675,14 +670,7 @@ impl Connection {
         let in_flight = p.ack_eliciting || p.padded;
         self.recovery.on_packet_sent(
             space,
-            SentPacket {
-                pn: p.pn,
-                time_sent: now,
-                size: size.min(u16::MAX as usize) as u16,
-                ack_eliciting: p.ack_eliciting,
-                in_flight,
-                payload: p.frames,
-            },
+            SentPacket { pn: p.pn, time_sent: now, size: size.min(u16::MAX as usize) as u16, ack_eliciting: p.ack_eliciting, in_flight, payload: p.frames },
         );
         self.stats.packets_sent += 1;
         if p.ack_eliciting && !self.ack_eliciting_sent_since_rx {

@@ -87,17 +87,8 @@ impl AckTracker {
     /// Records a successfully processed packet. RFC 9000 §13.2.1: ACK
     /// immediately when packets arrive out of order, after the threshold of
     /// ack-eliciting packets, or at max_ack_delay otherwise.
-    pub fn on_packet(
-        &mut self,
-        pn: u64,
-        now: Instant,
-        ack_eliciting: bool,
-        ecn: Option<EcnCodepoint>,
-        threshold: u32,
-        max_ack_delay: Duration,
-    ) {
-        let out_of_order = self.largest.is_some_and(|(l, _)| pn < l)
-            || self.received.max().is_some_and(|m| pn > m + 1);
+    pub fn on_packet(&mut self, pn: u64, now: Instant, ack_eliciting: bool, ecn: Option<EcnCodepoint>, threshold: u32, max_ack_delay: Duration) {
+        let out_of_order = self.largest.is_some_and(|(l, _)| pn < l) || self.received.max().is_some_and(|m| pn > m + 1);
         if self.received.insert_one(pn).is_err() {
             // Forget the oldest range to make room (bounded state).
             if let Some(r) = self.received.pop_min() {
@@ -160,9 +151,7 @@ impl AckTracker {
 
     /// Encoded ACK Delay for an ACK sent at `now` (RFC 9000 §19.3).
     pub fn ack_delay(&self, now: Instant, exponent: u8) -> u64 {
-        self.largest
-            .map(|(_, t)| (now.saturating_duration_since(t).as_micros() as u64) >> exponent)
-            .unwrap_or(0)
+        self.largest.map(|(_, t)| (now.saturating_duration_since(t).as_micros() as u64) >> exponent).unwrap_or(0)
     }
 
     pub fn ecn_counts(&self) -> Option<EcnCounts> {

@@ -35,9 +35,15 @@ pub enum StreamEvent {
     /// All data we sent on the stream (and the FIN) was acknowledged.
     Finished(StreamId),
     /// The peer sent STOP_SENDING.
-    Stopped { id: StreamId, error_code: u64 },
+    Stopped {
+        id: StreamId,
+        error_code: u64,
+    },
     /// The peer reset its sending half.
-    Reset { id: StreamId, error_code: u64 },
+    Reset {
+        id: StreamId,
+        error_code: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -91,11 +97,7 @@ impl Streams {
             peer_bidi_local: 0,
             peer_bidi_remote: 0,
             peer_uni: 0,
-            config: StreamConfig {
-                window: cfg.stream_receive_window,
-                max_window: cfg.max_stream_receive_window,
-                send_buffer: cfg.send_buffer_per_stream,
-            },
+            config: StreamConfig { window: cfg.stream_receive_window, max_window: cfg.max_stream_receive_window, send_buffer: cfg.send_buffer_per_stream },
         }
     }
 
@@ -111,7 +113,11 @@ impl Streams {
         for (id, s) in self.map.iter_mut() {
             if let Some(send) = &mut s.send {
                 let limit = if id.initiator() == self.local {
-                    if id.is_bidi() { self.peer_bidi_remote } else { self.peer_uni }
+                    if id.is_bidi() {
+                        self.peer_bidi_remote
+                    } else {
+                        self.peer_uni
+                    }
                 } else {
                     self.peer_bidi_local
                 };
@@ -125,15 +131,17 @@ impl Streams {
         let local_init = id.initiator() == self.local;
         let send = id.has_send_part(self.local).then(|| {
             let limit = if local_init {
-                if id.is_bidi() { self.peer_bidi_remote } else { self.peer_uni }
+                if id.is_bidi() {
+                    self.peer_bidi_remote
+                } else {
+                    self.peer_uni
+                }
             } else {
                 self.peer_bidi_local
             };
             SendStream::new(limit, self.config.send_buffer)
         });
-        let recv = id
-            .has_recv_part(self.local)
-            .then(|| RecvStream::new(RecvWindow::new(self.config.window, self.config.max_window)));
+        let recv = id.has_recv_part(self.local).then(|| RecvStream::new(RecvWindow::new(self.config.window, self.config.max_window)));
         Stream { send, recv, priority: 0, queued: false }
     }
 
@@ -185,11 +193,7 @@ impl Streams {
             self.send_queue.push_back(id);
             return;
         }
-        let pos = self
-            .send_queue
-            .iter()
-            .position(|other| map.get(other).is_some_and(|o| o.priority > prio))
-            .unwrap_or(self.send_queue.len());
+        let pos = self.send_queue.iter().position(|other| map.get(other).is_some_and(|o| o.priority > prio)).unwrap_or(self.send_queue.len());
         self.send_queue.insert(pos, id);
     }
 

@@ -96,11 +96,7 @@ pub fn require_transport_parameters(info: &ClientHelloInfo) -> Result<(), Error>
 /// server speaks and that is compatible with `current`; `current`
 /// otherwise.
 pub fn choose(current: Version, server_supports: &[Version], client_available: &[Version]) -> Version {
-    client_available
-        .iter()
-        .copied()
-        .find(|v| server_supports.contains(v) && compatible(current, *v))
-        .unwrap_or(current)
+    client_available.iter().copied().find(|v| server_supports.contains(v) && compatible(current, *v)).unwrap_or(current)
 }
 
 impl Connection {
@@ -189,9 +185,7 @@ impl Connection {
         // the server's names the negotiated one (RFC 9368 §4).
         let expected = if self.side.is_server() { self.original_version.unwrap_or(self.version) } else { self.version };
         match &p.version_information {
-            Some(vi) if vi.chosen_version != expected => {
-                Err(Error::new(TransportErrorCode::VERSION_NEGOTIATION_ERROR, "version_information does not match"))
-            }
+            Some(vi) if vi.chosen_version != expected => Err(Error::new(TransportErrorCode::VERSION_NEGOTIATION_ERROR, "version_information does not match")),
             None if self.original_version.is_some() => {
                 Err(Error::new(TransportErrorCode::VERSION_NEGOTIATION_ERROR, "version changed without version_information"))
             }

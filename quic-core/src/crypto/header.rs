@@ -45,23 +45,17 @@ impl HeaderProtectionKey {
         if key.len() != suite.key_len() {
             return Err(CryptoError::BadKeyLength);
         }
-        let key = quic::HeaderProtectionKey::new(suite.header_protection_algorithm(), key)
-            .map_err(|_| CryptoError::BadKeyLength)?;
+        let key = quic::HeaderProtectionKey::new(suite.header_protection_algorithm(), key).map_err(|_| CryptoError::BadKeyLength)?;
         Ok(Self { suite, key })
     }
 
     /// Derives the key with the "quic hp" label (RFC 9001 §5.4; "quicv2 hp"
     /// for v2, RFC 9369 §3.3.2).
-    pub fn from_secret(
-        suite: CipherSuite,
-        version: Version,
-        secret: &[u8],
-    ) -> Result<Self, CryptoError> {
+    pub fn from_secret(suite: CipherSuite, version: Version, secret: &[u8]) -> Result<Self, CryptoError> {
         let labels = Labels::for_version(version)?;
         let mut hp = [0u8; MAX_KEY_LEN];
         let result = match hp.get_mut(..suite.key_len()) {
-            Some(hp) => hkdf_expand_label(secret, suite.hash(), labels.hp, b"", hp)
-                .and_then(|()| Self::new(suite, hp)),
+            Some(hp) => hkdf_expand_label(secret, suite.hash(), labels.hp, b"", hp).and_then(|()| Self::new(suite, hp)),
             None => Err(CryptoError::BadKeyLength),
         };
         wipe(&mut hp);
@@ -76,24 +70,16 @@ impl HeaderProtectionKey {
     /// §5.4.4 ChaCha20). Uses the first [`SAMPLE_LEN`] bytes of `sample`;
     /// `PacketTooShort` if there are fewer.
     pub fn mask(&self, sample: &[u8]) -> Result<[u8; MASK_LEN], CryptoError> {
-        let sample = sample
-            .get(..SAMPLE_LEN)
-            .ok_or(CryptoError::PacketTooShort)?;
-        self.key
-            .new_mask(sample)
-            .map_err(|_| CryptoError::PacketTooShort)
+        let sample = sample.get(..SAMPLE_LEN).ok_or(CryptoError::PacketTooShort)?;
+        self.key.new_mask(sample).map_err(|_| CryptoError::PacketTooShort)
     }
 
     /// The mask for `packet` whose Packet Number field starts at `pn_offset`.
     fn mask_for(&self, packet: &[u8], pn_offset: usize) -> Result<[u8; MASK_LEN], CryptoError> {
         // RFC 9001 §5.4.2: sample_offset = pn_offset + 4. A packet too short
         // for a complete sample MUST be discarded.
-        let start = pn_offset
-            .checked_add(SAMPLE_OFFSET_FROM_PN)
-            .ok_or(CryptoError::PacketTooShort)?;
-        let end = start
-            .checked_add(SAMPLE_LEN)
-            .ok_or(CryptoError::PacketTooShort)?;
+        let start = pn_offset.checked_add(SAMPLE_OFFSET_FROM_PN).ok_or(CryptoError::PacketTooShort)?;
+        let end = start.checked_add(SAMPLE_LEN).ok_or(CryptoError::PacketTooShort)?;
         let sample = packet.get(start..end).ok_or(CryptoError::PacketTooShort)?;
         self.mask(sample)
     }
@@ -102,12 +88,7 @@ impl HeaderProtectionKey {
     /// §5.4.1). `packet` starts at the first header byte and holds at least
     /// the sample; `pn_len` must match the Packet Number Length bits of the
     /// (still unprotected) first byte.
-    pub fn apply(
-        &self,
-        packet: &mut [u8],
-        pn_offset: usize,
-        pn_len: usize,
-    ) -> Result<(), CryptoError> {
+    pub fn apply(&self, packet: &mut [u8], pn_offset: usize, pn_len: usize) -> Result<(), CryptoError> {
         if pn_offset == 0 || !(1..=MAX_PN_LEN).contains(&pn_len) {
             return Err(CryptoError::BadPacketNumberLength);
         }
@@ -148,18 +129,9 @@ fn protected_bits(first: u8) -> u8 {
 }
 
 /// XORs the packet number bytes with `mask[1..1 + pn_len]`.
-fn xor_packet_number(
-    packet: &mut [u8],
-    pn_offset: usize,
-    pn_len: usize,
-    mask: &[u8; MASK_LEN],
-) -> Result<(), CryptoError> {
-    let end = pn_offset
-        .checked_add(pn_len)
-        .ok_or(CryptoError::PacketTooShort)?;
-    let pn = packet
-        .get_mut(pn_offset..end)
-        .ok_or(CryptoError::PacketTooShort)?;
+fn xor_packet_number(packet: &mut [u8], pn_offset: usize, pn_len: usize, mask: &[u8; MASK_LEN]) -> Result<(), CryptoError> {
+    let end = pn_offset.checked_add(pn_len).ok_or(CryptoError::PacketTooShort)?;
+    let pn = packet.get_mut(pn_offset..end).ok_or(CryptoError::PacketTooShort)?;
     for (byte, m) in pn.iter_mut().zip(mask.iter().skip(1)) {
         *byte ^= m;
     }
@@ -168,8 +140,6 @@ fn xor_packet_number(
 
 impl fmt::Debug for HeaderProtectionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeaderProtectionKey")
-            .field("suite", &self.suite)
-            .finish_non_exhaustive()
+        f.debug_struct("HeaderProtectionKey").field("suite", &self.suite).finish_non_exhaustive()
     }
 }

@@ -52,12 +52,7 @@ impl HashAlg {
 /// We compute the HMAC directly rather than through `ring::hkdf::Salt` because
 /// ring keeps the PRK opaque, and the Initial secret is itself a test vector
 /// (RFC 9001 Appendix A.1).
-pub fn hkdf_extract(
-    hash: HashAlg,
-    salt: &[u8],
-    ikm: &[u8],
-    out: &mut [u8],
-) -> Result<(), CryptoError> {
+pub fn hkdf_extract(hash: HashAlg, salt: &[u8], ikm: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
     if out.len() != hash.output_len() {
         return Err(CryptoError::BadKeyLength);
     }
@@ -90,13 +85,7 @@ impl hkdf::KeyType for OutLen {
 /// `hash.output_len()` bytes (every TLS 1.3 secret is Hash.length long), and
 /// with `InvalidHkdfInput` if the label or context do not fit their length
 /// prefixes or the output is longer than HKDF allows (255 * Hash.length).
-pub fn hkdf_expand_label(
-    secret: &[u8],
-    hash: HashAlg,
-    label: &[u8],
-    context: &[u8],
-    out: &mut [u8],
-) -> Result<(), CryptoError> {
+pub fn hkdf_expand_label(secret: &[u8], hash: HashAlg, label: &[u8], context: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
     if secret.len() != hash.output_len() {
         return Err(CryptoError::BadKeyLength);
     }
@@ -113,19 +102,10 @@ pub fn hkdf_expand_label(
     let length_bytes = out_len.to_be_bytes();
     let label_len_byte = [label_len];
     let context_len_byte = [context_len];
-    let info: [&[u8]; 6] = [
-        &length_bytes,
-        &label_len_byte,
-        LABEL_PREFIX,
-        label,
-        &context_len_byte,
-        context,
-    ];
+    let info: [&[u8]; 6] = [&length_bytes, &label_len_byte, LABEL_PREFIX, label, &context_len_byte, context];
 
     let prk = hkdf::Prk::new_less_safe(hash.hkdf(), secret);
-    let okm = prk
-        .expand(&info, OutLen(out.len()))
-        .map_err(|_| CryptoError::InvalidHkdfInput)?;
+    let okm = prk.expand(&info, OutLen(out.len())).map_err(|_| CryptoError::InvalidHkdfInput)?;
     okm.fill(out).map_err(|_| CryptoError::InvalidHkdfInput)
 }
 
@@ -137,29 +117,14 @@ mod tests {
     fn rejects_wrong_secret_length_and_oversized_inputs() {
         let secret = [7u8; 32];
         let mut out = [0u8; 16];
-        assert_eq!(
-            hkdf_expand_label(&secret[..31], HashAlg::Sha256, b"quic key", b"", &mut out),
-            Err(CryptoError::BadKeyLength)
-        );
-        assert_eq!(
-            hkdf_expand_label(&secret, HashAlg::Sha384, b"quic key", b"", &mut out),
-            Err(CryptoError::BadKeyLength)
-        );
+        assert_eq!(hkdf_expand_label(&secret[..31], HashAlg::Sha256, b"quic key", b"", &mut out), Err(CryptoError::BadKeyLength));
+        assert_eq!(hkdf_expand_label(&secret, HashAlg::Sha384, b"quic key", b"", &mut out), Err(CryptoError::BadKeyLength));
         let long_label = [b'a'; 250];
-        assert_eq!(
-            hkdf_expand_label(&secret, HashAlg::Sha256, &long_label, b"", &mut out),
-            Err(CryptoError::InvalidHkdfInput)
-        );
+        assert_eq!(hkdf_expand_label(&secret, HashAlg::Sha256, &long_label, b"", &mut out), Err(CryptoError::InvalidHkdfInput));
         let long_context = [0u8; 256];
-        assert_eq!(
-            hkdf_expand_label(&secret, HashAlg::Sha256, b"x", &long_context, &mut out),
-            Err(CryptoError::InvalidHkdfInput)
-        );
+        assert_eq!(hkdf_expand_label(&secret, HashAlg::Sha256, b"x", &long_context, &mut out), Err(CryptoError::InvalidHkdfInput));
         let mut huge = vec![0u8; 255 * 32 + 1];
-        assert_eq!(
-            hkdf_expand_label(&secret, HashAlg::Sha256, b"x", b"", &mut huge),
-            Err(CryptoError::InvalidHkdfInput)
-        );
+        assert_eq!(hkdf_expand_label(&secret, HashAlg::Sha256, b"x", b"", &mut huge), Err(CryptoError::InvalidHkdfInput));
         // Different context, different output.
         let mut a = [0u8; 16];
         let mut b = [0u8; 16];

@@ -14,16 +14,10 @@ pub const INITIAL_SUITE: CipherSuite = CipherSuite::Aes128Gcm;
 pub const INITIAL_SECRET_LEN: usize = 32;
 
 /// RFC 9001 §5.2.
-const V1_INITIAL_SALT: [u8; 20] = [
-    0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad,
-    0xcc, 0xbb, 0x7f, 0x0a,
-];
+const V1_INITIAL_SALT: [u8; 20] = [0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17, 0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a];
 
 /// RFC 9369 §3.3.1.
-const V2_INITIAL_SALT: [u8; 20] = [
-    0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb,
-    0xf9, 0xbd, 0x2e, 0xd9,
-];
+const V2_INITIAL_SALT: [u8; 20] = [0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93, 0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb, 0xf9, 0xbd, 0x2e, 0xd9];
 
 /// RFC 9001 §5.2 labels; RFC 9369 keeps them for v2.
 const CLIENT_INITIAL_LABEL: &[u8] = b"client in";
@@ -65,20 +59,8 @@ pub fn initial_secrets(version: Version, dcid: &[u8]) -> Result<InitialSecrets, 
     let initial = initial_secret(version, dcid)?;
     let mut client = Secret::zeroed(INITIAL_SECRET_LEN)?;
     let mut server = Secret::zeroed(INITIAL_SECRET_LEN)?;
-    hkdf_expand_label(
-        initial.as_bytes(),
-        HashAlg::Sha256,
-        CLIENT_INITIAL_LABEL,
-        b"",
-        client.as_mut_bytes(),
-    )?;
-    hkdf_expand_label(
-        initial.as_bytes(),
-        HashAlg::Sha256,
-        SERVER_INITIAL_LABEL,
-        b"",
-        server.as_mut_bytes(),
-    )?;
+    hkdf_expand_label(initial.as_bytes(), HashAlg::Sha256, CLIENT_INITIAL_LABEL, b"", client.as_mut_bytes())?;
+    hkdf_expand_label(initial.as_bytes(), HashAlg::Sha256, SERVER_INITIAL_LABEL, b"", server.as_mut_bytes())?;
     Ok(InitialSecrets { client, server })
 }
 
@@ -88,14 +70,8 @@ mod tests {
 
     #[test]
     fn rejects_long_dcid_and_unknown_version() {
-        assert_eq!(
-            initial_secret(Version::V1, &[0; 21]).err(),
-            Some(CryptoError::ConnectionIdTooLong)
-        );
-        assert_eq!(
-            initial_secret(Version(0xff00_001d), &[0; 8]).err(),
-            Some(CryptoError::UnsupportedVersion)
-        );
+        assert_eq!(initial_secret(Version::V1, &[0; 21]).err(), Some(CryptoError::ConnectionIdTooLong));
+        assert_eq!(initial_secret(Version(0xff00_001d), &[0; 8]).err(), Some(CryptoError::UnsupportedVersion));
         // RFC 9001 §5.2 note: a zero-length DCID is possible after a Retry.
         assert!(initial_secret(Version::V1, &[]).is_ok());
         // Different versions, different secrets.

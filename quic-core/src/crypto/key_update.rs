@@ -15,12 +15,7 @@ use crate::version::Version;
 /// "", Hash.length)` ("quicv2 ku" for v2, RFC 9369 §3.3.2).
 ///
 /// `secret` and `out` must both be `suite.secret_len()` bytes.
-pub fn next_secret(
-    suite: CipherSuite,
-    version: Version,
-    secret: &[u8],
-    out: &mut [u8],
-) -> Result<(), CryptoError> {
+pub fn next_secret(suite: CipherSuite, version: Version, secret: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
     let labels = Labels::for_version(version)?;
     if out.len() != suite.secret_len() {
         return Err(CryptoError::BadKeyLength);
@@ -47,12 +42,7 @@ impl TrafficSecret {
         if secret.len() != suite.secret_len() {
             return Err(CryptoError::BadKeyLength);
         }
-        Ok(Self {
-            suite,
-            version,
-            secret: Secret::new(secret)?,
-            generation: 0,
-        })
+        Ok(Self { suite, version, secret: Secret::new(secret)?, generation: 0 })
     }
 
     pub fn suite(&self) -> CipherSuite {
@@ -94,18 +84,8 @@ impl TrafficSecret {
     /// prepare next keys ahead of time (RFC 9001 §6.3).
     pub fn next(&self) -> Result<TrafficSecret, CryptoError> {
         let mut next = Secret::zeroed(self.suite.secret_len())?;
-        next_secret(
-            self.suite,
-            self.version,
-            self.secret.as_bytes(),
-            next.as_mut_bytes(),
-        )?;
-        Ok(TrafficSecret {
-            suite: self.suite,
-            version: self.version,
-            secret: next,
-            generation: self.generation.wrapping_add(1),
-        })
+        next_secret(self.suite, self.version, self.secret.as_bytes(), next.as_mut_bytes())?;
+        Ok(TrafficSecret { suite: self.suite, version: self.version, secret: next, generation: self.generation.wrapping_add(1) })
     }
 
     /// Moves to the next generation in place (the old secret is wiped).

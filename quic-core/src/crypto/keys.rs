@@ -35,21 +35,14 @@ impl DirectionalKeys {
     }
 
     /// Derives key, IV and hp key from a traffic secret (RFC 9001 §5.1).
-    pub fn from_secret(
-        suite: CipherSuite,
-        version: Version,
-        secret: &[u8],
-    ) -> Result<Self, CryptoError> {
+    pub fn from_secret(suite: CipherSuite, version: Version, secret: &[u8]) -> Result<Self, CryptoError> {
         Self::from_material(&KeyMaterial::derive(suite, version, secret)?)
     }
 
     /// Builds the ring keys from already derived bytes.
     pub fn from_material(material: &KeyMaterial) -> Result<Self, CryptoError> {
         let suite = material.suite();
-        Ok(Self {
-            packet: PacketKey::new(suite, material.key(), material.iv())?,
-            header: HeaderProtectionKey::new(suite, material.hp())?,
-        })
+        Ok(Self { packet: PacketKey::new(suite, material.key(), material.iv())?, header: HeaderProtectionKey::new(suite, material.hp())? })
     }
 
     pub fn suite(&self) -> CipherSuite {
@@ -63,30 +56,19 @@ impl DirectionalKeys {
     /// (the AEAD associated data), then the plaintext payload, then 16 bytes
     /// of room for the tag. The payload must be long enough for the header
     /// protection sample (RFC 9001 §5.4.2), or `PacketTooShort` is returned.
-    pub fn protect(
-        &self,
-        packet_number: u64,
-        packet: &mut [u8],
-        pn_offset: usize,
-        pn_len: usize,
-    ) -> Result<(), CryptoError> {
+    pub fn protect(&self, packet_number: u64, packet: &mut [u8], pn_offset: usize, pn_len: usize) -> Result<(), CryptoError> {
         if pn_offset == 0 || !(1..=MAX_PN_LEN).contains(&pn_len) {
             return Err(CryptoError::BadPacketNumberLength);
         }
-        let header_len = pn_offset
-            .checked_add(pn_len)
-            .ok_or(CryptoError::PacketTooShort)?;
+        let header_len = pn_offset.checked_add(pn_len).ok_or(CryptoError::PacketTooShort)?;
         // Check the sample fits before touching the payload, so a failure
         // leaves the packet as it was.
-        let sample_end = pn_offset
-            .checked_add(super::header::SAMPLE_OFFSET_FROM_PN + super::header::SAMPLE_LEN)
-            .ok_or(CryptoError::PacketTooShort)?;
+        let sample_end = pn_offset.checked_add(super::header::SAMPLE_OFFSET_FROM_PN + super::header::SAMPLE_LEN).ok_or(CryptoError::PacketTooShort)?;
         if packet.len() < sample_end || packet.len() < header_len + self.packet.tag_len() {
             return Err(CryptoError::PacketTooShort);
         }
         let (header, payload_and_tag) = packet.split_at_mut(header_len);
-        self.packet
-            .seal_in_place(packet_number, header, payload_and_tag)?;
+        self.packet.seal_in_place(packet_number, header, payload_and_tag)?;
         self.header.apply(packet, pn_offset, pn_len)
     }
 
@@ -98,36 +80,18 @@ impl DirectionalKeys {
     ///
     /// On error the packet must be discarded (RFC 9001 §5.5); its bytes may
     /// have been partly unprotected.
-    pub fn unprotect(
-        &self,
-        packet: &mut [u8],
-        pn_offset: usize,
-        decode_pn: impl FnOnce(u64, usize) -> u64,
-    ) -> Result<Unprotected, CryptoError> {
+    pub fn unprotect(&self, packet: &mut [u8], pn_offset: usize, decode_pn: impl FnOnce(u64, usize) -> u64) -> Result<Unprotected, CryptoError> {
         let pn_len = self.header.remove(packet, pn_offset)?;
-        let header_len = pn_offset
-            .checked_add(pn_len)
-            .ok_or(CryptoError::PacketTooShort)?;
-        let pn_bytes = packet
-            .get(pn_offset..header_len)
-            .ok_or(CryptoError::PacketTooShort)?;
-        let truncated = pn_bytes
-            .iter()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+        let header_len = pn_offset.checked_add(pn_len).ok_or(CryptoError::PacketTooShort)?;
+        let pn_bytes = packet.get(pn_offset..header_len).ok_or(CryptoError::PacketTooShort)?;
+        let truncated = pn_bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
         let packet_number = decode_pn(truncated, pn_len);
         if packet.len() < header_len {
             return Err(CryptoError::PacketTooShort);
         }
         let (header, payload_with_tag) = packet.split_at_mut(header_len);
-        let payload_len = self
-            .packet
-            .open_in_place(packet_number, header, payload_with_tag)?;
-        Ok(Unprotected {
-            packet_number,
-            pn_len,
-            header_len,
-            payload_len,
-        })
+        let payload_len = self.packet.open_in_place(packet_number, header, payload_with_tag)?;
+        Ok(Unprotected { packet_number, pn_len, header_len, payload_len })
     }
 }
 
@@ -146,20 +110,8 @@ impl Keys {
     /// with "server in"; a server the other way round.
     pub fn initial(version: Version, dcid: &[u8], is_server: bool) -> Result<Keys, CryptoError> {
         let secrets = initial_secrets(version, dcid)?;
-        let client =
-            DirectionalKeys::from_secret(INITIAL_SUITE, version, secrets.client.as_bytes())?;
-        let server =
-            DirectionalKeys::from_secret(INITIAL_SUITE, version, secrets.server.as_bytes())?;
-        Ok(if is_server {
-            Keys {
-                local: server,
-                remote: client,
-            }
-        } else {
-            Keys {
-                local: client,
-                remote: server,
-            }
-        })
+        let client = DirectionalKeys::from_secret(INITIAL_SUITE, version, secrets.client.as_bytes())?;
+        let server = DirectionalKeys::from_secret(INITIAL_SUITE, version, secrets.server.as_bytes())?;
+        Ok(if is_server { Keys { local: server, remote: client } } else { Keys { local: client, remote: server } })
     }
 }

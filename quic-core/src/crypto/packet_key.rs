@@ -25,22 +25,13 @@ impl PacketKey {
             return Err(CryptoError::BadKeyLength);
         }
         let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| CryptoError::BadKeyLength)?;
-        let unbound =
-            UnboundKey::new(suite.aead_algorithm(), key).map_err(|_| CryptoError::BadKeyLength)?;
-        Ok(Self {
-            suite,
-            key: LessSafeKey::new(unbound),
-            iv,
-        })
+        let unbound = UnboundKey::new(suite.aead_algorithm(), key).map_err(|_| CryptoError::BadKeyLength)?;
+        Ok(Self { suite, key: LessSafeKey::new(unbound), iv })
     }
 
     /// Derives the key ("quic key") and IV ("quic iv") from a traffic secret
     /// (RFC 9001 §5.1; "quicv2 key"/"quicv2 iv" for v2, RFC 9369 §3.3.2).
-    pub fn from_secret(
-        suite: CipherSuite,
-        version: Version,
-        secret: &[u8],
-    ) -> Result<Self, CryptoError> {
+    pub fn from_secret(suite: CipherSuite, version: Version, secret: &[u8]) -> Result<Self, CryptoError> {
         let labels = Labels::for_version(version)?;
         let mut key = [0u8; MAX_KEY_LEN];
         let mut iv = [0u8; IV_LEN];
@@ -89,16 +80,8 @@ impl PacketKey {
     /// Encrypts `payload_and_tag[..len - 16]` in place and writes the tag
     /// into its last 16 bytes. `header` is the unprotected header up to and
     /// including the packet number (the AEAD associated data, RFC 9001 §5.3).
-    pub fn seal_in_place(
-        &self,
-        packet_number: u64,
-        header: &[u8],
-        payload_and_tag: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        let payload_len = payload_and_tag
-            .len()
-            .checked_sub(TAG_LEN)
-            .ok_or(CryptoError::BufferTooShort)?;
+    pub fn seal_in_place(&self, packet_number: u64, header: &[u8], payload_and_tag: &mut [u8]) -> Result<(), CryptoError> {
+        let payload_len = payload_and_tag.len().checked_sub(TAG_LEN).ok_or(CryptoError::BufferTooShort)?;
         let (payload, tag_space) = payload_and_tag.split_at_mut(payload_len);
         let tag = self.seal_in_place_separate_tag(packet_number, header, payload)?;
         tag_space.copy_from_slice(&tag);
@@ -107,17 +90,9 @@ impl PacketKey {
 
     /// Encrypts `payload` in place and returns the tag for the caller to
     /// place after it.
-    pub fn seal_in_place_separate_tag(
-        &self,
-        packet_number: u64,
-        header: &[u8],
-        payload: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], CryptoError> {
+    pub fn seal_in_place_separate_tag(&self, packet_number: u64, header: &[u8], payload: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
         let nonce = Nonce::assume_unique_for_key(self.nonce(packet_number));
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), payload)
-            .map_err(|_| CryptoError::EncryptFailed)?;
+        let tag = self.key.seal_in_place_separate_tag(nonce, Aad::from(header), payload).map_err(|_| CryptoError::EncryptFailed)?;
         let mut out = [0u8; TAG_LEN];
         // Every suite here has a 16-byte tag; a mismatch would be a ring bug.
         let tag_bytes = tag.as_ref();
@@ -132,20 +107,12 @@ impl PacketKey {
     /// in place and returns the plaintext length; the plaintext is then
     /// `payload_with_tag[..len]`. On failure the buffer's contents are
     /// unspecified and the packet must be discarded (RFC 9001 §5.5).
-    pub fn open_in_place(
-        &self,
-        packet_number: u64,
-        header: &[u8],
-        payload_with_tag: &mut [u8],
-    ) -> Result<usize, CryptoError> {
+    pub fn open_in_place(&self, packet_number: u64, header: &[u8], payload_with_tag: &mut [u8]) -> Result<usize, CryptoError> {
         if payload_with_tag.len() < TAG_LEN {
             return Err(CryptoError::PacketTooShort);
         }
         let nonce = Nonce::assume_unique_for_key(self.nonce(packet_number));
-        let plaintext = self
-            .key
-            .open_in_place(nonce, Aad::from(header), payload_with_tag)
-            .map_err(|_| CryptoError::DecryptFailed)?;
+        let plaintext = self.key.open_in_place(nonce, Aad::from(header), payload_with_tag).map_err(|_| CryptoError::DecryptFailed)?;
         Ok(plaintext.len())
     }
 }
@@ -158,8 +125,6 @@ impl Drop for PacketKey {
 
 impl fmt::Debug for PacketKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PacketKey")
-            .field("suite", &self.suite)
-            .finish_non_exhaustive()
+        f.debug_struct("PacketKey").field("suite", &self.suite).finish_non_exhaustive()
     }
 }

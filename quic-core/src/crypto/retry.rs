@@ -20,25 +20,15 @@ pub const MAX_RETRY_PACKET_LEN: usize = 1500;
 const PSEUDO_PACKET_CAPACITY: usize = 1 + MAX_CID_SIZE + MAX_RETRY_PACKET_LEN;
 
 /// RFC 9001 §5.8.
-const V1_RETRY_KEY: [u8; 16] = [
-    0xbe, 0x0c, 0x69, 0x0b, 0x9f, 0x66, 0x57, 0x5a, 0x1d, 0x76, 0x6b, 0x54, 0xe3, 0x68, 0xc8, 0x4e,
-];
-const V1_RETRY_NONCE: [u8; IV_LEN] = [
-    0x46, 0x15, 0x99, 0xd3, 0x5d, 0x63, 0x2b, 0xf2, 0x23, 0x98, 0x25, 0xbb,
-];
+const V1_RETRY_KEY: [u8; 16] = [0xbe, 0x0c, 0x69, 0x0b, 0x9f, 0x66, 0x57, 0x5a, 0x1d, 0x76, 0x6b, 0x54, 0xe3, 0x68, 0xc8, 0x4e];
+const V1_RETRY_NONCE: [u8; IV_LEN] = [0x46, 0x15, 0x99, 0xd3, 0x5d, 0x63, 0x2b, 0xf2, 0x23, 0x98, 0x25, 0xbb];
 
 /// RFC 9369 §3.3.3.
-const V2_RETRY_KEY: [u8; 16] = [
-    0x8f, 0xb4, 0xb0, 0x1b, 0x56, 0xac, 0x48, 0xe2, 0x60, 0xfb, 0xcb, 0xce, 0xad, 0x7c, 0xcc, 0x92,
-];
-const V2_RETRY_NONCE: [u8; IV_LEN] = [
-    0xd8, 0x69, 0x69, 0xbc, 0x2d, 0x7c, 0x6d, 0x99, 0x90, 0xef, 0xb0, 0x4a,
-];
+const V2_RETRY_KEY: [u8; 16] = [0x8f, 0xb4, 0xb0, 0x1b, 0x56, 0xac, 0x48, 0xe2, 0x60, 0xfb, 0xcb, 0xce, 0xad, 0x7c, 0xcc, 0x92];
+const V2_RETRY_NONCE: [u8; IV_LEN] = [0xd8, 0x69, 0x69, 0xbc, 0x2d, 0x7c, 0x6d, 0x99, 0x90, 0xef, 0xb0, 0x4a];
 
 /// The fixed Retry key and nonce of `version`.
-pub fn retry_key_and_nonce(
-    version: Version,
-) -> Result<(&'static [u8; 16], &'static [u8; IV_LEN]), CryptoError> {
+pub fn retry_key_and_nonce(version: Version) -> Result<(&'static [u8; 16], &'static [u8; IV_LEN]), CryptoError> {
     match version {
         Version::V1 => Ok((&V1_RETRY_KEY, &V1_RETRY_NONCE)),
         Version::V2 => Ok((&V2_RETRY_KEY, &V2_RETRY_NONCE)),
@@ -54,10 +44,7 @@ struct PseudoPacket {
 
 impl PseudoPacket {
     fn new(original_dcid: &[u8], retry_without_tag: &[u8]) -> Result<Self, CryptoError> {
-        let odcid_len = u8::try_from(original_dcid.len())
-            .ok()
-            .filter(|&l| usize::from(l) <= MAX_CID_SIZE)
-            .ok_or(CryptoError::ConnectionIdTooLong)?;
+        let odcid_len = u8::try_from(original_dcid.len()).ok().filter(|&l| usize::from(l) <= MAX_CID_SIZE).ok_or(CryptoError::ConnectionIdTooLong)?;
         if retry_without_tag.len() > MAX_RETRY_PACKET_LEN {
             return Err(CryptoError::RetryTooLong);
         }
@@ -69,9 +56,7 @@ impl PseudoPacket {
         len_byte.copy_from_slice(&[odcid_len]);
         let (odcid, rest) = rest.split_at_mut(original_dcid.len());
         odcid.copy_from_slice(original_dcid);
-        let retry = rest
-            .get_mut(..retry_without_tag.len())
-            .ok_or(CryptoError::RetryTooLong)?;
+        let retry = rest.get_mut(..retry_without_tag.len()).ok_or(CryptoError::RetryTooLong)?;
         retry.copy_from_slice(retry_without_tag);
         Ok(Self { buf, len })
     }
@@ -91,16 +76,10 @@ fn retry_aead(version: Version) -> Result<(LessSafeKey, Nonce), CryptoError> {
 /// plaintext with the Retry Pseudo-Packet as associated data.
 ///
 /// `retry_without_tag` is the Retry packet up to (not including) the tag.
-pub fn retry_integrity_tag(
-    version: Version,
-    original_dcid: &[u8],
-    retry_without_tag: &[u8],
-) -> Result<[u8; RETRY_TAG_LEN], CryptoError> {
+pub fn retry_integrity_tag(version: Version, original_dcid: &[u8], retry_without_tag: &[u8]) -> Result<[u8; RETRY_TAG_LEN], CryptoError> {
     let pseudo = PseudoPacket::new(original_dcid, retry_without_tag)?;
     let (key, nonce) = retry_aead(version)?;
-    let tag = key
-        .seal_in_place_separate_tag(nonce, Aad::from(pseudo.as_bytes()), &mut [])
-        .map_err(|_| CryptoError::EncryptFailed)?;
+    let tag = key.seal_in_place_separate_tag(nonce, Aad::from(pseudo.as_bytes()), &mut []).map_err(|_| CryptoError::EncryptFailed)?;
     let mut out = [0u8; RETRY_TAG_LEN];
     let tag_bytes = tag.as_ref();
     if tag_bytes.len() != RETRY_TAG_LEN {
@@ -129,8 +108,7 @@ pub fn verify_retry_integrity(version: Version, original_dcid: &[u8], retry_pack
     };
     let mut tag_buf = [0u8; RETRY_TAG_LEN];
     tag_buf.copy_from_slice(tag);
-    key.open_in_place(nonce, Aad::from(pseudo.as_bytes()), &mut tag_buf)
-        .is_ok_and(|plaintext| plaintext.is_empty())
+    key.open_in_place(nonce, Aad::from(pseudo.as_bytes()), &mut tag_buf).is_ok_and(|plaintext| plaintext.is_empty())
 }
 
 #[cfg(test)]
@@ -144,18 +122,8 @@ mod tests {
     fn retry_constants_derive_from_published_secrets() {
         type Case = (Version, [u8; 32], &'static [u8], &'static [u8]);
         let cases: [Case; 2] = [
-            (
-                Version::V1,
-                hex32("d9c9943e6101fd200021506bcc02814c73030f25c79d71ce876eca876e6fca8e"),
-                b"quic key",
-                b"quic iv",
-            ),
-            (
-                Version::V2,
-                hex32("c4dd2484d681aefa4ff4d69c2c20299984a765a5d3c31982f38fc74162155e9f"),
-                b"quicv2 key",
-                b"quicv2 iv",
-            ),
+            (Version::V1, hex32("d9c9943e6101fd200021506bcc02814c73030f25c79d71ce876eca876e6fca8e"), b"quic key", b"quic iv"),
+            (Version::V2, hex32("c4dd2484d681aefa4ff4d69c2c20299984a765a5d3c31982f38fc74162155e9f"), b"quicv2 key", b"quicv2 iv"),
         ];
         for (version, secret, key_label, iv_label) in cases {
             let mut key = [0u8; 16];
@@ -168,14 +136,8 @@ mod tests {
 
     #[test]
     fn bounds() {
-        assert_eq!(
-            retry_integrity_tag(Version::V1, &[0; 21], b"x"),
-            Err(CryptoError::ConnectionIdTooLong)
-        );
-        assert_eq!(
-            retry_integrity_tag(Version::V1, &[0; 8], &[0; MAX_RETRY_PACKET_LEN + 1]),
-            Err(CryptoError::RetryTooLong)
-        );
+        assert_eq!(retry_integrity_tag(Version::V1, &[0; 21], b"x"), Err(CryptoError::ConnectionIdTooLong));
+        assert_eq!(retry_integrity_tag(Version::V1, &[0; 8], &[0; MAX_RETRY_PACKET_LEN + 1]), Err(CryptoError::RetryTooLong));
         assert!(retry_integrity_tag(Version::V1, &[0; 20], &[0; MAX_RETRY_PACKET_LEN]).is_ok());
         assert!(!verify_retry_integrity(Version::V1, &[0; 8], &[0; 15]));
         assert!(!verify_retry_integrity(Version(7), &[0; 8], &[0; 40]));

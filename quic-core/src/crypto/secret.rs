@@ -45,10 +45,7 @@ impl Secret {
         }
         // `len` <= 48 was just checked, so it fits a u8.
         let len = u8::try_from(len).map_err(|_| CryptoError::BadKeyLength)?;
-        Ok(Self {
-            bytes: [0; MAX_SECRET_LEN],
-            len,
-        })
+        Ok(Self { bytes: [0; MAX_SECRET_LEN], len })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -56,9 +53,7 @@ impl Secret {
     }
 
     pub(crate) fn as_mut_bytes(&mut self) -> &mut [u8] {
-        self.bytes
-            .get_mut(..usize::from(self.len))
-            .unwrap_or(&mut [])
+        self.bytes.get_mut(..usize::from(self.len)).unwrap_or(&mut [])
     }
 }
 
@@ -89,32 +84,17 @@ pub struct KeyMaterial {
 impl KeyMaterial {
     /// Derives key, IV and hp key from `secret` with the labels of `version`.
     /// `secret` must be `suite.secret_len()` bytes.
-    pub fn derive(
-        suite: CipherSuite,
-        version: Version,
-        secret: &[u8],
-    ) -> Result<Self, CryptoError> {
+    pub fn derive(suite: CipherSuite, version: Version, secret: &[u8]) -> Result<Self, CryptoError> {
         let labels = Labels::for_version(version)?;
-        let mut material = KeyMaterial {
-            suite,
-            key: [0; MAX_KEY_LEN],
-            iv: [0; IV_LEN],
-            hp: [0; MAX_KEY_LEN],
-        };
+        let mut material = KeyMaterial { suite, key: [0; MAX_KEY_LEN], iv: [0; IV_LEN], hp: [0; MAX_KEY_LEN] };
         let key_len = suite.key_len();
         let hash = suite.hash();
         // RFC 9001 §5.1: all QUIC uses of HKDF-Expand-Label have an empty
         // context; key and hp lengths are the algorithm key sizes.
-        let key = material
-            .key
-            .get_mut(..key_len)
-            .ok_or(CryptoError::BadKeyLength)?;
+        let key = material.key.get_mut(..key_len).ok_or(CryptoError::BadKeyLength)?;
         hkdf_expand_label(secret, hash, labels.key, b"", key)?;
         hkdf_expand_label(secret, hash, labels.iv, b"", &mut material.iv)?;
-        let hp = material
-            .hp
-            .get_mut(..key_len)
-            .ok_or(CryptoError::BadKeyLength)?;
+        let hp = material.hp.get_mut(..key_len).ok_or(CryptoError::BadKeyLength)?;
         hkdf_expand_label(secret, hash, labels.hp, b"", hp)?;
         Ok(material)
     }
@@ -149,9 +129,7 @@ impl Drop for KeyMaterial {
 
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyMaterial")
-            .field("suite", &self.suite)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyMaterial").field("suite", &self.suite).finish_non_exhaustive()
     }
 }
 

@@ -136,20 +136,10 @@ pub struct Labels {
 }
 
 /// RFC 9001 §5.1, §5.4, §6.1.
-const V1_LABELS: Labels = Labels {
-    key: b"quic key",
-    iv: b"quic iv",
-    hp: b"quic hp",
-    ku: b"quic ku",
-};
+const V1_LABELS: Labels = Labels { key: b"quic key", iv: b"quic iv", hp: b"quic hp", ku: b"quic ku" };
 
 /// RFC 9369 §3.3.2: v2 changes every "quic" label to "quicv2".
-const V2_LABELS: Labels = Labels {
-    key: b"quicv2 key",
-    iv: b"quicv2 iv",
-    hp: b"quicv2 hp",
-    ku: b"quicv2 ku",
-};
+const V2_LABELS: Labels = Labels { key: b"quicv2 key", iv: b"quicv2 iv", hp: b"quicv2 hp", ku: b"quicv2 ku" };
 
 impl Labels {
     /// The labels of `version`; `UnsupportedVersion` for anything but v1/v2.

@@ -35,7 +35,9 @@ pub enum RetryPolicy {
     Never,
     Always,
     /// Only while more than this many handshakes are in progress.
-    UnderLoad { max_handshakes: usize },
+    UnderLoad {
+        max_handshakes: usize,
+    },
 }
 
 /// Makes a fresh connection ID generator for each connection.
@@ -473,14 +475,7 @@ impl Endpoint {
         self.accept_initial(now, remote, ecn, header, data)
     }
 
-    fn accept_initial(
-        &mut self,
-        now: Instant,
-        remote: SocketAddr,
-        ecn: Option<EcnCodepoint>,
-        header: ProtectedHeader,
-        data: &mut [u8],
-    ) -> DatagramEvent {
+    fn accept_initial(&mut self, now: Instant, remote: SocketAddr, ecn: Option<EcnCodepoint>, header: ProtectedHeader, data: &mut [u8]) -> DatagramEvent {
         let Some(server) = self.server.clone() else {
             return DatagramEvent::Dropped(DropReason::NotAServer);
         };
@@ -777,4 +772,3 @@ impl Endpoint {
         Some((h, err))
     }
 }
-

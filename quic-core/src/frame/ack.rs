@@ -95,11 +95,7 @@ impl<'a> AckFrame<'a> {
 
     /// The acknowledged ranges, highest first.
     pub fn iter(&self) -> AckRangeIter<'a> {
-        AckRangeIter {
-            next: Some(self.first_range()),
-            r: Reader::new(self.ranges),
-            remaining: self.range_count,
-        }
+        AckRangeIter { next: Some(self.first_range()), r: Reader::new(self.ranges), remaining: self.range_count }
     }
 
     /// Reads the fields after the Frame Type and checks every range
@@ -112,44 +108,19 @@ impl<'a> AckFrame<'a> {
         let ack_delay = f.varint()?;
         let range_count = f.varint()?;
         let first_range = f.varint()?;
-        let mut smallest = largest
-            .checked_sub(first_range)
-            .ok_or_else(|| f.error("ACK first range below 0"))?;
+        let mut smallest = largest.checked_sub(first_range).ok_or_else(|| f.error("ACK first range below 0"))?;
         let ranges_start = f.position();
         let ranges_input = f.peek_rest();
         for _ in 0..range_count {
             let gap = f.varint()?;
             let len = f.varint()?;
             // largest = previous_smallest - gap - 2; smallest = largest - len.
-            let range_largest = smallest
-                .checked_sub(gap)
-                .and_then(|v| v.checked_sub(2))
-                .ok_or_else(|| f.error("ACK gap below 0"))?;
-            smallest = range_largest
-                .checked_sub(len)
-                .ok_or_else(|| f.error("ACK range below 0"))?;
+            let range_largest = smallest.checked_sub(gap).and_then(|v| v.checked_sub(2)).ok_or_else(|| f.error("ACK gap below 0"))?;
+            smallest = range_largest.checked_sub(len).ok_or_else(|| f.error("ACK range below 0"))?;
         }
-        let ranges = ranges_input
-            .get(..f.position() - ranges_start)
-            .ok_or_else(|| f.truncated())?;
-        let ecn = if ty == FrameType::ACK_ECN {
-            Some(EcnCounts {
-                ect0: f.varint()?,
-                ect1: f.varint()?,
-                ce: f.varint()?,
-            })
-        } else {
-            None
-        };
-        Ok(Self {
-            largest,
-            ack_delay,
-            first_range,
-            range_count,
-            ranges,
-            smallest,
-            ecn,
-        })
+        let ranges = ranges_input.get(..f.position() - ranges_start).ok_or_else(|| f.truncated())?;
+        let ecn = if ty == FrameType::ACK_ECN { Some(EcnCounts { ect0: f.varint()?, ect1: f.varint()?, ce: f.varint()? }) } else { None };
+        Ok(Self { largest, ack_delay, first_range, range_count, ranges, smallest, ecn })
     }
 
     /// Exactly the bytes [`AckFrame::encode`] writes.
@@ -183,11 +154,7 @@ impl<'a> AckFrame<'a> {
     /// The size of the ACK frame [`AckFrame::encode_from_ranges`] would write,
     /// or `None` when `ranges` is empty or not descending, disjoint and
     /// non-adjacent.
-    pub fn encoded_len_from_ranges<I>(
-        ranges: I,
-        ack_delay: u64,
-        ecn: Option<EcnCounts>,
-    ) -> Option<usize>
+    pub fn encoded_len_from_ranges<I>(ranges: I, ack_delay: u64, ecn: Option<EcnCounts>) -> Option<usize>
     where
         I: Iterator<Item = RangeInclusive<u64>>,
     {
@@ -205,26 +172,15 @@ impl<'a> AckFrame<'a> {
     /// `ranges.take(n)`. Ranges that break the rules above are a caller bug,
     /// reported as [`BufferTooShort`] before anything is written, like a
     /// too-small buffer.
-    pub fn encode_from_ranges<I>(
-        w: &mut Writer<'_>,
-        ranges: I,
-        ack_delay: u64,
-        ecn: Option<EcnCounts>,
-    ) -> Result<(), BufferTooShort>
+    pub fn encode_from_ranges<I>(w: &mut Writer<'_>, ranges: I, ack_delay: u64, ecn: Option<EcnCounts>) -> Result<(), BufferTooShort>
     where
         I: Iterator<Item = RangeInclusive<u64>> + Clone,
     {
         let layout = Layout::of(ranges.clone()).ok_or(BufferTooShort)?;
-        if w.remaining() < layout.frame_len(ack_delay, ecn)
-            || layout.largest > varint::VarInt::MAX.into_inner()
-        {
+        if w.remaining() < layout.frame_len(ack_delay, ecn) || layout.largest > varint::VarInt::MAX.into_inner() {
             return Err(BufferTooShort);
         }
-        w.varint(if ecn.is_some() {
-            FrameType::ACK_ECN.0
-        } else {
-            FrameType::ACK.0
-        })?;
+        w.varint(if ecn.is_some() { FrameType::ACK_ECN.0 } else { FrameType::ACK.0 })?;
         w.varint(layout.largest)?;
         w.varint(ack_delay)?;
         w.varint(layout.count)?;
@@ -266,13 +222,7 @@ impl Layout {
     fn of<I: Iterator<Item = RangeInclusive<u64>>>(mut ranges: I) -> Option<Self> {
         let first = ranges.next()?;
         let first_range = first.end().checked_sub(*first.start())?;
-        let mut layout = Layout {
-            largest: *first.end(),
-            first_range,
-            first_smallest: *first.start(),
-            count: 0,
-            ranges_len: 0,
-        };
+        let mut layout = Layout { largest: *first.end(), first_range, first_smallest: *first.start(), count: 0, ranges_len: 0 };
         let mut prev_smallest = *first.start();
         for r in ranges {
             let (gap, len) = gap_and_len(prev_smallest, &r)?;
@@ -325,9 +275,7 @@ impl Iterator for AckRangeIter<'_> {
         if self.next.is_none() {
             return (0, Some(0));
         }
-        let n = usize::try_from(self.remaining)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
+        let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).saturating_add(1);
         (n, Some(n))
     }
 }
@@ -349,11 +297,7 @@ impl Eq for AckFrame<'_> {}
 
 impl fmt::Debug for AckFrame<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AckFrame")
-            .field("ack_delay", &self.ack_delay)
-            .field("ranges", &DebugRanges(self))
-            .field("ecn", &self.ecn)
-            .finish()
+        f.debug_struct("AckFrame").field("ack_delay", &self.ack_delay).field("ranges", &DebugRanges(self)).field("ecn", &self.ecn).finish()
     }
 }
 

@@ -11,11 +11,7 @@ use crate::varint;
 /// when not 0, Length when `with_len`.
 pub fn stream_header_len(id: u64, offset: u64, len: usize, with_len: bool) -> usize {
     let off = if offset != 0 { varint::size(offset) } else { 0 };
-    let len = if with_len {
-        varint::size(len as u64)
-    } else {
-        0
-    };
+    let len = if with_len { varint::size(len as u64) } else { 0 };
     1 + varint::size(id) + off + len
 }
 
@@ -27,23 +23,14 @@ pub fn crypto_header_len(offset: u64, len: usize) -> usize {
 /// Bytes of a DATAGRAM frame header (RFC 9221 §4): type, Length when
 /// `with_len`.
 pub fn datagram_header_len(len: usize, with_len: bool) -> usize {
-    1 + if with_len {
-        varint::size(len as u64)
-    } else {
-        0
-    }
+    1 + if with_len { varint::size(len as u64) } else { 0 }
 }
 
 /// The longest payload `l <= available` with `varint_size(l) + l <= room`.
 fn max_prefixed_len(room: usize, available: usize) -> usize {
     // Try each varint width; a width wider than the length needs is still a
     // valid bound on the length's minimal size.
-    let widths: [(usize, usize); 4] = [
-        (1, (1 << 6) - 1),
-        (2, (1 << 14) - 1),
-        (4, (1 << 30) - 1),
-        (8, usize::MAX),
-    ];
+    let widths: [(usize, usize); 4] = [(1, (1 << 6) - 1), (2, (1 << 14) - 1), (4, (1 << 30) - 1), (8, usize::MAX)];
     let mut best = 0;
     for (width, max) in widths {
         if let Some(r) = room.checked_sub(width) {
@@ -107,13 +94,7 @@ impl StreamFrameHeader {
         if available == 0 && !fin {
             return None;
         }
-        let full = Self {
-            id,
-            offset,
-            len: available,
-            fin,
-            with_len: true,
-        };
+        let full = Self { id, offset, len: available, fin, with_len: true };
         if full.encoded_len().checked_add(available)? <= space {
             return Some(full);
         }
@@ -123,13 +104,7 @@ impl StreamFrameHeader {
         if len == 0 && available != 0 {
             return None;
         }
-        Some(Self {
-            id,
-            offset,
-            len,
-            fin: fin && len == available,
-            with_len: false,
-        })
+        Some(Self { id, offset, len, fin: fin && len == available, with_len: false })
     }
 }
 
@@ -210,26 +185,14 @@ mod tests {
     fn stream_header_bytes() {
         let mut buf = [0u8; 32];
         let mut w = Writer::new(&mut buf);
-        let h = StreamFrameHeader {
-            id: 4,
-            offset: 0,
-            len: 5,
-            fin: true,
-            with_len: true,
-        };
+        let h = StreamFrameHeader { id: 4, offset: 0, len: 5, fin: true, with_len: true };
         h.encode(&mut w).unwrap();
         // 0x0b = STREAM|LEN|FIN, id 4, length 5.
         assert_eq!(w.written(), &[0x0b, 0x04, 0x05]);
         assert_eq!(h.encoded_len(), 3);
 
         let mut w = Writer::new(&mut buf);
-        let h = StreamFrameHeader {
-            id: 0x3fff,
-            offset: 70_000,
-            len: 9,
-            fin: false,
-            with_len: false,
-        };
+        let h = StreamFrameHeader { id: 0x3fff, offset: 70_000, len: 9, fin: false, with_len: false };
         h.encode(&mut w).unwrap();
         assert_eq!(w.written(), &[0x0c, 0x7f, 0xff, 0x80, 0x01, 0x11, 0x70]);
         assert_eq!(h.encoded_len(), 7);
@@ -240,51 +203,16 @@ mod tests {
     fn header_then_payload_decodes_as_a_frame() {
         let mut buf = [0u8; 32];
         let mut w = Writer::new(&mut buf);
-        StreamFrameHeader {
-            id: 1,
-            offset: 8,
-            len: 3,
-            fin: false,
-            with_len: true,
-        }
-        .encode(&mut w)
-        .unwrap();
+        StreamFrameHeader { id: 1, offset: 8, len: 3, fin: false, with_len: true }.encode(&mut w).unwrap();
         w.put(b"abc").unwrap();
-        CryptoFrameHeader {
-            offset: 100,
-            len: 2,
-        }
-        .encode(&mut w)
-        .unwrap();
+        CryptoFrameHeader { offset: 100, len: 2 }.encode(&mut w).unwrap();
         w.put(b"hi").unwrap();
-        DatagramFrameHeader {
-            len: 4,
-            with_len: false,
-        }
-        .encode(&mut w)
-        .unwrap();
+        DatagramFrameHeader { len: 4, with_len: false }.encode(&mut w).unwrap();
         w.put(b"last").unwrap();
         let mut r = Reader::new(w.written());
-        assert_eq!(
-            Frame::decode(&mut r).unwrap(),
-            Frame::Stream {
-                id: 1,
-                offset: 8,
-                fin: false,
-                data: b"abc"
-            }
-        );
-        assert_eq!(
-            Frame::decode(&mut r).unwrap(),
-            Frame::Crypto {
-                offset: 100,
-                data: b"hi"
-            }
-        );
-        assert_eq!(
-            Frame::decode(&mut r).unwrap(),
-            Frame::Datagram { data: b"last" }
-        );
+        assert_eq!(Frame::decode(&mut r).unwrap(), Frame::Stream { id: 1, offset: 8, fin: false, data: b"abc" });
+        assert_eq!(Frame::decode(&mut r).unwrap(), Frame::Crypto { offset: 100, data: b"hi" });
+        assert_eq!(Frame::decode(&mut r).unwrap(), Frame::Datagram { data: b"last" });
         assert!(r.is_empty());
     }
 
@@ -292,26 +220,10 @@ mod tests {
     fn headers_refuse_short_buffers_without_writing() {
         let mut buf = [0u8; 2];
         let mut w = Writer::new(&mut buf);
-        let h = StreamFrameHeader {
-            id: 4,
-            offset: 1,
-            len: 5,
-            fin: false,
-            with_len: true,
-        };
+        let h = StreamFrameHeader { id: 4, offset: 1, len: 5, fin: false, with_len: true };
         assert_eq!(h.encode(&mut w), Err(BufferTooShort));
-        assert_eq!(
-            CryptoFrameHeader { offset: 64, len: 1 }.encode(&mut w),
-            Err(BufferTooShort)
-        );
-        assert_eq!(
-            DatagramFrameHeader {
-                len: 64,
-                with_len: true
-            }
-            .encode(&mut w),
-            Err(BufferTooShort)
-        );
+        assert_eq!(CryptoFrameHeader { offset: 64, len: 1 }.encode(&mut w), Err(BufferTooShort));
+        assert_eq!(DatagramFrameHeader { len: 64, with_len: true }.encode(&mut w), Err(BufferTooShort));
         assert_eq!(w.len(), 0);
     }
 
@@ -319,55 +231,19 @@ mod tests {
     fn stream_fit() {
         // Everything fits with a Length: 1 + 1 + 1 (len) + 10 = 13.
         let h = StreamFrameHeader::fit(0, 0, 10, true, 13).unwrap();
-        assert_eq!(
-            h,
-            StreamFrameHeader {
-                id: 0,
-                offset: 0,
-                len: 10,
-                fin: true,
-                with_len: true
-            }
-        );
+        assert_eq!(h, StreamFrameHeader { id: 0, offset: 0, len: 10, fin: true, with_len: true });
         // One byte short: the frame goes last, without Length, all data.
         let h = StreamFrameHeader::fit(0, 0, 10, true, 12).unwrap();
-        assert_eq!(
-            h,
-            StreamFrameHeader {
-                id: 0,
-                offset: 0,
-                len: 10,
-                fin: true,
-                with_len: false
-            }
-        );
+        assert_eq!(h, StreamFrameHeader { id: 0, offset: 0, len: 10, fin: true, with_len: false });
         // Less room: data cut, FIN withheld.
         let h = StreamFrameHeader::fit(0, 5, 10, true, 8).unwrap();
-        assert_eq!(
-            h,
-            StreamFrameHeader {
-                id: 0,
-                offset: 5,
-                len: 5,
-                fin: false,
-                with_len: false
-            }
-        );
+        assert_eq!(h, StreamFrameHeader { id: 0, offset: 5, len: 5, fin: false, with_len: false });
         assert_eq!(h.encoded_len() + h.len, 8);
         // No room for a data byte.
         assert_eq!(StreamFrameHeader::fit(0, 5, 10, true, 3), None);
         // A bare FIN.
         let h = StreamFrameHeader::fit(4, 9, 0, true, 4).unwrap();
-        assert_eq!(
-            h,
-            StreamFrameHeader {
-                id: 4,
-                offset: 9,
-                len: 0,
-                fin: true,
-                with_len: true
-            }
-        );
+        assert_eq!(h, StreamFrameHeader { id: 4, offset: 9, len: 0, fin: true, with_len: true });
         assert_eq!(StreamFrameHeader::fit(4, 9, 0, false, 100), None);
     }
 
@@ -389,10 +265,7 @@ mod tests {
                 let total = h.encoded_len() + h.len;
                 assert!(total <= space, "{space}");
                 // Maximal: one more byte never fits.
-                let bigger = CryptoFrameHeader {
-                    offset: 300,
-                    len: h.len + 1,
-                };
+                let bigger = CryptoFrameHeader { offset: 300, len: h.len + 1 };
                 assert!(bigger.encoded_len() + bigger.len > space, "{space}");
             }
         }

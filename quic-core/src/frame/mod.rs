@@ -18,10 +18,7 @@ mod headers;
 mod types;
 
 pub use ack::{AckFrame, AckRangeIter, EcnCounts};
-pub use headers::{
-    crypto_header_len, datagram_header_len, stream_header_len, CryptoFrameHeader,
-    DatagramFrameHeader, StreamFrameHeader,
-};
+pub use headers::{crypto_header_len, datagram_header_len, stream_header_len, CryptoFrameHeader, DatagramFrameHeader, StreamFrameHeader};
 pub use types::{FrameContext, FrameType};
 
 use core::iter::FusedIterator;
@@ -60,11 +57,7 @@ pub enum Frame<'a> {
     /// RFC 9000 §19.3 (types 0x02 and 0x03).
     Ack(AckFrame<'a>),
     /// RFC 9000 §19.4.
-    ResetStream {
-        id: u64,
-        error_code: u64,
-        final_size: u64,
-    },
+    ResetStream { id: u64, error_code: u64, final_size: u64 },
     /// RFC 9000 §19.5.
     StopSending { id: u64, error_code: u64 },
     /// RFC 9000 §19.6.
@@ -73,12 +66,7 @@ pub enum Frame<'a> {
     NewToken { token: &'a [u8] },
     /// RFC 9000 §19.8 (types 0x08..=0x0f). `offset + data.len()` is at most
     /// [`MAX_STREAM_OFFSET`].
-    Stream {
-        id: u64,
-        offset: u64,
-        fin: bool,
-        data: &'a [u8],
-    },
+    Stream { id: u64, offset: u64, fin: bool, data: &'a [u8] },
     /// RFC 9000 §19.9.
     MaxData { max: u64 },
     /// RFC 9000 §19.10.
@@ -92,12 +80,7 @@ pub enum Frame<'a> {
     /// RFC 9000 §19.14: `limit` is at most [`MAX_STREAM_COUNT`].
     StreamsBlocked { dir: StreamDir, limit: u64 },
     /// RFC 9000 §19.15: `cid` is 1..=20 bytes, `retire_prior_to <= sequence`.
-    NewConnectionId {
-        sequence: u64,
-        retire_prior_to: u64,
-        cid: ConnectionId,
-        reset_token: ResetToken,
-    },
+    NewConnectionId { sequence: u64, retire_prior_to: u64, cid: ConnectionId, reset_token: ResetToken },
     /// RFC 9000 §19.16.
     RetireConnectionId { sequence: u64 },
     /// RFC 9000 §19.17.
@@ -106,11 +89,7 @@ pub enum Frame<'a> {
     PathResponse { data: [u8; PATH_DATA_LEN] },
     /// RFC 9000 §19.19, type 0x1c: a transport error. `frame_type` is the
     /// type of the frame that triggered it (0 when unknown).
-    ConnectionClose {
-        error_code: TransportErrorCode,
-        frame_type: u64,
-        reason: &'a [u8],
-    },
+    ConnectionClose { error_code: TransportErrorCode, frame_type: u64, reason: &'a [u8] },
     /// RFC 9000 §19.19, type 0x1d: an application error.
     ApplicationClose { error_code: u64, reason: &'a [u8] },
     /// RFC 9000 §19.20.
@@ -213,15 +192,8 @@ impl<'a> Frame<'a> {
             }
             FrameType::PING => Frame::Ping,
             FrameType::ACK | FrameType::ACK_ECN => Frame::Ack(AckFrame::decode_fields(ty, &mut f)?),
-            FrameType::RESET_STREAM => Frame::ResetStream {
-                id: f.varint()?,
-                error_code: f.varint()?,
-                final_size: f.varint()?,
-            },
-            FrameType::STOP_SENDING => Frame::StopSending {
-                id: f.varint()?,
-                error_code: f.varint()?,
-            },
+            FrameType::RESET_STREAM => Frame::ResetStream { id: f.varint()?, error_code: f.varint()?, final_size: f.varint()? },
+            FrameType::STOP_SENDING => Frame::StopSending { id: f.varint()?, error_code: f.varint()? },
             FrameType::CRYPTO => {
                 let offset = f.varint()?;
                 let data = f.varint_prefixed()?;
@@ -240,45 +212,23 @@ impl<'a> Frame<'a> {
                 let id = f.varint()?;
                 // RFC 9000 §19.8: without OFF the offset is 0; without LEN
                 // the data runs to the end of the packet.
-                let offset = if t.0 & FrameType::STREAM_OFF_BIT != 0 {
-                    f.varint()?
-                } else {
-                    0
-                };
-                let data = if t.0 & FrameType::STREAM_LEN_BIT != 0 {
-                    f.varint_prefixed()?
-                } else {
-                    f.rest()
-                };
+                let offset = if t.0 & FrameType::STREAM_OFF_BIT != 0 { f.varint()? } else { 0 };
+                let data = if t.0 & FrameType::STREAM_LEN_BIT != 0 { f.varint_prefixed()? } else { f.rest() };
                 check_offset_end(&f, offset, data.len())?;
-                Frame::Stream {
-                    id,
-                    offset,
-                    fin: t.0 & FrameType::STREAM_FIN_BIT != 0,
-                    data,
-                }
+                Frame::Stream { id, offset, fin: t.0 & FrameType::STREAM_FIN_BIT != 0, data }
             }
             FrameType::MAX_DATA => Frame::MaxData { max: f.varint()? },
-            FrameType::MAX_STREAM_DATA => Frame::MaxStreamData {
-                id: f.varint()?,
-                max: f.varint()?,
-            },
+            FrameType::MAX_STREAM_DATA => Frame::MaxStreamData { id: f.varint()?, max: f.varint()? },
             FrameType::MAX_STREAMS_BIDI | FrameType::MAX_STREAMS_UNI => {
                 let max = f.varint()?;
                 // RFC 9000 §19.11: above 2^60 MUST be FRAME_ENCODING_ERROR.
                 if max > MAX_STREAM_COUNT {
                     return Err(f.error("MAX_STREAMS above 2^60"));
                 }
-                Frame::MaxStreams {
-                    dir: stream_dir(FrameType::MAX_STREAMS_BIDI, ty),
-                    max,
-                }
+                Frame::MaxStreams { dir: stream_dir(FrameType::MAX_STREAMS_BIDI, ty), max }
             }
             FrameType::DATA_BLOCKED => Frame::DataBlocked { limit: f.varint()? },
-            FrameType::STREAM_DATA_BLOCKED => Frame::StreamDataBlocked {
-                id: f.varint()?,
-                limit: f.varint()?,
-            },
+            FrameType::STREAM_DATA_BLOCKED => Frame::StreamDataBlocked { id: f.varint()?, limit: f.varint()? },
             FrameType::STREAMS_BLOCKED_BIDI | FrameType::STREAMS_BLOCKED_UNI => {
                 let limit = f.varint()?;
                 // RFC 9000 §19.14: STREAM_LIMIT_ERROR or FRAME_ENCODING_ERROR;
@@ -286,10 +236,7 @@ impl<'a> Frame<'a> {
                 if limit > MAX_STREAM_COUNT {
                     return Err(f.error("STREAMS_BLOCKED above 2^60"));
                 }
-                Frame::StreamsBlocked {
-                    dir: stream_dir(FrameType::STREAMS_BLOCKED_BIDI, ty),
-                    limit,
-                }
+                Frame::StreamsBlocked { dir: stream_dir(FrameType::STREAMS_BLOCKED_BIDI, ty), limit }
             }
             FrameType::NEW_CONNECTION_ID => {
                 let sequence = f.varint()?;
@@ -303,35 +250,20 @@ impl<'a> Frame<'a> {
                 if len == 0 || len > MAX_CID_SIZE {
                     return Err(f.error("NEW_CONNECTION_ID length not in 1..=20"));
                 }
-                let cid = ConnectionId::new(f.bytes(len)?)
-                    .map_err(|_| f.error("connection ID too long"))?;
+                let cid = ConnectionId::new(f.bytes(len)?).map_err(|_| f.error("connection ID too long"))?;
                 let reset_token = ResetToken(f.array()?);
-                Frame::NewConnectionId {
-                    sequence,
-                    retire_prior_to,
-                    cid,
-                    reset_token,
-                }
+                Frame::NewConnectionId { sequence, retire_prior_to, cid, reset_token }
             }
-            FrameType::RETIRE_CONNECTION_ID => Frame::RetireConnectionId {
-                sequence: f.varint()?,
-            },
+            FrameType::RETIRE_CONNECTION_ID => Frame::RetireConnectionId { sequence: f.varint()? },
             FrameType::PATH_CHALLENGE => Frame::PathChallenge { data: f.array()? },
             FrameType::PATH_RESPONSE => Frame::PathResponse { data: f.array()? },
-            FrameType::CONNECTION_CLOSE => Frame::ConnectionClose {
-                error_code: TransportErrorCode(f.varint()?),
-                frame_type: f.varint()?,
-                reason: f.varint_prefixed()?,
-            },
-            FrameType::CONNECTION_CLOSE_APP => Frame::ApplicationClose {
-                error_code: f.varint()?,
-                reason: f.varint_prefixed()?,
-            },
+            FrameType::CONNECTION_CLOSE => {
+                Frame::ConnectionClose { error_code: TransportErrorCode(f.varint()?), frame_type: f.varint()?, reason: f.varint_prefixed()? }
+            }
+            FrameType::CONNECTION_CLOSE_APP => Frame::ApplicationClose { error_code: f.varint()?, reason: f.varint_prefixed()? },
             FrameType::HANDSHAKE_DONE => Frame::HandshakeDone,
             FrameType::DATAGRAM => Frame::Datagram { data: f.rest() },
-            FrameType::DATAGRAM_LEN => Frame::Datagram {
-                data: f.varint_prefixed()?,
-            },
+            FrameType::DATAGRAM_LEN => Frame::Datagram { data: f.varint_prefixed()? },
             // RFC 9000 §12.4: an unknown frame type is a FRAME_ENCODING_ERROR.
             _ => return Err(f.error("unknown frame type")),
         };
@@ -353,24 +285,12 @@ impl<'a> Frame<'a> {
             Frame::Stream { offset, fin, .. } => FrameType::stream(*offset != 0, true, *fin),
             Frame::MaxData { .. } => FrameType::MAX_DATA,
             Frame::MaxStreamData { .. } => FrameType::MAX_STREAM_DATA,
-            Frame::MaxStreams {
-                dir: StreamDir::Bidi,
-                ..
-            } => FrameType::MAX_STREAMS_BIDI,
-            Frame::MaxStreams {
-                dir: StreamDir::Uni,
-                ..
-            } => FrameType::MAX_STREAMS_UNI,
+            Frame::MaxStreams { dir: StreamDir::Bidi, .. } => FrameType::MAX_STREAMS_BIDI,
+            Frame::MaxStreams { dir: StreamDir::Uni, .. } => FrameType::MAX_STREAMS_UNI,
             Frame::DataBlocked { .. } => FrameType::DATA_BLOCKED,
             Frame::StreamDataBlocked { .. } => FrameType::STREAM_DATA_BLOCKED,
-            Frame::StreamsBlocked {
-                dir: StreamDir::Bidi,
-                ..
-            } => FrameType::STREAMS_BLOCKED_BIDI,
-            Frame::StreamsBlocked {
-                dir: StreamDir::Uni,
-                ..
-            } => FrameType::STREAMS_BLOCKED_UNI,
+            Frame::StreamsBlocked { dir: StreamDir::Bidi, .. } => FrameType::STREAMS_BLOCKED_BIDI,
+            Frame::StreamsBlocked { dir: StreamDir::Uni, .. } => FrameType::STREAMS_BLOCKED_UNI,
             Frame::NewConnectionId { .. } => FrameType::NEW_CONNECTION_ID,
             Frame::RetireConnectionId { .. } => FrameType::RETIRE_CONNECTION_ID,
             Frame::PathChallenge { .. } => FrameType::PATH_CHALLENGE,
@@ -407,38 +327,21 @@ impl<'a> Frame<'a> {
             Frame::Padding { len } => return *len,
             Frame::Ping | Frame::HandshakeDone => 0,
             Frame::Ack(ack) => return ack.encoded_len(),
-            Frame::ResetStream {
-                id,
-                error_code,
-                final_size,
-            } => v(*id) + v(*error_code) + v(*final_size),
+            Frame::ResetStream { id, error_code, final_size } => v(*id) + v(*error_code) + v(*final_size),
             Frame::StopSending { id, error_code } => v(*id) + v(*error_code),
-            Frame::Crypto { offset, data } => {
-                return crypto_header_len(*offset, data.len()) + data.len()
-            }
+            Frame::Crypto { offset, data } => return crypto_header_len(*offset, data.len()) + data.len(),
             Frame::NewToken { token } => prefixed(token),
-            Frame::Stream {
-                id, offset, data, ..
-            } => return stream_header_len(*id, *offset, data.len(), true) + data.len(),
+            Frame::Stream { id, offset, data, .. } => return stream_header_len(*id, *offset, data.len(), true) + data.len(),
             Frame::MaxData { max } => v(*max),
             Frame::MaxStreamData { id, max } => v(*id) + v(*max),
             Frame::MaxStreams { max, .. } => v(*max),
             Frame::DataBlocked { limit } => v(*limit),
             Frame::StreamDataBlocked { id, limit } => v(*id) + v(*limit),
             Frame::StreamsBlocked { limit, .. } => v(*limit),
-            Frame::NewConnectionId {
-                sequence,
-                retire_prior_to,
-                cid,
-                ..
-            } => v(*sequence) + v(*retire_prior_to) + 1 + cid.len() + ResetToken::LEN,
+            Frame::NewConnectionId { sequence, retire_prior_to, cid, .. } => v(*sequence) + v(*retire_prior_to) + 1 + cid.len() + ResetToken::LEN,
             Frame::RetireConnectionId { sequence } => v(*sequence),
             Frame::PathChallenge { .. } | Frame::PathResponse { .. } => PATH_DATA_LEN,
-            Frame::ConnectionClose {
-                error_code,
-                frame_type,
-                reason,
-            } => v(error_code.0) + v(*frame_type) + prefixed(reason),
+            Frame::ConnectionClose { error_code, frame_type, reason } => v(error_code.0) + v(*frame_type) + prefixed(reason),
             Frame::ApplicationClose { error_code, reason } => v(*error_code) + prefixed(reason),
             Frame::Datagram { data } => return datagram_header_len(data.len(), true) + data.len(),
         }
@@ -456,36 +359,17 @@ impl<'a> Frame<'a> {
         match self {
             Frame::Padding { len } => return w.fill(0, *len),
             Frame::Ack(ack) => return ack.encode(w),
-            Frame::Stream {
-                id,
-                offset,
-                fin,
-                data,
-            } => {
-                let h = StreamFrameHeader {
-                    id: *id,
-                    offset: *offset,
-                    len: data.len(),
-                    fin: *fin,
-                    with_len: true,
-                };
+            Frame::Stream { id, offset, fin, data } => {
+                let h = StreamFrameHeader { id: *id, offset: *offset, len: data.len(), fin: *fin, with_len: true };
                 h.encode(w)?;
                 return w.put(data);
             }
             Frame::Crypto { offset, data } => {
-                CryptoFrameHeader {
-                    offset: *offset,
-                    len: data.len(),
-                }
-                .encode(w)?;
+                CryptoFrameHeader { offset: *offset, len: data.len() }.encode(w)?;
                 return w.put(data);
             }
             Frame::Datagram { data } => {
-                DatagramFrameHeader {
-                    len: data.len(),
-                    with_len: true,
-                }
-                .encode(w)?;
+                DatagramFrameHeader { len: data.len(), with_len: true }.encode(w)?;
                 return w.put(data);
             }
             _ => {}
@@ -499,11 +383,7 @@ impl<'a> Frame<'a> {
             | Frame::Datagram { .. }
             | Frame::Ping
             | Frame::HandshakeDone => Ok(()),
-            Frame::ResetStream {
-                id,
-                error_code,
-                final_size,
-            } => {
+            Frame::ResetStream { id, error_code, final_size } => {
                 w.varint(*id)?;
                 w.varint(*error_code)?;
                 w.varint(*final_size)
@@ -525,12 +405,7 @@ impl<'a> Frame<'a> {
                 w.varint(*limit)
             }
             Frame::StreamsBlocked { limit, .. } => w.varint(*limit),
-            Frame::NewConnectionId {
-                sequence,
-                retire_prior_to,
-                cid,
-                reset_token,
-            } => {
+            Frame::NewConnectionId { sequence, retire_prior_to, cid, reset_token } => {
                 w.varint(*sequence)?;
                 w.varint(*retire_prior_to)?;
                 w.u8(cid.len() as u8)?;
@@ -539,11 +414,7 @@ impl<'a> Frame<'a> {
             }
             Frame::RetireConnectionId { sequence } => w.varint(*sequence),
             Frame::PathChallenge { data } | Frame::PathResponse { data } => w.put(data),
-            Frame::ConnectionClose {
-                error_code,
-                frame_type,
-                reason,
-            } => {
+            Frame::ConnectionClose { error_code, frame_type, reason } => {
                 w.varint(error_code.0)?;
                 w.varint(*frame_type)?;
                 w.varint_prefixed(reason)
@@ -568,22 +439,14 @@ pub struct FrameIter<'a> {
 impl<'a> FrameIter<'a> {
     /// Iterates `payload` without packet-type checks.
     pub fn new(payload: &'a [u8]) -> Self {
-        Self {
-            r: Reader::new(payload),
-            ctx: None,
-            done: false,
-        }
+        Self { r: Reader::new(payload), ctx: None, done: false }
     }
 
     /// Iterates the payload of a packet of type `ctx`, also enforcing
     /// RFC 9000 §12.4: a frame type not allowed in that packet type (Table
     /// 3) and a payload with no frames at all are PROTOCOL_VIOLATION.
     pub fn for_packet(payload: &'a [u8], ctx: FrameContext) -> Self {
-        Self {
-            r: Reader::new(payload),
-            ctx: Some(ctx),
-            done: false,
-        }
+        Self { r: Reader::new(payload), ctx: Some(ctx), done: false }
     }
 
     /// Bytes of the payload consumed so far.
@@ -595,10 +458,7 @@ impl<'a> FrameIter<'a> {
         let ty = FrameType::decode(&mut self.r)?;
         if let Some(ctx) = self.ctx {
             if !ty.is_allowed_in(ctx) && ty.is_known() {
-                return Err(
-                    Error::protocol_violation("frame not allowed in this packet type")
-                        .with_frame_type(ty.0),
-                );
+                return Err(Error::protocol_violation("frame not allowed in this packet type").with_frame_type(ty.0));
             }
         }
         Frame::decode_body(ty, &mut self.r)

@@ -115,24 +115,12 @@ impl FrameType {
             return false;
         }
         match ctx {
-            FrameContext::Initial | FrameContext::Handshake => matches!(
-                self,
-                Self::PADDING
-                    | Self::PING
-                    | Self::ACK
-                    | Self::ACK_ECN
-                    | Self::CRYPTO
-                    | Self::CONNECTION_CLOSE
-            ),
+            FrameContext::Initial | FrameContext::Handshake => {
+                matches!(self, Self::PADDING | Self::PING | Self::ACK | Self::ACK_ECN | Self::CRYPTO | Self::CONNECTION_CLOSE)
+            }
             FrameContext::ZeroRtt => !matches!(
                 self,
-                Self::ACK
-                    | Self::ACK_ECN
-                    | Self::CRYPTO
-                    | Self::HANDSHAKE_DONE
-                    | Self::NEW_TOKEN
-                    | Self::PATH_RESPONSE
-                    | Self::RETIRE_CONNECTION_ID
+                Self::ACK | Self::ACK_ECN | Self::CRYPTO | Self::HANDSHAKE_DONE | Self::NEW_TOKEN | Self::PATH_RESPONSE | Self::RETIRE_CONNECTION_ID
             ),
             FrameContext::OneRtt => true,
         }
@@ -141,22 +129,12 @@ impl FrameType {
     /// RFC 9000 §13.2.1 / RFC 9002 §2: every frame except ACK, PADDING and
     /// CONNECTION_CLOSE elicits an acknowledgment ("N" in Table 3).
     pub const fn is_ack_eliciting(self) -> bool {
-        !matches!(
-            self,
-            Self::PADDING
-                | Self::ACK
-                | Self::ACK_ECN
-                | Self::CONNECTION_CLOSE
-                | Self::CONNECTION_CLOSE_APP
-        )
+        !matches!(self, Self::PADDING | Self::ACK | Self::ACK_ECN | Self::CONNECTION_CLOSE | Self::CONNECTION_CLOSE_APP)
     }
 
     /// RFC 9000 §9.1: probing frames ("P" in Table 3, plus PADDING).
     pub const fn is_probing(self) -> bool {
-        matches!(
-            self,
-            Self::PADDING | Self::NEW_CONNECTION_ID | Self::PATH_CHALLENGE | Self::PATH_RESPONSE
-        )
+        matches!(self, Self::PADDING | Self::NEW_CONNECTION_ID | Self::PATH_CHALLENGE | Self::PATH_RESPONSE)
     }
 
     /// The RFC name of the frame type, for logs.
@@ -195,13 +173,9 @@ impl FrameType {
     /// by the end of the payload is a FRAME_ENCODING_ERROR.
     pub fn decode(r: &mut Reader<'_>) -> Result<Self, Error> {
         let start = r.position();
-        let v = r
-            .varint()
-            .map_err(|_| Error::frame_encoding("truncated frame type"))?;
+        let v = r.varint().map_err(|_| Error::frame_encoding("truncated frame type"))?;
         if r.position() - start != varint::size(v) {
-            return Err(
-                Error::protocol_violation("frame type not minimally encoded").with_frame_type(v),
-            );
+            return Err(Error::protocol_violation("frame type not minimally encoded").with_frame_type(v));
         }
         Ok(Self(v))
     }
@@ -232,9 +206,8 @@ mod tests {
     use crate::error::TransportErrorCode;
 
     const ALL_KNOWN: &[u64] = &[
-        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e,
-        0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d,
-        0x1e, 0x30, 0x31,
+        0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,
+        0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x30, 0x31,
     ];
 
     #[test]
@@ -242,11 +215,7 @@ mod tests {
         let allowed = [0x00, 0x01, 0x02, 0x03, 0x06, 0x1c];
         for ctx in [FrameContext::Initial, FrameContext::Handshake] {
             for &t in ALL_KNOWN {
-                assert_eq!(
-                    FrameType(t).is_allowed_in(ctx),
-                    allowed.contains(&t),
-                    "{t:#x} in {ctx:?}"
-                );
+                assert_eq!(FrameType(t).is_allowed_in(ctx), allowed.contains(&t), "{t:#x} in {ctx:?}");
             }
         }
     }
@@ -255,11 +224,7 @@ mod tests {
     fn zero_rtt_excludes_the_listed_frames() {
         let forbidden = [0x02, 0x03, 0x06, 0x1e, 0x07, 0x1b, 0x19];
         for &t in ALL_KNOWN {
-            assert_eq!(
-                FrameType(t).is_allowed_in(FrameContext::ZeroRtt),
-                !forbidden.contains(&t),
-                "{t:#x}"
-            );
+            assert_eq!(FrameType(t).is_allowed_in(FrameContext::ZeroRtt), !forbidden.contains(&t), "{t:#x}");
         }
         // The application CONNECTION_CLOSE and DATAGRAM are 0-RTT frames.
         assert!(FrameType::CONNECTION_CLOSE_APP.is_allowed_in(FrameContext::ZeroRtt));
@@ -308,17 +273,11 @@ mod tests {
         assert_eq!(e.code, TransportErrorCode::PROTOCOL_VIOLATION);
         assert_eq!(e.frame_type, Some(1));
         let mut r = Reader::new(&[0x80, 0x00, 0x00, 0x30]);
-        assert_eq!(
-            FrameType::decode(&mut r).unwrap_err().code,
-            TransportErrorCode::PROTOCOL_VIOLATION
-        );
+        assert_eq!(FrameType::decode(&mut r).unwrap_err().code, TransportErrorCode::PROTOCOL_VIOLATION);
         // A two-byte type that needs two bytes is fine (and unknown).
         let mut r = Reader::new(&[0x40, 0x40]);
         assert_eq!(FrameType::decode(&mut r), Ok(FrameType(0x40)));
         let mut r = Reader::new(&[0x40]);
-        assert_eq!(
-            FrameType::decode(&mut r).unwrap_err().code,
-            TransportErrorCode::FRAME_ENCODING_ERROR
-        );
+        assert_eq!(FrameType::decode(&mut r).unwrap_err().code, TransportErrorCode::FRAME_ENCODING_ERROR);
     }
 }

@@ -13,8 +13,8 @@ use crate::cid::{ConnectionId, MAX_CID_SIZE};
 use crate::codec::{Reader, Writer};
 use crate::error::BufferTooShort;
 use crate::packet::number;
-use crate::version::Version;
 use crate::varint;
+use crate::version::Version;
 
 /// RFC 9000 §17.2: the Header Form bit.
 pub const LONG_HEADER_FORM: u8 = 0x80;
@@ -378,11 +378,7 @@ impl LongHeader<'_> {
     /// and filled in by [`HeaderLayout::set_payload_len`] once the payload is
     /// known.
     pub fn encode(&self, w: &mut Writer<'_>, pn: u64, pn_len: usize, length_width: usize) -> Result<HeaderLayout, BufferTooShort> {
-        if !(1..=4).contains(&pn_len)
-            || self.dcid.len() > MAX_CID_SIZE
-            || self.scid.len() > MAX_CID_SIZE
-            || self.ty == LongType::Retry
-        {
+        if !(1..=4).contains(&pn_len) || self.dcid.len() > MAX_CID_SIZE || self.scid.len() > MAX_CID_SIZE || self.ty == LongType::Retry {
             return Err(BufferTooShort);
         }
         let first = LONG_HEADER_FORM | FIXED_BIT | (self.ty.to_bits(self.version) << 4) | (pn_len as u8 - 1);
@@ -444,13 +440,7 @@ impl ShortHeader<'_> {
 /// Writes a Version Negotiation packet (RFC 9000 §17.2.1) answering a client
 /// whose packet had `client_dcid` and `client_scid`: the IDs are swapped.
 /// `unused` supplies the seven arbitrary bits of the first byte.
-pub fn encode_version_negotiation(
-    w: &mut Writer<'_>,
-    client_dcid: &[u8],
-    client_scid: &[u8],
-    versions: &[Version],
-    unused: u8,
-) -> Result<(), BufferTooShort> {
+pub fn encode_version_negotiation(w: &mut Writer<'_>, client_dcid: &[u8], client_scid: &[u8], versions: &[Version], unused: u8) -> Result<(), BufferTooShort> {
     if client_dcid.len() > MAX_INVARIANT_CID_SIZE || client_scid.len() > MAX_INVARIANT_CID_SIZE {
         return Err(BufferTooShort);
     }
@@ -474,14 +464,7 @@ pub fn negotiation_versions(list: &[u8]) -> impl Iterator<Item = Version> + '_ {
 /// Writes a Retry packet without its integrity tag (RFC 9000 §17.2.5); the
 /// caller appends the tag computed over these bytes (RFC 9001 §5.8).
 /// `unused` supplies the four arbitrary low bits.
-pub fn encode_retry_without_tag(
-    w: &mut Writer<'_>,
-    version: Version,
-    dcid: &[u8],
-    scid: &[u8],
-    token: &[u8],
-    unused: u8,
-) -> Result<(), BufferTooShort> {
+pub fn encode_retry_without_tag(w: &mut Writer<'_>, version: Version, dcid: &[u8], scid: &[u8], token: &[u8], unused: u8) -> Result<(), BufferTooShort> {
     if dcid.len() > MAX_CID_SIZE || scid.len() > MAX_CID_SIZE {
         return Err(BufferTooShort);
     }

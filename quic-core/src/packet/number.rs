@@ -53,9 +53,7 @@ pub fn decode(truncated_pn: u64, pn_nbits: u32, largest_pn: Option<u64>) -> u64 
     let pn_mask = pn_win - 1;
     // The candidate is the value closest to expected_pn whose low bits match.
     let candidate_pn = (expected_pn & !pn_mask) | truncated_pn;
-    if candidate_pn.saturating_add(pn_hwin) <= expected_pn
-        && candidate_pn < (1u64 << 62).saturating_sub(pn_win)
-    {
+    if candidate_pn.saturating_add(pn_hwin) <= expected_pn && candidate_pn < (1u64 << 62).saturating_sub(pn_win) {
         return candidate_pn + pn_win;
     }
     if candidate_pn > expected_pn.saturating_add(pn_hwin) && candidate_pn >= pn_win {

@@ -25,10 +25,7 @@ use super::cc::{CongestionAlgorithm, CongestionController};
 use super::pacer::Pacer;
 use super::rtt::RttEstimator;
 use super::sent::{LossCriteria, PersistentCriteria, SentPacket, SentPackets};
-use super::{
-    backoff, SpaceId, DEFAULT_MAX_ACK_DELAY, INITIAL_RTT, MIN_MAX_DATAGRAM_SIZE,
-    PERSISTENT_CONGESTION_THRESHOLD,
-};
+use super::{backoff, SpaceId, DEFAULT_MAX_ACK_DELAY, INITIAL_RTT, MIN_MAX_DATAGRAM_SIZE, PERSISTENT_CONGESTION_THRESHOLD};
 use crate::error::Error;
 
 /// How to build a [`Recovery`].
@@ -165,13 +162,7 @@ struct PacketSpace<T> {
 
 impl<T> PacketSpace<T> {
     fn new() -> Self {
-        Self {
-            sent: SentPackets::new(),
-            largest_acked: None,
-            loss_time: None,
-            time_of_last_ack_eliciting: None,
-            ecn_ce: 0,
-        }
+        Self { sent: SentPackets::new(), largest_acked: None, loss_time: None, time_of_last_ack_eliciting: None, ecn_ce: 0 }
     }
 }
 
@@ -220,10 +211,7 @@ impl<T> Recovery<T> {
 
     /// Recovery state with a caller-supplied controller (`config.congestion`
     /// is ignored).
-    pub fn with_congestion_controller(
-        config: RecoveryConfig,
-        cc: Box<dyn CongestionController>,
-    ) -> Self {
+    pub fn with_congestion_controller(config: RecoveryConfig, cc: Box<dyn CongestionController>) -> Self {
         Self {
             is_server: config.is_server,
             rtt: RttEstimator::new(config.initial_rtt),
@@ -367,10 +355,7 @@ impl<T> Recovery<T> {
     /// RFC 9002 §7.6.1: (smoothed_rtt + max(4 * rttvar, kGranularity) +
     /// max_ack_delay) * kPersistentCongestionThreshold, regardless of space.
     pub fn persistent_congestion_duration(&self) -> Duration {
-        self.rtt
-            .pto_base()
-            .saturating_add(self.max_ack_delay)
-            .saturating_mul(PERSISTENT_CONGESTION_THRESHOLD)
+        self.rtt.pto_base().saturating_add(self.max_ack_delay).saturating_mul(PERSISTENT_CONGESTION_THRESHOLD)
     }
 
     // ----- sending ---------------------------------------------------------
@@ -506,10 +491,8 @@ impl<T> Recovery<T> {
         let eighths = self.reorder.time_eighths();
         let loss_delay = super::time_threshold_eighths(self.rtt.loss_rtt(), eighths);
         let lost_before = out.lost.len();
-        let persistent = self.rtt.first_sample_time().map(|first| PersistentCriteria {
-            first_rtt_sample: first,
-            duration: self.persistent_congestion_duration(),
-        });
+        let persistent =
+            self.rtt.first_sample_time().map(|first| PersistentCriteria { first_rtt_sample: first, duration: self.persistent_congestion_duration() });
         let s = &mut self.spaces[space.index()];
         let Some(largest_acked) = s.largest_acked else {
             s.loss_time = None;
@@ -620,12 +603,7 @@ impl<T> Recovery<T> {
     /// [`loss_detection_timer`](Self::loss_detection_timer) has expired at
     /// `now`. Lost packets go to `out.lost`; after a PTO the caller sends the
     /// probes and records them with [`on_packet_sent`](Self::on_packet_sent).
-    pub fn on_loss_detection_timeout(
-        &mut self,
-        now: Instant,
-        ctx: TimerContext,
-        out: &mut AckOutcome<T>,
-    ) -> TimeoutAction {
+    pub fn on_loss_detection_timeout(&mut self, now: Instant, ctx: TimerContext, out: &mut AckOutcome<T>) -> TimeoutAction {
         out.clear();
         match self.loss_detection_timer(ctx) {
             Some(deadline) if deadline <= now => {}
@@ -732,21 +710,11 @@ mod tests {
     }
 
     fn pkt(pn: u64, t: Instant) -> SentPacket<u64> {
-        SentPacket {
-            pn,
-            time_sent: t,
-            size: SIZE,
-            ack_eliciting: true,
-            in_flight: true,
-            payload: pn,
-        }
+        SentPacket { pn, time_sent: t, size: SIZE, ack_eliciting: true, in_flight: true, payload: pn }
     }
 
     fn config(is_server: bool) -> RecoveryConfig {
-        RecoveryConfig {
-            congestion: CongestionAlgorithm::NewReno,
-            ..RecoveryConfig::new(is_server)
-        }
+        RecoveryConfig { congestion: CongestionAlgorithm::NewReno, ..RecoveryConfig::new(is_server) }
     }
 
     fn confirmed() -> TimerContext {
@@ -758,13 +726,7 @@ mod tests {
     }
 
     /// Ack `ranges` (largest first) in `space` with no ACK delay or ECN.
-    fn ack(
-        r: &mut Recovery<u64>,
-        space: SpaceId,
-        ranges: &[RangeInclusive<u64>],
-        now: Instant,
-        out: &mut AckOutcome<u64>,
-    ) -> Result<(), Error> {
+    fn ack(r: &mut Recovery<u64>, space: SpaceId, ranges: &[RangeInclusive<u64>], now: Instant, out: &mut AckOutcome<u64>) -> Result<(), Error> {
         r.on_ack_received(space, ranges.iter().cloned(), Duration::ZERO, None, now, true, out)
     }
 
@@ -817,10 +779,7 @@ mod tests {
         // 5 >= pn + 3 for pn 1 and 2; 3 and 4 are within the threshold.
         assert_eq!(pns(&out.lost), vec![1, 2]);
         assert_eq!(r.bytes_in_flight(), 2400);
-        assert_eq!(
-            pns(&r.sent_packets(SpaceId::Data).iter().cloned().collect::<Vec<_>>()),
-            vec![3, 4]
-        );
+        assert_eq!(pns(&r.sent_packets(SpaceId::Data).iter().cloned().collect::<Vec<_>>()), vec![3, 4]);
         // One congestion event: 12000 / 2; the ack of pn 5 (sent before the
         // recovery period began) does not grow it.
         assert_eq!(r.congestion_window(), 6000);
@@ -829,15 +788,9 @@ mod tests {
         // RTT 45 ms: loss delay = 9/8 * 45 = 50.625 ms; pn 3 was sent at 3 ms.
         let loss_at = t0 + ms(3) + us(50_625);
         assert_eq!(r.loss_detection_timer(confirmed()), Some(loss_at));
-        assert_eq!(
-            r.on_loss_detection_timeout(loss_at - us(1), confirmed(), &mut out),
-            TimeoutAction::NotDue
-        );
+        assert_eq!(r.on_loss_detection_timeout(loss_at - us(1), confirmed(), &mut out), TimeoutAction::NotDue);
         assert!(out.lost.is_empty());
-        assert_eq!(
-            r.on_loss_detection_timeout(loss_at, confirmed(), &mut out),
-            TimeoutAction::LossDetected { space: SpaceId::Data }
-        );
+        assert_eq!(r.on_loss_detection_timeout(loss_at, confirmed(), &mut out), TimeoutAction::LossDetected { space: SpaceId::Data });
         assert_eq!(pns(&out.lost), vec![3]);
         assert_eq!(r.bytes_in_flight(), 1200);
         // Same recovery period: no second reduction.
@@ -860,10 +813,7 @@ mod tests {
         assert_eq!(r.on_loss_detection_timeout(t0 + ms(998), ctx, &mut out), TimeoutAction::NotDue);
         assert_eq!(r.pto_count(), 0);
 
-        assert_eq!(
-            r.on_loss_detection_timeout(t0 + ms(999), ctx, &mut out),
-            TimeoutAction::Probe { space: SpaceId::Initial, probes: 2 }
-        );
+        assert_eq!(r.on_loss_detection_timeout(t0 + ms(999), ctx, &mut out), TimeoutAction::Probe { space: SpaceId::Initial, probes: 2 });
         assert!(out.lost.is_empty(), "a PTO declares nothing lost");
         assert_eq!(r.pto_count(), 1);
         assert_eq!(r.pto(SpaceId::Initial, false), ms(1998));
@@ -872,10 +822,7 @@ mod tests {
         // The probe restarts the timer from its own send time.
         r.on_packet_sent(SpaceId::Initial, pkt(1, t0 + ms(999)));
         assert_eq!(r.loss_detection_timer(ctx), Some(t0 + ms(2997)));
-        assert_eq!(
-            r.on_loss_detection_timeout(t0 + ms(2997), ctx, &mut out),
-            TimeoutAction::Probe { space: SpaceId::Initial, probes: 2 }
-        );
+        assert_eq!(r.on_loss_detection_timeout(t0 + ms(2997), ctx, &mut out), TimeoutAction::Probe { space: SpaceId::Initial, probes: 2 });
         assert_eq!(r.pto_count(), 2);
         assert_eq!(r.loss_detection_timer(ctx), Some(t0 + ms(999) + ms(3996)));
         // Nothing was lost or collapsed by the PTOs.
@@ -883,16 +830,7 @@ mod tests {
         assert_eq!(r.congestion_window(), 12_000);
 
         // An acknowledgment resets the backoff (server).
-        r.on_ack_received(
-            SpaceId::Initial,
-            [1..=1].into_iter(),
-            ms(5),
-            None,
-            t0 + ms(1099),
-            false,
-            &mut out,
-        )
-        .unwrap();
+        r.on_ack_received(SpaceId::Initial, [1..=1].into_iter(), ms(5), None, t0 + ms(1099), false, &mut out).unwrap();
         assert_eq!(r.pto_count(), 0);
         // Initial ACK delay ignored: the sample is exactly 100 ms.
         assert_eq!(r.rtt().smoothed_rtt(), ms(100));
@@ -915,10 +853,7 @@ mod tests {
         r.on_packet_sent(SpaceId::Handshake, pkt(0, t0 + ms(50)));
         assert_eq!(r.loss_detection_timer(confirmed()), Some(t0 + ms(1049)));
         let mut out = AckOutcome::new();
-        assert_eq!(
-            r.on_loss_detection_timeout(t0 + ms(1049), confirmed(), &mut out),
-            TimeoutAction::Probe { space: SpaceId::Handshake, probes: 2 }
-        );
+        assert_eq!(r.on_loss_detection_timeout(t0 + ms(1049), confirmed(), &mut out), TimeoutAction::Probe { space: SpaceId::Handshake, probes: 2 });
     }
 
     #[test]
@@ -927,61 +862,28 @@ mod tests {
         let mut r = Recovery::new(config(false));
         let mut out = AckOutcome::new();
         r.on_packet_sent(SpaceId::Initial, pkt(0, t0));
-        r.on_ack_received(
-            SpaceId::Initial,
-            [0..=0].into_iter(),
-            ms(0),
-            None,
-            t0 + ms(100),
-            false,
-            &mut out,
-        )
-        .unwrap();
+        r.on_ack_received(SpaceId::Initial, [0..=0].into_iter(), ms(0), None, t0 + ms(100), false, &mut out).unwrap();
         assert_eq!(r.bytes_in_flight(), 0);
         assert!(!r.peer_completed_address_validation(false));
         // Nothing in flight, but the server may be blocked: PTO from the ACK,
         // 100 + 4 * 50 = 300 ms.
         let ctx = TimerContext::default();
         assert_eq!(r.loss_detection_timer(ctx), Some(t0 + ms(400)));
-        assert_eq!(
-            r.on_loss_detection_timeout(t0 + ms(400), ctx, &mut out),
-            TimeoutAction::Probe { space: SpaceId::Initial, probes: 1 }
-        );
+        assert_eq!(r.on_loss_detection_timeout(t0 + ms(400), ctx, &mut out), TimeoutAction::Probe { space: SpaceId::Initial, probes: 1 });
         assert_eq!(r.pto_count(), 1);
         // Backed off from the timeout: 400 + 600.
         let with_keys = TimerContext { has_handshake_keys: true, ..ctx };
         assert_eq!(r.loss_detection_timer(with_keys), Some(t0 + ms(1000)));
-        assert_eq!(
-            r.on_loss_detection_timeout(t0 + ms(1000), with_keys, &mut out),
-            TimeoutAction::Probe { space: SpaceId::Handshake, probes: 1 }
-        );
+        assert_eq!(r.on_loss_detection_timeout(t0 + ms(1000), with_keys, &mut out), TimeoutAction::Probe { space: SpaceId::Handshake, probes: 1 });
         assert_eq!(r.pto_count(), 2);
 
         // A client does not reset the backoff on Initial ACKs...
         r.on_packet_sent(SpaceId::Initial, pkt(1, t0 + ms(1000)));
-        r.on_ack_received(
-            SpaceId::Initial,
-            [1..=1].into_iter(),
-            ms(0),
-            None,
-            t0 + ms(1100),
-            false,
-            &mut out,
-        )
-        .unwrap();
+        r.on_ack_received(SpaceId::Initial, [1..=1].into_iter(), ms(0), None, t0 + ms(1100), false, &mut out).unwrap();
         assert_eq!(r.pto_count(), 2);
         // ...but does on a Handshake ACK, and then needs no anti-deadlock timer.
         r.on_packet_sent(SpaceId::Handshake, pkt(0, t0 + ms(1100)));
-        r.on_ack_received(
-            SpaceId::Handshake,
-            [0..=0].into_iter(),
-            ms(0),
-            None,
-            t0 + ms(1200),
-            false,
-            &mut out,
-        )
-        .unwrap();
+        r.on_ack_received(SpaceId::Handshake, [0..=0].into_iter(), ms(0), None, t0 + ms(1200), false, &mut out).unwrap();
         assert_eq!(r.pto_count(), 0);
         assert!(r.peer_completed_address_validation(false));
         assert_eq!(r.loss_detection_timer(with_keys), None);
@@ -995,17 +897,11 @@ mod tests {
         r.on_packet_sent(SpaceId::Initial, pkt(0, t0));
         let blocked = TimerContext { amplification_blocked: true, ..TimerContext::default() };
         assert_eq!(r.loss_detection_timer(blocked), None);
-        assert_eq!(
-            r.on_loss_detection_timeout(t0 + ms(5000), blocked, &mut out),
-            TimeoutAction::NotDue
-        );
+        assert_eq!(r.on_loss_detection_timeout(t0 + ms(5000), blocked, &mut out), TimeoutAction::NotDue);
         // Unblocked later: the deadline is in the past and fires at once.
         let ctx = TimerContext::default();
         assert_eq!(r.loss_detection_timer(ctx), Some(t0 + ms(999)));
-        assert_eq!(
-            r.on_loss_detection_timeout(t0 + ms(5000), ctx, &mut out),
-            TimeoutAction::Probe { space: SpaceId::Initial, probes: 2 }
-        );
+        assert_eq!(r.on_loss_detection_timeout(t0 + ms(5000), ctx, &mut out), TimeoutAction::Probe { space: SpaceId::Initial, probes: 2 });
     }
 
     /// pn 0 acked at 100 ms gives the first sample (srtt 100, rttvar 50);
@@ -1110,10 +1006,7 @@ mod tests {
         }
         r.on_packet_sent(SpaceId::Handshake, pkt(0, t0 + ms(10)));
         assert_eq!(r.bytes_in_flight(), 4800);
-        assert_eq!(
-            r.on_loss_detection_timeout(t0 + ms(999), ctx, &mut out),
-            TimeoutAction::Probe { space: SpaceId::Initial, probes: 2 }
-        );
+        assert_eq!(r.on_loss_detection_timeout(t0 + ms(999), ctx, &mut out), TimeoutAction::Probe { space: SpaceId::Initial, probes: 2 });
         assert_eq!(r.pto_count(), 1);
 
         r.discard_space(SpaceId::Initial);
@@ -1165,43 +1058,16 @@ mod tests {
         for pn in 0..4 {
             r.on_packet_sent(SpaceId::Data, pkt(pn, t0 + ms(pn)));
         }
-        r.on_ack_received(
-            SpaceId::Data,
-            [0..=1].into_iter(),
-            ms(0),
-            Some((2, 0, 0)),
-            t0 + ms(50),
-            true,
-            &mut out,
-        )
-        .unwrap();
+        r.on_ack_received(SpaceId::Data, [0..=1].into_iter(), ms(0), Some((2, 0, 0)), t0 + ms(50), true, &mut out).unwrap();
         assert!(!out.ecn_ce_increased);
         assert_eq!(r.congestion_window(), 14_400);
-        r.on_ack_received(
-            SpaceId::Data,
-            [2..=2].into_iter(),
-            ms(0),
-            Some((2, 0, 1)),
-            t0 + ms(60),
-            true,
-            &mut out,
-        )
-        .unwrap();
+        r.on_ack_received(SpaceId::Data, [2..=2].into_iter(), ms(0), Some((2, 0, 1)), t0 + ms(60), true, &mut out).unwrap();
         assert!(out.ecn_ce_increased);
         assert!(out.lost.is_empty());
         // 14400 / 2; the ack of pn 2 (sent before recovery) adds nothing.
         assert_eq!(r.congestion_window(), 7200);
         // Same count again: no new event.
-        r.on_ack_received(
-            SpaceId::Data,
-            [3..=3].into_iter(),
-            ms(0),
-            Some((3, 0, 1)),
-            t0 + ms(70),
-            true,
-            &mut out,
-        )
-        .unwrap();
+        r.on_ack_received(SpaceId::Data, [3..=3].into_iter(), ms(0), Some((3, 0, 1)), t0 + ms(70), true, &mut out).unwrap();
         assert!(!out.ecn_ce_increased);
         assert_eq!(r.congestion_window(), 7200);
     }
@@ -1279,12 +1145,7 @@ mod tests {
         fn check_invariants(r: &Recovery<u64>) {
             let mut total = 0u64;
             for space in SpaceId::ALL {
-                let sum: u64 = r
-                    .sent_packets(space)
-                    .iter()
-                    .filter(|p| p.in_flight)
-                    .map(|p| u64::from(p.size))
-                    .sum();
+                let sum: u64 = r.sent_packets(space).iter().filter(|p| p.in_flight).map(|p| u64::from(p.size)).sum();
                 assert_eq!(sum, r.sent_packets(space).bytes_in_flight());
                 total += sum;
             }

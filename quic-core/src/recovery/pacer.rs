@@ -71,13 +71,7 @@ impl Pacer {
     /// When a packet of `bytes_to_send` may be sent: `None` means now, else
     /// the deadline to wait for. `cwnd` and `srtt` give the rate (RFC 9002
     /// §7.7); without a usable rate (zero window or RTT) nothing is paced.
-    pub fn delay_until(
-        &mut self,
-        now: Instant,
-        bytes_to_send: u64,
-        cwnd: u64,
-        srtt: Duration,
-    ) -> Option<Instant> {
+    pub fn delay_until(&mut self, now: Instant, bytes_to_send: u64, cwnd: u64, srtt: Duration) -> Option<Instant> {
         let srtt_ns = srtt.as_nanos();
         if srtt_ns == 0 || cwnd == 0 {
             self.tokens = self.capacity;
@@ -122,8 +116,7 @@ impl Pacer {
         }
         let elapsed = now.saturating_duration_since(last).as_nanos();
         // rate * elapsed = N * cwnd * elapsed / srtt
-        let added = elapsed.saturating_mul(u128::from(cwnd)).saturating_mul(N_NUM)
-            / srtt_ns.saturating_mul(N_DEN);
+        let added = elapsed.saturating_mul(u128::from(cwnd)).saturating_mul(N_NUM) / srtt_ns.saturating_mul(N_DEN);
         if added == 0 {
             // Keep `last_refill`: sub-byte amounts accumulate instead of
             // being lost on every call.
@@ -139,8 +132,7 @@ impl Pacer {
         self.tokens += u64::try_from(added).unwrap_or(0);
         // Advance only by the time those whole bytes took (rounded down), so
         // the fraction of a byte already earned is carried to the next call.
-        let used_ns = added.saturating_mul(srtt_ns).saturating_mul(N_DEN)
-            / u128::from(cwnd).saturating_mul(N_NUM);
+        let used_ns = added.saturating_mul(srtt_ns).saturating_mul(N_DEN) / u128::from(cwnd).saturating_mul(N_NUM);
         let used = Duration::from_nanos(u64::try_from(used_ns).unwrap_or(u64::MAX));
         self.last_refill = Some(last.checked_add(used).unwrap_or(now).min(now));
     }
@@ -185,10 +177,7 @@ mod tests {
         // 10 ms RTT, 12000 B window: 1200 B per 0.8 ms.
         assert_eq!(p.delay_until(t0, 1200, 12_000, ms(10)), Some(t0 + Duration::from_micros(800)));
         // Odd values round the wait up: 1 byte at 1.25 * 3 B / 1 s = 266.67 ms.
-        assert_eq!(
-            p.delay_until(t0, 1, 3, Duration::from_secs(1)),
-            Some(t0 + Duration::from_nanos(266_666_667))
-        );
+        assert_eq!(p.delay_until(t0, 1, 3, Duration::from_secs(1)), Some(t0 + Duration::from_nanos(266_666_667)));
     }
 
     #[test]

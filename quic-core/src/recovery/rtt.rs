@@ -35,14 +35,7 @@ impl RttEstimator {
     /// A fresh estimator (RFC 9002 §5.3, A.4): smoothed_rtt = initial_rtt,
     /// rttvar = initial_rtt / 2, no sample yet.
     pub fn new(initial_rtt: Duration) -> Self {
-        Self {
-            initial_rtt,
-            latest_rtt: Duration::ZERO,
-            smoothed_rtt: initial_rtt,
-            rttvar: initial_rtt / 2,
-            min_rtt: Duration::ZERO,
-            first_sample: None,
-        }
+        Self { initial_rtt, latest_rtt: Duration::ZERO, smoothed_rtt: initial_rtt, rttvar: initial_rtt / 2, min_rtt: Duration::ZERO, first_sample: None }
     }
 
     /// Forget every sample and start again from the initial RTT, e.g. on
@@ -96,14 +89,7 @@ impl RttEstimator {
     /// acknowledged packet; the caller only calls this when RFC 9002 §5.1's
     /// two conditions hold. `ack_delay` is the peer-reported delay decoded
     /// from the ACK frame, `max_ack_delay` the peer's transport parameter.
-    pub fn update(
-        &mut self,
-        now: Instant,
-        latest_rtt: Duration,
-        ack_delay: Duration,
-        max_ack_delay: Duration,
-        handshake_confirmed: bool,
-    ) {
+    pub fn update(&mut self, now: Instant, latest_rtt: Duration, ack_delay: Duration, max_ack_delay: Duration, handshake_confirmed: bool) {
         self.latest_rtt = latest_rtt;
         if self.first_sample.is_none() {
             // RFC 9002 §5.3: the first sample resets the estimator so it keeps

@@ -136,14 +136,7 @@ pub(crate) struct LossScan {
 
 impl<T> SentPackets<T> {
     pub fn new() -> Self {
-        Self {
-            slots: VecDeque::new(),
-            base: 0,
-            largest_sent: None,
-            unacked: 0,
-            ack_eliciting_in_flight: 0,
-            bytes_in_flight: 0,
-        }
+        Self { slots: VecDeque::new(), base: 0, largest_sent: None, unacked: 0, ack_eliciting_in_flight: 0, bytes_in_flight: 0 }
     }
 
     /// The largest packet number ever sent in this space (kept when the
@@ -301,11 +294,7 @@ impl<T> SentPackets<T> {
 
     /// Remove the unacknowledged packets in `range`, appending them to `out`
     /// in decreasing packet number order. Only stored slots are visited.
-    pub(crate) fn remove_acked(
-        &mut self,
-        range: RangeInclusive<u64>,
-        out: &mut Vec<SentPacket<T>>,
-    ) {
+    pub(crate) fn remove_acked(&mut self, range: RangeInclusive<u64>, out: &mut Vec<SentPacket<T>>) {
         let Some((a, b)) = self.clamp(*range.start(), *range.end()) else {
             return;
         };
@@ -327,11 +316,7 @@ impl<T> SentPackets<T> {
     /// persistent congestion check of §7.6.2 over the packets it declares
     /// lost. Lost packets are appended to `out` in increasing packet number
     /// order.
-    pub(crate) fn detect_lost(
-        &mut self,
-        c: &LossCriteria,
-        out: &mut Vec<SentPacket<T>>,
-    ) -> LossScan {
+    pub(crate) fn detect_lost(&mut self, c: &LossCriteria, out: &mut Vec<SentPacket<T>>) -> LossScan {
         let mut scan = LossScan::default();
         // Earliest eligible ack-eliciting lost packet of the current run of
         // packets with no acknowledgment between them.
@@ -458,14 +443,7 @@ mod tests {
     use crate::error::TransportErrorCode;
 
     fn pkt(pn: u64, t: Instant) -> SentPacket<u64> {
-        SentPacket {
-            pn,
-            time_sent: t,
-            size: 1000,
-            ack_eliciting: true,
-            in_flight: true,
-            payload: pn,
-        }
+        SentPacket { pn, time_sent: t, size: 1000, ack_eliciting: true, in_flight: true, payload: pn }
     }
 
     fn sent(pns: &[u64]) -> (SentPackets<u64>, Instant) {

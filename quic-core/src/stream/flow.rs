@@ -38,14 +38,7 @@ impl RecvWindow {
     pub fn new(initial_window: u64, max_window: u64) -> Self {
         let window = initial_window.min(VarInt::MAX.into_inner());
         let max_window = max_window.min(VarInt::MAX.into_inner()).max(window);
-        Self {
-            window,
-            max_window,
-            limit: window,
-            received: 0,
-            consumed: 0,
-            last_update: None,
-        }
+        Self { window, max_window, limit: window, received: 0, consumed: 0, last_update: None }
     }
 
     /// The limit the peer must respect (the largest value advertised).
@@ -74,19 +67,14 @@ impl RecvWindow {
 
     /// Whether `delta` more bytes of credit would stay within the limit.
     pub fn allows(&self, delta: u64) -> bool {
-        self.received
-            .checked_add(delta)
-            .is_some_and(|r| r <= self.limit)
+        self.received.checked_add(delta).is_some_and(|r| r <= self.limit)
     }
 
     /// The peer used `delta` more bytes of credit. RFC 9000 §4.1: exceeding
     /// the advertised limit is a FLOW_CONTROL_ERROR. Nothing changes on error.
     pub fn on_received(&mut self, delta: u64) -> Result<(), Error> {
         if !self.allows(delta) {
-            return Err(Error::new(
-                TransportErrorCode::FLOW_CONTROL_ERROR,
-                "peer exceeded the advertised flow control limit",
-            ));
+            return Err(Error::new(TransportErrorCode::FLOW_CONTROL_ERROR, "peer exceeded the advertised flow control limit"));
         }
         self.received += delta;
         Ok(())
@@ -107,10 +95,7 @@ impl RecvWindow {
         if credit.saturating_mul(2) >= self.window {
             return None;
         }
-        let new_limit = self
-            .consumed
-            .saturating_add(self.window)
-            .min(VarInt::MAX.into_inner());
+        let new_limit = self.consumed.saturating_add(self.window).min(VarInt::MAX.into_inner());
         (new_limit > self.limit).then_some(new_limit)
     }
 
@@ -152,11 +137,7 @@ pub struct SendCredit {
 impl SendCredit {
     /// `initial_limit` is the peer's initial_max_data transport parameter.
     pub fn new(initial_limit: u64) -> Self {
-        Self {
-            limit: initial_limit,
-            used: 0,
-            blocked_reported: None,
-        }
+        Self { limit: initial_limit, used: 0, blocked_reported: None }
     }
 
     pub fn limit(&self) -> u64 {
@@ -226,10 +207,7 @@ mod tests {
         let err = w.on_received(1).unwrap_err();
         assert_eq!(err.code, TransportErrorCode::FLOW_CONTROL_ERROR);
         assert_eq!(w.received(), 1000);
-        assert_eq!(
-            w.on_received(u64::MAX).unwrap_err().code,
-            TransportErrorCode::FLOW_CONTROL_ERROR
-        );
+        assert_eq!(w.on_received(u64::MAX).unwrap_err().code, TransportErrorCode::FLOW_CONTROL_ERROR);
         w.on_received(0).unwrap();
     }
 
@@ -305,11 +283,7 @@ mod tests {
         assert_eq!(w.limit(), VarInt::MAX.into_inner());
         assert_eq!(w.max_window(), VarInt::MAX.into_inner());
         let w = RecvWindow::new(5000, 10);
-        assert_eq!(
-            w.max_window(),
-            5000,
-            "max window never below the initial one"
-        );
+        assert_eq!(w.max_window(), 5000, "max window never below the initial one");
     }
 
     #[test]

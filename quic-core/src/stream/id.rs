@@ -112,14 +112,7 @@ impl StreamId {
 
 impl fmt::Debug for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "StreamId({}: {:?} {:?} #{})",
-            self.0,
-            self.initiator(),
-            self.dir(),
-            self.index()
-        )
+        write!(f, "StreamId({}: {:?} {:?} #{})", self.0, self.initiator(), self.dir(), self.index())
     }
 }
 
@@ -137,31 +130,13 @@ mod tests {
     #[test]
     fn type_bits_match_rfc_table() {
         // RFC 9000 Table 1.
-        assert_eq!(
-            StreamId::new(Initiator::Client, Dir::Bi, 0),
-            Some(StreamId(0))
-        );
-        assert_eq!(
-            StreamId::new(Initiator::Server, Dir::Bi, 0),
-            Some(StreamId(1))
-        );
-        assert_eq!(
-            StreamId::new(Initiator::Client, Dir::Uni, 0),
-            Some(StreamId(2))
-        );
-        assert_eq!(
-            StreamId::new(Initiator::Server, Dir::Uni, 0),
-            Some(StreamId(3))
-        );
+        assert_eq!(StreamId::new(Initiator::Client, Dir::Bi, 0), Some(StreamId(0)));
+        assert_eq!(StreamId::new(Initiator::Server, Dir::Bi, 0), Some(StreamId(1)));
+        assert_eq!(StreamId::new(Initiator::Client, Dir::Uni, 0), Some(StreamId(2)));
+        assert_eq!(StreamId::new(Initiator::Server, Dir::Uni, 0), Some(StreamId(3)));
         // §19.11 example: a server with a uni limit of 3 may open 3, 7 and 11.
-        assert_eq!(
-            StreamId::new(Initiator::Server, Dir::Uni, 2),
-            Some(StreamId(11))
-        );
-        assert_eq!(
-            StreamId::new(Initiator::Server, Dir::Uni, 3),
-            Some(StreamId(15))
-        );
+        assert_eq!(StreamId::new(Initiator::Server, Dir::Uni, 2), Some(StreamId(11)));
+        assert_eq!(StreamId::new(Initiator::Server, Dir::Uni, 3), Some(StreamId(15)));
     }
 
     #[test]

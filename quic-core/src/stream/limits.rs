@@ -42,11 +42,7 @@ pub struct NewStreams {
 
 impl NewStreams {
     fn none(initiator: Initiator, dir: Dir) -> Self {
-        Self {
-            initiator,
-            dir,
-            indices: 0..0,
-        }
+        Self { initiator, dir, indices: 0..0 }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -59,9 +55,7 @@ impl NewStreams {
 
     /// The new stream IDs, ascending.
     pub fn iter(&self) -> impl Iterator<Item = StreamId> + '_ {
-        self.indices
-            .clone()
-            .filter_map(move |i| StreamId::new(self.initiator, self.dir, i))
+        self.indices.clone().filter_map(move |i| StreamId::new(self.initiator, self.dir, i))
     }
 }
 
@@ -112,23 +106,10 @@ impl StreamLimits {
     pub fn new(local: Initiator, max_peer_bidi: u64, max_peer_uni: u64) -> Self {
         let incoming = |max: u64| {
             let max = max.min(MAX_STREAMS);
-            Incoming {
-                advertised: max,
-                window: max,
-                opened: 0,
-                closed: 0,
-            }
+            Incoming { advertised: max, window: max, opened: 0, closed: 0 }
         };
-        let outgoing = || Outgoing {
-            limit: 0,
-            opened: 0,
-            blocked_reported: None,
-        };
-        Self {
-            local,
-            incoming: [incoming(max_peer_bidi), incoming(max_peer_uni)],
-            outgoing: [outgoing(), outgoing()],
-        }
+        let outgoing = || Outgoing { limit: 0, opened: 0, blocked_reported: None };
+        Self { local, incoming: [incoming(max_peer_bidi), incoming(max_peer_uni)], outgoing: [outgoing(), outgoing()] }
     }
 
     pub fn local(&self) -> Initiator {
@@ -155,11 +136,7 @@ impl StreamLimits {
 
     /// The peer's initial_max_streams_bidi / _uni transport parameter.
     /// RFC 9000 §4.6: a value above 2^60 is a TRANSPORT_PARAMETER_ERROR.
-    pub fn set_peer_initial_max_streams(
-        &mut self,
-        dir: Dir,
-        max_streams: u64,
-    ) -> Result<(), Error> {
+    pub fn set_peer_initial_max_streams(&mut self, dir: Dir, max_streams: u64) -> Result<(), Error> {
         if max_streams > MAX_STREAMS {
             return Err(Error::transport_parameter("initial_max_streams above 2^60"));
         }
@@ -261,20 +238,14 @@ impl StreamLimits {
         let dir = id.dir();
         if id.initiator() == local {
             if id.index() >= self.outgoing(dir).opened {
-                return Err(Error::new(
-                    TransportErrorCode::STREAM_STATE_ERROR,
-                    "frame for a locally initiated stream not yet created",
-                ));
+                return Err(Error::new(TransportErrorCode::STREAM_STATE_ERROR, "frame for a locally initiated stream not yet created"));
             }
             return Ok(NewStreams::none(local, dir));
         }
         let peer = local.peer();
         let inc = self.incoming_mut(dir);
         if id.index() >= inc.advertised {
-            return Err(Error::new(
-                TransportErrorCode::STREAM_LIMIT_ERROR,
-                "peer opened a stream beyond the advertised MAX_STREAMS",
-            ));
+            return Err(Error::new(TransportErrorCode::STREAM_LIMIT_ERROR, "peer opened a stream beyond the advertised MAX_STREAMS"));
         }
         if id.index() < inc.opened {
             return Ok(NewStreams::none(peer, dir));
@@ -282,11 +253,7 @@ impl StreamLimits {
         // index < advertised <= 2^60, so index + 1 cannot overflow.
         let indices = inc.opened..id.index() + 1;
         inc.opened = id.index() + 1;
-        Ok(NewStreams {
-            initiator: peer,
-            dir,
-            indices,
-        })
+        Ok(NewStreams { initiator: peer, dir, indices })
     }
 
     /// A STREAMS_BLOCKED frame arrived. RFC 9000 §19.14: a value above 2^60
@@ -297,9 +264,7 @@ impl StreamLimits {
                 Dir::Bi => STREAMS_BLOCKED_BIDI,
                 Dir::Uni => STREAMS_BLOCKED_UNI,
             };
-            return Err(
-                Error::frame_encoding("STREAMS_BLOCKED above 2^60").with_frame_type(frame_type)
-            );
+            return Err(Error::frame_encoding("STREAMS_BLOCKED above 2^60").with_frame_type(frame_type));
         }
         Ok(())
     }
@@ -356,61 +321,32 @@ mod tests {
     fn implicit_opening_returns_new_range() {
         // We are the client; the server opens unidirectional streams.
         let mut l = StreamLimits::new(Initiator::Client, 10, 10);
-        let n = l
-            .on_peer_frame(id(Initiator::Server, Dir::Uni, 5), StreamPart::Recv)
-            .unwrap();
+        let n = l.on_peer_frame(id(Initiator::Server, Dir::Uni, 5), StreamPart::Recv).unwrap();
         assert_eq!(n.indices, 0..6);
         assert_eq!(n.len(), 6);
-        assert_eq!(
-            n.iter().map(|s| s.0).collect::<Vec<_>>(),
-            vec![3, 7, 11, 15, 19, 23]
-        );
-        let n = l
-            .on_peer_frame(id(Initiator::Server, Dir::Uni, 3), StreamPart::Recv)
-            .unwrap();
+        assert_eq!(n.iter().map(|s| s.0).collect::<Vec<_>>(), vec![3, 7, 11, 15, 19, 23]);
+        let n = l.on_peer_frame(id(Initiator::Server, Dir::Uni, 3), StreamPart::Recv).unwrap();
         assert!(n.is_empty(), "already open");
-        let n = l
-            .on_peer_frame(id(Initiator::Server, Dir::Uni, 7), StreamPart::Recv)
-            .unwrap();
+        let n = l.on_peer_frame(id(Initiator::Server, Dir::Uni, 7), StreamPart::Recv).unwrap();
         assert_eq!(n.indices, 6..8);
         assert_eq!(l.opened_remote(Dir::Uni), 8);
         // Bidirectional streams are counted separately; MAX_STREAM_DATA for
         // a peer bidi stream opens it too.
-        let n = l
-            .on_peer_frame(id(Initiator::Server, Dir::Bi, 0), StreamPart::Send)
-            .unwrap();
-        assert_eq!(
-            n,
-            NewStreams {
-                initiator: Initiator::Server,
-                dir: Dir::Bi,
-                indices: 0..1
-            }
-        );
+        let n = l.on_peer_frame(id(Initiator::Server, Dir::Bi, 0), StreamPart::Send).unwrap();
+        assert_eq!(n, NewStreams { initiator: Initiator::Server, dir: Dir::Bi, indices: 0..1 });
     }
 
     #[test]
     fn stream_limit_error() {
         let mut l = StreamLimits::new(Initiator::Server, 3, 0);
-        l.on_peer_frame(id(Initiator::Client, Dir::Bi, 2), StreamPart::Recv)
-            .unwrap();
-        let e = l
-            .on_peer_frame(id(Initiator::Client, Dir::Bi, 3), StreamPart::Recv)
-            .unwrap_err();
+        l.on_peer_frame(id(Initiator::Client, Dir::Bi, 2), StreamPart::Recv).unwrap();
+        let e = l.on_peer_frame(id(Initiator::Client, Dir::Bi, 3), StreamPart::Recv).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::STREAM_LIMIT_ERROR);
         assert_eq!(e.code.0, 0x04);
-        let e = l
-            .on_peer_frame(id(Initiator::Client, Dir::Uni, 0), StreamPart::Recv)
-            .unwrap_err();
-        assert_eq!(
-            e.code,
-            TransportErrorCode::STREAM_LIMIT_ERROR,
-            "uni limit is 0"
-        );
+        let e = l.on_peer_frame(id(Initiator::Client, Dir::Uni, 0), StreamPart::Recv).unwrap_err();
+        assert_eq!(e.code, TransportErrorCode::STREAM_LIMIT_ERROR, "uni limit is 0");
         // Largest possible ID: beyond any limit, no overflow.
-        let e = l
-            .on_peer_frame(StreamId((1 << 62) - 4), StreamPart::Recv)
-            .unwrap_err();
+        let e = l.on_peer_frame(StreamId((1 << 62) - 4), StreamPart::Recv).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::STREAM_LIMIT_ERROR);
     }
 
@@ -426,28 +362,16 @@ mod tests {
         assert_eq!(e.code, TransportErrorCode::STREAM_STATE_ERROR);
         assert_eq!(e.code.0, 0x05);
         // MAX_STREAM_DATA / STOP_SENDING on our own uni stream is fine.
-        assert!(l
-            .on_peer_frame(ours_uni, StreamPart::Send)
-            .unwrap()
-            .is_empty());
+        assert!(l.on_peer_frame(ours_uni, StreamPart::Send).unwrap().is_empty());
         // MAX_STREAM_DATA / STOP_SENDING on the peer's receive-only... i.e. its uni stream.
-        let e = l
-            .on_peer_frame(id(Initiator::Server, Dir::Uni, 0), StreamPart::Send)
-            .unwrap_err();
+        let e = l.on_peer_frame(id(Initiator::Server, Dir::Uni, 0), StreamPart::Send).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::STREAM_STATE_ERROR);
         // A stream of ours we have not opened yet.
-        let e = l
-            .on_peer_frame(id(Initiator::Client, Dir::Bi, 0), StreamPart::Send)
-            .unwrap_err();
+        let e = l.on_peer_frame(id(Initiator::Client, Dir::Bi, 0), StreamPart::Send).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::STREAM_STATE_ERROR);
         let ours_bi = l.try_open(Dir::Bi).unwrap();
-        assert!(l
-            .on_peer_frame(ours_bi, StreamPart::Recv)
-            .unwrap()
-            .is_empty());
-        let e = l
-            .on_peer_frame(id(Initiator::Client, Dir::Uni, 1), StreamPart::Send)
-            .unwrap_err();
+        assert!(l.on_peer_frame(ours_bi, StreamPart::Recv).unwrap().is_empty());
+        let e = l.on_peer_frame(id(Initiator::Client, Dir::Uni, 1), StreamPart::Send).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::STREAM_STATE_ERROR);
     }
 
@@ -463,10 +387,7 @@ mod tests {
         assert_eq!(l.try_open(Dir::Bi), None);
         assert_eq!(l.poll_streams_blocked(Dir::Bi), Some(2));
         assert_eq!(l.poll_streams_blocked(Dir::Bi), None, "once per limit");
-        assert!(
-            !l.on_max_streams(Dir::Bi, 1).unwrap(),
-            "smaller limits are ignored"
-        );
+        assert!(!l.on_max_streams(Dir::Bi, 1).unwrap(), "smaller limits are ignored");
         assert!(l.on_max_streams(Dir::Bi, 3).unwrap());
         assert_eq!(l.try_open(Dir::Bi), Some(StreamId(8)));
         assert_eq!(l.poll_streams_blocked(Dir::Bi), Some(3));
@@ -474,9 +395,7 @@ mod tests {
         let mut s = StreamLimits::new(Initiator::Server, 0, 0);
         s.set_peer_initial_max_streams(Dir::Uni, 3).unwrap();
         // §19.11 example: a server with a uni limit of 3 opens 3, 7 and 11.
-        let ids: Vec<u64> = core::iter::from_fn(|| s.try_open(Dir::Uni))
-            .map(|i| i.0)
-            .collect();
+        let ids: Vec<u64> = core::iter::from_fn(|| s.try_open(Dir::Uni)).map(|i| i.0).collect();
         assert_eq!(ids, vec![3, 7, 11]);
     }
 
@@ -488,13 +407,8 @@ mod tests {
         assert_eq!(e.frame_type, Some(0x12));
         let e = l.on_max_streams(Dir::Uni, u64::MAX).unwrap_err();
         assert_eq!(e.frame_type, Some(0x13));
-        assert!(
-            l.on_max_streams(Dir::Uni, MAX_STREAMS).unwrap(),
-            "2^60 itself is allowed"
-        );
-        let e = l
-            .set_peer_initial_max_streams(Dir::Bi, MAX_STREAMS + 1)
-            .unwrap_err();
+        assert!(l.on_max_streams(Dir::Uni, MAX_STREAMS).unwrap(), "2^60 itself is allowed");
+        let e = l.set_peer_initial_max_streams(Dir::Bi, MAX_STREAMS + 1).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::TRANSPORT_PARAMETER_ERROR);
         let e = l.on_streams_blocked(Dir::Uni, MAX_STREAMS + 1).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::FRAME_ENCODING_ERROR);
@@ -506,18 +420,13 @@ mod tests {
         }
         assert_eq!(l.opened_local(Dir::Uni), 3);
         let l = StreamLimits::new(Initiator::Client, u64::MAX, 0);
-        assert_eq!(
-            l.local_max_streams(Dir::Bi),
-            MAX_STREAMS,
-            "our own limit is clamped"
-        );
+        assert_eq!(l.local_max_streams(Dir::Bi), MAX_STREAMS, "our own limit is clamped");
     }
 
     #[test]
     fn max_streams_reissued_as_streams_close() {
         let mut l = StreamLimits::new(Initiator::Server, 16, 1);
-        l.on_peer_frame(id(Initiator::Client, Dir::Bi, 3), StreamPart::Recv)
-            .unwrap();
+        l.on_peer_frame(id(Initiator::Client, Dir::Bi, 3), StreamPart::Recv).unwrap();
         assert_eq!(l.should_send_max_streams(Dir::Bi), None);
         l.on_peer_stream_closed(Dir::Bi);
         assert_eq!(l.should_send_max_streams(Dir::Bi), None, "batch of 2 (an eighth of 16)");
@@ -526,24 +435,14 @@ mod tests {
         l.on_max_streams_sent(Dir::Bi, 18);
         assert_eq!(l.local_max_streams(Dir::Bi), 18);
         assert_eq!(l.should_send_max_streams(Dir::Bi), None);
-        assert_eq!(
-            l.on_peer_frame(id(Initiator::Client, Dir::Bi, 5), StreamPart::Recv)
-                .unwrap()
-                .indices,
-            4..6
-        );
+        assert_eq!(l.on_peer_frame(id(Initiator::Client, Dir::Bi, 5), StreamPart::Recv).unwrap().indices, 4..6);
         // Closing more streams than were opened does not mint credit.
         for _ in 0..10 {
             l.on_peer_stream_closed(Dir::Bi);
         }
-        assert_eq!(
-            l.should_send_max_streams(Dir::Bi),
-            Some(22),
-            "6 closed + window 16"
-        );
+        assert_eq!(l.should_send_max_streams(Dir::Bi), Some(22), "6 closed + window 16");
         // A window of 1 re-issues on every close.
-        l.on_peer_frame(id(Initiator::Client, Dir::Uni, 0), StreamPart::Recv)
-            .unwrap();
+        l.on_peer_frame(id(Initiator::Client, Dir::Uni, 0), StreamPart::Recv).unwrap();
         l.on_peer_stream_closed(Dir::Uni);
         assert_eq!(l.should_send_max_streams(Dir::Uni), Some(2));
     }

@@ -180,17 +180,13 @@ impl RecvStream {
         if self.stop_code.is_some() || matches!(self.state, RecvState::ResetRecvd { .. }) {
             return 0;
         }
-        self.received
-            .first_gap_above(self.read_offset)
-            .saturating_sub(self.read_offset)
+        self.received.first_gap_above(self.read_offset).saturating_sub(self.read_offset)
     }
 
     /// Whether a read would return something other than `Blocked`: data, the
     /// end of the stream, or a reset.
     pub fn is_readable(&self) -> bool {
-        self.readable_len() > 0
-            || matches!(self.state, RecvState::ResetRecvd { .. })
-            || (self.stop_code.is_none() && self.final_size == Some(self.read_offset))
+        self.readable_len() > 0 || matches!(self.state, RecvState::ResetRecvd { .. }) || (self.stop_code.is_none() && self.final_size == Some(self.read_offset))
     }
 
     /// Whether the connection can forget the stream: everything (data or
@@ -217,18 +213,9 @@ impl RecvStream {
     /// RFC 9000 §4.5 checks for a frame ending at `end`.
     fn check_final_size(&self, end: u64, fin: bool) -> Result<(), Error> {
         match self.final_size {
-            Some(fs) if end > fs => Err(Error::new(
-                TransportErrorCode::FINAL_SIZE_ERROR,
-                "stream data beyond the final size",
-            )),
-            Some(fs) if fin && end != fs => Err(Error::new(
-                TransportErrorCode::FINAL_SIZE_ERROR,
-                "final size of the stream changed",
-            )),
-            None if fin && end < self.window.received() => Err(Error::new(
-                TransportErrorCode::FINAL_SIZE_ERROR,
-                "final size below data already received",
-            )),
+            Some(fs) if end > fs => Err(Error::new(TransportErrorCode::FINAL_SIZE_ERROR, "stream data beyond the final size")),
+            Some(fs) if fin && end != fs => Err(Error::new(TransportErrorCode::FINAL_SIZE_ERROR, "final size of the stream changed")),
+            None if fin && end < self.window.received() => Err(Error::new(TransportErrorCode::FINAL_SIZE_ERROR, "final size below data already received")),
             _ => Ok(()),
         }
     }
@@ -256,29 +243,20 @@ impl RecvStream {
         self.check_final_size(end, fin)?;
         let delta = end.saturating_sub(self.window.received());
         if !self.window.allows(delta) {
-            return Err(Error::new(
-                TransportErrorCode::FLOW_CONTROL_ERROR,
-                "stream data beyond MAX_STREAM_DATA",
-            ));
+            return Err(Error::new(TransportErrorCode::FLOW_CONTROL_ERROR, "stream data beyond MAX_STREAM_DATA"));
         }
         match self.state {
             RecvState::Recv | RecvState::SizeKnown => {}
             // All data, or the final size with a reset, is already known; the
             // checks above ensured this frame agrees with it (delta is 0).
-            RecvState::DataRecvd
-            | RecvState::DataRead
-            | RecvState::ResetRecvd { .. }
-            | RecvState::ResetRead { .. } => return Ok(0),
+            RecvState::DataRecvd | RecvState::DataRead | RecvState::ResetRecvd { .. } | RecvState::ResetRead { .. } => return Ok(0),
         }
 
         let stopped = self.stop_code.is_some();
         // Bytes below the read offset were delivered already.
         let start = offset.max(self.read_offset);
         if !stopped && start < end && !self.received.can_insert(start..end) {
-            return Err(Error::new(
-                TransportErrorCode::INTERNAL_ERROR,
-                "stream reassembly buffer too fragmented",
-            ));
+            return Err(Error::new(TransportErrorCode::INTERNAL_ERROR, "stream reassembly buffer too fragmented"));
         }
 
         // Validated: commit.
@@ -332,32 +310,20 @@ impl RecvStream {
         let highest = self.window.received();
         match self.final_size {
             Some(fs) if fs != final_size => {
-                return Err(Error::new(
-                    TransportErrorCode::FINAL_SIZE_ERROR,
-                    "RESET_STREAM final size differs from the known final size",
-                ));
+                return Err(Error::new(TransportErrorCode::FINAL_SIZE_ERROR, "RESET_STREAM final size differs from the known final size"));
             }
             None if final_size < highest => {
-                return Err(Error::new(
-                    TransportErrorCode::FINAL_SIZE_ERROR,
-                    "RESET_STREAM final size below data already received",
-                ));
+                return Err(Error::new(TransportErrorCode::FINAL_SIZE_ERROR, "RESET_STREAM final size below data already received"));
             }
             _ => {}
         }
         let delta = final_size.saturating_sub(highest);
         if !self.window.allows(delta) {
-            return Err(Error::new(
-                TransportErrorCode::FLOW_CONTROL_ERROR,
-                "RESET_STREAM final size beyond MAX_STREAM_DATA",
-            ));
+            return Err(Error::new(TransportErrorCode::FLOW_CONTROL_ERROR, "RESET_STREAM final size beyond MAX_STREAM_DATA"));
         }
         match self.state {
             RecvState::Recv | RecvState::SizeKnown => {}
-            RecvState::DataRecvd
-            | RecvState::DataRead
-            | RecvState::ResetRecvd { .. }
-            | RecvState::ResetRead { .. } => return Ok(0),
+            RecvState::DataRecvd | RecvState::DataRead | RecvState::ResetRecvd { .. } | RecvState::ResetRead { .. } => return Ok(0),
         }
         self.window.on_received(delta)?;
         self.final_size = Some(final_size);
@@ -381,12 +347,7 @@ impl RecvStream {
     /// Returns whether a STOP_SENDING frame should be sent: only in the
     /// "Recv" and "Size Known" states (RFC 9000 §19.5), and only once.
     pub fn stop(&mut self, error_code: u64) -> bool {
-        if self.stop_code.is_some()
-            || matches!(
-                self.state,
-                RecvState::DataRead | RecvState::ResetRead { .. }
-            )
-        {
+        if self.stop_code.is_some() || matches!(self.state, RecvState::DataRead | RecvState::ResetRead { .. }) {
             return false;
         }
         self.stop_code = Some(error_code);
@@ -486,10 +447,7 @@ impl RecvStream {
         if written == 0 && !fin && !out.is_empty() {
             return Err(StreamReadError::Blocked);
         }
-        Ok(ReadOutcome {
-            bytes: written,
-            fin,
-        })
+        Ok(ReadOutcome { bytes: written, fin })
     }
 
     /// Returns up to `max` in-order bytes without copying them: the front of
@@ -497,10 +455,7 @@ impl RecvStream {
     pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk, StreamReadError> {
         self.check_readable()?;
         let offset = self.read_offset;
-        let front_ready = self
-            .chunks
-            .first_key_value()
-            .is_some_and(|(&k, _)| k == offset);
+        let front_ready = self.chunks.first_key_value().is_some_and(|(&k, _)| k == offset);
         if front_ready && max > 0 {
             if let Some(mut chunk) = self.chunks.remove(&offset) {
                 let data = if chunk.len() <= max {
@@ -517,11 +472,7 @@ impl RecvStream {
         }
         let fin = self.at_fin();
         if fin || (front_ready && max == 0) {
-            return Ok(ReadChunk {
-                offset,
-                data: Bytes::new(),
-                fin,
-            });
+            return Ok(ReadChunk { offset, data: Bytes::new(), fin });
         }
         Err(StreamReadError::Blocked)
     }
@@ -548,9 +499,7 @@ fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, start: u64, piece: &[u8]) {
         }
     };
     let cur_len = chunks.get(&key).map_or(0, |c| c.len());
-    let right_fits = chunks
-        .get(&end)
-        .is_some_and(|r| cur_len + r.len() <= MERGE_LIMIT);
+    let right_fits = chunks.get(&end).is_some_and(|r| cur_len + r.len() <= MERGE_LIMIT);
     if right_fits {
         if let Some(right) = chunks.remove(&end) {
             if let Some(cur) = chunks.get_mut(&key) {
@@ -613,13 +562,7 @@ mod tests {
         assert!(s.is_closed());
         assert_eq!(s.take_released(), 30);
         // Reads after the end keep reporting fin.
-        assert_eq!(
-            s.read(&mut [0; 4]),
-            Ok(ReadOutcome {
-                bytes: 0,
-                fin: true
-            })
-        );
+        assert_eq!(s.read(&mut [0; 4]), Ok(ReadOutcome { bytes: 0, fin: true }));
     }
 
     #[test]
@@ -628,23 +571,13 @@ mod tests {
         let mut s = stream(100);
         assert_eq!(s.on_stream_frame(0, &d[0..10], false).unwrap(), 10);
         assert_eq!(s.on_stream_frame(5, &d[5..15], false).unwrap(), 5);
-        assert_eq!(
-            s.on_stream_frame(0, &d[0..15], false).unwrap(),
-            0,
-            "pure duplicate"
-        );
+        assert_eq!(s.on_stream_frame(0, &d[0..15], false).unwrap(), 0, "pure duplicate");
         assert_eq!(s.on_stream_frame(30, &d[30..40], false).unwrap(), 25);
         // Spans a hole with data on both sides.
         assert_eq!(s.on_stream_frame(12, &d[12..35], false).unwrap(), 0);
         assert_eq!(s.buffered_bytes(), 40, "each byte stored once");
         let mut buf = [0u8; 20];
-        assert_eq!(
-            s.read(&mut buf).unwrap(),
-            ReadOutcome {
-                bytes: 20,
-                fin: false
-            }
-        );
+        assert_eq!(s.read(&mut buf).unwrap(), ReadOutcome { bytes: 20, fin: false });
         assert_eq!(&buf, &d[0..20]);
         // Already-delivered bytes are discarded, new ones kept.
         assert_eq!(s.on_stream_frame(0, &d[0..20], false).unwrap(), 0);
@@ -673,22 +606,13 @@ mod tests {
         assert_eq!(e.code.0, 0x06);
         // A zero-length frame at the final size is fine; beyond it is not.
         assert_eq!(s.on_stream_frame(10, &[], false).unwrap(), 0);
-        assert_eq!(
-            code(s.on_stream_frame(11, &[], false).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
+        assert_eq!(code(s.on_stream_frame(11, &[], false).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
 
         // A FIN changing the final size, downwards and upwards.
         let mut s = stream(100);
         s.on_stream_frame(5, &[1; 5], true).unwrap();
-        assert_eq!(
-            code(s.on_stream_frame(0, &[1; 4], true).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
-        assert_eq!(
-            code(s.on_stream_frame(0, &[1; 12], true).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
+        assert_eq!(code(s.on_stream_frame(0, &[1; 4], true).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
+        assert_eq!(code(s.on_stream_frame(0, &[1; 12], true).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
         // The same FIN again is accepted.
         assert_eq!(s.on_stream_frame(5, &[1; 5], true).unwrap(), 0);
 
@@ -703,60 +627,35 @@ mod tests {
         // RESET_STREAM with a different final size than the FIN.
         let mut s = stream(100);
         s.on_stream_frame(0, &[1; 10], true).unwrap();
-        assert_eq!(
-            code(s.on_reset(7, 11).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
-        assert_eq!(
-            code(s.on_reset(7, 9).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
+        assert_eq!(code(s.on_reset(7, 11).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
+        assert_eq!(code(s.on_reset(7, 9).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
 
         // RESET_STREAM below data already received.
         let mut s = stream(100);
         s.on_stream_frame(0, &[1; 10], false).unwrap();
-        assert_eq!(
-            code(s.on_reset(7, 9).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
+        assert_eq!(code(s.on_reset(7, 9).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
         assert_eq!(s.state(), RecvState::Recv);
 
         // Data and FIN after a reset must agree with the reset's final size.
         let mut s = stream(100);
         assert_eq!(s.on_reset(3, 50).unwrap(), 50);
-        assert_eq!(
-            code(s.on_stream_frame(45, &[1; 6], false).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
-        assert_eq!(
-            code(s.on_stream_frame(0, &[1; 10], true).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
+        assert_eq!(code(s.on_stream_frame(45, &[1; 6], false).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
+        assert_eq!(code(s.on_stream_frame(0, &[1; 10], true).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
         assert_eq!(s.on_stream_frame(40, &[1; 10], true).unwrap(), 0);
-        assert_eq!(
-            code(s.on_reset(3, 51).unwrap_err()),
-            TransportErrorCode::FINAL_SIZE_ERROR
-        );
+        assert_eq!(code(s.on_reset(3, 51).unwrap_err()), TransportErrorCode::FINAL_SIZE_ERROR);
         assert_eq!(s.on_reset(3, 50).unwrap(), 0, "repeated reset");
     }
 
     #[test]
     fn flow_control_violation() {
         let mut s = stream(100);
-        assert_eq!(
-            s.on_stream_frame(90, &[0; 10], false).unwrap(),
-            100,
-            "exactly at the limit"
-        );
+        assert_eq!(s.on_stream_frame(90, &[0; 10], false).unwrap(), 100, "exactly at the limit");
         let e = s.on_stream_frame(95, &[0; 6], false).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::FLOW_CONTROL_ERROR);
         assert_eq!(e.code.0, 0x03);
         assert_eq!(s.highest_received(), 100);
         let mut s = stream(100);
-        assert_eq!(
-            s.on_reset(0, 101).unwrap_err().code,
-            TransportErrorCode::FLOW_CONTROL_ERROR
-        );
+        assert_eq!(s.on_reset(0, 101).unwrap_err().code, TransportErrorCode::FLOW_CONTROL_ERROR);
         // Offsets past 2^62 - 1 are a frame encoding error (RFC 9000 §19.8).
         let e = s.on_stream_frame(MAX_OFFSET, &[0], false).unwrap_err();
         assert_eq!(e.code, TransportErrorCode::FRAME_ENCODING_ERROR);
@@ -771,8 +670,7 @@ mod tests {
         let d = data(30_000);
         let mut s = stream(100_000);
         for i in (0..10usize).rev() {
-            s.on_stream_frame(i as u64 * 3000, &d[i * 3000..i * 3000 + 3000], i == 9)
-                .unwrap();
+            s.on_stream_frame(i as u64 * 3000, &d[i * 3000..i * 3000 + 3000], i == 9).unwrap();
         }
         assert_eq!(s.state(), RecvState::DataRecvd);
         assert_eq!(s.buffered_chunks(), 10);
@@ -781,10 +679,7 @@ mod tests {
         let mut fin = false;
         while !fin {
             let o = s.read(&mut buf).unwrap();
-            assert!(
-                o.bytes == buf.len() || o.fin,
-                "fills the buffer until the end"
-            );
+            assert!(o.bytes == buf.len() || o.fin, "fills the buffer until the end");
             out.extend_from_slice(&buf[..o.bytes]);
             fin = o.fin;
         }
@@ -798,14 +693,7 @@ mod tests {
         let mut s = stream(100);
         s.on_stream_frame(0, b"hello world", true).unwrap();
         let c = s.read_chunk(5).unwrap();
-        assert_eq!(
-            c,
-            ReadChunk {
-                offset: 0,
-                data: Bytes::from_static(b"hello"),
-                fin: false
-            }
-        );
+        assert_eq!(c, ReadChunk { offset: 0, data: Bytes::from_static(b"hello"), fin: false });
         let c = s.read_chunk(100).unwrap();
         assert_eq!(c.offset, 5);
         assert_eq!(&c.data[..], b" world");
@@ -816,11 +704,7 @@ mod tests {
         let mut t = stream(100);
         assert_eq!(t.read_chunk(10), Err(StreamReadError::Blocked));
         t.on_stream_frame(3, b"x", false).unwrap();
-        assert_eq!(
-            t.read_chunk(10),
-            Err(StreamReadError::Blocked),
-            "hole at 0..3"
-        );
+        assert_eq!(t.read_chunk(10), Err(StreamReadError::Blocked), "hole at 0..3");
     }
 
     #[test]
@@ -828,13 +712,7 @@ mod tests {
         let mut s = stream(100);
         assert_eq!(s.on_stream_frame(0, &[], true).unwrap(), 0);
         assert_eq!(s.state(), RecvState::DataRecvd);
-        assert_eq!(
-            s.read(&mut [0; 4]),
-            Ok(ReadOutcome {
-                bytes: 0,
-                fin: true
-            })
-        );
+        assert_eq!(s.read(&mut [0; 4]), Ok(ReadOutcome { bytes: 0, fin: true }));
         assert_eq!(s.state(), RecvState::DataRead);
     }
 
@@ -885,10 +763,7 @@ mod tests {
         assert_eq!(s.take_released(), 20);
         assert_eq!(s.highest_received(), 30);
         // Flow control and final size are still enforced.
-        assert_eq!(
-            s.on_stream_frame(95, &[1; 10], false).unwrap_err().code,
-            TransportErrorCode::FLOW_CONTROL_ERROR
-        );
+        assert_eq!(s.on_stream_frame(95, &[1; 10], false).unwrap_err().code, TransportErrorCode::FLOW_CONTROL_ERROR);
         assert!(!s.is_closed());
         assert_eq!(s.on_stream_frame(30, &[1; 5], true).unwrap(), 5);
         assert_eq!(s.take_released(), 5);
@@ -906,11 +781,7 @@ mod tests {
     fn max_stream_data_follows_reads() {
         let mut s = stream(100);
         s.on_stream_frame(0, &[0; 100], false).unwrap();
-        assert_eq!(
-            s.should_send_max_stream_data(),
-            None,
-            "nothing consumed yet"
-        );
+        assert_eq!(s.should_send_max_stream_data(), None, "nothing consumed yet");
         let mut buf = [0u8; 60];
         s.read(&mut buf).unwrap();
         assert_eq!(s.should_send_max_stream_data(), Some(160));
@@ -944,21 +815,13 @@ mod tests {
             s.on_stream_frame(i, &[i as u8], false).unwrap();
         }
         assert_eq!(s.buffered_bytes(), 20_000);
-        assert!(
-            s.buffered_chunks() <= 2 * 20_000 / MERGE_LIMIT + 1,
-            "chunks: {}",
-            s.buffered_chunks()
-        );
+        assert!(s.buffered_chunks() <= 2 * 20_000 / MERGE_LIMIT + 1, "chunks: {}", s.buffered_chunks());
         // Reverse order (prepend merges) too.
         let mut t = stream(1 << 20);
         for i in (0..20_000u64).rev() {
             t.on_stream_frame(i, &[i as u8], false).unwrap();
         }
-        assert!(
-            t.buffered_chunks() <= 2 * 20_000 / MERGE_LIMIT + 1,
-            "chunks: {}",
-            t.buffered_chunks()
-        );
+        assert!(t.buffered_chunks() <= 2 * 20_000 / MERGE_LIMIT + 1, "chunks: {}", t.buffered_chunks());
         let (out, _) = read_all(&mut t);
         assert_eq!(out, (0..20_000u64).map(|i| i as u8).collect::<Vec<_>>());
     }

@@ -135,9 +135,7 @@ impl SendBuffer {
                 continue;
             }
             if *start < offset {
-                let skip = usize::try_from(offset - *start)
-                    .unwrap_or(usize::MAX)
-                    .min(seg.len());
+                let skip = usize::try_from(offset - *start).unwrap_or(usize::MAX).min(seg.len());
                 seg.advance(skip);
                 *start = offset;
             }
@@ -150,14 +148,8 @@ impl SendBuffer {
     fn copy(&self, offset: u64, out: &mut [u8]) -> bool {
         let mut pos = offset;
         let mut written = 0usize;
-        let first = self
-            .segments
-            .partition_point(|(s, b)| s + b.len() as u64 <= offset);
-        let pieces = self
-            .segments
-            .range(first..)
-            .map(|(s, b)| (*s, &b[..]))
-            .chain(core::iter::once((self.tail_offset, &self.tail[..])));
+        let first = self.segments.partition_point(|(s, b)| s + b.len() as u64 <= offset);
+        let pieces = self.segments.range(first..).map(|(s, b)| (*s, &b[..])).chain(core::iter::once((self.tail_offset, &self.tail[..])));
         for (start, bytes) in pieces {
             if written == out.len() {
                 break;
@@ -282,17 +274,11 @@ impl SendStream {
 
     /// Terminal: all data acknowledged, or the reset acknowledged.
     pub fn is_closed(&self) -> bool {
-        matches!(
-            self.state,
-            SendState::DataRecvd | SendState::ResetRecvd { .. }
-        )
+        matches!(self.state, SendState::DataRecvd | SendState::ResetRecvd { .. })
     }
 
     fn is_open(&self) -> bool {
-        matches!(
-            self.state,
-            SendState::Ready | SendState::Send | SendState::DataSent
-        )
+        matches!(self.state, SendState::Ready | SendState::Send | SendState::DataSent)
     }
 
     fn check_writable(&self) -> Result<(), WriteError> {
@@ -374,10 +360,7 @@ impl SendStream {
             return None;
         }
         let final_size = self.sent_offset;
-        self.state = SendState::ResetSent {
-            error_code,
-            final_size,
-        };
+        self.state = SendState::ResetSent { error_code, final_size };
         // RFC 9000 §19.4: no more (re)transmission of STREAM frames.
         self.buffer.clear();
         self.acked.clear();
@@ -390,25 +373,15 @@ impl SendStream {
     /// needed ("Reset Sent": also to retransmit a lost one).
     pub fn reset_frame(&self) -> Option<(u64, u64)> {
         match self.state {
-            SendState::ResetSent {
-                error_code,
-                final_size,
-            } => Some((error_code, final_size)),
+            SendState::ResetSent { error_code, final_size } => Some((error_code, final_size)),
             _ => None,
         }
     }
 
     /// The RESET_STREAM was acknowledged: "Reset Recvd".
     pub fn on_reset_acked(&mut self) {
-        if let SendState::ResetSent {
-            error_code,
-            final_size,
-        } = self.state
-        {
-            self.state = SendState::ResetRecvd {
-                error_code,
-                final_size,
-            };
+        if let SendState::ResetSent { error_code, final_size } = self.state {
+            self.state = SendState::ResetRecvd { error_code, final_size };
         }
     }
 
@@ -438,9 +411,8 @@ impl SendStream {
     /// `Some(limit)` while unsent data waits on the peer's MAX_STREAM_DATA
     /// (the value for STREAM_DATA_BLOCKED, RFC 9000 §19.13).
     pub fn is_blocked(&self) -> Option<u64> {
-        let waiting = matches!(self.state, SendState::Ready | SendState::Send)
-            && self.sent_offset < self.write_offset
-            && self.sent_offset >= self.max_stream_data;
+        let waiting =
+            matches!(self.state, SendState::Ready | SendState::Send) && self.sent_offset < self.write_offset && self.sent_offset >= self.max_stream_data;
         waiting.then_some(self.max_stream_data)
     }
 
@@ -473,11 +445,7 @@ impl SendStream {
         if !self.is_open() {
             return false;
         }
-        let lost_pending = self.lost.iter().any(|r| {
-            !self
-                .acked
-                .contains_range(r.start.max(self.acked_prefix)..r.end)
-        });
+        let lost_pending = self.lost.iter().any(|r| !self.acked.contains_range(r.start.max(self.acked_prefix)..r.end));
         lost_pending
             || self.fin_lost
             || (self.sent_offset < self.write_offset && self.sent_offset < self.max_stream_data)
@@ -512,11 +480,7 @@ impl SendStream {
                 continue;
             }
             // `start` is unacknowledged, so the first gap begins there.
-            let stretch_end = self
-                .acked
-                .gaps(start..r.end)
-                .next()
-                .map_or(r.end, |g| g.end);
+            let stretch_end = self.acked.gaps(start..r.end).next().map_or(r.end, |g| g.end);
             break Some((start, stretch_end));
         };
         if let Some((start, stretch_end)) = retransmit {
@@ -531,30 +495,17 @@ impl SendStream {
             if fin {
                 self.fin_lost = false;
             }
-            return Some(SendChunk {
-                offset: start,
-                len: len as usize,
-                fin,
-                retransmission: true,
-            });
+            return Some(SendChunk { offset: start, len: len as usize, fin, retransmission: true });
         }
         if self.fin_lost {
             // The FIN went out alone or with data acknowledged since.
             self.fin_lost = false;
-            return Some(SendChunk {
-                offset: self.write_offset,
-                len: 0,
-                fin: true,
-                retransmission: true,
-            });
+            return Some(SendChunk { offset: self.write_offset, len: 0, fin: true, retransmission: true });
         }
 
         // 2. New data.
         if self.sent_offset < self.write_offset {
-            let len = (self.write_offset - self.sent_offset)
-                .min(self.max_stream_data.saturating_sub(self.sent_offset))
-                .min(conn_credit)
-                .min(max_len);
+            let len = (self.write_offset - self.sent_offset).min(self.max_stream_data.saturating_sub(self.sent_offset)).min(conn_credit).min(max_len);
             if len == 0 {
                 return None;
             }
@@ -566,21 +517,11 @@ impl SendStream {
             self.sent_offset = end;
             let fin = self.finished && end == self.write_offset;
             self.on_sent(fin);
-            return Some(SendChunk {
-                offset,
-                len: len as usize,
-                fin,
-                retransmission: false,
-            });
+            return Some(SendChunk { offset, len: len as usize, fin, retransmission: false });
         }
         if self.finished && !self.fin_sent {
             self.on_sent(true);
-            return Some(SendChunk {
-                offset: self.write_offset,
-                len: 0,
-                fin: true,
-                retransmission: false,
-            });
+            return Some(SendChunk { offset: self.write_offset, len: 0, fin: true, retransmission: false });
         }
         None
     }
@@ -605,8 +546,7 @@ impl SendStream {
         }
         // Data below the acknowledged prefix was freed: `copy` finds no
         // segment covering it and fails.
-        out.get_mut(..len)
-            .is_some_and(|dst| self.buffer.copy(offset, dst))
+        out.get_mut(..len).is_some_and(|dst| self.buffer.copy(offset, dst))
     }
 
     /// A packet carrying `offset..offset + len` (and the FIN if `fin`) was
@@ -666,12 +606,7 @@ mod tests {
     use super::*;
 
     fn chunk(offset: u64, len: usize, fin: bool, retransmission: bool) -> SendChunk {
-        SendChunk {
-            offset,
-            len,
-            fin,
-            retransmission,
-        }
+        SendChunk { offset, len, fin, retransmission }
     }
 
     fn payload(s: &SendStream, c: &SendChunk) -> Vec<u8> {
@@ -741,11 +676,7 @@ mod tests {
         let mut s = SendStream::new(30, 1000);
         s.write(&data(100)).unwrap();
         assert_eq!(s.is_blocked(), None);
-        assert_eq!(
-            s.next_chunk(20, 10),
-            Some(chunk(0, 10, false, false)),
-            "connection credit"
-        );
+        assert_eq!(s.next_chunk(20, 10), Some(chunk(0, 10, false, false)), "connection credit");
         assert_eq!(s.next_chunk(20, 100), Some(chunk(10, 20, false, false)));
         assert_eq!(s.next_chunk(20, 100), None, "MAX_STREAM_DATA reached");
         assert_eq!(s.is_blocked(), Some(30));
@@ -791,10 +722,7 @@ mod tests {
         assert_eq!(payload(&s, &r), &d[20..24]);
         assert_eq!(s.next_chunk(100, u64::MAX), Some(chunk(24, 6, false, true)));
         // Then new data.
-        assert_eq!(
-            s.next_chunk(100, u64::MAX),
-            Some(chunk(30, 30, false, false))
-        );
+        assert_eq!(s.next_chunk(100, u64::MAX), Some(chunk(30, 30, false, false)));
         assert_eq!(s.next_chunk(100, u64::MAX), None);
         assert!(!s.has_data_to_send());
     }
@@ -810,10 +738,7 @@ mod tests {
         // A late ACK for the middle packet.
         s.on_ack(10, 10, false);
         assert_eq!(s.next_chunk(100, u64::MAX), Some(chunk(0, 10, false, true)));
-        assert_eq!(
-            s.next_chunk(100, u64::MAX),
-            Some(chunk(20, 10, false, true))
-        );
+        assert_eq!(s.next_chunk(100, u64::MAX), Some(chunk(20, 10, false, true)));
         assert_eq!(s.next_chunk(100, u64::MAX), None);
         // Losing an already-acknowledged range queues nothing.
         s.on_lost(10, 10, false);
@@ -901,19 +826,9 @@ mod tests {
         s.next_chunk(20, u64::MAX).unwrap();
         s.on_lost(0, 20, false);
         assert_eq!(s.reset(42), Some(20), "final size = bytes sent");
-        assert_eq!(
-            s.state(),
-            SendState::ResetSent {
-                error_code: 42,
-                final_size: 20
-            }
-        );
+        assert_eq!(s.state(), SendState::ResetSent { error_code: 42, final_size: 20 });
         assert_eq!(s.reset_frame(), Some((42, 20)));
-        assert_eq!(
-            s.next_chunk(100, u64::MAX),
-            None,
-            "no retransmission after reset"
-        );
+        assert_eq!(s.next_chunk(100, u64::MAX), None, "no retransmission after reset");
         assert!(!s.has_data_to_send());
         assert_eq!(s.write(b"x"), Err(WriteError::Reset));
         assert_eq!(s.finish(), Err(WriteError::Reset));
@@ -922,13 +837,7 @@ mod tests {
         assert_eq!(s.reset(1), None, "already reset");
         assert!(!s.is_closed());
         s.on_reset_acked();
-        assert_eq!(
-            s.state(),
-            SendState::ResetRecvd {
-                error_code: 42,
-                final_size: 20
-            }
-        );
+        assert_eq!(s.state(), SendState::ResetRecvd { error_code: 42, final_size: 20 });
         assert_eq!(s.reset_frame(), None);
         assert!(s.is_closed());
     }
@@ -962,9 +871,6 @@ mod tests {
         s.on_lost(0, 100, false);
         // Only 0..5 is lost-and-unacked; 10..20 was never sent.
         assert_eq!(s.next_chunk(100, 0), Some(chunk(0, 5, false, true)));
-        assert_eq!(
-            s.next_chunk(100, u64::MAX),
-            Some(chunk(10, 10, false, false))
-        );
+        assert_eq!(s.next_chunk(100, u64::MAX), Some(chunk(10, 10, false, false)));
     }
 }

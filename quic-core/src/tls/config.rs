@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::provider::crypto_provider;
@@ -51,9 +51,8 @@ impl core::fmt::Display for TlsConfigError {
 impl std::error::Error for TlsConfigError {}
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsConfigError::File { path: path.into(), reason: e.to_string() })?
-        .collect();
+    let certs: Result<Vec<_>, _> =
+        CertificateDer::pem_file_iter(path).map_err(|e| TlsConfigError::File { path: path.into(), reason: e.to_string() })?.collect();
     let certs = certs.map_err(|e| TlsConfigError::File { path: path.into(), reason: e.to_string() })?;
     if certs.is_empty() {
         return Err(TlsConfigError::Missing("certificate"));
@@ -249,11 +248,7 @@ impl ClientTlsOptions {
         if self.cipher_suites.is_empty() {
             return Ok(all);
         }
-        let cipher_suites: Vec<_> = self
-            .cipher_suites
-            .iter()
-            .filter_map(|want| all.cipher_suites.iter().find(|s| s.suite() == *want).copied())
-            .collect();
+        let cipher_suites: Vec<_> = self.cipher_suites.iter().filter_map(|want| all.cipher_suites.iter().find(|s| s.suite() == *want).copied()).collect();
         if cipher_suites.len() != self.cipher_suites.len() {
             return Err(TlsConfigError::UnsupportedCipherSuite);
         }
@@ -261,9 +256,8 @@ impl ClientTlsOptions {
     }
 
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-        let builder = rustls::ClientConfig::builder_with_provider(self.provider()?)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(TlsConfigError::Rustls)?;
+        let builder =
+            rustls::ClientConfig::builder_with_provider(self.provider()?).with_protocol_versions(&[&rustls::version::TLS13]).map_err(TlsConfigError::Rustls)?;
         let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
             Arc::new(NoVerification)
         } else if self.ca_file.is_none() && self.extra_roots.is_empty() {

@@ -52,10 +52,7 @@ struct RingPacketKey(PacketKey);
 
 impl quic::PacketKey for RingPacketKey {
     fn encrypt_in_place(&self, packet_number: u64, header: &[u8], payload: &mut [u8]) -> Result<quic::Tag, rustls::Error> {
-        let tag = self
-            .0
-            .seal_in_place_separate_tag(packet_number, header, payload)
-            .map_err(|_| rustls::Error::EncryptError)?;
+        let tag = self.0.seal_in_place_separate_tag(packet_number, header, payload).map_err(|_| rustls::Error::EncryptError)?;
         Ok(quic::Tag::from(&tag[..]))
     }
 
@@ -188,13 +185,10 @@ pub fn crypto_provider() -> Arc<CryptoProvider> {
 /// QUIC key construction.
 pub fn initial_suite() -> quic::Suite {
     let provider = crypto_provider();
-    let suite = provider
-        .cipher_suites
-        .iter()
-        .find_map(|s| match s {
-            SupportedCipherSuite::Tls13(t) if t.common.suite == rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => Some(*t),
-            _ => None,
-        });
+    let suite = provider.cipher_suites.iter().find_map(|s| match s {
+        SupportedCipherSuite::Tls13(t) if t.common.suite == rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => Some(*t),
+        _ => None,
+    });
     match suite {
         Some(suite) => quic::Suite { suite, quic: &AES_128_GCM },
         // The provider above always contains AES-128-GCM.

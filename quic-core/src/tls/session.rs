@@ -45,8 +45,7 @@ impl TlsSession {
     /// parameters, carried in the quic_transport_parameters extension
     /// (RFC 9001 §8.2).
     pub fn client(config: Arc<rustls::ClientConfig>, server_name: &str, version: Version, params: Vec<u8>) -> Result<Self, Error> {
-        let name = ServerName::try_from(server_name.to_owned())
-            .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "invalid server name"))?;
+        let name = ServerName::try_from(server_name.to_owned()).map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "invalid server name"))?;
         let conn = quic::ClientConnection::new(config, rustls_version(version)?, name, params)
             .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "TLS client setup failed"))?;
         Ok(Self { inner: quic::Connection::Client(conn), version, server_config: None })

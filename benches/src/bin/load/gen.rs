@@ -227,11 +227,8 @@ impl Generator {
                     }
                 }
                 H3Event::Headers { stream, headers, fin } => {
-                    let status = headers
-                        .iter()
-                        .find(|f| &f.name[..] == b":status")
-                        .and_then(|f| std::str::from_utf8(&f.value).ok()?.parse::<u16>().ok())
-                        .unwrap_or(0);
+                    let status =
+                        headers.iter().find(|f| &f.name[..] == b":status").and_then(|f| std::str::from_utf8(&f.value).ok()?.parse::<u16>().ok()).unwrap_or(0);
                     if let Some(p) = self.pending.get_mut(&(h, stream)) {
                         p.status = status;
                     }
@@ -305,5 +302,4 @@ impl Generator {
         }
         Ok(up)
     }
-
 }

@@ -285,11 +285,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     // Ratios against quinn when it ran; in a PHP comparison, against
     // `quicpro serve` (the target the PHP path is measured against).
     let php = kinds.iter().any(|k| matches!(k, ServerKind::PhpKeepAlive | ServerKind::PhpDemo | ServerKind::CaddyFpm));
-    let reference = if php {
-        rows.iter().position(|r| r.label.starts_with("quicpro"))
-    } else {
-        rows.iter().position(|r| r.label.starts_with("quinn"))
-    };
+    let reference = if php { rows.iter().position(|r| r.label.starts_with("quicpro")) } else { rows.iter().position(|r| r.label.starts_with("quinn")) };
     let reference = reference.map(|i| rows.remove(i));
     print_table(&rows, reference.as_ref());
     if let (Some(php), Some(caddy)) = (rows.iter().find(|r| r.label == "PHP keep-alive"), rows.iter().find(|r| r.label == "Caddy+PHP-FPM")) {
@@ -539,7 +535,12 @@ fn soak(p: &Params, t: &Target) -> Result<(u64, u64, usize), String> {
     if failed_handshakes > 0 {
         return Err(format!("soak: {failed_handshakes} handshakes failed"));
     }
-    eprintln!("  soak: {done_conns} connections cycled; server RSS {} KiB after {first}, {} KiB at the end ({:+.1} %)", rss_first / 1024, rss_end / 1024, (rss_end as f64 / rss_first as f64 - 1.0) * 100.0);
+    eprintln!(
+        "  soak: {done_conns} connections cycled; server RSS {} KiB after {first}, {} KiB at the end ({:+.1} %)",
+        rss_first / 1024,
+        rss_end / 1024,
+        (rss_end as f64 / rss_first as f64 - 1.0) * 100.0
+    );
     Ok((rss_first / 1024, rss_end / 1024, done_conns))
 }
 
@@ -625,7 +626,11 @@ fn bulk(p: &Params, t: &Target) -> Result<(f64, CpuUse), String> {
         Some(d) if d.ok => {
             let secs = (d.t1 - d.t0).as_secs_f64();
             let mbps = d.bytes as f64 / 1e6 / secs;
-            eprintln!("  bulk: {} bytes verified in {secs:.2} s = {mbps:.0} MB/s ({cpu}; {:.0} MB per server CPU-second)", d.bytes, d.bytes as f64 / 1e6 / cpu.server_secs);
+            eprintln!(
+                "  bulk: {} bytes verified in {secs:.2} s = {mbps:.0} MB/s ({cpu}; {:.0} MB per server CPU-second)",
+                d.bytes,
+                d.bytes as f64 / 1e6 / cpu.server_secs
+            );
             Ok((mbps, cpu))
         }
         Some(_) => Err(format!("response failed verification: {:?}", g.failure_notes)),
@@ -669,7 +674,11 @@ fn rps(p: &Params, t: &Target) -> Result<(f64, CpuUse, u64), String> {
     }
     let cpu = meter.map(|m| m.stop(t)).unwrap_or_default();
     let r = counted as f64 / p.measure.as_secs_f64();
-    eprintln!("  rps: {counted} verified 1 KB responses in {:?} = {r:.0} req/s ({cpu}; {:.0} per server CPU-second)", p.measure, counted as f64 / cpu.server_secs);
+    eprintln!(
+        "  rps: {counted} verified 1 KB responses in {:?} = {r:.0} req/s ({cpu}; {:.0} per server CPU-second)",
+        p.measure,
+        counted as f64 / cpu.server_secs
+    );
     Ok((r, cpu, g.failures))
 }
 
@@ -715,7 +724,11 @@ fn handshakes(p: &Params, t: &Target) -> Result<(f64, CpuUse, u64), String> {
     }
     let cpu = meter.map(|m| m.stop(t)).unwrap_or_default();
     let r = counted as f64 / p.measure.as_secs_f64();
-    eprintln!("  handshakes: {counted} connections (full handshake + 1 KB GET) in {:?} = {r:.0}/s ({cpu}; {:.0} per server CPU-second)", p.measure, counted as f64 / cpu.server_secs);
+    eprintln!(
+        "  handshakes: {counted} connections (full handshake + 1 KB GET) in {:?} = {r:.0}/s ({cpu}; {:.0} per server CPU-second)",
+        p.measure,
+        counted as f64 / cpu.server_secs
+    );
     Ok((r, cpu, g.failures))
 }
 
@@ -783,11 +796,7 @@ fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, 
     lat.sort_unstable();
     let pct = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64;
     let achieved = lat.len() as f64 / p.measure.as_secs_f64();
-    eprintln!(
-        "  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu})",
-        pct(0.5),
-        pct(0.99),
-    );
+    eprintln!("  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu})", pct(0.5), pct(0.99),);
     Ok((pct(0.5), pct(0.99), achieved, cpu, g.failures))
 }
 
@@ -886,7 +895,10 @@ fn print_table(rows: &[Row], reference: Option<&Row>) {
             println!("  1 KB requests/s with 10 idle connections held: {a:.0}; with many: {b:.0} ({:.0} %)", b / a.max(1e-9) * 100.0);
         }
         if let Some((first, end, n)) = r.soak {
-            println!("  soak: {n} connections cycled; RSS {first} KiB after the first tenth, {end} KiB at the end ({:+.1} %)", (end as f64 / first.max(1) as f64 - 1.0) * 100.0);
+            println!(
+                "  soak: {n} connections cycled; RSS {first} KiB after the first tenth, {end} KiB at the end ({:+.1} %)",
+                (end as f64 / first.max(1) as f64 - 1.0) * 100.0
+            );
         }
         for n in &r.notes {
             println!("  note: {n}");

@@ -18,8 +18,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerKind {
     /// `quicpro serve` with this backend.
-    Ours { backend: &'static str, gso: bool },
-    Quinn { gso: bool },
+    Ours {
+        backend: &'static str,
+        gso: bool,
+    },
+    Quinn {
+        gso: bool,
+    },
     /// One PHP process: Fibers per session, every request of a connection.
     PhpKeepAlive,
     /// The seed demo with one worker: one request per connection, fixed
@@ -106,7 +111,11 @@ fn pinned(mut cmd: Command, cpu: usize) -> Command {
 /// Drains a child's output into `log` (bounded), reporting "listening"
 /// lines' addresses on `tx`.
 fn pump_output(child: &mut Child, log: &Arc<Mutex<Vec<String>>>, tx: &mpsc::Sender<SocketAddr>) {
-    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+    for stream in
+        [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)]
+            .into_iter()
+            .flatten()
+    {
         let (tx, log) = (tx.clone(), log.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -126,9 +135,9 @@ fn pump_output(child: &mut Child, log: &Arc<Mutex<Vec<String>>>, tx: &mpsc::Send
 /// Whether some socket is bound to UDP `port` (from /proc/net/udp{,6}).
 fn udp_bound(port: u16) -> bool {
     let want = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|p| {
-        std::fs::read_to_string(p).is_ok_and(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want))))
-    })
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.lines().skip(1).any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(&want)))))
 }
 
 fn free_udp_port() -> Result<u16, String> {
@@ -395,8 +404,7 @@ pub fn build_quicpro() {
         cmd.env_clear();
         for (k, v) in std::env::vars_os() {
             let name = k.to_string_lossy();
-            let run_only = (name.starts_with("CARGO_") && !KEEP_CARGO_VARS.iter().any(|p| name.starts_with(p)))
-                || matches!(name.as_ref(), "OUT_DIR" | "CARGO");
+            let run_only = (name.starts_with("CARGO_") && !KEEP_CARGO_VARS.iter().any(|p| name.starts_with(p))) || matches!(name.as_ref(), "OUT_DIR" | "CARGO");
             if !run_only {
                 cmd.env(&k, &v);
             }

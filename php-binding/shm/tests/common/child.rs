@@ -82,9 +82,7 @@ impl SharedCounters {
     pub fn new(n: usize) -> Self {
         let len = n * 8;
         // SAFETY: fresh anonymous shared mapping, zero-filled.
-        let p = unsafe {
-            libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
-        };
+        let p = unsafe { libc::mmap(core::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0) };
         assert!(p != libc::MAP_FAILED);
         SharedCounters { base: p.cast(), n }
     }

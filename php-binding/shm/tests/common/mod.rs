@@ -91,5 +91,4 @@ pub fn handshake_in_memory(client_cfg: &Arc<ClientConfig>, server_cfg: &Arc<Serv
     panic!("handshake did not finish in 32 rounds");
 }
 
-
 pub mod child;

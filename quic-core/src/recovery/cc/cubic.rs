@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use super::{window_after_mtu_update, initial_window, minimum_window, CongestionController};
+use super::{initial_window, minimum_window, window_after_mtu_update, CongestionController};
 use crate::recovery::rtt::RttEstimator;
 
 /// RFC 9438 §5.1: C = 0.4 (segments / s^3).
@@ -151,14 +151,7 @@ impl Cubic {
 impl CongestionController for Cubic {
     fn on_packet_sent(&mut self, _now: Instant, _bytes: u64) {}
 
-    fn on_ack(
-        &mut self,
-        now: Instant,
-        sent_time: Instant,
-        bytes: u64,
-        rtt: &RttEstimator,
-        app_limited: bool,
-    ) {
+    fn on_ack(&mut self, now: Instant, sent_time: Instant, bytes: u64, rtt: &RttEstimator, app_limited: bool) {
         // RFC 9002 §7.3.2: no growth for packets of the recovery period.
         if self.in_recovery(sent_time) {
             return;
@@ -215,13 +208,7 @@ impl CongestionController for Cubic {
         }
     }
 
-    fn on_congestion_event(
-        &mut self,
-        now: Instant,
-        sent_time: Instant,
-        persistent_congestion: bool,
-        _lost_bytes: u64,
-    ) {
+    fn on_congestion_event(&mut self, now: Instant, sent_time: Instant, persistent_congestion: bool, _lost_bytes: u64) {
         if !self.in_recovery(sent_time) {
             self.recovery_start = Some(now);
             let cwnd = self.window as f64;
@@ -270,13 +257,7 @@ impl CongestionController for Cubic {
     }
 
     fn on_mtu_update(&mut self, max_datagram_size: u64) {
-        self.window = window_after_mtu_update(
-            self.window,
-            self.ssthresh,
-            self.recovery_start.is_some(),
-            self.max_datagram_size,
-            max_datagram_size,
-        );
+        self.window = window_after_mtu_update(self.window, self.ssthresh, self.recovery_start.is_some(), self.max_datagram_size, max_datagram_size);
         self.max_datagram_size = max_datagram_size;
         // K depends on the segment size: the epoch restarts with the next ACK.
         self.epoch_start = None;

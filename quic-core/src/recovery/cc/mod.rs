@@ -63,27 +63,14 @@ pub trait CongestionController: Send + fmt::Debug {
     /// acknowledged at `now` (RFC 9002 B.5 OnPacketAcked). `app_limited`
     /// says the sender was not using its window (RFC 9002 §7.8), in which
     /// case the window must not grow.
-    fn on_ack(
-        &mut self,
-        now: Instant,
-        sent_time: Instant,
-        bytes: u64,
-        rtt: &RttEstimator,
-        app_limited: bool,
-    );
+    fn on_ack(&mut self, now: Instant, sent_time: Instant, bytes: u64, rtt: &RttEstimator, app_limited: bool);
 
     /// Packets were declared lost at `now` (RFC 9002 B.6 OnCongestionEvent /
     /// B.8 OnPacketsLost). `sent_time` is the send time of the newest lost
     /// in-flight packet: no second reduction happens for packets sent before
     /// the current recovery period began (RFC 9002 §7.3.2).
     /// `persistent_congestion` additionally collapses the window (§7.6.2).
-    fn on_congestion_event(
-        &mut self,
-        now: Instant,
-        sent_time: Instant,
-        persistent_congestion: bool,
-        lost_bytes: u64,
-    );
+    fn on_congestion_event(&mut self, now: Instant, sent_time: Instant, persistent_congestion: bool, lost_bytes: u64);
 
     /// RFC 9002 §7.6.2: collapse to the minimum window and leave recovery.
     fn on_persistent_congestion(&mut self, now: Instant);
@@ -169,9 +156,7 @@ pub struct UnknownCongestionAlgorithm;
 
 impl fmt::Display for UnknownCongestionAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "unknown congestion control algorithm (expected \"newreno\", \"reno\" or \"cubic\")",
-        )
+        f.write_str("unknown congestion control algorithm (expected \"newreno\", \"reno\" or \"cubic\")")
     }
 }
 

@@ -2,9 +2,7 @@
 
 use std::time::Instant;
 
-use super::{window_after_mtu_update, 
-    initial_window, minimum_window, CongestionController, LOSS_REDUCTION_DEN, LOSS_REDUCTION_NUM,
-};
+use super::{initial_window, minimum_window, window_after_mtu_update, CongestionController, LOSS_REDUCTION_DEN, LOSS_REDUCTION_NUM};
 use crate::recovery::rtt::RttEstimator;
 
 /// The RFC 9002 congestion controller: slow start, a recovery period per
@@ -28,13 +26,7 @@ impl NewReno {
     /// RFC 9002 B.3: window = kInitialWindow, ssthresh = infinite, not in
     /// recovery.
     pub fn new(max_datagram_size: u64) -> Self {
-        Self {
-            max_datagram_size,
-            window: initial_window(max_datagram_size),
-            ssthresh: u64::MAX,
-            recovery_start: None,
-            bytes_acked: 0,
-        }
+        Self { max_datagram_size, window: initial_window(max_datagram_size), ssthresh: u64::MAX, recovery_start: None, bytes_acked: 0 }
     }
 
     fn minimum_window(&self) -> u64 {
@@ -47,14 +39,7 @@ impl CongestionController for NewReno {
         // RFC 9002 B.4 only changes bytes_in_flight, which Recovery owns.
     }
 
-    fn on_ack(
-        &mut self,
-        _now: Instant,
-        sent_time: Instant,
-        bytes: u64,
-        _rtt: &RttEstimator,
-        app_limited: bool,
-    ) {
+    fn on_ack(&mut self, _now: Instant, sent_time: Instant, bytes: u64, _rtt: &RttEstimator, app_limited: bool) {
         // RFC 9002 §7.8 / B.5: no growth while the window is underused.
         if app_limited {
             return;
@@ -78,13 +63,7 @@ impl CongestionController for NewReno {
         }
     }
 
-    fn on_congestion_event(
-        &mut self,
-        now: Instant,
-        sent_time: Instant,
-        persistent_congestion: bool,
-        _lost_bytes: u64,
-    ) {
+    fn on_congestion_event(&mut self, now: Instant, sent_time: Instant, persistent_congestion: bool, _lost_bytes: u64) {
         // RFC 9002 §7.3.2 / B.6: one reduction per recovery period.
         if !self.in_recovery(sent_time) {
             self.recovery_start = Some(now);
@@ -121,13 +100,7 @@ impl CongestionController for NewReno {
     }
 
     fn on_mtu_update(&mut self, max_datagram_size: u64) {
-        self.window = window_after_mtu_update(
-            self.window,
-            self.ssthresh,
-            self.recovery_start.is_some(),
-            self.max_datagram_size,
-            max_datagram_size,
-        );
+        self.window = window_after_mtu_update(self.window, self.ssthresh, self.recovery_start.is_some(), self.max_datagram_size, max_datagram_size);
         self.max_datagram_size = max_datagram_size;
     }
 
