@@ -181,6 +181,13 @@ impl Connection {
         }
         self.stats.packets_received += 1;
         self.received_any = true;
+        if space == SpaceId::Data && phase.is_some() {
+            // A peer sending authenticated 1-RTT packets holds the
+            // handshake's secrets: it is making progress, which is not what
+            // the handshake timeout is for (its Finished may just have been
+            // lost, and a client that is not polled resends it late).
+            self.handshake_deadline = None;
+        }
         if self.side == Side::Client && space == SpaceId::Initial && !self.server_scid_known() {
             // RFC 9000 §7.2: the server's SCID becomes our DCID.
             self.remote_cids.set_initial(h.scid);
