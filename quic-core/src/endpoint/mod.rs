@@ -277,6 +277,18 @@ struct SlotRoutes {
     client_remote: Option<SocketAddr>,
 }
 
+impl SlotRoutes {
+    /// The routes of slot `h`. Slots and connections grow together in
+    /// `insert`, so a handle of ours always has one; growing here only
+    /// keeps a foreign handle from panicking.
+    fn of(slots: &mut Vec<SlotRoutes>, h: ConnectionHandle) -> &mut SlotRoutes {
+        if h.0 >= slots.len() {
+            slots.resize_with(h.0 + 1, SlotRoutes::default);
+        }
+        &mut slots[h.0]
+    }
+}
+
 /// Most stateless responses queued at once; more are dropped.
 const MAX_QUEUED_RESPONSES: usize = 256;
 
@@ -344,7 +356,11 @@ impl Endpoint {
 
     fn add_route(&mut self, cid: ConnectionId, h: ConnectionHandle) {
         self.routes.insert(cid, h);
-        self.slot_routes[h.0].cids.push(cid);
+        self.slot(h).cids.push(cid);
+    }
+
+    fn slot(&mut self, h: ConnectionHandle) -> &mut SlotRoutes {
+        SlotRoutes::of(&mut self.slot_routes, h)
     }
 
     fn insert(&mut self, conn: Connection) -> ConnectionHandle {
@@ -352,7 +368,7 @@ impl Endpoint {
         let idx = match self.free.pop() {
             Some(i) => {
                 self.connections[i] = Some(conn);
-                self.slot_routes[i] = SlotRoutes::default();
+                *self.slot(ConnectionHandle(i)) = SlotRoutes::default();
                 i
             }
             None => {
@@ -410,7 +426,7 @@ impl Endpoint {
         let h = self.insert(conn);
         self.add_route(local_cid, h);
         self.client_remotes.insert(remote, h);
-        self.slot_routes[h.0].client_remote = Some(remote);
+        self.slot(h).client_remote = Some(remote);
         Ok(h)
     }
 
@@ -590,7 +606,7 @@ impl Endpoint {
         let h = self.insert(conn);
         self.add_route(local_cid, h);
         self.initial_routes.insert(header.dcid, h);
-        self.slot_routes[h.0].initial_dcid = Some(header.dcid);
+        self.slot(h).initial_dcid = Some(header.dcid);
         self.handshakes += 1;
         self.stats.connections_accepted += 1;
         self.incoming.push_back(h);
@@ -699,13 +715,13 @@ impl Endpoint {
             match ev {
                 CidEvent::Issued(cid) => {
                     self.routes.insert(cid, h);
-                    self.slot_routes[h.0].cids.push(cid);
+                    SlotRoutes::of(&mut self.slot_routes, h).cids.push(cid);
                 }
                 CidEvent::Retired(cid) => {
                     if self.routes.get(&cid) == Some(&h) {
                         self.routes.remove(&cid);
                     }
-                    self.slot_routes[h.0].cids.retain(|c| *c != cid);
+                    SlotRoutes::of(&mut self.slot_routes, h).cids.retain(|c| *c != cid);
                 }
             }
         }
@@ -720,7 +736,7 @@ impl Endpoint {
             }
         }
         if !conn.is_handshaking() {
-            if let Some(dcid) = self.slot_routes[h.0].initial_dcid.take() {
+            if let Some(dcid) = SlotRoutes::of(&mut self.slot_routes, h).initial_dcid.take() {
                 if self.initial_routes.get(&dcid) == Some(&h) {
                     self.initial_routes.remove(&dcid);
                 }
@@ -734,7 +750,7 @@ impl Endpoint {
 
     fn remove(&mut self, h: ConnectionHandle) {
         let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.take()) else { return };
-        let slot = core::mem::take(&mut self.slot_routes[h.0]);
+        let slot = core::mem::take(self.slot(h));
         if let Some(dcid) = slot.initial_dcid {
             if self.initial_routes.get(&dcid) == Some(&h) {
                 self.initial_routes.remove(&dcid);

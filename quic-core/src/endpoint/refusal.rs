@@ -44,7 +44,7 @@ pub(super) fn refuse_initial(version: Version, header: &ProtectedHeader, datagra
     let header_len = layout.header_len();
     layout.set_payload_len(&mut buf, payload_end - header_len + TAG_LEN).ok()?;
     let end = payload_end + TAG_LEN;
-    keys.local.protect(0, &mut buf[..end], layout.pn_offset, layout.pn_len).ok()?;
+    keys.local.protect(0, buf.get_mut(..end)?, layout.pn_offset, layout.pn_len).ok()?;
     buf.truncate(end);
     Some(buf)
 }
