@@ -36,6 +36,9 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component list --installed 2>/dev/null | grep -q "^$c" || { echo "setup: rustup component add $c"; rustup component add "$c"; }
   done
 fi
+# A toolchain without rustup (Debian's cargo): the distribution's packages.
+cargo fmt --version >/dev/null 2>&1 || { echo "setup: apt-get install rustfmt"; apt-get install -y -q rustfmt >/dev/null; }
+cargo clippy --version >/dev/null 2>&1 || { echo "setup: apt-get install rust-clippy"; apt-get install -y -q rust-clippy >/dev/null; }
 
 if [ "${QUICPRO_SETUP_FUZZ:-1}" = "1" ] && ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "setup: cargo install cargo-fuzz"
