@@ -57,6 +57,7 @@ test-style:
 # their own outcome).
 test-examples:
 	$(CARGO) run -q -p quic-core --example udp_echo
+	$(CARGO) run -q -p h3-core --example h3_get
 
 # The extension's phpt tests (run-tests.php from php8.2-dev) against the
 # debug build of the extension.

@@ -203,8 +203,7 @@ mod quicpro {
         fn client_turn(&mut self, limit: usize) -> usize {
             let mut n = 0;
             while n < limit {
-                let conn = self.client.connection(self.ch).expect("client connection gone");
-                let Some(t) = conn.poll_transmit(self.now, &mut self.buf) else { break };
+                let Some(t) = self.client.poll_transmit(self.now, &mut self.buf) else { break };
                 self.transmits[0] += 1;
                 let seg = t.segment_size.unwrap_or(t.size);
                 for d in self.buf[..t.size].chunks_mut(seg) {
@@ -214,16 +213,13 @@ mod quicpro {
                     }
                 }
             }
-            self.client.maintain(self.ch);
             n
         }
 
         fn server_turn(&mut self, limit: usize) -> usize {
-            let Some(sh) = self.sh else { return 0 };
             let mut n = 0;
             while n < limit {
-                let conn = self.server.connection(sh).expect("server connection gone");
-                let Some(t) = conn.poll_transmit(self.now, &mut self.buf) else { break };
+                let Some(t) = self.server.poll_transmit(self.now, &mut self.buf) else { break };
                 self.transmits[1] += 1;
                 let seg = t.segment_size.unwrap_or(t.size);
                 for d in self.buf[..t.size].chunks_mut(seg) {
@@ -231,34 +227,18 @@ mod quicpro {
                     self.client.handle(self.now, self.server_addr, None, d);
                 }
             }
-            self.server.maintain(sh);
             n
         }
 
         /// Nothing to send on either side: jump to the earliest timer.
         fn advance(&mut self) {
-            let c = self.client.connection_ref(self.ch).and_then(|c| c.poll_timeout());
-            let s = self.sh.and_then(|h| self.server.connection_ref(h)).and_then(|c| c.poll_timeout());
-            let t = match (c, s) {
+            let t = match (self.client.poll_timeout(), self.server.poll_timeout()) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => a.or(b).expect("quic-core: both sides idle without timers"),
             };
             self.now = self.now.max(t);
-            let now = self.now;
-            if let Some(conn) = self.client.connection(self.ch) {
-                if conn.poll_timeout().is_some_and(|t| t <= now) {
-                    conn.handle_timeout(now);
-                }
-            }
-            self.client.maintain(self.ch);
-            if let Some(sh) = self.sh {
-                if let Some(conn) = self.server.connection(sh) {
-                    if conn.poll_timeout().is_some_and(|t| t <= now) {
-                        conn.handle_timeout(now);
-                    }
-                }
-                self.server.maintain(sh);
-            }
+            self.client.handle_timeout(self.now);
+            self.server.handle_timeout(self.now);
         }
 
         fn drain_events(&mut self) {

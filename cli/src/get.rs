@@ -385,6 +385,12 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
     let mut opts = ClientOptions::new(tls);
     opts.version = cfg.version;
     opts.transport.versions = cfg.versions.clone();
+    // qlog records are written by the spool's thread, off the packet path
+    // (declared before the session, so it outlives the connections).
+    let qlog_spool = match &cfg.qlog_dir {
+        Some(_) => Some(io_backends::qlog_spool::QlogSpool::start().map_err(|e| format!("qlog writer: {e}"))?),
+        None => None,
+    };
     let client = Client::connect(&opts, first.addr, &first.host, Bytes::new()).map_err(|e| e.to_string())?;
     let mut s = Session { cfg: &cfg, client, body, started: Instant::now() };
     let groups: Vec<Vec<&Target>> = match cfg.plan {
@@ -410,13 +416,11 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
             s.client.close();
             s.client.reconnect(group[0].addr, &group[0].host, Bytes::new()).map_err(|e| e.to_string())?;
         }
-        if let Some(dir) = &cfg.qlog_dir {
+        if let (Some(dir), Some(spool)) = (&cfg.qlog_dir, &qlog_spool) {
             let name = format!("client-{}-conn{}.sqlog", std::process::id(), gi + 1);
-            if let Ok(f) = std::fs::File::create(dir.join(name)) {
-                let now = Instant::now();
-                if let Some(c) = s.client.connection_mut() {
-                    c.enable_qlog(Box::new(std::io::BufWriter::new(f)), now);
-                }
+            let now = Instant::now();
+            if let Some(c) = s.client.connection_mut() {
+                c.enable_qlog(Box::new(spool.sink(dir.join(name))), now);
             }
         }
         let zero_rtt = s.client.connection().is_some_and(|c| c.has_zero_rtt());

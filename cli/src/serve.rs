@@ -196,7 +196,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
         }
         if let Some(t) = shutdown_at {
             if server.open_requests() == 0 || Instant::now() >= t {
-                server.close_all(0x100);
+                server.close_all(h3_core::error::H3ErrorCode::H3_NO_ERROR.0);
                 // Let the CONNECTION_CLOSE frames go out.
                 for _ in 0..3 {
                     let _ = server.step(Duration::from_millis(5));

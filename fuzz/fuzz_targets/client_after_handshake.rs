@@ -94,19 +94,11 @@ impl World {
     fn flight(&mut self, from_client: bool) -> bool {
         let mut datagrams = Vec::new();
         let (src, dst_addr) = if from_client { (&mut self.client, common::client_addr()) } else { (&mut self.server, common::server_addr()) };
-        let handles: Vec<_> = src.handles().collect();
-        for h in handles {
-            for _ in 0..MAX_TRANSMITS {
-                let Some(conn) = src.connection(h) else { break };
-                let Some(t) = conn.poll_transmit(self.now, &mut self.buf) else { break };
-                common::check_transmit(&t, self.buf.len(), self.max_segments);
-                let seg = t.segment_size.unwrap_or(t.size);
-                datagrams.extend(self.buf[..t.size].chunks(seg).map(<[u8]>::to_vec));
-            }
-            src.maintain(h);
-        }
-        while let Some(t) = src.poll_transmit(&mut self.buf) {
-            datagrams.push(self.buf[..t.size].to_vec());
+        for _ in 0..MAX_TRANSMITS {
+            let Some(t) = src.poll_transmit(self.now, &mut self.buf) else { break };
+            common::check_transmit(&t, self.buf.len(), self.max_segments);
+            let seg = t.segment_size.unwrap_or(t.size);
+            datagrams.extend(self.buf[..t.size].chunks(seg).map(<[u8]>::to_vec));
         }
         let any = !datagrams.is_empty();
         let dst = if from_client { &mut self.server } else { &mut self.client };
@@ -158,13 +150,11 @@ impl World {
     /// Drains the fed connection's transmits without delivering them;
     /// returns how many there were.
     fn discard_transmits(&mut self, feed_server: bool) -> usize {
-        let Some(conn) = Self::fed_in(&mut self.client, &mut self.server, self.client_h, self.server_h, feed_server) else {
-            return 0;
-        };
+        let ep = if feed_server { &mut self.server } else { &mut self.client };
         let mut n = 0;
         let buf = &mut self.buf[..self.fed_buf_len];
         for _ in 0..MAX_TRANSMITS {
-            let Some(t) = conn.poll_transmit(self.now, buf) else { break };
+            let Some(t) = ep.poll_transmit(self.now, buf) else { break };
             common::check_transmit(&t, buf.len(), self.max_segments);
             n += 1;
         }
@@ -195,16 +185,6 @@ impl World {
         self.now = self.now.max(t);
         conn.handle_timeout(self.now);
         true
-    }
-
-    fn maintain(&mut self, server: bool) {
-        if server {
-            if let Some(h) = self.server_h {
-                self.server.maintain(h);
-            }
-        } else {
-            self.client.maintain(self.client_h);
-        }
     }
 }
 
@@ -321,7 +301,6 @@ fuzz_target!(|data: &[u8]| {
         } else {
             w.discard_transmits(feed_server);
         }
-        w.maintain(feed_server);
         let Some(conn) = w.fed(feed_server) else { return };
         watch.check(conn);
     }
@@ -343,7 +322,6 @@ fuzz_target!(|data: &[u8]| {
         }
         let Some(conn) = w.fed(feed_server) else { return };
         watch.check(conn);
-        w.maintain(feed_server);
     }
     if let Some(conn) = w.fed(feed_server) {
         panic!("connection still alive after the input stopped: {conn:?} timeout {:?}", conn.poll_timeout());

@@ -126,16 +126,9 @@ impl Net {
         for from_client in [true, false] {
             let mut out = Vec::new();
             let ep = if from_client { &mut self.client } else { &mut self.server };
-            let handles: Vec<_> = ep.handles().collect();
-            for h in handles {
-                while let Some(t) = ep.connection(h).and_then(|c| c.poll_transmit(self.now, &mut self.buf)) {
-                    let seg = t.segment_size.unwrap_or(t.size).max(1);
-                    out.extend(self.buf[..t.size].chunks(seg).map(<[u8]>::to_vec));
-                }
-                ep.maintain(h);
-            }
-            while let Some(t) = ep.poll_transmit(&mut self.buf) {
-                out.push(self.buf[..t.size].to_vec());
+            while let Some(t) = ep.poll_transmit(self.now, &mut self.buf) {
+                let seg = t.segment_size.unwrap_or(t.size).max(1);
+                out.extend(self.buf[..t.size].chunks(seg).map(<[u8]>::to_vec));
             }
             for mut d in out {
                 any = true;
@@ -156,33 +149,15 @@ impl Net {
         if self.exchange() {
             return true;
         }
-        let mut next: Option<Instant> = None;
-        for ep in [&mut self.client, &mut self.server] {
-            let handles: Vec<_> = ep.handles().collect();
-            for h in handles {
-                if let Some(t) = ep.connection_ref(h).and_then(|c| c.poll_timeout()) {
-                    next = Some(next.map_or(t, |n| n.min(t)));
-                }
-            }
-        }
+        let next = [self.client.poll_timeout(), self.server.poll_timeout()].into_iter().flatten().min();
         let Some(t) = next else { return false };
         // Keep to short jumps: idle timeouts would end the run early.
         if t > self.now + Duration::from_secs(1) {
             return false;
         }
         self.now = self.now.max(t);
-        let now = self.now;
-        for ep in [&mut self.client, &mut self.server] {
-            let handles: Vec<_> = ep.handles().collect();
-            for h in handles {
-                if let Some(c) = ep.connection(h) {
-                    if c.poll_timeout().is_some_and(|t| t <= now) {
-                        c.handle_timeout(now);
-                    }
-                }
-                ep.maintain(h);
-            }
-        }
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
         true
     }
 }

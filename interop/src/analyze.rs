@@ -2721,7 +2721,7 @@ mod tests {
     use quic_core::endpoint::{ClientConfig, ConnectionHandle, Endpoint, EndpointConfig, RetryPolicy, ServerConfig};
     use quic_core::rand::SeededRandom;
     use quic_core::stream::{Dir, StreamId};
-    use quicpro_tests::pair::{certs, client_tls, server_tls};
+    use quicpro_sim::pair::{certs, client_tls, server_tls};
 
     /// Collects both endpoints' TLS secrets in NSS key log format.
     #[derive(Debug, Default)]
@@ -2894,19 +2894,11 @@ mod tests {
             let mut buf = vec![0u8; 65536];
             let now = self.now;
             for (from_client, ep) in [(true, &mut self.client), (false, &mut self.server)] {
-                let handles: Vec<_> = ep.handles().collect();
-                for h in handles {
-                    while let Some(conn) = ep.connection(h) {
-                        let Some(t) = conn.poll_transmit(now, &mut buf) else { break };
-                        ep.maintain(h);
-                        let seg = t.segment_size.unwrap_or(t.size).max(1);
-                        for chunk in buf[..t.size].chunks(seg) {
-                            out.push((from_client, chunk.to_vec(), t.destination));
-                        }
+                while let Some(t) = ep.poll_transmit(now, &mut buf) {
+                    let seg = t.segment_size.unwrap_or(t.size).max(1);
+                    for chunk in buf[..t.size].chunks(seg) {
+                        out.push((from_client, chunk.to_vec(), t.destination));
                     }
-                }
-                while let Some(t) = ep.poll_transmit(&mut buf) {
-                    out.push((from_client, buf[..t.size].to_vec(), t.destination));
                 }
             }
             let any = !out.is_empty();
@@ -2968,7 +2960,6 @@ mod tests {
                         }
                     }
                 }
-                self.server.maintain(h);
             }
             for ((h, id), (got, fin)) in self.client_streams.iter_mut() {
                 let Some(conn) = self.client.connection(*h) else { continue };
@@ -2984,27 +2975,15 @@ mod tests {
         }
 
         fn timers(&mut self) {
-            let now = self.now;
-            for ep in [&mut self.client, &mut self.server] {
-                let handles: Vec<_> = ep.handles().collect();
-                for h in handles {
-                    if let Some(c) = ep.connection(h) {
-                        if c.poll_timeout().is_some_and(|t| t <= now) {
-                            c.handle_timeout(now);
-                        }
-                    }
-                    ep.maintain(h);
-                }
-            }
+            self.client.handle_timeout(self.now);
+            self.server.handle_timeout(self.now);
         }
 
-        fn next_event(&self) -> Option<Instant> {
+        fn next_event(&mut self) -> Option<Instant> {
             let mut t = self.flight.iter().map(|f| f.0).min();
-            for ep in [&self.client, &self.server] {
-                for h in ep.handles() {
-                    if let Some(x) = ep.connection_ref(h).and_then(|c| c.poll_timeout()) {
-                        t = Some(t.map_or(x, |t| t.min(x)));
-                    }
+            for ep in [&mut self.client, &mut self.server] {
+                if let Some(x) = ep.poll_timeout() {
+                    t = Some(t.map_or(x, |t| t.min(x)));
                 }
             }
             t

@@ -52,7 +52,7 @@ pub struct Case {
     /// The TESTCASE value handed to the client and to the server.
     pub client_testcase: &'static str,
     pub server_testcase: &'static str,
-    /// The relay's scenario (tests/src/sim.rs `Scenario` grammar).
+    /// The relay's scenario (sim/src/link.rs `Scenario` grammar).
     pub scenario: &'static str,
     pub rebind: Option<RebindPlan>,
     pub files: FileSet,

@@ -8,7 +8,7 @@
 //!  client ◀── listen ◀──[to_client Link]── flow upstream socket ◀── server
 //! ```
 //!
-//! - **Links**: the two directions are `quicpro_tests::sim::Link`s, the same
+//! - **Links**: the two directions are `quicpro_sim::link::Link`s, the same
 //!   impairment model as the in-memory tests, driven by real time: a
 //!   datagram read at `Instant::now()` goes into `Link::send_tagged`, and
 //!   is written out once `Link::poll_deliver` hands it back. One link per
@@ -56,7 +56,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use quic_core::rand::SeededRandom;
-use quicpro_tests::sim::{Link, LinkConfig, LinkStats, Scenario};
+use quicpro_sim::link::{Link, LinkConfig, LinkStats, Scenario};
 
 use crate::pcap;
 
@@ -94,7 +94,7 @@ pub struct Rebind {
     pub change_addr: bool,
 }
 
-pub use quicpro_tests::sim::{BadEcnMangle, EcnMangle};
+pub use quicpro_sim::link::{BadEcnMangle, EcnMangle};
 
 /// Where the blackhole windows count from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1017,7 +1017,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use quicpro_tests::sim::BurstCapped;
+    use quicpro_sim::link::BurstCapped;
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use quicpro_tests::sim::Scenario;
+use quicpro_sim::link::Scenario;
 
 use crate::cases::Case;
 use crate::relay::{Rebind, Relay, RelayConfig, RelayHandle};

@@ -10,6 +10,9 @@
 //! - [`xdp`]: the AF_XDP driver and the XDP program that feeds it.
 //! - [`select`]: which driver a worker runs, from `QUICPRO_BACKEND`,
 //!   `QUICPRO_XDP` and `QUICPRO_BUSY_POLL`.
+//! - [`qlog_spool`]: qlog files written by a thread of their own, off the
+//!   packet path.
+//! - [`runtime`]: the per-worker loop (endpoint, HTTP/3 layers, backend).
 //!
 //! Linux only: the options used (UDP_SEGMENT, UDP_GRO, IP_PKTINFO,
 //! SO_BUSY_POLL, epoll, io_uring) have no portable equivalent.
@@ -17,6 +20,7 @@
 pub mod backend;
 pub mod busy_poll;
 pub mod epoll;
+pub mod qlog_spool;
 pub mod select;
 pub mod udp;
 pub mod uring;

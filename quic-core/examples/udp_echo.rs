@@ -2,14 +2,16 @@
 //! and a client endpoint in one process; the client opens a stream, sends a
 //! line, the server echoes it back, the client prints it and closes.
 //!
-//! The core never reads a clock or touches a socket. A driver's whole job:
-//! - give every received datagram to `Endpoint::handle` (with `now`),
-//! - send what `Endpoint::poll_transmit` (stateless replies) and each
-//!   connection's `poll_transmit` produce,
-//! - call `handle_timeout` once `poll_timeout`'s instant has passed,
-//! - call `Endpoint::maintain` after working on a connection outside
-//!   `handle` (it updates routing and frees ended connections),
-//! - read events (`poll_event`) and streams.
+//! The core never reads a clock or touches a socket. A driver's whole job,
+//! all through the `Endpoint`:
+//! - give every received datagram to `handle` (with `now`),
+//! - call `handle_timeout(now)`; `poll_timeout` says when it next has work,
+//! - read events (`poll_event`) and streams of the connections `active`
+//!   lists (those a datagram, a timer or the application touched),
+//! - send what `poll_transmit` produces until it returns `None` (every
+//!   connection's packets and the stateless replies), then wait for the
+//!   socket or the next timeout,
+//! - forget connections `poll_closed` reports.
 //!
 //! Run: `cargo run -p quic-core --example udp_echo`
 #![allow(clippy::unwrap_used)]
@@ -40,38 +42,27 @@ impl Peer {
         Peer { socket, endpoint }
     }
 
-    /// Receives what arrived, fires due timers, sends what is ready.
-    /// Returns the earliest deadline of its connections.
-    fn turn(&mut self, buf: &mut [u8]) -> Option<Instant> {
+    /// Takes in what arrived and fires due timers.
+    fn receive(&mut self, buf: &mut [u8]) {
         let now = Instant::now();
         while let Ok((n, from)) = self.socket.recv_from(buf) {
             // Decrypted in place: the buffer is the core's to modify.
             self.endpoint.handle(now, from, None, &mut buf[..n]);
         }
-        while let Some(t) = self.endpoint.poll_transmit(buf) {
-            let _ = self.socket.send_to(&buf[..t.size], t.destination);
-        }
-        let handles: Vec<ConnectionHandle> = self.endpoint.handles().collect();
-        let mut next: Option<Instant> = None;
-        for h in handles {
-            let Some(conn) = self.endpoint.connection(h) else { continue };
-            if conn.poll_timeout().is_some_and(|t| t <= now) {
-                conn.handle_timeout(now);
+        self.endpoint.handle_timeout(now);
+    }
+
+    /// Sends everything queued; returns when the endpoint next has work.
+    fn send(&mut self, buf: &mut [u8]) -> Option<Instant> {
+        while let Some(t) = self.endpoint.poll_transmit(Instant::now(), buf) {
+            // Several datagrams may be written back to back (GSO).
+            let seg = t.segment_size.unwrap_or(t.size);
+            for d in buf[..t.size].chunks(seg) {
+                let _ = self.socket.send_to(d, t.destination);
             }
-            while let Some(t) = conn.poll_transmit(now, buf) {
-                // Several datagrams may be written back to back (GSO).
-                let seg = t.segment_size.unwrap_or(t.size);
-                for d in buf[..t.size].chunks(seg) {
-                    let _ = self.socket.send_to(d, t.destination);
-                }
-            }
-            if let Some(t) = conn.poll_timeout() {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-            self.endpoint.maintain(h);
         }
         while self.endpoint.poll_closed().is_some() {}
-        next
+        self.endpoint.poll_timeout()
     }
 }
 
@@ -99,14 +90,15 @@ fn main() {
     let mut buf = vec![0u8; 65536];
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let next = [server.turn(&mut buf), client.turn(&mut buf)].into_iter().flatten().min();
+        server.receive(&mut buf);
+        client.receive(&mut buf);
 
         // Server: accept connections and echo every stream back.
         while let Some(sh) = server.endpoint.accept() {
             eprintln!("server: accepted connection {sh:?}");
         }
-        let handles: Vec<ConnectionHandle> = server.endpoint.handles().collect();
-        for sh in handles {
+        let active: Vec<ConnectionHandle> = server.endpoint.active().to_vec();
+        for sh in active {
             let Some(conn) = server.endpoint.connection(sh) else { continue };
             while let Some(ev) = conn.poll_event() {
                 if let Event::Stream(StreamEvent::Opened(dir)) = ev {
@@ -158,7 +150,11 @@ fn main() {
                 _ => {}
             }
         }
-        if conn.is_drained() || (conn.is_closed() && echoed == message) {
+        let done = conn.is_drained() || (conn.is_closed() && echoed == message);
+        // Sending after the application's writes carries them (and the
+        // client's CONNECTION_CLOSE) out this turn.
+        let next = [server.send(&mut buf), client.send(&mut buf)].into_iter().flatten().min();
+        if done {
             break;
         }
         // Sleep until the next deadline or a short while (a real driver

@@ -32,11 +32,13 @@ use crate::recovery::CongestionAlgorithm;
 pub struct TransportConfig {
     /// RFC 9000 §10.1: max_idle_timeout; zero disables our side of it.
     pub max_idle_timeout: Duration,
-    /// A connection whose handshake has not completed this long after it
-    /// was created is discarded silently (`ConnectionError::HandshakeTimedOut`),
-    /// however busy the peer keeps it: a client that opens a handshake and
-    /// dribbles packets cannot hold a server's state for the whole idle
-    /// timeout again and again. `None` waits as long as the idle timeout.
+    /// Servers: a connection whose handshake has not completed this long
+    /// after it was created is discarded silently
+    /// (`ConnectionError::HandshakeTimedOut`), however busy the peer keeps
+    /// it: a client that opens a handshake and dribbles packets cannot hold
+    /// a server's state for the whole idle timeout again and again. `None`
+    /// waits as long as the idle timeout. Clients ignore it (their
+    /// application decides how long to wait; the idle timeout bounds it).
     pub handshake_timeout: Option<Duration>,
     /// Connection-level receive window offered at start (initial_max_data)
     /// and the ceiling auto-tuning may grow it to.

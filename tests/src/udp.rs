@@ -28,27 +28,15 @@ impl UdpDriver {
         self.socket.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}"))
     }
 
-    /// Sends everything every connection has queued.
+    /// Sends everything the endpoint has queued.
     pub fn flush(&mut self) {
         let now = Instant::now();
-        let handles: Vec<_> = self.endpoint.handles().collect();
-        for h in handles {
-            while let Some(conn) = self.endpoint.connection(h) {
-                let Some(t) = conn.poll_transmit(now, &mut self.out) else { break };
-                let seg = t.segment_size.unwrap_or(t.size);
-                for chunk in self.out[..t.size].chunks(seg) {
-                    let _ = self.socket.send_to(chunk, t.destination);
-                }
-                self.endpoint.maintain(h);
+        while let Some(t) = self.endpoint.poll_transmit(now, &mut self.out) {
+            let seg = t.segment_size.unwrap_or(t.size);
+            for chunk in self.out[..t.size].chunks(seg) {
+                let _ = self.socket.send_to(chunk, t.destination);
             }
         }
-        while let Some(t) = self.endpoint.poll_transmit(&mut self.out) {
-            let _ = self.socket.send_to(&self.out[..t.size], t.destination);
-        }
-    }
-
-    fn next_timeout(&self) -> Option<Instant> {
-        self.endpoint.handles().filter_map(|h| self.endpoint.connection_ref(h).and_then(|c| c.poll_timeout())).min()
     }
 
     /// One turn: send, wait for input (at most `max_wait` or the next
@@ -56,7 +44,7 @@ impl UdpDriver {
     pub fn turn(&mut self, max_wait: Duration) {
         self.flush();
         let now = Instant::now();
-        let wait = self.next_timeout().map_or(max_wait, |t| t.saturating_duration_since(now).min(max_wait));
+        let wait = self.endpoint.poll_timeout().map_or(max_wait, |t| t.saturating_duration_since(now).min(max_wait));
         let wait = wait.max(Duration::from_micros(100));
         let _ = self.socket.set_nonblocking(false);
         let _ = self.socket.set_read_timeout(Some(wait));
@@ -72,16 +60,7 @@ impl UdpDriver {
                 let _ = self.socket.set_nonblocking(true);
             }
         }
-        let now = Instant::now();
-        let handles: Vec<_> = self.endpoint.handles().collect();
-        for h in handles {
-            if let Some(c) = self.endpoint.connection(h) {
-                if c.poll_timeout().is_some_and(|t| t <= now) {
-                    c.handle_timeout(now);
-                }
-            }
-            self.endpoint.maintain(h);
-        }
+        self.endpoint.handle_timeout(Instant::now());
         self.flush();
     }
 

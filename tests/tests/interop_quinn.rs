@@ -518,7 +518,6 @@ fn serve_ours(socket: UdpSocket, opts: OurServerOptions, stop: &AtomicBool, repo
             r.alpn = conn.alpn().map(<[u8]>::to_vec);
             r.established |= conn.is_established();
             r.resumed |= conn.is_resumed();
-            driver.endpoint.maintain(h);
         }
     }
 }
@@ -1123,7 +1122,6 @@ fn our_requests(
         if pending.is_empty() && streams.is_empty() {
             return Ok(RunResult { elapsed: start.elapsed(), opened_while_handshaking });
         }
-        driver.endpoint.maintain(h);
         driver.turn(Duration::from_millis(5));
     }
 }

@@ -6,7 +6,7 @@
 //! cargo run --release -p quicpro-interop --bin interop -- \
 //!     [--peers quicpro,quic-go,ngtcp2,aioquic,quiche,chromium] \
 //!     [--cases handshake,transfer,...] [--roles server,client] \
-//!     [--fast] [--jobs 3] [--reps 5] [--out docs/INTEROP.md] [--work DIR] \
+//!     [--fast] [--jobs 3] [--measure-jobs 3] [--reps 5] [--out docs/INTEROP.md] [--work DIR] \
 //!     [--seed N] [--keep] \
 //!     [--no-build] [--build-quiche]
 //! ```
@@ -36,12 +36,14 @@ struct Args {
     build: bool,
     build_quiche: bool,
     jobs: usize,
+    /// Measurement runs (goodput, crosstraffic) at once, beside `jobs`.
+    measure_jobs: usize,
     /// `--pair SERVER:CLIENT`: run these two peers against each other
     /// (neither need be quicpro), for evidence about a peer; no matrix.
     pairs: Vec<(Peer, Peer)>,
 }
 
-const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--jobs N] [--reps N] [--pair SERVER:CLIENT]... [--impair MODIFIERS] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]
+const USAGE: &str = "usage: interop [--peers LIST] [--cases LIST] [--roles server,client] [--fast] [--jobs N] [--measure-jobs N] [--reps N] [--pair SERVER:CLIENT]... [--impair MODIFIERS] [--out FILE] [--work DIR] [--seed N] [--keep] [--no-build] [--build-quiche]
 
   --pair S:C        run peer S as server against peer C as client (repeatable; no matrix)
   --impair MODS     appended to every case's relay scenario, e.g.
@@ -59,6 +61,7 @@ fn parse() -> Result<Args, String> {
         build: true,
         build_quiche: false,
         jobs: 3,
+        measure_jobs: 3,
         pairs: Vec::new(),
     };
     let mut impair: Option<String> = None;
@@ -94,6 +97,7 @@ fn parse() -> Result<Args, String> {
                 a.pairs.push((peer(sv)?, peer(cl)?));
             }
             "--jobs" => a.jobs = val("--jobs")?.parse().map_err(|e| format!("--jobs: {e}"))?,
+            "--measure-jobs" => a.measure_jobs = val("--measure-jobs")?.parse().map_err(|e| format!("--measure-jobs: {e}"))?,
             "--reps" => reps = Some(val("--reps")?.parse::<usize>().map_err(|e| format!("--reps: {e}"))?),
             "--impair" => impair = Some(val("--impair")?),
             "--no-build" => a.build = false,
@@ -112,7 +116,7 @@ fn parse() -> Result<Args, String> {
         // Validated once here; a case's own impairment (its head) stays.
         for c in a.cases.iter_mut() {
             let s = format!("{}+{m}", c.scenario);
-            quicpro_tests::sim::Scenario::parse(&s).map_err(|e| format!("--impair: {e}"))?;
+            quicpro_sim::link::Scenario::parse(&s).map_err(|e| format!("--impair: {e}"))?;
             c.scenario = Box::leak(s.into_boxed_str());
         }
     }
@@ -230,9 +234,13 @@ fn main() -> ExitCode {
     if !args.pairs.is_empty() {
         return run_pairs(&args, &cfg, t0);
     }
-    // Every (peer, role, case) is a job; `--jobs` of them run at once. Each
-    // run has its own relay, ports and directory, and a 10 Mbit/s path
-    // costs little CPU, so a few in parallel keep the full matrix short.
+    // Every (peer, role, case) is a job. Each run has its own relay, ports
+    // and directory. Two pools: `--jobs` functional cases at once (loss and
+    // corruption cases run 50 handshakes each and load the CPU; more at
+    // once made timing-sensitive checks flaky on 2 cores), and
+    // `--measure-jobs` measurements at once (goodput and crosstraffic sit
+    // on a 10 Mbit/s bottleneck for minutes and cost little CPU). The
+    // functional workers take measurements once their queue is empty.
     let mut jobs: Vec<(Peer, &'static str, Case)> = Vec::new();
     for &peer in &args.peers {
         let roles: Vec<&'static str> = if peer == Peer::Quicpro { vec!["server"] } else { args.roles.clone() };
@@ -246,16 +254,22 @@ fn main() -> ExitCode {
     // do not run alone at the end while the other job slots sit idle.
     let mut jobs: Vec<_> = jobs.into_iter().enumerate().collect();
     jobs.sort_by_key(|(i, (_, _, c))| (std::cmp::Reverse(c.repetitions as u64 * c.timeout.as_secs()), *i));
-    let queue = std::sync::Mutex::new(jobs.into_iter().collect::<std::collections::VecDeque<_>>());
+    let (measure, functional): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(_, (_, _, c))| c.repetitions > 1);
+    let measure = std::sync::Mutex::new(measure.into_iter().collect::<std::collections::VecDeque<_>>());
+    let functional = std::sync::Mutex::new(functional.into_iter().collect::<std::collections::VecDeque<_>>());
     let done = std::sync::Mutex::new(Vec::<(usize, Peer, &'static str, CaseResult)>::new());
+    let pop = |q: &std::sync::Mutex<std::collections::VecDeque<_>>| q.lock().ok().and_then(|mut q| q.pop_front());
     std::thread::scope(|scope| {
-        for _ in 0..args.jobs.max(1) {
-            scope.spawn(|| loop {
-                let Some((idx, (peer, role, case))) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { return };
+        let workers = std::iter::repeat_n(false, args.jobs.max(1)).chain(std::iter::repeat_n(true, args.measure_jobs));
+        for measures_only in workers {
+            let (measure, functional, done, cfg, pop) = (&measure, &functional, &done, &cfg, &pop);
+            scope.spawn(move || loop {
+                let next = if measures_only { pop(measure) } else { pop(functional).or_else(|| pop(measure)) };
+                let Some((idx, (peer, role, case))) = next else { return };
                 let (server, client) = if role == "server" { (Peer::Quicpro, peer) } else { (peer, Peer::Quicpro) };
                 let mut merged: Option<CaseResult> = None;
                 for rep in 0..case.repetitions {
-                    let r = run::run_case(&cfg, &case, server, client, rep);
+                    let r = run::run_case(cfg, &case, server, client, rep);
                     let line = match &r.outcome {
                         Outcome::Pass => "pass".to_string(),
                         Outcome::Fail(e) => format!("FAIL: {e}"),

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use quicpro_interop::relay::{EcnMangle, Epoch, Rebind, Relay, RelayConfig};
-use quicpro_tests::sim::Scenario;
+use quicpro_sim::link::Scenario;
 
 const USAGE: &str = "\
 usage: quicpro-relay --listen ADDR --server ADDR [options]

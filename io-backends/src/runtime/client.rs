@@ -213,9 +213,7 @@ impl Client {
     /// not wait for some unrelated packet to go out.
     pub fn read_raw(&mut self, stream: StreamId, max: usize) -> Result<quic_core::stream::ReadChunk, quic_core::stream::StreamReadError> {
         let conn = self.driver.endpoint.connection(self.handle.0).ok_or(quic_core::stream::StreamReadError::Blocked)?;
-        let r = conn.read_chunk(stream, max);
-        self.driver.mark_dirty(self.handle.0);
-        r
+        conn.read_chunk(stream, max)
     }
 
     /// `hq-interop`: opens a bidirectional stream and sends `data` with FIN
@@ -225,7 +223,6 @@ impl Client {
         let id = conn.open_stream(quic_core::stream::Dir::Bi)?;
         let _ = conn.write(id, data);
         let _ = conn.finish(id);
-        self.driver.mark_dirty(self.handle.0);
         Some(id)
     }
 
@@ -241,9 +238,8 @@ impl Client {
     pub fn close(&mut self) {
         let now = Instant::now();
         if let Some(c) = self.connection_mut() {
-            c.close(now, 0x100, b"");
+            c.close(now, h3_core::error::H3ErrorCode::H3_NO_ERROR.0, b"");
         }
-        self.driver.mark_dirty(self.handle.0);
         self.driver.flush();
     }
 }

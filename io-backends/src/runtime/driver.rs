@@ -1,16 +1,16 @@
 //! The loop shared by servers and clients.
 //!
-//! Per turn: receive a bounded number of batches and route every datagram,
-//! fire due timers, run HTTP/3 on the connections that saw activity, then
-//! flush. Flushing packs the transmits of *all* dirty connections (and the
-//! endpoint's stateless replies) into one arena and hands them to the
-//! backend in batches, so one `sendmmsg` (or one io_uring submission)
-//! carries many connections' GSO batches instead of one system call per
-//! `poll_transmit`. Nothing here allocates per turn: the dirty list, the
-//! arena and the transmit array are reused.
+//! Per turn: receive a bounded number of batches and hand every datagram to
+//! the endpoint, let it fire due timers, run HTTP/3 on the connections it
+//! reports active, then flush. The endpoint keeps the timers and the active
+//! set; this loop only moves bytes. Flushing packs the endpoint's transmits
+//! (every active connection's and its stateless replies) into one arena
+//! and hands them to the backend in batches, so one `sendmmsg` (or one
+//! io_uring submission) carries many connections' GSO batches instead of
+//! one system call per `poll_transmit`. Nothing here allocates per turn:
+//! the arena and the transmit array are reused.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -19,7 +19,6 @@ use h3_core::connection::{H3Config, H3Connection, H3Event};
 use quic_core::connection::{EcnCodepoint, Side};
 use quic_core::endpoint::{ConnectionHandle, Endpoint};
 
-use super::timers::TimerHeap;
 use crate::backend::{datagrams, Backend, Interest, Transmit};
 
 /// A connection and its HTTP/3 layer.
@@ -38,28 +37,9 @@ const ARENA: usize = 1024 * 1024 + SEND_BUF;
 /// Transmits handed to the backend per call at most.
 const MAX_BATCH: usize = 64;
 
-/// Connection handles are slab indices (small, dense, never attacker
-/// chosen): hashing them with SipHash is wasted work on every lookup.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HandleHasher(u64);
-
-impl Hasher for HandleHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_usize(&mut self, n: usize) {
-        // Fibonacci hashing spreads consecutive indices over the table.
-        self.0 = (self.0 ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// A map keyed by connection handle.
-pub type HandleMap<V> = HashMap<ConnectionHandle, V, BuildHasherDefault<HandleHasher>>;
+/// A map keyed by connection handle (slab indices we assign, never chosen
+/// by a peer: the fast hasher is safe here).
+pub type HandleMap<V> = quic_core::fast_hash::FastHashMap<ConnectionHandle, V>;
 
 /// Where one queued transmit lies in the arena.
 #[derive(Debug, Clone, Copy)]
@@ -153,13 +133,6 @@ pub struct Driver {
     pub h3: HandleMap<Box<H3Connection>>,
     side: Side,
     h3_config: H3Config,
-    timers: TimerHeap,
-    /// Connections with activity since the last flush, once each.
-    dirty: Vec<ConnectionHandle>,
-    /// `is_dirty[h]`: `h` is in `dirty` (handles are slab indices).
-    is_dirty: Vec<bool>,
-    /// The list being flushed (swapped with `dirty`, so no allocation).
-    flushing: Vec<ConnectionHandle>,
     events: VecDeque<(H3Handle, H3Event)>,
     sendq: SendQueue,
     pub closed: VecDeque<(H3Handle, Option<quic_core::connection::ConnectionError>)>,
@@ -186,10 +159,6 @@ impl Driver {
             h3: HandleMap::default(),
             side,
             h3_config,
-            timers: TimerHeap::default(),
-            dirty: Vec::new(),
-            is_dirty: Vec::new(),
-            flushing: Vec::new(),
             events: VecDeque::new(),
             sendq: SendQueue::new(),
             closed: VecDeque::new(),
@@ -218,34 +187,15 @@ impl Driver {
         }
     }
 
-    /// Registers a client connection that speaks only the raw ALPN.
+    /// Registers a client connection that speaks only the raw ALPN (the
+    /// endpoint made it active when `connect` created it).
     pub fn adopt_raw(&mut self, h: ConnectionHandle) {
         self.set_raw(h, true);
-        self.mark_dirty(h);
     }
 
     /// Registers a connection the caller created (client `connect`).
     pub fn adopt(&mut self, h: ConnectionHandle) {
         self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
-        self.mark_dirty(h);
-    }
-
-    pub fn mark_dirty(&mut self, h: ConnectionHandle) {
-        if h.0 >= self.is_dirty.len() {
-            self.is_dirty.resize(h.0 + 1, false);
-        }
-        if let Some(d) = self.is_dirty.get_mut(h.0) {
-            if !*d {
-                *d = true;
-                self.dirty.push(h);
-            }
-        }
-    }
-
-    fn clear_dirty(&mut self, h: ConnectionHandle) {
-        if let Some(d) = self.is_dirty.get_mut(h.0) {
-            *d = false;
-        }
     }
 
     pub fn poll_event(&mut self) -> Option<(H3Handle, H3Event)> {
@@ -262,22 +212,17 @@ impl Driver {
         self.flush();
         let now = Instant::now();
         let mut wait = max_wait;
-        if let Some(t) = self.timers.next_deadline() {
+        if let Some(t) = self.endpoint.poll_timeout() {
             wait = wait.min(t.saturating_duration_since(now));
         }
-        if !self.events.is_empty() || !self.dirty.is_empty() {
+        if !self.events.is_empty() || !self.endpoint.active().is_empty() {
             wait = Duration::ZERO;
         }
         let interest = if self.sendq.is_empty() { Interest::READABLE } else { Interest::BOTH };
         self.backend.wait(interest, Some(wait))?;
         self.receive()?;
         let now = Instant::now();
-        while let Some(h) = self.timers.pop_due(now) {
-            if let Some(c) = self.endpoint.connection(h) {
-                c.handle_timeout(now);
-            }
-            self.mark_dirty(h);
-        }
+        self.endpoint.handle_timeout(now);
         self.process(now);
         self.flush();
         Ok(())
@@ -294,27 +239,20 @@ impl Driver {
             for i in 0..batch.len() {
                 let Some((meta, buf)) = batch.get_mut(i) else { continue };
                 for dgram in datagrams(buf, &meta) {
-                    match self.endpoint.handle(now, meta.source, meta.ecn, dgram) {
-                        quic_core::endpoint::DatagramEvent::Connection(h) => {
-                            mark(&mut self.is_dirty, &mut self.dirty, h);
+                    if let quic_core::endpoint::DatagramEvent::NewConnection(h) = self.endpoint.handle(now, meta.source, meta.ecn, dgram) {
+                        // Take it off the endpoint's incoming queue: that
+                        // queue is bounded (`max_incoming`) and the driver
+                        // keeps its own `accepted` list.
+                        let _ = self.endpoint.accept();
+                        if let Some(r) = self.raw.get_mut(h.0) {
+                            *r = false;
                         }
-                        quic_core::endpoint::DatagramEvent::NewConnection(h) => {
-                            // Take it off the endpoint's incoming queue: that
-                            // queue is bounded (`max_incoming`) and the driver
-                            // keeps its own `accepted` list.
-                            let _ = self.endpoint.accept();
-                            if let Some(r) = self.raw.get_mut(h.0) {
-                                *r = false;
-                            }
-                            if self.raw_alpn.is_none() {
-                                self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
-                            }
-                            // Else the layer is chosen in `process` once the
-                            // ALPN is known (the ClientHello may span Initials).
-                            self.accepted.push_back(H3Handle(h));
-                            mark(&mut self.is_dirty, &mut self.dirty, h);
+                        if self.raw_alpn.is_none() {
+                            self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
                         }
-                        _ => {}
+                        // Else the layer is chosen in `process` once the
+                        // ALPN is known (the ClientHello may span Initials).
+                        self.accepted.push_back(H3Handle(h));
                     }
                 }
             }
@@ -322,11 +260,12 @@ impl Driver {
         Ok(())
     }
 
-    /// Runs HTTP/3 on every connection that saw activity.
+    /// Runs HTTP/3 on every connection the endpoint reports active.
     pub fn process(&mut self, now: Instant) {
-        // Indexing, not iterating: nothing below adds to `dirty`.
-        for i in 0..self.dirty.len() {
-            let Some(&h) = self.dirty.get(i) else { break };
+        // Indexing, not iterating: `connection(h)` of an active `h` leaves
+        // the active list as it is.
+        for i in 0..self.endpoint.active().len() {
+            let Some(&h) = self.endpoint.active().get(i) else { break };
             let raw = self.raw.get(h.0).copied().unwrap_or(false);
             let Some(conn) = self.endpoint.connection(h) else {
                 continue;
@@ -361,70 +300,32 @@ impl Driver {
                     self.h3.insert(h, h3);
                 }
             }
-            self.endpoint.maintain(h);
         }
         while let Some((h, err)) = self.endpoint.poll_closed() {
             self.h3.remove(&h);
             self.set_raw(h, false);
-            self.timers.remove(h);
             self.closed.push_back((H3Handle(h), err));
         }
     }
 
-    /// Sends everything the dirty connections have, and stateless replies,
-    /// batching transmits of many connections per backend call.
+    /// Sends everything the active connections have, and stateless
+    /// replies, batching transmits of many connections per backend call.
     pub fn flush(&mut self) {
         // What the socket refused last time goes first, in order.
         if !self.sendq.send(&mut *self.backend) {
             return;
         }
         let now = Instant::now();
-        std::mem::swap(&mut self.dirty, &mut self.flushing);
-        let mut i = 0;
-        while i < self.flushing.len() {
-            let Some(&h) = self.flushing.get(i) else { break };
-            let mut blocked = false;
-            while let Some(conn) = self.endpoint.connection(h) {
-                let Some(room) = self.sendq.room() else {
-                    if self.sendq.send(&mut *self.backend) {
-                        continue;
-                    }
-                    blocked = true;
-                    break;
-                };
-                let Some(t) = conn.poll_transmit(now, room) else { break };
-                self.sendq.push(&t);
-            }
-            if blocked {
-                // The socket is full: this connection and the rest stay
-                // dirty and are flushed once it drains.
-                break;
-            }
-            self.clear_dirty(h);
-            let deadline = self.endpoint.connection_ref(h).and_then(|c| c.poll_timeout());
-            self.timers.set(h, deadline);
-            self.endpoint.maintain(h);
-            i += 1;
-        }
-        if i < self.flushing.len() {
-            for k in i..self.flushing.len() {
-                if let Some(&h) = self.flushing.get(k) {
-                    // Still marked dirty: put back without duplicates.
-                    self.dirty.push(h);
-                }
-            }
-            self.flushing.clear();
-            return;
-        }
-        self.flushing.clear();
         loop {
             let Some(room) = self.sendq.room() else {
                 if self.sendq.send(&mut *self.backend) {
                     continue;
                 }
+                // The socket is full: the endpoint keeps the rest of its
+                // active connections for the flush after it drains.
                 return;
             };
-            let Some(t) = self.endpoint.poll_transmit(room) else { break };
+            let Some(t) = self.endpoint.poll_transmit(now, room) else { break };
             self.sendq.push(&t);
         }
         let _ = self.sendq.send(&mut *self.backend);
@@ -440,20 +341,6 @@ impl Driver {
         while let Some(ev) = h3.poll_event() {
             self.events.push_back((h, ev));
         }
-        self.mark_dirty(h.0);
         Some(r)
-    }
-}
-
-/// `mark_dirty` on split borrows (the receive loop holds the backend's batch).
-fn mark(is_dirty: &mut Vec<bool>, dirty: &mut Vec<ConnectionHandle>, h: ConnectionHandle) {
-    if h.0 >= is_dirty.len() {
-        is_dirty.resize(h.0 + 1, false);
-    }
-    if let Some(d) = is_dirty.get_mut(h.0) {
-        if !*d {
-            *d = true;
-            dirty.push(h);
-        }
     }
 }

@@ -7,12 +7,10 @@
 //!   run HTTP/3, send).
 //! - [`server`]: accept connections and requests, respond, stream bodies.
 //! - [`client`]: connect, send requests, read responses, reuse tickets.
-//! - [`timers`]: one heap for all connection deadlines.
 
 pub mod client;
 pub mod driver;
 pub mod server;
-pub mod timers;
 
 pub use client::{Client, ClientOptions};
 pub use driver::{Driver, H3Handle};

@@ -71,6 +71,8 @@ impl ServerOptions {
 pub enum ServerError {
     Backend(BackendError),
     Tls(quic_core::tls::TlsConfigError),
+    /// The qlog writer thread could not start.
+    Qlog(std::io::Error),
 }
 
 impl core::fmt::Display for ServerError {
@@ -78,6 +80,7 @@ impl core::fmt::Display for ServerError {
         match self {
             ServerError::Backend(e) => write!(f, "{e}"),
             ServerError::Tls(e) => write!(f, "{e}"),
+            ServerError::Qlog(e) => write!(f, "qlog writer: {e}"),
         }
     }
 }
@@ -117,10 +120,12 @@ impl Server {
         sc.max_connections = opts.max_connections;
         if let Some(dir) = opts.qlog_dir.clone() {
             let worker = opts.worker_id;
+            // Files are created and written by the spool's thread: nothing
+            // on the packet path waits for the disk.
+            let spool = Arc::new(crate::qlog_spool::QlogSpool::start().map_err(ServerError::Qlog)?);
             sc.qlog = Some(Arc::new(move |odcid: &quic_core::cid::ConnectionId| {
                 let name = format!("worker{worker}-{}.sqlog", hex_cid(odcid));
-                let f = std::fs::File::create(dir.join(name)).ok()?;
-                Some(Box::new(std::io::BufWriter::new(f)) as Box<dyn std::io::Write + Send>)
+                Some(Box::new(spool.sink(dir.join(name))) as Box<dyn std::io::Write + Send>)
             }));
         }
         let mut ec = EndpointConfig::new(&opts.reset_secret);
@@ -225,7 +230,6 @@ impl Server {
         if fin && n == len {
             conn.finish(stream).map_err(|_| SendError::StreamClosed)?;
         }
-        self.driver.mark_dirty(h.0);
         Ok(n)
     }
 
@@ -256,7 +260,6 @@ impl Server {
             if let Some(c) = self.driver.endpoint.connection(h) {
                 c.close(now, code, b"server shutting down");
             }
-            self.driver.mark_dirty(h);
         }
     }
 

@@ -31,9 +31,9 @@ use crate::errors::{ErrorKind, QpError, QpResult};
 use crate::{fiber, signals, trace};
 
 /// H3_NO_ERROR (RFC 9114 §8.1): a graceful close.
-pub const H3_NO_ERROR: u64 = 0x100;
+pub const H3_NO_ERROR: u64 = h3_core::error::H3ErrorCode::H3_NO_ERROR.0;
 /// H3_REQUEST_CANCELLED: a stream the application abandons.
-pub const H3_REQUEST_CANCELLED: u64 = 0x10c;
+pub const H3_REQUEST_CANCELLED: u64 = h3_core::error::H3ErrorCode::H3_REQUEST_CANCELLED.0;
 /// Queued response bytes above which `sendBody` waits for the peer.
 pub const OUT_HIGH_WATER: usize = 4 * 1024 * 1024;
 /// How long a `close()` waits for its responses to be acknowledged.
@@ -491,7 +491,6 @@ impl ServerCore {
                 if let Some(c) = self.rt.driver().endpoint.connection(h.0) {
                     c.close(now, H3_NO_ERROR, b"");
                 }
-                self.rt.driver().mark_dirty(h.0);
                 self.closing.remove(&id);
             }
         }
@@ -521,7 +520,6 @@ impl ServerCore {
                 conn.reset_stream(sid, code);
                 conn.stop_sending(sid, code);
             }
-            self.rt.driver().mark_dirty(h.0);
         }
         if let Some(st) = self.sessions.get_mut(&id).and_then(|s| s.streams.get_mut(&sid)) {
             st.reset = Some(code);

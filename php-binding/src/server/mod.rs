@@ -105,6 +105,7 @@ fn bind_runtime(host: &str, port: i64, cfg: &ConfigData) -> QpResult<(RtServer, 
     let rt = RtServer::bind(opts).map_err(|e| match e {
         ServerError::Backend(e) => QpError::new(ErrorKind::Socket, format!("cannot listen on {addr}: {e}")),
         ServerError::Tls(e) => QpError::new(ErrorKind::Config, format!("TLS configuration: {e}")),
+        ServerError::Qlog(e) => QpError::new(ErrorKind::Config, format!("qlog: {e}")),
     })?;
     trace::event(&format!("worker {worker_id} listening on {} — {}", rt.local_addr(), rt.backend_description()));
     Ok((rt, worker_id))
@@ -574,6 +575,7 @@ impl Stream {
     }
 
     /// Abandons the stream (RESET_STREAM / STOP_SENDING with `$code`).
+    // The attribute needs a literal: 0x10c is H3_REQUEST_CANCELLED.
     #[php(defaults(code = 0x10c))]
     pub fn reset(&self, code: i64) {
         self.core.borrow_mut().reset_stream(self.session, self.id, code as u64);

@@ -101,10 +101,6 @@ impl LocalCids {
     pub fn poll_event(&mut self) -> Option<CidEvent> {
         self.events.pop_front()
     }
-
-    pub fn all(&self) -> impl Iterator<Item = ConnectionId> + '_ {
-        self.issued.iter().map(|(_, c, _)| *c)
-    }
 }
 
 /// RETIRE_CONNECTION_ID frames we may owe at once.

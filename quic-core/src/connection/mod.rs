@@ -21,8 +21,8 @@ mod keys;
 mod path;
 mod recv;
 mod send;
-pub mod spaces;
-pub mod streams;
+mod spaces;
+mod streams;
 mod version_negotiation;
 
 use std::collections::VecDeque;
@@ -44,11 +44,15 @@ use crate::tls::TlsSession;
 use crate::transport_params::{Role, TransportParameters, VersionInformation};
 use crate::version::Version;
 
-pub use cids::{CidEvent, LocalCids, RemoteCids};
-pub use keys::OneRttKeys;
+// The connection's parts stay inside the crate: a driver and an
+// application see the `Connection`, its events and its errors.
+pub(crate) use cids::{CidEvent, LocalCids, RemoteCids};
+pub(crate) use keys::OneRttKeys;
+pub use spaces::EcnCodepoint;
 use spaces::Retransmit;
-pub use spaces::{EcnCodepoint, PacketSpace, SentFrames};
-pub use streams::{StreamEvent, Streams};
+pub(crate) use spaces::{PacketSpace, SentFrames};
+pub use streams::StreamEvent;
+pub(crate) use streams::Streams;
 
 /// Which end of the connection we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,7 +411,12 @@ impl Connection {
             peer_params: None,
             idle_timeout: None,
             idle_deadline: None,
-            handshake_deadline: cfg.handshake_timeout.map(|t| deadline_after(now, t)),
+            // Servers only: the limit protects a server's state from
+            // clients that never finish. A client's handshake may take long
+            // on a bad path (30 % corruption, PTO backoff) while it still
+            // progresses; how long to wait is its application's choice, and
+            // the idle timeout bounds it.
+            handshake_deadline: cfg.handshake_timeout.filter(|_| side == Side::Server).map(|t| deadline_after(now, t)),
             ack_eliciting_sent_since_rx: false,
             close_deadline: None,
             keep_alive_deadline: None,

@@ -11,7 +11,7 @@ use crate::cid::ConnectionId;
 use crate::error::{Error, TransportErrorCode};
 use crate::frame::{AckFrame, Frame, FrameContext, FrameIter, StreamDir};
 use crate::packet::header::{negotiation_versions, KEY_PHASE_BIT, LONG_RESERVED_BITS, SHORT_RESERVED_BITS};
-use crate::packet::{number, LongType, PacketType, ProtectedHeader};
+use crate::packet::{number, LongType, PacketCursor, PacketType, ProtectedHeader};
 use crate::recovery::SpaceId;
 use crate::stream::{Dir, StreamId, StreamPart};
 
@@ -55,37 +55,27 @@ impl Connection {
         let cid_len = self.local_cids.cid_len();
         let total = data.len();
         let is_short = data.first().is_some_and(|b| b & 0x80 == 0);
-        let mut offset = 0;
         let mut first_dcid: Option<ConnectionId> = None;
         let mut decrypted_any = false;
-        while offset < total {
-            let rest = &mut data[offset..];
-            if offset > 0 && rest[0] == 0 {
-                break; // Zero padding after the last packet (RFC 9000 §12.2).
-            }
-            let header = match ProtectedHeader::parse(rest, cid_len) {
-                Ok(h) => h,
-                Err(_) => {
-                    self.stats.packets_dropped += 1;
-                    break;
-                }
+        let mut packets = PacketCursor::new(cid_len);
+        while let Some(next) = packets.next_in(data) {
+            let Ok((start, header)) = next else {
+                self.stats.packets_dropped += 1;
+                break;
             };
-            let len = header.len;
             // RFC 9000 §12.2: ignore coalesced packets for another connection.
             match first_dcid {
                 Some(d) if d != header.dcid => {
                     self.stats.packets_dropped += 1;
-                    offset += len;
                     continue;
                 }
                 None => first_dcid = Some(header.dcid),
                 _ => {}
             }
-            let packet = &mut rest[..len];
+            let Some(packet) = data.get_mut(start..start + header.len) else { break };
             if self.handle_packet(now, ecn, &header, packet) {
                 decrypted_any = true;
             }
-            offset += len;
             if matches!(self.state, State::Drained) {
                 return;
             }
@@ -715,7 +705,7 @@ impl Connection {
                 }
                 Retransmit::RetireConnectionId(seq) => self.remote_cids.pending_retire.push_back(seq),
                 Retransmit::NewToken => {}
-                Retransmit::DataBlocked | Retransmit::StreamDataBlocked(_) | Retransmit::StreamsBlockedBidi | Retransmit::StreamsBlockedUni => {}
+                Retransmit::DataBlocked => {}
             }
         }
     }

@@ -196,10 +196,6 @@ impl SentFrames {
     pub fn new(space: SpaceId) -> Self {
         Self { space, crypto: None, streams: SmallVec::new(), ack_largest: None, control: SmallVec::new(), ecn: false }
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.crypto.is_none() && self.streams.is_empty() && self.ack_largest.is_none() && self.control.is_empty()
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -220,9 +216,6 @@ pub enum Retransmit {
     MaxStreamsBidi,
     MaxStreamsUni,
     DataBlocked,
-    StreamDataBlocked(u64),
-    StreamsBlockedBidi,
-    StreamsBlockedUni,
     ResetStream(u64),
     StopSending(u64),
     NewConnectionId(u64),
@@ -273,12 +266,6 @@ impl PacketSpace {
             probes: 0,
             discarded: false,
         }
-    }
-
-    pub fn take_pn(&mut self) -> u64 {
-        let pn = self.next_pn;
-        self.next_pn += 1;
-        pn
     }
 }
 

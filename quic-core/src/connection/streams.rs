@@ -59,7 +59,6 @@ pub struct Streams {
     pub pending_max_stream_data: Vec<StreamId>,
     pub pending_stop_sending: Vec<(StreamId, u64)>,
     pub pending_reset: Vec<StreamId>,
-    pub pending_stream_data_blocked: Vec<(StreamId, u64)>,
     // Limits learned from the peer's transport parameters (RFC 9000 §18.2).
     peer_bidi_local: u64,
     peer_bidi_remote: u64,
@@ -93,7 +92,6 @@ impl Streams {
             pending_max_stream_data: Vec::new(),
             pending_stop_sending: Vec::new(),
             pending_reset: Vec::new(),
-            pending_stream_data_blocked: Vec::new(),
             peer_bidi_local: 0,
             peer_bidi_remote: 0,
             peer_uni: 0,

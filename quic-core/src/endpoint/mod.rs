@@ -23,7 +23,12 @@ use crate::tls::TlsSession;
 use crate::token::{TokenKey, TokenKind};
 use crate::version::Version;
 
+mod active;
 mod refusal;
+mod timers;
+
+use active::ActiveSet;
+use timers::TimerHeap;
 
 /// Index of a connection inside its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -258,6 +263,10 @@ pub struct Endpoint {
     closed: VecDeque<(ConnectionHandle, Option<crate::connection::ConnectionError>)>,
     /// The latest `now` passed in; `maintain` has none of its own.
     last_now: Instant,
+    /// Every connection's next deadline (`poll_timeout`, `handle_timeout`).
+    timers: TimerHeap,
+    /// Connections with work since their transmits were last drained.
+    active: ActiveSet,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -319,6 +328,8 @@ impl Endpoint {
             handshakes: 0,
             closed: VecDeque::new(),
             last_now: now,
+            timers: TimerHeap::default(),
+            active: ActiveSet::default(),
         }
     }
 
@@ -326,8 +337,20 @@ impl Endpoint {
         self.stats
     }
 
+    /// The connection `h`, to read events and streams or to write. It is
+    /// marked active: the next `poll_transmit` sends what the caller queued
+    /// and re-arms its timer.
     pub fn connection(&mut self, h: ConnectionHandle) -> Option<&mut Connection> {
-        self.connections.get_mut(h.0).and_then(|c| c.as_deref_mut())
+        let conn = self.connections.get_mut(h.0).and_then(|c| c.as_deref_mut())?;
+        self.active.mark(h);
+        Some(conn)
+    }
+
+    /// Connections that saw a datagram, a timer or the application since
+    /// their transmits were last drained, in that order: the ones whose
+    /// events an application layer should read this turn.
+    pub fn active(&self) -> &[ConnectionHandle] {
+        self.active.as_slice()
     }
 
     pub fn connection_ref(&self, h: ConnectionHandle) -> Option<&Connection> {
@@ -377,7 +400,9 @@ impl Endpoint {
                 self.connections.len() - 1
             }
         };
-        ConnectionHandle(idx)
+        let h = ConnectionHandle(idx);
+        self.active.mark(h);
+        h
     }
 
     /// Starts a client connection to `remote`.
@@ -441,6 +466,7 @@ impl Endpoint {
         if let Some(&h) = self.routes.get(&dcid).or_else(|| self.initial_routes.get(&dcid)) {
             if let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.as_deref_mut()) {
                 conn.handle_datagram(now, remote, ecn, data);
+                self.active.mark(h);
                 self.maintain(h);
                 return DatagramEvent::Connection(h);
             }
@@ -452,6 +478,7 @@ impl Endpoint {
             if let Some(&h) = self.client_remotes.get(&remote) {
                 if let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.as_deref_mut()) {
                     conn.handle_datagram(now, remote, ecn, data);
+                    self.active.mark(h);
                     self.maintain(h);
                     return DatagramEvent::Connection(h);
                 }
@@ -699,17 +726,52 @@ impl Endpoint {
         }
     }
 
-    /// A stateless response to send, written into `buf`.
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<Transmit> {
-        let (dest, data) = self.responses.pop_front()?;
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        Some(Transmit { destination: dest, ecn: None, size: n, segment_size: None })
+    /// The next datagram (or GSO batch) to send, written into `buf`:
+    /// stateless responses first, then what the active connections have.
+    /// A driver calls it until `None` after every batch of inputs; a
+    /// connection whose transmits are drained has its routing updated and
+    /// its timer re-armed here, and leaves the active set.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some((dest, data)) = self.responses.pop_front() {
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            return Some(Transmit { destination: dest, ecn: None, size: n, segment_size: None });
+        }
+        self.last_now = self.last_now.max(now);
+        while let Some(h) = self.active.front() {
+            if let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.as_deref_mut()) {
+                if let Some(t) = conn.poll_transmit(now, buf) {
+                    return Some(t);
+                }
+                let deadline = conn.poll_timeout();
+                self.timers.set(h, deadline);
+            }
+            self.active.pop_front();
+            self.maintain(h);
+        }
+        None
+    }
+
+    /// The earliest instant at which `handle_timeout` has work.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Fires the timers of every connection whose deadline is at or before
+    /// `now` (loss detection, PTO, idle and draining timeouts, pacing,
+    /// ACK delay); those connections become active.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        while let Some(h) = self.timers.pop_due(now) {
+            let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.as_deref_mut()) else { continue };
+            conn.handle_timeout(now);
+            self.active.mark(h);
+            self.maintain(h);
+        }
     }
 
     /// Updates routing after a connection did work; frees drained ones.
-    /// Call after driving a connection outside `handle` (timeouts, writes).
-    pub fn maintain(&mut self, h: ConnectionHandle) {
+    fn maintain(&mut self, h: ConnectionHandle) {
         let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.as_deref_mut()) else { return };
         while let Some(ev) = conn.poll_cid_event() {
             match ev {
@@ -750,6 +812,7 @@ impl Endpoint {
 
     fn remove(&mut self, h: ConnectionHandle) {
         let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.take()) else { return };
+        self.timers.remove(h);
         let slot = core::mem::take(self.slot(h));
         if let Some(dcid) = slot.initial_dcid {
             if self.initial_routes.get(&dcid) == Some(&h) {

@@ -276,34 +276,34 @@ pub fn peek_dcid(datagram: &[u8], short_dcid_len: usize) -> Option<ConnectionId>
     ConnectionId::new(datagram.get(6..6 + len)?).ok()
 }
 
-/// Iterates over the packets coalesced in one datagram (RFC 9000 §12.2).
+/// Walks the packets coalesced in one datagram (RFC 9000 §12.2) without
+/// holding a borrow of it, so the receive path can decrypt each packet in
+/// place between steps; [`CoalescedPackets`] is the same walk as an
+/// iterator over a shared slice.
 ///
-/// Yields each packet's start offset and its parsed header. Parsing stops at
-/// the first packet that fails (the rest of the datagram is unusable since its
-/// boundaries are unknown) and after a short header, which always extends to
-/// the end of the datagram.
+/// Each step yields a packet's start offset and its parsed header. The walk
+/// stops at the first packet that fails (the rest of the datagram is
+/// unusable since its boundaries are unknown), after a short header, a
+/// Version Negotiation or a Retry packet (each extends to the end of the
+/// datagram), and at zero padding after a packet.
 #[derive(Debug, Clone)]
-pub struct CoalescedPackets<'a> {
-    datagram: &'a [u8],
+pub struct PacketCursor {
     offset: usize,
     short_dcid_len: usize,
     done: bool,
 }
 
-impl<'a> CoalescedPackets<'a> {
-    pub fn new(datagram: &'a [u8], short_dcid_len: usize) -> Self {
-        Self { datagram, offset: 0, short_dcid_len, done: false }
+impl PacketCursor {
+    pub fn new(short_dcid_len: usize) -> Self {
+        Self { offset: 0, short_dcid_len, done: false }
     }
-}
 
-impl Iterator for CoalescedPackets<'_> {
-    type Item = Result<(usize, ProtectedHeader), HeaderError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next packet of `datagram` (always the same datagram).
+    pub fn next_in(&mut self, datagram: &[u8]) -> Option<Result<(usize, ProtectedHeader), HeaderError>> {
         if self.done {
             return None;
         }
-        let rest = self.datagram.get(self.offset..).filter(|r| !r.is_empty())?;
+        let rest = datagram.get(self.offset..).filter(|r| !r.is_empty())?;
         // RFC 9000 §12.2 / RFC 9001 §5.7: senders pad with zero bytes after the
         // last packet; a zero first byte cannot start a QUIC v1 packet (the
         // fixed bit is 0, and a short header cannot follow another packet
@@ -326,6 +326,28 @@ impl Iterator for CoalescedPackets<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// Iterates over the packets coalesced in one datagram: [`PacketCursor`]
+/// over a shared slice.
+#[derive(Debug, Clone)]
+pub struct CoalescedPackets<'a> {
+    datagram: &'a [u8],
+    cursor: PacketCursor,
+}
+
+impl<'a> CoalescedPackets<'a> {
+    pub fn new(datagram: &'a [u8], short_dcid_len: usize) -> Self {
+        Self { datagram, cursor: PacketCursor::new(short_dcid_len) }
+    }
+}
+
+impl Iterator for CoalescedPackets<'_> {
+    type Item = Result<(usize, ProtectedHeader), HeaderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.cursor.next_in(self.datagram)
     }
 }
 

@@ -4,7 +4,7 @@
 pub mod header;
 pub mod number;
 
-pub use header::{CoalescedPackets, HeaderError, HeaderLayout, LongHeader, LongType, PacketType, ProtectedHeader, ShortHeader};
+pub use header::{CoalescedPackets, HeaderError, HeaderLayout, LongHeader, LongType, PacketCursor, PacketType, ProtectedHeader, ShortHeader};
 
 /// RFC 9000 §14.1: a client pads datagrams carrying Initial packets to at
 /// least 1200 bytes; a server drops smaller ones.

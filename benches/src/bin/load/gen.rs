@@ -158,9 +158,8 @@ impl Generator {
 
     pub fn close(&mut self, h: H3Handle) {
         if let Some(c) = self.driver.endpoint.connection(h.0) {
-            c.close(Instant::now(), 0x100, b"");
+            c.close(Instant::now(), h3_core::error::H3ErrorCode::H3_NO_ERROR.0, b"");
         }
-        self.driver.mark_dirty(h.0);
         self.connected.retain(|x| *x != h);
     }
 

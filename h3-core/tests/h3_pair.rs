@@ -12,15 +12,8 @@ use h3_core::qpack::HeaderField;
 use quic_core::config::TransportConfig;
 use quic_core::connection::{ConnectionError, Side};
 use quic_core::stream::{Dir, StreamId};
-use quicpro_tests::pair::*;
-
-struct H3Pair {
-    p: Pair,
-    client: H3Connection,
-    server: H3Connection,
-    client_events: Vec<H3Event>,
-    server_events: Vec<H3Event>,
-}
+use quicpro_sim::h3_pair::H3Pair;
+use quicpro_sim::pair::*;
 
 fn hf(n: &str, v: &str) -> HeaderField {
     HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
@@ -37,54 +30,12 @@ fn get(path: &str) -> Vec<HeaderField> {
     ]
 }
 
-impl H3Pair {
-    fn new(seed: u64) -> Self {
-        let c = certs();
-        let t = TransportConfig { max_concurrent_bidi_streams: 300, ..TransportConfig::default() };
-        let mut p = Pair::new(seed, server_tls(&c), client_tls(&c), t);
-        p.handshake();
-        let mut s = Self {
-            p,
-            client: H3Connection::new(Side::Client, H3Config::default()),
-            server: H3Connection::new(Side::Server, H3Config::default()),
-            client_events: Vec::new(),
-            server_events: Vec::new(),
-        };
-        s.pump();
-        s
-    }
-
-    /// Runs both HTTP/3 layers once and collects their events.
-    fn pump(&mut self) {
-        let now = self.p.now;
-        if self.p.client.connection_ref(self.p.client_conn).is_some() {
-            let conn = self.p.client.connection(self.p.client_conn).unwrap();
-            let _ = self.client.process(conn, now);
-            while let Some(e) = self.client.poll_event() {
-                self.client_events.push(e);
-            }
-        }
-        if let Some(h) = self.p.server_conn {
-            if let Some(conn) = self.p.server.connection(h) {
-                let _ = self.server.process(conn, now);
-                while let Some(e) = self.server.poll_event() {
-                    self.server_events.push(e);
-                }
-            }
-        }
-    }
-
-    fn run(&mut self, limit: Duration, mut cond: impl FnMut(&mut Self) -> bool) {
-        let end = self.p.now + limit;
-        loop {
-            self.pump();
-            if cond(self) {
-                return;
-            }
-            assert!(self.p.now < end, "condition not met in {limit:?}");
-            assert!(self.p.step(), "network idle before the condition held");
-        }
-    }
+/// Handshake done and both HTTP/3 layers run once (SETTINGS queued).
+fn h3_pair(seed: u64) -> H3Pair {
+    let t = TransportConfig { max_concurrent_bidi_streams: 300, ..TransportConfig::default() };
+    let mut h = H3Pair::new(seed, H3Config::default(), H3Config::default(), t);
+    h.pump();
+    h
 }
 
 /// A server that answers GET /<n> with n bytes and echoes POST bodies' length.
@@ -182,7 +133,7 @@ fn client_collect(h: &mut H3Pair, resps: &mut HashMap<StreamId, Resp>) {
 
 #[test]
 fn get_request_and_response() {
-    let mut h = H3Pair::new(1);
+    let mut h = h3_pair(1);
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     let id = h.client.send_request(conn, &get("/1000"), true).unwrap();
     let mut bodies = HashMap::new();
@@ -200,7 +151,7 @@ fn get_request_and_response() {
 
 #[test]
 fn thousand_sequential_gets_use_the_dynamic_table() {
-    let mut h = H3Pair::new(2);
+    let mut h = h3_pair(2);
     let mut bodies = HashMap::new();
     let mut resps = HashMap::new();
     for i in 0..1000 {
@@ -220,7 +171,7 @@ fn thousand_sequential_gets_use_the_dynamic_table() {
 
 #[test]
 fn two_hundred_concurrent_requests() {
-    let mut h = H3Pair::new(3);
+    let mut h = h3_pair(3);
     let mut ids = Vec::new();
     for i in 0..200 {
         let conn = h.p.client.connection(h.p.client_conn).unwrap();
@@ -240,7 +191,7 @@ fn two_hundred_concurrent_requests() {
 
 #[test]
 fn large_post_body_with_trailers() {
-    let mut h = H3Pair::new(4);
+    let mut h = h3_pair(4);
     let size = 5 << 20;
     let body = Bytes::from(pattern(size));
     let headers =
@@ -289,7 +240,7 @@ fn large_post_body_with_trailers() {
 
 #[test]
 fn goaway_refuses_later_requests() {
-    let mut h = H3Pair::new(5);
+    let mut h = h3_pair(5);
     let mut bodies = HashMap::new();
     let mut resps = HashMap::new();
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
@@ -330,7 +281,7 @@ fn server_closed_with(h: &mut H3Pair, code: H3ErrorCode) {
 
 #[test]
 fn data_before_headers_is_frame_unexpected() {
-    let mut h = H3Pair::new(6);
+    let mut h = h3_pair(6);
     // DATA frame (type 0, length 3) as the first frame of a request.
     raw_client_stream(&mut h, Dir::Bi, &[0x00, 0x03, b'a', b'b', b'c'], true);
     server_closed_with(&mut h, H3ErrorCode::H3_FRAME_UNEXPECTED);
@@ -338,7 +289,7 @@ fn data_before_headers_is_frame_unexpected() {
 
 #[test]
 fn second_control_stream_is_stream_creation_error() {
-    let mut h = H3Pair::new(7);
+    let mut h = h3_pair(7);
     // Stream type 0x00 (control) followed by an empty SETTINGS frame.
     raw_client_stream(&mut h, Dir::Uni, &[0x00, 0x04, 0x00], false);
     server_closed_with(&mut h, H3ErrorCode::H3_STREAM_CREATION_ERROR);
@@ -346,7 +297,7 @@ fn second_control_stream_is_stream_creation_error() {
 
 #[test]
 fn missing_pseudo_header_resets_the_stream() {
-    let mut h = H3Pair::new(8);
+    let mut h = h3_pair(8);
     // A request without :path: a malformed message is a stream error (§4.1.2).
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     let _ = conn;
@@ -376,7 +327,7 @@ fn missing_pseudo_header_resets_the_stream() {
 
 #[test]
 fn closing_the_control_stream_is_closed_critical_stream() {
-    let mut h = H3Pair::new(9);
+    let mut h = h3_pair(9);
     raw_client_stream(&mut h, Dir::Uni, &[0x00, 0x04, 0x00], true);
     // The client's own control stream already exists, so this is a second
     // one: the first error wins. Use a fresh pair where the raw control
@@ -410,7 +361,7 @@ fn closing_the_control_stream_is_closed_critical_stream() {
 fn client_keeps_the_response_after_stop_sending() {
     // RFC 9114 §4.1.1: a server may stop reading the request (STOP_SENDING)
     // and still send a complete response, which the client must not discard.
-    let mut h = H3Pair::new(11);
+    let mut h = h3_pair(11);
     let headers = vec![hf(":method", "POST"), hf(":scheme", "https"), hf(":authority", "localhost"), hf(":path", "/upload")];
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     let id = h.client.send_request(conn, &headers, false).unwrap();
@@ -498,7 +449,7 @@ fn goaway_with_increasing_id_is_id_error() {
 
 #[test]
 fn reference_to_missing_dynamic_entry_is_decompression_failed() {
-    let mut h = H3Pair::new(23);
+    let mut h = h3_pair(23);
     // HEADERS with Required Insert Count 0, Base 0, then an Indexed Field
     // Line into the dynamic table (T=0, index 0): RFC 9204 §2.2.3 makes a
     // reference to an entry that cannot exist a QPACK_DECOMPRESSION_FAILED.
@@ -508,7 +459,7 @@ fn reference_to_missing_dynamic_entry_is_decompression_failed() {
 
 #[test]
 fn invalid_static_index_is_decompression_failed() {
-    let mut h = H3Pair::new(24);
+    let mut h = h3_pair(24);
     // Indexed Field Line, static (T=1), index 99 = 63 + 36: the static table
     // ends at 98 (RFC 9204 Appendix A), so §3.1 makes this an error.
     raw_client_stream(&mut h, Dir::Bi, &[0x01, 0x04, 0x00, 0x00, 0xff, 0x24], true);
@@ -517,7 +468,7 @@ fn invalid_static_index_is_decompression_failed() {
 
 #[test]
 fn too_many_blocked_streams_is_decompression_failed() {
-    let mut h = H3Pair::new(25);
+    let mut h = h3_pair(25);
     let limit = H3Config::default().qpack_blocked_streams;
     // Each request's section needs insert 1, which never comes: Encoded
     // Required Insert Count 2 (RFC 9204 §4.5.1.1 with MaxEntries 4096/32 =
@@ -531,7 +482,7 @@ fn too_many_blocked_streams_is_decompression_failed() {
 
 #[test]
 fn http2_only_frame_type_on_request_is_frame_unexpected() {
-    let mut h = H3Pair::new(26);
+    let mut h = h3_pair(26);
     // Frame type 0x2 (HTTP/2 PRIORITY) is reserved (RFC 9114 §7.2.8, §11.2.1):
     // receiving it is H3_FRAME_UNEXPECTED.
     raw_client_stream(&mut h, Dir::Bi, &[0x02, 0x00], true);
@@ -540,7 +491,7 @@ fn http2_only_frame_type_on_request_is_frame_unexpected() {
 
 #[test]
 fn connection_specific_header_resets_the_stream() {
-    let mut h = H3Pair::new(27);
+    let mut h = h3_pair(27);
     // RFC 9114 §4.2: `connection` makes the message malformed (§4.1.2): the
     // stream is reset with H3_MESSAGE_ERROR, the connection carries on.
     let mut section = Vec::new();
@@ -579,7 +530,7 @@ fn connection_specific_header_resets_the_stream() {
 /// no polling after WouldBlock.
 #[test]
 fn writable_and_acknowledged_events_drive_a_blocked_sender() {
-    let mut h = H3Pair::new(41);
+    let mut h = h3_pair(41);
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     let id = h.client.send_request(conn, &get("/big"), true).unwrap();
     h.run(Duration::from_secs(5), |h| h.server_events.iter().any(|e| matches!(e, H3Event::Headers { .. })));

@@ -1,5 +1,6 @@
-//! A minimal in-memory harness: two endpoints exchanging datagrams over
-//! simulated time, optionally dropping packets.
+//! Two quic-core endpoints on simulated time, exchanging datagrams over a
+//! pair of simulated [`Link`]s (one per direction): the one impairment
+//! model of the tests and of the interop relay.
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
 use std::collections::HashMap;
@@ -15,6 +16,11 @@ use quic_core::rand::{RandomSource, SeededRandom};
 use quic_core::tls::{ClientTlsOptions, ServerTlsOptions};
 use quic_core::Version;
 
+use crate::link::{EcnMangle, Link, LinkConfig, LinkStats};
+
+/// One-way delay of the links a pair starts with.
+pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);
+
 pub struct Pair {
     pub now: Instant,
     pub server: Endpoint,
@@ -29,18 +35,10 @@ pub struct Pair {
     pub blackhole_server_to_client: bool,
     pub server_conn: Option<ConnectionHandle>,
     pub rng: SeededRandom,
-    /// Probability of dropping each datagram, both directions.
-    pub loss: f64,
-    /// One-way delay.
-    pub delay: Duration,
-    /// Extra random delay in [0, jitter) per datagram: reorders packets.
-    pub jitter: Duration,
-    /// (arrival, from client, datagram, address): for a client datagram the
+    /// For a datagram crossing `links`, by link and send sequence number (a
+    /// duplicate keeps its original's number): for a client datagram the
     /// source the server sees (the client's address when it was sent), for
     /// a server datagram its destination.
-    in_flight: Vec<(Instant, bool, Vec<u8>, SocketAddr, u8)>,
-    /// The same addresses for datagrams crossing `links`, by link and send
-    /// sequence number (a duplicate keeps its original's number).
     link_addrs: [HashMap<u64, SocketAddr>; 2],
     link_sends: [u64; 2],
     /// Server datagrams to an address other than the client's current one
@@ -52,17 +50,17 @@ pub struct Pair {
     /// `held` instead of delivered (one per unit).
     pub hold_client_datagrams: usize,
     pub held: Vec<(SocketAddr, Vec<u8>)>,
-    /// When set, datagrams cross these simulated links (client→server,
-    /// server→client) instead of the simple delay/loss model above.
-    links: Option<[crate::sim::Link; 2]>,
+    /// Client→server and server→client.
+    links: [Link; 2],
     pub delivered: u64,
-    pub dropped: u64,
+    /// Datagrams dropped by the blackhole switches (the links count theirs).
+    blackholed: u64,
     /// Bytes sent server→client before the server received anything beyond
     /// the first flight (for amplification checks).
     pub server_sent: u64,
     pub client_sent: u64,
     /// ECN middleboxes: [client→server, server→client].
-    pub ecn_mangle: [Option<crate::sim::EcnMangle>; 2],
+    pub ecn_mangle: [Option<EcnMangle>; 2],
     /// Datagrams delivered with each ECN codepoint (two bits), by direction
     /// [client→server, server→client].
     pub ecn_delivered: [[u64; 4]; 2],
@@ -164,6 +162,7 @@ impl Pair {
         let client_addr: SocketAddr = "198.18.0.2:50000".parse().unwrap();
         let client_conn = client.connect(now, &cc, server_addr, "localhost", bytes::Bytes::new()).unwrap();
         let client_config = cc;
+        let links = [Link::new(LinkConfig::new(DEFAULT_DELAY), rng.next_u64()), Link::new(LinkConfig::new(DEFAULT_DELAY), rng.next_u64())];
         Self {
             now,
             server,
@@ -176,19 +175,15 @@ impl Pair {
             blackhole_server_to_client: false,
             server_conn: None,
             rng,
-            loss: 0.0,
-            delay: Duration::from_millis(10),
-            jitter: Duration::ZERO,
-            in_flight: Vec::new(),
             link_addrs: [HashMap::new(), HashMap::new()],
             link_sends: [0; 2],
             dropped_stale_destination: 0,
             server_sent_to: HashMap::new(),
             hold_client_datagrams: 0,
             held: Vec::new(),
-            links: None,
+            links,
             delivered: 0,
-            dropped: 0,
+            blackholed: 0,
             server_sent: 0,
             client_sent: 0,
             ecn_mangle: [None, None],
@@ -214,50 +209,29 @@ impl Pair {
         self.server.connection(h).unwrap()
     }
 
-    /// Moves all pending transmits into flight.
+    /// Moves all pending transmits (the connections' and the endpoints'
+    /// stateless replies) into flight.
     fn collect(&mut self) -> bool {
         let mut any = false;
         let mut buf = vec![0u8; 65536];
         for from_client in [true, false] {
             let ep = if from_client { &mut self.client } else { &mut self.server };
-            let handles: Vec<_> = ep.handles().collect();
-            for h in handles {
-                let now = self.now;
-                while let Some(t) = ep.connection(h).and_then(|conn| conn.poll_transmit(now, &mut buf)) {
-                    ep.maintain(h);
-                    any = true;
-                    let seg = t.segment_size.unwrap_or(t.size);
-                    let ecn = t.ecn.map_or(0, |e| e.bits());
-                    let addr = if from_client { self.client_addr } else { t.destination };
-                    for chunk in buf[..t.size].chunks(seg) {
-                        if from_client {
-                            self.client_sent += chunk.len() as u64;
-                        } else {
-                            self.server_sent += chunk.len() as u64;
-                            *self.server_sent_to.entry(addr).or_default() += chunk.len() as u64;
-                        }
-                        if let Some(links) = &mut self.links {
-                            let i = usize::from(!from_client);
-                            self.link_addrs[i].insert(self.link_sends[i], addr);
-                            self.link_sends[i] += 1;
-                            links[i].send_tagged(self.now, chunk.to_vec(), u64::from(ecn));
-                            continue;
-                        }
-                        let extra = if self.jitter.is_zero() { Duration::ZERO } else { self.jitter.mul_f64(self.rng.unit()) };
-                        self.in_flight.push((self.now + self.delay + extra, from_client, chunk.to_vec(), addr, ecn));
-                    }
-                }
-            }
-            while let Some(t) = ep.poll_transmit(&mut buf) {
+            while let Some(t) = ep.poll_transmit(self.now, &mut buf) {
                 any = true;
+                let seg = t.segment_size.unwrap_or(t.size);
+                let ecn = t.ecn.map_or(0, |e| e.bits());
                 let addr = if from_client { self.client_addr } else { t.destination };
-                if let Some(links) = &mut self.links {
+                for chunk in buf[..t.size].chunks(seg) {
+                    if from_client {
+                        self.client_sent += chunk.len() as u64;
+                    } else {
+                        self.server_sent += chunk.len() as u64;
+                        *self.server_sent_to.entry(addr).or_default() += chunk.len() as u64;
+                    }
                     let i = usize::from(!from_client);
                     self.link_addrs[i].insert(self.link_sends[i], addr);
                     self.link_sends[i] += 1;
-                    links[i].send(self.now, buf[..t.size].to_vec());
-                } else {
-                    self.in_flight.push((self.now + self.delay, from_client, buf[..t.size].to_vec(), addr, 0));
+                    self.links[i].send_tagged(self.now, chunk.to_vec(), u64::from(ecn));
                 }
             }
         }
@@ -267,21 +241,11 @@ impl Pair {
     fn deliver_due(&mut self) -> bool {
         let now = self.now;
         let mut due: Vec<_> = Vec::new();
-        self.in_flight.retain(|(t, c, d, a, e)| {
-            if *t <= now {
-                due.push((*c, d.clone(), *a, *e));
-                false
-            } else {
-                true
-            }
-        });
-        if let Some(links) = &mut self.links {
-            for (i, from_client) in [(0usize, true), (1, false)] {
-                while let Some(d) = links[i].poll_deliver(now) {
-                    let a = self.link_addrs[i].get(&d.id).copied();
-                    let a = a.unwrap_or(if from_client { self.client_addr } else { self.server_addr });
-                    due.push((from_client, d.data, a, d.tag as u8));
-                }
+        for (i, from_client) in [(0usize, true), (1, false)] {
+            while let Some(d) = self.links[i].poll_deliver(now) {
+                let a = self.link_addrs[i].get(&d.id).copied();
+                let a = a.unwrap_or(if from_client { self.client_addr } else { self.server_addr });
+                due.push((from_client, d.data, a, d.tag as u8));
             }
         }
         let any = !due.is_empty();
@@ -292,11 +256,8 @@ impl Pair {
                 None => ecn,
             };
             let ecn_cp = quic_core::connection::EcnCodepoint::from_bits(ecn);
-            if (from_client && self.blackhole_client_to_server)
-                || (!from_client && self.blackhole_server_to_client)
-                || (self.loss > 0.0 && self.rng.unit() < self.loss)
-            {
-                self.dropped += 1;
+            if (from_client && self.blackhole_client_to_server) || (!from_client && self.blackhole_server_to_client) {
+                self.blackholed += 1;
                 continue;
             }
             if !from_client && addr != self.client_addr {
@@ -324,38 +285,23 @@ impl Pair {
     }
 
     fn next_event(&mut self) -> Option<Instant> {
-        let mut t: Option<Instant> = self.in_flight.iter().map(|(t, _, _, _, _)| *t).min();
-        if let Some(links) = &self.links {
-            for l in links {
-                if let Some(x) = l.next_delivery_time() {
-                    t = Some(t.map_or(x, |t| t.min(x)));
-                }
+        let mut t: Option<Instant> = None;
+        for l in &self.links {
+            if let Some(x) = l.next_delivery_time() {
+                t = Some(t.map_or(x, |t| t.min(x)));
             }
         }
         for ep in [&mut self.client, &mut self.server] {
-            let handles: Vec<_> = ep.handles().collect();
-            for h in handles {
-                if let Some(x) = ep.connection_ref(h).and_then(|c| c.poll_timeout()) {
-                    t = Some(t.map_or(x, |t| t.min(x)));
-                }
+            if let Some(x) = ep.poll_timeout() {
+                t = Some(t.map_or(x, |t| t.min(x)));
             }
         }
         t
     }
 
     fn fire_timers(&mut self) {
-        let now = self.now;
-        for ep in [&mut self.client, &mut self.server] {
-            let handles: Vec<_> = ep.handles().collect();
-            for h in handles {
-                if let Some(c) = ep.connection(h) {
-                    if c.poll_timeout().is_some_and(|t| t <= now) {
-                        c.handle_timeout(now);
-                    }
-                }
-                ep.maintain(h);
-            }
-        }
+        self.client.handle_timeout(self.now);
+        self.server.handle_timeout(self.now);
     }
 
     /// One step: send, deliver, fire timers, advance to the next event.
@@ -432,20 +378,41 @@ impl Pair {
     /// datagram, or a forged copy).
     pub fn inject_to_server(&mut self, from: SocketAddr, mut data: Vec<u8>) {
         self.server.handle(self.now, from, None, &mut data);
-        if let Some(h) = self.server_conn {
-            self.server.maintain(h);
+    }
+
+    /// Gives the links new behaviour from now on (client→server,
+    /// server→client); datagrams in flight keep their schedule.
+    pub fn set_links(&mut self, client_to_server: LinkConfig, server_to_client: LinkConfig) {
+        self.links[0].set_config(client_to_server);
+        self.links[1].set_config(server_to_client);
+    }
+
+    /// Random loss of each datagram with probability `loss`, both ways.
+    pub fn set_loss(&mut self, loss: f64) {
+        for l in &mut self.links {
+            let mut c = l.config().clone();
+            c.loss = loss;
+            l.set_config(c);
         }
     }
 
-    /// Routes all further datagrams through simulated links (see `sim`).
-    pub fn set_links(&mut self, client_to_server: crate::sim::LinkConfig, server_to_client: crate::sim::LinkConfig) {
-        let a = self.rng.next_u64();
-        let b = self.rng.next_u64();
-        self.links = Some([crate::sim::Link::new(client_to_server, a), crate::sim::Link::new(server_to_client, b)]);
+    /// Every datagram gets a random extra delay in `[0, jitter]`, both
+    /// ways, so later datagrams overtake earlier ones.
+    pub fn set_jitter(&mut self, jitter: Duration) {
+        for l in &mut self.links {
+            let c = l.config().clone().with_reorder_range(1.0, Duration::ZERO, jitter);
+            l.set_config(c);
+        }
     }
 
-    pub fn link_stats(&self) -> Option<[crate::sim::LinkStats; 2]> {
-        self.links.as_ref().map(|l| [l[0].stats(), l[1].stats()])
+    pub fn link_stats(&self) -> [LinkStats; 2] {
+        [self.links[0].stats(), self.links[1].stats()]
+    }
+
+    /// Datagrams lost on the way, both directions: the links' drops and
+    /// the blackhole switches'.
+    pub fn dropped(&self) -> u64 {
+        self.blackholed + self.links[0].stats().dropped() + self.links[1].stats().dropped()
     }
 
     /// Opens a second client connection to the same server with the same

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use quic_core::config::TransportConfig;
 use quic_core::stream::Dir;
-use quicpro_tests::pair::*;
-use quicpro_tests::qlog_sink::QlogSink;
-use quicpro_tests::sim::LinkConfig;
+use quicpro_sim::link::LinkConfig;
+use quicpro_sim::pair::*;
+use quicpro_sim::qlog_sink::QlogSink;
 
 const LINK_BPS: u64 = 50_000_000;
 
@@ -70,7 +70,7 @@ fn download(seed: u64, link: LinkConfig, size: usize) -> Download {
     });
     let end = end.unwrap_or_else(|| panic!("download of {size} B incomplete: {got} B"));
     let secs = (end - start).as_secs_f64();
-    let [_, down] = p.link_stats().unwrap();
+    let [_, down] = p.link_stats();
     Download { goodput_bps: size as f64 * 8.0 / secs, server: p.server().stats(), reordered: down.reordered }
 }
 

@@ -14,8 +14,8 @@
 use std::time::{Duration, Instant};
 
 use quic_core::config::TransportConfig;
-use quicpro_tests::pair::*;
-use quicpro_tests::sim::{BurstCapped, LinkConfig};
+use quicpro_sim::link::{BurstCapped, LinkConfig};
+use quicpro_sim::pair::*;
 
 /// Simulated time allowed per handshake: far beyond what any completed
 /// one needed, below the 30 s idle timeout that would end it.
@@ -112,7 +112,7 @@ fn probes_repeat_an_unacknowledged_handshake_done() {
     // Our client also confirms on an acknowledged 1-RTT packet (RFC 9001
     // §4.1.2), aioquic's only on HANDSHAKE_DONE: the client's qlog shows
     // which frames arrived.
-    let sink = quicpro_tests::qlog_sink::QlogSink::default();
+    let sink = quicpro_sim::qlog_sink::QlogSink::default();
     let now = p.now;
     p.client().enable_qlog(Box::new(sink.clone()), now);
     let mut wrote = false;
@@ -155,7 +155,7 @@ fn probes_repeat_an_unacknowledged_handshake_done() {
 
 /// Whether the client's qlog has a packet with HANDSHAKE_DONE received
 /// after `ms` (relative time of the trace).
-fn handshake_done_received_after(sink: &quicpro_tests::qlog_sink::QlogSink, ms: f64) -> bool {
+fn handshake_done_received_after(sink: &quicpro_sim::qlog_sink::QlogSink, ms: f64) -> bool {
     sink.events("quic:packet_received").iter().any(|e| {
         e["time"].as_f64().is_some_and(|t| t >= ms) && e["data"]["frames"].as_array().is_some_and(|f| f.iter().any(|f| f["frame_type"] == "handshake_done"))
     })
@@ -242,7 +242,7 @@ fn every_probe_datagram_carries_the_whole_handshake_flight() {
             break;
         }
     }
-    let [_, down] = p.link_stats().unwrap();
+    let [_, down] = p.link_stats();
     assert!(down.dropped() >= 2, "{down:?}");
     assert!(!p.client().is_handshaking(), "the client completed its handshake from the second probe datagram alone");
 }

@@ -7,7 +7,7 @@ use quic_core::crypto::Keys;
 use quic_core::frame::{Frame, FrameContext, FrameIter};
 use quic_core::packet::{number, CoalescedPackets, LongType, PacketType};
 use quic_core::Version;
-use quicpro_tests::{shared_data, unhex};
+use quicpro_sim::data::{shared_data, unhex};
 use serde_json::Value;
 
 fn field<'a>(e: &'a Value, k: &str) -> &'a str {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use quic_core::config::TransportConfig;
 use quic_core::connection::ConnectionError;
 use quic_core::{TransportErrorCode, Version};
-use quicpro_tests::pair::*;
+use quicpro_sim::pair::*;
 
 #[test]
 fn a_client_beyond_max_connections_is_refused_at_once() {
@@ -42,7 +42,6 @@ fn a_client_beyond_max_connections_is_refused_at_once() {
     // Once it ends, there is room again.
     let now = p.now;
     p.client.connection(first).unwrap().close(now, 0, b"bye");
-    p.client.maintain(first);
     p.run_until(Duration::from_secs(10), |p| p.server.connection_ref(first_server).is_none());
     assert_eq!(p.server.connection_count(), 0);
     p.reconnect();

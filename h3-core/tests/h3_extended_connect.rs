@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use h3_core::capsule::{self, Capsule};
-use h3_core::connection::{H3Config, H3Connection, H3Event, SendError};
+use h3_core::connection::{H3Config, H3Event, SendError};
 use h3_core::datagram::DatagramError;
-use h3_core::error::{H3Error, H3ErrorCode};
+use h3_core::error::H3ErrorCode;
 use h3_core::frame::Frame;
 use h3_core::qpack::{Encoder, EncoderConfig, HeaderField};
 use quic_core::codec::Writer;
 use quic_core::config::TransportConfig;
-use quic_core::connection::{Connection, ConnectionError, Side};
+use quic_core::connection::{Connection, ConnectionError};
 use quic_core::stream::{Dir, StreamId, StreamReadError};
-use quicpro_tests::pair::*;
-use quicpro_tests::sim::LinkConfig;
+use quicpro_sim::h3_pair::H3Pair;
+use quicpro_sim::link::LinkConfig;
 
 fn hf(n: &str, v: &str) -> HeaderField {
     HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
@@ -44,33 +44,20 @@ fn h3x() -> H3Config {
     H3Config { enable_connect_protocol: true, enable_datagrams: true, ..H3Config::default() }
 }
 
-struct X {
-    p: Pair,
-    client: H3Connection,
-    server: H3Connection,
-    ce: Vec<H3Event>,
-    se: Vec<H3Event>,
-    client_err: Option<H3Error>,
-    server_err: Option<H3Error>,
+/// The shared HTTP/3 pair, with this file's helpers (`XExt`).
+type X = H3Pair;
+
+trait XExt {
+    fn default_transport() -> TransportConfig;
+    fn ready(seed: u64) -> Self;
+    fn cconn(&mut self) -> &mut Connection;
+    fn send_request(&mut self, headers: &[HeaderField], fin: bool) -> Result<StreamId, SendError>;
+    fn open_tunnel(&mut self, protocol: &str) -> StreamId;
+    fn take_datagrams(events: &mut Vec<H3Event>, out: &mut Vec<(StreamId, Bytes)>);
+    fn client_close_code(&mut self) -> u64;
 }
 
-impl X {
-    /// Handshake done; the HTTP/3 layers have not run yet.
-    fn new(seed: u64, client: H3Config, server: H3Config, transport: TransportConfig) -> Self {
-        let c = certs();
-        let mut p = Pair::new(seed, server_tls(&c), client_tls(&c), transport);
-        p.handshake();
-        Self {
-            p,
-            client: H3Connection::new(Side::Client, client),
-            server: H3Connection::new(Side::Server, server),
-            ce: Vec::new(),
-            se: Vec::new(),
-            client_err: None,
-            server_err: None,
-        }
-    }
-
+impl XExt for H3Pair {
     fn default_transport() -> TransportConfig {
         TransportConfig { max_concurrent_bidi_streams: 100, ..TransportConfig::default() }
     }
@@ -86,55 +73,6 @@ impl X {
         self.p.client.connection(self.p.client_conn).unwrap()
     }
 
-    fn pump(&mut self) {
-        let now = self.p.now;
-        if let Some(conn) = self.p.client.connection(self.p.client_conn) {
-            if let Err(e) = self.client.process(conn, now) {
-                self.client_err.get_or_insert(e);
-            }
-            while let Some(e) = self.client.poll_event() {
-                self.ce.push(e);
-            }
-        }
-        if let Some(conn) = self.p.server_conn.and_then(|h| self.p.server.connection(h)) {
-            if let Err(e) = self.server.process(conn, now) {
-                self.server_err.get_or_insert(e);
-            }
-            while let Some(e) = self.server.poll_event() {
-                self.se.push(e);
-            }
-        }
-    }
-
-    fn run(&mut self, limit: Duration, mut cond: impl FnMut(&mut Self) -> bool) {
-        let end = self.p.now + limit;
-        loop {
-            self.pump();
-            if cond(self) {
-                return;
-            }
-            assert!(self.p.now < end, "condition not met in {limit:?}");
-            if !self.p.step() {
-                panic!(
-                    "network idle before the condition held: errors {:?} {:?}; server events {:?}; client events {:?}",
-                    self.client_err, self.server_err, self.se, self.ce
-                );
-            }
-        }
-    }
-
-    /// Lets `d` of simulated time pass (no condition, no jump beyond it).
-    fn run_for(&mut self, d: Duration) {
-        let end = self.p.now + d;
-        loop {
-            self.pump();
-            if !self.p.step_until(end) {
-                break;
-            }
-        }
-        self.pump();
-    }
-
     fn send_request(&mut self, headers: &[HeaderField], fin: bool) -> Result<StreamId, SendError> {
         let conn = self.p.client.connection(self.p.client_conn).unwrap();
         self.client.send_request(conn, headers, fin)
@@ -143,8 +81,8 @@ impl X {
     /// Client opens an Extended CONNECT tunnel; the server answers 200.
     fn open_tunnel(&mut self, protocol: &str) -> StreamId {
         let id = self.send_request(&ext_connect(protocol), false).unwrap();
-        self.run(Duration::from_secs(5), |x| x.se.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
-        let headers = self.se.iter().find_map(|e| match e {
+        self.run(Duration::from_secs(5), |x| x.server_events.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
+        let headers = self.server_events.iter().find_map(|e| match e {
             H3Event::Headers { stream, headers, fin } if *stream == id => Some((headers.clone(), *fin)),
             _ => None,
         });
@@ -155,8 +93,8 @@ impl X {
         let sh = self.p.server_conn.unwrap();
         let conn = self.p.server.connection(sh).unwrap();
         self.server.send_response(conn, id, 200, &[hf("capsule-protocol", "?1")], false).unwrap();
-        self.run(Duration::from_secs(5), |x| x.ce.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
-        let status = self.ce.iter().find_map(|e| match e {
+        self.run(Duration::from_secs(5), |x| x.client_events.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
+        let status = self.client_events.iter().find_map(|e| match e {
             H3Event::Headers { stream, headers, fin } if *stream == id => {
                 assert!(!fin, "a 2xx response to CONNECT opens the tunnel");
                 field(headers, ":status")
@@ -239,13 +177,13 @@ fn extended_connect_accepted_when_negotiated() {
     assert_eq!(got_c, b"pong from server");
     assert_eq!(got_s, b"ping from client");
     x.pump();
-    for e in x.ce.iter().chain(&x.se) {
+    for e in x.client_events.iter().chain(&x.server_events) {
         assert!(!matches!(e, H3Event::Finished { .. } | H3Event::Reset { .. }), "tunnel ended early: {e:?}");
     }
     // Either side may end its half; the other half keeps working.
     let conn = x.p.client.connection(x.p.client_conn).unwrap();
     x.client.finish(conn, id).unwrap();
-    x.run(Duration::from_secs(5), |x| x.se.iter().any(|e| matches!(e, H3Event::Finished { stream } if *stream == id)));
+    x.run(Duration::from_secs(5), |x| x.server_events.iter().any(|e| matches!(e, H3Event::Finished { stream } if *stream == id)));
     let sconn = x.p.server.connection(x.p.server_conn.unwrap()).unwrap();
     assert_eq!(x.server.send_data(sconn, id, b"still open", true).unwrap(), 10);
     let mut tail = Vec::new();
@@ -254,7 +192,7 @@ fn extended_connect_accepted_when_negotiated() {
         while let Some(b) = x.client.recv_body(conn, id, usize::MAX) {
             tail.extend_from_slice(&b);
         }
-        x.ce.iter().any(|e| matches!(e, H3Event::Finished { stream } if *stream == id))
+        x.client_events.iter().any(|e| matches!(e, H3Event::Finished { stream } if *stream == id))
     });
     assert_eq!(tail, b"still open");
     assert!(x.client_err.is_none() && x.server_err.is_none());
@@ -276,7 +214,7 @@ fn client_waits_for_settings_before_extended_connect() {
     assert!(x.client.peer_allows_extended_connect());
     let id = x.send_request(&ext_connect("webtransport"), false).unwrap();
     assert_eq!(id, StreamId(4), "the refused attempt opened no stream");
-    x.run(Duration::from_secs(5), |x| x.se.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
+    x.run(Duration::from_secs(5), |x| x.server_events.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
 }
 
 #[test]
@@ -302,13 +240,13 @@ fn extended_connect_refused_when_not_advertised() {
     let mut w = Writer::new(&mut buf);
     frame.encode(&mut w).unwrap();
     conn.write(id, &buf).unwrap();
-    x.run(Duration::from_secs(5), |x| x.se.iter().any(|e| matches!(e, H3Event::Reset { stream, .. } if *stream == id)));
-    let code = x.se.iter().find_map(|e| match e {
+    x.run(Duration::from_secs(5), |x| x.server_events.iter().any(|e| matches!(e, H3Event::Reset { stream, .. } if *stream == id)));
+    let code = x.server_events.iter().find_map(|e| match e {
         H3Event::Reset { stream, code } if *stream == id => Some(*code),
         _ => None,
     });
     assert_eq!(code, Some(H3ErrorCode::H3_MESSAGE_ERROR.0));
-    assert!(!x.se.iter().any(|e| matches!(e, H3Event::Headers { .. })), "the request never reached the application");
+    assert!(!x.server_events.iter().any(|e| matches!(e, H3Event::Headers { .. })), "the request never reached the application");
     // The client's QUIC stream sees the reset with that code.
     x.run(Duration::from_secs(5), |x| {
         let conn = x.p.client.connection(x.p.client_conn).unwrap();
@@ -330,8 +268,8 @@ fn classic_connect_validates_per_rfc9114() {
     assert!(matches!(x.send_request(&no_authority, false), Err(SendError::Invalid(_))));
     let good = [hf(":method", "CONNECT"), hf(":authority", "proxy.example:443")];
     let id = x.send_request(&good, false).unwrap();
-    x.run(Duration::from_secs(5), |x| x.se.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
-    let headers = x.se.iter().find_map(|e| match e {
+    x.run(Duration::from_secs(5), |x| x.server_events.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
+    let headers = x.server_events.iter().find_map(|e| match e {
         H3Event::Headers { stream, headers, fin: false } if *stream == id => Some(headers.clone()),
         _ => None,
     });
@@ -376,8 +314,8 @@ fn thousand_datagrams_each_way_lossless() {
         }
         next = end;
         x.run(Duration::from_secs(5), |x| {
-            X::take_datagrams(&mut x.se, &mut at_server);
-            X::take_datagrams(&mut x.ce, &mut at_client);
+            X::take_datagrams(&mut x.server_events, &mut at_server);
+            X::take_datagrams(&mut x.client_events, &mut at_client);
             at_server.len() == next as usize && at_client.len() == next as usize
         });
     }
@@ -414,14 +352,14 @@ fn datagrams_over_a_lossy_link_are_intact_and_not_retransmitted() {
             x.server.send_datagram(conn, id, &dgram(b's', seq)).unwrap();
         }
         x.run_for(Duration::from_millis(40));
-        X::take_datagrams(&mut x.se, &mut at_server);
-        X::take_datagrams(&mut x.ce, &mut at_client);
+        X::take_datagrams(&mut x.server_events, &mut at_server);
+        X::take_datagrams(&mut x.client_events, &mut at_client);
     }
     // Long enough for any retransmission (many PTOs) to have happened.
     x.run_for(Duration::from_secs(3));
-    X::take_datagrams(&mut x.se, &mut at_server);
-    X::take_datagrams(&mut x.ce, &mut at_client);
-    let stats = x.p.link_stats().unwrap();
+    X::take_datagrams(&mut x.server_events, &mut at_server);
+    X::take_datagrams(&mut x.client_events, &mut at_client);
+    let stats = x.p.link_stats();
     assert!(stats[0].dropped_loss > 0 && stats[1].dropped_loss > 0, "the link lost packets: {stats:?}");
     for (side, tag, got) in [("server", b'c', &at_server), ("client", b's', &at_client)] {
         let mut seen = HashSet::new();
@@ -465,7 +403,7 @@ fn send_datagram_errors() {
     x.client.send_datagram(conn, id, &vec![0xabu8; max]).unwrap();
     let mut got = Vec::new();
     x.run(Duration::from_secs(5), |x| {
-        X::take_datagrams(&mut x.se, &mut got);
+        X::take_datagrams(&mut x.server_events, &mut got);
         !got.is_empty()
     });
     assert_eq!(got[0].1.len(), max);
@@ -581,7 +519,7 @@ fn capsules_on_the_connect_stream_arrive_in_order() {
     x.run(Duration::from_secs(5), |x| {
         let conn = x.p.client.connection(x.p.client_conn).unwrap();
         let _ = x.client.recv_body(conn, id, usize::MAX);
-        x.ce.iter().any(|e| matches!(e, H3Event::Reset { stream, code } if *stream == id && *code == H3ErrorCode::H3_DATAGRAM_ERROR.0))
+        x.client_events.iter().any(|e| matches!(e, H3Event::Reset { stream, code } if *stream == id && *code == H3ErrorCode::H3_DATAGRAM_ERROR.0))
             || matches!(conn.read_chunk(id, 1), Err(StreamReadError::Reset(c)) if c == H3ErrorCode::H3_DATAGRAM_ERROR.0)
     });
     assert!(x.server_err.is_none(), "a stream error only");
@@ -595,12 +533,12 @@ fn datagram_before_its_request_is_buffered_briefly() {
     let mut x = X::ready(15);
     assert!(x.cconn().send_datagram(Bytes::from_static(b"\x00early bird")));
     x.run_for(Duration::from_millis(12));
-    assert!(!x.se.iter().any(|e| matches!(e, H3Event::Datagram { .. })), "no stream yet, nothing delivered");
+    assert!(!x.server_events.iter().any(|e| matches!(e, H3Event::Datagram { .. })), "no stream yet, nothing delivered");
     let id = x.send_request(&ext_connect("webtransport"), false).unwrap();
     assert_eq!(id, StreamId(0));
     let mut order = Vec::new();
     x.run(Duration::from_secs(5), |x| {
-        for e in x.se.drain(..) {
+        for e in x.server_events.drain(..) {
             match e {
                 H3Event::Headers { stream, .. } => order.push(format!("headers {}", stream.0)),
                 H3Event::Datagram { stream, payload } => order.push(format!("datagram {} {}", stream.0, String::from_utf8_lossy(&payload))),
@@ -617,9 +555,9 @@ fn datagram_before_its_request_is_buffered_briefly() {
     x.run_for(Duration::from_millis(500));
     let id = x.send_request(&ext_connect("webtransport"), false).unwrap();
     assert_eq!(id, StreamId(4));
-    x.run(Duration::from_secs(5), |x| x.se.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
+    x.run(Duration::from_secs(5), |x| x.server_events.iter().any(|e| matches!(e, H3Event::Headers { stream, .. } if *stream == id)));
     x.run_for(Duration::from_millis(100));
-    assert!(!x.se.iter().any(|e| matches!(e, H3Event::Datagram { .. })), "stale datagram delivered");
+    assert!(!x.server_events.iter().any(|e| matches!(e, H3Event::Datagram { .. })), "stale datagram delivered");
     assert_eq!(x.server.datagrams_dropped(), 1);
 
     // For a stream that was closed: dropped silently (it may be reordered).

@@ -12,7 +12,7 @@ use quic_core::config::TransportConfig;
 use quic_core::connection::ConnectionError;
 use quic_core::tls::config::ClientAuth;
 use quic_core::{TransportErrorCode, Version};
-use quicpro_tests::pair::*;
+use quicpro_sim::pair::*;
 
 fn pair_with_client_auth(auth: ClientAuth, present: Option<&Certs>, seed: u64) -> Pair {
     let c = certs();

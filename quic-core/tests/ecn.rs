@@ -9,8 +9,8 @@ use std::time::Duration;
 use quic_core::config::TransportConfig;
 use quic_core::connection::ecn::{EcnFailure, EcnState};
 use quic_core::stream::Dir;
-use quicpro_tests::pair::*;
-use quicpro_tests::sim::{EcnMangle, LinkConfig};
+use quicpro_sim::link::{EcnMangle, LinkConfig};
+use quicpro_sim::pair::*;
 
 const ECT0: usize = 2;
 const CE: usize = 3;

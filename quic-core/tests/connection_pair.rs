@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use quic_core::config::TransportConfig;
 use quic_core::stream::Dir;
-use quicpro_tests::pair::*;
-use quicpro_tests::qlog_sink::QlogSink;
+use quicpro_sim::pair::*;
+use quicpro_sim::qlog_sink::QlogSink;
 
 #[test]
 fn handshake_completes() {
@@ -83,10 +83,10 @@ fn ten_megabytes_with_loss_and_reordering() {
     let c = certs();
     let mut p = Pair::new(3, server_tls(&c), client_tls(&c), TransportConfig::default());
     p.handshake();
-    p.loss = 0.05;
-    p.jitter = Duration::from_millis(5);
+    p.set_loss(0.05);
+    p.set_jitter(Duration::from_millis(5));
     transfer(&mut p, 10 << 20, Duration::from_secs(600));
-    assert!(p.dropped > 100, "loss was exercised: {} dropped", p.dropped);
+    assert!(p.dropped() > 100, "loss was exercised: {} dropped", p.dropped());
     assert!(p.client().stats().packets_lost > 0);
 }
 
@@ -95,7 +95,7 @@ fn handshake_with_thirty_percent_loss() {
     let c = certs();
     for seed in 10..15 {
         let mut p = Pair::new(seed, server_tls(&c), client_tls(&c), TransportConfig::default());
-        p.loss = 0.30;
+        p.set_loss(0.30);
         p.handshake();
         assert!(p.client().is_established(), "seed {seed}");
     }
@@ -148,8 +148,8 @@ fn ten_megabytes_download_with_loss_and_reordering() {
     let c = certs();
     let mut p = Pair::new(4, server_tls(&c), client_tls(&c), TransportConfig::default());
     p.handshake();
-    p.loss = 0.05;
-    p.jitter = Duration::from_millis(5);
+    p.set_loss(0.05);
+    p.set_jitter(Duration::from_millis(5));
     download(&mut p, 10 << 20, Duration::from_secs(600));
     assert!(p.server().stats().packets_lost > 0);
 }
@@ -385,7 +385,7 @@ fn version_negotiation_both_sides() {
     let ev = p.server.handle(now, p.client_addr, None, &mut dg);
     assert_eq!(ev, quic_core::endpoint::DatagramEvent::Response);
     let mut out = [0u8; 256];
-    let t = p.server.poll_transmit(&mut out).unwrap();
+    let t = p.server.poll_transmit(p.now, &mut out).unwrap();
     let h = ProtectedHeader::parse(&out[..t.size], 0).unwrap();
     assert_eq!(h.ty, PacketType::VersionNegotiation);
     assert_eq!(h.dcid.as_slice(), &[9; 4]);
@@ -518,7 +518,7 @@ fn sslkeylogfile_records_secrets() {
 
 #[test]
 fn hostile_network_bandwidth_queue_bursts_duplication_corruption() {
-    use quicpro_tests::sim::{GilbertElliott, LinkConfig};
+    use quicpro_sim::link::{GilbertElliott, LinkConfig};
     let c = certs();
     let mut p = Pair::new(20, server_tls(&c), client_tls(&c), TransportConfig::default());
     // No jitter here: it shifts the random draws so that, for this seed, a
@@ -539,7 +539,7 @@ fn hostile_network_bandwidth_queue_bursts_duplication_corruption() {
     p.handshake();
     transfer(&mut p, 2 << 20, Duration::from_secs(600));
     download(&mut p, 2 << 20, Duration::from_secs(600));
-    let [up, down] = p.link_stats().unwrap();
+    let [up, down] = p.link_stats();
     for s in [up, down] {
         assert!(s.duplicated > 0 && s.corrupted > 0 && s.dropped_loss > 0 && s.reordered > 0, "{s:?}");
     }
@@ -593,7 +593,7 @@ fn stream_priorities_order_sending() {
 // ----- connection migration (RFC 9000 §9) -----
 
 fn migration_pair(seed: u64) -> Pair {
-    use quicpro_tests::sim::LinkConfig;
+    use quicpro_sim::link::LinkConfig;
     let c = certs();
     let mut p = Pair::new(seed, server_tls(&c), client_tls(&c), TransportConfig::default());
     let link = LinkConfig::new(Duration::from_millis(10)).with_bandwidth(200_000_000).with_queue(512 * 1024);

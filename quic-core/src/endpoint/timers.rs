@@ -1,4 +1,4 @@
-//! One timer heap per worker for all its connections: no OS timer per
+//! One timer heap per endpoint for all its connections: no OS timer per
 //! connection. Entries are never removed; a stale entry (its connection's
 //! deadline changed since) is skipped when popped.
 //!
@@ -11,10 +11,10 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use quic_core::endpoint::ConnectionHandle;
+use super::ConnectionHandle;
 
 #[derive(Debug, Default)]
-pub struct TimerHeap {
+pub(crate) struct TimerHeap {
     heap: BinaryHeap<Reverse<(Instant, usize)>>,
     /// `current[h]`: the live deadline of connection `h`.
     current: Vec<Option<Instant>>,
@@ -30,7 +30,7 @@ impl TimerHeap {
     }
 
     /// Sets (or clears) the deadline of `h`.
-    pub fn set(&mut self, h: ConnectionHandle, deadline: Option<Instant>) {
+    pub(crate) fn set(&mut self, h: ConnectionHandle, deadline: Option<Instant>) {
         if h.0 >= self.current.len() {
             if deadline.is_none() {
                 return;
@@ -60,7 +60,7 @@ impl TimerHeap {
     }
 
     /// The earliest live deadline.
-    pub fn next_deadline(&mut self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
         while let Some(Reverse((t, h))) = self.heap.peek().copied() {
             if self.get(h) == Some(t) {
                 return Some(t);
@@ -71,7 +71,7 @@ impl TimerHeap {
     }
 
     /// Pops a connection whose deadline is at or before `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<ConnectionHandle> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<ConnectionHandle> {
         loop {
             let Reverse((t, h)) = *self.heap.peek()?;
             if t > now {
@@ -85,7 +85,7 @@ impl TimerHeap {
         }
     }
 
-    pub fn remove(&mut self, h: ConnectionHandle) {
+    pub(crate) fn remove(&mut self, h: ConnectionHandle) {
         self.set(h, None);
     }
 }
