@@ -12,6 +12,10 @@
 //! - [`connection`]: the HTTP/3 connection over a quic-core connection:
 //!   control and QPACK streams, request streams, GOAWAY, extended CONNECT,
 //!   datagrams and capsules.
+//!
+//! `examples/h3_get.rs` serves and fetches a page over plain UDP sockets;
+//! `tests/h3_pair.rs` and `tests/h3_extended_connect.rs` run both layers
+//! over simulated connections (the `quicpro-sim` crate).
 
 // The protocol core handles untrusted input and needs no unsafe code.
 #![forbid(unsafe_code)]

@@ -6,9 +6,14 @@
 //! borrows from the input; encoding writes into buffers the caller owns.
 //!
 //! Layout:
-//! - [`endpoint`]: the entry point of a driver: routes datagrams to
-//!   connections by connection ID, accepts new ones (Retry, tokens, version
-//!   negotiation), reports events; [`config`] holds its settings.
+//! - [`endpoint`]: the one surface a driver uses: `handle` (a datagram),
+//!   `handle_timeout` / `poll_timeout` (every connection's timers in one
+//!   heap), `active` (connections with work this turn), `poll_transmit`
+//!   (until `None`), `poll_closed`; it routes datagrams by connection ID
+//!   and accepts new connections (Retry, tokens, version negotiation);
+//!   [`config`] holds its settings. `examples/udp_echo.rs` drives it over a
+//!   `std::net::UdpSocket`; `tests/` runs whole connections on simulated
+//!   time (the `quicpro-sim` crate).
 //! - [`connection`]: one QUIC connection (handshake, packet spaces and
 //!   keys, receive and send paths, paths and migration, ECN, compatible
 //!   version negotiation, close).

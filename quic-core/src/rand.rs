@@ -124,6 +124,46 @@ impl RandomSource for SeededRandom {
     }
 }
 
+/// One seeded source shared by an endpoint and its TLS stack, so that a
+/// simulated run draws every random byte (connection IDs, tokens, the TLS
+/// randoms and key shares) from one seed and replays exactly.
+#[cfg(any(test, feature = "sim"))]
+#[derive(Debug, Clone)]
+pub struct SharedRandom(std::sync::Arc<std::sync::Mutex<SeededRandom>>);
+
+#[cfg(any(test, feature = "sim"))]
+impl SharedRandom {
+    pub fn new(seed: u64) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(SeededRandom::new(seed))))
+    }
+
+    /// Fills `buf` (a poisoned lock still holds a usable generator).
+    pub fn fill_shared(&self, buf: &mut [u8]) {
+        let mut g = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.fill(buf);
+    }
+}
+
+#[cfg(any(test, feature = "sim"))]
+impl RandomSource for SharedRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        self.fill_shared(buf);
+    }
+
+    fn fork(&mut self) -> Box<dyn RandomSource> {
+        let mut g = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.fork()
+    }
+}
+
+#[cfg(any(test, feature = "sim"))]
+impl rustls::crypto::SecureRandom for SharedRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        self.fill_shared(buf);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

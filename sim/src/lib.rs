@@ -9,6 +9,8 @@
 //!   links, driven through the endpoints' own `handle` / `handle_timeout` /
 //!   `poll_transmit` / `poll_timeout`;
 //! - [`h3_pair`]: the HTTP/3 layers of both sides on top of a pair;
+//! - [`tls`]: TLS whose randomness and clock are injected, for runs that
+//!   replay byte for byte;
 //! - [`qlog_sink`]: a qlog destination a test reads back;
 //! - [`data`]: the shared test data folder.
 
@@ -21,3 +23,4 @@ pub mod h3_pair;
 pub mod link;
 pub mod pair;
 pub mod qlog_sink;
+pub mod tls;

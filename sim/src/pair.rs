@@ -12,7 +12,7 @@ use quic_core::cid_gen::RandomCidGenerator;
 use quic_core::config::TransportConfig;
 use quic_core::connection::Connection;
 use quic_core::endpoint::{ClientConfig, ConnectionHandle, Endpoint, EndpointConfig, ServerConfig};
-use quic_core::rand::{RandomSource, SeededRandom};
+use quic_core::rand::{RandomSource, SeededRandom, SharedRandom};
 use quic_core::tls::{ClientTlsOptions, ServerTlsOptions};
 use quic_core::Version;
 
@@ -20,6 +20,25 @@ use crate::link::{EcnMangle, Link, LinkConfig, LinkStats};
 
 /// One-way delay of the links a pair starts with.
 pub const DEFAULT_DELAY: Duration = Duration::from_millis(10);
+
+/// One datagram a pair put on a link: when (since the pair started), from
+/// which side, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEntry {
+    pub at: Duration,
+    pub from_client: bool,
+    pub data: Vec<u8>,
+}
+
+/// Where the endpoints' randomness comes from.
+enum EndpointRandom {
+    /// Seeded generators derived from the pair's seed.
+    Seeded,
+    /// The OS CSPRNG, as in production.
+    System,
+    /// Sources shared with each side's TLS stack (server, client).
+    Shared(SharedRandom, SharedRandom),
+}
 
 pub struct Pair {
     pub now: Instant,
@@ -64,6 +83,9 @@ pub struct Pair {
     /// Datagrams delivered with each ECN codepoint (two bits), by direction
     /// [client→server, server→client].
     pub ecn_delivered: [[u64; 4]; 2],
+    start: Instant,
+    /// Every datagram sent, once [`Pair::record_trace`] asked for it.
+    pub trace: Option<Vec<TraceEntry>>,
 }
 
 pub struct Certs {
@@ -116,7 +138,7 @@ impl Pair {
         client_cid_len: usize,
         server_cid_len: usize,
     ) -> Self {
-        Self::build(seed, server_tls, client_tls, transport, tweak, version, client_cid_len, server_cid_len, true)
+        Self::build(seed, server_tls, client_tls, transport, tweak, version, client_cid_len, server_cid_len, EndpointRandom::Seeded)
     }
 
     /// Like [`Pair::new`], but both endpoints use the operating system's
@@ -124,7 +146,23 @@ impl Pair {
     /// connection IDs and tokens are not reproducible. The network model
     /// stays seeded.
     pub fn new_unseeded(seed: u64, server_tls: ServerTlsOptions, client_tls: ClientTlsOptions, transport: TransportConfig) -> Self {
-        Self::build(seed, server_tls, client_tls, transport, |_| {}, Version::V1, 8, 8, false)
+        Self::build(seed, server_tls, client_tls, transport, |_| {}, Version::V1, 8, 8, EndpointRandom::System)
+    }
+
+    /// A pair in which `seed` fixes every byte on the wire: each endpoint
+    /// and its TLS stack draw from one seeded source
+    /// ([`crate::tls::deterministic_tls`]), rustls reads a fixed clock,
+    /// and the links are seeded.
+    pub fn deterministic(seed: u64, transport: TransportConfig) -> Self {
+        let mut seeds = SeededRandom::new(seed ^ 0x7369_6d75_6c61_7465);
+        let (server_rng, client_rng) = (SharedRandom::new(seeds.next_u64()), SharedRandom::new(seeds.next_u64()));
+        let (s, c) = crate::tls::deterministic_tls(&server_rng, &client_rng);
+        Self::build(seed, s, c, transport, |_| {}, Version::V1, 8, 8, EndpointRandom::Shared(server_rng, client_rng))
+    }
+
+    /// Records every datagram sent from now on in [`Pair::trace`].
+    pub fn record_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -137,11 +175,11 @@ impl Pair {
         version: Version,
         client_cid_len: usize,
         server_cid_len: usize,
-        seeded_endpoints: bool,
+        endpoint_random: EndpointRandom,
     ) -> Self {
         let now = Instant::now();
         let transport = Arc::new(transport);
-        let mut sc = ServerConfig::new(server_tls.build().unwrap(), b"token secret", 1_700_000_000);
+        let mut sc = ServerConfig::new(server_tls.build().unwrap(), b"token secret", crate::tls::SIM_UNIX_TIME);
         sc.transport = transport.clone();
         tweak(&mut sc);
         let mut rng = SeededRandom::new(seed);
@@ -149,13 +187,13 @@ impl Pair {
         server_ep.cid_generator = Arc::new(move || Box::new(RandomCidGenerator::new(server_cid_len)));
         let mut client_ep = EndpointConfig::new(b"creset");
         client_ep.cid_generator = Arc::new(move || Box::new(RandomCidGenerator::new(client_cid_len)));
-        let (server, mut client) = if seeded_endpoints {
-            (
+        let (server, mut client) = match endpoint_random {
+            EndpointRandom::Seeded => (
                 Endpoint::with_rng(server_ep, Some(sc), now, Box::new(SeededRandom::new(rng.next_u64()))),
                 Endpoint::with_rng(client_ep, None, now, Box::new(SeededRandom::new(rng.next_u64()))),
-            )
-        } else {
-            (Endpoint::new(server_ep, Some(sc), now), Endpoint::new(client_ep, None, now))
+            ),
+            EndpointRandom::System => (Endpoint::new(server_ep, Some(sc), now), Endpoint::new(client_ep, None, now)),
+            EndpointRandom::Shared(s, c) => (Endpoint::with_rng(server_ep, Some(sc), now, Box::new(s)), Endpoint::with_rng(client_ep, None, now, Box::new(c))),
         };
         let cc = ClientConfig { tls: client_tls.build().unwrap(), transport, version };
         let server_addr: SocketAddr = "198.18.0.1:4433".parse().unwrap();
@@ -188,6 +226,8 @@ impl Pair {
             client_sent: 0,
             ecn_mangle: [None, None],
             ecn_delivered: [[0; 4]; 2],
+            start: now,
+            trace: None,
         }
     }
 
@@ -222,6 +262,9 @@ impl Pair {
                 let ecn = t.ecn.map_or(0, |e| e.bits());
                 let addr = if from_client { self.client_addr } else { t.destination };
                 for chunk in buf[..t.size].chunks(seg) {
+                    if let Some(trace) = &mut self.trace {
+                        trace.push(TraceEntry { at: self.now - self.start, from_client, data: chunk.to_vec() });
+                    }
                     if from_client {
                         self.client_sent += chunk.len() as u64;
                     } else {

@@ -7,6 +7,7 @@
 // Test support: a failed setup step should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+pub mod certs;
 pub mod h3_app;
 pub mod h3x_echo;
 pub mod netns;

@@ -109,32 +109,7 @@ fn peer_script() -> PathBuf {
 
 /// A self-signed certificate for "localhost" as PEM files in a fresh
 /// temporary folder, removed on drop.
-struct CertDir {
-    dir: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl CertDir {
-    fn new(tag: &str) -> Self {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("quicpro-aioquic-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cert = dir.join("cert.pem");
-        let key = dir.join("key.pem");
-        std::fs::write(&cert, ck.cert.pem()).unwrap();
-        // rcgen writes PKCS#8 ("BEGIN PRIVATE KEY"), which aioquic loads.
-        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-        Self { dir, cert, key }
-    }
-}
-
-impl Drop for CertDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use quicpro_tests::certs::PemDir as CertDir;
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -414,7 +389,7 @@ struct OurServer {
 
 impl OurServer {
     fn start(certs: &CertDir, opts: ServerOptions) -> Self {
-        let tls = ServerTlsOptions::from_pem_files(&certs.cert, &certs.key, &[ALPN]).unwrap().build().unwrap();
+        let tls = ServerTlsOptions::from_pem_files(&certs.cert_pem, &certs.key_pem, &[ALPN]).unwrap().build().unwrap();
         let sc = ServerConfig::new(tls, b"aioquic interop token secret", unix_now());
         let endpoint = Endpoint::new(EndpointConfig::new(b"aioquic interop reset"), Some(sc), Instant::now());
         let mut driver = UdpDriver::bind("127.0.0.1:0", endpoint).unwrap();
@@ -511,7 +486,7 @@ struct OurClient {
 impl OurClient {
     fn new(certs: &CertDir) -> Self {
         let mut tls = ClientTlsOptions::new(&[ALPN]);
-        tls.ca_file = Some(certs.cert.clone());
+        tls.ca_file = Some(certs.cert_pem.clone());
         let config = ClientConfig { tls: tls.build().unwrap(), transport: Arc::new(TransportConfig::default()), version: Version::V1 };
         let endpoint = Endpoint::new(EndpointConfig::new(b"aioquic interop client reset"), None, Instant::now());
         Self { driver: UdpDriver::bind("127.0.0.1:0", endpoint).unwrap(), config }
@@ -724,7 +699,7 @@ fn deadline(secs: u64) -> Instant {
 /// its final RESULT line; fails the test when it exits non-zero.
 fn run_aioquic_client(server: &OurServer, certs: &CertDir, case: &str, extra: &[&str], secs: u64) -> (PyPeer, HashMap<String, String>) {
     let mut args: Vec<String> =
-        ["client", "--port", &server.addr.port().to_string(), "--cafile", certs.cert.to_str().unwrap(), "--case", case, "--deadline", &secs.to_string()]
+        ["client", "--port", &server.addr.port().to_string(), "--cafile", certs.cert_pem.to_str().unwrap(), "--case", case, "--deadline", &secs.to_string()]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -870,9 +845,9 @@ fn start_aioquic_server(certs: &CertDir, connections: u32, secs: u64) -> (PyPeer
         "--port",
         "0",
         "--cert",
-        certs.cert.to_str().unwrap(),
+        certs.cert_pem.to_str().unwrap(),
         "--key",
-        certs.key.to_str().unwrap(),
+        certs.key_pem.to_str().unwrap(),
         "--connections",
         &connections.to_string(),
         "--deadline",

@@ -21,12 +21,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use quicpro_tests::h3_app::*;
 use quicpro_tests::pypeer::{flag, parse_kv, require_python_module, PyPeer};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Bodies of the large-transfer cases.
 const BIG: u64 = 100 << 20;
@@ -46,39 +44,7 @@ fn peer_script() -> PathBuf {
 
 /// A self-signed certificate for "localhost": PEM files (for Python) in a
 /// fresh temporary folder removed on drop, and DER (for us).
-struct Certs {
-    dir: PathBuf,
-    cert_pem: PathBuf,
-    key_pem: PathBuf,
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-}
-
-impl Certs {
-    fn new(tag: &str) -> Self {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("quicpro-h3-aioquic-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cert_pem = dir.join("cert.pem");
-        let key_pem = dir.join("key.pem");
-        std::fs::write(&cert_pem, ck.cert.pem()).unwrap();
-        std::fs::write(&key_pem, ck.signing_key.serialize_pem()).unwrap();
-        let cert = ck.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-        Self { dir, cert_pem, key_pem, cert, key }
-    }
-
-    fn server_tls(&self) -> Arc<rustls::ServerConfig> {
-        server_tls(vec![self.cert.clone()], self.key.clone_key())
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use quicpro_tests::certs::PemDir as Certs;
 
 // ------------------------------------------------------------ python peer
 
@@ -99,7 +65,7 @@ fn report_case(name: &str, start: Instant) {
 // ------------------------------------------------------------ aioquic client → our server
 
 fn start_our_server(certs: &Certs, opts: ServerOptions) -> OurH3Server {
-    OurH3Server::start(certs.server_tls(), transport(), opts, Duration::from_secs(200))
+    OurH3Server::start(server_tls(vec![certs.cert.clone()], certs.key.clone_key()), transport(), opts, Duration::from_secs(200))
 }
 
 /// Runs `aioquic_h3_peer.py client --case CASE` against our server; fails

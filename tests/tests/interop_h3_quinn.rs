@@ -19,13 +19,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use quicpro_tests::h3_app::*;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Bodies of the large-transfer cases.
 const BIG: u64 = 100 << 20;
@@ -38,18 +37,7 @@ const H3_NO_ERROR: u32 = 0x100;
 // ---------------------------------------------------------------------------
 // Certificates and configurations.
 
-struct Certs {
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn certs() -> &'static Certs {
-    static C: OnceLock<Certs> = OnceLock::new();
-    C.get_or_init(|| {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        Certs { cert: ck.cert.der().clone(), key: PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()) }
-    })
-}
+use quicpro_tests::certs::shared as certs;
 
 fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

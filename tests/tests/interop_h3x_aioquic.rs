@@ -25,14 +25,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use io_backends::runtime::{Client, ClientOptions};
 use quic_core::tls::{ClientTlsOptions, ServerTlsOptions};
 use quicpro_tests::h3x_echo::{client_exchange, h3x, OurServer};
 use quicpro_tests::pypeer::{flag, num, parse_kv, require_python_module, PyPeer};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Datagrams each way, and capsules each way.
 const DATAGRAMS: u32 = 500;
@@ -54,35 +53,7 @@ fn deadline(secs: u64) -> Instant {
 
 /// A self-signed "localhost" certificate as PEM files (for Python) in a
 /// fresh temporary folder removed on drop, and as DER (for us).
-struct Certs {
-    dir: PathBuf,
-    cert_pem: PathBuf,
-    key_pem: PathBuf,
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-}
-
-impl Certs {
-    fn new(tag: &str) -> Self {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("quicpro-h3x-aioquic-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cert_pem = dir.join("cert.pem");
-        let key_pem = dir.join("key.pem");
-        std::fs::write(&cert_pem, ck.cert.pem()).unwrap();
-        std::fs::write(&key_pem, ck.signing_key.serialize_pem()).unwrap();
-        let cert = ck.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
-        Self { dir, cert_pem, key_pem, cert, key }
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use quicpro_tests::certs::PemDir as Certs;
 
 #[test]
 fn aioquic_client_extended_connect_datagrams_and_capsules() {

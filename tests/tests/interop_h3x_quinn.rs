@@ -24,7 +24,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -32,25 +32,13 @@ use h3::ext::Protocol;
 use io_backends::runtime::{Client, ClientOptions};
 use quic_core::tls::{ClientTlsOptions, ServerTlsOptions};
 use quicpro_tests::h3x_echo::{capsule_value, client_exchange, dgram, h3x, OurServer, RESEND_AFTER, WINDOW};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const DATAGRAMS: u32 = 500;
 const CAPSULES: usize = 30;
 const DEADLINE: Duration = Duration::from_secs(60);
 const H3_NO_ERROR: u32 = 0x100;
 
-struct Certs {
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn certs() -> &'static Certs {
-    static C: OnceLock<Certs> = OnceLock::new();
-    C.get_or_init(|| {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        Certs { cert: ck.cert.der().clone(), key: PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()) }
-    })
-}
+use quicpro_tests::certs::shared as certs;
 
 fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

@@ -33,7 +33,6 @@ use quic_core::tls::{ClientTlsOptions, ServerTlsOptions};
 use quic_core::Version;
 use quicpro_tests::udp::UdpDriver;
 use ring::digest::{Context as Sha256, SHA256};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const ALPN: &[u8] = b"quicpro-interop";
 /// Bound on every wait of a test.
@@ -122,19 +121,7 @@ fn mib_per_s(bytes: usize, d: Duration) -> f64 {
 // ---------------------------------------------------------------------------
 // Certificates and TLS configurations.
 
-struct Certs {
-    cert: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
-}
-
-/// One self-signed certificate for "localhost" for the whole file.
-fn certs() -> &'static Certs {
-    static C: OnceLock<Certs> = OnceLock::new();
-    C.get_or_init(|| {
-        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        Certs { cert: ck.cert.der().clone(), key: PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into()) }
-    })
-}
+use quicpro_tests::certs::shared as certs;
 
 fn ring_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

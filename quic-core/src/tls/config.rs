@@ -67,6 +67,17 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
     })
 }
 
+/// The provider and clock a configuration uses: the given ones, or ours
+/// (ring with the OS CSPRNG) and the system clock.
+fn sources(
+    crypto: &Option<Arc<rustls::crypto::CryptoProvider>>,
+    time: &Option<Arc<dyn rustls::time_provider::TimeProvider>>,
+) -> (Arc<rustls::crypto::CryptoProvider>, Arc<dyn rustls::time_provider::TimeProvider>) {
+    let provider = crypto.clone().unwrap_or_else(crypto_provider);
+    let time = time.clone().unwrap_or_else(|| Arc::new(rustls::time_provider::DefaultTimeProvider));
+    (provider, time)
+}
+
 /// What a QUIC server needs from TLS.
 #[derive(Debug, Clone)]
 pub struct ServerTlsOptions {
@@ -89,6 +100,13 @@ pub struct ServerTlsOptions {
     pub key_log: bool,
     /// Whether clients must present a certificate (mutual TLS).
     pub client_auth: ClientAuth,
+    /// The rustls crypto provider; `None` is quicpro's (ring, the OS
+    /// CSPRNG). A simulation passes one whose randomness is the endpoint's
+    /// seeded source (`provider::seeded_provider`, feature `sim`).
+    pub crypto: Option<Arc<rustls::crypto::CryptoProvider>>,
+    /// Where rustls reads the time (certificate validity, ticket ages);
+    /// `None` is the system clock.
+    pub time: Option<Arc<dyn rustls::time_provider::TimeProvider>>,
 }
 
 /// Client certificates a server asks for (RFC 8446 §4.3.2 CertificateRequest).
@@ -145,6 +163,8 @@ impl ServerTlsOptions {
             session_storage: None,
             key_log: false,
             client_auth: ClientAuth::None,
+            crypto: None,
+            time: None,
         }
     }
 
@@ -153,9 +173,9 @@ impl ServerTlsOptions {
     }
 
     pub fn build(&self) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
-        let builder = rustls::ServerConfig::builder_with_provider(crypto_provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(TlsConfigError::Rustls)?;
+        let (provider, time) = sources(&self.crypto, &self.time);
+        let builder =
+            rustls::ServerConfig::builder_with_details(provider, time).with_protocol_versions(&[&rustls::version::TLS13]).map_err(TlsConfigError::Rustls)?;
         let builder = match self.client_auth.verifier()? {
             Some(v) => builder.with_client_cert_verifier(v),
             None => builder.with_no_client_auth(),
@@ -214,6 +234,13 @@ pub struct ClientTlsOptions {
     pub cipher_suites: Vec<rustls::CipherSuite>,
     /// A certificate chain and key to present when the server asks (mutual TLS).
     pub client_cert: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+    /// The rustls crypto provider; `None` is quicpro's (ring, the OS
+    /// CSPRNG). A simulation passes one whose randomness is the endpoint's
+    /// seeded source (`provider::seeded_provider`, feature `sim`).
+    pub crypto: Option<Arc<rustls::crypto::CryptoProvider>>,
+    /// Where rustls reads the time (certificate validity, ticket ages);
+    /// `None` is the system clock.
+    pub time: Option<Arc<dyn rustls::time_provider::TimeProvider>>,
 }
 
 impl ClientTlsOptions {
@@ -228,6 +255,8 @@ impl ClientTlsOptions {
             key_log: false,
             cipher_suites: Vec::new(),
             client_cert: None,
+            crypto: None,
+            time: None,
         }
     }
 
@@ -244,7 +273,7 @@ impl ClientTlsOptions {
 
     /// The crypto provider with only the requested cipher suites.
     fn provider(&self) -> Result<Arc<rustls::crypto::CryptoProvider>, TlsConfigError> {
-        let all = crypto_provider();
+        let all = sources(&self.crypto, &self.time).0;
         if self.cipher_suites.is_empty() {
             return Ok(all);
         }
@@ -256,8 +285,10 @@ impl ClientTlsOptions {
     }
 
     pub fn build(&self) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
-        let builder =
-            rustls::ClientConfig::builder_with_provider(self.provider()?).with_protocol_versions(&[&rustls::version::TLS13]).map_err(TlsConfigError::Rustls)?;
+        let time = sources(&self.crypto, &self.time).1;
+        let builder = rustls::ClientConfig::builder_with_details(self.provider()?, time)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(TlsConfigError::Rustls)?;
         let verifier: Arc<dyn ServerCertVerifier> = if self.insecure_skip_verify {
             Arc::new(NoVerification)
         } else if self.ca_file.is_none() && self.extra_roots.is_empty() {

@@ -200,3 +200,66 @@ pub fn initial_suite() -> quic::Suite {
 fn unreachable_suite() -> quic::Suite {
     panic!("crypto provider lacks TLS13_AES_128_GCM_SHA256")
 }
+
+/// [`crypto_provider`] drawing every random byte from `rng` (the TLS
+/// randoms, legacy session IDs, ticket nonces and the X25519 key shares),
+/// so a simulation given the same seed replays byte for byte. Only key
+/// exchange group: X25519. Never for production: the source is seeded.
+///
+/// ring's key exchange reads the OS CSPRNG with no way to pass a source,
+/// so the X25519 shares come from x25519-dalek here.
+#[cfg(feature = "sim")]
+pub fn seeded_provider(rng: crate::rand::SharedRandom) -> Arc<CryptoProvider> {
+    // rustls keeps `&'static` references; one provider per simulated pair.
+    let random: &'static crate::rand::SharedRandom = Box::leak(Box::new(rng.clone()));
+    let x25519: &'static SeededX25519 = Box::leak(Box::new(SeededX25519(rng)));
+    Arc::new(CryptoProvider { secure_random: random, kx_groups: vec![x25519], ..(*crypto_provider()).clone() })
+}
+
+#[cfg(feature = "sim")]
+#[derive(Debug)]
+struct SeededX25519(crate::rand::SharedRandom);
+
+#[cfg(feature = "sim")]
+impl rustls::crypto::SupportedKxGroup for SeededX25519 {
+    fn start(&self) -> Result<Box<dyn rustls::crypto::ActiveKeyExchange>, rustls::Error> {
+        let mut sk = [0u8; 32];
+        self.0.fill_shared(&mut sk);
+        let secret = x25519_dalek::StaticSecret::from(sk);
+        let public = x25519_dalek::PublicKey::from(&secret);
+        Ok(Box::new(X25519Share { secret, public }))
+    }
+
+    fn name(&self) -> rustls::NamedGroup {
+        rustls::NamedGroup::X25519
+    }
+}
+
+#[cfg(feature = "sim")]
+struct X25519Share {
+    secret: x25519_dalek::StaticSecret,
+    public: x25519_dalek::PublicKey,
+}
+
+#[cfg(feature = "sim")]
+impl rustls::crypto::ActiveKeyExchange for X25519Share {
+    fn complete(self: Box<Self>, peer_pub_key: &[u8]) -> Result<rustls::crypto::SharedSecret, rustls::Error> {
+        let invalid = || rustls::Error::PeerMisbehaved(rustls::PeerMisbehaved::InvalidKeyShare);
+        let peer: [u8; 32] = peer_pub_key.try_into().map_err(|_| invalid())?;
+        let shared = self.secret.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+        // RFC 8446 §7.4.2 / RFC 7748 §6.1: an all-zero shared secret (a
+        // low-order peer share) is refused.
+        if !shared.was_contributory() {
+            return Err(invalid());
+        }
+        Ok(rustls::crypto::SharedSecret::from(&shared.as_bytes()[..]))
+    }
+
+    fn pub_key(&self) -> &[u8] {
+        self.public.as_bytes()
+    }
+
+    fn group(&self) -> rustls::NamedGroup {
+        rustls::NamedGroup::X25519
+    }
+}
