@@ -288,7 +288,7 @@ impl Connection {
         }
         self.apply_peer_params(&p)?;
         if let Some(q) = &mut self.qlog {
-            q.parameters_set(now, &crate::qlog::ParametersSet::from_transport_parameters(crate::qlog::Initiator::Remote, &p));
+            q.event(now, &crate::qlog::QlogEvent::ParametersSet(&crate::qlog::ParametersSet::from_transport_parameters(crate::qlog::Initiator::Remote, &p)));
         }
         self.peer_params = Some(p);
         self.reset_idle(now);

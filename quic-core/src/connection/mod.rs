@@ -312,7 +312,7 @@ pub struct Connection {
     /// Client: the newest NEW_TOKEN from the server, for the next connection.
     received_token: Option<Bytes>,
     /// qlog trace of this connection, when enabled.
-    qlog: Option<Box<crate::qlog::QlogWriter>>,
+    qlog: Option<Box<dyn crate::qlog::QlogSubscriber>>,
     new_token_queued: bool,
     /// The version of the connection's first Initial, when compatible
     /// version negotiation moved it to another (RFC 9368).
@@ -529,25 +529,33 @@ impl Connection {
         self.spaces[0].keys = Some(suite.keys(&dcid, rustls::Side::Server, v));
     }
 
-    /// Starts a qlog trace (draft-ietf-quic-qlog, JSON-SEQ) into `sink`.
-    /// The caller opens the file; quic-core only writes.
+    /// Starts a qlog trace (draft-ietf-quic-qlog, JSON-SEQ) into `sink`
+    /// through a [`crate::qlog::QlogWriter`]. The caller opens the file
+    /// (and should hand over a sink that does not block, as the runtime's
+    /// `qlog_spool` does); quic-core only writes.
     pub fn enable_qlog(&mut self, sink: Box<dyn std::io::Write + Send>, now: Instant) {
-        use crate::qlog::{Initiator, ParametersSet, QlogWriter, TraceInfo, VantagePointType};
+        use crate::qlog::{QlogWriter, TraceInfo, VantagePointType};
         let vp = if self.side.is_server() { VantagePointType::Server } else { VantagePointType::Client };
         let odcid = format!("{:?}", self.original_dcid);
         let mut trace = TraceInfo::new(vp);
         trace.group_id = Some(&odcid);
-        let mut w = QlogWriter::new(sink, now, &trace);
-        w.parameters_set(now, &ParametersSet::from_transport_parameters(Initiator::Local, &self.local_params));
-        self.qlog = Some(Box::new(w));
+        self.set_qlog_subscriber(Box::new(QlogWriter::new(sink, now, &trace)), now);
+    }
+
+    /// Reports this connection's qlog events to `subscriber` from now on,
+    /// starting with our transport parameters.
+    pub fn set_qlog_subscriber(&mut self, mut subscriber: Box<dyn crate::qlog::QlogSubscriber>, now: Instant) {
+        use crate::qlog::{Initiator, ParametersSet, QlogEvent};
+        subscriber.event(now, &QlogEvent::ParametersSet(&ParametersSet::from_transport_parameters(Initiator::Local, &self.local_params)));
+        self.qlog = Some(subscriber);
     }
 
     fn qlog_metrics(&mut self, now: Instant) {
         let Some(q) = &mut self.qlog else { return };
         let rtt = self.recovery.rtt();
-        q.recovery_metrics_updated(
+        q.event(
             now,
-            &crate::qlog::RecoveryMetrics {
+            &crate::qlog::QlogEvent::RecoveryMetricsUpdated(&crate::qlog::RecoveryMetrics {
                 min_rtt: Some(rtt.min_rtt()),
                 smoothed_rtt: Some(rtt.smoothed_rtt()),
                 latest_rtt: Some(rtt.latest_rtt()),
@@ -558,7 +566,7 @@ impl Connection {
                 ssthresh: None,
                 packets_in_flight: None,
                 pacing_rate: None,
-            },
+            }),
         );
     }
 
@@ -907,10 +915,8 @@ impl Connection {
                     ConnectionError::VersionMismatch => (Initiator::Remote, None, CloseTrigger::VersionMismatch),
                 };
                 let reason = err.to_string();
-                q.connection_closed(
-                    now,
-                    &ConnectionClosed { initiator: Some(initiator), error, internal_code: None, reason: Some(&reason), trigger: Some(trigger) },
-                );
+                let closed = ConnectionClosed { initiator: Some(initiator), error, internal_code: None, reason: Some(&reason), trigger: Some(trigger) };
+                q.event(now, &crate::qlog::QlogEvent::ConnectionClosed(&closed));
                 q.flush();
             }
             self.error = Some(err.clone());
@@ -1186,20 +1192,14 @@ impl Connection {
         let failure = self.ecn.failure();
         if let Some(q) = &mut self.qlog {
             // quic-events: ecn_state_updated.
-            q.custom_event(now, "quic:ecn_state_updated", |d| {
-                d.str(
-                    "new",
-                    match state {
-                        ecn::EcnState::Testing => "testing",
-                        ecn::EcnState::Unknown => "unknown",
-                        ecn::EcnState::Capable => "capable",
-                        ecn::EcnState::Failed => "failed",
-                    },
-                );
-                if let Some(f) = failure {
-                    d.str("trigger", &format!("{f:?}"));
-                }
-            });
+            let new = match state {
+                ecn::EcnState::Testing => "testing",
+                ecn::EcnState::Unknown => "unknown",
+                ecn::EcnState::Capable => "capable",
+                ecn::EcnState::Failed => "failed",
+            };
+            let trigger = failure.map(|f| format!("{f:?}"));
+            q.event(now, &crate::qlog::QlogEvent::EcnStateUpdated { new, trigger: trigger.as_deref() });
         }
     }
 

@@ -159,10 +159,7 @@ impl Connection {
                 self.stats.key_updates += 1;
                 let gen = self.stats.key_updates;
                 if let Some(q) = &mut self.qlog {
-                    use crate::qlog::{KeyType, KeyUpdateTrigger};
-                    let (a, b) = (KeyType::Client1RttSecret, KeyType::Server1RttSecret);
-                    q.key_updated(now, a, Some(gen), Some(KeyUpdateTrigger::RemoteUpdate));
-                    q.key_updated(now, b, Some(gen), Some(KeyUpdateTrigger::RemoteUpdate));
+                    q.event(now, &crate::qlog::QlogEvent::KeyUpdated { generation: gen, trigger: crate::qlog::KeyUpdateTrigger::RemoteUpdate });
                 }
             }
         }
@@ -221,8 +218,7 @@ impl Connection {
             hdr.packet_number_length = Some((header_len - h.pn_offset) as u8);
             let mut ev = crate::qlog::PacketEvent::new(hdr);
             ev.raw = crate::qlog::RawInfo::length(packet.len());
-            let frames = FrameIter::new(&packet[payload_start..payload_end]).map_while(Result::ok);
-            q.packet_received(now, &ev, frames);
+            q.event(now, &crate::qlog::QlogEvent::PacketReceived { packet: &ev, payload: &packet[payload_start..payload_end] });
         }
         self.rx_new_crypto = false;
         let ack_eliciting = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, &packet[payload_start..payload_end]) {
@@ -550,18 +546,15 @@ impl Connection {
         }
         self.stats.spurious_losses += u64::from(s.spurious);
         let Some(q) = &mut self.qlog else { return };
-        q.custom_event(now, "quicpro:spurious_losses", |d| {
-            d.str(
-                "packet_number_space",
-                match space {
-                    SpaceId::Initial => "initial",
-                    SpaceId::Handshake => "handshake",
-                    SpaceId::Data => "application_data",
-                },
-            )
-            .u64("count", u64::from(s.spurious))
-            .u64("congestion_reduction_undone", u64::from(s.undone));
-        });
+        let space_name = match space {
+            SpaceId::Initial => "initial",
+            SpaceId::Handshake => "handshake",
+            SpaceId::Data => "application_data",
+        };
+        q.event(
+            now,
+            &crate::qlog::QlogEvent::SpuriousLosses { space: space_name, count: u64::from(s.spurious), congestion_reduction_undone: u64::from(s.undone) },
+        );
         if let Some((packets, eighths)) = s.thresholds {
             let p = crate::qlog::RecoveryParameters {
                 reordering_threshold: Some(packets.min(u64::from(u16::MAX)) as u16),
@@ -569,7 +562,7 @@ impl Connection {
                 timer_granularity: crate::recovery::GRANULARITY,
                 ..Default::default()
             };
-            q.recovery_parameters_set(now, &p);
+            q.event(now, &crate::qlog::QlogEvent::RecoveryParametersSet(&p));
         }
     }
 
@@ -611,7 +604,7 @@ impl Connection {
                     SpaceId::Data => crate::qlog::PacketType::OneRtt,
                 };
                 let hdr = crate::qlog::PacketHeader { packet_number: Some(p.pn), ..crate::qlog::PacketHeader::new(ty) };
-                q.packet_lost(now, &hdr, core::iter::empty::<Frame<'_>>(), None);
+                q.event(now, &crate::qlog::QlogEvent::PacketLost { header: &hdr });
             }
             self.on_frames_lost(&p.payload);
         }

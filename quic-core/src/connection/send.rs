@@ -638,8 +638,7 @@ impl Connection {
             hdr.packet_number_length = Some(p.layout.pn_len as u8);
             let mut ev = crate::qlog::PacketEvent::new(hdr);
             ev.raw = crate::qlog::RawInfo::length(p.end + TAG_LEN - p.start);
-            let frames = crate::frame::FrameIter::new(&buf[header_len..p.end]).map_while(Result::ok);
-            q.packet_sent(now, &ev, frames);
+            q.event(now, &crate::qlog::QlogEvent::PacketSent { packet: &ev, payload: &buf[header_len..p.end] });
         }
         let pkt = &mut buf[p.start..p.end + TAG_LEN];
         let hl = header_len - p.start;

@@ -1,5 +1,11 @@
 //! qlog event logging, streamed as JSON Text Sequences.
 //!
+//! The connection emits typed [`QlogEvent`]s to a [`QlogSubscriber`]
+//! (`subscriber`); it never formats anything itself. [`QlogWriter`] is the
+//! subscriber that serialises them; its modules: `json` (the text
+//! builder), `types` (the schema's types), `frames` (frames in qlog form),
+//! `event_data` (custom events), `writer` (records to the sink).
+//!
 //! Implements the `QlogFileSeq` schema of draft-ietf-quic-qlog-main-schema-14
 //! and the QUIC events of draft-ietf-quic-qlog-quic-events-13:
 //!
@@ -44,6 +50,7 @@ const MAX_ACK_DELAY_EXPONENT: u8 = 20;
 mod event_data;
 mod frames;
 mod json;
+mod subscriber;
 mod types;
 mod writer;
 
@@ -51,5 +58,6 @@ mod writer;
 mod tests;
 
 pub use event_data::EventData;
+pub use subscriber::{QlogEvent, QlogSubscriber};
 pub use types::*;
 pub use writer::QlogWriter;
