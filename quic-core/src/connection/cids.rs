@@ -228,4 +228,47 @@ mod tests {
         assert!(r.is_reset_token(&[9; 16]));
         assert!(!r.rotate());
     }
+
+    fn cid(b: u8) -> ConnectionId {
+        ConnectionId::new(&[b; 8]).unwrap()
+    }
+
+    /// RFC 9000 §5.1.1: a peer that gives us more connection IDs than our
+    /// active_connection_id_limit commits CONNECTION_ID_LIMIT_ERROR.
+    #[test]
+    fn more_ids_than_our_limit_is_connection_id_limit_error() {
+        let mut r = RemoteCids::new(cid(0), 4);
+        for seq in 1..4u8 {
+            r.on_new_cid(u64::from(seq), 0, cid(seq), ResetToken([seq; 16])).unwrap();
+        }
+        // The fifth active ID (sequence numbers 0..=4) is one too many.
+        let e = r.on_new_cid(4, 0, cid(4), ResetToken([4; 16])).unwrap_err();
+        assert_eq!(e.code, TransportErrorCode::CONNECTION_ID_LIMIT_ERROR);
+        assert_eq!(e.frame_type, Some(0x18));
+        // Retiring the older ones with Retire Prior To keeps the count
+        // within the limit: not an error.
+        let mut r = RemoteCids::new(cid(0), 2);
+        for seq in 1..20u8 {
+            r.on_new_cid(u64::from(seq), u64::from(seq), cid(seq), ResetToken([seq; 16])).unwrap();
+            let _ = r.pending_retire.pop_front();
+        }
+    }
+
+    /// RFC 9000 §5.1.2: retirements we owe are bounded; a peer that makes us
+    /// owe more (a long run of Retire Prior To jumps we could not yet
+    /// answer) gets CONNECTION_ID_LIMIT_ERROR instead of unbounded state.
+    #[test]
+    fn unanswered_retirements_are_bounded() {
+        let mut r = RemoteCids::new(cid(0), 2);
+        let mut result = Ok(());
+        for seq in 1..=(MAX_PENDING_RETIRE as u64 + 2) {
+            result = r.on_new_cid(seq, seq, cid(seq as u8), ResetToken([seq as u8; 16]));
+            if result.is_err() {
+                break;
+            }
+        }
+        let e = result.unwrap_err();
+        assert_eq!(e.code, TransportErrorCode::CONNECTION_ID_LIMIT_ERROR);
+        assert!(r.pending_retire.len() > MAX_PENDING_RETIRE);
+    }
 }
