@@ -385,6 +385,9 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
     let mut opts = ClientOptions::new(tls);
     opts.version = cfg.version;
     opts.transport.versions = cfg.versions.clone();
+    // NEW_TOKEN tokens carry over to the next connection (--reconnect,
+    // --resume-rest): a server demanding address validation skips its Retry.
+    opts.tokens = Some(io_backends::runtime::TokenStore::new());
     // qlog records are written by the spool's thread, off the packet path
     // (declared before the session, so it outlives the connections).
     let qlog_spool = match &cfg.qlog_dir {

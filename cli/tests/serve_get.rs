@@ -192,3 +192,40 @@ fn quic_v2_by_compatible_negotiation() {
     let out = get(&["-v", "--quic-version", "v2", &url]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("QUIC v2, RTT"), "a v2 first Initial stays v2");
 }
+
+/// NEW_TOKEN carries over between the connections of one `quicpro get`
+/// (RFC 9000 §8.1.3): against `--retry always`, the first connection is
+/// validated by a Retry, the second presents the server's token and is
+/// not; a separate `quicpro get` (no token yet) meets a Retry again. Told
+/// from the server's qlog: a connection that went through a Retry
+/// announces `retry_source_connection_id` in its transport parameters.
+#[test]
+fn a_new_token_spares_the_reconnection_its_retry() {
+    let dir = std::env::temp_dir().join(format!("quicpro-new-token-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_server, port) = start_server(&["--retry", "always", "--qlog-dir", dir.to_str().unwrap()]);
+    let base = format!("https://127.0.0.1:{port}");
+    let out = get(&["--reconnect", &format!("{base}/foo"), &format!("{base}/bar")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = get(&[&format!("{base}/baz")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The records reach the files once the server's connections end.
+    let retried = |f: &std::path::Path| {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        let local = text.lines().find(|l| l.contains("\"quic:parameters_set\"") && l.contains("\"initiator\":\"local\""))?;
+        Some(local.contains("retry_source_connection_id"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let seen = loop {
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let seen: Vec<_> = files.iter().filter_map(|f| retried(f)).collect();
+        if seen.len() == 3 || std::time::Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(seen.len(), 3, "three server connections in the qlog: {seen:?}");
+    assert_eq!(seen.iter().filter(|r| **r).count(), 2, "only the reconnection skipped the Retry: {seen:?}");
+}

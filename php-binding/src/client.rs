@@ -38,6 +38,13 @@ fn session_store() -> Arc<dyn rustls::client::ClientSessionStore> {
     STORE.get_or_init(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(1024))).clone()
 }
 
+/// The process's NEW_TOKEN tokens (RFC 9000 §8.1.3): the next connection
+/// to a server that sent one skips its Retry.
+fn token_store() -> io_backends::runtime::TokenStore {
+    static STORE: OnceLock<io_backends::runtime::TokenStore> = OnceLock::new();
+    STORE.get_or_init(io_backends::runtime::TokenStore::new).clone()
+}
+
 /// One built rustls config per distinct set of TLS options, for the life
 /// of the process: rustls resumes a session only under the verifier that
 /// checked it, so every connection with the same options must share it.
@@ -136,6 +143,7 @@ impl ClientCore {
         let mut opts = ClientOptions::new(tls);
         opts.transport = cfg.transport();
         opts.h3 = cfg.h3();
+        opts.tokens = Some(token_store());
         let mut backend = BackendConfig::from_env().map_err(|e| QpError::new(ErrorKind::Socket, e.to_string()))?;
         // One socket per client connection: an io_uring instance each would
         // be costly for many short connections; epoll unless forced.

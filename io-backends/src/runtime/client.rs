@@ -18,6 +18,7 @@ use quic_core::tls::ClientTlsOptions;
 use quic_core::Version;
 
 use super::driver::{Driver, H3Handle};
+use super::tokens::TokenStore;
 use crate::backend::BackendError;
 use crate::select::{open, BackendConfig};
 
@@ -28,11 +29,15 @@ pub struct ClientOptions {
     pub h3: H3Config,
     pub backend: BackendConfig,
     pub version: Version,
+    /// NEW_TOKEN tokens kept from earlier connections and presented on the
+    /// next one to the same server (RFC 9000 §8.1.3); share one store
+    /// between the clients of a process. `None` keeps none.
+    pub tokens: Option<TokenStore>,
 }
 
 impl ClientOptions {
     pub fn new(tls: ClientTlsOptions) -> Self {
-        Self { tls, transport: TransportConfig::default(), h3: H3Config::default(), backend: BackendConfig::default(), version: Version::V1 }
+        Self { tls, transport: TransportConfig::default(), h3: H3Config::default(), backend: BackendConfig::default(), version: Version::V1, tokens: None }
     }
 }
 
@@ -67,6 +72,10 @@ pub struct Client {
     handle: H3Handle,
     /// Speaks only `hq-interop` (HTTP/0.9): no HTTP/3 layer.
     raw: bool,
+    tokens: Option<TokenStore>,
+    /// Where the current connection goes, for its NEW_TOKEN tokens.
+    server_name: String,
+    server_port: u16,
 }
 
 impl core::fmt::Debug for Client {
@@ -77,7 +86,7 @@ impl core::fmt::Debug for Client {
 
 impl Client {
     /// Opens a socket and starts a connection; `token` is a NEW_TOKEN from
-    /// an earlier connection (or empty).
+    /// an earlier connection, or empty to use one from `opts.tokens`.
     pub fn connect(opts: &ClientOptions, server: SocketAddr, server_name: &str, token: Bytes) -> Result<Self, ClientError> {
         let tls = opts.tls.build().map_err(ClientError::Tls)?;
         Self::connect_with_tls(opts, tls, server, server_name, token)
@@ -102,6 +111,7 @@ impl Client {
         quic_core::rand::RandomSource::fill(&mut quic_core::rand::SystemRandom::new(), &mut secret);
         let endpoint = Endpoint::new(EndpointConfig::new(&secret), None, Instant::now());
         let mut driver = Driver::new(backend, endpoint, Side::Client, opts.h3.clone());
+        let token = pick_token(&opts.tokens, server_name, server.port(), token);
         let h = driver.endpoint.connect(Instant::now(), &config, server, server_name, token).map_err(ClientError::Connect)?;
         let raw = opts.tls.alpn.len() == 1 && opts.tls.alpn[0].as_slice() == super::server::HQ_INTEROP;
         if raw {
@@ -109,13 +119,16 @@ impl Client {
         } else {
             driver.adopt(h);
         }
-        Ok(Self { driver, config, handle: H3Handle(h), raw })
+        Ok(Self { driver, config, handle: H3Handle(h), raw, tokens: opts.tokens.clone(), server_name: server_name.to_string(), server_port: server.port() })
     }
 
     /// A new connection to `server` from the same socket and TLS config, so
     /// the session cache resumes the earlier session (and may send 0-RTT).
     pub fn reconnect(&mut self, server: SocketAddr, server_name: &str, token: Bytes) -> Result<(), ClientError> {
+        self.keep_new_token();
+        let token = pick_token(&self.tokens, server_name, server.port(), token);
         let h = self.driver.endpoint.connect(Instant::now(), &self.config, server, server_name, token).map_err(ClientError::Connect)?;
+        (self.server_name, self.server_port) = (server_name.to_string(), server.port());
         if self.raw {
             self.driver.adopt_raw(h);
         } else {
@@ -137,8 +150,17 @@ impl Client {
         self.handle
     }
 
+    /// Files a NEW_TOKEN the current connection received in the store.
+    fn keep_new_token(&mut self) {
+        let Some(store) = &self.tokens else { return };
+        if let Some(t) = self.driver.endpoint.connection(self.handle.0).and_then(|c| c.take_new_token()) {
+            store.insert(&self.server_name, self.server_port, t);
+        }
+    }
+
     pub fn step(&mut self, max_wait: Duration) -> Result<(), ClientError> {
         self.driver.step(max_wait).map_err(ClientError::Io)?;
+        self.keep_new_token();
         if self.connection().is_none() {
             let err = self.driver.closed.iter().find(|(h, _)| *h == self.handle).and_then(|(_, e)| e.clone());
             return Err(match err {
@@ -236,10 +258,26 @@ impl Client {
     }
 
     pub fn close(&mut self) {
+        self.keep_new_token();
         let now = Instant::now();
         if let Some(c) = self.connection_mut() {
             c.close(now, h3_core::error::H3ErrorCode::H3_NO_ERROR.0, b"");
         }
         self.driver.flush();
+    }
+}
+
+impl Drop for Client {
+    /// A token that arrived since the last step is still worth keeping.
+    fn drop(&mut self) {
+        self.keep_new_token();
+    }
+}
+
+/// The token to present: the caller's, else one from the store.
+fn pick_token(store: &Option<TokenStore>, server_name: &str, port: u16, given: Bytes) -> Bytes {
+    match store {
+        Some(s) if given.is_empty() => s.take(server_name, port),
+        _ => given,
     }
 }

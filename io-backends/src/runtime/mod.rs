@@ -7,11 +7,14 @@
 //!   run HTTP/3, send).
 //! - [`server`]: accept connections and requests, respond, stream bodies.
 //! - [`client`]: connect, send requests, read responses, reuse tickets.
+//! - [`tokens`]: NEW_TOKEN tokens a client presents on its next connection.
 
 pub mod client;
 pub mod driver;
 pub mod server;
+pub mod tokens;
 
 pub use client::{Client, ClientOptions};
 pub use driver::{Driver, H3Handle};
 pub use server::{Server, ServerOptions};
+pub use tokens::TokenStore;
