@@ -143,6 +143,12 @@ pub struct Driver {
     /// streams directly. Indexed by handle.
     raw: Vec<bool>,
     raw_alpn: Option<Vec<u8>>,
+    /// `lost_seen[h]`: the application was given `h`'s ConnectionLost. A
+    /// connection the endpoint frees from inside `handle_timeout` (idle or
+    /// handshake timeout, the end of draining) is gone before `process`
+    /// could read that event from it; `process` then reports it from the
+    /// endpoint's `poll_closed`, exactly once.
+    lost_seen: Vec<bool>,
 }
 
 impl core::fmt::Debug for Driver {
@@ -165,6 +171,7 @@ impl Driver {
             accepted: VecDeque::new(),
             raw: Vec::new(),
             raw_alpn: None,
+            lost_seen: Vec::new(),
         }
     }
 
@@ -272,12 +279,12 @@ impl Driver {
             };
             if raw {
                 while let Some(ev) = conn.poll_event() {
-                    self.events.push_back((H3Handle(h), H3Event::Transport(ev)));
+                    push_event(&mut self.events, &mut self.lost_seen, H3Handle(h), H3Event::Transport(ev));
                 }
             } else if let Some(h3) = self.h3.get_mut(&h) {
                 let _ = h3.process(conn, now);
                 while let Some(ev) = h3.poll_event() {
-                    self.events.push_back((H3Handle(h), ev));
+                    push_event(&mut self.events, &mut self.lost_seen, H3Handle(h), ev);
                 }
             } else if let (Some(want), Some(alpn)) = (self.raw_alpn.as_deref(), conn.alpn()) {
                 // ALPN now known: HTTP/3, or the raw protocol.
@@ -289,19 +296,23 @@ impl Driver {
                         *r = true;
                     }
                     while let Some(ev) = conn.poll_event() {
-                        self.events.push_back((H3Handle(h), H3Event::Transport(ev)));
+                        push_event(&mut self.events, &mut self.lost_seen, H3Handle(h), H3Event::Transport(ev));
                     }
                 } else {
                     let mut h3 = Box::new(H3Connection::new(self.side, self.h3_config.clone()));
                     let _ = h3.process(conn, now);
                     while let Some(ev) = h3.poll_event() {
-                        self.events.push_back((H3Handle(h), ev));
+                        push_event(&mut self.events, &mut self.lost_seen, H3Handle(h), ev);
                     }
                     self.h3.insert(h, h3);
                 }
             }
         }
         while let Some((h, err)) = self.endpoint.poll_closed() {
+            let seen = self.lost_seen.get_mut(h.0).map(std::mem::take).unwrap_or(false);
+            if let (false, Some(e)) = (seen, err.clone()) {
+                self.events.push_back((H3Handle(h), H3Event::Transport(quic_core::connection::Event::ConnectionLost(e))));
+            }
             self.h3.remove(&h);
             self.set_raw(h, false);
             self.closed.push_back((H3Handle(h), err));
@@ -339,8 +350,21 @@ impl Driver {
         // Calls like `recv_body` can complete a message: surface its events
         // now rather than on the connection's next packet.
         while let Some(ev) = h3.poll_event() {
-            self.events.push_back((h, ev));
+            push_event(&mut self.events, &mut self.lost_seen, h, ev);
         }
         Some(r)
     }
+}
+
+/// Queues an application event, noting a ConnectionLost (see `lost_seen`).
+fn push_event(events: &mut VecDeque<(H3Handle, H3Event)>, lost_seen: &mut Vec<bool>, h: H3Handle, ev: H3Event) {
+    if matches!(ev, H3Event::Transport(quic_core::connection::Event::ConnectionLost(_))) {
+        if h.0 .0 >= lost_seen.len() {
+            lost_seen.resize(h.0 .0 + 1, false);
+        }
+        if let Some(s) = lost_seen.get_mut(h.0 .0) {
+            *s = true;
+        }
+    }
+    events.push_back((h, ev));
 }
