@@ -350,32 +350,19 @@ impl Pair {
     /// One step: send, deliver, fire timers, advance to the next event.
     /// Returns false when nothing is left to happen.
     pub fn step(&mut self) -> bool {
-        let sent = self.collect();
-        let got = self.deliver_due();
-        if sent || got {
-            return true;
-        }
-        self.fire_timers();
-        if self.collect() {
-            return true;
-        }
-        match self.next_event() {
-            Some(t) if t > self.now => {
-                self.now = t;
-                true
-            }
-            Some(_) => {
-                self.fire_timers();
-                true
-            }
-            None => false,
-        }
+        self.advance(None)
     }
 
     /// Like [`Pair::step`], but simulated time never jumps past `limit`
     /// (to let a quiet connection sit for a while without its idle timer
     /// firing). Returns false once `limit` is reached with nothing to do.
     pub fn step_until(&mut self, limit: Instant) -> bool {
+        self.advance(Some(limit))
+    }
+
+    /// Send, deliver, fire timers; with nothing else to do, move the clock
+    /// to the next event (never past `limit`, up to it when idle).
+    fn advance(&mut self, limit: Option<Instant>) -> bool {
         let sent = self.collect();
         let got = self.deliver_due();
         if sent || got {
@@ -385,17 +372,21 @@ impl Pair {
         if self.collect() {
             return true;
         }
-        match self.next_event() {
-            Some(t) if t <= self.now => {
+        match (self.next_event(), limit) {
+            (Some(t), _) if t <= self.now => {
                 self.fire_timers();
                 true
             }
-            Some(t) if t <= limit => {
+            (Some(t), None) => {
                 self.now = t;
                 true
             }
-            _ if self.now < limit => {
-                self.now = limit;
+            (Some(t), Some(l)) if t <= l => {
+                self.now = t;
+                true
+            }
+            (_, Some(l)) if self.now < l => {
+                self.now = l;
                 true
             }
             _ => false,

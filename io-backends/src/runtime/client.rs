@@ -153,6 +153,11 @@ impl Client {
     /// Files a NEW_TOKEN the current connection received in the store.
     fn keep_new_token(&mut self) {
         let Some(store) = &self.tokens else { return };
+        // Looked at without touching the connection: `connection()` would
+        // mark it active and cost a `poll_transmit` visit every turn.
+        if !self.driver.endpoint.connection_ref(self.handle.0).is_some_and(Connection::has_new_token) {
+            return;
+        }
         if let Some(t) = self.driver.endpoint.connection(self.handle.0).and_then(|c| c.take_new_token()) {
             store.insert(&self.server_name, self.server_port, t);
         }

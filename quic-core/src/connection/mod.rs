@@ -842,6 +842,11 @@ impl Connection {
         self.received_token.take()
     }
 
+    /// Client: whether a NEW_TOKEN token waits for `take_new_token`.
+    pub fn has_new_token(&self) -> bool {
+        self.received_token.is_some()
+    }
+
     /// The largest UDP payload this connection sends (no path MTU
     /// discovery: the configured initial MTU, at least 1200).
     pub fn mtu(&self) -> u16 {

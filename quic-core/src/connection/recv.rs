@@ -218,7 +218,7 @@ impl Connection {
             hdr.packet_number_length = Some((header_len - h.pn_offset) as u8);
             let mut ev = crate::qlog::PacketEvent::new(hdr);
             ev.raw = crate::qlog::RawInfo::length(packet.len());
-            q.event(now, &crate::qlog::QlogEvent::PacketReceived { packet: &ev, payload: &packet[payload_start..payload_end] });
+            q.event(now, &crate::qlog::QlogEvent::PacketReceived { packet: &ev, payload: packet.get(payload_start..payload_end).unwrap_or_default() });
         }
         self.rx_new_crypto = false;
         let ack_eliciting = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, &packet[payload_start..payload_end]) {

@@ -638,7 +638,7 @@ impl Connection {
             hdr.packet_number_length = Some(p.layout.pn_len as u8);
             let mut ev = crate::qlog::PacketEvent::new(hdr);
             ev.raw = crate::qlog::RawInfo::length(p.end + TAG_LEN - p.start);
-            q.event(now, &crate::qlog::QlogEvent::PacketSent { packet: &ev, payload: &buf[header_len..p.end] });
+            q.event(now, &crate::qlog::QlogEvent::PacketSent { packet: &ev, payload: buf.get(header_len..p.end).unwrap_or_default() });
         }
         let pkt = &mut buf[p.start..p.end + TAG_LEN];
         let hl = header_len - p.start;
