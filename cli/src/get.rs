@@ -493,9 +493,10 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                         None => "no 0-RTT",
                     },
                     c.alpn().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default(),
-                    match c.original_version() {
-                        Some(o) => format!("{} (from {o})", c.version()),
-                        None => c.version().to_string(),
+                    match (c.negotiated_from(), c.original_version()) {
+                        (Some(f), _) => format!("{} (Version Negotiation from {f})", c.version()),
+                        (None, Some(o)) => format!("{} (from {o})", c.version()),
+                        (None, None) => c.version().to_string(),
                     },
                     c.rtt(),
                     if cfg.key_update { format!(", key updates {}", c.stats().key_updates) } else { String::new() },

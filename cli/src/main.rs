@@ -227,7 +227,11 @@ struct GetArgs {
     /// Write a qlog file per connection into this directory.
     #[arg(long)]
     qlog_dir: Option<PathBuf>,
-    /// QUIC version of the first Initial: v1 or v2.
+    /// QUIC version of the first Initial: v1 or v2. A server that does
+    /// not speak it answers with Version Negotiation and the client starts
+    /// over in a version both speak, which RFC 9368 §4 lets complete only
+    /// if the server sends version_information (Caddy 2.6's quic-go does
+    /// not). To prefer v2 where offered, start in v1 with --versions v2,v1.
     #[arg(long, default_value = "v1", value_parser = parse_version)]
     quic_version: quic_core::Version,
     /// Versions in order of preference, offered in version_information

@@ -193,6 +193,24 @@ fn quic_v2_by_compatible_negotiation() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("QUIC v2, RTT"), "a v2 first Initial stays v2");
 }
 
+/// Incompatible version negotiation end to end (RFC 9368 §2.1): a server
+/// offering only v1 answers a v2 Initial with Version Negotiation, and
+/// `quicpro get` starts over in v1; a client speaking only v2 fails.
+#[test]
+fn version_negotiation_from_a_v1_only_server() {
+    let (_server, port) = start_server(&["--versions", "v1"]);
+    let url = format!("https://127.0.0.1:{port}/vn");
+    let out = get(&["-v", "--quic-version", "v2", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("QUIC v1 (Version Negotiation from v2)"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "echo from worker 0: /vn\n");
+    let out = get(&["--quic-version", "v2", "--versions", "v2", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a v2-only client cannot connect: {err}");
+    assert!(err.contains("no common QUIC version"), "{err}");
+}
+
 /// NEW_TOKEN carries over between the connections of one `quicpro get`
 /// (RFC 9000 §8.1.3): against `--retry always`, the first connection is
 /// validated by a Retry, the second presents the server's token and is

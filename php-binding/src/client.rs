@@ -142,6 +142,7 @@ impl ClientCore {
         let tls = cfg.client_tls_identity(tls)?;
         let mut opts = ClientOptions::new(tls);
         opts.transport = cfg.transport();
+        opts.version = cfg.quic_version;
         opts.h3 = cfg.h3();
         opts.tokens = Some(token_store());
         let mut backend = BackendConfig::from_env().map_err(|e| QpError::new(ErrorKind::Socket, e.to_string()))?;

@@ -56,6 +56,13 @@ pub struct ConfigData {
     pub verify_peer: bool,
     /// `server_name` (client SNI; default: the host passed to connect).
     pub server_name: Option<String>,
+    /// `quic_version`: the version of a client's first Initial, `v1`
+    /// (default) or `v2`.
+    pub quic_version: quic_core::Version,
+    /// `versions`: versions in order of preference (RFC 9368). A server
+    /// speaks only these (others get Version Negotiation); a client offers
+    /// them in version_information. Empty: v1 and v2.
+    pub versions: Vec<quic_core::Version>,
     /// `congestion_control`: `cubic` (default) or `newreno`.
     pub congestion: CongestionAlgorithm,
     /// `max_streams_bidi`, `max_streams_uni`.
@@ -107,6 +114,8 @@ const KEYS: &[&str] = &[
     "verify_peer",
     "server_name",
     "congestion_control",
+    "quic_version",
+    "versions",
     "max_streams_bidi",
     "max_streams_uni",
     "initial_max_data",
@@ -147,6 +156,8 @@ impl ConfigData {
             verify_peer: true,
             server_name: None,
             congestion: CongestionAlgorithm::Cubic,
+            quic_version: quic_core::Version::V1,
+            versions: Vec::new(),
             max_streams_bidi: 100,
             max_streams_uni: 100,
             max_data: 16 * 1024 * 1024,
@@ -193,6 +204,8 @@ impl ConfigData {
                         other => return Err(bad(&key, &format!("unknown congestion controller '{other}' (cubic or newreno)"))),
                     }
                 }
+                "quic_version" => c.quic_version = quic_version(&key, &string(&key, value)?)?,
+                "versions" => c.versions = versions(&key, value)?,
                 "max_streams_bidi" => c.max_streams_bidi = int(&key, value, 1, 1 << 20)?,
                 "max_streams_uni" => c.max_streams_uni = int(&key, value, 3, 1 << 20)?,
                 "initial_max_data" => c.max_data = int(&key, value, 1024, 1 << 40)?,
@@ -290,6 +303,7 @@ impl ConfigData {
         t.max_idle_timeout = self.max_idle;
         t.handshake_timeout = Some(self.handshake_timeout);
         t.congestion = self.congestion;
+        t.versions = self.versions.clone();
         t.max_concurrent_bidi_streams = self.max_streams_bidi;
         t.max_concurrent_uni_streams = self.max_streams_uni;
         t.receive_window = self.max_data;
@@ -354,6 +368,37 @@ fn string(key: &str, v: &Zval) -> QpResult<String> {
 
 fn path(key: &str, v: &Zval) -> QpResult<PathBuf> {
     Ok(PathBuf::from(string(key, v)?))
+}
+
+fn quic_version(key: &str, s: &str) -> QpResult<quic_core::Version> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "v1" | "1" => Ok(quic_core::Version::V1),
+        "v2" | "2" => Ok(quic_core::Version::V2),
+        other => Err(bad(key, &format!("unknown QUIC version '{other}' (v1 or v2)"))),
+    }
+}
+
+/// A list of versions: an array of names or one comma-separated string.
+fn versions(key: &str, v: &Zval) -> QpResult<Vec<quic_core::Version>> {
+    let names: Vec<String> = match (v.str(), v.array()) {
+        (Some(s), _) => s.split(',').map(str::to_owned).collect(),
+        (None, Some(arr)) => arr
+            .iter()
+            .map(|(_, item)| item.str().map(str::to_owned).ok_or_else(|| bad(key, &format!("expected version names, found {}", type_name(item)))))
+            .collect::<QpResult<_>>()?,
+        (None, None) => return Err(bad(key, &format!("expected array of versions or a string, got {}", type_name(v)))),
+    };
+    let mut out = Vec::new();
+    for n in names {
+        let v = quic_version(key, &n)?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    if out.is_empty() {
+        return Err(bad(key, "at least one version is needed"));
+    }
+    Ok(out)
 }
 
 fn alpn(key: &str, v: &Zval) -> QpResult<Vec<Vec<u8>>> {

@@ -223,6 +223,7 @@ impl Server {
             (e.dropped_unparseable + e.dropped_unknown_connection + e.dropped_initial_too_small + e.dropped_invalid_token + e.dropped_too_many) as i64,
         );
         m.insert("retries_sent".into(), e.retries_sent as i64);
+        m.insert("version_negotiations_sent".into(), e.version_negotiations_sent as i64);
         // Connection-ID steering (shared by every worker of the group).
         if let Some(Ok(sc)) = c.cfg.steering.as_ref().map(|g| g.counters()) {
             m.insert("steered_by_cid".into(), sc.steered_by_cid as i64);

@@ -317,6 +317,9 @@ pub struct Connection {
     /// The version of the connection's first Initial, when compatible
     /// version negotiation moved it to another (RFC 9368).
     original_version: Option<Version>,
+    /// Client: the version of the attempt a Version Negotiation packet
+    /// ended; the new attempt ignores further ones (RFC 9368 §4).
+    negotiated_from: Option<Version>,
     /// Server after an upgrade: Initial keys of the original version, to
     /// read the client's Initials sent before it followed.
     legacy_initial_keys: Option<rustls::quic::Keys>,
@@ -436,6 +439,7 @@ impl Connection {
             qlog: None,
             new_token_queued: false,
             original_version: None,
+            negotiated_from: None,
             legacy_initial_keys: None,
             client_hello: side.is_server().then(Vec::new),
             ecn: ecn::EcnValidator::new(cfg.ecn),
@@ -663,6 +667,13 @@ impl Connection {
 
     pub fn peer_transport_parameters(&self) -> Option<&TransportParameters> {
         self.peer_params.as_ref()
+    }
+
+    /// The Destination Connection ID of the client's first Initial (of its
+    /// current attempt, after Version Negotiation); the server's Original
+    /// Destination Connection ID (RFC 9000 §7.3).
+    pub fn original_dcid(&self) -> ConnectionId {
+        self.original_dcid
     }
 
     pub fn local_cid(&self) -> ConnectionId {

@@ -127,19 +127,32 @@ impl Connection {
         // moved the connection still reads the client's Initials of the
         // original version. Anything else is dropped.
         let mut legacy = false;
+        // Client: Initial keys this packet's version would use, kept
+        // only if they open it (an unauthenticated long header must not
+        // move the connection, RFC 9368 §4).
+        let mut followed = None;
         if let Some(v) = h.version.filter(|v| *v != self.version) {
-            let follows = self.side == Side::Client && space == SpaceId::Initial && self.follow_server_version(v);
+            let follows = self.side == Side::Client && space == SpaceId::Initial && self.may_follow_server_version(v);
             legacy = self.side.is_server() && space == SpaceId::Initial && Some(v) == self.original_version && self.legacy_initial_keys.is_some();
             if !follows && !legacy {
                 self.stats.packets_dropped += 1;
                 return false;
             }
+            if follows {
+                followed = Some((v, self.try_initial_keys(v)));
+            }
         }
         let zero_rtt = h.ty == PacketType::Long(LongType::ZeroRtt);
         let Some((pn, header_len, payload_len, phase)) = self.unprotect(space, zero_rtt, legacy, h, packet) else {
+            if let Some((_, ours)) = followed {
+                self.spaces[SpaceId::Initial.index()].keys = ours;
+            }
             self.stats.packets_dropped += 1;
             return false;
         };
+        if let Some((v, _)) = followed {
+            self.switch_initial_keys(v);
+        }
         // Reserved bits must be zero once protection is off (RFC 9000 §17.2, §17.3.1).
         let reserved = if h.is_long() { LONG_RESERVED_BITS } else { SHORT_RESERVED_BITS };
         if packet[0] & reserved != 0 {
@@ -320,9 +333,10 @@ impl Connection {
         Some((pn, header_len, plain_len, phase))
     }
 
-    /// Client: a Version Negotiation packet (RFC 9000 §6.2).
+    /// Client: a Version Negotiation packet (RFC 9000 §6.2, RFC 9368 §2.1).
     fn handle_version_negotiation(&mut self, now: Instant, packet: &[u8], h: &ProtectedHeader) {
-        if self.side.is_server() || self.received_any {
+        // RFC 9368 §4: after acting on one, later ones are ignored.
+        if self.side.is_server() || self.received_any || self.negotiated_from.is_some() {
             return;
         }
         // It must echo our connection IDs (§6.2) and not list our version.
@@ -333,8 +347,16 @@ impl Connection {
         if negotiation_versions(versions).any(|v| v == self.version) {
             return;
         }
-        self.set_error(now, ConnectionError::VersionMismatch);
-        self.state = State::Drained;
+        // Bounded: a datagram holds at most a few hundred versions.
+        let offered: Vec<crate::Version> = negotiation_versions(versions).take(256).collect();
+        match self.restart_after_version_negotiation(now, &offered) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.set_error(now, ConnectionError::VersionMismatch);
+                self.state = State::Drained;
+            }
+            Err(e) => self.close_with_error(now, e),
+        }
     }
 
     /// Client: a Retry packet (RFC 9000 §17.2.5.2).

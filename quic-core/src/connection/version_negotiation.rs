@@ -14,6 +14,7 @@ use crate::error::{Error, TransportErrorCode};
 use crate::recovery::SpaceId;
 use crate::transport_params::{Role, TransportParameters};
 use crate::version::Version;
+use std::time::Instant;
 
 /// TLS extension carrying QUIC transport parameters (RFC 9001 §8.2).
 const QUIC_TRANSPORT_PARAMETERS: u16 = 0x39;
@@ -159,18 +160,82 @@ impl Connection {
         self.tls.set_version(version);
     }
 
-    /// Client: the server's Initial came in `version`, not ours. Follow it
-    /// if we offered it and nothing from the server was processed yet
-    /// (RFC 9368 §2.3); `false` drops the packet.
-    pub(super) fn follow_server_version(&mut self, version: Version) -> bool {
+    /// Client: the server's Initial came in `version`, not ours. It may be
+    /// followed if we offered it and nothing from the server was processed
+    /// yet (RFC 9368 §2.3); `false` drops the packet.
+    pub(super) fn may_follow_server_version(&self, version: Version) -> bool {
         if self.side.is_server() || self.received_any || self.original_version.is_some() {
             return false;
         }
-        if !self.config.version_preference(self.version).contains(&version) || !compatible(self.version, version) {
-            return false;
+        self.config.version_preference(self.version).contains(&version) && compatible(self.version, version)
+    }
+
+    /// Installs `version`'s Initial keys to try them on one packet;
+    /// returns the keys they replaced, to put back if the packet does not
+    /// open ([`Connection::switch_initial_keys`] commits).
+    pub(super) fn try_initial_keys(&mut self, version: Version) -> Option<rustls::quic::Keys> {
+        let rv = if version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
+        let keys = crate::tls::provider::initial_suite().keys(&self.initial_dcid, rustls::Side::Client, rv);
+        self.spaces[SpaceId::Initial.index()].keys.replace(keys)
+    }
+
+    /// Client: a Version Negotiation packet listing `offered` and not our
+    /// version (the caller checked that, RFC 9368 §4). Picks our most
+    /// preferred version among them and sends a new first flight in it
+    /// (RFC 9368 §2.1): a new ClientHello whose version_information names
+    /// it, Initial keys of that version, nothing of the abandoned attempt
+    /// resent but stream data written for 0-RTT. `false`: no common version.
+    pub(super) fn restart_after_version_negotiation(&mut self, now: Instant, offered: &[Version]) -> Result<bool, Error> {
+        let first = self.version;
+        let preference = self.config.version_preference(first);
+        let Some(version) = choose_from_negotiation(&preference, offered) else { return Ok(false) };
+        self.local_params.version_information = Some(crate::transport_params::VersionInformation::new(version, &preference));
+        let grease = self.config.grease.then(|| self.rng.next_u64());
+        let encoded = Connection::encode_transport_parameters(&self.local_params, Side::Client, grease);
+        self.tls.restart_client(version, encoded)?;
+        // The abandoned attempt's Initials carried the old ClientHello: they
+        // are forgotten, not resent. Stream data sent in 0-RTT is resent
+        // under the new attempt's keys (as after a 0-RTT rejection).
+        let mut abandoned = Vec::new();
+        self.recovery.take_unacked(SpaceId::Initial, &mut abandoned);
+        abandoned.clear();
+        self.recovery.on_retry(&mut abandoned);
+        for p in abandoned {
+            self.on_frames_lost(&p.payload);
         }
-        self.switch_initial_keys(version);
-        true
+        // Packet numbers continue (recovery tracks the largest sent).
+        let next_pn = self.spaces[SpaceId::Initial.index()].next_pn;
+        self.spaces[SpaceId::Initial.index()] = super::spaces::PacketSpace::new(SpaceId::Initial, self.config.crypto_buffer_size);
+        self.spaces[SpaceId::Initial.index()].next_pn = next_pn;
+        self.zero_rtt = None;
+        self.zero_rtt_enabled = false;
+        // A new attempt, a new unpredictable DCID (RFC 9000 §7.2): the
+        // server may still answer the abandoned one, and its Initials must
+        // not decrypt under the new attempt's keys.
+        let mut d = [0u8; 16];
+        self.rng.fill(&mut d);
+        let dcid = crate::cid::ConnectionId::new(&d).unwrap_or(self.initial_dcid);
+        self.initial_dcid = dcid;
+        self.original_dcid = dcid;
+        self.remote_cids.set_initial(dcid);
+        self.negotiated_from = Some(first);
+        self.version = version;
+        let side = rustls::Side::Client;
+        let rv = if version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
+        self.spaces[SpaceId::Initial.index()].keys = Some(crate::tls::provider::initial_suite().keys(&self.initial_dcid, side, rv));
+        self.drive_tls(now)?;
+        if let Some(keys) = self.tls.zero_rtt_keys() {
+            self.zero_rtt = Some(keys);
+            self.zero_rtt_enabled = true;
+            self.apply_remembered_params();
+        }
+        Ok(true)
+    }
+
+    /// Client: the version a Version Negotiation packet made it move from
+    /// (RFC 9368 §2.1), if one did.
+    pub fn negotiated_from(&self) -> Option<Version> {
+        self.negotiated_from
     }
 
     /// The version the connection started with, if negotiation changed it.
@@ -184,6 +249,9 @@ impl Connection {
         // The client's Chosen Version is the version of its first Initial;
         // the server's names the negotiated one (RFC 9368 §4).
         let expected = if self.side.is_server() { self.original_version.unwrap_or(self.version) } else { self.version };
+        if let Some(first) = self.negotiated_from.filter(|_| !self.side.is_server()) {
+            return self.check_after_version_negotiation(first, p);
+        }
         match &p.version_information {
             Some(vi) if vi.chosen_version != expected => Err(Error::new(TransportErrorCode::VERSION_NEGOTIATION_ERROR, "version_information does not match")),
             None if self.original_version.is_some() => {
@@ -192,6 +260,49 @@ impl Connection {
             _ => Ok(()),
         }
     }
+}
+
+impl Connection {
+    /// RFC 9368 §4, a client that acted on a Version Negotiation packet:
+    /// the server's version_information must be there, name the version
+    /// we moved to, and list versions from which we would have chosen the
+    /// same one; otherwise the Version Negotiation packet was forged to
+    /// downgrade us.
+    fn check_after_version_negotiation(&self, first: Version, p: &TransportParameters) -> Result<(), Error> {
+        let preference = self.config.version_preference(first);
+        validate_after_negotiation(&preference, Version::SUPPORTED, self.version, p.version_information.as_ref())
+            .map_err(|why| Error::new(TransportErrorCode::VERSION_NEGOTIATION_ERROR, why))
+    }
+}
+
+/// RFC 9368 §4 for a client that moved to `negotiated` on a Version
+/// Negotiation packet, given the server's version_information.
+pub fn validate_after_negotiation(
+    preference: &[Version],
+    supported: &[Version],
+    negotiated: Version,
+    server: Option<&crate::transport_params::VersionInformation>,
+) -> Result<(), &'static str> {
+    let Some(vi) = server else { return Err("no version_information after Version Negotiation") };
+    if vi.chosen_version != negotiated {
+        return Err("version_information does not name the negotiated version");
+    }
+    if vi.available_versions().is_empty() {
+        return Err("no Available Versions after Version Negotiation");
+    }
+    // The choice we would have made from a Version Negotiation packet
+    // listing the server's Available Versions plus the negotiated one.
+    let would_pick = preference.iter().copied().find(|v| (*v == negotiated || vi.available_versions().contains(v)) && supported.contains(v));
+    if would_pick != Some(negotiated) {
+        return Err("the server supports a version we prefer: downgrade");
+    }
+    Ok(())
+}
+
+/// Incompatible version negotiation (RFC 9368 §2.1): our most preferred
+/// version that the Version Negotiation packet offers and we implement.
+pub fn choose_from_negotiation(preference: &[Version], offered: &[Version]) -> Option<Version> {
+    preference.iter().copied().find(|v| offered.contains(v) && Version::SUPPORTED.contains(v))
 }
 
 #[cfg(test)]
@@ -206,6 +317,36 @@ mod tests {
         assert_eq!(choose(v1, &[v1], &[v2, v1]), v1, "server does not speak v2");
         assert_eq!(choose(v2, &[v1, v2], &[v1, v2]), v1);
         assert_eq!(choose(v1, &[Version(0x0a0a_0a0a), v1], &[Version(0x0a0a_0a0a), v1]), v1, "not compatible");
+    }
+
+    #[test]
+    fn choosing_after_version_negotiation() {
+        let (v1, v2) = (Version::V1, Version::V2);
+        assert_eq!(choose_from_negotiation(&[v2, v1], &[v1]), Some(v1));
+        assert_eq!(choose_from_negotiation(&[v2, v1], &[Version(0x1a2a_3a4a), v2, v1]), Some(v2), "our preference decides");
+        assert_eq!(choose_from_negotiation(&[v1], &[v2]), None, "v2 not in our list");
+        assert_eq!(choose_from_negotiation(&[v1, v2], &[Version(0xff00_001d)]), None, "nothing we implement");
+    }
+
+    /// RFC 9368 §4's example: a client supporting 10, 12 and 14 (higher
+    /// preferred) that started with 12.
+    #[test]
+    fn downgrade_detection_follows_the_rfc_example() {
+        use crate::transport_params::VersionInformation;
+        let (v10, v13, v14) = (Version(10), Version(13), Version(14));
+        let pref = [Version(14), Version(12), v10];
+        let supported = [v10, Version(12), v14];
+        // Scenario 1: the server offers 13 and 14; we went to 14.
+        let vi = VersionInformation::new(v14, &[v13, v14]);
+        assert_eq!(validate_after_negotiation(&pref, &supported, v14, Some(&vi)), Ok(()));
+        // Scenario 2: a forged VN listing 10 and 13 made us pick 10, but the
+        // server speaks 14 too.
+        let vi = VersionInformation::new(v10, &[v10, v13, v14]);
+        assert!(validate_after_negotiation(&pref, &supported, v10, Some(&vi)).is_err());
+        // Missing, empty or naming another version: refused.
+        assert!(validate_after_negotiation(&pref, &supported, v14, None).is_err());
+        assert!(validate_after_negotiation(&pref, &supported, v14, Some(&VersionInformation::new(v14, &[]))).is_err());
+        assert!(validate_after_negotiation(&pref, &supported, v14, Some(&VersionInformation::new(v10, &[v10, v14]))).is_err());
     }
 
     #[test]

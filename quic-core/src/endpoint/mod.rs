@@ -515,6 +515,13 @@ impl Endpoint {
             self.stats.dropped_initial_too_small += 1;
             return DatagramEvent::Dropped(DropReason::InitialTooSmall);
         }
+        // A version we implement but this server was configured not to
+        // offer: Version Negotiation listing the Offered Versions (RFC 9368
+        // §2.1), so the client starts over in one of them.
+        if header.version.is_some_and(|v| !self.offers(v)) {
+            let (d, s) = (header.dcid, header.scid);
+            return self.send_version_negotiation(remote, &d, &s);
+        }
         self.accept_initial(now, remote, ecn, header, data)
     }
 
@@ -654,14 +661,29 @@ impl Endpoint {
         DatagramEvent::Response
     }
 
+    /// Whether this server accepts connections in `v` (its transport
+    /// config's `versions`; empty: every version we implement).
+    fn offers(&self, v: Version) -> bool {
+        let configured = self.server.as_ref().map_or(&[][..], |s| s.transport.versions.as_slice());
+        v.is_supported() && (configured.is_empty() || configured.contains(&v))
+    }
+
     fn send_version_negotiation(&mut self, remote: SocketAddr, dcid: &[u8], scid: &[u8]) -> DatagramEvent {
         let mut buf = vec![0u8; 64 + dcid.len() + scid.len()];
         let unused = (self.rng.next_u64() & 0x7f) as u8;
         // RFC 9000 §6.3 / §15: include a reserved version to exercise the mechanism.
         let grease = Version::grease(self.rng.next_u64() as u32);
-        let versions = [Version::V1, Version::V2, grease];
+        let mut versions = [grease; 3];
+        let mut n = 0;
+        for v in Version::SUPPORTED.iter().copied().filter(|v| self.offers(*v)) {
+            if let Some(slot) = versions.get_mut(n) {
+                *slot = v;
+                n += 1;
+            }
+        }
+        let versions = versions.get(..n + 1).unwrap_or(&versions);
         let mut w = Writer::new(&mut buf);
-        if encode_version_negotiation(&mut w, dcid, scid, &versions, unused).is_err() {
+        if encode_version_negotiation(&mut w, dcid, scid, versions, unused).is_err() {
             return DatagramEvent::Dropped(DropReason::Unparseable);
         }
         let n = w.len();

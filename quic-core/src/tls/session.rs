@@ -24,6 +24,9 @@ pub struct TlsSession {
     /// Server: its configuration, to start over in another version before
     /// any handshake byte was read.
     server_config: Option<Arc<rustls::ServerConfig>>,
+    /// Client: its configuration and server name, to start a new first
+    /// flight after a Version Negotiation packet (RFC 9368 §2.1).
+    client_setup: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl core::fmt::Debug for TlsSession {
@@ -46,15 +49,28 @@ impl TlsSession {
     /// (RFC 9001 §8.2).
     pub fn client(config: Arc<rustls::ClientConfig>, server_name: &str, version: Version, params: Vec<u8>) -> Result<Self, Error> {
         let name = ServerName::try_from(server_name.to_owned()).map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "invalid server name"))?;
-        let conn = quic::ClientConnection::new(config, rustls_version(version)?, name, params)
+        Self::client_for(config, name, version, params)
+    }
+
+    fn client_for(config: Arc<rustls::ClientConfig>, name: ServerName<'static>, version: Version, params: Vec<u8>) -> Result<Self, Error> {
+        let conn = quic::ClientConnection::new(config.clone(), rustls_version(version)?, name.clone(), params)
             .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "TLS client setup failed"))?;
-        Ok(Self { inner: quic::Connection::Client(conn), version, server_config: None })
+        Ok(Self { inner: quic::Connection::Client(conn), version, server_config: None, client_setup: Some((config, name)) })
+    }
+
+    /// Client, after a Version Negotiation packet: a fresh session (a new
+    /// ClientHello) for `version` with these transport parameters; the
+    /// abandoned attempt's handshake is not continued (RFC 9368 §2.1).
+    pub fn restart_client(&mut self, version: Version, params: Vec<u8>) -> Result<(), Error> {
+        let (config, name) = self.client_setup.clone().ok_or_else(|| Error::new(TransportErrorCode::INTERNAL_ERROR, "not a client session"))?;
+        *self = Self::client_for(config, name, version, params)?;
+        Ok(())
     }
 
     pub fn server(config: Arc<rustls::ServerConfig>, version: Version, params: Vec<u8>) -> Result<Self, Error> {
         let conn = quic::ServerConnection::new(config.clone(), rustls_version(version)?, params)
             .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "TLS server setup failed"))?;
-        Ok(Self { inner: quic::Connection::Server(conn), version, server_config: Some(config) })
+        Ok(Self { inner: quic::Connection::Server(conn), version, server_config: Some(config), client_setup: None })
     }
 
     /// Server, before reading any handshake byte: a fresh session for

@@ -9,9 +9,11 @@
 //! handshake secret exists. So the cipher suites of our provider carry an
 //! HKDF wrapper that, while a connection whose negotiated version is v2
 //! calls into rustls ([`with_quic_version`]), rewrites the v1 QUIC labels of
-//! HKDF-Expand-Label to their v2 form. TLS's own labels ("c hs traffic",
-//! "finished", ...) are never touched, and a session created for v2 already
-//! uses v2 labels (nothing to rewrite).
+//! HKDF-Expand-Label to their v2 form, and the other way round for a v2
+//! session continuing in v1 (a client that sent v2 after a Version
+//! Negotiation packet, RFC 9368 §2.1, and that the server moved to the v1
+//! it prefers). TLS's own labels ("c hs traffic", "finished", ...) are
+//! never touched.
 
 use std::cell::Cell;
 
@@ -35,16 +37,21 @@ pub fn with_quic_version<R>(version: Version, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// The v2 form of a v1 QUIC label (RFC 9369 §3.3.2), when v2 is in effect.
+/// The QUIC label of the version in effect, when the session was created
+/// for the other one (RFC 9369 §3.3.2): v1 labels become v2 ones under v2
+/// (a client that sent v1 and followed the server to v2) and v2 labels v1
+/// ones under v1 (a client that sent v2, after a Version Negotiation
+/// packet, and followed the server back to the v1 it prefers).
 fn rewrite(label: &[u8]) -> Option<&'static [u8]> {
-    if CURRENT.with(Cell::get) != Some(Version::V2) {
-        return None;
-    }
-    match label {
-        b"quic key" => Some(b"quicv2 key"),
-        b"quic iv" => Some(b"quicv2 iv"),
-        b"quic hp" => Some(b"quicv2 hp"),
-        b"quic ku" => Some(b"quicv2 ku"),
+    match (CURRENT.with(Cell::get)?, label) {
+        (Version::V2, b"quic key") => Some(b"quicv2 key"),
+        (Version::V2, b"quic iv") => Some(b"quicv2 iv"),
+        (Version::V2, b"quic hp") => Some(b"quicv2 hp"),
+        (Version::V2, b"quic ku") => Some(b"quicv2 ku"),
+        (Version::V1, b"quicv2 key") => Some(b"quic key"),
+        (Version::V1, b"quicv2 iv") => Some(b"quic iv"),
+        (Version::V1, b"quicv2 hp") => Some(b"quic hp"),
+        (Version::V1, b"quicv2 ku") => Some(b"quic ku"),
         _ => None,
     }
 }
@@ -153,6 +160,7 @@ mod tests {
         assert_eq!(with_quic_version(Version::V2, || expand(b"quic key")), v2_key);
         assert_eq!(with_quic_version(Version::V1, || expand(b"quic key")), v1_key);
         assert_eq!(with_quic_version(Version::V2, || expand(b"quicv2 key")), v2_key, "v2 labels untouched");
+        assert_eq!(with_quic_version(Version::V1, || expand(b"quicv2 key")), v1_key, "a v2 session moved to v1");
         assert_eq!(with_quic_version(Version::V2, || expand(b"c hs traffic")), expand(b"c hs traffic"), "TLS labels untouched");
         assert_eq!(expand(b"quic key"), v1_key, "scope ended");
     }
