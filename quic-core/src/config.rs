@@ -57,6 +57,10 @@ pub struct TransportConfig {
     /// size we send at; 1200 is always safe (RFC 9000 §14).
     pub max_udp_payload_size: u16,
     pub initial_mtu: u16,
+    /// Path MTU discovery (RFC 8899, RFC 9000 §14.3): after the handshake,
+    /// probe from 1,200 bytes up to `max_udp_payload_size` (and the
+    /// peer's) and send at the largest size the path carries.
+    pub mtu_discovery: bool,
     /// RFC 9000 §18.2 ack_delay_exponent and max_ack_delay.
     pub ack_delay_exponent: u8,
     pub max_ack_delay: Duration,
@@ -110,6 +114,7 @@ impl Default for TransportConfig {
             max_concurrent_uni_streams: 100,
             max_udp_payload_size: 1472,
             initial_mtu: 1200,
+            mtu_discovery: true,
             ack_delay_exponent: 3,
             max_ack_delay: Duration::from_millis(25),
             ack_eliciting_threshold: 2,

@@ -247,6 +247,8 @@ impl Connection {
         }
         self.handshake_confirmed = true;
         self.events.push_back(Event::HandshakeConfirmed);
+        // RFC 9000 §14.3: probing needs 1-RTT packets the peer acknowledges.
+        self.pmtud.start();
         // RFC 9001 §4.9.2: Handshake keys go once the handshake is confirmed.
         self.discard_space(SpaceId::Handshake);
         let limit = self.peer_params.as_ref().map_or(2, |p| p.active_connection_id_limit);
@@ -299,6 +301,7 @@ impl Connection {
         self.conn_send.on_max_data(p.initial_max_data);
         self.streams.set_peer_params(p)?;
         self.recovery.set_max_ack_delay(p.max_ack_delay_duration());
+        self.pmtud.set_peer_max(p.max_udp_payload_size);
         Ok(())
     }
 

@@ -19,6 +19,7 @@ pub mod ecn;
 mod fuzzing;
 mod keys;
 mod path;
+pub mod pmtud;
 mod recv;
 mod send;
 mod spaces;
@@ -196,6 +197,10 @@ pub struct ConnectionStats {
     /// Validations abandoned on their timer, each followed by a return to
     /// the last validated address (RFC 9000 §8.2.4, §9.3.2).
     pub path_validation_failures: u64,
+    /// PMTU probes sent and lost, and black holes detected (RFC 8899).
+    pub mtu_probes_sent: u64,
+    pub mtu_probes_lost: u64,
+    pub mtu_black_holes: u64,
     /// Times we moved to a new connection ID of the peer because it
     /// migrated with a new one (RFC 9000 §9.5).
     pub cid_rotations: u64,
@@ -328,6 +333,8 @@ pub struct Connection {
     client_hello: Option<Vec<u8>>,
     /// ECN marking and validation of the current path (RFC 9000 §13.4).
     ecn: ecn::EcnValidator,
+    /// Path MTU discovery of the current path (RFC 8899).
+    pmtud: pmtud::Pmtud,
     /// The datagram being built is marked ECT(0).
     tx_ecn: bool,
     /// The packet being processed carried CRYPTO data not seen before.
@@ -443,6 +450,7 @@ impl Connection {
             legacy_initial_keys: None,
             client_hello: side.is_server().then(Vec::new),
             ecn: ecn::EcnValidator::new(cfg.ecn),
+            pmtud: pmtud::Pmtud::new(cfg.mtu_discovery, cfg.max_udp_payload_size),
             tx_ecn: false,
             rx_new_crypto: false,
             early_retransmits: 0,
@@ -587,7 +595,13 @@ impl Connection {
     }
 
     pub fn stats(&self) -> ConnectionStats {
-        self.stats
+        let (sent, lost, black_holes) = self.pmtud.counters();
+        ConnectionStats { mtu_probes_sent: sent, mtu_probes_lost: lost, mtu_black_holes: black_holes, ..self.stats }
+    }
+
+    /// Where path MTU discovery is (RFC 8899).
+    pub fn pmtud_phase(&self) -> pmtud::PmtudPhase {
+        self.pmtud.phase()
     }
 
     pub fn rtt(&self) -> Duration {
@@ -1012,6 +1026,7 @@ impl Connection {
         if self.handshake_complete {
             take(self.keep_alive_deadline);
         }
+        take(self.pmtud.deadline());
         take(self.pacing_deadline);
         take(self.path.timeout());
         if let Some(k) = &self.one_rtt {
@@ -1051,6 +1066,7 @@ impl Connection {
         if let Some(k) = &mut self.one_rtt {
             k.discard_prev_if_due(now);
         }
+        self.pmtud.on_timeout(now);
         self.on_path_timeout(now);
         if self.state == State::Drained {
             return;
@@ -1061,16 +1077,16 @@ impl Connection {
             let action = self.recovery.on_loss_detection_timeout(now, ctx, &mut out);
             let mut ecn_change = None;
             for p in out.lost.drain(..) {
-                self.stats.packets_lost += 1;
-                if p.payload.ecn {
-                    ecn_change = ecn_change.or(self.ecn.on_marked_lost());
-                }
-                self.on_frames_lost(&p.payload);
+                ecn_change = ecn_change.or(self.on_packet_lost(now, p));
             }
             self.on_ecn_change(now, ecn_change);
             self.ack_outcome = out;
             if let crate::recovery::TimeoutAction::Probe { space, probes } = action {
                 self.on_probe_timeout(space, probes);
+                // Nothing acknowledged for several PTOs: perhaps packets
+                // above the base no longer pass (RFC 8899 §4.3).
+                let change = self.pmtud.on_pto(self.recovery.pto_count());
+                self.apply_mtu_change(now, change);
             }
         }
     }

@@ -299,6 +299,9 @@ impl Connection {
             self.recovery.reset_for_new_path();
             // RFC 9000 §13.4.2: ECN is validated per path.
             self.ecn.on_new_path();
+            // RFC 9000 §14.3: a new path's MTU is found again from the base.
+            let change = self.pmtud.on_new_path();
+            self.apply_mtu_change(now, change);
         }
         // §9.3: "After verifying a new client address, the server SHOULD
         // send new address validation tokens"; the endpoint issues one when

@@ -612,23 +612,13 @@ impl Connection {
                     k.phase_acked = true;
                 }
             }
+            if space == SpaceId::Data {
+                self.pmtud_on_acked(now, p.size, p.mtu_probe);
+            }
             self.on_frames_acked(p.payload);
         }
         for p in out.lost.drain(..) {
-            self.stats.packets_lost += 1;
-            if p.payload.ecn {
-                ecn_change = ecn_change.or(self.ecn.on_marked_lost());
-            }
-            if let Some(q) = &mut self.qlog {
-                let ty = match space {
-                    SpaceId::Initial => crate::qlog::PacketType::Initial,
-                    SpaceId::Handshake => crate::qlog::PacketType::Handshake,
-                    SpaceId::Data => crate::qlog::PacketType::OneRtt,
-                };
-                let hdr = crate::qlog::PacketHeader { packet_number: Some(p.pn), ..crate::qlog::PacketHeader::new(ty) };
-                q.event(now, &crate::qlog::QlogEvent::PacketLost { header: &hdr });
-            }
-            self.on_frames_lost(&p.payload);
+            ecn_change = ecn_change.or(self.on_packet_lost(now, p));
         }
         let rtt_updated = out.rtt_updated;
         let spurious = out.spurious;
@@ -639,6 +629,32 @@ impl Connection {
             self.qlog_metrics(now);
         }
         Ok(())
+    }
+
+    /// A packet declared lost (by an ACK or the loss timer): qlog, ECN
+    /// validation, PMTU discovery, and its frames queued again.
+    pub(super) fn on_packet_lost(&mut self, now: Instant, p: crate::recovery::SentPacket<SentFrames>) -> Option<super::ecn::EcnState> {
+        let space = p.payload.space;
+        let ecn_change = if p.payload.ecn { self.ecn.on_marked_lost() } else { None };
+        if let Some(q) = &mut self.qlog {
+            let ty = match space {
+                SpaceId::Initial => crate::qlog::PacketType::Initial,
+                SpaceId::Handshake => crate::qlog::PacketType::Handshake,
+                SpaceId::Data => crate::qlog::PacketType::OneRtt,
+            };
+            let hdr = crate::qlog::PacketHeader { packet_number: Some(p.pn), ..crate::qlog::PacketHeader::new(ty) };
+            q.event(now, &crate::qlog::QlogEvent::PacketLost { header: &hdr });
+        }
+        if space == SpaceId::Data {
+            self.pmtud_on_lost(now, p.size, p.mtu_probe);
+        }
+        // A lost probe held only PING and PADDING: nothing to resend, and
+        // not a lost packet of the connection's data.
+        if !p.mtu_probe {
+            self.stats.packets_lost += 1;
+            self.on_frames_lost(&p.payload);
+        }
+        ecn_change
     }
 
     pub(super) fn on_frames_acked(&mut self, f: SentFrames) {

@@ -36,6 +36,8 @@ struct OpenPacket {
     /// Carries PATH_CHALLENGE or PATH_RESPONSE: the datagram is expanded
     /// to 1200 bytes within the amplification budget (RFC 9000 §8.2.1, §8.2.2).
     expand: bool,
+    /// A PMTU probe: PING and PADDING to the size tried (RFC 9000 §14.4).
+    mtu_probe: bool,
 }
 
 impl OpenPacket {
@@ -60,6 +62,9 @@ impl Connection {
         }
         // One ECN codepoint for the whole (GSO) transmit.
         self.tx_ecn = self.ecn.should_mark();
+        if let Some(t) = self.poll_mtu_probe(now, buf) {
+            return Some(t);
+        }
         let first = self.build_datagram(now, &mut buf[..max_size])?;
         let mut total = first;
         let mut segments = 1;
@@ -303,6 +308,7 @@ impl Connection {
             ack_eliciting: false,
             padded: false,
             expand: false,
+            mtu_probe: false,
         })
     }
 
@@ -638,6 +644,7 @@ impl Connection {
             hdr.packet_number_length = Some(p.layout.pn_len as u8);
             let mut ev = crate::qlog::PacketEvent::new(hdr);
             ev.raw = crate::qlog::RawInfo::length(p.end + TAG_LEN - p.start);
+            ev.is_mtu_probe_packet = p.mtu_probe;
             q.event(now, &crate::qlog::QlogEvent::PacketSent { packet: &ev, payload: buf.get(header_len..p.end).unwrap_or_default() });
         }
         let pkt = &mut buf[p.start..p.end + TAG_LEN];
@@ -669,7 +676,15 @@ impl Connection {
         let in_flight = p.ack_eliciting || p.padded;
         self.recovery.on_packet_sent(
             space,
-            SentPacket { pn: p.pn, time_sent: now, size: size.min(u16::MAX as usize) as u16, ack_eliciting: p.ack_eliciting, in_flight, payload: p.frames },
+            SentPacket {
+                pn: p.pn,
+                time_sent: now,
+                size: size.min(u16::MAX as usize) as u16,
+                ack_eliciting: p.ack_eliciting,
+                in_flight,
+                mtu_probe: p.mtu_probe,
+                payload: p.frames,
+            },
         );
         self.stats.packets_sent += 1;
         if p.ack_eliciting && !self.ack_eliciting_sent_since_rx {
@@ -686,6 +701,36 @@ impl Connection {
             self.discard_space(SpaceId::Initial);
         }
         Some(p.end + TAG_LEN)
+    }
+
+    /// A PMTU probe when one is due (RFC 9000 §14.4, `pmtud.rs`): a datagram
+    /// of exactly the size tried, one 1-RTT packet of PING and PADDING,
+    /// sent alone (never in a GSO batch: its size differs) and within the
+    /// congestion window and pacing like any packet.
+    fn poll_mtu_probe(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let size = usize::from(self.pmtud.probe_size()?);
+        if self.state != State::Established || !self.handshake_confirmed || self.spaces.iter().any(|s| s.probes > 0) || buf.len() < size {
+            return None;
+        }
+        if !self.recovery.can_send(size as u64) || self.recovery.pacing_deadline(now, size as u64).is_some_and(|t| t > now) {
+            return None;
+        }
+        let buf = &mut buf[..size];
+        let mut p = self.begin_packet(SpaceId::Data, buf, 0, size)?;
+        p.mtu_probe = true;
+        if !Self::push_frame(&mut p, buf, &Frame::Ping) {
+            return None;
+        }
+        let want_end = size - TAG_LEN;
+        if p.end < want_end && want_end <= p.limit {
+            buf[p.end..want_end].fill(0);
+            p.end = want_end;
+            p.padded = true;
+        }
+        let end = self.seal(now, buf, p)?;
+        self.on_datagram_built(end);
+        self.pmtud.on_probe_sent(end as u16);
+        Some(Transmit { destination: self.remote, ecn: self.tx_ecn.then_some(super::EcnCodepoint::Ect0), size: end, segment_size: None })
     }
 
     /// One 1-RTT packet holding `frame`, expanded with PADDING to 1200

@@ -31,6 +31,9 @@ pub enum QlogEvent<'a> {
     RecoveryParametersSet(&'a RecoveryParameters),
     /// `quic:ecn_state_updated`.
     EcnStateUpdated { new: &'a str, trigger: Option<&'a str> },
+    /// `quic:mtu_updated` (quic-events §5.6): the packet size PMTU
+    /// discovery settled on changed, or its search ended.
+    MtuUpdated { old: u16, new: u16, done: bool },
     /// `quicpro:spurious_losses`: losses declared and then acknowledged.
     SpuriousLosses { space: &'a str, count: u64, congestion_reduction_undone: u64 },
     /// `quic:connection_closed`; the last event of a connection.
@@ -67,6 +70,9 @@ impl QlogSubscriber for QlogWriter {
                 if let Some(t) = trigger {
                     d.str("trigger", t);
                 }
+            }),
+            QlogEvent::MtuUpdated { old, new, done } => self.custom_event(now, "quic:mtu_updated", |d| {
+                d.u64("old", u64::from(old)).u64("new", u64::from(new)).bool("done", done);
             }),
             QlogEvent::SpuriousLosses { space, count, congestion_reduction_undone } => self.custom_event(now, "quicpro:spurious_losses", |d| {
                 d.str("packet_number_space", space).u64("count", count).u64("congestion_reduction_undone", congestion_reduction_undone);

@@ -710,7 +710,7 @@ mod tests {
     }
 
     fn pkt(pn: u64, t: Instant) -> SentPacket<u64> {
-        SentPacket { pn, time_sent: t, size: SIZE, ack_eliciting: true, in_flight: true, payload: pn }
+        SentPacket { pn, time_sent: t, size: SIZE, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: pn }
     }
 
     fn config(is_server: bool) -> RecoveryConfig {

@@ -41,6 +41,8 @@ pub struct SentPacket<T> {
     /// The packet counts toward bytes in flight: it is ack-eliciting or
     /// contains PADDING (RFC 9002 §2).
     pub in_flight: bool,
+    /// A path MTU probe (RFC 9000 §14.4): its loss is no congestion signal.
+    pub mtu_probe: bool,
     /// Connection metadata, e.g. the frames to retransmit.
     pub payload: T,
 }
@@ -356,7 +358,8 @@ impl<T> SentPackets<T> {
                 continue;
             };
             self.forget(&p);
-            if p.in_flight {
+            // RFC 9000 §14.4: a lost PMTU probe is no sign of congestion.
+            if p.in_flight && !p.mtu_probe {
                 scan.lost_bytes = scan.lost_bytes.saturating_add(u64::from(p.size));
                 scan.largest_lost_sent = Some(match scan.largest_lost_sent {
                     Some(t) => t.max(p.time_sent),
@@ -365,7 +368,7 @@ impl<T> SentPackets<T> {
             }
             // RFC 9002 §7.6.2: two ack-eliciting lost packets, both sent after
             // the first RTT sample, further apart than the duration.
-            if let Some(pc) = c.persistent {
+            if let Some(pc) = c.persistent.filter(|_| !p.mtu_probe) {
                 if p.ack_eliciting && p.time_sent > pc.first_rtt_sample {
                     match run_start {
                         None => run_start = Some(p.time_sent),
@@ -443,7 +446,7 @@ mod tests {
     use crate::error::TransportErrorCode;
 
     fn pkt(pn: u64, t: Instant) -> SentPacket<u64> {
-        SentPacket { pn, time_sent: t, size: 1000, ack_eliciting: true, in_flight: true, payload: pn }
+        SentPacket { pn, time_sent: t, size: 1000, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: pn }
     }
 
     fn sent(pns: &[u64]) -> (SentPackets<u64>, Instant) {
@@ -485,15 +488,15 @@ mod tests {
         let t = Instant::now();
         let mut s: SentPackets<()> = SentPackets::new();
         for pn in 0..4 {
-            s.insert(SentPacket { pn, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, payload: () }).unwrap();
+            s.insert(SentPacket { pn, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: () }).unwrap();
         }
         let mut out = Vec::new();
         s.remove_acked(2..=3, &mut out);
         s.compact();
-        s.insert(SentPacket { pn: 4, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, payload: () }).unwrap();
+        s.insert(SentPacket { pn: 4, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: () }).unwrap();
         assert!(s.validate_ack([3..=4].into_iter()).is_ok());
         // A real skip is still caught: 5 is never sent.
-        s.insert(SentPacket { pn: 6, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, payload: () }).unwrap();
+        s.insert(SentPacket { pn: 6, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: () }).unwrap();
         assert!(s.validate_ack([5..=6].into_iter()).is_err());
     }
 
