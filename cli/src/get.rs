@@ -79,6 +79,8 @@ pub struct GetConfig {
     /// version_information (RFC 9368; empty: the first version first).
     pub version: quic_core::Version,
     pub versions: Vec<quic_core::Version>,
+    /// `--max-udp-payload`, `--no-pmtud`.
+    pub path: crate::path_opts::PathOptions,
 }
 
 /// Parses `-H "Name: value"` into a lowercase name (RFC 9114 §4.2) and the
@@ -385,6 +387,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
     let mut opts = ClientOptions::new(tls);
     opts.version = cfg.version;
     opts.transport.versions = cfg.versions.clone();
+    cfg.path.apply(&mut opts.transport);
     // NEW_TOKEN tokens carry over to the next connection (--reconnect,
     // --resume-rest): a server demanding address validation skips its Retry.
     opts.tokens = Some(io_backends::runtime::TokenStore::new());
@@ -484,7 +487,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         if cfg.verbose {
             if let Some(c) = s.client.connection() {
                 eprintln!(
-                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}{}",
+                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}{}",
                     gi + 1,
                     if c.is_resumed() { "TLS session resumed" } else { "full TLS handshake" },
                     match c.zero_rtt_accepted() {
@@ -499,6 +502,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                         (None, None) => c.version().to_string(),
                     },
                     c.rtt(),
+                    c.mtu(),
                     if cfg.key_update { format!(", key updates {}", c.stats().key_updates) } else { String::new() },
                 );
             }

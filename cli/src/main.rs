@@ -13,6 +13,7 @@ mod describe;
 mod get;
 mod hq;
 mod inspect;
+mod path_opts;
 mod serve;
 mod static_files;
 mod steering;
@@ -98,6 +99,8 @@ fn run_gen_cert(a: &GenCertArgs) -> ExitCode {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
+    #[command(flatten)]
+    path: path_opts::PathOptions,
     #[arg(long, default_value = "::")]
     host: String,
     #[arg(long, default_value_t = 4433)]
@@ -165,6 +168,8 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct GetArgs {
+    #[command(flatten)]
+    path: path_opts::PathOptions,
     /// https:// URLs, all on the same server.
     #[arg(required = true)]
     urls: Vec<String>,
@@ -328,6 +333,7 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         steering: a.steering,
         retry: a.retry,
         gso_segments: a.gso_segments,
+        path: a.path,
         versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
         max_connections: a.max_connections as usize,
         handshake_timeout: handshake_timeout(a.handshake_timeout),
@@ -393,6 +399,7 @@ fn run_get(a: &GetArgs) -> ExitCode {
         qlog_dir: a.qlog_dir.clone(),
         version: a.quic_version,
         versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
+        path: a.path,
     };
     match get::get(cfg) {
         Ok(true) => ExitCode::SUCCESS,

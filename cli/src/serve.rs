@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub retry: RetryPolicy,
     /// `TransportConfig::max_gso_segments` for every connection.
     pub gso_segments: usize,
+    /// `--max-udp-payload`, `--no-pmtud`.
+    pub path: crate::path_opts::PathOptions,
     /// `TransportConfig::versions` (empty: every supported version).
     pub versions: Vec<quic_core::Version>,
     /// `ServerConfig::max_connections` per worker.
@@ -174,6 +176,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.token_secret = secrets.1;
     opts.retry = cfg.retry;
     opts.transport.max_gso_segments = cfg.gso_segments.max(1);
+    cfg.path.apply(&mut opts.transport);
     opts.transport.versions = cfg.versions.clone();
     opts.transport.handshake_timeout = cfg.handshake_timeout;
     opts.max_connections = cfg.max_connections;

@@ -247,3 +247,27 @@ fn a_new_token_spares_the_reconnection_its_retry() {
     assert_eq!(seen.len(), 3, "three server connections in the qlog: {seen:?}");
     assert_eq!(seen.iter().filter(|r| **r).count(), 2, "only the reconnection skipped the Retry: {seen:?}");
 }
+
+/// Path MTU discovery over loopback sockets (RFC 8899): `quicpro get`
+/// reaches the 1472-byte bound after one probe; `--no-pmtud` keeps 1200;
+/// a server accepting at most 1350 bytes (max_udp_payload_size) bounds it.
+#[test]
+fn path_mtu_discovery_on_loopback() {
+    let mtu_of = |stderr: &str| -> u32 {
+        let at = stderr.find(", MTU ").map(|i| i + 6).unwrap_or_else(|| panic!("no MTU in {stderr}"));
+        stderr[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    let (_server, port) = start_server(&[]);
+    let url = format!("https://127.0.0.1:{port}/bytes/2000000");
+    let out = get(&["-v", "-o", "/dev/null", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(mtu_of(&err), 1472, "{err}");
+    let out = get(&["-v", "--no-pmtud", "-o", "/dev/null", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(mtu_of(&err), 1200, "{err}");
+    let (_small, port) = start_server(&["--max-udp-payload", "1350"]);
+    let out = get(&["-v", "-o", "/dev/null", &format!("https://127.0.0.1:{port}/bytes/100000")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(mtu_of(&err), 1350, "{err}");
+}

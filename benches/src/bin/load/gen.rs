@@ -118,6 +118,8 @@ impl Generator {
             receive_window: 32 << 20,
             max_receive_window: 128 << 20,
             max_idle_timeout: Duration::from_secs(60),
+            max_udp_payload_size: crate::servers::MAX_UDP_PAYLOAD.get().copied().unwrap_or(TransportConfig::default().max_udp_payload_size),
+            mtu_discovery: crate::servers::MAX_UDP_PAYLOAD.get().is_none_or(|n| *n > 1200),
             ..TransportConfig::default()
         };
         let config = ClientConfig { tls: tls.build().map_err(|e| e.to_string())?, transport: Arc::new(transport), version: quic_core::Version::V1 };

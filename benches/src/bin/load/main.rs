@@ -158,6 +158,12 @@ struct Cli {
     /// The generator's backend: epoll or io_uring.
     #[arg(long, default_value = "epoll")]
     gen_backend: String,
+    /// Pin the largest UDP payload of every server and the generator (1200:
+    /// no path MTU discovery anywhere), for a comparison at equal packet
+    /// size. Unset: each side's default (ours discovers up to 1472, quinn
+    /// up to 1452).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1200..=65527))]
+    max_udp_payload: Option<u16>,
     /// Internal: run the quinn server (CERT.der KEY.der gso|no-gso).
     #[arg(long, hide = true, num_args = 3, value_names = ["CERT", "KEY", "GSO"])]
     serve_quinn: Option<Vec<String>>,
@@ -183,6 +189,9 @@ fn main() {
 
 fn run(cli: &Cli) -> Result<(), String> {
     let quick = cli.quick;
+    if let Some(n) = cli.max_udp_payload {
+        let _ = servers::MAX_UDP_PAYLOAD.set(n);
+    }
     for ph in &cli.phases {
         if !["bulk", "rps", "hs", "lat", "idle", "idlerps", "soak"].contains(&ph.as_str()) {
             return Err(format!("unknown phase {ph:?} (bulk, rps, hs, lat, idle, idlerps, soak)"));

@@ -36,6 +36,16 @@ fn server_config(a: &QuinnArgs) -> Result<quinn::ServerConfig, String> {
     // Same stream limit as our server's default (100), stated explicitly.
     t.max_concurrent_bidi_streams(100u32.into());
     t.enable_segmentation_offload(a.gso);
+    // `load --max-udp-payload`: the same bound as ours (1200: no discovery).
+    if let Some(n) = std::env::var(crate::servers::QUINN_MAX_UDP_PAYLOAD_ENV).ok().and_then(|v| v.parse::<u16>().ok()) {
+        if n <= 1200 {
+            t.mtu_discovery_config(None);
+        } else {
+            let mut m = quinn::MtuDiscoveryConfig::default();
+            m.upper_bound(n);
+            t.mtu_discovery_config(Some(m));
+        }
+    }
     sc.transport_config(Arc::new(t));
     Ok(sc)
 }

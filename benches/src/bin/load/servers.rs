@@ -14,6 +14,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+/// `--max-udp-payload`: every server and the generator accept and send at
+/// most this many bytes per datagram (1200: no path MTU discovery), so the
+/// comparison is at equal packet size; unset, each uses its default.
+pub static MAX_UDP_PAYLOAD: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+/// The environment variable that carries the pin to the quinn child.
+pub const QUINN_MAX_UDP_PAYLOAD_ENV: &str = "LOAD_MAX_UDP_PAYLOAD";
+
 /// Which server, and how it is configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerKind {
@@ -184,11 +192,20 @@ impl ServerProcess {
                 if !gso {
                     c.arg("--no-gso");
                 }
+                if let Some(n) = MAX_UDP_PAYLOAD.get() {
+                    c.arg("--max-udp-payload").arg(n.to_string());
+                    if *n <= 1200 {
+                        c.arg("--no-pmtud");
+                    }
+                }
                 spawn(&mut me, c)?;
             }
             ServerKind::Quinn { gso } => {
                 let mut c = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
                 c.arg("--serve-quinn").arg(&files.cert_der).arg(&files.key_der).arg(if *gso { "gso" } else { "no-gso" });
+                if let Some(n) = MAX_UDP_PAYLOAD.get() {
+                    c.env(QUINN_MAX_UDP_PAYLOAD_ENV, n.to_string());
+                }
                 spawn(&mut me, c)?;
             }
             ServerKind::PhpKeepAlive => {
