@@ -63,6 +63,12 @@ pub struct ConfigData {
     /// speaks only these (others get Version Negotiation); a client offers
     /// them in version_information. Empty: v1 and v2.
     pub versions: Vec<quic_core::Version>,
+    /// `max_udp_payload_size`: largest UDP payload accepted and the bound
+    /// of path MTU discovery (default 1472).
+    pub max_udp_payload: u16,
+    /// `mtu_discovery`: probe for larger packets than 1200 bytes (RFC
+    /// 8899; default true).
+    pub mtu_discovery: bool,
     /// `congestion_control`: `cubic` (default) or `newreno`.
     pub congestion: CongestionAlgorithm,
     /// `max_streams_bidi`, `max_streams_uni`.
@@ -116,6 +122,8 @@ const KEYS: &[&str] = &[
     "congestion_control",
     "quic_version",
     "versions",
+    "max_udp_payload_size",
+    "mtu_discovery",
     "max_streams_bidi",
     "max_streams_uni",
     "initial_max_data",
@@ -158,6 +166,8 @@ impl ConfigData {
             congestion: CongestionAlgorithm::Cubic,
             quic_version: quic_core::Version::V1,
             versions: Vec::new(),
+            max_udp_payload: 1472,
+            mtu_discovery: true,
             max_streams_bidi: 100,
             max_streams_uni: 100,
             max_data: 16 * 1024 * 1024,
@@ -206,6 +216,8 @@ impl ConfigData {
                 }
                 "quic_version" => c.quic_version = quic_version(&key, &string(&key, value)?)?,
                 "versions" => c.versions = versions(&key, value)?,
+                "max_udp_payload_size" => c.max_udp_payload = int(&key, value, 1200, 65527)? as u16,
+                "mtu_discovery" => c.mtu_discovery = boolean(&key, value)?,
                 "max_streams_bidi" => c.max_streams_bidi = int(&key, value, 1, 1 << 20)?,
                 "max_streams_uni" => c.max_streams_uni = int(&key, value, 3, 1 << 20)?,
                 "initial_max_data" => c.max_data = int(&key, value, 1024, 1 << 40)?,
@@ -304,6 +316,8 @@ impl ConfigData {
         t.handshake_timeout = Some(self.handshake_timeout);
         t.congestion = self.congestion;
         t.versions = self.versions.clone();
+        t.max_udp_payload_size = self.max_udp_payload;
+        t.mtu_discovery = self.mtu_discovery;
         t.max_concurrent_bidi_streams = self.max_streams_bidi;
         t.max_concurrent_uni_streams = self.max_streams_uni;
         t.receive_window = self.max_data;

@@ -1,5 +1,5 @@
 --TEST--
-quicpro: QUIC versions in Config — a v1-only server answers a client starting in v2 with Version Negotiation and the client starts over in v1 (RFC 9368 §2.1); a client that speaks only v2 gets a documented exception
+quicpro: QUIC versions in Config — a v1-only server answers a client starting in v2 with Version Negotiation and the client starts over in v1 (RFC 9368 §2.1); a client that speaks only v2 gets a documented exception; the packet-size keys (max_udp_payload_size, mtu_discovery)
 --FILE--
 <?php
 require __DIR__ . '/util.inc';
@@ -37,6 +37,15 @@ try {
 } catch (Quicpro\Exception\ConfigException $e) {
     echo $e->getMessage(), "\n";
 }
+// Packet size knobs (RFC 8899 path MTU discovery): a client pinned at
+// 1200 bytes still fetches; out-of-range values name their key.
+$r = qp_get($v1only, '/c', qp_client_config(['mtu_discovery' => false, 'max_udp_payload_size' => 1200]));
+echo "pinned at 1200: {$r['body']}\n";
+try {
+    Config::new(['max_udp_payload_size' => 1000]);
+} catch (Quicpro\Exception\ConfigException $e) {
+    echo $e->getMessage(), "\n";
+}
 echo "stop: ", qp_stop($pid1) >= 0 ? 'clean' : 'forced', "\n";
 ?>
 --EXPECTF--
@@ -44,4 +53,6 @@ v2 client, v1-only server: ok
 Version Negotiation packets sent: 1
 v2-only client: Quicpro\Exception\%s
 option 'quic_version': unknown QUIC version 'v3' (v1 or v2)
+pinned at 1200: ok
+option 'max_udp_payload_size': 1000 is out of range 1200..=65527
 stop: clean
