@@ -81,6 +81,9 @@ pub struct GetConfig {
     pub versions: Vec<quic_core::Version>,
     /// `--max-udp-payload`, `--no-pmtud`.
     pub path: crate::path_opts::PathOptions,
+    /// `--migrate-after BYTES`: once this much response body has arrived on
+    /// a connection, move it to a new local port (RFC 9000 §9.2).
+    pub migrate_after: Option<u64>,
 }
 
 /// Parses `-H "Name: value"` into a lowercase name (RFC 9114 §4.2) and the
@@ -436,6 +439,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         let mut queue: VecDeque<&Target> = group.iter().copied().collect();
         let mut fetches: Vec<Fetch> = Vec::with_capacity(group.len());
         let mut key_updated = !cfg.key_update;
+        let mut migrated = cfg.migrate_after.is_none();
         let end = Instant::now() + cfg.timeout;
         let mut last_progress = Instant::now();
         loop {
@@ -463,6 +467,21 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                 key_updated = s.client.connection_mut().is_some_and(|c| c.initiate_key_update(Instant::now()));
             }
             s.on_events(&mut fetches, single)?;
+            if !migrated && fetches.iter().map(|f| f.body_len).sum::<u64>() >= cfg.migrate_after.unwrap_or(0) {
+                // Waits for a spare connection ID of the server (§9.5)
+                // rather than failing: it arrives soon after the handshake.
+                match s.client.migrate() {
+                    Ok(local) => {
+                        migrated = true;
+                        if cfg.verbose {
+                            eprintln!("* connection {}: migrated to local address {local}", gi + 1);
+                        }
+                    }
+                    Err(io_backends::runtime::ClientError::Migrate(quic_core::connection::MigrateError::NoSpareConnectionId))
+                    | Err(io_backends::runtime::ClientError::Migrate(quic_core::connection::MigrateError::HandshakeNotConfirmed)) => {}
+                    Err(e) => return Err(format!("--migrate-after: {e}")),
+                }
+            }
             if cfg.progress && last_progress.elapsed() > Duration::from_millis(250) {
                 let total: u64 = fetches.iter().map(|f| f.body_len).sum();
                 eprint!("\r{:>12} bytes  {:>8.1} MB/s", total, total as f64 / s.started.elapsed().as_secs_f64() / 1e6);
@@ -487,7 +506,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         if cfg.verbose {
             if let Some(c) = s.client.connection() {
                 eprintln!(
-                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}{}",
+                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}, migrations {}{}",
                     gi + 1,
                     if c.is_resumed() { "TLS session resumed" } else { "full TLS handshake" },
                     match c.zero_rtt_accepted() {
@@ -503,6 +522,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                     },
                     c.rtt(),
                     c.mtu(),
+                    c.stats().migrations,
                     if cfg.key_update { format!(", key updates {}", c.stats().key_updates) } else { String::new() },
                 );
             }

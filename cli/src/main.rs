@@ -232,6 +232,10 @@ struct GetArgs {
     /// Write a qlog file per connection into this directory.
     #[arg(long)]
     qlog_dir: Option<PathBuf>,
+    /// Once this many response body bytes have arrived on a connection,
+    /// move it to a new local port (active migration, RFC 9000 §9.2).
+    #[arg(long, value_name = "BYTES")]
+    migrate_after: Option<u64>,
     /// QUIC version of the first Initial: v1 or v2. A server that does
     /// not speak it answers with Version Negotiation and the client starts
     /// over in a version both speak, which RFC 9368 §4 lets complete only
@@ -400,6 +404,7 @@ fn run_get(a: &GetArgs) -> ExitCode {
         version: a.quic_version,
         versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
         path: a.path,
+        migrate_after: a.migrate_after,
     };
     match get::get(cfg) {
         Ok(true) => ExitCode::SUCCESS,

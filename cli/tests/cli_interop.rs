@@ -225,7 +225,9 @@ fn aioquic_client_against_quicpro_serve() {
 
 // ------------------------------------------------------------ case 2
 
-/// `quicpro get` downloads 10 MB from aioquic's HTTP/3 server into a file.
+/// `quicpro get` downloads 10 MB from aioquic's HTTP/3 server into a file,
+/// moving to a new local port after 2 MB (active migration, RFC 9000 §9.2:
+/// a new connection ID of aioquic's, path validation both ways).
 #[test]
 fn quicpro_get_against_aioquic_server() {
     let dir = TempDir::new("interop-s");
@@ -251,7 +253,7 @@ fn quicpro_get_against_aioquic_server() {
     let file = dir.0.join("download.bin");
     let t0 = Instant::now();
     let child = quicpro()
-        .args(["get", "-k", "--timeout", "60", "-o"])
+        .args(["get", "-k", "-v", "--migrate-after", "2000000", "--timeout", "60", "-o"])
         .arg(&file)
         .arg(format!("https://127.0.0.1:{port}/bytes/{N}"))
         .stdout(Stdio::null())
@@ -265,6 +267,8 @@ fn quicpro_get_against_aioquic_server() {
     eprintln!("quicpro get from aioquic: exit {status:?} in {took:?}");
     assert!(status.is_some_and(|s| s.success()), "quicpro get exit {status:?}: {:?}", get_err.lock().map(|l| l.clone()));
     check_pattern_file(&file, N).unwrap();
+    let log = get_err.lock().map(|l| l.join("\n")).unwrap_or_default();
+    assert!(log.contains("migrated to local address") && log.contains("migrations 1"), "{log}");
 
     // The aioquic server exits after its one connection ended and reports
     // whether that connection closed cleanly (H3_NO_ERROR) and what it sent.

@@ -630,6 +630,42 @@ fn nat_rebinding_download(seed: u64, new_addr: std::net::SocketAddr) {
     assert_eq!(p.client().stats().migrations, 0);
 }
 
+/// Active client migration (RFC 9000 §9.2) in the middle of a 5 MB
+/// download: the application rebinds (here: the client's address changes)
+/// and calls `migrate`; the client moves to a new server connection ID
+/// (§9.5), validates the new path, and the server follows, switching to a
+/// new client connection ID in turn. Packets to the old address are lost.
+#[test]
+fn active_client_migration_mid_download() {
+    let c = certs();
+    let mut early = Pair::new(44, server_tls(&c), client_tls(&c), TransportConfig::default());
+    let now = early.now;
+    assert_eq!(early.client().migrate(now), Err(quic_core::connection::MigrateError::HandshakeNotConfirmed));
+    let mut p = migration_pair(45);
+    let now = p.now;
+    assert_eq!(p.server().migrate(now), Err(quic_core::connection::MigrateError::NotClient));
+    let old_addr = p.client_addr;
+    let new_addr: std::net::SocketAddr = "198.18.0.2:50002".parse().unwrap();
+    let mut moved = false;
+    download_with(&mut p, 5 << 20, Duration::from_secs(120), |p, received| {
+        if !moved && received >= 1 << 20 {
+            p.client_addr = new_addr;
+            let now = p.now;
+            p.client().migrate(now).unwrap();
+            moved = true;
+        }
+    });
+    assert!(moved);
+    let cs = p.client().stats();
+    assert_eq!((cs.migrations, cs.cid_rotations, cs.path_validations, cs.path_validation_failures), (1, 1, 1, 0), "{cs:?}");
+    assert_eq!(p.server().remote_address(), new_addr);
+    let ss = p.server().stats();
+    assert_eq!((ss.migrations, ss.path_validations, ss.path_validation_failures), (1, 1, 0), "{ss:?}");
+    assert_eq!(ss.cid_rotations, 1, "the server answers a new ID with a new ID: {ss:?}");
+    assert!(p.server_sent_to.get(&new_addr).copied().unwrap_or(0) > 1 << 20, "{:?}", p.server_sent_to);
+    assert!(p.server_sent_to.get(&old_addr).copied().unwrap_or(0) > 0);
+}
+
 #[test]
 fn nat_rebinding_port_change_mid_download() {
     nat_rebinding_download(40, "198.18.0.2:50001".parse().unwrap());

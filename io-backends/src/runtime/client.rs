@@ -47,6 +47,8 @@ pub enum ClientError {
     Tls(quic_core::tls::TlsConfigError),
     Connect(quic_core::Error),
     Connection(ConnectionError),
+    /// The connection cannot migrate now (RFC 9000 §9).
+    Migrate(quic_core::connection::MigrateError),
     TimedOut,
     Io(std::io::Error),
 }
@@ -58,6 +60,7 @@ impl core::fmt::Display for ClientError {
             ClientError::Tls(e) => write!(f, "{e}"),
             ClientError::Connect(e) => write!(f, "connect: {e}"),
             ClientError::Connection(e) => write!(f, "connection: {e}"),
+            ClientError::Migrate(e) => write!(f, "migration: {e}"),
             ClientError::TimedOut => f.write_str("timed out"),
             ClientError::Io(e) => write!(f, "{e}"),
         }
@@ -76,6 +79,9 @@ pub struct Client {
     /// Where the current connection goes, for its NEW_TOKEN tokens.
     server_name: String,
     server_port: u16,
+    /// How the socket was opened, to open another on migration.
+    backend_cfg: BackendConfig,
+    bind: SocketAddr,
 }
 
 impl core::fmt::Debug for Client {
@@ -119,7 +125,35 @@ impl Client {
         } else {
             driver.adopt(h);
         }
-        Ok(Self { driver, config, handle: H3Handle(h), raw, tokens: opts.tokens.clone(), server_name: server_name.to_string(), server_port: server.port() })
+        Ok(Self {
+            driver,
+            config,
+            handle: H3Handle(h),
+            raw,
+            tokens: opts.tokens.clone(),
+            server_name: server_name.to_string(),
+            server_port: server.port(),
+            backend_cfg,
+            bind,
+        })
+    }
+
+    /// Active migration (RFC 9000 §9.2): opens a new socket on another
+    /// local port, closes the old one, and moves the connection there (a
+    /// new server connection ID, path validation, fresh congestion state;
+    /// see `Connection::migrate`). Returns the new local address.
+    pub fn migrate(&mut self) -> Result<SocketAddr, ClientError> {
+        let now = Instant::now();
+        let conn = self.driver.endpoint.connection(self.handle.0).ok_or(ClientError::TimedOut)?;
+        // Checked before the socket changes: a refusal leaves all as it was.
+        conn.can_migrate().map_err(ClientError::Migrate)?;
+        let (backend, _) = open(&self.backend_cfg, self.bind).map_err(ClientError::Backend)?;
+        let local = backend.local_addr();
+        self.driver.backend = backend;
+        let conn = self.driver.endpoint.connection(self.handle.0).ok_or(ClientError::TimedOut)?;
+        conn.migrate(now).map_err(ClientError::Migrate)?;
+        self.driver.flush();
+        Ok(local)
     }
 
     /// A new connection to `server` from the same socket and TLS config, so

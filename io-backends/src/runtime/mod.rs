@@ -14,7 +14,7 @@ pub mod driver;
 pub mod server;
 pub mod tokens;
 
-pub use client::{Client, ClientOptions};
+pub use client::{Client, ClientError, ClientOptions};
 pub use driver::{Driver, H3Handle};
 pub use server::{Server, ServerOptions};
 pub use tokens::TokenStore;

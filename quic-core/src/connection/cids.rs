@@ -143,6 +143,11 @@ impl RemoteCids {
         self.active.2.is_some_and(|t| t.ct_eq(token)) || self.spare.iter().any(|(_, _, t)| t.ct_eq(token))
     }
 
+    /// An unused ID from the peer is available for a new path.
+    pub fn has_spare(&self) -> bool {
+        !self.spare.is_empty()
+    }
+
     /// Switches to an unused ID from the peer and retires the current one
     /// (RFC 9000 §9.5: a new ID for a new path). False when none is spare.
     pub fn rotate(&mut self) -> bool {

@@ -19,6 +19,7 @@ pub mod ecn;
 mod fuzzing;
 mod keys;
 mod path;
+pub use path::MigrateError;
 pub mod pmtud;
 mod recv;
 mod send;

@@ -10,9 +10,12 @@
 //! PATH_RESPONSE proves the peer owns the address (§9.3.1, §8.1 — the
 //! connection's `address_validated` / `bytes_received` / `bytes_sent` are
 //! reused for that), and falls back to the last validated address when
-//! validation fails (§9.3.2). Clients never move (§9: "Clients are
-//! responsible for initiating all migrations" and ours does not initiate
-//! any); they only answer challenges.
+//! validation fails (§9.3.2). A client moves when its application asks
+//! ([`Connection::migrate`], §9.2 active migration: the application has
+//! bound a new local address); it then uses a new connection ID of the
+//! server (§9.5), validates the path (§8.2, §9.2) and starts congestion
+//! control, RTT estimation, ECN validation and path MTU discovery over
+//! (§9.4, §13.4.2, §14.3).
 //!
 //! The connection ID does not change on a rebinding: §9.5 allows to keep
 //! using the current one "with the new remote address while still sending
@@ -134,7 +137,84 @@ impl PathState {
     }
 }
 
+/// Why a client cannot migrate now (RFC 9000 §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrateError {
+    /// Only clients initiate migrations (§9).
+    NotClient,
+    /// §9: "An endpoint MUST NOT initiate connection migration before the
+    /// handshake is confirmed".
+    HandshakeNotConfirmed,
+    /// The server sent disable_active_migration (§18.2).
+    PeerDisabledMigration,
+    /// §9.5: a new path needs an unused connection ID of the server, and it
+    /// has not given us one (yet).
+    NoSpareConnectionId,
+    /// The connection is closing.
+    Closed,
+}
+
+impl core::fmt::Display for MigrateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            MigrateError::NotClient => "only a client migrates",
+            MigrateError::HandshakeNotConfirmed => "the handshake is not confirmed yet",
+            MigrateError::PeerDisabledMigration => "the server disabled active migration",
+            MigrateError::NoSpareConnectionId => "the server has given no spare connection ID",
+            MigrateError::Closed => "the connection is closed",
+        })
+    }
+}
+
+impl std::error::Error for MigrateError {}
+
 impl Connection {
+    /// Client, RFC 9000 §9.2: the application now sends from a new local
+    /// address (it rebound its socket). The connection switches to an
+    /// unused connection ID of the server (§9.5: no ID on two paths, so the
+    /// paths cannot be linked), validates the new path with PATH_CHALLENGE
+    /// (§8.2; data keeps flowing meanwhile, §9.2 allows non-probing packets
+    /// at once), and starts congestion control, RTT estimation (§9.4), ECN
+    /// validation (§13.4.2) and path MTU discovery (§14.3) over.
+    pub fn migrate(&mut self, now: Instant) -> Result<(), MigrateError> {
+        self.can_migrate()?;
+        if !self.remote_cids.rotate() {
+            return Err(MigrateError::NoSpareConnectionId);
+        }
+        self.stats.cid_rotations += 1;
+        self.stats.migrations += 1;
+        self.recovery.reset_for_new_path();
+        self.ecn.on_new_path();
+        let change = self.pmtud.on_new_path();
+        self.apply_mtu_change(now, change);
+        // The server's address is the same; the path (our end) is new. The
+        // congestion state was reset above, so the response need not.
+        let remote = self.remote;
+        self.start_challenge(now, remote, false, false);
+        Ok(())
+    }
+
+    /// Whether [`Connection::migrate`] would succeed now (an application
+    /// checks before it rebinds its socket).
+    pub fn can_migrate(&self) -> Result<(), MigrateError> {
+        if self.side.is_server() {
+            return Err(MigrateError::NotClient);
+        }
+        if self.is_closed() {
+            return Err(MigrateError::Closed);
+        }
+        if !self.handshake_confirmed {
+            return Err(MigrateError::HandshakeNotConfirmed);
+        }
+        if self.peer_params.as_ref().is_some_and(|p| p.disable_active_migration) {
+            return Err(MigrateError::PeerDisabledMigration);
+        }
+        if !self.remote_cids.has_spare() {
+            return Err(MigrateError::NoSpareConnectionId);
+        }
+        Ok(())
+    }
+
     /// RFC 9000 §9.3: called for a decrypted 1-RTT packet from an address
     /// other than the current remote, before its frames are processed (so a
     /// PATH_CHALLENGE in it is answered on the new path). `largest_before`
