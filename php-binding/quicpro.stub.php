@@ -52,6 +52,11 @@ namespace {
     function quicpro_close(Quicpro\ClientSession $s): bool {}
     /** Whether the connection resumed a TLS session ("TLS session resumed"). */
     function quicpro_is_resumed(Quicpro\ClientSession $s): bool {}
+    /**
+     * Moves the connection to a new local port (active migration, RFC 9000 §9.2); returns the new local address.
+     * @throws Quicpro\Exception\ClientException when it cannot migrate (handshake not confirmed, the server disabled migration)
+     */
+    function quicpro_migrate(Quicpro\ClientSession $s): string {}
 }
 
 namespace Quicpro {
@@ -162,6 +167,10 @@ namespace Quicpro {
         public function zeroRttAccepted(): ?bool {}
         public function close(): void {}
         public function isOpen(): bool {}
+        /** Active migration to a new local port (RFC 9000 §9.2); returns the new local address. @throws Exception\ClientException */
+        public function migrate(): string {}
+        /** Connection migrations so far. */
+        public function migrations(): int {}
     }
 }
 

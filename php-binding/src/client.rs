@@ -118,6 +118,7 @@ fn client_error(e: ClientError) -> QpError {
         ClientError::Backend(b) => QpError::new(ErrorKind::Socket, b.to_string()),
         ClientError::Io(io) => QpError::new(ErrorKind::Socket, io.to_string()),
         ClientError::Connect(c) => QpError::new(ErrorKind::Client, format!("connect: {c}")),
+        ClientError::Migrate(m) => QpError::new(ErrorKind::Client, format!("cannot migrate: {m}")),
     }
 }
 
@@ -373,6 +374,29 @@ impl ClientSession {
             z.set_bool(false);
             z
         }))
+    }
+
+    /// Active migration (RFC 9000 §9.2): moves the connection to a new
+    /// local port; returns the new local address. Waits (bounded) for the
+    /// server's spare connection ID when none has arrived yet.
+    pub fn migrate(&self) -> PhpResult<String> {
+        Ok(self.with(|c| {
+            let end = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                match c.client.migrate() {
+                    Ok(local) => return Ok(local.to_string()),
+                    Err(ClientError::Migrate(quic_core::connection::MigrateError::NoSpareConnectionId)) if std::time::Instant::now() < end => {
+                        c.step(Duration::from_millis(10))?;
+                    }
+                    Err(e) => return Err(client_error(e)),
+                }
+            }
+        })?)
+    }
+
+    /// Connection migrations so far (RFC 9000 §9).
+    pub fn migrations(&self) -> i64 {
+        self.with(|c| Ok(c.client.connection().map_or(0, |x| x.stats().migrations as i64))).unwrap_or(0)
     }
 
     /// Drives the connection for at most `$timeout_ms`.

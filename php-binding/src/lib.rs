@@ -209,6 +209,13 @@ pub fn quicpro_is_resumed(s: &ZendClassObject<client::ClientSession>) -> bool {
     s.is_resumed()
 }
 
+/// Moves `$s` to a new local port (active migration, RFC 9000 §9.2);
+/// returns the new local address.
+#[php_function]
+pub fn quicpro_migrate(s: &ZendClassObject<client::ClientSession>) -> PhpResult<String> {
+    s.migrate()
+}
+
 #[php_module]
 #[php(startup = startup)]
 pub fn get_module(module: ModuleBuilder<'_>) -> ModuleBuilder<'_> {
@@ -229,7 +236,8 @@ pub fn get_module(module: ModuleBuilder<'_>) -> ModuleBuilder<'_> {
         .function(wrap_function!(quicpro_receive_response))
         .function(wrap_function!(quicpro_poll))
         .function(wrap_function!(quicpro_close))
-        .function(wrap_function!(quicpro_is_resumed));
+        .function(wrap_function!(quicpro_is_resumed))
+        .function(wrap_function!(quicpro_migrate));
     for kind in errors::ErrorKind::ALL {
         m = m.constant((kind.constant_name(), kind.code(), &[]));
     }
