@@ -506,7 +506,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         if cfg.verbose {
             if let Some(c) = s.client.connection() {
                 eprintln!(
-                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}, migrations {}{}",
+                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}, migrations {}, peer {}{}",
                     gi + 1,
                     if c.is_resumed() { "TLS session resumed" } else { "full TLS handshake" },
                     match c.zero_rtt_accepted() {
@@ -523,6 +523,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                     c.rtt(),
                     c.mtu(),
                     c.stats().migrations,
+                    c.remote_address(),
                     if cfg.key_update { format!(", key updates {}", c.stats().key_updates) } else { String::new() },
                 );
             }

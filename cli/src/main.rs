@@ -101,6 +101,12 @@ fn run_gen_cert(a: &GenCertArgs) -> ExitCode {
 struct ServeArgs {
     #[command(flatten)]
     path: path_opts::PathOptions,
+    /// Announce this address in preferred_address (RFC 9000 §9.6), once per
+    /// family (IPv4 and/or IPv6): clients move there after the handshake.
+    /// IP or IP:PORT (no port: the server's). Packets to it must reach this
+    /// server, e.g. an address it is bound to with the default --host ::.
+    #[arg(long, value_name = "ADDR", value_parser = parse_preferred_address)]
+    preferred_address: Vec<std::net::SocketAddr>,
     #[arg(long, default_value = "::")]
     host: String,
     #[arg(long, default_value_t = 4433)]
@@ -261,6 +267,26 @@ fn parse_version(s: &str) -> Result<quic_core::Version, String> {
     }
 }
 
+/// `IP` or `IP:PORT` (port 0: the server's own).
+fn parse_preferred_address(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+        return Ok(a);
+    }
+    let ip: std::net::IpAddr = s.trim_start_matches('[').trim_end_matches(']').parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(std::net::SocketAddr::new(ip, 0))
+}
+
+fn preferred_addresses(list: &[std::net::SocketAddr]) -> Option<quic_core::endpoint::PreferredAddresses> {
+    let mut pa = quic_core::endpoint::PreferredAddresses::default();
+    for a in list {
+        match a {
+            std::net::SocketAddr::V4(v4) => pa.v4 = Some(*v4),
+            std::net::SocketAddr::V6(v6) => pa.v6 = Some(*v6),
+        }
+    }
+    (pa.v4.is_some() || pa.v6.is_some()).then_some(pa)
+}
+
 fn parse_versions(s: &str) -> Result<Versions, String> {
     s.split(',').map(parse_version).collect::<Result<Vec<_>, _>>().map(Versions)
 }
@@ -338,6 +364,7 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         retry: a.retry,
         gso_segments: a.gso_segments,
         path: a.path,
+        preferred_address: preferred_addresses(&a.preferred_address),
         versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
         max_connections: a.max_connections as usize,
         handshake_timeout: handshake_timeout(a.handshake_timeout),

@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub gso_segments: usize,
     /// `--max-udp-payload`, `--no-pmtud`.
     pub path: crate::path_opts::PathOptions,
+    /// `--preferred-address` (RFC 9000 §9.6).
+    pub preferred_address: Option<quic_core::endpoint::PreferredAddresses>,
     /// `TransportConfig::versions` (empty: every supported version).
     pub versions: Vec<quic_core::Version>,
     /// `ServerConfig::max_connections` per worker.
@@ -177,6 +179,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.retry = cfg.retry;
     opts.transport.max_gso_segments = cfg.gso_segments.max(1);
     cfg.path.apply(&mut opts.transport);
+    opts.preferred_address = cfg.preferred_address;
     opts.transport.versions = cfg.versions.clone();
     opts.transport.handshake_timeout = cfg.handshake_timeout;
     opts.max_connections = cfg.max_connections;

@@ -289,3 +289,15 @@ fn active_migration_mid_download() {
     assert!(std::fs::read(&file).unwrap() == pattern(6_000_000), "body intact across the migration");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// preferred_address end to end (RFC 9000 §9.6): a server bound to
+/// 0.0.0.0 announces 127.0.0.2 (its own port); `quicpro get` moves there
+/// after the handshake, validates it, and the download completes there.
+#[test]
+fn the_client_moves_to_the_servers_preferred_address() {
+    let (_server, port) = start_server(&["--host", "0.0.0.0", "--preferred-address", "127.0.0.2"]);
+    let out = get(&["-v", "-o", "/dev/null", &format!("https://127.0.0.1:{port}/bytes/3000000")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("migrations 1, peer 127.0.0.2:{port}")), "{err}");
+}

@@ -69,6 +69,9 @@ pub struct ConfigData {
     /// `mtu_discovery`: probe for larger packets than 1200 bytes (RFC
     /// 8899; default true).
     pub mtu_discovery: bool,
+    /// `preferred_address`: a server announces it (RFC 9000 §9.6); "IP" or
+    /// "IP:PORT", or a list with one per family. A port of 0: the server's.
+    pub preferred_address: Option<quic_core::endpoint::PreferredAddresses>,
     /// `congestion_control`: `cubic` (default) or `newreno`.
     pub congestion: CongestionAlgorithm,
     /// `max_streams_bidi`, `max_streams_uni`.
@@ -124,6 +127,7 @@ const KEYS: &[&str] = &[
     "versions",
     "max_udp_payload_size",
     "mtu_discovery",
+    "preferred_address",
     "max_streams_bidi",
     "max_streams_uni",
     "initial_max_data",
@@ -168,6 +172,7 @@ impl ConfigData {
             versions: Vec::new(),
             max_udp_payload: 1472,
             mtu_discovery: true,
+            preferred_address: None,
             max_streams_bidi: 100,
             max_streams_uni: 100,
             max_data: 16 * 1024 * 1024,
@@ -218,6 +223,7 @@ impl ConfigData {
                 "versions" => c.versions = versions(&key, value)?,
                 "max_udp_payload_size" => c.max_udp_payload = int(&key, value, 1200, 65527)? as u16,
                 "mtu_discovery" => c.mtu_discovery = boolean(&key, value)?,
+                "preferred_address" => c.preferred_address = Some(preferred_address(&key, value)?),
                 "max_streams_bidi" => c.max_streams_bidi = int(&key, value, 1, 1 << 20)?,
                 "max_streams_uni" => c.max_streams_uni = int(&key, value, 3, 1 << 20)?,
                 "initial_max_data" => c.max_data = int(&key, value, 1024, 1 << 40)?,
@@ -382,6 +388,29 @@ fn string(key: &str, v: &Zval) -> QpResult<String> {
 
 fn path(key: &str, v: &Zval) -> QpResult<PathBuf> {
     Ok(PathBuf::from(string(key, v)?))
+}
+
+/// One address or a list (at most one per family): "IP" or "IP:PORT".
+fn preferred_address(key: &str, v: &Zval) -> QpResult<quic_core::endpoint::PreferredAddresses> {
+    let items: Vec<String> = match (v.str(), v.array()) {
+        (Some(s), _) => vec![s.to_owned()],
+        (None, Some(arr)) => {
+            arr.iter().map(|(_, i)| i.str().map(str::to_owned).ok_or_else(|| bad(key, "expected address strings"))).collect::<QpResult<_>>()?
+        }
+        (None, None) => return Err(bad(key, &format!("expected an address or a list of them, got {}", type_name(v)))),
+    };
+    let mut pa = quic_core::endpoint::PreferredAddresses::default();
+    for it in items {
+        let addr = it
+            .parse::<std::net::SocketAddr>()
+            .or_else(|_| it.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 0)));
+        match addr {
+            Ok(std::net::SocketAddr::V4(a)) => pa.v4 = Some(a),
+            Ok(std::net::SocketAddr::V6(a)) => pa.v6 = Some(a),
+            Err(_) => return Err(bad(key, &format!("'{it}' is not an IP address or IP:PORT"))),
+        }
+    }
+    Ok(pa)
 }
 
 fn quic_version(key: &str, s: &str) -> QpResult<quic_core::Version> {

@@ -61,6 +61,9 @@ pub struct TransportConfig {
     /// probe from 1,200 bytes up to `max_udp_payload_size` (and the
     /// peer's) and send at the largest size the path carries.
     pub mtu_discovery: bool,
+    /// Client: move to the server's preferred_address once the handshake
+    /// is confirmed (RFC 9000 §9.6.1).
+    pub use_preferred_address: bool,
     /// RFC 9000 §18.2 ack_delay_exponent and max_ack_delay.
     pub ack_delay_exponent: u8,
     pub max_ack_delay: Duration,
@@ -115,6 +118,7 @@ impl Default for TransportConfig {
             max_udp_payload_size: 1472,
             initial_mtu: 1200,
             mtu_discovery: true,
+            use_preferred_address: true,
             ack_delay_exponent: 3,
             max_ack_delay: Duration::from_millis(25),
             ack_eliciting_threshold: 2,

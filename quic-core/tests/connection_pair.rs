@@ -666,6 +666,42 @@ fn active_client_migration_mid_download() {
     assert!(p.server_sent_to.get(&old_addr).copied().unwrap_or(0) > 0);
 }
 
+/// RFC 9000 §9.6: a server announcing a preferred address (here another
+/// IPv4 address) sees the client move there once the handshake is
+/// confirmed, with the connection ID that came in preferred_address and a
+/// validated path; a client told not to stays. Without an address of the
+/// client's family nothing moves.
+#[test]
+fn client_moves_to_the_servers_preferred_address() {
+    use quic_core::endpoint::PreferredAddresses;
+    let preferred: std::net::SocketAddrV4 = "198.18.0.9:4444".parse().unwrap();
+    let run = |client: TransportConfig, pa: PreferredAddresses| {
+        let c = certs();
+        let mut p = Pair::with(46, server_tls(&c), client_tls(&c), client, move |sc| sc.preferred_address = Some(pa), quic_core::Version::V1);
+        p.handshake();
+        p.run_until(Duration::from_secs(5), |p| p.client().is_handshake_confirmed());
+        download_with(&mut p, 2 << 20, Duration::from_secs(60), |_, _| {});
+        p
+    };
+    let mut p = run(TransportConfig::default(), PreferredAddresses { v4: Some(preferred), v6: None });
+    assert_eq!(p.client().remote_address(), std::net::SocketAddr::V4(preferred));
+    let cs = p.client().stats();
+    assert_eq!((cs.migrations, cs.cid_rotations, cs.path_validations, cs.path_validation_failures), (1, 1, 1, 0), "{cs:?}");
+    let to_preferred = p.client_sent_to.get(&std::net::SocketAddr::V4(preferred)).copied().unwrap_or(0);
+    assert!(to_preferred > 10_000, "the client's packets go to the preferred address: {:?}", p.client_sent_to);
+    // The server routes the ID of sequence 1 to the same connection.
+    assert!(p.server().error().is_none());
+
+    let stay = TransportConfig { use_preferred_address: false, ..TransportConfig::default() };
+    let mut p = run(stay, PreferredAddresses { v4: Some(preferred), v6: None });
+    assert_eq!(p.client().remote_address(), p.server_addr);
+    assert_eq!(p.client().stats().migrations, 0);
+
+    let v6_only = PreferredAddresses { v4: None, v6: Some("[2001:2::9]:4444".parse().unwrap()) };
+    let mut p = run(TransportConfig::default(), v6_only);
+    assert_eq!(p.client().remote_address(), p.server_addr, "no IPv4 preferred address: stay");
+}
+
 #[test]
 fn nat_rebinding_port_change_mid_download() {
     nat_rebinding_download(40, "198.18.0.2:50001".parse().unwrap());

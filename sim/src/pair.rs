@@ -65,6 +65,8 @@ pub struct Pair {
     pub dropped_stale_destination: u64,
     /// Bytes the server sent, by destination address.
     pub server_sent_to: HashMap<SocketAddr, u64>,
+    /// Bytes the client sent, by destination address.
+    pub client_sent_to: HashMap<SocketAddr, u64>,
     /// While non-zero, client datagrams due at the server are held in
     /// `held` instead of delivered (one per unit).
     pub hold_client_datagrams: usize,
@@ -217,6 +219,7 @@ impl Pair {
             link_sends: [0; 2],
             dropped_stale_destination: 0,
             server_sent_to: HashMap::new(),
+            client_sent_to: HashMap::new(),
             hold_client_datagrams: 0,
             held: Vec::new(),
             links,
@@ -267,6 +270,7 @@ impl Pair {
                     }
                     if from_client {
                         self.client_sent += chunk.len() as u64;
+                        *self.client_sent_to.entry(t.destination).or_default() += chunk.len() as u64;
                     } else {
                         self.server_sent += chunk.len() as u64;
                         *self.server_sent_to.entry(addr).or_default() += chunk.len() as u64;

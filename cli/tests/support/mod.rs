@@ -15,11 +15,15 @@ impl Drop for Guard {
     }
 }
 
-/// Starts a one-worker `quicpro serve` on an ephemeral loopback port with
-/// these extra arguments; returns it and the port.
+/// Starts a one-worker `quicpro serve` on an ephemeral loopback port (or
+/// the `--host` among `extra`) with these extra arguments; returns it and
+/// the port.
 pub fn start_server(extra: &[&str]) -> (Guard, u16) {
+    let host: &[&str] = if extra.contains(&"--host") { &[] } else { &["--host", "127.0.0.1"] };
     let mut child = Command::new(env!("CARGO_BIN_EXE_quicpro"))
-        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--workers", "1", "--duration", "60"])
+        .arg("serve")
+        .args(host)
+        .args(["--port", "0", "--workers", "1", "--duration", "60"])
         .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -42,6 +42,10 @@ pub struct ServerOptions {
     /// One qlog file per connection in this directory, from the first
     /// datagram on (`<worker>-<original DCID>.sqlog`).
     pub qlog_dir: Option<std::path::PathBuf>,
+    /// Announced in preferred_address (RFC 9000 §9.6); a port of 0 means
+    /// the port this server is bound to. Packets to these addresses must
+    /// reach this socket (a wildcard bind, or a route or DNAT to it).
+    pub preferred_address: Option<quic_core::endpoint::PreferredAddresses>,
 }
 
 impl ServerOptions {
@@ -63,6 +67,7 @@ impl ServerOptions {
             reset_secret,
             token_secret,
             qlog_dir: None,
+            preferred_address: None,
         }
     }
 }
@@ -118,6 +123,15 @@ impl Server {
         sc.transport = Arc::new(opts.transport.clone());
         sc.retry = opts.retry;
         sc.max_connections = opts.max_connections;
+        sc.preferred_address = opts.preferred_address.map(|mut pa| {
+            if let Some(a) = pa.v4.as_mut().filter(|a| a.port() == 0) {
+                a.set_port(local.port());
+            }
+            if let Some(a) = pa.v6.as_mut().filter(|a| a.port() == 0) {
+                a.set_port(local.port());
+            }
+            pa
+        });
         if let Some(dir) = opts.qlog_dir.clone() {
             let worker = opts.worker_id;
             // Files are created and written by the spool's thread: nothing

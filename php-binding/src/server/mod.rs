@@ -74,6 +74,7 @@ fn bind_runtime(host: &str, port: i64, cfg: &ConfigData) -> QpResult<(RtServer, 
     opts.transport = cfg.transport();
     opts.h3 = cfg.h3();
     opts.retry = cfg.retry;
+    opts.preferred_address = cfg.preferred_address;
     opts.max_connections = cfg.max_connections;
     opts.reset_secret = cfg.reset_secret;
     opts.token_secret = cfg.token_secret;

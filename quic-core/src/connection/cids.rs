@@ -47,6 +47,19 @@ impl LocalCids {
         self.initial
     }
 
+    /// Server: `cid` went to the client in preferred_address, as sequence
+    /// number 1 (RFC 9000 §5.1.1); it is issued like any other (routed,
+    /// retired) but no NEW_CONNECTION_ID carries it.
+    pub fn adopt_preferred(&mut self, cid: ConnectionId) {
+        if self.next_seq != 1 {
+            return;
+        }
+        let token = self.reset_key.as_ref().map(|k| k.token(&cid)).unwrap_or_default();
+        self.issued.push_back((1, cid, token));
+        self.next_seq = 2;
+        self.events.push_back(CidEvent::Issued(cid));
+    }
+
     pub fn cid_len(&self) -> usize {
         self.generator.cid_len()
     }
@@ -146,6 +159,16 @@ impl RemoteCids {
     /// An unused ID from the peer is available for a new path.
     pub fn has_spare(&self) -> bool {
         !self.spare.is_empty()
+    }
+
+    /// Switches to the peer's unused ID of sequence `seq` (the one in
+    /// preferred_address, RFC 9000 §9.6.1) and retires the current one.
+    pub fn switch_to(&mut self, seq: u64) -> bool {
+        let Some(i) = self.spare.iter().position(|(s, _, _)| *s == seq) else { return false };
+        let Some((s, c, t)) = self.spare.remove(i) else { return false };
+        self.pending_retire.push_back(self.active.0);
+        self.active = (s, c, Some(t));
+        true
     }
 
     /// Switches to an unused ID from the peer and retires the current one

@@ -254,6 +254,7 @@ impl Connection {
         let limit = self.peer_params.as_ref().map_or(2, |p| p.active_connection_id_limit);
         self.local_cids.top_up(limit, &mut *self.rng);
         self.reset_idle(now);
+        self.move_to_preferred_address(now);
     }
 
     /// RFC 9001 §4.9: drop keys and all state of a space.
@@ -287,6 +288,10 @@ impl Connection {
         self.check_version_information(&p)?;
         if let Some(t) = p.stateless_reset_token {
             self.remote_cids.set_initial_reset_token(t);
+        }
+        // RFC 9000 §5.1.1: the preferred_address ID is sequence number 1.
+        if let Some(pa) = p.preferred_address.filter(|_| self.side == Side::Client) {
+            self.remote_cids.on_new_cid(1, 0, pa.connection_id, pa.stateless_reset_token)?;
         }
         self.apply_peer_params(&p)?;
         if let Some(q) = &mut self.qlog {

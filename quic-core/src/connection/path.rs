@@ -215,6 +215,43 @@ impl Connection {
         Ok(())
     }
 
+    /// Server: `cid` is the connection ID announced in preferred_address.
+    pub(crate) fn adopt_preferred_cid(&mut self, cid: ConnectionId) {
+        self.local_cids.adopt_preferred(cid);
+    }
+
+    /// Client, once the handshake is confirmed (RFC 9000 §9.6.1): when the
+    /// server announced a preferred address of the family we use, send to
+    /// it with the connection ID that came with it, validate it, and stay
+    /// there once a PATH_RESPONSE arrives; if validation fails, packets go
+    /// back to the original address (`on_path_timeout`). Turned off with
+    /// `TransportConfig::use_preferred_address`.
+    pub(super) fn move_to_preferred_address(&mut self, now: Instant) {
+        if self.side.is_server() || !self.config.use_preferred_address || self.peer_params.as_ref().is_some_and(|p| p.disable_active_migration) {
+            return;
+        }
+        let Some(pa) = self.peer_params.as_ref().and_then(|p| p.preferred_address) else { return };
+        let to = match self.remote {
+            SocketAddr::V4(_) => pa.ipv4_addr().map(SocketAddr::V4),
+            SocketAddr::V6(_) => pa.ipv6_addr().map(SocketAddr::V6),
+        };
+        let Some(to) = to.filter(|t| *t != self.remote) else { return };
+        if !self.remote_cids.switch_to(1) {
+            return;
+        }
+        self.stats.cid_rotations += 1;
+        self.stats.migrations += 1;
+        self.remote = to;
+        let ip_changed = to.ip() != self.path.validated.ip();
+        if ip_changed {
+            self.recovery.reset_for_new_path();
+            self.ecn.on_new_path();
+            let change = self.pmtud.on_new_path();
+            self.apply_mtu_change(now, change);
+        }
+        self.start_challenge(now, to, false, false);
+    }
+
     /// RFC 9000 §9.3: called for a decrypted 1-RTT packet from an address
     /// other than the current remote, before its frames are processed (so a
     /// PATH_CHALLENGE in it is answered on the new path). `largest_before`

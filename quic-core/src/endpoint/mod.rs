@@ -97,6 +97,17 @@ pub struct ServerConfig {
     /// before the connection processes its first datagram, so a trace
     /// starts with the first Initial received and the first flight sent.
     pub qlog: Option<QlogFactory>,
+    /// Addresses announced in the preferred_address transport parameter
+    /// (RFC 9000 §9.6, §18.2): clients move there once the handshake is
+    /// confirmed. Packets sent to them must reach this endpoint.
+    pub preferred_address: Option<PreferredAddresses>,
+}
+
+/// The server's preferred addresses, one per family (RFC 9000 §18.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PreferredAddresses {
+    pub v4: Option<std::net::SocketAddrV4>,
+    pub v6: Option<std::net::SocketAddrV6>,
 }
 
 /// A qlog sink that holds the events in memory until [`DeferredQlog::open`]
@@ -173,6 +184,7 @@ impl ServerConfig {
             max_connections: 100_000,
             unix_time_at_start,
             qlog: None,
+            preferred_address: None,
         }
     }
 }
@@ -574,7 +586,7 @@ impl Endpoint {
         let mut gen = (self.config.cid_generator)();
         let local_cid = gen.generate(&mut *self.rng);
         let reset_token = self.config.reset_key.token(&local_cid);
-        let params = Connection::local_transport_parameters(
+        let mut params = Connection::local_transport_parameters(
             Side::Server,
             &server.transport,
             &local_cid,
@@ -583,6 +595,18 @@ impl Endpoint {
             Some(reset_token),
             version,
         );
+        // RFC 9000 §5.1.1, §18.2: preferred_address carries the ID of
+        // sequence number 1 (never empty) and its reset token.
+        let preferred_cid = server.preferred_address.filter(|_| gen.cid_len() > 0).map(|pa| {
+            let cid = gen.generate(&mut *self.rng);
+            params.preferred_address = Some(crate::transport_params::PreferredAddress {
+                ipv4: pa.v4.unwrap_or(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)),
+                ipv6: pa.v6.unwrap_or(std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, 0, 0, 0)),
+                connection_id: cid,
+                stateless_reset_token: self.config.reset_key.token(&cid),
+            });
+            cid
+        });
         let grease = server.transport.grease.then(|| self.rng.next_u64());
         let encoded = Connection::encode_transport_parameters(&params, Side::Server, grease);
         let Ok(tls) = TlsSession::server(server.tls.clone(), version, encoded) else {
@@ -615,6 +639,9 @@ impl Endpoint {
         let Ok(mut conn) = conn else {
             return DatagramEvent::Dropped(DropReason::ConnectionSetupFailed);
         };
+        if let Some(cid) = preferred_cid {
+            conn.adopt_preferred_cid(cid);
+        }
         // Initial keys derive from the DCID of this Initial, which after a
         // Retry is the server's Retry SCID (RFC 9001 §5.2).
         conn.set_initial_dcid_for_keys(header.dcid);
