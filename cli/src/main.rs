@@ -107,6 +107,19 @@ struct ServeArgs {
     /// server, e.g. an address it is bound to with the default --host ::.
     #[arg(long, value_name = "ADDR", value_parser = parse_preferred_address)]
     preferred_address: Vec<std::net::SocketAddr>,
+    /// QUIC-LB server ID (draft-ietf-quic-load-balancers), 1..=15 octets in
+    /// hex: every connection ID carries it (after the config rotation bits)
+    /// so a QUIC-LB load balancer routes the connection here.
+    #[arg(long, value_name = "HEX")]
+    server_id: Option<String>,
+    /// QUIC-LB key (16 octets in hex): connection IDs are encrypted (one
+    /// AES pass or four, by length); needs --server-id. The worker is then
+    /// invisible, so connection-ID steering is off.
+    #[arg(long, value_name = "HEX", requires = "server_id")]
+    lb_key: Option<String>,
+    /// QUIC-LB config rotation codepoint (0..=6) of the IDs.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=6))]
+    lb_config_rotation: u8,
     #[arg(long, default_value = "::")]
     host: String,
     #[arg(long, default_value_t = 4433)]
@@ -267,6 +280,28 @@ fn parse_version(s: &str) -> Result<quic_core::Version, String> {
     }
 }
 
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    let s = s.trim().trim_start_matches("0x");
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{s:?} is not an even number of hex digits"));
+    }
+    Ok((0..s.len()).step_by(2).filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect())
+}
+
+/// `--server-id`, `--lb-key`, `--lb-config-rotation` as a connection ID format.
+fn cid_format(a: &ServeArgs) -> Result<quic_core::quic_lb::ServerCidFormat, String> {
+    use quic_core::quic_lb::ServerCidFormat;
+    let Some(sid) = &a.server_id else { return Ok(ServerCidFormat::Workers) };
+    let sid = unhex(sid).map_err(|e| format!("--server-id: {e}"))?;
+    match &a.lb_key {
+        None => ServerCidFormat::plaintext(a.lb_config_rotation, &sid).map_err(|e| format!("--server-id: {e}")),
+        Some(k) => {
+            let key: [u8; 16] = unhex(k).map_err(|e| format!("--lb-key: {e}"))?.try_into().map_err(|_| "--lb-key: 16 octets (32 hex digits)".to_string())?;
+            ServerCidFormat::encrypted(a.lb_config_rotation, &sid, &key).map_err(|e| format!("--server-id/--lb-key: {e}"))
+        }
+    }
+}
+
 /// `IP` or `IP:PORT` (port 0: the server's own).
 fn parse_preferred_address(s: &str) -> Result<std::net::SocketAddr, String> {
     if let Ok(a) = s.parse::<std::net::SocketAddr>() {
@@ -365,6 +400,13 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         gso_segments: a.gso_segments,
         path: a.path,
         preferred_address: preferred_addresses(&a.preferred_address),
+        cid_format: match cid_format(a) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("quicpro serve: {e}");
+                return ExitCode::from(2);
+            }
+        },
         versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
         max_connections: a.max_connections as usize,
         handshake_timeout: handshake_timeout(a.handshake_timeout),

@@ -65,6 +65,8 @@ pub struct ServeConfig {
     pub path: crate::path_opts::PathOptions,
     /// `--preferred-address` (RFC 9000 §9.6).
     pub preferred_address: Option<quic_core::endpoint::PreferredAddresses>,
+    /// `--server-id`, `--lb-key`, `--lb-config-rotation` (QUIC-LB).
+    pub cid_format: quic_core::quic_lb::ServerCidFormat,
     /// `TransportConfig::versions` (empty: every supported version).
     pub versions: Vec<quic_core::Version>,
     /// `ServerConfig::max_connections` per worker.
@@ -180,6 +182,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.transport.max_gso_segments = cfg.gso_segments.max(1);
     cfg.path.apply(&mut opts.transport);
     opts.preferred_address = cfg.preferred_address;
+    opts.cid_format = cfg.cid_format.clone();
     opts.transport.versions = cfg.versions.clone();
     opts.transport.handshake_timeout = cfg.handshake_timeout;
     opts.max_connections = cfg.max_connections;
@@ -472,7 +475,7 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
         let port = probe.local_addr().map_err(|e| e.to_string())?.port();
         cfg.bind.set_port(port);
     }
-    let group = steering::setup(cfg.steering, workers)?;
+    let group = steering::setup(cfg.steering, workers, &cfg.cid_format)?;
     let cfg = Arc::new(cfg);
     let mut threads = Vec::new();
     for i in 0..workers {

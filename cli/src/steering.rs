@@ -3,13 +3,14 @@
 //! otherwise picks a worker by 4-tuple hash, and a client whose address
 //! changes (NAT rebinding) would reach a worker that does not know its
 //! connection. Each worker's connection IDs carry its worker ID
-//! (`RoutableCidGenerator::for_worker`), which the program reads.
+//! (`ServerCidFormat::worker_layout`), which the program reads; encrypted
+//! QUIC-LB IDs hide it, so they run without steering.
 
 use std::io;
 use std::sync::Arc;
 
 use io_backends::udp::SocketHook;
-use quic_core::cid_gen::{ConnectionIdGenerator, RoutableCidGenerator};
+use quic_core::quic_lb::ServerCidFormat;
 use quicpro_bpf::{CidLayout, ReuseportCounters, ReuseportGroup};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,15 +22,15 @@ pub enum SteeringMode {
     Off,
 }
 
-/// The layout our workers' connection IDs use.
-fn layout() -> CidLayout {
-    let g = RoutableCidGenerator::for_worker(0);
-    CidLayout { worker_id_offset: g.worker_id_offset() as u32, cid_len: g.cid_len() as u32 }
+/// The layout our workers' connection IDs use, when the worker is visible.
+fn layout(format: &ServerCidFormat) -> Option<CidLayout> {
+    let (offset, len) = format.worker_layout()?;
+    Some(CidLayout { worker_id_offset: offset as u32, cid_len: len as u32 })
 }
 
 /// Loads the program for `workers` workers, or says why not. Logs one line
 /// either way.
-pub fn setup(mode: SteeringMode, workers: usize) -> Result<Option<Arc<ReuseportGroup>>, String> {
+pub fn setup(mode: SteeringMode, workers: usize, format: &ServerCidFormat) -> Result<Option<Arc<ReuseportGroup>>, String> {
     if mode == SteeringMode::Off {
         eprintln!("quicpro serve: connection-ID steering off (--steering off)");
         return Ok(None);
@@ -38,7 +39,13 @@ pub fn setup(mode: SteeringMode, workers: usize) -> Result<Option<Arc<ReuseportG
         eprintln!("quicpro serve: connection-ID steering off (one worker)");
         return Ok(None);
     }
-    let layout = layout();
+    let Some(layout) = layout(format) else {
+        if mode == SteeringMode::On {
+            return Err("--steering on: encrypted QUIC-LB connection IDs hide the worker".into());
+        }
+        eprintln!("quicpro serve: connection-ID steering off (encrypted QUIC-LB connection IDs hide the worker; 4-tuple hashing)");
+        return Ok(None);
+    };
     match ReuseportGroup::new(workers as u32, layout) {
         Ok(g) => {
             eprintln!(

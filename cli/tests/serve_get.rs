@@ -301,3 +301,46 @@ fn the_client_moves_to_the_servers_preferred_address() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains(&format!("migrations 1, peer 127.0.0.2:{port}")), "{err}");
 }
+
+/// QUIC-LB connection IDs end to end (draft-ietf-quic-load-balancers): a
+/// server with `--server-id` and `--lb-key` issues encrypted IDs; a load
+/// balancer holding the key recovers the server ID from the Source
+/// Connection ID the client saw (read from the client's qlog); without the
+/// key the ID shows nothing of it. Plaintext IDs carry it in the clear.
+#[test]
+fn quic_lb_server_ids_in_connection_ids() {
+    use quic_core::quic_lb::LbConfig;
+    let key_hex = "8f95f09245765f80256934e50c66207f";
+    let key: [u8; 16] = (0..16).map(|i| u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap()).collect::<Vec<_>>().try_into().unwrap();
+    for (encrypted, rotation) in [(true, "2"), (false, "1")] {
+        let dir = std::env::temp_dir().join(format!("quicpro-lb-{}-{encrypted}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut args = vec!["--server-id", "0a0b0c", "--lb-config-rotation", rotation];
+        if encrypted {
+            args.extend(["--lb-key", key_hex]);
+        }
+        let (_server, port) = start_server(&args);
+        let out = get(&["--qlog-dir", dir.to_str().unwrap(), &format!("https://127.0.0.1:{port}/lb")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text: String = std::fs::read_dir(&dir).unwrap().flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect();
+        // The server's Source Connection IDs in the packets the client received.
+        let scids: Vec<Vec<u8>> = text
+            .lines()
+            .filter(|l| l.contains("packet_received") && l.contains("\"scid\":\""))
+            .filter_map(|l| {
+                let at = l.find("\"scid\":\"")? + 8;
+                let hex = &l[at..at + l[at..].find('"')?];
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
+            })
+            .collect();
+        assert!(!scids.is_empty(), "no server SCID in the client's qlog");
+        let config = if encrypted { LbConfig::new(2, 3, 13, Some(&key)).unwrap() } else { LbConfig::new(1, 3, 7, None).unwrap() };
+        for scid in &scids {
+            assert_eq!(scid.len(), config.cid_len(), "{scid:02x?}");
+            assert_eq!(config.decode(scid).map(|s| s.as_slice().to_vec()), Some(vec![0x0a, 0x0b, 0x0c]), "{scid:02x?}");
+            assert_eq!(&scid[1..4] == [0x0a, 0x0b, 0x0c], !encrypted, "server ID visible only in plaintext IDs: {scid:02x?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -72,6 +72,9 @@ pub struct ConfigData {
     /// `preferred_address`: a server announces it (RFC 9000 §9.6); "IP" or
     /// "IP:PORT", or a list with one per family. A port of 0: the server's.
     pub preferred_address: Option<quic_core::endpoint::PreferredAddresses>,
+    /// `server_id` (hex), `lb_key` (hex, 16 octets), `lb_config_rotation`:
+    /// QUIC-LB connection IDs (draft-ietf-quic-load-balancers).
+    pub cid_format: quic_core::quic_lb::ServerCidFormat,
     /// `congestion_control`: `cubic` (default) or `newreno`.
     pub congestion: CongestionAlgorithm,
     /// `max_streams_bidi`, `max_streams_uni`.
@@ -128,6 +131,9 @@ const KEYS: &[&str] = &[
     "max_udp_payload_size",
     "mtu_discovery",
     "preferred_address",
+    "server_id",
+    "lb_key",
+    "lb_config_rotation",
     "max_streams_bidi",
     "max_streams_uni",
     "initial_max_data",
@@ -173,6 +179,7 @@ impl ConfigData {
             max_udp_payload: 1472,
             mtu_discovery: true,
             preferred_address: None,
+            cid_format: quic_core::quic_lb::ServerCidFormat::Workers,
             max_streams_bidi: 100,
             max_streams_uni: 100,
             max_data: 16 * 1024 * 1024,
@@ -194,6 +201,7 @@ impl ConfigData {
     pub fn parse(options: &ZendHashTable) -> QpResult<Self> {
         let mut c = Self::defaults();
         let mut want_steering = true;
+        let (mut server_id, mut lb_key, mut lb_rotation) = (None, None, 0u8);
         for (key, value) in options.iter() {
             let key = key.to_string();
             match key.as_str() {
@@ -242,19 +250,35 @@ impl ConfigData {
                 "qlog_dir" => c.qlog_dir = Some(path(&key, value)?),
                 "keylog" => c.keylog = boolean(&key, value)?,
                 "steering" => want_steering = boolean(&key, value)?,
+                "server_id" => server_id = Some(hex(&key, &string(&key, value)?)?),
+                "lb_key" => lb_key = Some(hex(&key, &string(&key, value)?)?),
+                "lb_config_rotation" => lb_rotation = int(&key, value, 0, 6)? as u8,
                 _ => return Err(QpError::new(ErrorKind::Config, format!("unknown option '{key}' (known: {})", KEYS.join(", ")))),
             }
         }
         c.load_files()?;
+        c.cid_format = match (server_id, lb_key) {
+            (None, None) => quic_core::quic_lb::ServerCidFormat::Workers,
+            (None, Some(_)) => return Err(bad("lb_key", "needs server_id")),
+            (Some(sid), None) => quic_core::quic_lb::ServerCidFormat::plaintext(lb_rotation, &sid).map_err(|e| bad("server_id", &e.to_string()))?,
+            (Some(sid), Some(k)) => {
+                let k: [u8; 16] = k.try_into().map_err(|_| bad("lb_key", "16 octets (32 hex digits)"))?;
+                quic_core::quic_lb::ServerCidFormat::encrypted(lb_rotation, &sid, &k).map_err(|e| bad("server_id", &e.to_string()))?
+            }
+        };
         if want_steering && c.cert_file.is_some() {
             // Room for every worker id a CID can carry; long headers are
             // hashed over the workers that joined (see server.rs).
-            use quic_core::cid_gen::ConnectionIdGenerator;
-            let g = quic_core::cid_gen::RoutableCidGenerator::for_worker(0);
-            let layout = quicpro_bpf::CidLayout { worker_id_offset: g.worker_id_offset() as u32, cid_len: g.cid_len() as u32 };
-            match quicpro_bpf::ReuseportGroup::new(quicpro_bpf::reuseport::MAX_WORKERS, layout) {
-                Ok(group) => c.steering = Some(std::sync::Arc::new(group)),
-                Err(e) => c.steering_error = Some(e.to_string()),
+            // Encrypted QUIC-LB IDs hide the worker: no steering then.
+            match c.cid_format.worker_layout() {
+                Some((offset, len)) => {
+                    let layout = quicpro_bpf::CidLayout { worker_id_offset: offset as u32, cid_len: len as u32 };
+                    match quicpro_bpf::ReuseportGroup::new(quicpro_bpf::reuseport::MAX_WORKERS, layout) {
+                        Ok(group) => c.steering = Some(std::sync::Arc::new(group)),
+                        Err(e) => c.steering_error = Some(e.to_string()),
+                    }
+                }
+                None => c.steering_error = Some("encrypted QUIC-LB connection IDs hide the worker".into()),
             }
         }
         Ok(c)
@@ -388,6 +412,15 @@ fn string(key: &str, v: &Zval) -> QpResult<String> {
 
 fn path(key: &str, v: &Zval) -> QpResult<PathBuf> {
     Ok(PathBuf::from(string(key, v)?))
+}
+
+/// Octets written in hex.
+fn hex(key: &str, s: &str) -> QpResult<Vec<u8>> {
+    let s = s.trim().trim_start_matches("0x");
+    if s.is_empty() || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad(key, &format!("'{s}' is not an even number of hex digits")));
+    }
+    Ok((0..s.len()).step_by(2).filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect())
 }
 
 /// One address or a list (at most one per family): "IP" or "IP:PORT".

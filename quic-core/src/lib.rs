@@ -57,6 +57,7 @@ pub mod connection;
 pub mod endpoint;
 pub mod fast_hash;
 pub mod qlog;
+pub mod quic_lb;
 pub mod rand;
 pub mod range_set;
 pub mod recovery;

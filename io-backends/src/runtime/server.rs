@@ -46,6 +46,9 @@ pub struct ServerOptions {
     /// the port this server is bound to. Packets to these addresses must
     /// reach this socket (a wildcard bind, or a route or DNAT to it).
     pub preferred_address: Option<quic_core::endpoint::PreferredAddresses>,
+    /// How this worker's connection IDs are made (QUIC-LB server ID,
+    /// plaintext or encrypted; by default the worker byte only).
+    pub cid_format: quic_core::quic_lb::ServerCidFormat,
 }
 
 impl ServerOptions {
@@ -68,6 +71,7 @@ impl ServerOptions {
             token_secret,
             qlog_dir: None,
             preferred_address: None,
+            cid_format: quic_core::quic_lb::ServerCidFormat::Workers,
         }
     }
 }
@@ -78,6 +82,8 @@ pub enum ServerError {
     Tls(quic_core::tls::TlsConfigError),
     /// The qlog writer thread could not start.
     Qlog(std::io::Error),
+    /// The QUIC-LB connection ID configuration is invalid.
+    CidFormat(quic_core::quic_lb::LbConfigError),
 }
 
 impl core::fmt::Display for ServerError {
@@ -86,6 +92,7 @@ impl core::fmt::Display for ServerError {
             ServerError::Backend(e) => write!(f, "{e}"),
             ServerError::Tls(e) => write!(f, "{e}"),
             ServerError::Qlog(e) => write!(f, "qlog writer: {e}"),
+            ServerError::CidFormat(e) => write!(f, "connection ID format: {e}"),
         }
     }
 }
@@ -144,7 +151,10 @@ impl Server {
         }
         let mut ec = EndpointConfig::new(&opts.reset_secret);
         let worker = opts.worker_id;
-        ec.cid_generator = Arc::new(move || Box::new(RoutableCidGenerator::for_worker(worker)));
+        // Checked once here, so the factory below cannot fail.
+        opts.cid_format.generator(worker).map_err(ServerError::CidFormat)?;
+        let format = opts.cid_format.clone();
+        ec.cid_generator = Arc::new(move || format.generator(worker).unwrap_or_else(|_| Box::new(RoutableCidGenerator::for_worker(worker))));
         let endpoint = Endpoint::new(ec, Some(sc), std::time::Instant::now());
         let mut driver = Driver::new(backend, endpoint, Side::Server, opts.h3);
         // The interop runner's HTTP/0.9 (`hq-interop`): those connections

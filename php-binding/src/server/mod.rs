@@ -75,6 +75,7 @@ fn bind_runtime(host: &str, port: i64, cfg: &ConfigData) -> QpResult<(RtServer, 
     opts.h3 = cfg.h3();
     opts.retry = cfg.retry;
     opts.preferred_address = cfg.preferred_address;
+    opts.cid_format = cfg.cid_format.clone();
     opts.max_connections = cfg.max_connections;
     opts.reset_secret = cfg.reset_secret;
     opts.token_secret = cfg.token_secret;
@@ -107,6 +108,7 @@ fn bind_runtime(host: &str, port: i64, cfg: &ConfigData) -> QpResult<(RtServer, 
         ServerError::Backend(e) => QpError::new(ErrorKind::Socket, format!("cannot listen on {addr}: {e}")),
         ServerError::Tls(e) => QpError::new(ErrorKind::Config, format!("TLS configuration: {e}")),
         ServerError::Qlog(e) => QpError::new(ErrorKind::Config, format!("qlog: {e}")),
+        ServerError::CidFormat(e) => QpError::new(ErrorKind::Config, format!("option 'server_id': {e}")),
     })?;
     trace::event(&format!("worker {worker_id} listening on {} — {}", rt.local_addr(), rt.backend_description()));
     Ok((rt, worker_id))
