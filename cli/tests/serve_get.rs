@@ -339,7 +339,7 @@ fn quic_lb_server_ids_in_connection_ids() {
         for scid in &scids {
             assert_eq!(scid.len(), config.cid_len(), "{scid:02x?}");
             assert_eq!(config.decode(scid).map(|s| s.as_slice().to_vec()), Some(vec![0x0a, 0x0b, 0x0c]), "{scid:02x?}");
-            assert_eq!(&scid[1..4] == [0x0a, 0x0b, 0x0c], !encrypted, "server ID visible only in plaintext IDs: {scid:02x?}");
+            assert_eq!(scid[1..4] == [0x0a, 0x0b, 0x0c], !encrypted, "server ID visible only in plaintext IDs: {scid:02x?}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

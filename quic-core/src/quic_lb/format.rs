@@ -17,7 +17,7 @@ pub enum ServerCidFormat {
     Plaintext { rotation: u8, server_id: Vec<u8>, len: usize },
     /// Encrypted QUIC-LB: the server ID and a nonce under the shared key.
     /// The worker is not visible, so the kernel cannot steer by it.
-    Encrypted { config: LbConfig, server_id: Vec<u8> },
+    Encrypted { config: Box<LbConfig>, server_id: Vec<u8> },
 }
 
 impl ServerCidFormat {
@@ -36,7 +36,7 @@ impl ServerCidFormat {
     pub fn encrypted(rotation: u8, server_id: &[u8], key: &[u8; 16]) -> Result<Self, LbConfigError> {
         let nonce = if server_id.len() <= 12 { 16 - server_id.len() } else { super::MIN_NONCE };
         let config = LbConfig::new(rotation, server_id.len(), nonce, Some(key))?;
-        let f = Self::Encrypted { config, server_id: server_id.to_vec() };
+        let f = Self::Encrypted { config: Box::new(config), server_id: server_id.to_vec() };
         f.generator(0)?;
         Ok(f)
     }
@@ -54,7 +54,7 @@ impl ServerCidFormat {
                 }
                 Box::new(RoutableCidGenerator::new(*rotation, server_id, worker, *len).map_err(|_| LbConfigError::TooLong)?)
             }
-            ServerCidFormat::Encrypted { config, server_id } => Box::new(LbEncoder::new(config.clone(), server_id)?),
+            ServerCidFormat::Encrypted { config, server_id } => Box::new(LbEncoder::new((**config).clone(), server_id)?),
         })
     }
 
