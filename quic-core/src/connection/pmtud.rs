@@ -169,7 +169,7 @@ impl Pmtud {
         if self.phase != PmtudPhase::Searching || self.in_flight.is_some() {
             return None;
         }
-        let size = if self.failed > self.max { self.max } else { self.current + (self.failed - self.current) / 2 };
+        let size = if self.failed > self.max { self.max } else { self.current.saturating_add(self.failed.saturating_sub(self.current) / 2) };
         (size > self.current).then_some(size)
     }
 

@@ -72,56 +72,39 @@ fn join(buf: &mut [u8], l: &[u8], r: &[u8], odd: bool) {
     }
 }
 
-/// Encrypts the server ID and nonce in `buf` in place.
-pub(super) fn encrypt(key: &LbKey, buf: &mut [u8]) {
+/// Runs the rounds `passes` in order over `buf`: odd passes expand the
+/// left half into the right one, even passes the right into the left
+/// (§5.4.2 steps 3–11), clearing the shared nibble after each when the
+/// length is odd.
+fn feistel(key: &LbKey, buf: &mut [u8], passes: [u8; 4]) {
     let n = buf.len();
     if !(5..=MAX_PLAINTEXT).contains(&n) {
         return;
     }
     let (mut l, mut r, h, odd) = split(buf);
     let (l, r) = (&mut l[..h], &mut r[..h]);
-    round(key, n, 1, l, r);
-    if odd {
-        clear_right(r);
-    }
-    round(key, n, 2, r, l);
-    if odd {
-        clear_left(l);
-    }
-    round(key, n, 3, l, r);
-    if odd {
-        clear_right(r);
-    }
-    round(key, n, 4, r, l);
-    if odd {
-        clear_left(l);
+    for pass in passes {
+        if pass % 2 == 1 {
+            round(key, n, pass, l, r);
+            if odd {
+                clear_right(r);
+            }
+        } else {
+            round(key, n, pass, r, l);
+            if odd {
+                clear_left(l);
+            }
+        }
     }
     join(buf, l, r, odd);
 }
 
+/// Encrypts the server ID and nonce in `buf` in place.
+pub(super) fn encrypt(key: &LbKey, buf: &mut [u8]) {
+    feistel(key, buf, [1, 2, 3, 4]);
+}
+
 /// Decrypts in place: the rounds in reverse order (§5.5.2).
 pub(super) fn decrypt(key: &LbKey, buf: &mut [u8]) {
-    let n = buf.len();
-    if !(5..=MAX_PLAINTEXT).contains(&n) {
-        return;
-    }
-    let (mut l, mut r, h, odd) = split(buf);
-    let (l, r) = (&mut l[..h], &mut r[..h]);
-    round(key, n, 4, r, l);
-    if odd {
-        clear_left(l);
-    }
-    round(key, n, 3, l, r);
-    if odd {
-        clear_right(r);
-    }
-    round(key, n, 2, r, l);
-    if odd {
-        clear_left(l);
-    }
-    round(key, n, 1, l, r);
-    if odd {
-        clear_right(r);
-    }
-    join(buf, l, r, odd);
+    feistel(key, buf, [4, 3, 2, 1]);
 }
