@@ -2645,13 +2645,18 @@ pub mod checks {
     fn rebinding(r: &Report, c: &mut Checker) {
         let p = &r.paths;
         c.require(p.client_ports.len() > 1, format!("server sent to client ports {:?}, expected more than one", p.client_ports));
-        for change in &p.server_path_changes {
+        // "The first server packet on each new path contains PATH_CHALLENGE"
+        // (spec): a new path is an address the server had not sent to; a
+        // datagram back to an address it used before (after answering a
+        // probe elsewhere, or moving back, RFC 9000 §9.3.2) is not one.
+        let new_paths: Vec<&super::PathChange> = p.server_path_changes.iter().filter(|ch| ch.new_address).collect();
+        for change in &new_paths {
             c.require(
                 change.path_challenge == Some(true),
                 format!("first server datagram to {} (from {}) carries PATH_CHALLENGE: {:?}", change.to, change.from, change.path_challenge),
             );
         }
-        let n = p.server_path_changes.len();
+        let n = new_paths.len();
         c.require(p.server_challenges.len() >= n, format!("{n} path change(s), {} distinct PATH_CHALLENGE(s)", p.server_challenges.len()));
         let unanswered: Vec<String> = p
             .server_challenges

@@ -158,7 +158,7 @@ pub fn all() -> Vec<Case> {
         Case {
             client_testcase: "transfer",
             server_testcase: "connectionmigration",
-            ..Case::new("connectionmigration", "CM", "transfer", FileSet::sizes(&[2 * MB]))
+            ..Case::new("connectionmigration", "CM", "transfer", FileSet::sizes(&[2 * MB])).fast()
         },
         Case { repetitions: 5, ..Case::new("goodput", "G", "transfer", FileSet::sizes(&[10 * MB])) },
         Case { repetitions: 5, ..Case::new("crosstraffic", "C", "transfer", FileSet::sizes(&[25 * MB])).timeout(180) },

@@ -47,6 +47,9 @@ pub struct ServerCtx {
     pub work: PathBuf,
     pub log: PathBuf,
     pub proto: Proto,
+    /// connectionmigration: the relay's second address, for the server to
+    /// announce in preferred_address (RFC 9000 §9.6).
+    pub preferred_address: Option<SocketAddr>,
 }
 
 /// What a client is started with.
@@ -251,6 +254,12 @@ fn quicpro_server(root: &Path, c: &ServerCtx) -> Result<Launch, String> {
     cmd.args(["--retry", if c.testcase == "retry" { "always" } else { "never" }]);
     match c.testcase.as_str() {
         "handshake" | "transfer" | "retry" | "resumption" | "zerortt" | "http3" | "multiconnect" | "chacha20" | "keyupdate" | "ecn" | "v2" => {}
+        "connectionmigration" => match c.preferred_address {
+            Some(a) => {
+                cmd.arg("--preferred-address").arg(a.to_string());
+            }
+            None => return Ok(Launch::Unsupported("no second relay address for preferred_address".into())),
+        },
         other => return Ok(Launch::Unsupported(format!("quicpro serve: test case {other} (not implemented yet)"))),
     }
     spawn(cmd, &c.log)

@@ -129,6 +129,11 @@ pub struct RelayConfig {
     pub ecn_mangle_to_client: Option<EcnMangle>,
     pub max_flows: usize,
     pub epoch: Epoch,
+    /// A second address clients may send to (the server's preferred
+    /// address in the connectionmigration case, RFC 9000 §9.6): datagrams
+    /// to it take their own flows to the server, and answers on those
+    /// flows leave from it.
+    pub second_listen: Option<SocketAddr>,
 }
 
 impl RelayConfig {
@@ -147,7 +152,13 @@ impl RelayConfig {
             ecn_mangle_to_client: None,
             max_flows: DEFAULT_MAX_FLOWS,
             epoch: Epoch::RelayStart,
+            second_listen: None,
         }
+    }
+
+    pub fn with_second_listen(mut self, addr: SocketAddr) -> Self {
+        self.second_listen = Some(addr);
+        self
     }
 
     pub fn with_scenario(self, scenario: &Scenario) -> Self {
@@ -320,6 +331,17 @@ impl Relay {
         listen.set_nonblocking(true)?;
         enable_recv_ecn(&listen, config.listen.is_ipv4());
         let listen_addr = listen.local_addr()?;
+        let second = match config.second_listen {
+            Some(a) => {
+                let s = UdpSocket::bind(a)?;
+                s.set_nonblocking(true)?;
+                enable_recv_ecn(&s, a.is_ipv4());
+                let addr = s.local_addr()?;
+                Some((s, addr))
+            }
+            None => None,
+        };
+        let second_addr = second.as_ref().map(|(_, a)| *a);
         let open = |p: &Option<PathBuf>| p.as_deref().map(pcap::Writer::create).transpose();
         let client_pcap = open(&config.client_pcap)?;
         let server_pcap = open(&config.server_pcap)?;
@@ -340,6 +362,7 @@ impl Relay {
         let engine = Engine {
             listen,
             listen_addr,
+            second,
             server: config.server,
             links: [to_server, to_client],
             mangle: [config.ecn_mangle_to_server, config.ecn_mangle_to_client],
@@ -359,7 +382,7 @@ impl Relay {
             wake: wake_rx,
         };
         let thread = std::thread::Builder::new().name("quicpro-relay".into()).spawn(move || engine.run())?;
-        Ok(RelayHandle { addr: listen_addr, shared, commands: cmd_tx, wake: wake_tx, thread: Some(thread) })
+        Ok(RelayHandle { addr: listen_addr, second_addr, shared, commands: cmd_tx, wake: wake_tx, thread: Some(thread) })
     }
 }
 
@@ -372,6 +395,7 @@ enum Command {
 #[derive(Debug)]
 pub struct RelayHandle {
     addr: SocketAddr,
+    second_addr: Option<SocketAddr>,
     shared: Arc<Mutex<RelayStats>>,
     commands: mpsc::Sender<Command>,
     wake: UnixDatagram,
@@ -391,6 +415,11 @@ impl RelayHandle {
     /// The address clients send to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The second listen address, if configured.
+    pub fn second_addr(&self) -> Option<SocketAddr> {
+        self.second_addr
     }
 
     /// The counters now (updated by the relay thread every loop turn).
@@ -452,6 +481,8 @@ const TO_CLIENT: usize = 1;
 #[derive(Debug)]
 struct Flow {
     client: SocketAddr,
+    /// Which listen socket the client sends to (0: the first, 1: the second).
+    via: usize,
     upstream: UdpSocket,
     /// The upstream socket's address as the server sees it.
     upstream_addr: SocketAddr,
@@ -461,13 +492,16 @@ struct Flow {
 struct Engine {
     listen: UdpSocket,
     listen_addr: SocketAddr,
+    /// `RelayConfig::second_listen`, bound.
+    second: Option<(UdpSocket, SocketAddr)>,
     server: SocketAddr,
     /// `[TO_SERVER, TO_CLIENT]`.
     links: [Link; 2],
     mangle: [Option<EcnMangle>; 2],
     mangle_rng: SeededRandom,
     flows: HashMap<u64, Flow>,
-    by_client: HashMap<SocketAddr, u64>,
+    /// By client address and listen socket.
+    by_client: HashMap<(SocketAddr, usize), u64>,
     /// Flow ids are never reused, so a datagram in flight for an evicted
     /// flow cannot reach a newer one.
     next_flow_id: u64,
@@ -531,6 +565,10 @@ impl Engine {
             let entry = |fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             pollfds.push(entry(self.wake.as_raw_fd()));
             pollfds.push(entry(self.listen.as_raw_fd()));
+            if let Some((s, _)) = &self.second {
+                pollfds.push(entry(s.as_raw_fd()));
+            }
+            let first_flow = pollfds.len();
             for (&id, flow) in &self.flows {
                 polled_flows.push(id);
                 pollfds.push(entry(flow.upstream.as_raw_fd()));
@@ -558,10 +596,13 @@ impl Engine {
                 }
             }
             if pollfds.get(1).is_some_and(ready) {
-                self.read_clients();
+                self.read_clients(0);
+            }
+            if self.second.is_some() && pollfds.get(2).is_some_and(ready) {
+                self.read_clients(1);
             }
             for (i, id) in polled_flows.iter().enumerate() {
-                if pollfds.get(i + 2).is_some_and(ready) {
+                if pollfds.get(i + first_flow).is_some_and(ready) {
                     self.read_server(*id);
                 }
             }
@@ -626,10 +667,11 @@ impl Engine {
         }
     }
 
-    /// Reads the clients' datagrams from the listen socket.
-    fn read_clients(&mut self) {
+    /// Reads the clients' datagrams from listen socket `via`.
+    fn read_clients(&mut self, via: usize) {
         for _ in 0..RECV_BUDGET {
-            let r = match recv_ecn(&self.listen, &mut self.buf) {
+            let (socket, listen_addr) = listen_socket(&self.listen, self.listen_addr, &self.second, via);
+            let r = match recv_ecn(socket, &mut self.buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // ICMP errors and the like: nothing to relay, keep reading.
@@ -640,8 +682,8 @@ impl Engine {
                 continue;
             }
             let payload = self.buf.get(..r.len).unwrap_or_default();
-            Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, r.src, self.listen_addr, r.ecn, payload);
-            let Some(flow) = self.flow_for(r.src) else {
+            Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, r.src, listen_addr, r.ecn, payload);
+            let Some(flow) = self.flow_for(r.src, via) else {
                 continue;
             };
             self.enqueue(TO_SERVER, flow, r.ecn, r.len);
@@ -674,9 +716,9 @@ impl Engine {
 
     /// The flow of a client address, created (evicting the least recently
     /// active one beyond the cap) if new.
-    fn flow_for(&mut self, client: SocketAddr) -> Option<u64> {
+    fn flow_for(&mut self, client: SocketAddr, via: usize) -> Option<u64> {
         let now = Instant::now();
-        if let Some(&id) = self.by_client.get(&client) {
+        if let Some(&id) = self.by_client.get(&(client, via)) {
             if let Some(flow) = self.flows.get_mut(&id) {
                 flow.last_active = now;
                 return Some(id);
@@ -686,7 +728,7 @@ impl Engine {
             let oldest = self.flows.iter().min_by_key(|(_, f)| f.last_active).map(|(&id, _)| id);
             if let Some(id) = oldest {
                 if let Some(old) = self.flows.remove(&id) {
-                    self.by_client.remove(&old.client);
+                    self.by_client.remove(&(old.client, old.via));
                     self.stats.flows_evicted += 1;
                 }
             }
@@ -700,8 +742,8 @@ impl Engine {
         };
         let id = self.next_flow_id;
         self.next_flow_id += 1;
-        self.flows.insert(id, Flow { client, upstream, upstream_addr, last_active: now });
-        self.by_client.insert(client, id);
+        self.flows.insert(id, Flow { client, via, upstream, upstream_addr, last_active: now });
+        self.by_client.insert((client, via), id);
         self.stats.flows_created += 1;
         Some(id)
     }
@@ -774,8 +816,9 @@ impl Engine {
                     r
                 } else {
                     let client = flow.client;
-                    let r = send_ecn(&self.listen, &d.data, Some(client), ecn, ecn_uses_ip_level(client));
-                    Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, self.listen_addr, client, ecn, &d.data);
+                    let (socket, listen_addr) = listen_socket(&self.listen, self.listen_addr, &self.second, flow.via);
+                    let r = send_ecn(socket, &d.data, Some(client), ecn, ecn_uses_ip_level(client));
+                    Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, listen_addr, client, ecn, &d.data);
                     r
                 };
                 let stats = self.dir_stats(dir);
@@ -792,6 +835,14 @@ impl Engine {
 }
 
 // ---- sockets -----------------------------------------------------------------
+
+/// Listen socket `via` (0: the first, 1: the second) and its address.
+fn listen_socket<'a>(listen: &'a UdpSocket, listen_addr: SocketAddr, second: &'a Option<(UdpSocket, SocketAddr)>, via: usize) -> (&'a UdpSocket, SocketAddr) {
+    match (second, via) {
+        (Some((s, a)), 1) => (s, *a),
+        _ => (listen, listen_addr),
+    }
+}
 
 /// An upstream socket connected to `server`, bound to `ip` (or the
 /// unspecified address of the server's family) on an ephemeral port, with
@@ -1045,6 +1096,35 @@ mod tests {
 
     fn temp(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("quicpro-relay-{}-{name}.pcap", std::process::id()))
+    }
+
+    /// The second listen address (the server's preferred address in the
+    /// connectionmigration case): a client moving there gets its own flow
+    /// to the server (a new address as the server sees it), and answers
+    /// come back from the second address.
+    #[test]
+    fn a_second_listen_address_has_its_own_flows() {
+        let server = udp(local());
+        let cfg = RelayConfig::new(local(), server.local_addr().unwrap()).with_second_listen(local());
+        let relay = Relay::start(cfg).unwrap();
+        let second = relay.second_addr().unwrap();
+        assert_ne!(second, relay.addr());
+        let client = udp(local());
+        let mut buf = [0u8; 2048];
+        let mut seen_from = Vec::new();
+        for (i, to) in [relay.addr(), second].into_iter().enumerate() {
+            client.send_to(&[i as u8; 100], to).unwrap();
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i as u8; 100]);
+            seen_from.push(from);
+            server.send_to(&buf[..n], from).unwrap();
+            let (n, back_from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!((n, back_from), (100, to), "the answer leaves from the address the client used");
+        }
+        assert_ne!(seen_from[0], seen_from[1], "one flow per listen address");
+        let s = relay.stop();
+        assert_eq!(s.flows_created, 2);
+        assert_eq!(s.failure, None);
     }
 
     #[test]

@@ -312,7 +312,16 @@ fn run_inner(cfg: &RunConfig, case: &Case, server: Peer, client: Peer, dir: &Pat
     let ip: std::net::IpAddr = if case.ipv6 { "::1".parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST.into()) } else { std::net::Ipv4Addr::LOCALHOST.into() };
     let Ok(server_port) = free_port(ip) else { return Outcome::Fail("no free port".into()) };
     let server_addr = SocketAddr::new(ip, server_port);
+    // connectionmigration: a second relay address stands for the server's
+    // preferred address, so the move crosses the relay (and its traces).
+    let preferred = if case.server_testcase == "connectionmigration" {
+        let Ok(p) = free_port(ip) else { return Outcome::Fail("no free port".into()) };
+        Some(SocketAddr::new(ip, p))
+    } else {
+        None
+    };
     let sctx = ServerCtx {
+        preferred_address: preferred,
         testcase: case.server_testcase.to_string(),
         listen: server_addr,
         www: sub("www"),
@@ -343,10 +352,11 @@ fn run_inner(cfg: &RunConfig, case: &Case, server: Peer, client: Peer, dir: &Pat
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    let relay = match crate::relay_glue::start(case, cfg.seed, SocketAddr::new(ip, 0), server_addr, &sub("trace-client.pcap"), &sub("trace-server.pcap")) {
-        Ok(r) => r,
-        Err(e) => return Outcome::Fail(format!("relay: {e}")),
-    };
+    let relay =
+        match crate::relay_glue::start(case, cfg.seed, SocketAddr::new(ip, 0), preferred, server_addr, &sub("trace-client.pcap"), &sub("trace-server.pcap")) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Fail(format!("relay: {e}")),
+        };
     let front = relay.addr();
     let host = match front {
         SocketAddr::V4(a) => a.ip().to_string(),

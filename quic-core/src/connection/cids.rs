@@ -91,6 +91,11 @@ impl LocalCids {
         }
     }
 
+    /// The sequence number of an ID we issued and the peer has not retired.
+    pub fn seq_of(&self, cid: &ConnectionId) -> Option<u64> {
+        self.issued.iter().find(|(_, c, _)| c == cid).map(|(s, _, _)| *s)
+    }
+
     pub fn get(&self, seq: u64) -> Option<(ConnectionId, ResetToken)> {
         self.issued.iter().find(|(s, _, _)| *s == seq).map(|(_, c, t)| (*c, *t))
     }
@@ -154,6 +159,12 @@ impl RemoteCids {
 
     pub fn is_reset_token(&self, token: &[u8]) -> bool {
         self.active.2.is_some_and(|t| t.ct_eq(token)) || self.spare.iter().any(|(_, _, t)| t.ct_eq(token))
+    }
+
+    /// An unused ID from the peer, left unused (a one-off probe on another
+    /// path, RFC 9000 §9.5).
+    pub fn peek_spare(&self) -> Option<ConnectionId> {
+        self.spare.front().map(|(_, c, _)| *c)
     }
 
     /// An unused ID from the peer is available for a new path.

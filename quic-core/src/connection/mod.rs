@@ -336,6 +336,9 @@ pub struct Connection {
     ecn: ecn::EcnValidator,
     /// Path MTU discovery of the current path (RFC 8899).
     pmtud: pmtud::Pmtud,
+    /// The Destination Connection ID of the probe being built, when it is
+    /// not the active one (a client's answer on a path it left, §9.5).
+    probe_dcid: Option<ConnectionId>,
     /// The datagram being built is marked ECT(0).
     tx_ecn: bool,
     /// The packet being processed carried CRYPTO data not seen before.
@@ -452,6 +455,7 @@ impl Connection {
             client_hello: side.is_server().then(Vec::new),
             ecn: ecn::EcnValidator::new(cfg.ecn),
             pmtud: pmtud::Pmtud::new(cfg.mtu_discovery, cfg.max_udp_payload_size),
+            probe_dcid: None,
             tx_ecn: false,
             rx_new_crypto: false,
             early_retransmits: 0,

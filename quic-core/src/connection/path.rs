@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{Connection, ConnectionError, State, Transmit};
+use super::{Connection, State, Transmit};
 use crate::cid::ConnectionId;
 use crate::frame::{Frame, FrameContext, FrameIter};
 use crate::recovery::SpaceId;
@@ -191,6 +191,7 @@ impl Connection {
         // congestion state was reset above, so the response need not.
         let remote = self.remote;
         self.start_challenge(now, remote, false, false);
+        self.qlog_migration(now, "migration_started");
         Ok(())
     }
 
@@ -250,6 +251,16 @@ impl Connection {
             self.apply_mtu_change(now, change);
         }
         self.start_challenge(now, to, false, false);
+        self.qlog_migration(now, "migration_started");
+    }
+
+    /// qlog `quic:migration_state_updated` (quic-events §5.x), with the
+    /// address packets now go to.
+    fn qlog_migration(&mut self, now: Instant, state: &str) {
+        let remote = self.remote;
+        if let Some(q) = &mut self.qlog {
+            q.event(now, &crate::qlog::QlogEvent::MigrationStateUpdated { new: state, remote });
+        }
     }
 
     /// RFC 9000 §9.3: called for a decrypted 1-RTT packet from an address
@@ -277,6 +288,16 @@ impl Connection {
         if !non_probing {
             return;
         }
+        // §9.3.3: "a change in connection ID is more likely to indicate an
+        // intentional migration". A peer that moved on purpose with a newer
+        // ID of ours and still answers our challenge on the path it left
+        // (with the older ID it used there) is not moving back: only a
+        // packet with the current or a newer ID moves the path.
+        if let (Some(seq), Some(current)) = (self.local_cids.seq_of(dcid), self.path.peer_dcid.and_then(|d| self.local_cids.seq_of(&d))) {
+            if seq < current {
+                return;
+            }
+        }
         // §9: the peer's disable_active_migration does not matter here: it
         // forbids *us* to send from another local address, and a NAT
         // rebinding is not something the peer chose. Had we sent it, §9
@@ -288,13 +309,15 @@ impl Connection {
         // its Destination Connection ID) it "MAY continue to use the current
         // connection ID". A peer that switched IDs migrated on purpose, so
         // we switch too when it gave us a spare one.
-        if self.path.peer_dcid.is_some_and(|d| d != *dcid) && self.remote_cids.rotate() {
+        let new_id = self.path.peer_dcid.is_some_and(|d| d != *dcid);
+        if new_id && self.remote_cids.rotate() {
             self.stats.cid_rotations += 1;
         }
-        self.migrate_to(now, from);
+        self.migrate_to(now, from, new_id);
     }
 
-    fn migrate_to(&mut self, now: Instant, to: SocketAddr) {
+    /// `intentional`: the peer moved with a new connection ID of ours.
+    fn migrate_to(&mut self, now: Instant, to: SocketAddr, intentional: bool) {
         let previous = self.remote;
         self.stats.migrations += 1;
         self.remote = to;
@@ -306,6 +329,7 @@ impl Connection {
             // there is nothing to restore.
             self.path.challenge = None;
             self.address_validated = true;
+            self.qlog_migration(now, "migration_complete");
             return;
         }
         // §9.3.1 / §8.1: until validated, at most three times what came from
@@ -315,10 +339,15 @@ impl Connection {
         self.bytes_sent = 0;
         let ip_changed = to.ip() != self.path.validated.ip();
         self.start_challenge(now, to, ip_changed, false);
+        self.qlog_migration(now, "migration_started");
         // §9.3.3: validate the previously active path as well; the real
         // peer, if still there, answers with a non-probing packet that moves
-        // us back when the migration was a forwarded copy.
-        if previous == self.path.validated {
+        // us back when the migration was a forwarded copy. That defends
+        // against copies of genuine packets, which keep their connection
+        // ID; a peer that moved with a new one chose the path ("a change in
+        // connection ID is more likely to indicate an intentional
+        // migration"), and may have closed the old one.
+        if previous == self.path.validated && !intentional {
             self.path.old_path_challenge = Some(previous);
         }
     }
@@ -405,6 +434,7 @@ impl Connection {
         self.path.validated = self.remote;
         self.address_validated = true;
         self.stats.path_validations += 1;
+        self.qlog_migration(now, "migration_complete");
         // §9.4: "On confirming a peer's ownership of its new address, an
         // endpoint MUST immediately reset the congestion controller and
         // round-trip time estimator ... unless the only change in the peer's
@@ -446,17 +476,16 @@ impl Connection {
                 return;
             }
             self.stats.path_validation_failures += 1;
+            self.qlog_migration(now, "migration_abandoned");
+            // §9.3.2: "an endpoint MUST revert to using the last validated
+            // peer address when validation of a new peer address fails"; a
+            // client whose server's preferred address did not answer goes
+            // back to the original one (§9.6.1). A client's own new local
+            // path has nothing to revert to (its old socket is gone): it
+            // keeps sending there and the idle timeout ends a dead path.
+            self.remote = self.path.validated;
             if self.side.is_server() {
-                // §9.3.2: "an endpoint MUST revert to using the last
-                // validated peer address when validation of a new peer
-                // address fails".
-                self.remote = self.path.validated;
                 self.address_validated = true;
-            } else {
-                // §9.3.2: no state about a validated address: close
-                // silently. (Not reached today: only servers migrate.)
-                self.set_error(now, ConnectionError::TimedOut);
-                self.state = State::Drained;
             }
             return;
         }
@@ -478,13 +507,30 @@ impl Connection {
             let mut data = [0u8; 8];
             self.rng.fill(&mut data);
             // The old address was validated: no amplification limit.
-            if let Some(size) = self.build_probe_datagram(now, buf, &Frame::PathChallenge { data }, PROBE_DATAGRAM_SIZE) {
+            if let Some(size) = self.build_probe_datagram(now, buf, &[Frame::PathChallenge { data }], PROBE_DATAGRAM_SIZE) {
                 self.path.old_path_data = Some(data);
                 return Some(Transmit { destination: to, ecn: None, size, segment_size: None });
             }
         }
         while let Some(r) = self.path.off_path_responses.pop_front() {
-            if let Some(size) = self.build_probe_datagram(now, buf, &Frame::PathResponse { data: r.data }, r.allowance) {
+            // §9.5: no connection ID on two paths. A client answering on an
+            // address it left (the server validating the old path after
+            // the client moved to its preferred address, §9.3.3) uses an
+            // unused ID of the server's, or does not answer.
+            if !self.side.is_server() {
+                let Some(dcid) = self.remote_cids.peek_spare() else { continue };
+                self.probe_dcid = Some(dcid);
+            }
+            // A server answering a peer that probes a new path (§9.1)
+            // challenges that path in the same datagram, so the path is
+            // on its way to validation before the peer moves to it.
+            let mut challenge = [0u8; 8];
+            self.rng.fill(&mut challenge);
+            let frames = [Frame::PathResponse { data: r.data }, Frame::PathChallenge { data: challenge }];
+            let frames = if self.side.is_server() { &frames[..] } else { &frames[..1] };
+            let built = self.build_probe_datagram(now, buf, frames, r.allowance);
+            self.probe_dcid = None;
+            if let Some(size) = built {
                 return Some(Transmit { destination: r.to, ecn: None, size, segment_size: None });
             }
         }

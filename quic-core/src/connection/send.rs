@@ -123,7 +123,8 @@ impl Connection {
                 continue;
             }
             let wants_ack = self.spaces[space.index()].ack.ack_due(now);
-            let wants_data = cc_ok && self.has_frames_for(space);
+            let path_frames = space == SpaceId::Data && self.one_rtt.is_some() && (self.path.challenge_due() || !self.pending.path_responses.is_empty());
+            let wants_data = (cc_ok && self.has_frames_for(space)) || path_frames;
             if !wants_ack && !wants_data {
                 continue;
             }
@@ -273,7 +274,7 @@ impl Connection {
     fn begin_packet(&mut self, space: SpaceId, buf: &mut [u8], start: usize, budget: usize) -> Option<OpenPacket> {
         let pn = self.spaces[space.index()].next_pn;
         let pn_len = number::encoded_len(pn, self.recovery.largest_acked(space));
-        let dcid = self.remote_cids.active();
+        let dcid = self.probe_dcid.unwrap_or_else(|| self.remote_cids.active());
         let scid = self.local_cids.initial();
         let mut w = Writer::new(&mut buf[start..budget]);
         let zero_rtt = space == SpaceId::Data && self.one_rtt.is_none();
@@ -329,6 +330,9 @@ impl Connection {
                 p.frames.ack_largest = largest;
                 self.spaces[space.index()].ack.on_ack_sent();
             }
+        }
+        if space == SpaceId::Data && !p.zero_rtt && self.one_rtt.is_some() {
+            self.write_path_frames(now, p, buf);
         }
         if !cc_ok {
             return;
@@ -403,12 +407,11 @@ impl Connection {
         true
     }
 
-    fn write_control_frames(&mut self, now: Instant, p: &mut OpenPacket, buf: &mut [u8]) {
-        if self.pending.handshake_done && Self::push_frame(p, buf, &Frame::HandshakeDone) {
-            self.pending.handshake_done = false;
-            self.pending.handshake_done_unacked = true;
-            p.frames.control.push(Retransmit::HandshakeDone);
-        }
+    /// PATH_RESPONSE and PATH_CHALLENGE (RFC 9000 §8.2): written whatever
+    /// the congestion window, like the probes they are, so that the first
+    /// datagram on a new path carries its challenge even when the window
+    /// is full of data sent on the old one.
+    fn write_path_frames(&mut self, now: Instant, p: &mut OpenPacket, buf: &mut [u8]) {
         while let Some(data) = self.pending.path_responses.front().copied() {
             if !Self::push_frame(p, buf, &Frame::PathResponse { data }) {
                 break;
@@ -425,6 +428,14 @@ impl Connection {
                     p.expand = true;
                 }
             }
+        }
+    }
+
+    fn write_control_frames(&mut self, now: Instant, p: &mut OpenPacket, buf: &mut [u8]) {
+        if self.pending.handshake_done && Self::push_frame(p, buf, &Frame::HandshakeDone) {
+            self.pending.handshake_done = false;
+            self.pending.handshake_done_unacked = true;
+            p.frames.control.push(Retransmit::HandshakeDone);
         }
         let rtt = self.recovery.rtt().smoothed_rtt();
         if self.pending.max_data || self.conn_recv.should_send_max_data().is_some() {
@@ -733,18 +744,20 @@ impl Connection {
         Some(Transmit { destination: self.remote, ecn: self.tx_ecn.then_some(super::EcnCodepoint::Ect0), size: end, segment_size: None })
     }
 
-    /// One 1-RTT packet holding `frame`, expanded with PADDING to 1200
+    /// One 1-RTT packet holding `frames`, expanded with PADDING to 1200
     /// bytes or `allowance`, whichever is smaller (RFC 9000 §8.2.1,
     /// §8.2.2), for a datagram to another address than `remote` (path.rs).
     /// Not counted toward `remote`'s amplification allowance.
-    pub(super) fn build_probe_datagram(&mut self, now: Instant, buf: &mut [u8], frame: &Frame<'_>, allowance: usize) -> Option<usize> {
+    pub(super) fn build_probe_datagram(&mut self, now: Instant, buf: &mut [u8], frames: &[Frame<'_>], allowance: usize) -> Option<usize> {
         let budget = buf.len().min(allowance);
         if budget < MIN_PACKET_ROOM || !self.can_send_in(SpaceId::Data) || self.one_rtt.is_none() {
             return None;
         }
         let mut p = self.begin_packet(SpaceId::Data, buf, 0, budget)?;
-        if !Self::push_frame(&mut p, buf, frame) {
-            return None;
+        for frame in frames {
+            if !Self::push_frame(&mut p, buf, frame) {
+                return None;
+            }
         }
         let want_end = super::path::PROBE_DATAGRAM_SIZE.min(budget).saturating_sub(TAG_LEN);
         if p.end < want_end && want_end <= p.limit {

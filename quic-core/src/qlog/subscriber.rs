@@ -34,6 +34,9 @@ pub enum QlogEvent<'a> {
     /// `quic:mtu_updated` (quic-events §5.6): the packet size PMTU
     /// discovery settled on changed, or its search ended.
     MtuUpdated { old: u16, new: u16, done: bool },
+    /// `quic:migration_state_updated` (quic-events): a path change started,
+    /// completed (validated) or was abandoned; `remote` is where packets go.
+    MigrationStateUpdated { new: &'a str, remote: std::net::SocketAddr },
     /// `quicpro:spurious_losses`: losses declared and then acknowledged.
     SpuriousLosses { space: &'a str, count: u64, congestion_reduction_undone: u64 },
     /// `quic:connection_closed`; the last event of a connection.
@@ -73,6 +76,9 @@ impl QlogSubscriber for QlogWriter {
             }),
             QlogEvent::MtuUpdated { old, new, done } => self.custom_event(now, "quic:mtu_updated", |d| {
                 d.u64("old", u64::from(old)).u64("new", u64::from(new)).bool("done", done);
+            }),
+            QlogEvent::MigrationStateUpdated { new, remote } => self.custom_event(now, "quic:migration_state_updated", |d| {
+                d.str("new", new).str("remote_address", &remote.to_string());
             }),
             QlogEvent::SpuriousLosses { space, count, congestion_reduction_undone } => self.custom_event(now, "quicpro:spurious_losses", |d| {
                 d.str("packet_number_space", space).u64("count", count).u64("congestion_reduction_undone", congestion_reduction_undone);

@@ -13,6 +13,11 @@ use bytes::Bytes;
 
 use crate::pattern;
 
+/// Where the quinn server binds (default 127.0.0.1:0).
+pub const QUINN_BIND_ENV: &str = "LOAD_QUINN_BIND";
+/// An IPv4 address:port quinn announces in preferred_address.
+pub const QUINN_PREFERRED_ADDRESS_ENV: &str = "LOAD_QUINN_PREFERRED_V4";
+
 pub struct QuinnArgs {
     pub cert_der: Vec<u8>,
     pub key_der: Vec<u8>,
@@ -47,6 +52,11 @@ fn server_config(a: &QuinnArgs) -> Result<quinn::ServerConfig, String> {
         }
     }
     sc.transport_config(Arc::new(t));
+    // Interop checks of our client (RFC 9000 §9.6): quinn announces this
+    // address in preferred_address (reachable with a wildcard bind).
+    if let Some(pa) = std::env::var(QUINN_PREFERRED_ADDRESS_ENV).ok().and_then(|v| v.parse().ok()) {
+        sc.preferred_address_v4(Some(pa));
+    }
     Ok(sc)
 }
 
@@ -54,7 +64,8 @@ fn server_config(a: &QuinnArgs) -> Result<quinn::ServerConfig, String> {
 pub fn run(a: QuinnArgs) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let bind: SocketAddr = "127.0.0.1:0".parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
+        let bind = std::env::var(QUINN_BIND_ENV).unwrap_or_else(|_| "127.0.0.1:0".into());
+        let bind: SocketAddr = bind.parse().map_err(|e: std::net::AddrParseError| e.to_string())?;
         let endpoint = quinn::Endpoint::server(server_config(&a)?, bind).map_err(|e| e.to_string())?;
         let addr = endpoint.local_addr().map_err(|e| e.to_string())?;
         println!("listening {addr}");
