@@ -4,13 +4,6 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 20
-# Cargo caches what rustc reports about the target in target/.rustc_info.json,
-# failures included. On a fresh clone (rustc 1.95) a probe run while the
-# clippy step built the workspace was cached as failed — rustc had read a C
-# compiler's error message as its input — and every later cargo command in
-# that target directory stopped at "failed to run rustc to learn about
-# target-specific information". Probing afresh per command costs ~0.1 s.
-export CARGO_CACHE_RUSTC_INFO := 0
 
 
 .PHONY: setup run run-cli demo-inspect test test-style test-rust test-examples test-php test-fuzz test-interop interop fuzz bench build php-ext install clean

@@ -166,6 +166,12 @@ fn file_name(path: &str) -> String {
     }
 }
 
+/// `-o` names something other than a regular file that already exists (a
+/// device such as /dev/null, a FIFO): the body goes straight there.
+fn writes_in_place(p: &std::path::Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 fn hf(n: &str, v: &str) -> HeaderField {
     HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
 }
@@ -255,6 +261,9 @@ impl Session<'_> {
             Ok(Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?)))
         };
         match &self.cfg.output {
+            // A device or FIFO (`-o /dev/null`) is written in place: the
+            // rename below would replace it with a regular file.
+            Output::File(p) if single && writes_in_place(p) => open(p),
             // An interrupted download never leaves a half-written file.
             Output::File(p) if single => open(&p.with_extension("part")),
             Output::Dir(d) => open(&d.join(file_name(&f.path))),
@@ -499,7 +508,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
             all_ok &= cfg.hq || f.status.as_deref().is_some_and(|st| st.starts_with('2') || (conditional && st == "304"));
         }
         if let (Output::File(p), true) = (&cfg.output, single) {
-            if fetches.first().is_some_and(|f| f.body_len > 0 || f.done) {
+            if !writes_in_place(p) && fetches.first().is_some_and(|f| f.body_len > 0 || f.done) {
                 std::fs::rename(p.with_extension("part"), p).map_err(|e| e.to_string())?;
             }
         }

@@ -270,6 +270,10 @@ fn path_mtu_discovery_on_loopback() {
     let out = get(&["-v", "-o", "/dev/null", &format!("https://127.0.0.1:{port}/bytes/100000")]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(mtu_of(&err), 1350, "{err}");
+    // `-o /dev/null` writes to the device; it must not replace it with a
+    // regular file (a download used to end with a rename onto the path).
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null is still a device");
 }
 
 /// Active client migration end to end over loopback sockets (RFC 9000
