@@ -51,20 +51,18 @@ fn reported_mtu(stderr: &str) -> Option<u32> {
     stderr[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// The `new` of every finished search (`quic:mtu_updated` with `done`)
-/// in the server's qlog files, oldest file first.
-fn server_results(dir: &std::path::Path) -> Vec<u32> {
-    let mut files: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
-    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+/// Per server qlog file, the `new` of its last finished search
+/// (`quic:mtu_updated` with `done`).
+fn server_results(dir: &std::path::Path) -> Vec<(PathBuf, u32)> {
     let mut out = Vec::new();
-    for f in files {
+    for f in std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()) {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
-        for line in text.lines().filter(|l| l.contains("quic:mtu_updated") && l.contains("\"done\":true")) {
-            if let Some(at) = line.find("\"new\":") {
-                if let Ok(v) = line[at + 6..].split(|c: char| !c.is_ascii_digit()).next().unwrap_or("").parse() {
-                    out.push(v);
-                }
-            }
+        let last = text.lines().filter(|l| l.contains("quic:mtu_updated") && l.contains("\"done\":true")).filter_map(|line| {
+            let at = line.find("\"new\":")? + 6;
+            line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        });
+        if let Some(v) = last.last() {
+            out.push((f, v));
         }
     }
     out
@@ -100,7 +98,7 @@ fn pmtud_finds_a_veth_links_mtu_over_ipv4_and_ipv6() {
             .spawn()
             .unwrap();
         let _server = Guard(server);
-        let mut seen = 0usize;
+        let mut seen: Vec<PathBuf> = Vec::new();
         for (ip_addr, overhead) in [(SERVER_V4.to_string(), 28), (format!("[{SERVER_V6}]"), 48)] {
             let limit = LINK_MTU - overhead;
             let url = format!("https://{ip_addr}:{PORT}/big");
@@ -120,21 +118,23 @@ fn pmtud_finds_a_veth_links_mtu_over_ipv4_and_ipv6() {
             assert!(std::fs::read(&out_file).unwrap() == body, "{url}: body intact");
             let mtu = reported_mtu(&err).unwrap_or_else(|| panic!("no MTU in {err}"));
             assert!(mtu <= limit && limit - mtu <= 20, "{url}: found {mtu}, the path carries {limit}");
-            // The server's search, from its qlog (written once the
-            // connection has ended).
+            // The server's search, from the qlog file of this connection
+            // (written once the connection has ended).
             let deadline = Instant::now() + Duration::from_secs(15);
-            let found = loop {
-                let found = server_results(&dir.0.join("qlog"));
-                if found.len() > seen || Instant::now() >= deadline {
-                    break found;
+            let fresh = loop {
+                let fresh: Vec<(PathBuf, u32)> = server_results(&dir.0.join("qlog")).into_iter().filter(|(f, _)| !seen.contains(f)).collect();
+                if !fresh.is_empty() || Instant::now() >= deadline {
+                    break fresh;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             };
-            assert!(found.len() > seen, "{url}: no finished search in the server's qlog");
-            let server_mtu = *found.last().unwrap();
-            assert!(server_mtu <= limit && limit - server_mtu <= 20, "{url}: server found {server_mtu}, the path carries {limit}");
-            seen = found.len();
-            eprintln!("{url}: client MTU {mtu}, server MTU {server_mtu}, path limit {limit}");
+            assert!(!fresh.is_empty(), "{url}: no finished search in the server's qlog");
+            for (f, server_mtu) in fresh {
+                assert!(server_mtu <= limit && limit - server_mtu <= 20, "{url}: server found {server_mtu}, the path carries {limit}");
+                eprintln!("{url}: server MTU {server_mtu} ({})", f.display());
+                seen.push(f);
+            }
+            eprintln!("{url}: client MTU {mtu}, path limit {limit}");
         }
     }
     drop(pair);
