@@ -57,11 +57,11 @@ fn server_results(dir: &std::path::Path) -> Vec<(PathBuf, u32)> {
     let mut out = Vec::new();
     for f in std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()) {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
-        let last = text.lines().filter(|l| l.contains("quic:mtu_updated") && l.contains("\"done\":true")).filter_map(|line| {
+        let mut last = text.lines().filter(|l| l.contains("quic:mtu_updated") && l.contains("\"done\":true")).filter_map(|line| {
             let at = line.find("\"new\":")? + 6;
             line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
         });
-        if let Some(v) = last.last() {
+        if let Some(v) = last.next_back() {
             out.push((f, v));
         }
     }
