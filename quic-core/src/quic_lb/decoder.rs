@@ -1,7 +1,7 @@
 //! What a load balancer runs on each packet (draft-ietf-quic-load-balancers
-//! §3, §5.5): the first three bits of the Destination Connection ID choose
+//! §3.1, §5.5): the first three bits of the Destination Connection ID choose
 //! the configuration, which yields the server ID; 0b111 and unknown
-//! configurations are unroutable (the load balancer then falls back, §3.3).
+//! configurations are unroutable (the load balancer then falls back, §4.3).
 
 use super::{LbConfig, ServerId, UNROUTABLE_ROTATION};
 
@@ -16,7 +16,7 @@ impl LbDecoder {
         Self::default()
     }
 
-    /// Installs `config` at its codepoint, replacing an older one (§2.2).
+    /// Installs `config` at its codepoint, replacing an older one (§3.1).
     pub fn insert(&mut self, config: LbConfig) {
         if let Some(slot) = self.configs.get_mut(usize::from(config.rotation())) {
             *slot = Some(config);

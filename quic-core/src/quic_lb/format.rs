@@ -12,7 +12,7 @@ pub enum ServerCidFormat {
     #[default]
     Workers,
     /// Plaintext QUIC-LB (§5.3 without a key): config rotation, the server
-    /// ID, then the worker byte and a random nonce (§9.2 server process
+    /// ID, then the worker byte and a random nonce (§7.2 server process
     /// demultiplexing), `len` octets in all.
     Plaintext { rotation: u8, server_id: Vec<u8>, len: usize },
     /// Encrypted QUIC-LB: the server ID and a nonce under the shared key.

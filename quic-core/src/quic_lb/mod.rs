@@ -5,7 +5,7 @@
 //! the right server without per-connection state.
 //!
 //! ```text
-//! first octet   config rotation (3 bits) | length or random (5 bits)   §2
+//! first octet   config rotation (3 bits) | length or random (5 bits)   §3
 //! plaintext     server ID (≥ 1 octet) | nonce (≥ 4 octets), ≤ 19 octets §5.2
 //! ```
 //!
@@ -36,13 +36,13 @@ use crate::rand::RandomSource;
 pub const MAX_PLAINTEXT: usize = 19;
 /// §5.3: the nonce is at least 4 octets.
 pub const MIN_NONCE: usize = 4;
-/// §2.1: 0b111 marks unroutable connection IDs, never a configuration.
+/// §3.2: 0b111 marks unroutable connection IDs, never a configuration.
 pub const UNROUTABLE_ROTATION: u8 = 0b111;
 
 /// Why a configuration is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbConfigError {
-    /// Config rotation above 6 (0b111 is reserved, §2.2).
+    /// Config rotation above 6 (0b111 is reserved, §3.1).
     ReservedRotation,
     /// A server ID of 0 octets (§5.3: at least one).
     EmptyServerId,
@@ -132,7 +132,7 @@ pub struct LbConfig {
     nonce_len: u8,
     key: Option<LbKey>,
     /// The first octet's low five bits give the length of what follows
-    /// (§2.3); otherwise they are random.
+    /// (§3.3); otherwise they are random.
     self_encode_length: bool,
 }
 
@@ -166,7 +166,7 @@ impl LbConfig {
         Ok(Self { rotation, server_id_len: server_id_len as u8, nonce_len: nonce_len as u8, key: key.map(LbKey::new), self_encode_length: true })
     }
 
-    /// Random low bits in the first octet instead of the length (§2.3).
+    /// Random low bits in the first octet instead of the length (§3.3).
     pub fn without_length_encoding(mut self) -> Self {
         self.self_encode_length = false;
         self
@@ -250,7 +250,7 @@ impl LbConfig {
 /// A server's connection IDs under one configuration (§5.4): its server ID
 /// and a nonce that never repeats.
 ///
-/// The nonce is a counter started at a random value: with a key, §9.3
+/// The nonce is a counter started at a random value: with a key, §9.6
 /// ("Connection ID Entropy") only needs nonces not to repeat, and the
 /// encryption hides the counter; without one, §5.4 wants nonces with "no
 /// observable relationship" to earlier ones, so they are drawn at random.

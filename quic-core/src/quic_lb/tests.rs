@@ -98,7 +98,7 @@ fn configuration_limits() {
     assert_eq!(LbEncoder::new(c, &[1, 2]).unwrap_err(), LbConfigError::ServerIdLength);
 }
 
-/// §3.2: a load balancer routes the IDs of three servers sharing a
+/// §5.5: a load balancer routes the IDs of three servers sharing a
 /// configuration (and a second configuration during a rotation), and
 /// treats 0b111, unknown codepoints and short IDs as unroutable.
 #[test]
