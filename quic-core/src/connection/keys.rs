@@ -319,3 +319,11 @@ impl Connection {
         }
     }
 }
+
+/// Initial packet keys of `version` from `dcid` (RFC 9001 §5.2; RFC 9369
+/// §3.3 for v2's salt and labels), for our side of the connection.
+pub(super) fn initial_keys(dcid: &crate::cid::ConnectionId, side: super::Side, version: crate::version::Version) -> rustls::quic::Keys {
+    let rside = if side.is_server() { rustls::Side::Server } else { rustls::Side::Client };
+    let rversion = if version == crate::version::Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
+    crate::tls::provider::initial_suite().keys(dcid, rside, rversion)
+}

@@ -462,10 +462,7 @@ impl Connection {
             config: cfg,
         };
         // Initial keys come from the client's first DCID (RFC 9001 §5.2).
-        let suite = crate::tls::provider::initial_suite();
-        let rside = if side.is_server() { rustls::Side::Server } else { rustls::Side::Client };
-        let rversion = if conn.version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
-        conn.spaces[0].keys = Some(suite.keys(&conn.initial_dcid, rside, rversion));
+        conn.spaces[0].keys = Some(keys::initial_keys(&conn.initial_dcid, side, conn.version));
         conn.idle_timeout = (!conn.config.max_idle_timeout.is_zero()).then_some(conn.config.max_idle_timeout);
         conn.reset_idle(now);
         if !side.is_server() {
@@ -541,9 +538,7 @@ impl Connection {
             return;
         }
         self.initial_dcid = dcid;
-        let suite = crate::tls::provider::initial_suite();
-        let v = if self.version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
-        self.spaces[0].keys = Some(suite.keys(&dcid, rustls::Side::Server, v));
+        self.spaces[0].keys = Some(keys::initial_keys(&dcid, Side::Server, self.version));
     }
 
     /// Starts a qlog trace (draft-ietf-quic-qlog, JSON-SEQ) into `sink`

@@ -376,9 +376,7 @@ impl Connection {
         self.remote_cids.set_initial(h.scid);
         self.initial_dcid = h.scid;
         // New Initial keys from the server's chosen ID (RFC 9001 §5.2).
-        let suite = crate::tls::provider::initial_suite();
-        let v = if self.version == crate::Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
-        self.spaces[0].keys = Some(suite.keys(&h.scid, rustls::Side::Client, v));
+        self.spaces[0].keys = Some(super::keys::initial_keys(&h.scid, Side::Client, self.version));
         // Everything sent so far is resent, with packet numbers continuing.
         let mut lost = Vec::new();
         self.recovery.on_retry(&mut lost);

@@ -147,10 +147,7 @@ impl Connection {
     /// the same DCID (RFC 9369 §3.3.1); a server keeps the original ones to
     /// read the client's Initials still in flight.
     pub(super) fn switch_initial_keys(&mut self, version: Version) {
-        let side = if self.side.is_server() { rustls::Side::Server } else { rustls::Side::Client };
-        let rv = if version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
-        let suite = crate::tls::provider::initial_suite();
-        let new_keys = suite.keys(&self.initial_dcid, side, rv);
+        let new_keys = super::keys::initial_keys(&self.initial_dcid, self.side, version);
         let old = self.spaces[SpaceId::Initial.index()].keys.replace(new_keys);
         if self.side.is_server() {
             self.legacy_initial_keys = old;
@@ -174,8 +171,7 @@ impl Connection {
     /// returns the keys they replaced, to put back if the packet does not
     /// open ([`Connection::switch_initial_keys`] commits).
     pub(super) fn try_initial_keys(&mut self, version: Version) -> Option<rustls::quic::Keys> {
-        let rv = if version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
-        let keys = crate::tls::provider::initial_suite().keys(&self.initial_dcid, rustls::Side::Client, rv);
+        let keys = super::keys::initial_keys(&self.initial_dcid, Side::Client, version);
         self.spaces[SpaceId::Initial.index()].keys.replace(keys)
     }
 
@@ -220,9 +216,7 @@ impl Connection {
         self.remote_cids.set_initial(dcid);
         self.negotiated_from = Some(first);
         self.version = version;
-        let side = rustls::Side::Client;
-        let rv = if version == Version::V2 { rustls::quic::Version::V2 } else { rustls::quic::Version::V1 };
-        self.spaces[SpaceId::Initial.index()].keys = Some(crate::tls::provider::initial_suite().keys(&self.initial_dcid, side, rv));
+        self.spaces[SpaceId::Initial.index()].keys = Some(super::keys::initial_keys(&self.initial_dcid, Side::Client, version));
         self.drive_tls(now)?;
         if let Some(keys) = self.tls.zero_rtt_keys() {
             self.zero_rtt = Some(keys);
