@@ -30,6 +30,8 @@ use crate::inspect::{Options, Stats};
 /// frees many small objects per request (stream state, header fields),
 /// and glibc's bins (`_int_malloc`, `_int_free`, `unlink_chunk`) took about
 /// a fifth of the server's CPU in `perf` profiles of the load benchmark.
+/// The `system-alloc` feature leaves it out for heap profilers.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -39,6 +39,22 @@ impl H3Pair {
         }
     }
 
+    /// As [`H3Pair::new`] before the handshake: the client's first flight
+    /// is not sent yet, so the server endpoint holds no connection.
+    pub fn without_handshake(seed: u64, client: H3Config, server: H3Config, transport: TransportConfig) -> Self {
+        let c = certs();
+        let p = Pair::new(seed, server_tls(&c), client_tls(&c), transport);
+        Self {
+            p,
+            client: H3Connection::new(Side::Client, client),
+            server: H3Connection::new(Side::Server, server),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            client_err: None,
+            server_err: None,
+        }
+    }
+
     pub fn client_conn(&mut self) -> &mut Connection {
         self.p.client()
     }

@@ -154,11 +154,13 @@ pub struct Encoder {
     scratch: Vec<u8>,
     /// Fingerprints of recently encoded (name, value) lines that were not
     /// inserted, direct-mapped: a bounded "seen before" filter.
-    seen: Box<[u64; SEEN_SLOTS]>,
+    /// Allocated on first use: a connection that never encodes a literal
+    /// (most idle ones) does not pay for it.
+    seen: Option<Box<[u64; SEEN_SLOTS]>>,
 }
 
 /// Size of the "seen before" filter.
-const SEEN_SLOTS: usize = 1024;
+const SEEN_SLOTS: usize = 256;
 
 /// Fingerprint of a field line for the "seen before" filter (FNV-1a; a
 /// collision only changes a compression choice).
@@ -186,7 +188,7 @@ impl Encoder {
             outstanding_count: 0,
             decoder_buf: Vec::new(),
             scratch: Vec::new(),
-            seen: Box::new([0; SEEN_SLOTS]),
+            seen: None,
         }
     }
 
@@ -324,7 +326,8 @@ impl Encoder {
     /// records it either way.
     fn seen_before(&mut self, name: &[u8], value: &[u8]) -> bool {
         let h = fingerprint(name, value);
-        let slot = &mut self.seen[(h % SEEN_SLOTS as u64) as usize];
+        let seen = self.seen.get_or_insert_with(|| Box::new([0; SEEN_SLOTS]));
+        let slot = &mut seen[(h % SEEN_SLOTS as u64) as usize];
         let hit = *slot == h;
         *slot = h;
         hit

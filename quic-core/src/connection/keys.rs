@@ -7,6 +7,7 @@ use rustls::quic::{HeaderProtectionKey, KeyChange, PacketKey, PacketKeySet, Secr
 use super::{Connection, Event, Side};
 use crate::error::{Error, TransportErrorCode};
 use crate::recovery::SpaceId;
+use crate::stream::{RecvStream, RecvWindow, SendStream};
 use crate::transport_params::TransportParameters;
 
 /// 1-RTT keys with their key phase (RFC 9001 §6).
@@ -128,8 +129,7 @@ impl Connection {
             // up a level at a time, so walk the spaces in order.
             let mut fed = false;
             for i in 0..3 {
-                let space = &mut self.spaces[i];
-                if space.discarded {
+                if self.spaces[i].discarded {
                     continue;
                 }
                 loop {
@@ -159,12 +159,13 @@ impl Connection {
             }
             let mut changed = false;
             loop {
-                self.tls_buf.clear();
-                let change = self.tls.write_handshake(&mut self.tls_buf);
-                if !self.tls_buf.is_empty() {
+                // TLS writes into a buffer the CRYPTO stream then owns: no
+                // staging copy, and nothing kept once the handshake is over.
+                let mut out = Vec::new();
+                let change = self.tls.write_handshake(&mut out);
+                if !out.is_empty() {
                     let space = self.tls_write_space().index();
-                    let data = bytes::Bytes::copy_from_slice(&self.tls_buf);
-                    let _ = self.spaces[space].crypto_send.write_bytes(data);
+                    let _ = self.spaces[space].crypto_send.write_bytes(bytes::Bytes::from(out));
                 }
                 match change {
                     None => break,
@@ -202,6 +203,10 @@ impl Connection {
         }
         if !self.handshake_complete && !self.tls.is_handshaking() && self.one_rtt.is_some() {
             self.on_handshake_complete(now)?;
+        }
+        if self.handshake_complete {
+            // Server: every handshake byte (tickets too) was taken above.
+            self.tls.retire();
         }
         Ok(())
     }
@@ -259,16 +264,23 @@ impl Connection {
 
     /// RFC 9001 §4.9: drop keys and all state of a space.
     pub(super) fn discard_space(&mut self, id: SpaceId) {
-        let s = &mut self.spaces[id.index()];
-        if s.discarded {
+        if self.spaces[id.index()].discarded {
             return;
         }
+        let s = &mut self.spaces[id.index()];
         s.discarded = true;
         s.keys = None;
+        // Nothing of the space is read again: free its CRYPTO buffers (an
+        // unacknowledged part of our flight, the peer's reassembly) and
+        // its acknowledgment ranges.
+        s.crypto_send = SendStream::new(0, 0);
+        s.crypto_recv = RecvStream::new(RecvWindow::new(0, 0));
+        s.ack = Default::default();
+        s.probes = 0;
+        self.spaces.release_discarded();
         if id == SpaceId::Initial {
             self.legacy_initial_keys = None;
         }
-        s.probes = 0;
         self.recovery.discard_space(id);
     }
 

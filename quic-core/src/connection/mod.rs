@@ -52,7 +52,7 @@ pub(crate) use cids::{CidEvent, LocalCids, RemoteCids};
 pub(crate) use keys::OneRttKeys;
 pub use spaces::EcnCodepoint;
 use spaces::Retransmit;
-pub(crate) use spaces::{PacketSpace, SentFrames};
+pub(crate) use spaces::SentFrames;
 pub use streams::StreamEvent;
 pub(crate) use streams::Streams;
 
@@ -259,7 +259,7 @@ pub struct Connection {
     state: State,
     config: Arc<TransportConfig>,
     tls: TlsSession,
-    spaces: [PacketSpace; 3],
+    spaces: spaces::Spaces,
     /// Client: keys to send 0-RTT; server: keys to read it.
     zero_rtt: Option<rustls::quic::DirectionalKeys>,
     zero_rtt_enabled: bool,
@@ -311,8 +311,6 @@ pub struct Connection {
     mtu: u16,
     pacing_deadline: Option<Instant>,
     stats: ConnectionStats,
-    /// Scratch for TLS output, reused.
-    tls_buf: Vec<u8>,
     /// Client: the server's first SCID was adopted as our DCID (RFC 9000 §7.2).
     remote_scid_locked: bool,
     /// Client: the newest NEW_TOKEN from the server, for the next connection.
@@ -393,11 +391,7 @@ impl Connection {
             version: params.version,
             state: State::Handshake,
             tls,
-            spaces: [
-                PacketSpace::new(SpaceId::Initial, cfg.crypto_buffer_size),
-                PacketSpace::new(SpaceId::Handshake, cfg.crypto_buffer_size),
-                PacketSpace::new(SpaceId::Data, cfg.crypto_buffer_size),
-            ],
+            spaces: spaces::Spaces::new(cfg.crypto_buffer_size),
             zero_rtt: None,
             zero_rtt_enabled: false,
             one_rtt: None,
@@ -444,7 +438,6 @@ impl Connection {
             mtu: cfg.initial_mtu.max(1200),
             pacing_deadline: None,
             stats: ConnectionStats::default(),
-            tls_buf: Vec::with_capacity(4096),
             remote_scid_locked: false,
             received_token: None,
             qlog: None,
@@ -659,6 +652,13 @@ impl Connection {
 
     pub fn tls(&self) -> &TlsSession {
         &self.tls
+    }
+
+    /// Whether what only the handshake needs is gone: the Initial and
+    /// Handshake spaces (both discarded, RFC 9001 §4.9) and, on a server,
+    /// rustls' state (a client keeps it for session tickets).
+    pub fn handshake_state_released(&self) -> bool {
+        !self.spaces.holds_early() && (self.side == Side::Client || self.tls.is_retired())
     }
 
     pub fn alpn(&self) -> Option<&[u8]> {
@@ -1017,7 +1017,7 @@ impl Connection {
         // the amplification limit holds back waits for the peer's next
         // datagram; keep-alive PINGs start once the handshake is complete.
         if !self.amplification_blocked() {
-            for s in &self.spaces {
+            for s in self.spaces.iter() {
                 if !s.discarded {
                     take(s.ack.deadline());
                 }

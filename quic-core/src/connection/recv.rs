@@ -620,6 +620,9 @@ impl Connection {
         }
         let rtt_updated = out.rtt_updated;
         let spurious = out.spurious;
+        if self.recovery.bytes_in_flight() == 0 {
+            out.release();
+        }
         self.ack_outcome = out;
         self.on_spurious_losses(now, space, spurious);
         self.on_ecn_change(now, ecn_change);

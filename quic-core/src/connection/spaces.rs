@@ -267,6 +267,75 @@ impl PacketSpace {
             discarded: false,
         }
     }
+
+    /// A space whose keys and state are gone.
+    fn discarded(id: SpaceId) -> Self {
+        let mut s = Self::new(id, 0);
+        s.discarded = true;
+        s
+    }
+}
+
+/// The three packet number spaces (RFC 9000 §12.3), indexed by
+/// [`SpaceId::index`]. Initial and Handshake live on the heap until both are
+/// discarded (RFC 9001 §4.9), so an established connection carries only the
+/// application data space.
+pub struct Spaces {
+    early: Option<Box<[PacketSpace; 2]>>,
+    data: PacketSpace,
+}
+
+/// What a discarded Initial or Handshake space reads as once freed.
+static DISCARDED: std::sync::LazyLock<[PacketSpace; 2]> =
+    std::sync::LazyLock::new(|| [PacketSpace::discarded(SpaceId::Initial), PacketSpace::discarded(SpaceId::Handshake)]);
+
+impl Spaces {
+    pub fn new(crypto_buffer: u64) -> Self {
+        Self {
+            early: Some(Box::new([PacketSpace::new(SpaceId::Initial, crypto_buffer), PacketSpace::new(SpaceId::Handshake, crypto_buffer)])),
+            data: PacketSpace::new(SpaceId::Data, crypto_buffer),
+        }
+    }
+
+    /// Frees Initial and Handshake once both are discarded.
+    pub fn release_discarded(&mut self) {
+        if self.early.as_ref().is_some_and(|e| e.iter().all(|s| s.discarded)) {
+            self.early = None;
+        }
+    }
+
+    /// Whether Initial and Handshake state is still held.
+    pub fn holds_early(&self) -> bool {
+        self.early.is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &PacketSpace> + '_ {
+        (0..3).map(move |i| &self[i])
+    }
+}
+
+impl core::ops::Index<usize> for Spaces {
+    type Output = PacketSpace;
+    fn index(&self, i: usize) -> &PacketSpace {
+        match (i, &self.early) {
+            (0 | 1, Some(e)) => &e[i],
+            (0 | 1, None) => &DISCARDED[i],
+            _ => &self.data,
+        }
+    }
+}
+
+impl core::ops::IndexMut<usize> for Spaces {
+    /// A write to a freed early space gets fresh discarded state (nothing
+    /// does that today: every such path checks `discarded` or the keys
+    /// first; `release_discarded` frees it again).
+    fn index_mut(&mut self, i: usize) -> &mut PacketSpace {
+        if i >= 2 {
+            return &mut self.data;
+        }
+        let e = self.early.get_or_insert_with(|| Box::new([PacketSpace::discarded(SpaceId::Initial), PacketSpace::discarded(SpaceId::Handshake)]));
+        &mut e[i]
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,12 @@ use crate::transport_params::TransportParameters;
 /// Both halves of one stream; a unidirectional stream has only one.
 #[derive(Debug)]
 pub struct Stream {
-    pub send: Option<SendStream>,
-    pub recv: Option<RecvStream>,
+    // Boxed halves: a map entry is a few words, a unidirectional stream
+    // (the HTTP/3 control and QPACK streams every connection holds) pays
+    // only for the half it has, and a map that grew for a burst of
+    // requests keeps small empty buckets.
+    pub send: Option<Box<SendStream>>,
+    pub recv: Option<Box<RecvStream>>,
     /// Lower sends first (RFC 9000 §2.3 leaves priorities to the application).
     pub priority: i32,
     /// Already in `send_queue`.
@@ -137,9 +141,9 @@ impl Streams {
             } else {
                 self.peer_bidi_local
             };
-            SendStream::new(limit, self.config.send_buffer)
+            Box::new(SendStream::new(limit, self.config.send_buffer))
         });
-        let recv = id.has_recv_part(self.local).then(|| RecvStream::new(RecvWindow::new(self.config.window, self.config.max_window)));
+        let recv = id.has_recv_part(self.local).then(|| Box::new(RecvStream::new(RecvWindow::new(self.config.window, self.config.max_window))));
         Stream { send, recv, priority: 0, queued: false }
     }
 

@@ -116,6 +116,18 @@ impl<T> AckOutcome<T> {
         }
     }
 
+    /// Frees the buffers once they are empty; the caller does it when
+    /// nothing is in flight, so a quiet connection holds none and a
+    /// transfer does not reallocate per ACK.
+    pub fn release(&mut self) {
+        if self.acked.is_empty() {
+            self.acked = Vec::new();
+        }
+        if self.lost.is_empty() {
+            self.lost = Vec::new();
+        }
+    }
+
     pub fn clear(&mut self) {
         self.acked.clear();
         self.lost.clear();

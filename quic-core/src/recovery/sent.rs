@@ -78,6 +78,9 @@ impl core::fmt::Display for InvalidPacketNumber {
 
 impl std::error::Error for InvalidPacketNumber {}
 
+/// Slot capacity kept when nothing is outstanding (see `compact`).
+const QUIET_SLOTS: usize = 4;
+
 /// The packets sent in one packet number space that are neither acknowledged
 /// nor declared lost, plus the counters recovery needs about them.
 #[derive(Debug, Clone)]
@@ -399,7 +402,8 @@ impl<T> SentPackets<T> {
 
     /// Drop every unacknowledged packet (keys discarded, RFC 9002 §6.4).
     pub(crate) fn clear(&mut self) {
-        self.slots.clear();
+        // Also the capacity: a discarded space never sends again.
+        self.slots = VecDeque::new();
         self.reset_counters();
     }
 
@@ -429,6 +433,14 @@ impl<T> SentPackets<T> {
         }
         while matches!(self.slots.back(), Some(s) if !matches!(s, Slot::Sent(_))) {
             self.slots.pop_back();
+        }
+        // Little outstanding (an ACK-only packet stays until acknowledged,
+        // which may be never): give back what a burst grew (a handshake
+        // flight, a transfer), so a quiet connection holds no history. The
+        // threshold is well above the kept size so that traffic hovering
+        // near it does not reallocate every time.
+        if self.slots.len() <= QUIET_SLOTS && self.slots.capacity() > 4 * QUIET_SLOTS {
+            self.slots.shrink_to(QUIET_SLOTS);
         }
     }
 

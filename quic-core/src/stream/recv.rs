@@ -35,6 +35,10 @@ pub const DEFAULT_MAX_RECV_RANGES: usize = 1024;
 /// bounding the bytes copied by a merge.
 pub const MERGE_LIMIT: usize = 4096;
 
+/// Bytes read after which a drained stream keeps its reassembly map's node
+/// (see `RecvStream::release_if_drained`).
+const KEEP_NODE_AFTER: u64 = 64 * 1024;
+
 /// RFC 9000 §19.8: the largest offset a stream can reach.
 const MAX_OFFSET: u64 = VarInt::MAX.into_inner();
 
@@ -410,6 +414,17 @@ impl RecvStream {
         fin
     }
 
+    /// An emptied map still holds its root node (a few hundred bytes). A
+    /// stream that has carried little so far (an HTTP/3 control or QPACK
+    /// stream, a CRYPTO stream, a small request) gives it back, so a quiet
+    /// connection holds none; a stream past [`KEEP_NODE_AFTER`] bytes keeps
+    /// it rather than allocate it again for every packet of a transfer.
+    fn release_if_drained(&mut self) {
+        if self.chunks.is_empty() && self.read_offset < KEEP_NODE_AFTER {
+            self.chunks = BTreeMap::new();
+        }
+    }
+
     /// Copies in-order data into `out`, across as many buffered chunks as fit.
     ///
     /// `Ok` with `fin: true` once every byte has been read (also on later
@@ -443,6 +458,7 @@ impl RecvStream {
             self.on_delivered(take);
             written += take;
         }
+        self.release_if_drained();
         let fin = self.at_fin();
         if written == 0 && !fin && !out.is_empty() {
             return Err(StreamReadError::Blocked);
@@ -466,6 +482,7 @@ impl RecvStream {
                     head
                 };
                 self.on_delivered(data.len());
+                self.release_if_drained();
                 let fin = self.at_fin();
                 return Ok(ReadChunk { offset, data, fin });
             }

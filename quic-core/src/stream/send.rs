@@ -141,6 +141,13 @@ impl SendBuffer {
             }
             break;
         }
+        if self.segments.is_empty() && self.tail.is_empty() {
+            // Everything written was acknowledged: a stream that writes now
+            // and then (HTTP/3 control and QPACK streams, CRYPTO) keeps no
+            // buffer between writes.
+            self.segments = VecDeque::new();
+            self.tail = BytesMut::new();
+        }
     }
 
     /// Copies `out.len()` bytes starting at stream offset `offset`; false if

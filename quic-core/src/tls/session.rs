@@ -17,7 +17,17 @@ pub use rustls::quic::KeyChange;
 
 /// The TLS side of a connection.
 pub struct TlsSession {
-    inner: quic::Connection,
+    /// rustls' state while it has work: the whole handshake, and on a
+    /// client the session tickets that may follow it. A server lets it go
+    /// once its handshake is done ([`TlsSession::retire`]): QUIC has no
+    /// TLS message a client may send after Finished (RFC 9001 §6 forbids
+    /// KeyUpdate, and QUIC has no post-handshake authentication), so the
+    /// few kilobytes of handshake machinery would sit unused for the
+    /// connection's lifetime.
+    inner: Option<Box<quic::Connection>>,
+    /// What the handshake settled, kept once `inner` is gone.
+    settled: Settled,
+    server: bool,
     /// The QUIC version whose key labels apply (it can change under a
     /// client's session: compatible version negotiation, RFC 9368).
     version: Version,
@@ -29,9 +39,19 @@ pub struct TlsSession {
     client_setup: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
+/// The outcome of a finished handshake that outlives rustls' state.
+#[derive(Debug, Default)]
+struct Settled {
+    alpn: Option<Box<[u8]>>,
+    kind: Option<rustls::HandshakeKind>,
+    peer_certificates: Option<Box<[rustls::pki_types::CertificateDer<'static>]>>,
+    server_name: Option<Box<str>>,
+    cipher_suite: Option<rustls::SupportedCipherSuite>,
+}
+
 impl core::fmt::Debug for TlsSession {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("TlsSession").field("server", &self.is_server()).field("handshaking", &self.is_handshaking()).finish()
+        f.debug_struct("TlsSession").field("server", &self.server).field("handshaking", &self.is_handshaking()).field("retired", &self.inner.is_none()).finish()
     }
 }
 
@@ -42,6 +62,10 @@ fn rustls_version(v: Version) -> Result<quic::Version, Error> {
         _ => Err(Error::new(TransportErrorCode::INTERNAL_ERROR, "TLS for an unsupported QUIC version")),
     }
 }
+
+/// TLS alert unexpected_message (RFC 8446 §6.2): a handshake message where
+/// none may come.
+const UNEXPECTED_MESSAGE: u8 = 10;
 
 impl TlsSession {
     /// Starts a client handshake. `params` are our encoded transport
@@ -55,7 +79,14 @@ impl TlsSession {
     fn client_for(config: Arc<rustls::ClientConfig>, name: ServerName<'static>, version: Version, params: Vec<u8>) -> Result<Self, Error> {
         let conn = quic::ClientConnection::new(config.clone(), rustls_version(version)?, name.clone(), params)
             .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "TLS client setup failed"))?;
-        Ok(Self { inner: quic::Connection::Client(conn), version, server_config: None, client_setup: Some((config, name)) })
+        Ok(Self {
+            inner: Some(Box::new(quic::Connection::Client(conn))),
+            settled: Settled::default(),
+            server: false,
+            version,
+            server_config: None,
+            client_setup: Some((config, name)),
+        })
     }
 
     /// Client, after a Version Negotiation packet: a fresh session (a new
@@ -70,7 +101,14 @@ impl TlsSession {
     pub fn server(config: Arc<rustls::ServerConfig>, version: Version, params: Vec<u8>) -> Result<Self, Error> {
         let conn = quic::ServerConnection::new(config.clone(), rustls_version(version)?, params)
             .map_err(|_| Error::new(TransportErrorCode::INTERNAL_ERROR, "TLS server setup failed"))?;
-        Ok(Self { inner: quic::Connection::Server(conn), version, server_config: Some(config), client_setup: None })
+        Ok(Self {
+            inner: Some(Box::new(quic::Connection::Server(conn))),
+            settled: Settled::default(),
+            server: true,
+            version,
+            server_config: Some(config),
+            client_setup: None,
+        })
     }
 
     /// Server, before reading any handshake byte: a fresh session for
@@ -80,6 +118,34 @@ impl TlsSession {
         let config = self.server_config.clone().ok_or_else(|| Error::new(TransportErrorCode::INTERNAL_ERROR, "not a server session"))?;
         *self = Self::server(config, version, params)?;
         Ok(())
+    }
+
+    /// Server, once its handshake is complete and every handshake byte
+    /// (tickets included) was taken with `write_handshake`: keeps what the
+    /// handshake settled and drops rustls' state. Does nothing on a client
+    /// (NewSessionTicket may arrive at any time) or while handshaking.
+    pub fn retire(&mut self) {
+        let Some(inner) = self.inner.as_deref() else { return };
+        if !self.server || inner.is_handshaking() {
+            return;
+        }
+        self.settled = Settled {
+            alpn: inner.alpn_protocol().map(Box::from),
+            kind: inner.handshake_kind(),
+            peer_certificates: inner.peer_certificates().map(Box::from),
+            server_name: match inner {
+                quic::Connection::Server(s) => s.server_name().map(Box::from),
+                quic::Connection::Client(_) => None,
+            },
+            cipher_suite: inner.negotiated_cipher_suite(),
+        };
+        self.inner = None;
+        self.server_config = None;
+    }
+
+    /// Whether rustls' state was let go (see [`TlsSession::retire`]).
+    pub fn is_retired(&self) -> bool {
+        self.inner.is_none()
     }
 
     /// Client: the connection continues in `version` (the server chose a
@@ -93,22 +159,28 @@ impl TlsSession {
     }
 
     pub fn is_server(&self) -> bool {
-        matches!(self.inner, quic::Connection::Server(_))
+        self.server
     }
 
     /// Feeds the peer's handshake bytes (contiguous CRYPTO data of the level
     /// TLS currently reads). A TLS failure becomes CRYPTO_ERROR with the
-    /// alert rustls chose (RFC 9001 §4.8).
+    /// alert rustls chose (RFC 9001 §4.8); bytes after a server retired its
+    /// session can only be a message QUIC forbids (RFC 9001 §6).
     pub fn read_handshake(&mut self, data: &[u8]) -> Result<(), Error> {
         let v = self.version;
-        let inner = &mut self.inner;
+        let Some(inner) = self.inner.as_deref_mut() else {
+            if data.is_empty() {
+                return Ok(());
+            }
+            return Err(Error::new(TransportErrorCode::crypto(UNEXPECTED_MESSAGE), "TLS message after the handshake"));
+        };
         let r = super::versioned_hkdf::with_quic_version(v, || inner.read_hs(data));
         r.map_err(|e| self.alert_error(&e))
     }
 
     fn alert_error(&self, e: &rustls::Error) -> Error {
         let reason = failure_reason(e);
-        match self.inner.alert() {
+        match self.inner.as_deref().and_then(|i| i.alert()) {
             Some(alert) => Error::new(TransportErrorCode::crypto(u8::from(alert)), reason),
             None => Error::new(TransportErrorCode::PROTOCOL_VIOLATION, reason),
         }
@@ -119,73 +191,88 @@ impl TlsSession {
     /// next level.
     pub fn write_handshake(&mut self, out: &mut Vec<u8>) -> Option<KeyChange> {
         let v = self.version;
-        let inner = &mut self.inner;
+        let inner = self.inner.as_deref_mut()?;
         super::versioned_hkdf::with_quic_version(v, || inner.write_hs(out))
     }
 
     pub fn is_handshaking(&self) -> bool {
-        self.inner.is_handshaking()
+        self.inner.as_deref().is_some_and(|i| i.is_handshaking())
     }
 
-    /// The peer's encoded transport parameters, once received.
+    /// The peer's encoded transport parameters, once received (until the
+    /// session retires; the connection keeps them parsed).
     pub fn peer_transport_parameters(&self) -> Option<&[u8]> {
-        self.inner.quic_transport_parameters()
+        self.inner.as_deref()?.quic_transport_parameters()
     }
 
     pub fn alpn(&self) -> Option<&[u8]> {
-        self.inner.alpn_protocol()
+        match self.inner.as_deref() {
+            Some(i) => i.alpn_protocol(),
+            None => self.settled.alpn.as_deref(),
+        }
     }
 
     /// Client: 0-RTT keys when a ticket allowing early data is in use.
     /// Server: 0-RTT keys once the client's early data has been accepted.
     pub fn zero_rtt_keys(&self) -> Option<quic::DirectionalKeys> {
-        super::versioned_hkdf::with_quic_version(self.version, || self.inner.zero_rtt_keys())
+        let inner = self.inner.as_deref()?;
+        super::versioned_hkdf::with_quic_version(self.version, || inner.zero_rtt_keys())
     }
 
     /// Client: whether the server accepted 0-RTT (meaningful after the handshake).
     pub fn early_data_accepted(&self) -> Option<bool> {
-        match &self.inner {
-            quic::Connection::Client(c) => Some(c.is_early_data_accepted()),
-            quic::Connection::Server(_) => None,
+        match self.inner.as_deref() {
+            Some(quic::Connection::Client(c)) => Some(c.is_early_data_accepted()),
+            _ => None,
         }
     }
 
     /// Server: refuse 0-RTT for this connection (e.g. anti-replay said no).
     pub fn reject_early_data(&mut self) {
-        if let quic::Connection::Server(s) = &mut self.inner {
+        if let Some(quic::Connection::Server(s)) = self.inner.as_deref_mut() {
             s.reject_early_data();
         }
     }
 
     /// True when the handshake resumed a session (no Certificate message).
     pub fn is_resumed(&self) -> bool {
-        matches!(self.inner.handshake_kind(), Some(rustls::HandshakeKind::Resumed))
+        matches!(self.handshake_kind(), Some(rustls::HandshakeKind::Resumed))
     }
 
     pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
-        self.inner.handshake_kind()
+        match self.inner.as_deref() {
+            Some(i) => i.handshake_kind(),
+            None => self.settled.kind,
+        }
     }
 
     pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
-        self.inner.peer_certificates()
+        match self.inner.as_deref() {
+            Some(i) => i.peer_certificates(),
+            None => self.settled.peer_certificates.as_deref(),
+        }
     }
 
     pub fn server_name(&self) -> Option<&str> {
-        match &self.inner {
-            quic::Connection::Server(s) => s.server_name(),
-            quic::Connection::Client(_) => None,
+        match self.inner.as_deref() {
+            Some(quic::Connection::Server(s)) => s.server_name(),
+            Some(quic::Connection::Client(_)) => None,
+            None => self.settled.server_name.as_deref(),
         }
     }
 
     pub fn negotiated_cipher_suite(&self) -> Option<rustls::SupportedCipherSuite> {
-        self.inner.negotiated_cipher_suite()
+        match self.inner.as_deref() {
+            Some(i) => i.negotiated_cipher_suite(),
+            None => self.settled.cipher_suite,
+        }
     }
 
     /// Client: NewSessionTicket messages received so far.
     pub fn tickets_received(&self) -> u32 {
-        match &self.inner {
-            quic::Connection::Client(c) => c.tls13_tickets_received(),
-            quic::Connection::Server(_) => 0,
+        match self.inner.as_deref() {
+            Some(quic::Connection::Client(c)) => c.tls13_tickets_received(),
+            _ => 0,
         }
     }
 }
