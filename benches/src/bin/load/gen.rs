@@ -198,6 +198,14 @@ impl Generator {
         }
     }
 
+    /// Mean size of the QUIC packets received on `h` (bytes over packets,
+    /// headers and AEAD tags included): in a bulk download, the size of
+    /// the packets the server sends.
+    pub fn received_packet_size(&self, h: H3Handle) -> Option<f64> {
+        let st = self.driver.endpoint.connection_ref(h.0)?.stats();
+        (st.packets_received > 0).then(|| st.bytes_received as f64 / st.packets_received as f64)
+    }
+
     pub fn in_flight(&self) -> usize {
         self.pending.len()
     }

@@ -71,6 +71,8 @@ struct Row {
     label: String,
     bulk: Option<f64>,
     bulk_nogso: Option<f64>,
+    /// Mean size of the server's packets in the bulk phase, bytes.
+    bulk_packet: Option<f64>,
     rps: Option<f64>,
     hs: Option<f64>,
     p50: Option<f64>,
@@ -96,7 +98,17 @@ impl Row {
         let v = value?;
         (c.server.is_finite() && c.server > 0.0).then(|| v / c.server)
     }
+
+    /// Whether the generator used more than [`GENERATOR_LIMIT`] of its core
+    /// in `phase`: the phase's wall-clock figure is then (at least partly)
+    /// the generator's limit, not the server's.
+    fn generator_bound(&self, phase: &str) -> bool {
+        self.cpu.iter().any(|(n, c)| n == phase && c.generator > GENERATOR_LIMIT)
+    }
 }
+
+/// Generator CPU share above which a wall-clock figure is marked.
+const GENERATOR_LIMIT: f64 = 0.90;
 
 /// Where the server is, and the processes when we started them (killed
 /// when the target is dropped).
@@ -281,9 +293,9 @@ fn run(cli: &Cli) -> Result<(), String> {
             let s = ServerProcess::start(&k, &files, 0)?;
             let t = Target { addr: s.addr, pids: s.pids(), pattern: true, _proc: Some(s) };
             match bulk(&p, &t) {
-                Ok((mbps, cpu)) => {
-                    row.bulk_nogso = Some(mbps);
-                    row.cpu.push(("bulk-nogso".into(), cpu));
+                Ok(b) => {
+                    row.bulk_nogso = Some(b.mbps);
+                    row.cpu.push(("bulk-nogso".into(), b.cpu));
                 }
                 Err(e) => row.notes.push(format!("bulk without GSO: {e}")),
             }
@@ -316,9 +328,10 @@ fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Targe
     let has = |n: &str| p.phases.iter().any(|x| x == n) && supports(n);
     if has("bulk") {
         match bulk(p, &start()?) {
-            Ok((mbps, cpu)) => {
-                row.bulk = Some(mbps);
-                row.cpu.push(("bulk".into(), cpu));
+            Ok(b) => {
+                row.bulk = Some(b.mbps);
+                row.bulk_packet = b.packet;
+                row.cpu.push(("bulk".into(), b.cpu));
             }
             Err(e) => row.notes.push(format!("bulk: {e}")),
         }
@@ -609,7 +622,16 @@ fn check_failures(g: &Generator, what: &str) -> Result<(), String> {
 }
 
 /// Phase 1: one connection, one big verified response. MB/s (10^6).
-fn bulk(p: &Params, t: &Target) -> Result<(f64, CpuUse), String> {
+/// A bulk download's result.
+#[derive(Debug, Clone, Copy)]
+struct BulkResult {
+    mbps: f64,
+    cpu: CpuUse,
+    /// Mean size of the server's packets (see `Generator::received_packet_size`).
+    packet: Option<f64>,
+}
+
+fn bulk(p: &Params, t: &Target) -> Result<BulkResult, String> {
     let mut g = t.generator(p)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     if g.open_connections(1, 1, deadline)? != 1 {
@@ -631,16 +653,18 @@ fn bulk(p: &Params, t: &Target) -> Result<(f64, CpuUse), String> {
         check_failures(&g, "bulk")?;
     }
     let cpu = meter.stop(t);
+    let packet = g.received_packet_size(h);
     match got {
         Some(d) if d.ok => {
             let secs = (d.t1 - d.t0).as_secs_f64();
             let mbps = d.bytes as f64 / 1e6 / secs;
             eprintln!(
-                "  bulk: {} bytes verified in {secs:.2} s = {mbps:.0} MB/s ({cpu}; {:.0} MB per server CPU-second)",
+                "  bulk: {} bytes verified in {secs:.2} s = {mbps:.0} MB/s ({cpu}; {:.0} MB per server CPU-second; server packets {} B on average)",
                 d.bytes,
-                d.bytes as f64 / 1e6 / cpu.server_secs
+                d.bytes as f64 / 1e6 / cpu.server_secs,
+                packet.map_or("?".into(), |p| format!("{p:.0}"))
             );
-            Ok((mbps, cpu))
+            Ok(BulkResult { mbps, cpu, packet })
         }
         Some(_) => Err(format!("response failed verification: {:?}", g.failure_notes)),
         None => Err(format!("not done within {:?} ({} bytes so far)", p.bulk_limit, g.pending_bytes())),
@@ -843,10 +867,10 @@ fn idle(p: &Params, t: &Target) -> Result<f64, String> {
     Ok(per)
 }
 
-fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+fn fmt_opt(v: Option<f64>) -> String {
     match v {
-        Some(x) if x >= 100.0 => format!("{x:.0}{unit}"),
-        Some(x) => format!("{x:.1}{unit}"),
+        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) => format!("{x:.1}"),
         None => "-".into(),
     }
 }
@@ -854,17 +878,20 @@ fn fmt_opt(v: Option<f64>, unit: &str) -> String {
 fn print_table(rows: &[Row], reference: Option<&Row>) {
     let quinn = reference;
     type Get = fn(&Row) -> Option<f64>;
-    let metrics: [(&str, Get, &str, bool); 10] = [
-        ("bulk 1 GiB goodput, MB/s", |r| r.bulk, "", true),
-        ("bulk, GSO off, MB/s", |r| r.bulk_nogso, "", true),
-        ("1 KB requests/s (16 conns × 100 streams)", |r| r.rps, "", true),
-        ("handshakes/s (full, + one 1 KB GET)", |r| r.hs, "", true),
-        ("bulk MB per server CPU-second", |r| r.per_cpu("bulk", r.bulk), "", true),
-        ("requests per server CPU-second", |r| r.per_cpu("rps", r.rps), "", true),
-        ("handshakes per server CPU-second", |r| r.per_cpu("hs", r.hs), "", true),
-        ("p50 latency at ½ peak, µs", |r| r.p50, "", false),
-        ("p99 latency at ½ peak, µs", |r| r.p99, "", false),
-        ("memory per idle connection, B", |r| r.mem, "", false),
+    // (name, value, the phase whose generator share marks a wall-clock
+    // figure, whether a ratio to the reference means anything)
+    let metrics: [(&str, Get, Option<&str>, bool); 11] = [
+        ("bulk 1 GiB goodput, MB/s", |r| r.bulk, Some("bulk"), true),
+        ("bulk, GSO off, MB/s", |r| r.bulk_nogso, Some("bulk-nogso"), true),
+        ("bulk: mean server packet, B", |r| r.bulk_packet, None, false),
+        ("1 KB requests/s (16 conns × 100 streams)", |r| r.rps, Some("rps"), true),
+        ("handshakes/s (full, + one 1 KB GET)", |r| r.hs, Some("hs"), true),
+        ("bulk MB per server CPU-second", |r| r.per_cpu("bulk", r.bulk), None, true),
+        ("requests per server CPU-second", |r| r.per_cpu("rps", r.rps), None, true),
+        ("handshakes per server CPU-second", |r| r.per_cpu("hs", r.hs), None, true),
+        ("p50 latency at ½ peak, µs", |r| r.p50, Some("lat"), true),
+        ("p99 latency at ½ peak, µs", |r| r.p99, Some("lat"), true),
+        ("memory per idle connection, B", |r| r.mem, None, true),
     ];
     let mut header = format!("| {:<42} |", "metric");
     for r in rows {
@@ -875,21 +902,33 @@ fn print_table(rows: &[Row], reference: Option<&Row>) {
     }
     println!("{header}");
     println!("|{}|", header.split('|').skip(1).filter(|s| !s.is_empty()).map(|s| "-".repeat(s.len())).collect::<Vec<_>>().join("|"));
-    for (name, get, unit, _) in metrics {
+    let mark = |r: &Row, phase: Option<&str>| if phase.is_some_and(|ph| r.generator_bound(ph)) { " †" } else { "" };
+    let mut marked = false;
+    for (name, get, phase, ratio) in metrics {
         let mut line = format!("| {name:<42} |");
         let qv = quinn.and_then(get);
         for r in rows {
             let v = get(r);
             let cell = match (v, qv) {
-                (Some(a), Some(b)) if b > 0.0 => format!("{} ({:.2}×)", fmt_opt(Some(a), unit), a / b),
-                _ => fmt_opt(v, unit),
+                (Some(a), Some(b)) if ratio && b > 0.0 => format!("{} ({:.2}×)", fmt_opt(Some(a)), a / b),
+                _ => fmt_opt(v),
             };
-            line += &format!(" {cell:<24} |");
+            let m = if v.is_some() { mark(r, phase) } else { "" };
+            marked |= !m.is_empty();
+            line += &format!(" {:<24} |", cell + m);
         }
-        if quinn.is_some() {
-            line += &format!(" {:<16} |", fmt_opt(qv, unit));
+        if let Some(q) = quinn {
+            let m = if qv.is_some() { mark(q, phase) } else { "" };
+            marked |= !m.is_empty();
+            line += &format!(" {:<16} |", fmt_opt(qv) + m);
         }
         println!("{line}");
+    }
+    if marked {
+        println!(
+            "(† the generator used more than {:.0} % of its core in that phase: the figure is at least partly the generator's limit)",
+            GENERATOR_LIMIT * 100.0
+        );
     }
     if let Some(q) = quinn {
         println!("(ratios: each / {}; for latency and memory lower is better)", q.label);
