@@ -7,7 +7,7 @@ pub const MAX_CID_SIZE: usize = 20;
 
 /// A connection ID of 0 to 20 bytes, stored inline so it can be copied and
 /// hashed without allocating.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct ConnectionId {
     len: u8,
     bytes: [u8; MAX_CID_SIZE],
@@ -40,6 +40,15 @@ impl ConnectionId {
 
     pub fn as_slice(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
+    }
+}
+
+/// Only the ID's own bytes: an 8-byte ID hashes one word, not the 20-byte
+/// inline array and a length. Equal IDs have equal bytes, so this agrees
+/// with `Eq`.
+impl core::hash::Hash for ConnectionId {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_slice());
     }
 }
 

@@ -314,27 +314,40 @@ impl Spaces {
     }
 }
 
+impl Spaces {
+    /// Index 0 or 1 once the early spaces are gone: a fresh discarded
+    /// state (nothing does that today: every such path checks `discarded`
+    /// or the keys first; `release_discarded` frees it again).
+    #[cold]
+    fn revive_early(&mut self) -> &mut [PacketSpace; 2] {
+        self.early.get_or_insert_with(|| Box::new([PacketSpace::discarded(SpaceId::Initial), PacketSpace::discarded(SpaceId::Handshake)]))
+    }
+}
+
 impl core::ops::Index<usize> for Spaces {
     type Output = PacketSpace;
+    #[inline]
     fn index(&self, i: usize) -> &PacketSpace {
-        match (i, &self.early) {
-            (0 | 1, Some(e)) => &e[i],
-            (0 | 1, None) => &DISCARDED[i],
-            _ => &self.data,
+        if i >= 2 {
+            return &self.data;
+        }
+        match &self.early {
+            Some(e) => &e[i],
+            None => &DISCARDED[i],
         }
     }
 }
 
 impl core::ops::IndexMut<usize> for Spaces {
-    /// A write to a freed early space gets fresh discarded state (nothing
-    /// does that today: every such path checks `discarded` or the keys
-    /// first; `release_discarded` frees it again).
+    #[inline]
     fn index_mut(&mut self, i: usize) -> &mut PacketSpace {
         if i >= 2 {
             return &mut self.data;
         }
-        let e = self.early.get_or_insert_with(|| Box::new([PacketSpace::discarded(SpaceId::Initial), PacketSpace::discarded(SpaceId::Handshake)]));
-        &mut e[i]
+        match self.early {
+            Some(ref mut e) => &mut e[i],
+            None => &mut self.revive_early()[i],
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::cid_gen::{ConnectionIdGenerator, RandomCidGenerator, ResetTokenKey};
 use crate::codec::Writer;
 use crate::config::TransportConfig;
 use crate::connection::{CidEvent, Connection, ConnectionParams, EcnCodepoint, Side, Transmit};
+use crate::fast_hash::{KeyedBuildHasher, KeyedHashMap};
 use crate::packet::header::{encode_retry_without_tag, encode_version_negotiation, peek_dcid, HeaderError};
 use crate::packet::{LongType, PacketType, ProtectedHeader, MIN_INITIAL_DATAGRAM_SIZE};
 use crate::rand::{RandomSource, SystemRandom};
@@ -253,7 +254,10 @@ pub struct Endpoint {
     /// as slack.
     connections: Vec<Option<Box<Connection>>>,
     free: Vec<usize>,
-    routes: HashMap<ConnectionId, ConnectionHandle>,
+    /// Our own connection IDs (random, or QUIC-LB encoded), looked up for
+    /// every datagram: a keyed fast hash (`fast_hash::KeyedBuildHasher`),
+    /// SipHash costing more than the rest of the lookup.
+    routes: KeyedHashMap<ConnectionId, ConnectionHandle>,
     /// What each slot put into the routing tables, so ending or finishing
     /// the handshake of one connection removes its entries directly instead
     /// of scanning the tables (work per event, not per connection held).
@@ -321,12 +325,16 @@ impl Endpoint {
     /// With an explicit random source, for reproducible simulations.
     pub fn with_rng(config: EndpointConfig, server: Option<ServerConfig>, now: Instant, rng: Box<dyn RandomSource>) -> Self {
         let local_cid_len = (config.cid_generator)().cid_len();
+        // The table's key comes from the OS, not `rng`: it changes no
+        // observable behaviour (the table is never iterated), and drawing
+        // it from `rng` would shift every seeded simulation.
+        let route_hasher = KeyedBuildHasher::new(&mut SystemRandom::new());
         Self {
             config,
             server,
             connections: Vec::new(),
             free: Vec::new(),
-            routes: HashMap::new(),
+            routes: KeyedHashMap::with_hasher(route_hasher),
             slot_routes: Vec::new(),
             initial_routes: HashMap::new(),
             incoming: VecDeque::new(),

@@ -214,6 +214,11 @@ impl RecvStream {
         self.chunks.values().map(|c| c.len()).sum()
     }
 
+    /// Bytes allocated for the reassembly buffer (held plus reserved).
+    pub fn buffered_capacity(&self) -> usize {
+        self.chunks.values().map(|c| c.capacity()).sum()
+    }
+
     /// RFC 9000 §4.5 checks for a frame ending at `end`.
     fn check_final_size(&self, end: u64, fin: bool) -> Result<(), Error> {
         match self.final_size {
@@ -281,7 +286,7 @@ impl RecvStream {
                 let lo = usize::try_from(gap.start - offset).unwrap_or(usize::MAX);
                 let hi = usize::try_from(gap.end - offset).unwrap_or(usize::MAX);
                 if let Some(piece) = data.get(lo..hi) {
-                    store_piece(&mut self.chunks, gap.start, piece);
+                    store_piece(&mut self.chunks, self.read_offset, gap.start, piece);
                 }
             }
             // Cannot fail: can_insert was checked above.
@@ -499,11 +504,14 @@ impl RecvStream {
 /// neighbouring chunk when the two together stay within [`MERGE_LIMIT`].
 /// Keeps the invariant that two adjacent chunks are together longer than the
 /// limit (see the module docs).
-fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, start: u64, piece: &[u8]) {
+fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, read_offset: u64, start: u64, piece: &[u8]) {
     let end = start + piece.len() as u64;
     let mut key = None;
+    // Whether the piece continues what is buffered or delivered.
+    let mut follows = start == read_offset;
     if let Some((&k, left)) = chunks.range_mut(..start).next_back() {
-        if k + left.len() as u64 == start && left.len() + piece.len() <= MERGE_LIMIT {
+        follows = k + left.len() as u64 == start;
+        if follows && left.len() + piece.len() <= MERGE_LIMIT {
             left.extend_from_slice(piece);
             key = Some(k);
         }
@@ -511,7 +519,16 @@ fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, start: u64, piece: &[u8]) {
     let key = match key {
         Some(k) => k,
         None => {
-            chunks.insert(start, BytesMut::from(piece));
+            // A small piece continuing the data with nothing buffered after
+            // it is the newest in-order data, and the next packet's piece
+            // will be merged into it: room for that up front, instead of a
+            // reallocation (and copy) per merge. Only then: pieces after a
+            // gap get their own size, or a peer sending a byte every other
+            // byte would make us reserve a chunk per byte.
+            let grows = follows && piece.len() <= MERGE_LIMIT / 2 && chunks.range(start..).next().is_none();
+            let mut chunk = BytesMut::with_capacity(if grows { MERGE_LIMIT } else { piece.len() });
+            chunk.extend_from_slice(piece);
+            chunks.insert(start, chunk);
             start
         }
     };
@@ -533,6 +550,26 @@ mod tests {
 
     fn stream(window: u64) -> RecvStream {
         RecvStream::new(RecvWindow::new(window, window))
+    }
+
+    #[test]
+    fn in_order_pieces_share_a_reserved_chunk_and_pieces_after_gaps_do_not_reserve() {
+        let d = data(8192);
+        // In order, 1,000 bytes at a time: merged into reserved chunks.
+        let mut s = stream(1 << 20);
+        for i in 0..8 {
+            s.on_stream_frame(i * 1000, &d[i as usize * 1000..(i as usize + 1) * 1000], false).unwrap();
+        }
+        assert_eq!(s.buffered_bytes(), 8000);
+        assert!(s.buffered_chunks() <= 2, "{}", s.buffered_chunks());
+        // A byte every other byte: each piece has its own small chunk, not
+        // a reservation for merges that cannot come.
+        let mut t = stream(1 << 20);
+        for i in 0..500u64 {
+            t.on_stream_frame(1 + 2 * i, &d[..1], false).unwrap();
+        }
+        assert_eq!(t.buffered_bytes(), 500);
+        assert!(t.buffered_capacity() < 500 * 64, "{} bytes allocated for 500 buffered", t.buffered_capacity());
     }
 
     fn read_all(s: &mut RecvStream) -> (Vec<u8>, bool) {
