@@ -39,6 +39,9 @@
 //!   `QUICPRO_BENCH_REPS` (default 3) transfers of one implementation (for
 //!   `perf record` / `valgrind --tool=callgrind
 //!   --toggle-collect='transfer::*::Pair::transfer'`);
+//!   `QUICPRO_BENCH_TRANSFER_MB=0` with `--toggle-collect='transfer::*::Pair::handshake'`
+//!   profiles full handshakes instead (connect to both sides complete,
+//!   configurations built beforehand);
 //!   `QUICPRO_BENCH_VERBOSE=1` prints packet and transmit counts after each
 //!   transfer (to check both sides did comparable work).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -164,21 +167,31 @@ mod quicpro {
             let mut sc = ServerConfig::new(stls, b"bench token secret", 1_700_000_000);
             sc.transport = transport.clone();
             let server = Endpoint::new(EndpointConfig::new(b"bench server reset"), Some(sc), now);
-            let mut client = Endpoint::new(EndpointConfig::new(b"bench client reset"), None, now);
+            let client = Endpoint::new(EndpointConfig::new(b"bench client reset"), None, now);
             let cc = ClientConfig { tls: ctls, transport, version: quic_core::Version::V1 };
             let server_addr = addr(SERVER_ADDR);
-            let ch = client.connect(now, &cc, server_addr, "localhost", Bytes::new()).unwrap();
             let mut p = Pair {
                 now,
                 client,
                 server,
-                ch,
+                ch: ConnectionHandle(usize::MAX),
                 sh: None,
                 client_addr: addr(CLIENT_ADDR),
                 server_addr,
                 buf: vec![0u8; GSO_SEGMENTS * MTU as usize],
                 transmits: [0; 2],
             };
+            p.handshake(&cc);
+            p
+        }
+
+        /// Connects and runs the handshake to completion on both sides
+        /// (configurations and endpoints exist already). Not inlined, so
+        /// profiles can isolate it (`QUICPRO_BENCH_TRANSFER_MB=0`).
+        #[inline(never)]
+        pub fn handshake(&mut self, cc: &ClientConfig) {
+            let p = self;
+            p.ch = p.client.connect(p.now, cc, p.server_addr, "localhost", Bytes::new()).unwrap();
             let mut steps = 0;
             loop {
                 let sent = p.client_turn(usize::MAX) + p.server_turn(usize::MAX);
@@ -195,7 +208,6 @@ mod quicpro {
                 assert!(steps < 10_000, "quic-core handshake did not finish");
             }
             p.drain_events();
-            p
         }
 
         /// Client connection's transmits go to the server until `limit`
@@ -408,11 +420,18 @@ mod quinn {
             cc.transport_config(transport);
 
             let server_ep = Endpoint::new(Arc::new(EndpointConfig::default()), Some(Arc::new(sc)), false, None);
-            let mut client_ep = Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None);
+            let client_ep = Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None);
             let server_addr = addr(SERVER_ADDR);
-            let client = client_ep.connect(now, cc, server_addr, "localhost").unwrap();
-            let mut p =
-                Pair { now, client_ep, server_ep, client: Some(client), server: None, client_addr: addr(CLIENT_ADDR), server_addr, response: Vec::new() };
+            let mut p = Pair { now, client_ep, server_ep, client: None, server: None, client_addr: addr(CLIENT_ADDR), server_addr, response: Vec::new() };
+            p.handshake(cc);
+            p
+        }
+
+        /// As quic-core's `Pair::handshake`.
+        #[inline(never)]
+        pub fn handshake(&mut self, cc: ClientConfig) {
+            let p = self;
+            p.client = Some(p.client_ep.connect(p.now, cc, p.server_addr, "localhost").unwrap());
             let mut steps = 0;
             loop {
                 let sent = p.client_turn(usize::MAX) + p.server_turn(usize::MAX);
@@ -427,7 +446,6 @@ mod quinn {
                 assert!(steps < 10_000, "quinn-proto handshake did not finish");
             }
             p.drain_events();
-            p
         }
 
         /// Passes a connection's endpoint events to its endpoint (CID
