@@ -6,7 +6,6 @@
 //! bytes (byte i = (i*7 + i/251) mod 256); anything else is a file under
 //! `--root` (no `..`), or 404.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -21,6 +20,7 @@ use h3_core::qpack::HeaderField;
 use io_backends::runtime::{H3Handle, Server, ServerOptions};
 use io_backends::select::BackendConfig;
 use quic_core::endpoint::RetryPolicy;
+use quic_core::fast_hash::FastHashMap;
 use quic_core::stream::StreamId;
 use quic_core::tls::ServerTlsOptions;
 use quicpro_bpf::ReuseportGroup;
@@ -193,8 +193,10 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
         eprintln!("[worker {worker_id}] listening on {} — {}", server.local_addr(), server.backend_description());
     }
     let start = Instant::now();
-    let mut pending: HashMap<(H3Handle, StreamId), Pending> = HashMap::new();
-    let mut incoming: HashMap<(H3Handle, StreamId), Incoming> = HashMap::new();
+    // Keyed by our handle and a stream ID within the peer's stream limit:
+    // a fast hash (quic-core's stream maps do the same), not SipHash.
+    let mut pending: FastHashMap<(H3Handle, StreamId), Pending> = FastHashMap::default();
+    let mut incoming: FastHashMap<(H3Handle, StreamId), Incoming> = FastHashMap::default();
     let mut shutdown_at: Option<Instant> = None;
     let mut hq = crate::hq::HqRequests::default();
     loop {
@@ -306,8 +308,8 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
 
 fn finish_echo(
     server: &mut Server,
-    incoming: &mut HashMap<(H3Handle, StreamId), Incoming>,
-    pending: &mut HashMap<(H3Handle, StreamId), Pending>,
+    incoming: &mut FastHashMap<(H3Handle, StreamId), Incoming>,
+    pending: &mut FastHashMap<(H3Handle, StreamId), Pending>,
     h: H3Handle,
     stream: StreamId,
 ) {
@@ -381,7 +383,7 @@ fn route(cfg: &ServeConfig, method: &str, path: &str, headers: &[HeaderField], w
 }
 
 /// Moves response bodies into the streams as far as their buffers allow.
-fn pump_bodies(server: &mut Server, pending: &mut HashMap<(H3Handle, StreamId), Pending>) {
+fn pump_bodies(server: &mut Server, pending: &mut FastHashMap<(H3Handle, StreamId), Pending>) {
     pending.retain(|&(h, stream), p| !pump_one(server, h, stream, p));
 }
 

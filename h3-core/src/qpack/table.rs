@@ -9,9 +9,10 @@
 //! rule about which entries may go (§2.1.1), and tracks per-entry reference
 //! counts here. The encoder also enables a name/value index for lookups.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
+use quic_core::fast_hash::FastHashMap;
 
 use super::ENTRY_OVERHEAD;
 
@@ -48,10 +49,13 @@ pub fn entry_size(name_len: usize, value_len: usize) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryTooLarge;
 
-/// Newest entries by name and by (name, value), for the encoder.
+/// Newest entries by name and by (name, value), for the encoder. A fast
+/// hash: the table holds at most capacity / 32 entries (128 for 4 KiB), so
+/// even keys a peer gets reflected into our headers cannot make a lookup
+/// long, and SipHash was a few percent of a server answering requests.
 #[derive(Debug, Default)]
 struct Index {
-    by_name: HashMap<Bytes, NameSlot>,
+    by_name: FastHashMap<Bytes, NameSlot>,
 }
 
 #[derive(Debug)]
@@ -59,7 +63,7 @@ struct NameSlot {
     /// Newest absolute index with this name.
     newest: u64,
     /// Newest absolute index for each value under this name.
-    values: HashMap<Bytes, u64>,
+    values: FastHashMap<Bytes, u64>,
 }
 
 /// The dynamic table.
@@ -152,7 +156,7 @@ impl DynamicTable {
         }
         let abs = self.insert_count;
         if let Some(index) = &mut self.index {
-            let slot = index.by_name.entry(name.clone()).or_insert_with(|| NameSlot { newest: abs, values: HashMap::new() });
+            let slot = index.by_name.entry(name.clone()).or_insert_with(|| NameSlot { newest: abs, values: FastHashMap::default() });
             slot.newest = abs;
             slot.values.insert(value.clone(), abs);
         }
