@@ -88,12 +88,18 @@ struct Row {
     cpu: Vec<(String, CpuUse)>,
     failures: u64,
     notes: Vec<String>,
+    /// On a row that is the median of several runs: the median of each
+    /// phase's per-CPU figure (the ratio of two medians would not be one).
+    per_cpu_median: Vec<(String, f64)>,
 }
 
 impl Row {
     /// `value` (a rate over wall time) divided by the server's share of a
     /// core in that phase: the rate per second of server CPU.
     fn per_cpu(&self, phase: &str, value: Option<f64>) -> Option<f64> {
+        if let Some((_, v)) = self.per_cpu_median.iter().find(|(n, _)| n == phase) {
+            return Some(*v);
+        }
         let c = self.cpu.iter().find(|(n, _)| n == phase)?.1;
         let v = value?;
         (c.server.is_finite() && c.server > 0.0).then(|| v / c.server)
@@ -176,6 +182,11 @@ struct Cli {
     /// up to 1452).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1200..=65527))]
     max_udp_payload: Option<u16>,
+    /// Run every server this many times, taking turns, and report the
+    /// median of each figure: on a shared machine single runs differ by
+    /// tens of percent.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
+    repeat: u64,
     /// Internal: run the quinn server (CERT.der KEY.der gso|no-gso).
     #[arg(long, hide = true, num_args = 3, value_names = ["CERT", "KEY", "GSO"])]
     serve_quinn: Option<Vec<String>>,
@@ -260,7 +271,6 @@ fn run(cli: &Cli) -> Result<(), String> {
     servers::build_quicpro();
     let dir = std::env::temp_dir().join(format!("quicpro-load-{}", std::process::id()));
     let files = servers::write_certs(&dir)?;
-    let mut rows = Vec::new();
     let kinds: Vec<ServerKind> = names
         .iter()
         .map(|n| match n.as_str() {
@@ -272,37 +282,21 @@ fn run(cli: &Cli) -> Result<(), String> {
         })
         .collect();
     let first_ours = kinds.iter().find_map(|k| if let ServerKind::Ours { backend, .. } = k { Some(*backend) } else { None });
-    for kind in &kinds {
-        eprintln!("== {}", kind.label());
-        let mut row = Row { label: kind.label(), ..Row::default() };
-        let mut start = || {
-            let s = ServerProcess::start(kind, &files, 0)?;
-            Ok(Target { addr: s.addr, pids: s.pids(), pattern: kind.serves_pattern(), _proc: Some(s) })
-        };
-        if let Err(e) = run_phases(&p, &mut row, &mut start, &|ph| kind.supports(ph)) {
-            row.notes.push(e);
+    let mut runs: Vec<Vec<Row>> = vec![Vec::new(); kinds.len()];
+    for rep in 0..cli.repeat {
+        if cli.repeat > 1 {
+            eprintln!("=== run {} of {}", rep + 1, cli.repeat);
         }
-        // Bulk without GSO, on the first backend of ours and on quinn.
-        let nogso = match kind {
-            ServerKind::Ours { backend, .. } if Some(*backend) == first_ours => Some(ServerKind::Ours { backend, gso: false }),
-            ServerKind::Quinn { .. } => Some(ServerKind::Quinn { gso: false }),
-            _ => None,
-        };
-        if let (Some(k), true) = (nogso, p.phases.iter().any(|x| x == "bulk")) {
-            eprintln!("== {}", k.label());
-            let s = ServerProcess::start(&k, &files, 0)?;
-            let t = Target { addr: s.addr, pids: s.pids(), pattern: true, _proc: Some(s) };
-            match bulk(&p, &t) {
-                Ok(b) => {
-                    row.bulk_nogso = Some(b.mbps);
-                    row.cpu.push(("bulk-nogso".into(), b.cpu));
-                }
-                Err(e) => row.notes.push(format!("bulk without GSO: {e}")),
-            }
+        for (i, kind) in kinds.iter().enumerate() {
+            runs[i].push(run_server(&p, kind, &files, first_ours)?);
         }
-        rows.push(row);
+    }
+    let mut rows: Vec<Row> = runs.iter().map(|r| median_row(r)).collect();
+    if cli.repeat > 1 {
+        println!("(each figure: the median of {} runs, the servers taking turns)", cli.repeat);
     }
     let _ = std::fs::remove_dir_all(&dir);
+
     // Ratios against quinn when it ran; in a PHP comparison, against
     // `quicpro serve` (the target the PHP path is measured against).
     let php = kinds.iter().any(|k| matches!(k, ServerKind::PhpKeepAlive | ServerKind::PhpDemo | ServerKind::CaddyFpm));
@@ -322,6 +316,96 @@ fn run(cli: &Cli) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Every phase against one server (fresh processes per phase), plus bulk
+/// without GSO on the first server of ours and on quinn.
+fn run_server(p: &Params, kind: &ServerKind, files: &servers::Files, first_ours: Option<&'static str>) -> Result<Row, String> {
+    eprintln!("== {}", kind.label());
+    let mut row = Row { label: kind.label(), ..Row::default() };
+    let mut start = || {
+        let s = ServerProcess::start(kind, files, 0)?;
+        Ok(Target { addr: s.addr, pids: s.pids(), pattern: kind.serves_pattern(), _proc: Some(s) })
+    };
+    if let Err(e) = run_phases(p, &mut row, &mut start, &|ph| kind.supports(ph)) {
+        row.notes.push(e);
+    }
+    // Bulk without GSO, on the first backend of ours and on quinn.
+    let nogso = match kind {
+        ServerKind::Ours { backend, .. } if Some(*backend) == first_ours => Some(ServerKind::Ours { backend, gso: false }),
+        ServerKind::Quinn { .. } => Some(ServerKind::Quinn { gso: false }),
+        _ => None,
+    };
+    if let (Some(k), true) = (nogso, p.phases.iter().any(|x| x == "bulk")) {
+        eprintln!("== {}", k.label());
+        let s = ServerProcess::start(&k, files, 0)?;
+        let t = Target { addr: s.addr, pids: s.pids(), pattern: true, _proc: Some(s) };
+        match bulk(p, &t) {
+            Ok(b) => {
+                row.bulk_nogso = Some(b.mbps);
+                row.cpu.push(("bulk-nogso".into(), b.cpu));
+            }
+            Err(e) => row.notes.push(format!("bulk without GSO: {e}")),
+        }
+    }
+    Ok(row)
+}
+
+/// The median of each figure over runs of one server (a shared machine
+/// varies by tens of percent from run to run; a single run's ratio says
+/// little). Per-CPU figures are the medians of each run's own figure.
+fn median_row(runs: &[Row]) -> Row {
+    if runs.len() == 1 {
+        return runs[0].clone();
+    }
+    let med = |get: &dyn Fn(&Row) -> Option<f64>| -> Option<f64> {
+        let mut v: Vec<f64> = runs.iter().filter_map(get).filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(v[n / 2]),
+            n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+        }
+    };
+    let mut r = Row { label: runs[0].label.clone(), ..Row::default() };
+    r.bulk = med(&|x| x.bulk);
+    r.bulk_nogso = med(&|x| x.bulk_nogso);
+    r.bulk_packet = med(&|x| x.bulk_packet);
+    r.rps = med(&|x| x.rps);
+    r.hs = med(&|x| x.hs);
+    r.p50 = med(&|x| x.p50);
+    r.p99 = med(&|x| x.p99);
+    r.lat_rate = med(&|x| x.lat_rate);
+    r.mem = med(&|x| x.mem);
+    r.rps_idle = med(&|x| x.rps_idle.map(|v| v.0)).zip(med(&|x| x.rps_idle.map(|v| v.1)));
+    r.soak = runs.iter().find_map(|x| x.soak);
+    let mut phases: Vec<String> = Vec::new();
+    for x in runs {
+        for (n, _) in &x.cpu {
+            if !phases.contains(n) {
+                phases.push(n.clone());
+            }
+        }
+    }
+    for ph in phases {
+        let share = |f: fn(&CpuUse) -> f64| med(&|x: &Row| x.cpu.iter().find(|(n, _)| *n == ph).map(|(_, c)| f(c)));
+        let cpu = CpuUse {
+            server: share(|c| c.server).unwrap_or(f64::NAN),
+            generator: share(|c| c.generator).unwrap_or(f64::NAN),
+            server_secs: share(|c| c.server_secs).unwrap_or(f64::NAN),
+        };
+        r.cpu.push((ph.clone(), cpu));
+    }
+    for (ph, get) in [("bulk", (|x: &Row| x.bulk) as fn(&Row) -> Option<f64>), ("rps", |x: &Row| x.rps), ("hs", |x: &Row| x.hs)] {
+        if let Some(v) = med(&|x| x.per_cpu(ph, get(x))) {
+            r.per_cpu_median.push((ph.to_string(), v));
+        }
+    }
+    r.failures = runs.iter().map(|x| x.failures).sum();
+    for (i, x) in runs.iter().enumerate() {
+        r.notes.extend(x.notes.iter().map(|n| format!("run {}: {n}", i + 1)));
+    }
+    r
 }
 
 fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Target, String>, supports: &dyn Fn(&str) -> bool) -> Result<(), String> {
