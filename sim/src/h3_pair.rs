@@ -25,18 +25,9 @@ pub struct H3Pair {
 impl H3Pair {
     /// QUIC handshake done (seeded pair); the HTTP/3 layers have not run.
     pub fn new(seed: u64, client: H3Config, server: H3Config, transport: TransportConfig) -> Self {
-        let c = certs();
-        let mut p = Pair::new(seed, server_tls(&c), client_tls(&c), transport);
-        p.handshake();
-        Self {
-            p,
-            client: H3Connection::new(Side::Client, client),
-            server: H3Connection::new(Side::Server, server),
-            client_events: Vec::new(),
-            server_events: Vec::new(),
-            client_err: None,
-            server_err: None,
-        }
+        let mut h = Self::without_handshake(seed, client, server, transport);
+        h.p.handshake();
+        h
     }
 
     /// As [`H3Pair::new`] before the handshake: the client's first flight
