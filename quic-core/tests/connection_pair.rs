@@ -702,6 +702,50 @@ fn client_moves_to_the_servers_preferred_address() {
     assert_eq!(p.client().remote_address(), p.server_addr, "no IPv4 preferred address: stay");
 }
 
+/// A NAT rebinding whose first server datagrams to the new address are
+/// lost, PATH_CHALLENGE included: the server sends the challenge again
+/// (RFC 9000 §8.2.1) and validates the path, and until then sends the new
+/// address at most three times what arrived from it (§8.1, §9.3). (Under
+/// CPU load, `bpf/tests/reuseport_rebinding.rs` once lost the first
+/// challenge while PMTU probes, sent outside that limit, used up the
+/// budget the retries needed; probes now wait for a validated path.)
+#[test]
+fn nat_rebinding_with_the_first_challenge_lost() {
+    let mut p = migration_pair(47);
+    let new_addr: std::net::SocketAddr = "198.18.0.2:50003".parse().unwrap();
+    let server_addr = p.server_addr;
+    let mut from_new_base: Option<u64> = None;
+    let mut blackhole_until = None;
+    let mut validated = false;
+    let mut worst = (0u64, 0u64);
+    download_with(&mut p, 3 << 20, Duration::from_secs(120), |p, received| {
+        if from_new_base.is_none() && received >= 1 << 20 {
+            p.client_addr = new_addr;
+            p.blackhole_server_to_client = true;
+            blackhole_until = Some(p.now + Duration::from_millis(30));
+            from_new_base = Some(p.client_sent_to.get(&server_addr).copied().unwrap_or(0));
+        }
+        if blackhole_until.is_some_and(|t| p.now >= t) {
+            p.blackhole_server_to_client = false;
+            blackhole_until = None;
+        }
+        if let (Some(base), false) = (from_new_base, validated) {
+            let from_new = p.client_sent_to.get(&server_addr).copied().unwrap_or(0) - base;
+            let to_new = p.server_sent_to.get(&new_addr).copied().unwrap_or(0);
+            if to_new > worst.0 {
+                worst = (to_new, from_new);
+            }
+            assert!(to_new <= 3 * from_new, "sent {to_new} bytes to the unvalidated address after receiving {from_new} from it");
+            validated = p.server().stats().path_validations >= 1;
+        }
+    });
+    assert!(validated, "the new path was validated");
+    let s = p.server().stats();
+    assert_eq!((s.migrations, s.path_validations, s.path_validation_failures), (1, 1, 0), "{s:?}");
+    assert_eq!(p.server().remote_address(), new_addr);
+    assert!(worst.0 > 0, "the server did send to the new address before validating it: {worst:?}");
+}
+
 #[test]
 fn nat_rebinding_port_change_mid_download() {
     nat_rebinding_download(40, "198.18.0.2:50001".parse().unwrap());

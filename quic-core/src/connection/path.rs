@@ -126,6 +126,11 @@ impl PathState {
         self.peer_dcid = Some(dcid);
     }
 
+    /// A path validation is under way (RFC 9000 §8.2).
+    pub(super) fn validating(&self) -> bool {
+        self.challenge.is_some()
+    }
+
     /// A PATH_CHALLENGE should go out in the next 1-RTT packet.
     pub(super) fn challenge_due(&self) -> bool {
         self.challenge.as_ref().is_some_and(|c| c.due)

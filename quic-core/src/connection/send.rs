@@ -723,6 +723,13 @@ impl Connection {
         if self.state != State::Established || !self.handshake_confirmed || self.spaces.iter().any(|s| s.probes > 0) || buf.len() < size {
             return None;
         }
+        // A path still being validated (a migration, RFC 9000 §9.3) takes
+        // no probes: it is held to three times what arrived on it (§8.1),
+        // and full-size probes would spend that budget, leaving none for
+        // the PATH_CHALLENGE retries that validate it.
+        if !self.address_validated || self.path.validating() {
+            return None;
+        }
         if !self.recovery.can_send(size as u64) || self.recovery.pacing_deadline(now, size as u64).is_some_and(|t| t > now) {
             return None;
         }
