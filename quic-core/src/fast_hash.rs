@@ -5,6 +5,17 @@
 
 use core::hash::{BuildHasherDefault, Hasher};
 
+/// `bytes` as little-endian 64-bit words, the last one zero-padded.
+fn le_words(bytes: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    bytes.chunks(8).map(|chunk| {
+        let mut b = [0u8; 8];
+        for (d, s) in b.iter_mut().zip(chunk) {
+            *d = *s;
+        }
+        u64::from_le_bytes(b)
+    })
+}
+
 /// Multiply-rotate hashing of 64-bit words (the scheme of Firefox's FxHash).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FastHasher(u64);
@@ -17,10 +28,8 @@ impl Hasher for FastHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(b));
+        for w in le_words(bytes) {
+            self.write_u64(w);
         }
     }
 
@@ -88,10 +97,8 @@ impl Hasher for KeyedHasher {
     fn write(&mut self, bytes: &[u8]) {
         // The length first: "ab" and "ab\0" pad to the same word.
         self.h = folded_mul(self.h ^ bytes.len() as u64, FOLD_MULT);
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.h = folded_mul(self.h ^ u64::from_le_bytes(b), self.k ^ FOLD_MULT);
+        for w in le_words(bytes) {
+            self.write_u64(w);
         }
     }
 

@@ -531,8 +531,9 @@ impl Connection {
             // on its way to validation before the peer moves to it.
             let mut challenge = [0u8; 8];
             self.rng.fill(&mut challenge);
-            let frames = [Frame::PathResponse { data: r.data }, Frame::PathChallenge { data: challenge }];
-            let frames = if self.side.is_server() { &frames[..] } else { &frames[..1] };
+            let response = [Frame::PathResponse { data: r.data }];
+            let with_challenge = [Frame::PathResponse { data: r.data }, Frame::PathChallenge { data: challenge }];
+            let frames: &[Frame<'_>] = if self.side.is_server() { &with_challenge } else { &response };
             let built = self.build_probe_datagram(now, buf, frames, r.allowance);
             self.probe_dcid = None;
             if let Some(size) = built {

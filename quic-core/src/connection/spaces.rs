@@ -286,8 +286,12 @@ pub struct Spaces {
 }
 
 /// What a discarded Initial or Handshake space reads as once freed.
-static DISCARDED: std::sync::LazyLock<[PacketSpace; 2]> =
-    std::sync::LazyLock::new(|| [PacketSpace::discarded(SpaceId::Initial), PacketSpace::discarded(SpaceId::Handshake)]);
+static DISCARDED: std::sync::LazyLock<[PacketSpace; 2]> = std::sync::LazyLock::new(discarded_early);
+
+/// Initial and Handshake, both discarded.
+fn discarded_early() -> [PacketSpace; 2] {
+    [PacketSpace::discarded(SpaceId::Initial), PacketSpace::discarded(SpaceId::Handshake)]
+}
 
 impl Spaces {
     pub fn new(crypto_buffer: u64) -> Self {
@@ -320,7 +324,7 @@ impl Spaces {
     /// or the keys first; `release_discarded` frees it again).
     #[cold]
     fn revive_early(&mut self) -> &mut [PacketSpace; 2] {
-        self.early.get_or_insert_with(|| Box::new([PacketSpace::discarded(SpaceId::Initial), PacketSpace::discarded(SpaceId::Handshake)]))
+        self.early.get_or_insert_with(|| Box::new(discarded_early()))
     }
 }
 
