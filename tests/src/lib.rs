@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod certs;
+pub mod conformance;
 pub mod h3_app;
 pub mod h3x_echo;
 pub mod netns;

@@ -100,6 +100,12 @@ impl H3Connection {
                             }
                         }
                     }
+                    // RFC 9114 §7.2.5: a server treats any PUSH_PROMISE as
+                    // H3_FRAME_UNEXPECTED; a client that never sent
+                    // MAX_PUSH_ID gets a push ID above its limit (H3_ID_ERROR).
+                    FrameEvent::PushPromise { .. } if self.side == Side::Server => {
+                        return Err(H3Error::frame_unexpected("PUSH_PROMISE from a client"));
+                    }
                     FrameEvent::PushPromise { .. } => {
                         return Err(H3Error::new(H3ErrorCode::H3_ID_ERROR, crate::error::ErrorScope::Connection, "PUSH_PROMISE without MAX_PUSH_ID"));
                     }

@@ -512,6 +512,13 @@ impl Stream {
         // Queued; the loop's next flush sends it with everything else of
         // this turn (no system call per response).
         if c.rt.respond(h, self.id, status as u16, &fields, false).is_err() {
+            // The stream or connection closed under the request (the
+            // client's own protocol error may have closed it this turn):
+            // the request is over, and every later call says so by
+            // returning false rather than throwing at the script.
+            if let Ok(st) = c.stream_state(self.session, self.id) {
+                st.reset.get_or_insert(core::H3_REQUEST_CANCELLED);
+            }
             return Ok(false);
         }
         if status >= 200 {

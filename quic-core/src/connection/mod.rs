@@ -14,7 +14,11 @@
 //! - `path`: the peer's address, migration and path validation (RFC 9000 §8.2, §9).
 
 mod cids;
+#[cfg(feature = "conformance")]
+mod conformance;
 pub mod ecn;
+#[cfg(feature = "conformance")]
+pub use conformance::RawSpace;
 #[cfg(feature = "fuzzing")]
 mod fuzzing;
 mod keys;

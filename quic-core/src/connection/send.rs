@@ -13,26 +13,26 @@ use crate::recovery::{SentPacket, SpaceId};
 use crate::stream::Dir;
 
 /// AEAD tag length of every QUIC v1/v2 cipher suite (RFC 9001 §5.3).
-const TAG_LEN: usize = 16;
+pub(super) const TAG_LEN: usize = 16;
 /// How far below the maximum a datagram may end and still start a GSO batch.
 const GSO_SLACK: usize = 24;
 /// Smallest room worth starting a packet in.
 pub(super) const MIN_PACKET_ROOM: usize = 64;
 
 /// A packet whose header is written and whose frames are being added.
-struct OpenPacket {
+pub(super) struct OpenPacket {
     space: SpaceId,
     zero_rtt: bool,
     start: usize,
     layout: HeaderLayout,
     pn: u64,
     /// Absolute end of the payload written so far.
-    end: usize,
+    pub(super) end: usize,
     /// Absolute bound for the payload (leaving room for the tag).
-    limit: usize,
+    pub(super) limit: usize,
     frames: SentFrames,
-    ack_eliciting: bool,
-    padded: bool,
+    pub(super) ack_eliciting: bool,
+    pub(super) padded: bool,
     /// Carries PATH_CHALLENGE or PATH_RESPONSE: the datagram is expanded
     /// to 1200 bytes within the amplification budget (RFC 9000 §8.2.1, §8.2.2).
     expand: bool,
@@ -181,7 +181,7 @@ impl Connection {
     }
 
     /// Accounts a datagram of `len` bytes about to go out.
-    fn on_datagram_built(&mut self, len: usize) -> usize {
+    pub(super) fn on_datagram_built(&mut self, len: usize) -> usize {
         self.bytes_sent += len as u64;
         self.stats.bytes_sent += len as u64;
         if !self.address_validated && self.bytes_received > 0 {
@@ -191,7 +191,7 @@ impl Connection {
         len
     }
 
-    fn can_send_in(&self, space: SpaceId) -> bool {
+    pub(super) fn can_send_in(&self, space: SpaceId) -> bool {
         let s = &self.spaces[space.index()];
         if s.discarded {
             return false;
@@ -271,7 +271,7 @@ impl Connection {
         }
     }
 
-    fn begin_packet(&mut self, space: SpaceId, buf: &mut [u8], start: usize, budget: usize) -> Option<OpenPacket> {
+    pub(super) fn begin_packet(&mut self, space: SpaceId, buf: &mut [u8], start: usize, budget: usize) -> Option<OpenPacket> {
         let pn = self.spaces[space.index()].next_pn;
         let pn_len = number::encoded_len(pn, self.recovery.largest_acked(space));
         let dcid = self.probe_dcid.unwrap_or_else(|| self.remote_cids.active());
@@ -607,7 +607,7 @@ impl Connection {
 
     /// Seals the packet in place and records it; returns the datagram offset
     /// where the next packet may start.
-    fn seal(&mut self, now: Instant, buf: &mut [u8], mut p: OpenPacket) -> Option<usize> {
+    pub(super) fn seal(&mut self, now: Instant, buf: &mut [u8], mut p: OpenPacket) -> Option<usize> {
         // RFC 9001 §5.4.2: the sample needs pn_len + payload >= 4 bytes.
         let header_len = p.layout.header_len();
         let min_end = p.layout.pn_offset + 4;

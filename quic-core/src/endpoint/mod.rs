@@ -434,6 +434,34 @@ impl Endpoint {
         server_name: &str,
         token: Bytes,
     ) -> Result<ConnectionHandle, crate::Error> {
+        self.connect_rewriting(now, config, remote, server_name, token, |encoded| encoded)
+    }
+
+    /// CONFORMANCE TESTING ONLY (feature `conformance`): as
+    /// [`Endpoint::connect`], but the encoded transport parameters pass
+    /// through `rewrite` before TLS carries them, so that a test client can
+    /// send parameters a correct client never would (RFC 9000 §7.4, §18.2).
+    #[cfg(feature = "conformance")]
+    pub fn conformance_connect(
+        &mut self,
+        now: Instant,
+        config: &ClientConfig,
+        remote: SocketAddr,
+        server_name: &str,
+        rewrite: impl FnOnce(Vec<u8>) -> Vec<u8>,
+    ) -> Result<ConnectionHandle, crate::Error> {
+        self.connect_rewriting(now, config, remote, server_name, Bytes::new(), rewrite)
+    }
+
+    fn connect_rewriting(
+        &mut self,
+        now: Instant,
+        config: &ClientConfig,
+        remote: SocketAddr,
+        server_name: &str,
+        token: Bytes,
+        rewrite: impl FnOnce(Vec<u8>) -> Vec<u8>,
+    ) -> Result<ConnectionHandle, crate::Error> {
         let mut gen = (self.config.cid_generator)();
         let local_cid = gen.generate(&mut *self.rng);
         // RFC 9000 §7.2: an unpredictable DCID of at least 8 bytes.
@@ -442,7 +470,7 @@ impl Endpoint {
         let remote_cid = ConnectionId::new(&d).unwrap_or(ConnectionId::EMPTY);
         let params = Connection::local_transport_parameters(Side::Client, &config.transport, &local_cid, None, None, None, config.version);
         let grease = config.transport.grease.then(|| self.rng.next_u64());
-        let encoded = Connection::encode_transport_parameters(&params, Side::Client, grease);
+        let encoded = rewrite(Connection::encode_transport_parameters(&params, Side::Client, grease));
         let tls = TlsSession::client(config.tls.clone(), server_name, config.version, encoded)?;
         let conn = Connection::new(
             ConnectionParams {
