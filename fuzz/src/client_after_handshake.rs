@@ -166,9 +166,10 @@ impl World {
         if let Some(t) = conn.poll_timeout() {
             assert!(
                 t > now,
-                "timer spins: poll_timeout {:?} <= now {:?} after handle_timeout and poll_transmit did nothing ({conn:?})",
+                "timer spins: poll_timeout {:?} <= now {:?} after handle_timeout and poll_transmit did nothing ({conn:?}): {}",
                 t - common::base_time(),
-                now - common::base_time()
+                now - common::base_time(),
+                conn.fuzz_timers()
             );
         }
     }
@@ -180,7 +181,14 @@ impl World {
         };
         let Some(t) = conn.poll_timeout() else { return false };
         self.now = self.now.max(t);
+        let debug = std::env::var_os("FUZZ_DEBUG").is_some();
+        if debug {
+            eprintln!("fire at {:?}: {}", self.now - common::base_time(), conn.fuzz_timers());
+        }
         conn.handle_timeout(self.now);
+        if debug {
+            eprintln!("after: {}", conn.fuzz_timers());
+        }
         true
     }
 }

@@ -92,4 +92,25 @@ impl Connection {
             self.close_with_error(now, err);
         }
     }
+
+    /// FUZZING ONLY: every deadline `poll_timeout` takes the minimum of,
+    /// by name, for a target's debug output when a timer spins.
+    pub fn fuzz_timers(&self) -> String {
+        let spaces: Vec<_> = self.spaces.iter().map(|s| (s.discarded, s.ack.deadline())).collect();
+        format!(
+            "idle {:?} handshake {:?} loss {:?} ({}) probes {:?} ack {:?} amplification_blocked {} keep_alive {:?} pmtud {:?} pacing {:?} path {:?} close {:?}",
+            self.idle_deadline,
+            self.handshake_deadline,
+            self.recovery.loss_detection_timer(self.timer_ctx()),
+            self.recovery.fuzz_describe(self.timer_ctx()),
+            self.spaces.iter().map(|s| s.probes).collect::<Vec<_>>(),
+            spaces,
+            self.amplification_blocked(),
+            self.keep_alive_deadline,
+            self.pmtud.deadline(),
+            self.pacing_deadline,
+            self.path.timeout(),
+            self.close_deadline,
+        )
+    }
 }

@@ -1075,7 +1075,15 @@ impl Connection {
         if self.state == State::Drained {
             return;
         }
-        if self.recovery.loss_detection_timer(self.timer_ctx()).is_some_and(|d| now >= d) {
+        // RFC 9002 A.9: a time-threshold loss re-arms the timer, and the PTO
+        // it falls back to may already be due (its anchor is the last
+        // ack-eliciting packet, long before `now` after a quiet spell).
+        // Fire that too, so that the call leaves probes to send rather
+        // than a deadline in the past for the caller's loop to spin on.
+        for _ in 0..2 {
+            if !self.recovery.loss_detection_timer(self.timer_ctx()).is_some_and(|d| now >= d) {
+                break;
+            }
             let ctx = self.timer_ctx();
             let mut out = core::mem::take(&mut self.ack_outcome);
             let action = self.recovery.on_loss_detection_timeout(now, ctx, &mut out);
@@ -1091,6 +1099,7 @@ impl Connection {
                 // above the base no longer pass (RFC 8899 §4.3).
                 let change = self.pmtud.on_pto(self.recovery.pto_count());
                 self.apply_mtu_change(now, change);
+                break;
             }
         }
     }

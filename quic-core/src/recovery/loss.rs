@@ -560,6 +560,15 @@ impl<T> Recovery<T> {
         best
     }
 
+    /// FUZZING ONLY: the loss times and the PTO target, for a target's
+    /// report of a spinning timer.
+    #[cfg(feature = "fuzzing")]
+    pub fn fuzz_describe(&self, ctx: TimerContext) -> String {
+        let loss: Vec<_> = SpaceId::ALL.iter().map(|&s| self.space(s).loss_time).collect();
+        let pto = self.pto_target(ctx).map(|p| (p.at, p.space, p.anti_deadlock));
+        format!("loss_time {loss:?} pto {pto:?} pto_count {} anchor {:?}", self.pto_count, self.timer_anchor)
+    }
+
     /// RFC 9002 A.8 GetPtoTimeAndSpace, with SetLossDetectionTimer's "nothing
     /// in flight" rule folded in.
     fn pto_target(&self, ctx: TimerContext) -> Option<PtoTarget> {
