@@ -1081,7 +1081,7 @@ impl Connection {
         // Fire that too, so that the call leaves probes to send rather
         // than a deadline in the past for the caller's loop to spin on.
         for _ in 0..2 {
-            if !self.recovery.loss_detection_timer(self.timer_ctx()).is_some_and(|d| now >= d) {
+            if self.recovery.loss_detection_timer(self.timer_ctx()).is_none_or(|d| now < d) {
                 break;
             }
             let ctx = self.timer_ctx();
