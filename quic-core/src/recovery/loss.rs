@@ -439,10 +439,7 @@ impl<T> Recovery<T> {
 
         // Packets declared lost earlier and acknowledged now were reordered,
         // not lost (RFC 9002 §6.1): adapt, and undo a spurious reduction.
-        {
-            let r = ranges.clone();
-            out.spurious = self.reorder.on_ack(space, largest, |pn| r.clone().any(|x| x.contains(&pn)), &mut self.cc);
-        }
+        out.spurious = self.reorder.on_ack(space, largest, ranges.clone(), &mut self.cc);
         let s = self.space_mut(space);
         s.largest_acked = Some(s.largest_acked.map_or(largest, |l| l.max(largest)));
         // A.7 DetectAndRemoveAckedPackets; `acked` comes out largest first.

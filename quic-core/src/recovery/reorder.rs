@@ -11,6 +11,7 @@
 //! undone (the controller's state before it is restored, RFC 9438 §4.9).
 
 use std::collections::VecDeque;
+use std::ops::RangeInclusive;
 
 use super::cc::CongestionController;
 use super::PACKET_THRESHOLD;
@@ -89,10 +90,21 @@ impl ReorderState {
     /// `pn` in `space` was declared lost.
     pub fn on_lost(&mut self, space: SpaceId, pn: u64) {
         let q = &mut self.lost[space.index()];
-        if q.len() >= REMEMBERED_LOSSES {
-            q.pop_front();
+        // Kept in increasing order (losses are declared oldest first, so
+        // this is an append), for `on_ack`'s binary searches.
+        let at = q.partition_point(|&p| p < pn);
+        if q.get(at) == Some(&pn) {
+            return;
         }
-        q.push_back(pn);
+        if q.len() >= REMEMBERED_LOSSES {
+            if at == 0 {
+                return;
+            }
+            q.pop_front();
+            q.insert(at - 1, pn);
+        } else {
+            q.insert(at, pn);
+        }
         if let Some(u) = &mut self.undo {
             u.pending.push((space, pn));
         }
@@ -111,20 +123,33 @@ impl ReorderState {
     }
 
     /// An ACK of `space` whose largest acknowledged is `largest` covers
-    /// `acked` (predicate). Returns the spurious losses it revealed and
-    /// restores `cc` when a whole reduction proved spurious.
-    pub fn on_ack(&mut self, space: SpaceId, largest: u64, acked: impl Fn(u64) -> bool, cc: &mut Box<dyn CongestionController>) -> SpuriousOutcome {
+    /// `ranges`. Returns the spurious losses it revealed and restores `cc`
+    /// when a whole reduction proved spurious. The work is a binary search
+    /// per range plus the losses found: an ACK of hundreds of ranges meets
+    /// hundreds of remembered losses without their product (a peer could
+    /// otherwise make every ACK cost ranges × losses).
+    pub fn on_ack(
+        &mut self,
+        space: SpaceId,
+        largest: u64,
+        ranges: impl Iterator<Item = RangeInclusive<u64>>,
+        cc: &mut Box<dyn CongestionController>,
+    ) -> SpuriousOutcome {
         let mut out = SpuriousOutcome::default();
         let q = &mut self.lost[space.index()];
         if q.is_empty() {
             return out;
         }
+        let Some(&lowest_lost) = q.front() else { return out };
         let mut max_distance = 0u64;
-        let mut i = 0;
-        while i < q.len() {
-            let pn = q[i];
-            if acked(pn) {
-                q.remove(i);
+        for range in ranges {
+            if *range.end() < lowest_lost {
+                // Ranges descend: none further down can hold a loss.
+                break;
+            }
+            let a = q.partition_point(|&pn| pn < *range.start());
+            let b = q.partition_point(|&pn| pn <= *range.end());
+            for pn in q.drain(a..b) {
                 out.spurious += 1;
                 // It arrived while `largest` was acknowledged: that many
                 // packets overtook it.
@@ -132,8 +157,9 @@ impl ReorderState {
                 if let Some(u) = &mut self.undo {
                     u.pending.retain(|&(s, p)| !(s == space && p == pn));
                 }
-            } else {
-                i += 1;
+            }
+            if q.is_empty() {
+                break;
             }
         }
         if out.spurious == 0 {
@@ -183,7 +209,7 @@ mod tests {
         cc.on_congestion_event(t0 + Duration::from_millis(5), t0, false, 1200);
         assert!(cc.window() < before);
         // The ACK of packet 10 arrives while 30 is the largest acknowledged.
-        let out = r.on_ack(SpaceId::Data, 30, |pn| pn == 10, &mut cc);
+        let out = r.on_ack(SpaceId::Data, 30, [10..=10].into_iter(), &mut cc);
         assert_eq!(out.spurious, 1);
         assert_eq!(out.thresholds, Some((21, 10)));
         assert!(out.undone);
@@ -202,18 +228,41 @@ mod tests {
         cc.on_congestion_event(t0, t0, false, 2400);
         let reduced = cc.window();
         // Only 5 comes back: 6 was really lost, the reduction stays.
-        let out = r.on_ack(SpaceId::Data, 9, |pn| pn == 5, &mut cc);
+        let out = r.on_ack(SpaceId::Data, 9, [5..=5].into_iter(), &mut cc);
         assert_eq!(out.spurious, 1);
         assert!(!out.undone);
         assert_eq!(cc.window(), reduced);
         for i in 0..20u64 {
             r.on_lost(SpaceId::Data, 100 + i);
-            r.on_ack(SpaceId::Data, 100_000, |pn| pn == 100 + i, &mut cc);
+            r.on_ack(SpaceId::Data, 100_000, [100 + i..=100 + i].into_iter(), &mut cc);
         }
         assert_eq!(r.packet_threshold(), MAX_PACKET_THRESHOLD);
         assert_eq!(r.time_eighths(), MAX_TIME_EIGHTHS);
         // Another space's ACK does not touch Data's losses.
         r.on_lost(SpaceId::Data, 500);
-        assert_eq!(r.on_ack(SpaceId::Handshake, 600, |pn| pn == 500, &mut cc).spurious, 0);
+        assert_eq!(r.on_ack(SpaceId::Handshake, 600, [500..=500].into_iter(), &mut cc).spurious, 0);
+    }
+
+    /// Many ranges against many remembered losses (out of order too): the
+    /// losses inside the ranges, and only those, count as spurious.
+    #[test]
+    fn ranges_find_exactly_the_losses_they_cover() {
+        let mut r = ReorderState::default();
+        let mut cc: Box<dyn CongestionController> = Box::new(NewReno::new(1200));
+        // Losses 1, 3, 5, ... 999, declared in a scrambled order.
+        let mut lost: Vec<u64> = (0..500).map(|i| 2 * i + 1).collect();
+        lost.sort_by_key(|&pn| (pn * 7919) % 1009);
+        for &pn in &lost {
+            r.on_lost(SpaceId::Data, pn);
+        }
+        r.on_lost(SpaceId::Data, 3); // a duplicate is remembered once
+                                     // Descending ranges [990, 999], [900, 909], ..., [0, 9].
+        let ranges: Vec<RangeInclusive<u64>> = (0..100u64).rev().filter(|i| i % 9 == 0).map(|i| 10 * i..=10 * i + 9).collect();
+        let covered = lost.iter().filter(|&&pn| ranges.iter().any(|x| x.contains(&pn))).count() as u32;
+        let out = r.on_ack(SpaceId::Data, 2000, ranges.iter().cloned(), &mut cc);
+        assert_eq!(out.spurious, covered);
+        // The same ACK again finds nothing left; the other losses remain.
+        assert_eq!(r.on_ack(SpaceId::Data, 2000, ranges.iter().cloned(), &mut cc).spurious, 0);
+        assert_eq!(r.on_ack(SpaceId::Data, 2000, [0..=1000].into_iter(), &mut cc).spurious, 500 - covered);
     }
 }
