@@ -12,8 +12,10 @@ pub mod frames;
 pub mod h3_capsules;
 pub mod h3_frames;
 pub mod h3_server_streams;
+pub mod handshake_hostile;
 pub mod header_protection;
 pub mod packet_header;
+pub mod pair_sequence;
 pub mod qpack_decode;
 pub mod server_endpoint;
 pub mod transport_params;
@@ -32,8 +34,10 @@ pub const TARGETS: &[Target] = &[
     Target { name: "h3_capsules", run: h3_capsules::run },
     Target { name: "h3_frames", run: h3_frames::run },
     Target { name: "h3_server_streams", run: h3_server_streams::run },
+    Target { name: "handshake_hostile", run: handshake_hostile::run },
     Target { name: "header_protection", run: header_protection::run },
     Target { name: "packet_header", run: packet_header::run },
+    Target { name: "pair_sequence", run: pair_sequence::run },
     Target { name: "qpack_decode", run: qpack_decode::run },
     Target { name: "server_endpoint", run: server_endpoint::run },
     Target { name: "transport_params", run: transport_params::run },

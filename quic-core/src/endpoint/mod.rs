@@ -102,6 +102,11 @@ pub struct ServerConfig {
     /// (RFC 9000 §9.6, §18.2): clients move there once the handshake is
     /// confirmed. Packets sent to them must reach this endpoint.
     pub preferred_address: Option<PreferredAddresses>,
+    /// CONFORMANCE TESTING ONLY (feature `conformance`): rewrites the
+    /// encoded transport parameters of every new connection, making a
+    /// hostile server for client conformance tests and fuzzing.
+    #[cfg(feature = "conformance")]
+    pub conformance_params: Option<Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>>,
 }
 
 /// The server's preferred addresses, one per family (RFC 9000 §18.2).
@@ -186,6 +191,8 @@ impl ServerConfig {
             unix_time_at_start,
             qlog: None,
             preferred_address: None,
+            #[cfg(feature = "conformance")]
+            conformance_params: None,
         }
     }
 }
@@ -645,6 +652,11 @@ impl Endpoint {
         });
         let grease = server.transport.grease.then(|| self.rng.next_u64());
         let encoded = Connection::encode_transport_parameters(&params, Side::Server, grease);
+        #[cfg(feature = "conformance")]
+        let encoded = match &server.conformance_params {
+            Some(rewrite) => rewrite(encoded),
+            None => encoded,
+        };
         let Ok(tls) = TlsSession::server(server.tls.clone(), version, encoded) else {
             return DatagramEvent::Dropped(DropReason::ConnectionSetupFailed);
         };
