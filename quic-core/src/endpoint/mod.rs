@@ -106,7 +106,7 @@ pub struct ServerConfig {
     /// encoded transport parameters of every new connection, making a
     /// hostile server for client conformance tests and fuzzing.
     #[cfg(feature = "conformance")]
-    pub conformance_params: Option<Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>>,
+    pub conformance_params: Option<ParamsRewrite>,
 }
 
 /// The server's preferred addresses, one per family (RFC 9000 §18.2).
@@ -167,6 +167,10 @@ impl std::io::Write for DeferredQlog {
         }
     }
 }
+
+/// CONFORMANCE TESTING ONLY: rewrites encoded transport parameters.
+#[cfg(feature = "conformance")]
+pub type ParamsRewrite = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
 
 /// Makes the qlog sink of a new server connection; `None` for no trace.
 pub type QlogFactory = Arc<dyn Fn(&ConnectionId) -> Option<Box<dyn std::io::Write + Send>> + Send + Sync>;
