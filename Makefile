@@ -65,7 +65,10 @@ test-php:
 	$(CARGO) build -p quicpro -p quicpro-cli -p quicpro-tests --bin conformance
 	@bash scripts/test-php.sh target/debug/libquicpro.so
 
+# Every committed corpus file and past crash input replayed through its
+# target without libFuzzer (fuzz/tests/replay.rs), then a short run of each.
 test-fuzz:
+	cd fuzz && $(CARGO) test --profile replay
 	@bash scripts/fuzz.sh smoke $(FUZZ_SECONDS)
 
 # The interop runner's fast subset against the peers Debian and PyPI ship

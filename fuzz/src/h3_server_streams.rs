@@ -13,6 +13,11 @@
 //! * byte 0, bit 1: both sides enable Extended CONNECT and HTTP datagrams
 //!   (RFC 9220, RFC 9297), and the server reads request bodies as capsules
 //!   (`recv_capsule`, RFC 9297 §3) instead of raw bytes.
+//! * byte 0, bit 2: the roles turn: a client `H3Connection` is fed, after it
+//!   sent four GET requests, and the raw streams come from the server —
+//!   op 0 writes the bytes as the response on the next of those request
+//!   streams (in turn), ops 1–3 as below from the server's side (bit 0
+//!   then runs a real server `H3Connection` first, which does not answer).
 //! * then records `[op][len][len bytes]`: `op & 3` selects 0 = a new bidi
 //!   (request) stream, 1 = a new uni stream (the bytes start with its type,
 //!   e.g. 0x00 control, 0x02 QPACK encoder, 0x03 decoder, 0x01 push, or a
@@ -26,12 +31,15 @@
 //! events that are drained here, including request bodies) or returns an
 //! HTTP/3 error, whose code must be one of the RFC 9114 / RFC 9204 codes or
 //! H3_DATAGRAM_ERROR (RFC 9297 §5.2).
+//!
+//! `FUZZ_DEBUG=1` prints the events of the layer under test.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use h3_core::connection::{H3Config, H3Connection, H3Event};
+use h3_core::qpack::HeaderField;
 use quic_core::config::TransportConfig;
 use quic_core::connection::{Connection, Side};
 use quic_core::endpoint::{ClientConfig, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, ServerConfig};
@@ -160,11 +168,14 @@ impl Net {
     }
 }
 
-/// The server HTTP/3 layer; `done` once it has failed.
+/// The HTTP/3 layer under test (the server's, or the client's when the
+/// roles turn); `done` once it has failed.
 struct Server {
     h3: H3Connection,
     done: bool,
     capsules: bool,
+    /// The victim is the client.
+    client_side: bool,
 }
 
 impl Server {
@@ -173,7 +184,8 @@ impl Server {
             return;
         }
         let now = net.now;
-        let Some(conn) = net.server() else { return };
+        let conn = if self.client_side { net.client() } else { net.server() };
+        let Some(conn) = conn else { return };
         if let Err(e) = self.h3.process(conn, now) {
             // RFC 9114 §8.1 codes 0x100..=0x110, RFC 9204 §6 codes
             // 0x200..=0x202, RFC 9297 §5.2 H3_DATAGRAM_ERROR 0x33.
@@ -183,6 +195,9 @@ impl Server {
             return;
         }
         while let Some(ev) = self.h3.poll_event() {
+            if std::env::var_os("FUZZ_DEBUG").is_some() {
+                eprintln!("victim event: {ev:?}");
+            }
             match ev {
                 H3Event::Data { stream } if self.capsules => {
                     // Until the body is drained or the stream is reset with
@@ -202,11 +217,14 @@ impl Server {
     }
 }
 
+/// `client` is the real peer's `H3Connection` (on the server's side when
+/// the roles turn).
 fn run_rounds(net: &mut Net, server: &mut Server, client: &mut Option<H3Connection>, rounds: usize) {
     for _ in 0..rounds {
         if let Some(c) = client.as_mut() {
             let now = net.now;
-            if let Some(conn) = net.client() {
+            let conn = if server.client_side { net.server() } else { net.client() };
+            if let Some(conn) = conn {
                 let _ = c.process(conn, now);
                 while c.poll_event().is_some() {}
             }
@@ -233,18 +251,46 @@ pub fn run(data: &[u8]) {
     }
     assert!(net.server().is_some_and(|s| !s.is_handshaking()), "in-memory handshake completes");
     let ext = flags & 2 != 0;
+    let turned = flags & 4 != 0;
     let cfg = H3Config { enable_connect_protocol: ext, enable_datagrams: ext, ..H3Config::default() };
-    let mut server = Server { h3: H3Connection::new(Side::Server, cfg.clone()), done: false, capsules: ext };
-    let mut client = (flags & 1 != 0).then(|| H3Connection::new(Side::Client, cfg));
+    let (victim_side, peer_side) = if turned { (Side::Client, Side::Server) } else { (Side::Server, Side::Client) };
+    let mut server = Server { h3: H3Connection::new(victim_side, cfg.clone()), done: false, capsules: ext, client_side: turned };
+    let mut client = (flags & 1 != 0).then(|| H3Connection::new(peer_side, cfg));
     run_rounds(&mut net, &mut server, &mut client, 20);
+    // A client victim asks first: the hostile server answers on these.
+    let mut requests = Vec::new();
+    if turned {
+        let now = net.now;
+        if let Some(conn) = net.client() {
+            let get = [
+                HeaderField::new(&b":method"[..], &b"GET"[..]),
+                HeaderField::new(&b":scheme"[..], &b"https"[..]),
+                HeaderField::new(&b":authority"[..], &b"localhost"[..]),
+                HeaderField::new(&b":path"[..], &b"/"[..]),
+            ];
+            for _ in 0..4 {
+                if let Ok(id) = server.h3.send_request(conn, &get, true) {
+                    requests.push(id);
+                }
+            }
+            let _ = server.h3.process(conn, now);
+        }
+        run_rounds(&mut net, &mut server, &mut client, 20);
+    }
 
     let mut last: Option<StreamId> = None;
+    let mut next_request = 0;
     while let [op, len, tail @ ..] = rest {
         let n = usize::from(*len).min(tail.len());
         let (bytes, after) = tail.split_at(n);
         rest = after;
-        let Some(conn) = net.client() else { break };
+        let conn = if turned { net.server() } else { net.client() };
+        let Some(conn) = conn else { break };
         let id = match op & 3 {
+            0 if turned => {
+                next_request += 1;
+                requests.get((next_request - 1) % requests.len().max(1)).copied()
+            }
             0 => conn.open_stream(Dir::Bi),
             1 => conn.open_stream(Dir::Uni),
             2 => last,
