@@ -395,15 +395,31 @@ pub fn run(data: &[u8]) {
         }
     }
     for _ in 0..SETTLE_ROUNDS {
-        w.deliver_all();
-        w.read_side(true);
-        w.read_side(false);
+        // Deliver and read until nothing moves: reading opens flow-control
+        // credit, and what that queues (MAX_DATA, MAX_STREAM_DATA) goes
+        // out at once, as an event loop polls after every call —
+        // `poll_timeout` does not announce it.
+        for _ in 0..256 {
+            let before: u64 = w.streams.iter().map(|s| s.halves[0].read + s.halves[1].read).sum();
+            w.deliver_all();
+            w.read_side(true);
+            w.read_side(false);
+            let after: u64 = w.streams.iter().map(|s| s.halves[0].read + s.halves[1].read).sum();
+            if after == before {
+                break;
+            }
+        }
         w.check_no_error();
         let pending = w.streams.iter().any(|s| s.halves.iter().any(|h| h.finished && !h.abandoned && !h.read_fin));
         if !pending {
             return;
         }
         let next = [w.client.poll_timeout(), w.server.poll_timeout()].into_iter().flatten().min();
+        if std::env::var_os("FUZZ_DEBUG").is_some() {
+            let halves: Vec<_> = w.streams.iter().map(|s| (s.id.0, s.halves[0].read, s.halves[1].read)).collect();
+            let c = w.conn(true).map(|c| (c.stats(), c.bytes_in_flight(), c.congestion_window()));
+            eprintln!("settle: next {:?} reads {halves:?} client {c:?}", next.map(|t| t - common::base_time()));
+        }
         match next {
             Some(t) => w.now = w.now.max(t),
             None => break,
