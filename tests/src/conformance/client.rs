@@ -53,7 +53,7 @@ impl<N: Net> Client<N> {
     /// first flight not sent yet), with the case's transport parameter
     /// rewrite if it has one.
     pub fn new(net: N, roots: Vec<rustls::pki_types::CertificateDer<'static>>, seed: u64, case: &Case) -> Result<Self, String> {
-        let mut tls = ClientTlsOptions::new(&[b"h3"]);
+        let mut tls = ClientTlsOptions::new(&[case.alpn.unwrap_or(b"h3")]);
         tls.extra_roots = roots;
         let tls = tls.build().map_err(|e| format!("client TLS: {e:?}"))?;
         let config = ClientConfig { tls, transport: std::sync::Arc::new(TransportConfig::default()), version: Version::V1 };

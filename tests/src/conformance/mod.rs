@@ -103,13 +103,15 @@ pub struct Case {
     pub section: &'static str,
     pub phase: Phase,
     pub params: Option<ParamsRewrite>,
+    /// The ALPN the client offers instead of `h3`.
+    pub alpn: Option<&'static [u8]>,
     pub steps: StepsFn,
     pub expect: Expect,
 }
 
 impl Case {
     fn new(name: &'static str, section: &'static str, phase: Phase, expect: Expect, steps: impl Fn(&Ctx) -> Vec<Step> + Send + Sync + 'static) -> Self {
-        Case { name, section, phase, params: None, steps: Box::new(steps), expect }
+        Case { name, section, phase, params: None, alpn: None, steps: Box::new(steps), expect }
     }
 }
 

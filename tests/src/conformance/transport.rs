@@ -137,6 +137,33 @@ pub fn cases() -> Vec<Case> {
             &[PROTOCOL_VIOLATION],
             new_connection_id(1, 0, &[9; 8], [2; 16]),
         ),
+        // Packet number spaces (RFC 9000 §12.3): an ACK in the Initial
+        // space of a number the server used only in another space, or not
+        // at all, acknowledges a packet never sent.
+        raw(
+            "ack in Initial of a packet never sent in that space",
+            "RFC 9000 §12.3",
+            Phase::HandshakeKeys,
+            RawSpace::Initial,
+            &[PROTOCOL_VIOLATION],
+            ack(50, 0),
+        ),
+        raw("handshake_done in a Handshake packet", "RFC 9000 §12.4", Phase::HandshakeKeys, RawSpace::Handshake, &[PROTOCOL_VIOLATION], vec![0x1e]),
+        raw(
+            "path_challenge in an Initial packet",
+            "RFC 9000 §12.4",
+            Phase::Start,
+            RawSpace::Initial,
+            &[PROTOCOL_VIOLATION],
+            vec![0x1a, 1, 2, 3, 4, 5, 6, 7, 8],
+        ),
+        // RFC 9001 §8.1: no ALPN in common is the TLS alert
+        // no_application_protocol (120) as CRYPTO_ERROR 0x178.
+        {
+            let mut c = Case::new("no application protocol in common", "RFC 9001 §8.1", Phase::Start, Expect::Transport(&[0x178]), |_| Vec::new());
+            c.alpn = Some(b"not-h3");
+            c
+        },
         // RFC 9221 §3: DATAGRAM beyond what the server accepts.
         Case::new("datagram larger than max_datagram_frame_size", "RFC 9221 §3", Phase::Confirmed, Expect::Transport(&[PROTOCOL_VIOLATION]), |ctx| {
             // The limit counts the whole frame: a payload of `max` bytes
