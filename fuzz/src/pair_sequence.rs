@@ -418,7 +418,8 @@ pub fn run(data: &[u8]) {
         if std::env::var_os("FUZZ_DEBUG").is_some() {
             let halves: Vec<_> = w.streams.iter().map(|s| (s.id.0, s.halves[0].read, s.halves[1].read)).collect();
             let c = w.conn(true).map(|c| (c.stats(), c.bytes_in_flight(), c.congestion_window()));
-            eprintln!("settle: next {:?} reads {halves:?} client {c:?}", next.map(|t| t - common::base_time()));
+            let s = w.conn(false).map(|c| (c.stats(), c.bytes_in_flight(), c.congestion_window(), c.remote_address()));
+            eprintln!("settle: next {:?} reads {halves:?}\n  client {c:?}\n  server {s:?}", next.map(|t| t - common::base_time()));
         }
         match next {
             Some(t) => w.now = w.now.max(t),

@@ -332,6 +332,37 @@ fn key_update_both_ways() {
     assert_eq!(p.client().stats().key_updates, 2, "client followed");
 }
 
+/// RFC 9001 §6.1, §6.5: an endpoint that starts a key update keeps the old
+/// receive keys until the peer follows. Here the server starts one with
+/// nothing to send, so the client learns of it only much later; its
+/// packets of the old phase must still be read (found by the
+/// `pair_sequence` fuzz target: the old keys went three PTOs after the
+/// start, and every client packet was dropped from then on).
+#[test]
+fn key_update_started_while_idle_keeps_the_old_keys_until_the_peer_follows() {
+    let c = certs();
+    // No PMTU probes: they would carry the new keys to the client.
+    let t = TransportConfig { mtu_discovery: false, ..TransportConfig::default() };
+    let mut p = Pair::new(14, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    transfer(&mut p, 10_000, Duration::from_secs(10));
+    // Everything acknowledged, nothing left to send.
+    let settled = p.now + Duration::from_secs(5);
+    while p.step_until(settled) {}
+    let now = p.now;
+    assert!(p.server().initiate_key_update(now));
+    // Ten quiet seconds: many PTOs, nothing sent either way.
+    let sent = p.server().stats().packets_sent;
+    let until = p.now + Duration::from_secs(10);
+    while p.step_until(until) {}
+    assert_eq!(p.server().stats().packets_sent, sent, "the server sent something while quiet");
+    let dropped = p.server().stats().packets_dropped;
+    transfer(&mut p, 100_000, Duration::from_secs(30));
+    assert_eq!(p.server().stats().packets_dropped, dropped, "the server dropped the client's old-phase packets");
+    assert_eq!(p.client().stats().key_updates, 1, "the client followed");
+    assert_eq!(p.server().stats().key_updates, 1);
+}
+
 #[test]
 fn idle_timeout_closes_both() {
     let c = certs();

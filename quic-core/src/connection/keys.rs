@@ -78,9 +78,15 @@ impl OneRttKeys {
         self.prev_remote.as_deref()
     }
 
-    /// Moves to the next key phase; the old receive key is kept for three
-    /// PTOs for reordered packets (§6.5).
-    pub fn rotate(&mut self, now: Instant, pto: Duration) {
+    /// Moves to the next key phase, keeping the old receive key for the
+    /// peer's packets of the old phase. Following the peer (`peer_started`),
+    /// it goes three PTOs after now, for reordered packets (RFC 9001 §6.5).
+    /// Starting the update ourselves, the peer keeps sending with the old
+    /// keys until it sees a packet of ours with the new ones — which may be
+    /// long after, if we have nothing to send — so the three PTOs start
+    /// only at its first packet with the new keys
+    /// ([`OneRttKeys::on_new_phase_received`]; §6.1, §6.5).
+    pub fn rotate(&mut self, now: Instant, pto: Duration, peer_started: bool) {
         let next = match self.next.take() {
             Some(n) => n,
             None => self.next_keys(),
@@ -89,12 +95,25 @@ impl OneRttKeys {
         self.local = next.local;
         self.prev_remote = Some(old_remote);
         // A backed-off PTO can saturate at Duration::MAX: never overflow.
-        self.prev_discard_at = Some(super::deadline_after(now, pto.saturating_mul(3)));
+        self.prev_discard_at = peer_started.then(|| super::deadline_after(now, pto.saturating_mul(3)));
         self.key_phase = !self.key_phase;
         self.phase_first_sent = None;
         self.phase_acked = false;
         self.phase_first_received = None;
         self.sent_in_phase = 0;
+    }
+
+    /// The peer's first packet protected with the current keys arrived:
+    /// the old receive key is kept three PTOs more (RFC 9001 §6.5).
+    pub fn on_new_phase_received(&mut self, now: Instant, pto: Duration) {
+        if self.prev_remote.is_some() && self.prev_discard_at.is_none() {
+            self.prev_discard_at = Some(super::deadline_after(now, pto.saturating_mul(3)));
+        }
+    }
+
+    /// Whether an update is under way: old receive keys are still held.
+    pub fn updating(&self) -> bool {
+        self.prev_remote.is_some()
     }
 
     pub fn prev_discard_deadline(&self) -> Option<Instant> {

@@ -168,7 +168,7 @@ impl Connection {
             // The peer started a key update (RFC 9001 §6.2); follow it.
             let pto = self.recovery.pto(SpaceId::Data, self.handshake_confirmed);
             if let Some(k) = &mut self.one_rtt {
-                k.rotate(now, pto);
+                k.rotate(now, pto, true);
                 self.stats.key_updates += 1;
                 let gen = self.stats.key_updates;
                 if let Some(q) = &mut self.qlog {
@@ -177,6 +177,10 @@ impl Connection {
             }
         }
         if let (Some(PhaseKey::Current | PhaseKey::Next), Some(k)) = (phase, &mut self.one_rtt) {
+            if k.phase_first_received.is_none() {
+                let pto = self.recovery.pto(SpaceId::Data, self.handshake_confirmed);
+                k.on_new_phase_received(now, pto);
+            }
             k.phase_first_received = Some(k.phase_first_received.map_or(pn, |f| f.min(pn)));
         }
         self.stats.packets_received += 1;

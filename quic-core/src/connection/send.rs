@@ -251,8 +251,8 @@ impl Connection {
             return;
         }
         if let Some(k) = &mut self.one_rtt {
-            if k.sent_in_phase >= interval && k.phase_acked && k.prev_discard_deadline().is_none() {
-                k.rotate(now, pto);
+            if k.sent_in_phase >= interval && k.phase_acked && !k.updating() {
+                k.rotate(now, pto, false);
                 self.stats.key_updates += 1;
             }
         }
@@ -262,8 +262,8 @@ impl Connection {
     pub fn initiate_key_update(&mut self, now: Instant) -> bool {
         let pto = self.recovery.pto(SpaceId::Data, self.handshake_confirmed);
         match &mut self.one_rtt {
-            Some(k) if self.handshake_confirmed && k.phase_acked && k.prev_discard_deadline().is_none() => {
-                k.rotate(now, pto);
+            Some(k) if self.handshake_confirmed && k.phase_acked && !k.updating() => {
+                k.rotate(now, pto, false);
                 self.stats.key_updates += 1;
                 true
             }
