@@ -28,6 +28,8 @@
 //! server victim never sends an unvalidated address more than three times
 //! what it received (RFC 9000 §8.1); stats only grow; once the input
 //! stops, every connection ends (times out or closes) and no timer spins.
+//!
+//! `FUZZ_DEBUG=1` prints the victim's connections while they drain.
 
 use crate::common;
 
@@ -42,7 +44,11 @@ use quic_core::endpoint::{ClientConfig, ConnectionHandle, DatagramEvent, Endpoin
 use quic_core::rand::SeededRandom;
 use quic_core::Version;
 
-const MAX_TRANSMITS: usize = 32;
+/// Transmits polled per flight at most. The endpoint's contract is to be
+/// polled until it returns `None` (only then is a connection's timer
+/// re-armed), so this bound is only a guard against a sender that never
+/// stops, which is a bug the assertion reports.
+const MAX_TRANSMITS: usize = 4096;
 const MAX_DRAIN_STEPS: usize = 2000;
 const ADVANCE_MS: [u64; 8] = [0, 1, 2, 5, 10, 50, 200, 1000];
 /// Real flights run at most this often to reach a record's keys.
@@ -73,14 +79,19 @@ impl World {
         let buf = if victim_sends { &mut self.victim_buf } else { &mut self.buf };
         let src = if from_client { &mut self.client } else { &mut self.server };
         let mut datagrams = Vec::new();
+        let mut drained = false;
         for _ in 0..MAX_TRANSMITS {
-            let Some(t) = src.poll_transmit(self.now, buf) else { break };
+            let Some(t) = src.poll_transmit(self.now, buf) else {
+                drained = true;
+                break;
+            };
             if victim_sends {
                 common::check_transmit(&t, buf.len(), self.max_segments);
             }
             let seg = t.segment_size.unwrap_or(t.size).max(1);
             datagrams.extend(buf[..t.size].chunks(seg).map(<[u8]>::to_vec));
         }
+        assert!(drained, "{MAX_TRANSMITS} transmits in one flight and still more");
         let any = !datagrams.is_empty();
         for d in datagrams {
             self.deliver(!from_client, d);
@@ -214,9 +225,18 @@ pub fn run(data: &[u8]) {
 
     // The input stopped: both sides run to the end, the victim's timers
     // checked for spinning.
-    for _ in 0..MAX_DRAIN_STEPS {
+    let debug = std::env::var_os("FUZZ_DEBUG").is_some();
+    for step in 0..MAX_DRAIN_STEPS {
         w.exchange();
         let victim = if w.victim_is_server() { &mut w.server } else { &mut w.client };
+        if debug && (step < 20 || step % 200 == 0) {
+            let at = w.now - common::base_time();
+            for &h in victim.active() {
+                if let Some(c) = victim.connection_ref(h) {
+                    eprintln!("drain {step} at {at:?}: {c:?} handshaking {} {}", c.is_handshaking(), c.fuzz_timers());
+                }
+            }
+        }
         let Some(t) = victim.poll_timeout() else { break };
         w.now = w.now.max(t);
         w.client.handle_timeout(w.now);
@@ -225,12 +245,17 @@ pub fn run(data: &[u8]) {
         let sent = {
             let (ep, buf) = if victim_is_server { (&mut w.server, &mut w.victim_buf) } else { (&mut w.client, &mut w.victim_buf) };
             let mut sent = Vec::new();
+            let mut drained = false;
             for _ in 0..MAX_TRANSMITS {
-                let Some(t) = ep.poll_transmit(w.now, buf) else { break };
+                let Some(t) = ep.poll_transmit(w.now, buf) else {
+                    drained = true;
+                    break;
+                };
                 common::check_transmit(&t, buf.len(), w.max_segments);
                 let seg = t.segment_size.unwrap_or(t.size).max(1);
                 sent.extend(buf[..t.size].chunks(seg).map(<[u8]>::to_vec));
             }
+            assert!(drained, "{MAX_TRANSMITS} transmits at once and still more");
             if sent.is_empty() {
                 if let Some(next) = ep.poll_timeout() {
                     assert!(next > w.now, "timer spins: {ep:?}");
