@@ -363,6 +363,23 @@ fn key_update_started_while_idle_keeps_the_old_keys_until_the_peer_follows() {
     assert_eq!(p.server().stats().key_updates, 1);
 }
 
+/// RFC 9221 §3: max_datagram_frame_size bounds the whole frame (type,
+/// Length, payload). A frame of exactly the limit is sent and received;
+/// one byte more is refused at the sender (the conformance suite checks
+/// that a receiver closes on it with PROTOCOL_VIOLATION).
+#[test]
+fn datagram_frame_limit_counts_the_whole_frame() {
+    let c = certs();
+    let t = TransportConfig { max_datagram_frame_size: Some(1000), ..TransportConfig::default() };
+    let mut p = Pair::new(15, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    // 1 (type 0x31) + 2 (Length) + 997 = 1000.
+    assert!(!p.client().send_datagram(bytes::Bytes::from(vec![7u8; 998])));
+    assert!(p.client().send_datagram(bytes::Bytes::from(vec![7u8; 997])));
+    p.run_until(Duration::from_secs(5), |p| p.server().recv_datagram().is_some_and(|d| d.len() == 997));
+    assert!(p.server().error().is_none() && p.client().error().is_none());
+}
+
 #[test]
 fn idle_timeout_closes_both() {
     let c = certs();

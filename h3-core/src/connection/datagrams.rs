@@ -29,10 +29,10 @@ impl H3Connection {
         let packet_room = usize::from(conn.mtu()).saturating_sub(datagram::PACKET_OVERHEAD) as u64;
         let frame_max = peer_max.min(packet_room);
         // The largest content whose whole frame (type + length varint +
-        // content, RFC 9221 §4) fits, and that quic-core's own queueing rule
-        // (content + 4 <= the peer's bound) accepts; a few steps at most.
+        // content, RFC 9221 §4) fits — quic-core's own queueing rule — a
+        // few steps at most.
         let mut content = frame_max.saturating_sub(2);
-        while content > 0 && (datagram::frame_size(content as usize) as u64 > frame_max || content + 4 > peer_max) {
+        while content > 0 && datagram::frame_size(content as usize) as u64 > frame_max {
             content -= 1;
         }
         let hdr = datagram::header_len(stream);

@@ -844,10 +844,13 @@ impl Connection {
         self.streams.map.get(&id).and_then(|s| s.send.as_ref()).map_or(0, |s| s.writable())
     }
 
-    /// Queues a DATAGRAM frame (RFC 9221); dropped if the peer does not accept them.
+    /// Queues a DATAGRAM frame (RFC 9221); dropped if the peer does not
+    /// accept them, or not this large: its max_datagram_frame_size bounds
+    /// the whole frame as we send it (type 0x31, Length, payload; §3, §4).
     pub fn send_datagram(&mut self, data: Bytes) -> bool {
         let max = self.peer_params.as_ref().and_then(|p| p.max_datagram_frame_size).unwrap_or(0);
-        if (data.len() as u64) + 4 > max || self.datagrams_out.len() >= MAX_QUEUED_DATAGRAMS {
+        let frame = 1 + crate::varint::size(data.len() as u64) as u64 + data.len() as u64;
+        if frame > max || self.datagrams_out.len() >= MAX_QUEUED_DATAGRAMS {
             return false;
         }
         self.datagrams_out.push_back(data);

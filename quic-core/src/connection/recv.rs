@@ -543,9 +543,14 @@ impl Connection {
             }
             Frame::Datagram { data } => {
                 // RFC 9221 §4: DATAGRAM without having advertised support, or
-                // larger than advertised, is PROTOCOL_VIOLATION.
+                // larger than advertised, is PROTOCOL_VIOLATION. The limit is
+                // on the whole frame — type, Length when present, payload
+                // (§3) — not on the payload alone.
                 let max = self.config.max_datagram_frame_size.unwrap_or(0);
-                if self.config.max_datagram_frame_size.is_none() || data.len() as u64 > max {
+                let len = data.len() as u64;
+                let length_field = if ft & 1 == 1 { crate::varint::size(len) as u64 } else { 0 };
+                let frame_size = crate::varint::size(ft) as u64 + length_field + len;
+                if self.config.max_datagram_frame_size.is_none() || frame_size > max {
                     return Err(Error::protocol_violation("unexpected DATAGRAM frame").with_frame_type(ft));
                 }
                 if self.datagrams_in.len() >= MAX_QUEUED_DATAGRAMS {

@@ -41,13 +41,15 @@ impl SimNet {
     pub const CLIENT: &'static str = "198.18.0.2:50000";
 
     /// A server with the test certificate, ALPN h3 and default transport
-    /// settings; `seed` fixes its randomness.
+    /// settings but one: DATAGRAM frames up to 1,000 bytes (the default
+    /// 65,535 leaves no room to exceed it in a packet, so the RFC 9221
+    /// case could not apply); `seed` fixes its randomness.
     pub fn new(seed: u64) -> Self {
         let cert = crate::certs::shared();
         let tls = ServerTlsOptions::new(vec![cert.cert.clone()], cert.key.clone_key(), &[b"h3"]).build().unwrap();
         let now = Instant::now();
         let mut sc = ServerConfig::new(tls, b"conformance token secret", 1_700_000_000);
-        sc.transport = Arc::new(TransportConfig::default());
+        sc.transport = Arc::new(TransportConfig { max_datagram_frame_size: Some(1000), ..TransportConfig::default() });
         let server = Endpoint::with_rng(EndpointConfig::new(b"conformance reset"), Some(sc), now, Box::new(SeededRandom::new(seed)));
         SimNet { now, server, apps: HashMap::new(), queue: VecDeque::new(), out: vec![0u8; 65536] }
     }
