@@ -137,11 +137,13 @@ impl ReorderState {
     ) -> SpuriousOutcome {
         let mut out = SpuriousOutcome::default();
         let q = &mut self.lost[space.index()];
-        if q.is_empty() {
-            return out;
-        }
         let Some(&lowest_lost) = q.front() else { return out };
-        let mut max_distance = 0u64;
+        // Collect first (the queue is searched unchanged), then remove in
+        // one pass and settle the undo bookkeeping in one pass: removing
+        // from the middle per range, or scanning the pending list per
+        // loss, would make a hostile ACK quadratic again. The list is
+        // allocated only when an ACK reveals spurious losses.
+        let mut found: Vec<u64> = Vec::new();
         for range in ranges {
             if *range.end() < lowest_lost {
                 // Ranges descend: none further down can hold a loss.
@@ -149,21 +151,19 @@ impl ReorderState {
             }
             let a = q.partition_point(|&pn| pn < *range.start());
             let b = q.partition_point(|&pn| pn <= *range.end());
-            for pn in q.drain(a..b) {
-                out.spurious += 1;
-                // It arrived while `largest` was acknowledged: that many
-                // packets overtook it.
-                max_distance = max_distance.max(largest.saturating_sub(pn) + 1);
-                if let Some(u) = &mut self.undo {
-                    u.pending.retain(|&(s, p)| !(s == space && p == pn));
-                }
-            }
-            if q.is_empty() {
-                break;
-            }
+            found.extend(q.range(a..b).copied());
         }
-        if out.spurious == 0 {
+        if found.is_empty() {
             return out;
+        }
+        found.sort_unstable();
+        q.retain(|pn| found.binary_search(pn).is_err());
+        out.spurious = found.len() as u32;
+        // Each arrived while `largest` was acknowledged: that many packets
+        // overtook the oldest of them.
+        let max_distance = largest.saturating_sub(found[0]) + 1;
+        if let Some(u) = &mut self.undo {
+            u.pending.retain(|&(s, p)| !(s == space && found.binary_search(&p).is_ok()));
         }
         self.spurious_total += u64::from(out.spurious);
         let packet = self.packet_threshold.max(max_distance.min(MAX_PACKET_THRESHOLD));
