@@ -73,6 +73,9 @@ pub struct TransportConfig {
     /// active_connection_id_limit we advertise.
     pub active_connection_id_limit: u64,
     pub congestion: CongestionAlgorithm,
+    /// HyStart++ (RFC 9406) ends the initial slow start when the RTT starts
+    /// to climb, before the bottleneck's buffer overflows; on by default.
+    pub hystart: bool,
     /// RFC 9002 §6.2.2 kInitialRtt.
     pub initial_rtt: Duration,
     /// Send PING when otherwise idle for this long (keeps NAT bindings and
@@ -124,6 +127,7 @@ impl Default for TransportConfig {
             ack_eliciting_threshold: 2,
             active_connection_id_limit: 4,
             congestion: CongestionAlgorithm::Cubic,
+            hystart: true,
             initial_rtt: Duration::from_millis(333),
             keep_alive_interval: None,
             max_datagram_frame_size: Some(65535),

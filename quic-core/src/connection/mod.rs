@@ -386,6 +386,7 @@ impl Connection {
         recovery_cfg.initial_rtt = cfg.initial_rtt;
         recovery_cfg.max_datagram_size = u64::from(cfg.initial_mtu.max(1200));
         recovery_cfg.congestion = cfg.congestion;
+        recovery_cfg.hystart = cfg.hystart;
         // Let one full GSO batch leave per pacing burst (see `Pacer::with_burst`).
         recovery_cfg.pacing_burst = cfg.max_gso_segments as u64;
         let rng = params.rng;
@@ -603,6 +604,11 @@ impl Connection {
 
     pub fn rtt(&self) -> Duration {
         self.recovery.rtt().smoothed_rtt()
+    }
+
+    /// The smallest RTT seen (RFC 9002 §5.2).
+    pub fn min_rtt(&self) -> Duration {
+        self.recovery.rtt().min_rtt()
     }
 
     pub fn congestion_window(&self) -> u64 {

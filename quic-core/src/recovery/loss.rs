@@ -43,6 +43,8 @@ pub struct RecoveryConfig {
     /// The path's maximum datagram size (RFC 9002 B.2, at least 1200).
     pub max_datagram_size: u64,
     pub congestion: CongestionAlgorithm,
+    /// HyStart++ in the initial slow start (RFC 9406).
+    pub hystart: bool,
     /// Datagrams the pacer lets leave in one burst (RFC 9002 §7.7 leaves the
     /// burst size to the sender; at least 10, the initial window).
     pub pacing_burst: u64,
@@ -57,6 +59,7 @@ impl RecoveryConfig {
             max_ack_delay: DEFAULT_MAX_ACK_DELAY,
             max_datagram_size: MIN_MAX_DATAGRAM_SIZE,
             congestion: CongestionAlgorithm::default(),
+            hystart: true,
             pacing_burst: super::pacer::BURST_DATAGRAMS,
         }
     }
@@ -217,7 +220,7 @@ pub struct Recovery<T> {
 impl<T> Recovery<T> {
     /// Recovery state with the configured congestion controller.
     pub fn new(config: RecoveryConfig) -> Self {
-        let cc = config.congestion.build(config.max_datagram_size);
+        let cc = config.congestion.build(config.max_datagram_size, config.hystart);
         Self::with_congestion_controller(config, cc)
     }
 

@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use super::{initial_window, minimum_window, window_after_mtu_update, CongestionController};
+use super::{initial_window, minimum_window, window_after_mtu_update, CongestionController, HyStart, SlowStartStep};
 use crate::recovery::rtt::RttEstimator;
 
 /// RFC 9438 §5.1: C = 0.4 (segments / s^3).
@@ -67,6 +67,8 @@ pub struct Cubic {
     /// Start of an application-limited stretch in congestion avoidance; the
     /// stretch is excluded from t (RFC 9438 §5.8).
     app_limited_since: Option<Instant>,
+    /// HyStart++ for the initial slow start (RFC 9406, RFC 9438 §4.10).
+    hystart: HyStart,
 }
 
 impl Cubic {
@@ -83,6 +85,7 @@ impl Cubic {
             w_est: 0.0,
             carry: 0.0,
             app_limited_since: None,
+            hystart: HyStart::new(),
         }
     }
 
@@ -132,6 +135,17 @@ impl Cubic {
         }
     }
 
+    /// With (the default) or without HyStart++ in the initial slow start.
+    pub fn with_hystart(mut self, on: bool) -> Self {
+        self.hystart = if on { HyStart::new() } else { HyStart::disabled() };
+        self
+    }
+
+    /// Where HyStart++ stands (RFC 9406).
+    pub fn hystart_phase(&self) -> super::HyStartPhase {
+        self.hystart.phase()
+    }
+
     fn minimum_window(&self) -> u64 {
         minimum_window(self.max_datagram_size)
     }
@@ -173,8 +187,17 @@ impl CongestionController for Cubic {
         }
 
         if in_slow_start {
-            // RFC 9438 §4.10: standard slow start.
-            self.window = self.window.saturating_add(bytes);
+            // RFC 9438 §4.10: slow start, with HyStart++ (RFC 9406 §4.2).
+            match self.hystart.on_ack(now, sent_time, rtt.latest_rtt()) {
+                SlowStartStep::Grow { divisor } => self.window = self.window.saturating_add(bytes / divisor),
+                SlowStartStep::EnterCongestionAvoidance => {
+                    // RFC 9438 §4.10: leaving slow start without a
+                    // congestion event, W_max and cwnd_prior are the window
+                    // and K = 0 (`start_epoch` does that while W_max is 0).
+                    self.ssthresh = self.window;
+                    self.cwnd_prior = self.window as f64;
+                }
+            }
             return;
         }
 
@@ -209,6 +232,7 @@ impl CongestionController for Cubic {
     }
 
     fn on_congestion_event(&mut self, now: Instant, sent_time: Instant, persistent_congestion: bool, _lost_bytes: u64) {
+        self.hystart.on_congestion();
         if !self.in_recovery(sent_time) {
             self.recovery_start = Some(now);
             let cwnd = self.window as f64;

@@ -5,6 +5,7 @@
 //! and timers live in [`Recovery`](super::Recovery). Every window is in bytes.
 
 pub mod cubic;
+pub mod hystart;
 pub mod new_reno;
 
 use core::fmt;
@@ -14,6 +15,7 @@ use std::time::Instant;
 use super::rtt::RttEstimator;
 
 pub use cubic::Cubic;
+pub use hystart::{HyStart, HyStartPhase, SlowStartStep};
 pub use new_reno::NewReno;
 
 /// RFC 9002 §7.2 / B.1 kInitialWindow:
@@ -128,11 +130,12 @@ pub enum CongestionAlgorithm {
 }
 
 impl CongestionAlgorithm {
-    /// A fresh controller of this kind for a path with `max_datagram_size`.
-    pub fn build(&self, max_datagram_size: u64) -> Box<dyn CongestionController> {
+    /// A fresh controller of this kind for a path with `max_datagram_size`;
+    /// `hystart`: its initial slow start uses HyStart++ (RFC 9406).
+    pub fn build(&self, max_datagram_size: u64, hystart: bool) -> Box<dyn CongestionController> {
         match self {
-            CongestionAlgorithm::NewReno => Box::new(NewReno::new(max_datagram_size)),
-            CongestionAlgorithm::Cubic => Box::new(Cubic::new(max_datagram_size)),
+            CongestionAlgorithm::NewReno => Box::new(NewReno::new(max_datagram_size).with_hystart(hystart)),
+            CongestionAlgorithm::Cubic => Box::new(Cubic::new(max_datagram_size).with_hystart(hystart)),
         }
     }
 
@@ -217,7 +220,7 @@ mod tests {
             cubic in proptest::bool::ANY,
         ) {
             let alg = if cubic { CongestionAlgorithm::Cubic } else { CongestionAlgorithm::NewReno };
-            let mut cc = alg.build(1200);
+            let mut cc = alg.build(1200, true);
             let mut rtt = RttEstimator::default();
             let t0 = Instant::now();
             let mut now = t0;
@@ -240,7 +243,7 @@ mod tests {
     #[test]
     fn build_gives_fresh_controllers() {
         for alg in [CongestionAlgorithm::NewReno, CongestionAlgorithm::Cubic] {
-            let cc = alg.build(1200);
+            let cc = alg.build(1200, true);
             assert_eq!(cc.window(), 12_000);
             assert_eq!(cc.ssthresh(), u64::MAX);
             assert!(cc.in_slow_start());

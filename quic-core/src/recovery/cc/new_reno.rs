@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{initial_window, minimum_window, window_after_mtu_update, CongestionController, LOSS_REDUCTION_DEN, LOSS_REDUCTION_NUM};
+use super::{initial_window, minimum_window, window_after_mtu_update, CongestionController, HyStart, SlowStartStep, LOSS_REDUCTION_DEN, LOSS_REDUCTION_NUM};
 use crate::recovery::rtt::RttEstimator;
 
 /// The RFC 9002 congestion controller: slow start, a recovery period per
@@ -20,13 +20,26 @@ pub struct NewReno {
     /// RFC 9002 B.5 suggests RFC 3465 §2.1 byte counting for an integer
     /// window: grow by one max_datagram_size per window of bytes acked.
     bytes_acked: u64,
+    /// HyStart++ for the initial slow start (RFC 9406).
+    hystart: HyStart,
 }
 
 impl NewReno {
     /// RFC 9002 B.3: window = kInitialWindow, ssthresh = infinite, not in
     /// recovery.
     pub fn new(max_datagram_size: u64) -> Self {
-        Self { max_datagram_size, window: initial_window(max_datagram_size), ssthresh: u64::MAX, recovery_start: None, bytes_acked: 0 }
+        Self { max_datagram_size, window: initial_window(max_datagram_size), ssthresh: u64::MAX, recovery_start: None, bytes_acked: 0, hystart: HyStart::new() }
+    }
+
+    /// With (the default) or without HyStart++ in the initial slow start.
+    pub fn with_hystart(mut self, on: bool) -> Self {
+        self.hystart = if on { HyStart::new() } else { HyStart::disabled() };
+        self
+    }
+
+    /// Where HyStart++ stands (RFC 9406).
+    pub fn hystart_phase(&self) -> super::HyStartPhase {
+        self.hystart.phase()
     }
 
     fn minimum_window(&self) -> u64 {
@@ -39,7 +52,7 @@ impl CongestionController for NewReno {
         // RFC 9002 B.4 only changes bytes_in_flight, which Recovery owns.
     }
 
-    fn on_ack(&mut self, _now: Instant, sent_time: Instant, bytes: u64, _rtt: &RttEstimator, app_limited: bool) {
+    fn on_ack(&mut self, now: Instant, sent_time: Instant, bytes: u64, rtt: &RttEstimator, app_limited: bool) {
         // RFC 9002 §7.8 / B.5: no growth while the window is underused.
         if app_limited {
             return;
@@ -50,8 +63,12 @@ impl CongestionController for NewReno {
             return;
         }
         if self.window < self.ssthresh {
-            // RFC 9002 §7.3.1: slow start grows by the bytes acknowledged.
-            self.window = self.window.saturating_add(bytes);
+            // RFC 9002 §7.3.1: slow start grows by the bytes acknowledged;
+            // HyStart++ slows that (CSS) or ends it (RFC 9406 §4.2).
+            match self.hystart.on_ack(now, sent_time, rtt.latest_rtt()) {
+                SlowStartStep::Grow { divisor } => self.window = self.window.saturating_add(bytes / divisor),
+                SlowStartStep::EnterCongestionAvoidance => self.ssthresh = self.window,
+            }
         } else {
             // RFC 9002 §7.3.3: at most one max_datagram_size per window
             // acknowledged (RFC 3465 §2.1 byte counting).
@@ -65,6 +82,7 @@ impl CongestionController for NewReno {
 
     fn on_congestion_event(&mut self, now: Instant, sent_time: Instant, persistent_congestion: bool, _lost_bytes: u64) {
         // RFC 9002 §7.3.2 / B.6: one reduction per recovery period.
+        self.hystart.on_congestion();
         if !self.in_recovery(sent_time) {
             self.recovery_start = Some(now);
             // B.6: ssthresh = window * kLossReductionFactor;
