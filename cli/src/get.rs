@@ -81,6 +81,8 @@ pub struct GetConfig {
     pub versions: Vec<quic_core::Version>,
     /// `--max-udp-payload`, `--no-pmtud`.
     pub path: crate::path_opts::PathOptions,
+    /// `--cc`, `--no-hystart`.
+    pub cc: crate::cc_opts::CcOptions,
     /// `--migrate-after BYTES`: once this much response body has arrived on
     /// a connection, move it to a new local port (RFC 9000 §9.2).
     pub migrate_after: Option<u64>,
@@ -400,6 +402,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
     opts.version = cfg.version;
     opts.transport.versions = cfg.versions.clone();
     cfg.path.apply(&mut opts.transport);
+    cfg.cc.apply(&mut opts.transport);
     // NEW_TOKEN tokens carry over to the next connection (--reconnect,
     // --resume-rest): a server demanding address validation skips its Retry.
     opts.tokens = Some(io_backends::runtime::TokenStore::new());
@@ -515,7 +518,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         if cfg.verbose {
             if let Some(c) = s.client.connection() {
                 eprintln!(
-                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}, migrations {}, peer {}{}",
+                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}, congestion {} (HyStart++ {}), migrations {}, peer {}{}",
                     gi + 1,
                     if c.is_resumed() { "TLS session resumed" } else { "full TLS handshake" },
                     match c.zero_rtt_accepted() {
@@ -531,6 +534,8 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                     },
                     c.rtt(),
                     c.mtu(),
+                    c.congestion_controller(),
+                    c.hystart_phase().map_or("n/a", |p| p.name()),
                     c.stats().migrations,
                     c.remote_address(),
                     if cfg.key_update { format!(", key updates {}", c.stats().key_updates) } else { String::new() },

@@ -9,6 +9,7 @@
 //! not be parsed or decrypted (the output says which), 2 for bad usage or
 //! input that is not a datagram at all (odd hex, missing file).
 
+mod cc_opts;
 mod describe;
 mod get;
 mod hq;
@@ -103,6 +104,8 @@ fn run_gen_cert(a: &GenCertArgs) -> ExitCode {
 struct ServeArgs {
     #[command(flatten)]
     path: path_opts::PathOptions,
+    #[command(flatten)]
+    cc: cc_opts::CcOptions,
     /// Announce this address in preferred_address (RFC 9000 §9.6), once per
     /// family (IPv4 and/or IPv6): clients move there after the handshake.
     /// IP or IP:PORT (no port: the server's). Packets to it must reach this
@@ -191,6 +194,8 @@ struct ServeArgs {
 struct GetArgs {
     #[command(flatten)]
     path: path_opts::PathOptions,
+    #[command(flatten)]
+    cc: cc_opts::CcOptions,
     /// https:// URLs, all on the same server.
     #[arg(required = true)]
     urls: Vec<String>,
@@ -401,6 +406,7 @@ fn run_serve(a: &ServeArgs) -> ExitCode {
         retry: a.retry,
         gso_segments: a.gso_segments,
         path: a.path,
+        cc: a.cc,
         preferred_address: preferred_addresses(&a.preferred_address),
         cid_format: match cid_format(a) {
             Ok(f) => f,
@@ -475,6 +481,7 @@ fn run_get(a: &GetArgs) -> ExitCode {
         version: a.quic_version,
         versions: a.versions.clone().map(|v| v.0).unwrap_or_default(),
         path: a.path,
+        cc: a.cc,
         migrate_after: a.migrate_after,
     };
     match get::get(cfg) {

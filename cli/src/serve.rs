@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub gso_segments: usize,
     /// `--max-udp-payload`, `--no-pmtud`.
     pub path: crate::path_opts::PathOptions,
+    /// `--cc`, `--no-hystart`.
+    pub cc: crate::cc_opts::CcOptions,
     /// `--preferred-address` (RFC 9000 §9.6).
     pub preferred_address: Option<quic_core::endpoint::PreferredAddresses>,
     /// `--server-id`, `--lb-key`, `--lb-config-rotation` (QUIC-LB).
@@ -181,6 +183,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     opts.retry = cfg.retry;
     opts.transport.max_gso_segments = cfg.gso_segments.max(1);
     cfg.path.apply(&mut opts.transport);
+    cfg.cc.apply(&mut opts.transport);
     opts.preferred_address = cfg.preferred_address;
     opts.cid_format = cfg.cid_format.clone();
     opts.transport.versions = cfg.versions.clone();

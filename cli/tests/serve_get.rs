@@ -348,3 +348,23 @@ fn quic_lb_server_ids_in_connection_ids() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// `--cc` and `--no-hystart` choose the controller on both sides; an
+/// unknown name is refused before anything starts.
+#[test]
+fn congestion_controller_options() {
+    let (_server, port) = start_server(&["--cc", "newreno", "--no-hystart"]);
+    let url = format!("https://127.0.0.1:{port}/bytes/300000");
+    let out = get(&["-v", "--cc", "newreno", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, pattern(300_000));
+    assert!(err.contains("congestion newreno (HyStart++ slow start)") || err.contains("congestion newreno (HyStart++ done)"), "{err}");
+    let out = get(&["-v", "--cc", "cubic", "--no-hystart", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("congestion cubic (HyStart++ off)"), "{err}");
+    let out = get(&["--cc", "bbr", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown congestion controller"), "{}", String::from_utf8_lossy(&out.stderr));
+}

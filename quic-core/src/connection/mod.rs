@@ -615,6 +615,16 @@ impl Connection {
         self.recovery.congestion_window()
     }
 
+    /// The congestion controller's name ("cubic", "newreno").
+    pub fn congestion_controller(&self) -> &'static str {
+        self.recovery.congestion_controller().name()
+    }
+
+    /// Where the controller's HyStart++ stands, if it uses it (RFC 9406).
+    pub fn hystart_phase(&self) -> Option<crate::recovery::cc::HyStartPhase> {
+        self.recovery.congestion_controller().hystart_phase()
+    }
+
     pub fn bytes_in_flight(&self) -> u64 {
         self.recovery.bytes_in_flight()
     }

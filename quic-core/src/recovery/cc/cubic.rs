@@ -141,11 +141,6 @@ impl Cubic {
         self
     }
 
-    /// Where HyStart++ stands (RFC 9406).
-    pub fn hystart_phase(&self) -> super::HyStartPhase {
-        self.hystart.phase()
-    }
-
     fn minimum_window(&self) -> u64 {
         minimum_window(self.max_datagram_size)
     }
@@ -293,6 +288,10 @@ impl CongestionController for Cubic {
 
     fn name(&self) -> &'static str {
         "cubic"
+    }
+
+    fn hystart_phase(&self) -> Option<super::HyStartPhase> {
+        Some(self.hystart.phase())
     }
 
     fn clone_box(&self) -> Box<dyn CongestionController> {

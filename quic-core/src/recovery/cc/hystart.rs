@@ -39,6 +39,19 @@ pub enum HyStartPhase {
     /// HyStart++ is over: congestion avoidance was entered, or a loss or
     /// ECN mark ended the initial slow start.
     Done,
+    /// Configured off: standard slow start throughout.
+    Off,
+}
+
+impl HyStartPhase {
+    pub const fn name(self) -> &'static str {
+        match self {
+            HyStartPhase::SlowStart => "slow start",
+            HyStartPhase::Css => "conservative slow start",
+            HyStartPhase::Done => "done",
+            HyStartPhase::Off => "off",
+        }
+    }
 }
 
 /// What the controller does with an acknowledgment in slow start.
@@ -92,7 +105,7 @@ impl HyStart {
 
     /// Standard slow start only: HyStart++ never acts.
     pub fn disabled() -> Self {
-        Self { phase: HyStartPhase::Done, ..Self::new() }
+        Self { phase: HyStartPhase::Off, ..Self::new() }
     }
 
     pub fn phase(&self) -> HyStartPhase {
@@ -103,7 +116,7 @@ impl HyStart {
     /// window is below ssthresh; `latest_rtt` is the connection's latest
     /// RTT sample (currRTT).
     pub fn on_ack(&mut self, now: Instant, sent_time: Instant, latest_rtt: Duration) -> SlowStartStep {
-        if self.phase == HyStartPhase::Done {
+        if matches!(self.phase, HyStartPhase::Done | HyStartPhase::Off) {
             return SlowStartStep::Grow { divisor: 1 };
         }
         match self.window_end {
@@ -155,7 +168,9 @@ impl HyStart {
     /// A loss or an ECN mark: the initial slow start is over (§4.2), and
     /// later ones are standard (§4.3).
     pub fn on_congestion(&mut self) {
-        self.phase = HyStartPhase::Done;
+        if self.phase != HyStartPhase::Off {
+            self.phase = HyStartPhase::Done;
+        }
     }
 }
 

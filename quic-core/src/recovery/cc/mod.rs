@@ -111,6 +111,11 @@ pub trait CongestionController: Send + fmt::Debug {
 
     /// Clone into a new box (trait objects cannot be `Clone`).
     fn clone_box(&self) -> Box<dyn CongestionController>;
+
+    /// Where HyStart++ stands, for controllers that use it (RFC 9406).
+    fn hystart_phase(&self) -> Option<HyStartPhase> {
+        None
+    }
 }
 
 impl Clone for Box<dyn CongestionController> {

@@ -37,11 +37,6 @@ impl NewReno {
         self
     }
 
-    /// Where HyStart++ stands (RFC 9406).
-    pub fn hystart_phase(&self) -> super::HyStartPhase {
-        self.hystart.phase()
-    }
-
     fn minimum_window(&self) -> u64 {
         minimum_window(self.max_datagram_size)
     }
@@ -128,6 +123,10 @@ impl CongestionController for NewReno {
 
     fn name(&self) -> &'static str {
         "newreno"
+    }
+
+    fn hystart_phase(&self) -> Option<super::HyStartPhase> {
+        Some(self.hystart.phase())
     }
 
     fn clone_box(&self) -> Box<dyn CongestionController> {
