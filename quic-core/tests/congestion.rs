@@ -4,9 +4,11 @@
 //! (`cargo test -p quic-core --test congestion -- --nocapture`).
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use quic_core::config::TransportConfig;
+use quic_core::qlog::{QlogEvent, QlogSubscriber};
 use quic_core::recovery::CongestionAlgorithm;
 use quic_core::stream::Dir;
 use quicpro_sim::link::LinkConfig;
@@ -19,7 +21,20 @@ const ONE_WAY: Duration = Duration::from_millis(25);
 const QUEUE_BYTES: usize = 500_000;
 const SIZE: usize = 4_000_000;
 
+/// Records the congestion states qlog reports.
+struct States(Arc<Mutex<Vec<String>>>);
+
+impl QlogSubscriber for States {
+    fn event(&mut self, _now: Instant, event: &QlogEvent<'_>) {
+        if let QlogEvent::CongestionStateUpdated { new, .. } = event {
+            self.0.lock().unwrap().push(new.to_string());
+        }
+    }
+}
+
 struct Run {
+    /// The server's congestion states in order, as qlog reported them.
+    states: Vec<String>,
     lost: u64,
     secs: f64,
     max_rtt: Duration,
@@ -34,6 +49,9 @@ fn download(cc: CongestionAlgorithm, hystart: bool, seed: u64) -> Run {
     let link = LinkConfig::new(ONE_WAY).with_bandwidth(BITS_PER_SECOND).with_queue(QUEUE_BYTES);
     p.set_links(link.clone(), link);
     p.handshake();
+    let states = Arc::new(Mutex::new(Vec::new()));
+    let now = p.now;
+    p.server().set_qlog_subscriber(Box::new(States(states.clone())), now);
     let id = p.server().open_stream(Dir::Uni).unwrap();
     let data = vec![0x5au8; SIZE];
     let (mut written, mut received, mut cid) = (0, 0usize, None);
@@ -67,7 +85,8 @@ fn download(cc: CongestionAlgorithm, hystart: bool, seed: u64) -> Run {
     });
     let secs = (p.now - start).as_secs_f64();
     let s = p.server().stats();
-    Run { lost: s.packets_lost, secs, max_rtt, min_rtt: p.server().min_rtt() }
+    let states = states.lock().unwrap().clone();
+    Run { states, lost: s.packets_lost, secs, max_rtt, min_rtt: p.server().min_rtt() }
 }
 
 #[test]
@@ -75,6 +94,11 @@ fn hystart_leaves_slow_start_before_the_buffer_overflows() {
     for cc in [CongestionAlgorithm::Cubic, CongestionAlgorithm::NewReno] {
         let on = download(cc, true, 31);
         let off = download(cc, false, 31);
+        eprintln!("{}: congestion states with HyStart++: {:?}", cc.name(), on.states);
+        // qlog shows the way out of the first slow start: through CSS with
+        // HyStart++, straight to avoidance (after a loss) without.
+        assert_eq!(on.states[..3], ["slow_start", "conservative_slow_start", "congestion_avoidance"], "{:?}", on.states);
+        assert_eq!(off.states[..2], ["slow_start", "congestion_avoidance"], "{:?}", off.states);
         for (name, r) in [("HyStart++", &on), ("standard slow start", &off)] {
             eprintln!(
                 "{}: {name}: {} packets lost, {:.2} s ({:.1} Mbit/s), smoothed RTT up to {:?} (min {:?})",

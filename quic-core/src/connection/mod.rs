@@ -343,6 +343,8 @@ pub struct Connection {
     probe_dcid: Option<ConnectionId>,
     /// The datagram being built is marked ECT(0).
     tx_ecn: bool,
+    /// The congestion state last reported to qlog (`CcState as u8`).
+    qlog_cc_state: u8,
     /// The packet being processed carried CRYPTO data not seen before.
     rx_new_crypto: bool,
     /// Flights resent early because the peer's probe showed it lacks them
@@ -455,6 +457,7 @@ impl Connection {
             pmtud: pmtud::Pmtud::new(cfg.mtu_discovery, cfg.max_udp_payload_size),
             probe_dcid: None,
             tx_ecn: false,
+            qlog_cc_state: u8::MAX,
             rx_new_crypto: false,
             early_retransmits: 0,
             config: cfg,
@@ -561,6 +564,7 @@ impl Connection {
     }
 
     fn qlog_metrics(&mut self, now: Instant) {
+        self.qlog_cc_state(now);
         let Some(q) = &mut self.qlog else { return };
         let rtt = self.recovery.rtt();
         q.event(
@@ -578,6 +582,32 @@ impl Connection {
                 pacing_rate: None,
             }),
         );
+    }
+
+    /// `quic:congestion_state_updated` when the controller's state changed
+    /// since the last report: slow start, HyStart++'s conservative slow
+    /// start (RFC 9406), or congestion avoidance.
+    fn qlog_cc_state(&mut self, now: Instant) {
+        const NAMES: [&str; 3] = ["slow_start", "conservative_slow_start", "congestion_avoidance"];
+        if self.qlog.is_none() {
+            return;
+        }
+        let cc = self.recovery.congestion_controller();
+        let state: u8 = if cc.window() >= cc.ssthresh() {
+            2
+        } else if cc.hystart_phase() == Some(crate::recovery::cc::HyStartPhase::Css) {
+            1
+        } else {
+            0
+        };
+        if state == self.qlog_cc_state {
+            return;
+        }
+        let old = NAMES.get(usize::from(self.qlog_cc_state)).copied();
+        self.qlog_cc_state = state;
+        if let Some(q) = &mut self.qlog {
+            q.event(now, &crate::qlog::QlogEvent::CongestionStateUpdated { old, new: NAMES[usize::from(state)] });
+        }
     }
 
     pub fn side(&self) -> Side {

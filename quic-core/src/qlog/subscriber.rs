@@ -37,6 +37,9 @@ pub enum QlogEvent<'a> {
     /// `quic:migration_state_updated` (quic-events): a path change started,
     /// completed (validated) or was abandoned; `remote` is where packets go.
     MigrationStateUpdated { new: &'a str, remote: std::net::SocketAddr },
+    /// `quic:congestion_state_updated` (quic-events §7.3): slow_start,
+    /// conservative_slow_start (HyStart++) or congestion_avoidance.
+    CongestionStateUpdated { old: Option<&'a str>, new: &'a str },
     /// `quicpro:spurious_losses`: losses declared and then acknowledged.
     SpuriousLosses { space: &'a str, count: u64, congestion_reduction_undone: u64 },
     /// `quic:connection_closed`; the last event of a connection.
@@ -68,6 +71,7 @@ impl QlogSubscriber for QlogWriter {
             }
             QlogEvent::RecoveryMetricsUpdated(m) => self.recovery_metrics_updated(now, m),
             QlogEvent::RecoveryParametersSet(p) => self.recovery_parameters_set(now, p),
+            QlogEvent::CongestionStateUpdated { old, new } => self.congestion_state_updated(now, old, new, None),
             QlogEvent::EcnStateUpdated { new, trigger } => self.custom_event(now, "quic:ecn_state_updated", |d| {
                 d.str("new", new);
                 if let Some(t) = trigger {
