@@ -73,6 +73,9 @@ pub struct TransportConfig {
     /// active_connection_id_limit we advertise.
     pub active_connection_id_limit: u64,
     pub congestion: CongestionAlgorithm,
+    /// A controller of the application's own, used instead of
+    /// `congestion` when set.
+    pub congestion_factory: Option<std::sync::Arc<dyn crate::recovery::ControllerFactory>>,
     /// HyStart++ (RFC 9406) ends the initial slow start when the RTT starts
     /// to climb, before the bottleneck's buffer overflows; on by default.
     pub hystart: bool,
@@ -127,6 +130,7 @@ impl Default for TransportConfig {
             ack_eliciting_threshold: 2,
             active_connection_id_limit: 4,
             congestion: CongestionAlgorithm::Cubic,
+            congestion_factory: None,
             hystart: true,
             initial_rtt: Duration::from_millis(333),
             keep_alive_interval: None,

@@ -119,3 +119,85 @@ fn hystart_leaves_slow_start_before_the_buffer_overflows() {
         assert!(on.lost * 2 <= off.lost, "{}: HyStart++ lost {} packets, standard slow start {}", cc.name(), on.lost, off.lost);
     }
 }
+
+/// A controller of the application's own: a fixed window of 16 datagrams,
+/// plugged in through `TransportConfig::congestion_factory`.
+#[derive(Debug, Clone)]
+struct FixedWindow {
+    mds: u64,
+}
+
+impl quic_core::recovery::CongestionController for FixedWindow {
+    fn on_packet_sent(&mut self, _now: Instant, _bytes: u64) {}
+    fn on_ack(&mut self, _now: Instant, _sent: Instant, _bytes: u64, _rtt: &quic_core::recovery::rtt::RttEstimator, _app_limited: bool) {}
+    fn on_congestion_event(&mut self, _now: Instant, _sent: Instant, _persistent: bool, _lost: u64) {}
+    fn on_persistent_congestion(&mut self, _now: Instant) {}
+    fn window(&self) -> u64 {
+        16 * self.mds
+    }
+    fn ssthresh(&self) -> u64 {
+        0
+    }
+    fn in_recovery(&self, _sent: Instant) -> bool {
+        false
+    }
+    fn on_mtu_update(&mut self, mds: u64) {
+        self.mds = mds;
+    }
+    fn max_datagram_size(&self) -> u64 {
+        self.mds
+    }
+    fn name(&self) -> &'static str {
+        "fixed16"
+    }
+    fn clone_box(&self) -> Box<dyn quic_core::recovery::CongestionController> {
+        Box::new(self.clone())
+    }
+}
+
+#[derive(Debug)]
+struct FixedFactory;
+
+impl quic_core::recovery::ControllerFactory for FixedFactory {
+    fn name(&self) -> &'static str {
+        "fixed16"
+    }
+    fn build(&self, mds: u64, _hystart: bool) -> Box<dyn quic_core::recovery::CongestionController> {
+        Box::new(FixedWindow { mds })
+    }
+}
+
+#[test]
+fn a_controller_of_ones_own_plugs_in() {
+    let c = certs();
+    let t = TransportConfig { congestion_factory: Some(Arc::new(FixedFactory)), ..TransportConfig::default() };
+    let mut p = Pair::new(32, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    assert_eq!(p.server().congestion_controller(), "fixed16");
+    assert_eq!(p.client().congestion_controller(), "fixed16");
+    // Whatever it sends, the window stays at 16 datagrams (of the size
+    // path MTU discovery reached); a packet may start below the window and
+    // end one datagram above it.
+    let id = p.server().open_stream(Dir::Uni).unwrap();
+    p.server().write(id, &[1u8; 200_000]).unwrap();
+    p.server().finish(id).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (mut got, mut cid) = (0, None);
+    p.run_until(Duration::from_secs(30), |p| {
+        let (flight, window) = (p.server().bytes_in_flight(), p.server().congestion_window());
+        assert!(window % 16 == 0 && window <= 16 * 1500, "window {window}");
+        assert!(flight <= window + 1500, "{flight} bytes in flight, window {window}");
+        if cid.is_none() {
+            cid = p.client().accept_stream(Dir::Uni);
+        }
+        if let Some(s) = cid {
+            while let Ok(o) = p.client().read(s, &mut buf) {
+                got += o.bytes;
+                if o.bytes == 0 || o.fin {
+                    break;
+                }
+            }
+        }
+        got == 200_000
+    });
+}

@@ -416,7 +416,10 @@ impl Connection {
             received_any: false,
             bytes_received: 0,
             bytes_sent: 0,
-            recovery: Recovery::new(recovery_cfg),
+            recovery: match &cfg.congestion_factory {
+                Some(f) => Recovery::with_congestion_controller(recovery_cfg, f.build(recovery_cfg.max_datagram_size, cfg.hystart)),
+                None => Recovery::new(recovery_cfg),
+            },
             ack_outcome: AckOutcome::new(),
             streams: Streams::new(side.initiator(), &cfg),
             conn_recv: RecvWindow::new(cfg.receive_window, cfg.max_receive_window),

@@ -21,7 +21,7 @@ pub mod sent;
 
 use core::time::Duration;
 
-pub use cc::{CongestionAlgorithm, CongestionController, UnknownCongestionAlgorithm};
+pub use cc::{CongestionAlgorithm, CongestionController, ControllerFactory, UnknownCongestionAlgorithm};
 pub use loss::{AckOutcome, Recovery, RecoveryConfig, TimeoutAction, TimerContext};
 pub use pacer::Pacer;
 pub use reorder::SpuriousOutcome;

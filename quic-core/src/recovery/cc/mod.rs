@@ -124,6 +124,27 @@ impl Clone for Box<dyn CongestionController> {
     }
 }
 
+/// Makes each connection's congestion controller: the built-in ones are
+/// [`CongestionAlgorithm`]s (the factory's name table); an application can
+/// plug in its own through `TransportConfig::congestion_factory`.
+pub trait ControllerFactory: Send + Sync + fmt::Debug {
+    /// The name qlog and `quicpro get -v` show.
+    fn name(&self) -> &'static str;
+    /// A fresh controller for a path with `max_datagram_size`; `hystart`:
+    /// whether its first slow start may use HyStart++ (RFC 9406).
+    fn build(&self, max_datagram_size: u64, hystart: bool) -> Box<dyn CongestionController>;
+}
+
+impl ControllerFactory for CongestionAlgorithm {
+    fn name(&self) -> &'static str {
+        CongestionAlgorithm::name(self)
+    }
+
+    fn build(&self, max_datagram_size: u64, hystart: bool) -> Box<dyn CongestionController> {
+        CongestionAlgorithm::build(self, max_datagram_size, hystart)
+    }
+}
+
 /// The built-in congestion controllers, chosen by configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum CongestionAlgorithm {
