@@ -40,6 +40,10 @@ impl FrameType {
     pub const PUSH_PROMISE: Self = Self(0x05);
     pub const GOAWAY: Self = Self(0x07);
     pub const MAX_PUSH_ID: Self = Self(0x0d);
+    /// RFC 9218 §7.1: PRIORITY_UPDATE for a request stream.
+    pub const PRIORITY_UPDATE_REQUEST: Self = Self(0xf0700);
+    /// RFC 9218 §7.1: PRIORITY_UPDATE for a push stream.
+    pub const PRIORITY_UPDATE_PUSH: Self = Self(0xf0701);
 
     /// RFC 9114 §7.2.8: types `0x1f * N + 0x21` are reserved to exercise the
     /// rule that unknown types are ignored.
@@ -158,6 +162,9 @@ pub enum FrameEvent<'a> {
     Goaway(u64),
     /// MAX_PUSH_ID (RFC 9114 §7.2.7).
     MaxPushId(u64),
+    /// PRIORITY_UPDATE (RFC 9218 §7.1): the prioritized element (a request
+    /// stream ID, or a push ID when `push`) and its Priority Field Value.
+    PriorityUpdate { push: bool, element: u64, value: &'a [u8] },
     /// A reserved or unknown frame type. Its payload of `len` bytes is
     /// skipped and not reported.
     Unknown { frame_type: u64, len: u64 },
@@ -245,6 +252,7 @@ enum Parsed {
     CancelPush(u64),
     Goaway(u64),
     MaxPushId(u64),
+    PriorityUpdate { push: bool, element: u64, offset: usize },
 }
 
 impl Parsed {
@@ -256,6 +264,7 @@ impl Parsed {
             Parsed::CancelPush(id) => FrameEvent::CancelPush(id),
             Parsed::Goaway(id) => FrameEvent::Goaway(id),
             Parsed::MaxPushId(id) => FrameEvent::MaxPushId(id),
+            Parsed::PriorityUpdate { push, element, offset } => FrameEvent::PriorityUpdate { push, element, value: payload.get(offset..).unwrap_or_default() },
         }
     }
 }
@@ -284,6 +293,11 @@ fn parse_payload(frame_type: u64, payload: &[u8]) -> Result<Parsed, H3Error> {
         FrameType::CANCEL_PUSH => single_varint(payload, "CANCEL_PUSH is not exactly one push ID").map(Parsed::CancelPush),
         FrameType::GOAWAY => single_varint(payload, "GOAWAY is not exactly one ID").map(Parsed::Goaway),
         FrameType::MAX_PUSH_ID => single_varint(payload, "MAX_PUSH_ID is not exactly one push ID").map(Parsed::MaxPushId),
+        FrameType::PRIORITY_UPDATE_REQUEST | FrameType::PRIORITY_UPDATE_PUSH => {
+            let mut r = Reader::new(payload);
+            let element = r.varint().map_err(|_| H3Error::frame_error("PRIORITY_UPDATE ends inside its element ID"))?;
+            Ok(Parsed::PriorityUpdate { push: frame_type == FrameType::PRIORITY_UPDATE_PUSH.0, element, offset: r.position() })
+        }
         // Only the types above are ever put in the Buffer state.
         _ => Err(H3Error::connection(error::H3ErrorCode::H3_INTERNAL_ERROR, "frame type is not buffered")),
     }
@@ -489,10 +503,14 @@ impl FrameDecoder {
                 }
             }
             StreamKind::Request | StreamKind::Push => match t {
-                // RFC 9114 §7.2.3, §7.2.4, §7.2.6, §7.2.7: control stream only.
-                FrameType::CANCEL_PUSH | FrameType::SETTINGS | FrameType::GOAWAY | FrameType::MAX_PUSH_ID => {
-                    Err(H3Error::frame_unexpected("control frame on request or push stream"))
-                }
+                // RFC 9114 §7.2.3, §7.2.4, §7.2.6, §7.2.7, RFC 9218 §7.1:
+                // control stream only.
+                FrameType::CANCEL_PUSH
+                | FrameType::SETTINGS
+                | FrameType::GOAWAY
+                | FrameType::MAX_PUSH_ID
+                | FrameType::PRIORITY_UPDATE_REQUEST
+                | FrameType::PRIORITY_UPDATE_PUSH => Err(H3Error::frame_unexpected("control frame on request or push stream")),
                 // RFC 9114 §4.1: PUSH_PROMISE is not permitted on push streams.
                 FrameType::PUSH_PROMISE if self.kind == StreamKind::Push => Err(H3Error::frame_unexpected("PUSH_PROMISE on push stream")),
                 _ => Ok(()),
@@ -530,6 +548,15 @@ impl FrameDecoder {
             FrameType::SETTINGS => {
                 if len > self.limits.max_control_frame_size as u64 {
                     return Err(H3Error::excessive_load("SETTINGS frame too large"));
+                }
+                len
+            }
+            FrameType::PRIORITY_UPDATE_REQUEST | FrameType::PRIORITY_UPDATE_PUSH => {
+                if len == 0 {
+                    return Err(H3Error::frame_error("PRIORITY_UPDATE without an element ID"));
+                }
+                if len > self.limits.max_control_frame_size as u64 {
+                    return Err(H3Error::excessive_load("PRIORITY_UPDATE frame too large"));
                 }
                 len
             }
@@ -677,6 +704,7 @@ mod tests {
         CancelPush(u64),
         Goaway(u64),
         MaxPushId(u64),
+        PriorityUpdate(bool, u64, Vec<u8>),
         Unknown(u64, u64),
     }
 
@@ -691,6 +719,7 @@ mod tests {
                 FrameEvent::CancelPush(id) => Ev::CancelPush(id),
                 FrameEvent::Goaway(id) => Ev::Goaway(id),
                 FrameEvent::MaxPushId(id) => Ev::MaxPushId(id),
+                FrameEvent::PriorityUpdate { push, element, value } => Ev::PriorityUpdate(push, element, value.to_vec()),
                 FrameEvent::Unknown { frame_type, len } => Ev::Unknown(frame_type, len),
             }
         }
@@ -1133,5 +1162,27 @@ mod tests {
         assert_eq!(dec.decode(&mut input).unwrap(), Some(FrameEvent::Headers(b"")));
         assert!(dec.is_at_frame_boundary());
         dec.finish().unwrap();
+    }
+
+    /// RFC 9218 §7.1: PRIORITY_UPDATE (both types) decodes on the control
+    /// stream, byte by byte too; elsewhere it is H3_FRAME_UNEXPECTED, and
+    /// one without its element ID is H3_FRAME_ERROR.
+    #[test]
+    fn priority_update_frames() {
+        let settings = encode_all(&[Frame::Settings(Settings::default())]);
+        let mut control = settings.clone();
+        // 0xf0700: a 4-byte varint (0x800f0700); element 8; "u=1, i".
+        control.extend_from_slice(&[0x80, 0x0f, 0x07, 0x00, 0x07, 0x08]);
+        control.extend_from_slice(b"u=1, i");
+        control.extend_from_slice(&[0x80, 0x0f, 0x07, 0x01, 0x01, 0x02]);
+        for step in [control.len(), 1] {
+            let evs = decode_chunked(StreamKind::Control, FrameLimits::default(), &control, step).unwrap();
+            assert_eq!(evs[1..], [Ev::PriorityUpdate(false, 8, b"u=1, i".to_vec()), Ev::PriorityUpdate(true, 2, Vec::new())], "step {step}");
+        }
+        let on_request = [0x80, 0x0f, 0x07, 0x00, 0x01, 0x00];
+        assert_eq!(decode_err(StreamKind::Request, &on_request).code, H3ErrorCode::H3_FRAME_UNEXPECTED);
+        let mut empty = settings;
+        empty.extend_from_slice(&[0x80, 0x0f, 0x07, 0x00, 0x00]);
+        assert_eq!(decode_err(StreamKind::Control, &empty).code, H3ErrorCode::H3_FRAME_ERROR);
     }
 }

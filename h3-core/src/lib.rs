@@ -26,6 +26,7 @@ pub mod datagram;
 pub mod error;
 pub mod frame;
 pub mod message;
+pub mod priority;
 pub mod qpack;
 pub mod settings;
 pub mod stream_type;

@@ -71,6 +71,7 @@ enum Ev {
     CancelPush(u64),
     Goaway(u64),
     MaxPushId(u64),
+    PriorityUpdate(bool, u64, Vec<u8>),
     Unknown(u64, u64),
 }
 
@@ -85,6 +86,7 @@ impl From<FrameEvent<'_>> for Ev {
             FrameEvent::CancelPush(id) => Ev::CancelPush(id),
             FrameEvent::Goaway(id) => Ev::Goaway(id),
             FrameEvent::MaxPushId(id) => Ev::MaxPushId(id),
+            FrameEvent::PriorityUpdate { push, element, value } => Ev::PriorityUpdate(push, element, value.to_vec()),
             FrameEvent::Unknown { frame_type, len } => Ev::Unknown(frame_type, len),
         }
     }

@@ -9,6 +9,7 @@ use quic_core::stream::{Dir, StreamId, StreamReadError};
 use super::*;
 use crate::error::{H3Error, H3ErrorCode};
 use crate::frame::{Frame, FrameDecoder, FrameEvent, FrameType, StreamKind};
+use crate::priority::Priority;
 use crate::qpack::{Encoder, EncoderConfig};
 use crate::settings::Settings;
 use crate::stream_type::StreamType;
@@ -97,12 +98,14 @@ impl H3Connection {
                     }
                     UniState::Control(dec) => {
                         let mut frames = Vec::new();
+                        let mut priorities = Vec::new();
                         while let Some(ev) = dec.decode(&mut input)? {
                             match ev {
                                 FrameEvent::Settings(s) => frames.push(ControlFrame::Settings(s)),
                                 FrameEvent::Goaway(g) => frames.push(ControlFrame::Goaway(g)),
                                 FrameEvent::MaxPushId(m) => frames.push(ControlFrame::MaxPushId(m)),
                                 FrameEvent::CancelPush(c) => frames.push(ControlFrame::CancelPush(c)),
+                                FrameEvent::PriorityUpdate { push, element, value } => priorities.push((push, element, Priority::parse(value))),
                                 _ => {}
                             }
                         }
@@ -115,6 +118,9 @@ impl H3Connection {
                         let peer_dgram_tp = conn.peer_transport_parameters().map(|p| p.max_datagram_frame_size.is_some());
                         for f in frames {
                             self.on_control_frame(f, peer_dgram_tp)?;
+                        }
+                        for (push, element, p) in priorities {
+                            self.on_priority_update(conn, push, element, p)?;
                         }
                         if input.is_empty() {
                             break;
@@ -196,6 +202,35 @@ impl H3Connection {
                     return Err(H3Error::id_error("CANCEL_PUSH but no push was allowed"));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// PRIORITY_UPDATE (RFC 9218 §7.1) from the peer's control stream.
+    fn on_priority_update(&mut self, conn: &mut Connection, push: bool, element: u64, p: Priority) -> Result<(), H3Error> {
+        // §7.1: only clients send it.
+        if self.side == Side::Client {
+            return Err(H3Error::frame_unexpected("PRIORITY_UPDATE from a server"));
+        }
+        // §7.1: we never push, so no push ID can be prioritized.
+        if push {
+            return Err(H3Error::id_error("PRIORITY_UPDATE for a push never promised"));
+        }
+        // §7.1: the element must be a client-initiated bidirectional
+        // stream, and one the client may open.
+        let id = StreamId(element);
+        if element % 4 != 0 || element / 4 >= conn.peer_stream_limit(Dir::Bi) {
+            return Err(H3Error::id_error("PRIORITY_UPDATE for a stream that is not a request stream"));
+        }
+        let awaiting_headers = self.requests.get(&id).is_some_and(|st| st.phase == Phase::Headers);
+        let opened = self.max_request_seen.is_some_and(|m| element <= m);
+        if opened && !awaiting_headers {
+            // The response may be under way (or done: then nothing happens).
+            conn.set_priority(id, p.quic_priority(id));
+        } else if self.early_priorities.len() < MAX_EARLY_PRIORITIES || self.early_priorities.contains_key(&id) {
+            // Its header section is still to come: this value wins over
+            // the `priority` field it may carry.
+            self.early_priorities.insert(id, p);
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ use crate::capsule::CapsuleDecoder;
 use crate::error::{H3Error, H3ErrorCode};
 use crate::frame::{Frame, FrameDecoder, FrameLimits, StreamKind};
 use crate::message::{ContentLengthTracker, Field};
+use crate::priority::Priority;
 use crate::qpack::{Decoder, DecoderConfig, Encoder, EncoderConfig, HeaderField, QpackError};
 use crate::settings::Settings;
 use crate::stream_type::{PeerUniStreams, StreamHeaderReader};
@@ -161,6 +162,9 @@ struct RequestStream {
     /// Server: HTTP datagrams that arrived before the request's header
     /// section was decoded, delivered right after its `Headers` event.
     held_datagrams: VecDeque<Bytes>,
+    /// Server: a priority to hand to QUIC's scheduler (RFC 9218), set when
+    /// the header section arrives.
+    apply_priority: Option<Priority>,
 }
 
 impl RequestStream {
@@ -179,6 +183,7 @@ impl RequestStream {
             method: None,
             local_fin: false,
             held_datagrams: VecDeque::new(),
+            apply_priority: None,
         }
     }
 }
@@ -229,6 +234,10 @@ pub struct H3Connection {
     datagrams_dropped: u64,
     /// Capsule parsing state per stream that used [`H3Connection::recv_capsule`].
     capsule_readers: FastHashMap<StreamId, CapsuleReader>,
+    /// Server: PRIORITY_UPDATE values (RFC 9218 §7) for request streams
+    /// whose header section has not arrived yet; they take precedence over
+    /// its `priority` field. Bounded by [`MAX_EARLY_PRIORITIES`].
+    early_priorities: FastHashMap<StreamId, Priority>,
 }
 
 /// Capsule decoder plus the part of a body chunk it has not consumed yet.
@@ -245,6 +254,10 @@ const MAX_EARLY_DATAGRAMS: usize = 64;
 const MAX_HELD_DATAGRAMS: usize = 32;
 /// Arena size for outgoing datagrams.
 const DGRAM_ARENA: usize = 64 * 1024;
+
+/// PRIORITY_UPDATEs kept for request streams not open yet (RFC 9218 §7.1
+/// lets a server bound them; beyond this the update is ignored).
+const MAX_EARLY_PRIORITIES: usize = 64;
 
 /// Bytes of a QUIC stream read per call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -301,6 +314,7 @@ impl H3Connection {
             dgram_out: BytesMut::new(),
             datagrams_dropped: 0,
             capsule_readers: FastHashMap::default(),
+            early_priorities: FastHashMap::default(),
             config,
         }
     }
@@ -447,6 +461,39 @@ impl H3Connection {
 
     /// Server: graceful shutdown (RFC 9114 §5.2). Requests on streams below
     /// the returned ID are processed; later ones are refused.
+    /// Client: asks the server to send `stream`'s response with priority
+    /// `p` from now on (a PRIORITY_UPDATE frame on our control stream, RFC
+    /// 9218 §7). `false` when there is no control stream yet or it has no
+    /// room (the update is not sent).
+    pub fn send_priority_update(&mut self, conn: &mut Connection, stream: StreamId, p: Priority) -> bool {
+        let Some(control) = self.control_out.filter(|_| self.side == Side::Client) else { return false };
+        let value = p.to_field_value();
+        let payload_len = quic_core::varint::size(stream.0) + value.len();
+        let mut buf = Vec::with_capacity(16 + value.len());
+        let mut head = [0u8; 24];
+        let mut w = Writer::new(&mut head);
+        let ok = w.varint(crate::frame::FrameType::PRIORITY_UPDATE_REQUEST.0).is_ok() && w.varint(payload_len as u64).is_ok() && w.varint(stream.0).is_ok();
+        if !ok {
+            return false;
+        }
+        let n = w.len();
+        buf.extend_from_slice(&head[..n]);
+        buf.extend_from_slice(value.as_bytes());
+        // All or nothing: a partial frame would corrupt the control stream.
+        if conn.writable(control) < buf.len() as u64 {
+            return false;
+        }
+        conn.write(control, &buf).is_ok_and(|w| w == buf.len())
+    }
+
+    /// Server: sends `stream`'s response with priority `p` from now on,
+    /// whatever the request asked (RFC 9218 §8: the server decides).
+    pub fn set_priority(&mut self, conn: &mut Connection, stream: StreamId, p: Priority) {
+        if self.side == Side::Server {
+            conn.set_priority(stream, p.quic_priority(stream));
+        }
+    }
+
     pub fn send_goaway(&mut self, conn: &mut Connection) -> Option<u64> {
         let id = match self.side {
             Side::Server => self.max_request_seen.map_or(0, |m| m + 4),

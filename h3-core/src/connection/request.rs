@@ -11,6 +11,7 @@ use super::*;
 use crate::error::{H3Error, H3ErrorCode};
 use crate::frame::{Frame, FrameEvent, FrameType};
 use crate::message::{parse_request, parse_response, validate_trailers, ContentLengthTracker, RequestOptions};
+use crate::priority::Priority;
 use crate::qpack::{DecodeResult, HeaderField};
 
 impl H3Connection {
@@ -19,6 +20,9 @@ impl H3Connection {
     pub(super) fn read_request(&mut self, conn: &mut Connection, id: StreamId) -> Result<(), H3Error> {
         let Some(mut st) = self.requests.remove(&id) else { return Ok(()) };
         let res = self.drive_request(conn, id, &mut st);
+        if let Some(p) = st.apply_priority.take() {
+            conn.set_priority(id, p.quic_priority(id));
+        }
         match res {
             Ok(keep) => {
                 if keep {
@@ -140,6 +144,11 @@ impl H3Connection {
             (Side::Server, Phase::Headers) => {
                 let opts = RequestOptions { extended_connect: self.config.enable_connect_protocol };
                 let req = parse_request(&fields, opts)?;
+                // RFC 9218 §5, §7: the `priority` field, unless a
+                // PRIORITY_UPDATE for the stream came first (it wins);
+                // absent both, the defaults (urgency 3, not incremental).
+                let header = fields.iter().find(|f| &f.name[..] == b"priority").map(|f| Priority::parse(&f.value));
+                st.apply_priority = Some(self.early_priorities.remove(&id).or(header).unwrap_or_default());
                 st.length = ContentLengthTracker::for_request(&req);
                 st.method = Some(req.method.to_string());
                 st.phase = Phase::Body;

@@ -126,6 +126,18 @@ pub fn cases() -> Vec<Case> {
         }),
         request("pseudo-header in trailers", "RFC 9114 §4.3", Expect::StreamError(H3_MESSAGE_ERROR), cat(&[&get_request(), &headers(&[static_indexed(1)])])),
     ];
+    // RFC 9218 §7.1: PRIORITY_UPDATE, on the wrong stream or naming what
+    // it may not.
+    let priority_update = |ty: u64, element: u64| h3_frame(ty, &cat(&[&vi(element), b"u=1"]));
+    v.push(request("PRIORITY_UPDATE on a request stream", "RFC 9218 §7.1", unexpected(), cat(&[&get_request(), &priority_update(0xf0700, 0)])));
+    v.push(control("PRIORITY_UPDATE for a push never promised", "RFC 9218 §7.1", &[H3_ID_ERROR], cat(&[&settings_frame, &priority_update(0xf0701, 0)]), false));
+    v.push(control(
+        "PRIORITY_UPDATE naming a unidirectional stream",
+        "RFC 9218 §7.1",
+        &[H3_ID_ERROR],
+        cat(&[&settings_frame, &priority_update(0xf0700, 2)]),
+        false,
+    ));
     // §7.2.4.1: HTTP/2 setting identifiers.
     for (id, name) in [(0x02, "reserved setting 0x02"), (0x03, "reserved setting 0x03"), (0x04, "reserved setting 0x04"), (0x05, "reserved setting 0x05")] {
         v.push(control(name, "RFC 9114 §7.2.4.1", &[H3_SETTINGS_ERROR], settings(&[(id, 1)]), false));
