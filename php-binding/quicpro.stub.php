@@ -145,7 +145,12 @@ namespace Quicpro {
         public function body(): ?string {}
         /** Whether the client reset the request or the connection ended before the body was complete. */
         public function isAborted(): bool {}
-        /** @param array<string,string|int|list<string>>|null $headers @throws Exception\StreamException invalid status, headers twice */
+        /**
+         * Sends the response header section. A 'priority' header (RFC 9218, e.g. 'u=0' or 'u=5, i')
+         * also sets the priority the response is sent at, whatever the request asked; without it the
+         * request's own priority applies (default urgency 3, responses one after another).
+         * @param array<string,string|int|list<string>>|null $headers @throws Exception\StreamException invalid status, headers twice
+         */
         public function respond(int $status, ?array $headers = null): bool {}
         /** Queues body bytes; waits only when > 4 MiB is queued. @throws Exception\StreamException before respond(), after fin */
         public function sendBody(string $data, bool $fin = false): bool {}

@@ -67,6 +67,9 @@ pub struct GetConfig {
     pub hq: bool,
     /// Extra request header fields (lowercase names).
     pub headers: Vec<(String, String)>,
+    /// `--priority`: the RFC 9218 priority of each URL's request, in order
+    /// (the last one for the URLs beyond).
+    pub priorities: Vec<String>,
     /// HEAD: headers to stdout, no body.
     pub head: bool,
     /// Start a key update as soon as the handshake allows (RFC 9001 §6).
@@ -129,6 +132,8 @@ struct Target {
     host: String,
     addr: SocketAddr,
     path: String,
+    /// The `priority` field sent with this URL's request (RFC 9218).
+    priority: Option<String>,
 }
 
 fn parse_url(url: &str) -> Result<Target, String> {
@@ -153,7 +158,7 @@ fn parse_url(url: &str) -> Result<Target, String> {
         // Prefer IPv4 loopback-style answers for "localhost".
         .min_by_key(|a| if a.is_ipv4() { 0 } else { 1 })
         .ok_or_else(|| format!("{host}: no address"))?;
-    Ok(Target { authority: authority.to_string(), host, addr, path: path.to_string() })
+    Ok(Target { authority: authority.to_string(), host, addr, path: path.to_string(), priority: None })
 }
 
 /// The file name a body is saved under in `--output-dir`: the path's last
@@ -239,6 +244,9 @@ impl Session<'_> {
         let mut headers =
             vec![hf(":method", method), hf(":scheme", "https"), hf(":authority", &t.authority), hf(":path", &t.path), hf("user-agent", "quicpro/0.1")];
         headers.extend(self.cfg.headers.iter().map(|(n, v)| hf(n, v)));
+        if let Some(p) = &t.priority {
+            headers.push(hf("priority", p));
+        }
         let id = match self.client.request(&headers, self.body.is_none()) {
             Ok(id) => id,
             Err(SendError::Refused | SendError::WouldBlock) if self.client.connection().is_some_and(|c| !c.is_closed()) => return Err(IssueError::Later),
@@ -289,6 +297,9 @@ impl Session<'_> {
 
     fn finish(&self, f: &mut Fetch, single: bool) -> Result<(), String> {
         f.done = true;
+        if self.cfg.verbose {
+            eprintln!("* {}: complete, {} bytes", f.path, f.body_len);
+        }
         if f.out.is_none() && !matches!(self.cfg.output, Output::Stdout) {
             // An empty body still creates its file.
             f.out = Some(self.sink(f, single)?);
@@ -374,7 +385,11 @@ impl Session<'_> {
 }
 
 pub fn get(cfg: GetConfig) -> Result<bool, String> {
-    let targets: Vec<Target> = cfg.urls.iter().map(|u| parse_url(u)).collect::<Result<_, _>>()?;
+    let mut targets: Vec<Target> = cfg.urls.iter().map(|u| parse_url(u)).collect::<Result<_, _>>()?;
+    // `--priority`: the nth value for the nth URL, the last for the rest.
+    for (i, t) in targets.iter_mut().enumerate() {
+        t.priority = cfg.priorities.get(i).or(cfg.priorities.last()).cloned();
+    }
     let first = targets.first().ok_or("no URL given")?;
     if let Output::File(_) = cfg.output {
         if targets.len() != 1 {

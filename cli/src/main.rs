@@ -236,6 +236,10 @@ struct GetArgs {
     /// instead of HTTP/3.
     #[arg(long)]
     hq: bool,
+    /// RFC 9218 priority of the requests, e.g. "u=1, i": the first value
+    /// for the first URL, the second for the second…, the last for the rest.
+    #[arg(long = "priority", value_name = "u=N[, i]")]
+    priorities: Vec<String>,
     /// Extra request header, "name: value" (repeatable), e.g. -H "range: bytes=0-99".
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     headers: Vec<String>,
@@ -461,6 +465,7 @@ fn run_get(a: &GetArgs) -> ExitCode {
         progress: a.progress,
         keylog: a.keylog,
         hq: a.hq,
+        priorities: a.priorities.clone(),
         headers: match a.headers.iter().map(|h| get::parse_header(h)).collect::<Result<Vec<_>, _>>() {
             Ok(h) => h,
             Err(e) => {

@@ -368,3 +368,27 @@ fn congestion_controller_options() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown congestion controller"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--priority` gives each URL's request its RFC 9218 priority: of two
+/// large responses requested together on one connection, the urgent
+/// second one completes first (by default the first would).
+#[test]
+fn request_priorities_order_the_responses() {
+    let (_server, port) = start_server(&[]);
+    let base = format!("https://127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("quicpro-priority-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let order = |extra: &[&str]| -> Vec<String> {
+        let (a, b) = (format!("{base}/bytes/3000000"), format!("{base}/bytes/3000001"));
+        let mut args = vec!["-v", "--output-dir", dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend([a.as_str(), b.as_str()]);
+        let out = get(&args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        err.lines().filter_map(|l| l.strip_prefix("* ")?.split(": complete").next().filter(|_| l.contains(": complete")).map(str::to_string)).collect()
+    };
+    assert_eq!(order(&[]), ["/bytes/3000000", "/bytes/3000001"]);
+    assert_eq!(order(&["--priority", "u=5", "--priority", "u=0"]), ["/bytes/3000001", "/bytes/3000000"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -35,14 +35,19 @@ fn pair(seed: u64) -> H3Pair {
     h
 }
 
-/// Answers every request with `BODY` bytes, all queued at once.
+/// Answers every request with `BODY` bytes, all queued at once; a request
+/// for `/urgent-response` gets a `priority: u=0` response field.
 fn serve(h: &mut H3Pair) {
     let events: Vec<_> = h.server_events.drain(..).collect();
     let sh = h.p.server_conn.unwrap();
     for e in events {
-        if let H3Event::Headers { stream, .. } = e {
+        if let H3Event::Headers { stream, headers, .. } = e {
             let conn = h.p.server.connection(sh).unwrap();
-            h.server.send_response(conn, stream, 200, &[hf("content-length", &BODY.to_string())], false).unwrap();
+            let mut fields = vec![hf("content-length", &BODY.to_string())];
+            if headers.iter().any(|f| &f.name[..] == b":path" && &f.value[..] == b"/urgent-response") {
+                fields.push(hf("priority", "u=0"));
+            }
+            h.server.send_response(conn, stream, 200, &fields, false).unwrap();
             let sent = h.server.send_data_bytes(conn, stream, Bytes::from(vec![7u8; BODY]), true).unwrap();
             assert_eq!(sent, BODY);
         }
@@ -140,4 +145,27 @@ fn default_priorities_serve_in_stream_order() {
     });
     assert_eq!(done, [a, b]);
     assert!(!overlap, "the second response interleaved with the first");
+}
+
+/// The server decides (RFC 9218 §8): a `priority` field in its response
+/// sends that response at that priority, though the request asked none.
+#[test]
+fn the_server_response_priority_decides() {
+    let mut h = pair(44);
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let first = h.client.send_request(conn, &get("/first", None), true).unwrap();
+    let (mut got, mut done) = (HashMap::new(), Vec::new());
+    h.run(Duration::from_secs(30), |h| {
+        serve(h);
+        collect(h, &mut got, &mut done);
+        got.get(&first).is_some_and(|n| *n >= 50_000)
+    });
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let second = h.client.send_request(conn, &get("/urgent-response", None), true).unwrap();
+    h.run(Duration::from_secs(60), |h| {
+        serve(h);
+        collect(h, &mut got, &mut done);
+        done.len() == 2
+    });
+    assert_eq!(done, [second, first], "received so far: {got:?}");
 }

@@ -247,7 +247,16 @@ impl H3Connection {
     }
 
     /// Server convenience: `:status` plus fields.
+    ///
+    /// A `priority` field among `headers` (RFC 9218 §5) is also the
+    /// server's scheduling decision for this response (§8): the response is
+    /// sent at that priority, whatever the request asked.
     pub fn send_response(&mut self, conn: &mut Connection, stream: StreamId, status: u16, headers: &[HeaderField], end_stream: bool) -> Result<(), SendError> {
+        if self.side == Side::Server {
+            if let Some(f) = headers.iter().find(|f| f.name.eq_ignore_ascii_case(b"priority")) {
+                conn.set_priority(stream, Priority::parse(&f.value).quic_priority(stream));
+            }
+        }
         let mut all = Vec::with_capacity(headers.len() + 1);
         all.push(HeaderField::new(&b":status"[..], status.to_string().into_bytes()));
         all.extend_from_slice(headers);
