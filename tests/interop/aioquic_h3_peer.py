@@ -11,7 +11,9 @@ Pattern byte i is ((i*7 + i//251) & 0xff).
 
 Subcommands:
   client --port P --cafile cert.pem --case CASE [--count N] [--size N]
-     CASE: sequential | concurrent | download | upload | trailers | goaway
+     CASE: sequential | concurrent | download | upload | trailers | goaway |
+           priorities (RFC 9218: a `priority` header, then a PRIORITY_UPDATE
+           frame lowering the first response while an urgent second one runs)
   server --port 0 --cert cert.pem --key key.pem [--goaway-after N]
 
 Output: machine-readable lines on stdout, "RESULT key=value ..." (and
@@ -413,7 +415,14 @@ class H3ClientProtocol(QuicConnectionProtocol):
                 del self.senders[sid]
         super().transmit()
 
-    def request(self, method, path, keep=True, upload=None, trailers=None):
+    def priority_update(self, sid, value):
+        """A PRIORITY_UPDATE frame (RFC 9218 §7.1, type 0xf0700) for request
+        stream `sid` on our control stream: aioquic has no API for it."""
+        frame = encode_frame(0xF0700, encode_uint_var(sid) + value.encode())
+        self._quic.send_stream_data(self.http._local_control_stream_id, frame)
+        self.transmit()
+
+    def request(self, method, path, keep=True, upload=None, trailers=None, priority=None):
         sid = self._quic.get_next_available_stream_id()
         req = Request(self._loop, method, path, keep)
         self.requests[sid] = req
@@ -426,6 +435,8 @@ class H3ClientProtocol(QuicConnectionProtocol):
         ]
         if upload is not None:
             headers.append((b"content-length", str(upload).encode()))
+        if priority is not None:
+            headers.append((b"priority", priority.encode()))
         self.http.send_headers(sid, headers, end_stream=upload is None)
         if upload is not None:
             self.senders[sid] = BodySender(self._quic, self.http, sid, n=upload, trailers=trailers)
@@ -524,6 +535,24 @@ async def client_main(args):
             if req.status != "200" or answer != pattern_sha256(args.size):
                 problems.append(f"status{req.status}_answer{answer[:70]}")
             info.update(bytes=args.size, answer=answer, secs=round(secs, 2), mib_s=round(args.size / secs / 1048576, 1))
+        elif case == "priorities":
+            # The first response (u=5) is under way when the second (u=1)
+            # is asked for and the first is lowered to u=7: the second must
+            # complete first.
+            n = args.size
+            sid_a, a = proto.request("GET", f"/bytes/{n}", keep=False, priority="u=5")
+            while a.got < 100_000 and not a.fut.done():
+                await asyncio.sleep(0.002)
+            _, b = proto.request("GET", f"/bytes/{n}", keep=False, priority="u=1")
+            proto.priority_update(sid_a, "u=7")
+            await asyncio.gather(a.fut, b.fut)
+            first = "second" if b.t1 < a.t1 else "first"
+            for name, r in (("first", a), ("second", b)):
+                if r.status != "200" or r.got != n or r.hash.hexdigest() != pattern_sha256(n):
+                    problems.append(f"{name}_status{r.status}_got{r.got}")
+            if first != "second":
+                problems.append("first_response_completed_first")
+            info.update(completed_first=first, a_got_before_b=100_000)
         elif case == "trailers":
             _, req = proto.request("GET", "/trailers")
             await req.fut
@@ -589,7 +618,7 @@ def main():
     c.add_argument("--port", type=int, required=True)
     c.add_argument("--cafile", required=True)
     c.add_argument(
-        "--case", required=True, choices=["sequential", "concurrent", "download", "upload", "trailers", "goaway"]
+        "--case", required=True, choices=["sequential", "concurrent", "download", "upload", "trailers", "goaway", "priorities"]
     )
     c.add_argument("--count", type=int, default=1000)
     c.add_argument("--size", type=int, default=100 * 1024 * 1024)

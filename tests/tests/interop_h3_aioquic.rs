@@ -124,6 +124,22 @@ fn aioquic_client_200_concurrent_requests() {
     report_case("aioquic client -> our server: 200 concurrent requests", start);
 }
 
+/// RFC 9218 with a peer nobody here wrote: aioquic sends the `priority`
+/// header, and a PRIORITY_UPDATE frame (written by our peer script on
+/// aioquic's control stream), and our server reorders its responses: a
+/// second, urgent request completes before the first, which was lowered.
+#[test]
+fn aioquic_client_priorities_reorder_our_responses() {
+    let start = Instant::now();
+    let certs = Certs::new("c-prio");
+    let server = start_our_server(&certs, ServerOptions::default());
+    let r = run_aioquic_client(&server, &certs, "priorities", &["--size", "3000000"], 100);
+    assert_eq!(r.get("completed_first").map(String::as_str), Some("second"), "{r:?}");
+    let rep = closed_report(&server);
+    assert_eq!((rep.requests, rep.responses), (2, 2), "{rep:#?}");
+    report_case("aioquic client -> our server: priority header and PRIORITY_UPDATE", start);
+}
+
 #[test]
 fn aioquic_client_downloads_100mib() {
     let start = Instant::now();
