@@ -137,11 +137,7 @@ impl World {
         server_h: Option<ConnectionHandle>,
         feed_server: bool,
     ) -> Option<&'a mut Connection> {
-        if feed_server {
-            server.connection(server_h?)
-        } else {
-            client.connection(client_h)
-        }
+        common::side_conn(client, server, client_h, server_h, feed_server)
     }
 
     /// Drains the fed connection's transmits without delivering them;

@@ -91,3 +91,20 @@ pub fn check_stats_monotonic(before: &ConnectionStats, after: &ConnectionStats) 
         assert!(a >= b, "stats.{name} went from {b} to {a}");
     }
 }
+
+/// One side's connection of an in-memory client/server pair (the server's
+/// once it exists), borrowing only the endpoints so that a harness's other
+/// fields stay usable.
+pub fn side_conn<'a>(
+    client: &'a mut quic_core::endpoint::Endpoint,
+    server: &'a mut quic_core::endpoint::Endpoint,
+    client_h: quic_core::endpoint::ConnectionHandle,
+    server_h: Option<quic_core::endpoint::ConnectionHandle>,
+    server_side: bool,
+) -> Option<&'a mut quic_core::connection::Connection> {
+    if server_side {
+        server.connection(server_h?)
+    } else {
+        client.connection(client_h)
+    }
+}

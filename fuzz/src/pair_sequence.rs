@@ -94,24 +94,9 @@ struct World {
     datagram_seq: u32,
 }
 
-/// One side's connection, borrowing only the endpoints.
-fn conn_of<'a>(
-    client_ep: &'a mut Endpoint,
-    server_ep: &'a mut Endpoint,
-    client_h: ConnectionHandle,
-    server_h: Option<ConnectionHandle>,
-    client: bool,
-) -> Option<&'a mut Connection> {
-    if client {
-        client_ep.connection(client_h)
-    } else {
-        server_ep.connection(server_h?)
-    }
-}
-
 impl World {
     fn conn(&mut self, client: bool) -> Option<&mut Connection> {
-        conn_of(&mut self.client, &mut self.server, self.client_h, self.server_h, client)
+        common::side_conn(&mut self.client, &mut self.server, self.client_h, self.server_h, !client)
     }
 
     /// Polls one side's transmits onto the wire.
@@ -199,7 +184,7 @@ impl World {
             if !readable || self.streams[i].halves[half].read_fin {
                 continue;
             }
-            let Some(conn) = conn_of(&mut self.client, &mut self.server, self.client_h, self.server_h, client) else { break };
+            let Some(conn) = common::side_conn(&mut self.client, &mut self.server, self.client_h, self.server_h, !client) else { break };
             loop {
                 match conn.read(id, &mut scratch) {
                     Ok(o) => {

@@ -75,6 +75,29 @@ fn collect(h: &mut H3Pair, got: &mut HashMap<StreamId, usize>, done: &mut Vec<St
     }
 }
 
+/// Sends `first`'s request and runs until 50 KB of its response arrived;
+/// returns its stream and the progress records.
+fn head_start(h: &mut H3Pair, headers: &[HeaderField]) -> (StreamId, HashMap<StreamId, usize>, Vec<StreamId>) {
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let first = h.client.send_request(conn, headers, true).unwrap();
+    let (mut got, mut done) = (HashMap::new(), Vec::new());
+    h.run(Duration::from_secs(30), |h| {
+        serve(h);
+        collect(h, &mut got, &mut done);
+        got.get(&first).is_some_and(|n| *n >= 50_000)
+    });
+    (first, got, done)
+}
+
+/// Runs until both responses are complete.
+fn finish_both(h: &mut H3Pair, got: &mut HashMap<StreamId, usize>, done: &mut Vec<StreamId>) {
+    h.run(Duration::from_secs(60), |h| {
+        serve(h);
+        collect(h, got, done);
+        done.len() == 2
+    });
+}
+
 /// A large request at low urgency starts first; once part of it has
 /// arrived, a request of the same size at high urgency starts: it must
 /// finish first (round robin, or first come first served, would finish
@@ -82,21 +105,10 @@ fn collect(h: &mut H3Pair, got: &mut HashMap<StreamId, usize>, done: &mut Vec<St
 #[test]
 fn a_later_urgent_request_finishes_first() {
     let mut h = pair(41);
-    let conn = h.p.client.connection(h.p.client_conn).unwrap();
-    let slow = h.client.send_request(conn, &get("/slow", Some("u=6")), true).unwrap();
-    let (mut got, mut done) = (HashMap::new(), Vec::new());
-    h.run(Duration::from_secs(30), |h| {
-        serve(h);
-        collect(h, &mut got, &mut done);
-        got.get(&slow).is_some_and(|n| *n >= 50_000)
-    });
+    let (slow, mut got, mut done) = head_start(&mut h, &get("/slow", Some("u=6")));
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     let urgent = h.client.send_request(conn, &get("/urgent", Some("u=0")), true).unwrap();
-    h.run(Duration::from_secs(60), |h| {
-        serve(h);
-        collect(h, &mut got, &mut done);
-        done.len() == 2
-    });
+    finish_both(&mut h, &mut got, &mut done);
     assert_eq!(done, [urgent, slow], "received so far: {got:?}");
 }
 
@@ -105,22 +117,11 @@ fn a_later_urgent_request_finishes_first() {
 #[test]
 fn priority_update_reorders_a_response_under_way() {
     let mut h = pair(42);
-    let conn = h.p.client.connection(h.p.client_conn).unwrap();
-    let first = h.client.send_request(conn, &get("/first", None), true).unwrap();
-    let (mut got, mut done) = (HashMap::new(), Vec::new());
-    h.run(Duration::from_secs(30), |h| {
-        serve(h);
-        collect(h, &mut got, &mut done);
-        got.get(&first).is_some_and(|n| *n >= 50_000)
-    });
+    let (first, mut got, mut done) = head_start(&mut h, &get("/first", None));
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     assert!(h.client.send_priority_update(conn, first, Priority::new(7, false)));
     let second = h.client.send_request(conn, &get("/second", None), true).unwrap();
-    h.run(Duration::from_secs(60), |h| {
-        serve(h);
-        collect(h, &mut got, &mut done);
-        done.len() == 2
-    });
+    finish_both(&mut h, &mut got, &mut done);
     assert_eq!(done, [second, first], "received so far: {got:?}");
     assert!(h.server_err.is_none() && h.client_err.is_none());
 }
@@ -152,20 +153,9 @@ fn default_priorities_serve_in_stream_order() {
 #[test]
 fn the_server_response_priority_decides() {
     let mut h = pair(44);
-    let conn = h.p.client.connection(h.p.client_conn).unwrap();
-    let first = h.client.send_request(conn, &get("/first", None), true).unwrap();
-    let (mut got, mut done) = (HashMap::new(), Vec::new());
-    h.run(Duration::from_secs(30), |h| {
-        serve(h);
-        collect(h, &mut got, &mut done);
-        got.get(&first).is_some_and(|n| *n >= 50_000)
-    });
+    let (first, mut got, mut done) = head_start(&mut h, &get("/first", None));
     let conn = h.p.client.connection(h.p.client_conn).unwrap();
     let second = h.client.send_request(conn, &get("/urgent-response", None), true).unwrap();
-    h.run(Duration::from_secs(60), |h| {
-        serve(h);
-        collect(h, &mut got, &mut done);
-        done.len() == 2
-    });
+    finish_both(&mut h, &mut got, &mut done);
     assert_eq!(done, [second, first], "received so far: {got:?}");
 }
