@@ -77,6 +77,8 @@ pub struct ConfigData {
     pub cid_format: quic_core::quic_lb::ServerCidFormat,
     /// `congestion_control`: `cubic` (default) or `newreno`.
     pub congestion: CongestionAlgorithm,
+    /// `hystart`: HyStart++ in the first slow start (RFC 9406; default true).
+    pub hystart: bool,
     /// `max_streams_bidi`, `max_streams_uni`.
     pub max_streams_bidi: u64,
     pub max_streams_uni: u64,
@@ -126,6 +128,7 @@ const KEYS: &[&str] = &[
     "verify_peer",
     "server_name",
     "congestion_control",
+    "hystart",
     "quic_version",
     "versions",
     "max_udp_payload_size",
@@ -174,6 +177,7 @@ impl ConfigData {
             verify_peer: true,
             server_name: None,
             congestion: CongestionAlgorithm::Cubic,
+            hystart: true,
             quic_version: quic_core::Version::V1,
             versions: Vec::new(),
             max_udp_payload: 1472,
@@ -227,6 +231,7 @@ impl ConfigData {
                         other => return Err(bad(&key, &format!("unknown congestion controller '{other}' (cubic or newreno)"))),
                     }
                 }
+                "hystart" => c.hystart = boolean(&key, value)?,
                 "quic_version" => c.quic_version = quic_version(&key, &string(&key, value)?)?,
                 "versions" => c.versions = versions(&key, value)?,
                 "max_udp_payload_size" => c.max_udp_payload = int(&key, value, 1200, 65527)? as u16,
@@ -345,6 +350,7 @@ impl ConfigData {
         t.max_idle_timeout = self.max_idle;
         t.handshake_timeout = Some(self.handshake_timeout);
         t.congestion = self.congestion;
+        t.hystart = self.hystart;
         t.versions = self.versions.clone();
         t.max_udp_payload_size = self.max_udp_payload;
         t.mtu_discovery = self.mtu_discovery;

@@ -14,6 +14,7 @@ $cases = [
     ['cert_file' => '/nonexistent/cert.pem'],
     ['key_file' => '/tmp/k.pem'],
     ['congestion_control' => 'bbr'],
+    ['hystart' => 'off'],
     ['retry' => 'sometimes'],
 ];
 foreach ($cases as $c) {
@@ -25,22 +26,23 @@ foreach ($cases as $c) {
     }
 }
 echo quicpro_get_last_error_code(), ' ', quicpro_get_last_error() !== '' ? 'set' : 'empty', "\n";
-$ok = Config::new(['alpn' => ['h3'], 'max_idle_ms' => 5000, 'session_cache' => true]);
+$ok = Config::new(['alpn' => ['h3'], 'max_idle_ms' => 5000, 'session_cache' => true, 'congestion_control' => 'newreno', 'hystart' => false]);
 var_dump($ok->alpn(), $ok->maxIdleMs(), $ok->sessionCache());
 $srvless = Config::new([]);
 try { new Quicpro\Server('127.0.0.1', 0, $srvless); } catch (ConfigException $e) { echo "server without cert: ", $e->getMessage(), "\n"; }
 ?>
 --EXPECTF--
-Quicpro\Exception\ConfigException code=1: unknown option 'cert_fil' (known: %s) @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'max_idle_ms': expected int, got string @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'max_idle_ms': -5 is out of range 1..=86400000 @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'alpn': at least one protocol is needed @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'alpn': expected array of strings, found int @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'session_cache': expected bool, got string @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'cert_file': /nonexistent/cert.pem: %s @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'key_file': given without cert_file @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'congestion_control': unknown congestion controller 'bbr' (cubic or newreno) @002_config_errors.php:18
-Quicpro\Exception\ConfigException code=1: option 'retry': unknown retry policy 'sometimes' (never, always, under_load) @002_config_errors.php:18
+Quicpro\Exception\ConfigException code=1: unknown option 'cert_fil' (known: %s) @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'max_idle_ms': expected int, got string @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'max_idle_ms': -5 is out of range 1..=86400000 @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'alpn': at least one protocol is needed @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'alpn': expected array of strings, found int @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'session_cache': expected bool, got string @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'cert_file': /nonexistent/cert.pem: %s @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'key_file': given without cert_file @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'congestion_control': unknown congestion controller 'bbr' (cubic or newreno) @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'hystart': expected bool, got string @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'retry': unknown retry policy 'sometimes' (never, always, under_load) @002_config_errors.php:19
 1 set
 array(1) {
   [0]=>
