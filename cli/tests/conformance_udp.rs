@@ -1,4 +1,4 @@
-//! The conformance table (`quicpro_tests::conformance`, 134 cases from RFC
+//! The conformance table (`quicpro_tests::conformance`, 139 cases from RFC
 //! 9000, 9001, 9114, 9204, 9218 and 9368) replayed over UDP against a real
 //! `quicpro serve`: each violation, sent by our raw client with the
 //! connection's real keys, must get the code its section demands.

@@ -1,5 +1,5 @@
 --TEST--
-quicpro: a PHP server answers all 134 conformance cases (RFC 9000/9001/9114/9204/9218/9368 violations) with their codes, and keeps serving
+quicpro: a PHP server answers all 139 conformance cases (RFC 9000/9001/9114/9204/9218/9368 violations) with their codes, and keeps serving
 --SKIPIF--
 <?php
 if (!is_executable(__DIR__ . '/../../target/debug/conformance')) die('skip target/debug/conformance not built (make test-php builds it)');
@@ -34,7 +34,7 @@ echo "after the suite: {$r['status']} {$r['body']}\n";
 echo "server stopped: ", qp_stop($pid) >= 0 ? 'yes' : 'no', "\n";
 ?>
 --EXPECT--
-conformance: 133 passed, 0 failed, 1 not applicable
+conformance: 138 passed, 0 failed, 1 not applicable
 exit status: 0
 after the suite: 200 ok
 server stopped: yes

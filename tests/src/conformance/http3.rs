@@ -109,6 +109,14 @@ pub fn cases() -> Vec<Case> {
         ),
         malformed("https request without :authority or Host", "RFC 9114 §4.3.1", vec![static_indexed(17), static_indexed(23), static_indexed(1)]),
         malformed(
+            "request without :scheme",
+            "RFC 9114 §4.3.1",
+            vec![static_indexed(17), static_indexed(1), cat(&[&[0x50], &prefix_int(0x00, 7, 9), b"localhost"])],
+        ),
+        malformed("GET without :path", "RFC 9114 §4.3.1", vec![static_indexed(17), static_indexed(23), cat(&[&[0x50], &prefix_int(0x00, 7, 9), b"localhost"])]),
+        malformed("field value with CR LF", "RFC 9114 §4.2", get_plus(literal("x-split", "a\r\nb"))),
+        malformed("Host different from :authority", "RFC 9114 §4.3.1", get_plus(literal("host", "example.org"))),
+        malformed(
             "CONNECT with :path and :scheme",
             "RFC 9114 §4.4",
             vec![static_indexed(15), static_indexed(23), static_indexed(1), cat(&[&[0x50], &prefix_int(0x00, 7, 9), b"localhost"])],

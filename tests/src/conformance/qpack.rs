@@ -74,6 +74,10 @@ pub fn cases() -> Vec<Case> {
             "RFC 9204 §4.5.1.1",
             cat(&[&prefix_int(0x00, 8, 100_000), &[0x00], &static_indexed(17)]),
         ),
+        // Required Insert Count 0 with the Sign bit and a Delta Base of 1:
+        // a negative Base (RFC 9204 §4.5.1.2: invalid when the Required
+        // Insert Count is not above the Delta Base).
+        section_case("negative Base", "RFC 9204 §4.5.1.2", cat(&[&[0x00, 0x81], &static_indexed(17), &static_indexed(23), &static_indexed(1), &authority()])),
         section_case(
             "static index out of range",
             "RFC 9204 §4.5.2",
