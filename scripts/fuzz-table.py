@@ -14,12 +14,14 @@ for line in (root / "fuzz/campaign.tsv").read_text().splitlines()[1:]:
     t = f[1]
     r = rows.setdefault(t, {"runs": 0, "secs": 0, "execs": 0, "cov": 0, "ft": 0, "corpus": 0})
     r["runs"] += 1
+    if f[3] == "crash":
+        # A crash stops the run at once; its time is not recorded (and
+        # not counted).
+        crashes[t] += 1
+        continue
     # CPU seconds where the run recorded them (8th column), else its
     # length: the first runs of the campaign predate the CPU column.
     r["secs"] += int(f[7]) if len(f) > 7 and f[7].isdigit() else int(f[2])
-    if f[3] == "crash":
-        crashes[t] += 1
-        continue
     r["execs"] += int(f[3]) if f[3].isdigit() else 0
     r["cov"] = max(r["cov"], int(f[4]) if f[4].isdigit() else 0)
     r["ft"] = max(r["ft"], int(f[5]) if f[5].isdigit() else 0)
