@@ -620,6 +620,12 @@ pub enum Frame<'a> {
     },
     Goaway(u64),
     MaxPushId(u64),
+    /// PRIORITY_UPDATE for a request stream (RFC 9218 §7.1): the stream ID
+    /// and a Priority Field Value.
+    PriorityUpdate {
+        element: u64,
+        value: &'a [u8],
+    },
     /// Any other type with an opaque payload, e.g. a reserved type from
     /// [`FrameType::grease`] for padding (RFC 9114 §7.2.8). The caller
     /// chooses a type with no other meaning here.
@@ -639,6 +645,7 @@ impl Frame<'_> {
             Frame::PushPromise { .. } => FrameType::PUSH_PROMISE,
             Frame::Goaway(_) => FrameType::GOAWAY,
             Frame::MaxPushId(_) => FrameType::MAX_PUSH_ID,
+            Frame::PriorityUpdate { .. } => FrameType::PRIORITY_UPDATE_REQUEST,
             Frame::Extension { frame_type, .. } => FrameType(*frame_type),
         }
     }
@@ -650,6 +657,7 @@ impl Frame<'_> {
             Frame::CancelPush(id) | Frame::Goaway(id) | Frame::MaxPushId(id) => varint::size(*id),
             Frame::Settings(s) => s.payload_len(),
             Frame::PushPromise { push_id, field_section } => varint::size(*push_id) + field_section.len(),
+            Frame::PriorityUpdate { element, value } => varint::size(*element) + value.len(),
         }
     }
 
@@ -668,6 +676,7 @@ impl Frame<'_> {
         let ints_fit = match self {
             Frame::CancelPush(id) | Frame::Goaway(id) | Frame::MaxPushId(id) => fits(*id),
             Frame::PushPromise { push_id, .. } => fits(*push_id),
+            Frame::PriorityUpdate { element, .. } => fits(*element),
             Frame::Extension { frame_type, .. } => fits(*frame_type),
             _ => true,
         };
@@ -681,6 +690,10 @@ impl Frame<'_> {
             Frame::PushPromise { push_id, field_section } => {
                 w.varint(*push_id)?;
                 w.put(field_section)
+            }
+            Frame::PriorityUpdate { element, value } => {
+                w.varint(*element)?;
+                w.put(value)
             }
             Frame::Settings(s) => s.encode_payload(w),
         }
@@ -836,6 +849,7 @@ mod tests {
             Frame::MaxPushId(63),
             Frame::MaxPushId(64),
             Frame::Extension { frame_type: 0x0a, payload: &[] },
+            Frame::PriorityUpdate { element: 8, value: b"u=1, i" },
             Frame::Goaway(0),
         ];
         let expected = vec![
@@ -846,6 +860,7 @@ mod tests {
             Ev::MaxPushId(63),
             Ev::MaxPushId(64),
             Ev::Unknown(0x0a, 0),
+            Ev::PriorityUpdate(false, 8, b"u=1, i".to_vec()),
             Ev::Goaway(0),
         ];
         let bytes = encode_all(&control);

@@ -468,17 +468,11 @@ impl H3Connection {
     pub fn send_priority_update(&mut self, conn: &mut Connection, stream: StreamId, p: Priority) -> bool {
         let Some(control) = self.control_out.filter(|_| self.side == Side::Client) else { return false };
         let value = p.to_field_value();
-        let payload_len = quic_core::varint::size(stream.0) + value.len();
-        let mut buf = Vec::with_capacity(16 + value.len());
-        let mut head = [0u8; 24];
-        let mut w = Writer::new(&mut head);
-        let ok = w.varint(crate::frame::FrameType::PRIORITY_UPDATE_REQUEST.0).is_ok() && w.varint(payload_len as u64).is_ok() && w.varint(stream.0).is_ok();
-        if !ok {
+        let frame = Frame::PriorityUpdate { element: stream.0, value: value.as_bytes() };
+        let mut buf = vec![0u8; frame.encoded_len()];
+        if frame.encode(&mut Writer::new(&mut buf)).is_err() {
             return false;
         }
-        let n = w.len();
-        buf.extend_from_slice(&head[..n]);
-        buf.extend_from_slice(value.as_bytes());
         // All or nothing: a partial frame would corrupt the control stream.
         if conn.writable(control) < buf.len() as u64 {
             return false;
