@@ -10,8 +10,12 @@
 //!
 //! - **Links**: the two directions are `quicpro_sim::link::Link`s, the same
 //!   impairment model as the in-memory tests, driven by real time: a
-//!   datagram read at `Instant::now()` goes into `Link::send_tagged`, and
-//!   is written out once `Link::poll_deliver` hands it back. One link per
+//!   datagram goes into `Link::send_tagged` at the time the kernel received
+//!   it (`SO_TIMESTAMPNS`), and is written out once `Link::poll_deliver`
+//!   hands it back. The kernel's time, not the time the relay got to read
+//!   it, keeps a paced sender paced on the link when the relay thread is
+//!   scheduled late on a busy machine (otherwise a backlog read at once is
+//!   a burst that overflows the 25-packet queue). One link per
 //!   direction is shared by all flows, as the ns-3 point-to-point link is.
 //!   Drop and corruption decisions depend only on the seed and the order of
 //!   datagrams; timing is real, so it varies by the scheduler's latency.
@@ -75,6 +79,9 @@ const RECV_BUF: usize = 65_535;
 /// Datagrams read from one socket per loop turn, so that one busy socket
 /// cannot starve deliveries.
 const RECV_BUDGET: usize = 256;
+/// The oldest kernel receive time believed: an older stamp means the wall
+/// clock stepped, and the datagram is taken as received now minus this.
+const MAX_STAMP_AGE: Duration = Duration::from_secs(1);
 
 /// How long `rebind_now` waits for the relay thread to confirm.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -329,13 +336,13 @@ impl Relay {
         }
         let listen = UdpSocket::bind(config.listen)?;
         listen.set_nonblocking(true)?;
-        enable_recv_ecn(&listen, config.listen.is_ipv4());
+        enable_recv_meta(&listen, config.listen.is_ipv4());
         let listen_addr = listen.local_addr()?;
         let second = match config.second_listen {
             Some(a) => {
                 let s = UdpSocket::bind(a)?;
                 s.set_nonblocking(true)?;
-                enable_recv_ecn(&s, a.is_ipv4());
+                enable_recv_meta(&s, a.is_ipv4());
                 let addr = s.local_addr()?;
                 Some((s, addr))
             }
@@ -365,6 +372,7 @@ impl Relay {
             second,
             server: config.server,
             links: [to_server, to_client],
+            last_arrival: [None; 2],
             mangle: [config.ecn_mangle_to_server, config.ecn_mangle_to_client],
             mangle_rng: SeededRandom::new(config.seed ^ 0x3c3c_c3c3_5a5a_a5a5),
             flows: HashMap::new(),
@@ -497,6 +505,8 @@ struct Engine {
     server: SocketAddr,
     /// `[TO_SERVER, TO_CLIENT]`.
     links: [Link; 2],
+    /// The link time of the last datagram put on each link.
+    last_arrival: [Option<Instant>; 2],
     mangle: [Option<EcnMangle>; 2],
     mangle_rng: SeededRandom,
     flows: HashMap<u64, Flow>,
@@ -642,9 +652,9 @@ impl Engine {
         }
     }
 
-    /// Puts a received datagram on a link.
-    fn enqueue(&mut self, dir: usize, flow: u64, ecn: u8, len: usize) {
-        let now = Instant::now();
+    /// Puts a received datagram on a link at the kernel's receive time.
+    fn enqueue(&mut self, dir: usize, flow: u64, ecn: u8, len: usize, stamp: Option<SystemTime>) {
+        let now = self.arrival(dir, stamp);
         let data = self.buf.get(..len).unwrap_or_default().to_vec();
         let stats = self.dir_stats(dir);
         stats.received += 1;
@@ -657,6 +667,19 @@ impl Engine {
             return;
         }
         self.links[dir].send_tagged(now, data, tag(flow, ecn));
+    }
+
+    /// The link time of a datagram the kernel stamped `stamp`: as long ago
+    /// as the stamp is old (at most `MAX_STAMP_AGE`, against clock steps),
+    /// and never before the previous datagram on the same link, which
+    /// takes them in order.
+    fn arrival(&mut self, dir: usize, stamp: Option<SystemTime>) -> Instant {
+        let now = Instant::now();
+        let age = stamp.and_then(|s| SystemTime::now().duration_since(s).ok()).unwrap_or_default().min(MAX_STAMP_AGE);
+        let at = now.checked_sub(age).unwrap_or(now);
+        let at = self.last_arrival[dir].map_or(at, |last| last.max(at));
+        self.last_arrival[dir] = Some(at);
+        at
     }
 
     fn dir_stats(&mut self, dir: usize) -> &mut DirectionStats {
@@ -686,7 +709,7 @@ impl Engine {
             let Some(flow) = self.flow_for(r.src, via) else {
                 continue;
             };
-            self.enqueue(TO_SERVER, flow, r.ecn, r.len);
+            self.enqueue(TO_SERVER, flow, r.ecn, r.len, r.stamp);
         }
     }
 
@@ -710,7 +733,7 @@ impl Engine {
             }
             let payload = self.buf.get(..r.len).unwrap_or_default();
             Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, r.src, upstream_addr, r.ecn, payload);
-            self.enqueue(TO_CLIENT, id, r.ecn, r.len);
+            self.enqueue(TO_CLIENT, id, r.ecn, r.len, r.stamp);
         }
     }
 
@@ -857,7 +880,7 @@ fn open_upstream(server: SocketAddr, ip: Option<IpAddr>) -> io::Result<(UdpSocke
     // and the local address becomes concrete for the trace.
     socket.connect(server)?;
     socket.set_nonblocking(true)?;
-    enable_recv_ecn(&socket, server.is_ipv4());
+    enable_recv_meta(&socket, server.is_ipv4());
     let addr = socket.local_addr()?;
     Ok((socket, addr))
 }
@@ -882,15 +905,19 @@ fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc:
     }
 }
 
-/// Asks for the ECN bits of received datagrams as control messages. On an
-/// IPv6 socket both options: IPv4-mapped traffic reports `IP_TOS`.
-/// Failures only mean the codepoint reads as Not-ECT.
-fn enable_recv_ecn(socket: &UdpSocket, ipv4: bool) {
+/// Asks for the ECN bits and the receive time of received datagrams as
+/// control messages. On an IPv6 socket both ECN options: IPv4-mapped
+/// traffic reports `IP_TOS`. Failures only mean the codepoint reads as
+/// Not-ECT and the time as the relay's reading time.
+fn enable_recv_meta(socket: &UdpSocket, ipv4: bool) {
     let fd = socket.as_raw_fd();
     let _ = setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_RECVTOS, 1);
     if !ipv4 {
         let _ = setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS, 1);
     }
+    // Receive timestamps (see the module docs, Links); without them the
+    // relay falls back to the time it reads a datagram.
+    let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1);
 }
 
 /// One received datagram.
@@ -900,16 +927,19 @@ struct Received {
     src: SocketAddr,
     ecn: u8,
     truncated: bool,
+    /// The kernel's receive time (`SCM_TIMESTAMPNS`), if it gave one.
+    stamp: Option<SystemTime>,
 }
 
-/// 8-byte aligned room for control messages.
-type CmsgBuf = [u64; 8];
+/// 8-byte aligned room for control messages: `IP_TOS`, `IPV6_TCLASS` and
+/// a timestamp (24 + 24 + 32 bytes).
+type CmsgBuf = [u64; 16];
 
 /// `recvmsg` with the ECN codepoint from the control messages.
 fn recv_ecn(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
     let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let mut control: CmsgBuf = [0; 8];
+    let mut control: CmsgBuf = [0; 16];
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     // SAFETY: as above.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
@@ -926,6 +956,7 @@ fn recv_ecn(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
         return Err(io::Error::last_os_error());
     }
     let mut ecn = 0u8;
+    let mut stamp = None;
     // SAFETY: the kernel filled msg_control up to msg_controllen; the CMSG
     // macros stay within it, and each data read matches its header's type.
     unsafe {
@@ -938,12 +969,17 @@ fn recv_ecn(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
             } else if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_TCLASS {
                 let tclass = std::ptr::read_unaligned(data.cast::<libc::c_int>());
                 ecn = (tclass & 3) as u8;
+            } else if level == libc::SOL_SOCKET && kind == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(data.cast::<libc::timespec>());
+                if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+                    stamp = SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
+                }
             }
             cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
     let src = sockaddr_to_std(&storage).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "datagram from an unknown address family"))?;
-    Ok(Received { len: n as usize, src, ecn, truncated: msg.msg_flags & libc::MSG_TRUNC != 0 })
+    Ok(Received { len: n as usize, src, ecn, truncated: msg.msg_flags & libc::MSG_TRUNC != 0, stamp })
 }
 
 /// `sendmsg` with the ECN codepoint as a control message (`IP_TOS` when
@@ -968,7 +1004,7 @@ fn send_ecn_once(socket: &UdpSocket, data: &[u8], dst: Option<SocketAddr>, ecn: 
         msg.msg_name = (storage as *mut libc::sockaddr_storage).cast();
         msg.msg_namelen = *len;
     }
-    let mut control: CmsgBuf = [0; 8];
+    let mut control: CmsgBuf = [0; 16];
     if ecn != 0 {
         msg.msg_control = control.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic; the first header
@@ -1310,6 +1346,24 @@ mod tests {
         }
     }
 
+    /// A datagram read late carries the time the kernel received it, which
+    /// is what the link sees (module docs, Links).
+    #[test]
+    fn a_datagram_read_late_keeps_its_kernel_receive_time() {
+        let server = udp(local());
+        enable_recv_meta(&server, true);
+        let client = udp(local());
+        let sent = SystemTime::now();
+        client.send_to(&[7], server.local_addr().unwrap()).unwrap();
+        std::thread::sleep(50 * MS);
+        let mut buf = [0u8; 16];
+        let r = recv_ecn(&server, &mut buf).unwrap();
+        let read = SystemTime::now();
+        let stamp = r.stamp.expect("SO_TIMESTAMPNS stamp");
+        assert!(stamp.duration_since(sent).unwrap_or_default() < 40 * MS, "{stamp:?} vs sent {sent:?}");
+        assert!(read.duration_since(stamp).unwrap() >= 50 * MS);
+    }
+
     fn set_tos(s: &UdpSocket, tos: libc::c_int) {
         setsockopt_int(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_TOS, tos).unwrap();
     }
@@ -1318,13 +1372,13 @@ mod tests {
     fn ecn_codepoints_pass_through_and_can_be_mangled() {
         let server = udp(local());
         server.set_nonblocking(false).unwrap();
-        enable_recv_ecn(&server, true);
+        enable_recv_meta(&server, true);
         let cpath = temp("ecn");
         let cfg = RelayConfig::new(local(), server.local_addr().unwrap()).with_client_pcap(&cpath);
         let cfg = RelayConfig { ecn_mangle_to_client: Some(EcnMangle::SetCe(1.0)), ..cfg };
         let relay = Relay::start(cfg).unwrap();
         let client = udp(local());
-        enable_recv_ecn(&client, true);
+        enable_recv_meta(&client, true);
         let mut buf = [0u8; 64];
         let mut upstream = None;
         for ecn in [2u8, 1, 0, 3] {
