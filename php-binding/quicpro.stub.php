@@ -66,7 +66,7 @@ namespace Quicpro {
          * @param array{cert_file?:string,key_file?:string,alpn?:list<string>|string,session_cache?:bool,early_data?:bool,
          *   max_idle_ms?:int,handshake_timeout_ms?:int,max_connections?:int,ca_file?:string,client_ca_file?:string,client_cert_required?:bool,
          *   client_cert_file?:string,client_key_file?:string,verify_peer?:bool,server_name?:string,
-         *   congestion_control?:'cubic'|'newreno',hystart?:bool,quic_version?:'v1'|'v2',versions?:list<'v1'|'v2'>|string,max_udp_payload_size?:int,mtu_discovery?:bool,preferred_address?:string|list<string>,server_id?:string,lb_key?:string,lb_config_rotation?:int,max_streams_bidi?:int,max_streams_uni?:int,initial_max_data?:int,
+         *   congestion_control?:'cubic'|'newreno'|'bbr',hystart?:bool,quic_version?:'v1'|'v2',versions?:list<'v1'|'v2'>|string,max_udp_payload_size?:int,mtu_discovery?:bool,preferred_address?:string|list<string>,server_id?:string,lb_key?:string,lb_config_rotation?:int,max_streams_bidi?:int,max_streams_uni?:int,initial_max_data?:int,
          *   initial_max_stream_data?:int,retry?:'never'|'always'|'under_load',reuse_port?:bool,max_body_size?:int,
          *   max_header_size?:int,qlog_dir?:string,keylog?:bool,steering?:bool} $options
          * @throws Exception\ConfigException

@@ -22,7 +22,7 @@ use quic_core::recovery::SpaceId;
 use quic_core::recovery::{AckOutcome, Recovery, RecoveryConfig};
 
 fn sent(pn: u64, t: Instant) -> SentPacket<()> {
-    SentPacket { pn, time_sent: t, size: 1200, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: () }
+    SentPacket { pn, time_sent: t, size: 1200, ack_eliciting: true, in_flight: true, mtu_probe: false, rate: Default::default(), payload: () }
 }
 
 /// A sender with `n` packets in flight, one per millisecond from `t0`.

@@ -8,7 +8,8 @@ use quic_core::recovery::CongestionAlgorithm;
 /// `--cc` and `--no-hystart`.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct CcOptions {
-    /// Congestion controller: cubic (RFC 9438) or newreno (RFC 9002).
+    /// Congestion controller: cubic (RFC 9438), newreno (RFC 9002) or bbr
+    /// (BBRv3, draft-ietf-ccwg-bbr).
     #[arg(long = "cc", value_name = "NAME", default_value = "cubic", value_parser = parse_cc)]
     pub congestion: CongestionAlgorithm,
     /// Standard slow start instead of HyStart++ (RFC 9406).
@@ -17,7 +18,7 @@ pub struct CcOptions {
 }
 
 fn parse_cc(s: &str) -> Result<CongestionAlgorithm, String> {
-    s.parse().map_err(|_| format!("unknown congestion controller {s:?} (cubic, newreno)"))
+    s.parse().map_err(|_| format!("unknown congestion controller {s:?} (cubic, newreno, bbr)"))
 }
 
 impl CcOptions {

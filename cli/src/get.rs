@@ -533,7 +533,7 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
         if cfg.verbose {
             if let Some(c) = s.client.connection() {
                 eprintln!(
-                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}, congestion {} (HyStart++ {}), migrations {}, peer {}{}",
+                    "* connection {}: {} ({}), ALPN {}, QUIC {}, RTT {:?}, MTU {}, congestion {} ({}), migrations {}, peer {}{}",
                     gi + 1,
                     if c.is_resumed() { "TLS session resumed" } else { "full TLS handshake" },
                     match c.zero_rtt_accepted() {
@@ -550,7 +550,10 @@ pub fn get(cfg: GetConfig) -> Result<bool, String> {
                     c.rtt(),
                     c.mtu(),
                     c.congestion_controller(),
-                    c.hystart_phase().map_or("n/a", |p| p.name()),
+                    match c.congestion_model_state() {
+                        Some(state) => format!("state {state}"),
+                        None => format!("HyStart++ {}", c.hystart_phase().map_or("n/a", |p| p.name())),
+                    },
                     c.stats().migrations,
                     c.remote_address(),
                     if cfg.key_update { format!(", key updates {}", c.stats().key_updates) } else { String::new() },

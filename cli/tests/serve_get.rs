@@ -364,7 +364,17 @@ fn congestion_controller_options() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("congestion cubic (HyStart++ off)"), "{err}");
-    let out = get(&["--cc", "bbr", &url]);
+    // BBR on the client (the -v line names its state) against NewReno.
+    let out = get(&["-v", "--cc", "bbr", &url]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("congestion bbr (state "), "{err}");
+    // And a server sending with BBR.
+    let (_bbr_server, bbr_port) = start_server(&["--cc", "bbr"]);
+    let out = get(&[&format!("https://127.0.0.1:{bbr_port}/bytes/300000")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, pattern(300_000));
+    let out = get(&["--cc", "vegas", &url]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown congestion controller"), "{}", String::from_utf8_lossy(&out.stderr));
 }

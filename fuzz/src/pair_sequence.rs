@@ -20,6 +20,9 @@
 //! the input ends and the network is left alone, every finished stream
 //! that was not reset or stopped is delivered completely.
 //!
+//! The congestion controller of both sides follows the number of records
+//! (CUBIC, NewReno, BBR in turn), so every controller sees the sequences.
+//!
 //! `FUZZ_DEBUG=1` prints the streams when the input ends.
 
 use crate::common;
@@ -34,6 +37,7 @@ use quic_core::config::TransportConfig;
 use quic_core::connection::Connection;
 use quic_core::endpoint::{ClientConfig, ConnectionHandle, DatagramEvent, Endpoint, EndpointConfig, ServerConfig};
 use quic_core::rand::SeededRandom;
+use quic_core::recovery::CongestionAlgorithm;
 use quic_core::stream::{Dir, StreamId, StreamReadError};
 use quic_core::Version;
 
@@ -232,7 +236,9 @@ impl World {
 pub fn run(data: &[u8]) {
     let tls = common::tls();
     let now = common::base_time();
+    let controllers = [CongestionAlgorithm::Cubic, CongestionAlgorithm::NewReno, CongestionAlgorithm::Bbr];
     let transport = TransportConfig {
+        congestion: controllers[data.len() / 3 % controllers.len()],
         // Small windows, so that flow control and its updates are exercised.
         receive_window: 16 * 1024,
         stream_receive_window: 4 * 1024,

@@ -75,7 +75,7 @@ pub struct ConfigData {
     /// `server_id` (hex), `lb_key` (hex, 16 octets), `lb_config_rotation`:
     /// QUIC-LB connection IDs (draft-ietf-quic-load-balancers).
     pub cid_format: quic_core::quic_lb::ServerCidFormat,
-    /// `congestion_control`: `cubic` (default) or `newreno`.
+    /// `congestion_control`: `cubic` (default), `newreno` or `bbr` (BBRv3).
     pub congestion: CongestionAlgorithm,
     /// `hystart`: HyStart++ in the first slow start (RFC 9406; default true).
     pub hystart: bool,
@@ -225,11 +225,10 @@ impl ConfigData {
                 "verify_peer" => c.verify_peer = boolean(&key, value)?,
                 "server_name" => c.server_name = Some(string(&key, value)?),
                 "congestion_control" => {
-                    c.congestion = match string(&key, value)?.to_ascii_lowercase().as_str() {
-                        "cubic" => CongestionAlgorithm::Cubic,
-                        "newreno" | "new_reno" | "reno" => CongestionAlgorithm::NewReno,
-                        other => return Err(bad(&key, &format!("unknown congestion controller '{other}' (cubic or newreno)"))),
-                    }
+                    let name = string(&key, value)?;
+                    c.congestion = name
+                        .parse::<CongestionAlgorithm>()
+                        .map_err(|_| bad(&key, &format!("unknown congestion controller '{name}' (cubic, newreno or bbr)")))?;
                 }
                 "hystart" => c.hystart = boolean(&key, value)?,
                 "quic_version" => c.quic_version = quic_version(&key, &string(&key, value)?)?,

@@ -13,7 +13,7 @@ $cases = [
     ['session_cache' => 'yes'],
     ['cert_file' => '/nonexistent/cert.pem'],
     ['key_file' => '/tmp/k.pem'],
-    ['congestion_control' => 'bbr'],
+    ['congestion_control' => 'vegas'],
     ['hystart' => 'off'],
     ['retry' => 'sometimes'],
 ];
@@ -28,6 +28,7 @@ foreach ($cases as $c) {
 echo quicpro_get_last_error_code(), ' ', quicpro_get_last_error() !== '' ? 'set' : 'empty', "\n";
 $ok = Config::new(['alpn' => ['h3'], 'max_idle_ms' => 5000, 'session_cache' => true, 'congestion_control' => 'newreno', 'hystart' => false]);
 var_dump($ok->alpn(), $ok->maxIdleMs(), $ok->sessionCache());
+echo "bbr accepted: ", get_class(Config::new(['congestion_control' => 'BBR'])), "\n";
 $srvless = Config::new([]);
 try { new Quicpro\Server('127.0.0.1', 0, $srvless); } catch (ConfigException $e) { echo "server without cert: ", $e->getMessage(), "\n"; }
 ?>
@@ -40,7 +41,7 @@ Quicpro\Exception\ConfigException code=1: option 'alpn': expected array of strin
 Quicpro\Exception\ConfigException code=1: option 'session_cache': expected bool, got string @002_config_errors.php:19
 Quicpro\Exception\ConfigException code=1: option 'cert_file': /nonexistent/cert.pem: %s @002_config_errors.php:19
 Quicpro\Exception\ConfigException code=1: option 'key_file': given without cert_file @002_config_errors.php:19
-Quicpro\Exception\ConfigException code=1: option 'congestion_control': unknown congestion controller 'bbr' (cubic or newreno) @002_config_errors.php:19
+Quicpro\Exception\ConfigException code=1: option 'congestion_control': unknown congestion controller 'vegas' (cubic, newreno or bbr) @002_config_errors.php:19
 Quicpro\Exception\ConfigException code=1: option 'hystart': expected bool, got string @002_config_errors.php:19
 Quicpro\Exception\ConfigException code=1: option 'retry': unknown retry policy 'sometimes' (never, always, under_load) @002_config_errors.php:19
 1 set
@@ -50,4 +51,5 @@ array(1) {
 }
 int(5000)
 bool(true)
+bbr accepted: Quicpro\Config
 server without cert: a server needs 'cert_file' (and 'key_file' unless the key is in the same file)

@@ -343,8 +343,8 @@ pub struct Connection {
     probe_dcid: Option<ConnectionId>,
     /// The datagram being built is marked ECT(0).
     tx_ecn: bool,
-    /// The congestion state last reported to qlog (`CcState as u8`).
-    qlog_cc_state: u8,
+    /// The congestion state last reported to qlog.
+    qlog_cc_state: Option<&'static str>,
     /// The packet being processed carried CRYPTO data not seen before.
     rx_new_crypto: bool,
     /// Flights resent early because the peer's probe showed it lacks them
@@ -460,7 +460,7 @@ impl Connection {
             pmtud: pmtud::Pmtud::new(cfg.mtu_discovery, cfg.max_udp_payload_size),
             probe_dcid: None,
             tx_ecn: false,
-            qlog_cc_state: u8::MAX,
+            qlog_cc_state: None,
             rx_new_crypto: false,
             early_retransmits: 0,
             config: cfg,
@@ -582,34 +582,36 @@ impl Connection {
                 bytes_in_flight: Some(self.recovery.bytes_in_flight()),
                 ssthresh: None,
                 packets_in_flight: None,
-                pacing_rate: None,
+                // qlog counts bits per second.
+                pacing_rate: self.recovery.congestion_controller().pacing_rate().map(|r| r.saturating_mul(8)),
             }),
         );
     }
 
     /// `quic:congestion_state_updated` when the controller's state changed
     /// since the last report: slow start, HyStart++'s conservative slow
-    /// start (RFC 9406), or congestion avoidance.
+    /// start (RFC 9406), or congestion avoidance; a model-based controller
+    /// names its own states (BBR: startup, drain, probe_bw_*, probe_rtt).
     fn qlog_cc_state(&mut self, now: Instant) {
-        const NAMES: [&str; 3] = ["slow_start", "conservative_slow_start", "congestion_avoidance"];
         if self.qlog.is_none() {
             return;
         }
         let cc = self.recovery.congestion_controller();
-        let state: u8 = if cc.window() >= cc.ssthresh() {
-            2
+        let state = if let Some(name) = cc.model_state() {
+            name
+        } else if cc.window() >= cc.ssthresh() {
+            "congestion_avoidance"
         } else if cc.hystart_phase() == Some(crate::recovery::cc::HyStartPhase::Css) {
-            1
+            "conservative_slow_start"
         } else {
-            0
+            "slow_start"
         };
-        if state == self.qlog_cc_state {
+        if Some(state) == self.qlog_cc_state {
             return;
         }
-        let old = NAMES.get(usize::from(self.qlog_cc_state)).copied();
-        self.qlog_cc_state = state;
+        let old = self.qlog_cc_state.replace(state);
         if let Some(q) = &mut self.qlog {
-            q.event(now, &crate::qlog::QlogEvent::CongestionStateUpdated { old, new: NAMES[usize::from(state)] });
+            q.event(now, &crate::qlog::QlogEvent::CongestionStateUpdated { old, new: state });
         }
     }
 
@@ -648,9 +650,15 @@ impl Connection {
         self.recovery.congestion_window()
     }
 
-    /// The congestion controller's name ("cubic", "newreno").
+    /// The congestion controller's name ("cubic", "newreno", "bbr").
     pub fn congestion_controller(&self) -> &'static str {
         self.recovery.congestion_controller().name()
+    }
+
+    /// The state of a model-based controller (BBR: "startup", "drain",
+    /// "probe_bw_cruise", ...); `None` for loss-based ones.
+    pub fn congestion_model_state(&self) -> Option<&'static str> {
+        self.recovery.congestion_controller().model_state()
     }
 
     /// Where the controller's HyStart++ stands, if it uses it (RFC 9406).

@@ -106,7 +106,13 @@ impl Connection {
         }
         self.maybe_initiate_key_update(now);
         let probing = self.spaces.iter().any(|s| s.probes > 0);
-        let mut cc_ok = probing || self.recovery.can_send(budget as u64);
+        let window_ok = self.recovery.can_send(budget as u64);
+        if !probing && !window_ok && self.state == State::Established && self.has_frames_for(SpaceId::Data) {
+            // The window, not the application, holds data back
+            // (C.is_cwnd_limited for BBR's probing, `delivery.rs`).
+            self.recovery.on_cwnd_limited();
+        }
+        let mut cc_ok = probing || window_ok;
         if cc_ok && !probing {
             if let Some(t) = self.recovery.pacing_deadline(now, budget as u64) {
                 if t > now {
@@ -161,6 +167,13 @@ impl Connection {
         // it lost their frames for good: a Handshake flight that never
         // left, so a peer's handshake stalled).
         let Some(mut p) = open else {
+            if written == 0 && cc_ok && self.state == State::Established {
+                // The window and the pacer allowed more but there was
+                // nothing to send: rate samples from here until this
+                // flight is delivered are application-limited
+                // (draft-ietf-ccwg-bbr §4.1.2.6).
+                self.recovery.on_app_limited();
+            }
             return (written > 0).then(|| self.on_datagram_built(written));
         };
         if pad_datagram {
@@ -694,6 +707,7 @@ impl Connection {
                 ack_eliciting: p.ack_eliciting,
                 in_flight,
                 mtu_probe: p.mtu_probe,
+                rate: Default::default(),
                 payload: p.frames,
             },
         );

@@ -215,6 +215,8 @@ pub struct Recovery<T> {
     timer_anchor: Option<Instant>,
     /// Reordering tolerance and the undo of spurious reductions.
     reorder: super::reorder::ReorderState,
+    /// Delivery-rate sampling for model-based controllers (`delivery.rs`).
+    delivery: super::delivery::DeliveryRate,
 }
 
 impl<T> Recovery<T> {
@@ -240,6 +242,7 @@ impl<T> Recovery<T> {
             app_limited: false,
             timer_anchor: None,
             reorder: super::reorder::ReorderState::default(),
+            delivery: super::delivery::DeliveryRate::default(),
         }
     }
 
@@ -378,10 +381,15 @@ impl<T> Recovery<T> {
     /// RFC 9002 A.5 OnPacketSent. `packet.time_sent` is the send time.
     /// Packet numbers must increase within a space (RFC 9000 §12.3); a packet
     /// that breaks this is a local bug and is not recorded.
-    pub fn on_packet_sent(&mut self, space: SpaceId, packet: SentPacket<T>) {
+    pub fn on_packet_sent(&mut self, space: SpaceId, mut packet: SentPacket<T>) {
         let t = packet.time_sent;
         let size = u64::from(packet.size);
         let (in_flight, ack_eliciting) = (packet.in_flight, packet.ack_eliciting);
+        if in_flight {
+            let before = self.bytes_in_flight();
+            self.cc.on_transmit(t, before, self.delivery.app_limited());
+            packet.rate = self.delivery.on_sent(t, size, before);
+        }
         let s = self.space_mut(space);
         let recorded = s.sent.insert(packet).is_ok();
         debug_assert!(recorded, "packet numbers must increase within a space");
@@ -401,7 +409,29 @@ impl<T> Recovery<T> {
     /// When the pacer lets a packet of `bytes` leave (RFC 9002 §7.7): `None`
     /// means now. ACK-only packets should not be paced.
     pub fn pacing_deadline(&mut self, now: Instant, bytes: u64) -> Option<Instant> {
-        self.pacer.delay_until(now, bytes, self.cc.window(), self.rtt.smoothed_rtt())
+        match self.cc.pacing_rate() {
+            // A model-based controller paces at its own rate (BBR).
+            Some(rate) => self.pacer.delay_until_rate(now, bytes, rate),
+            None => self.pacer.delay_until(now, bytes, self.cc.window(), self.rtt.smoothed_rtt()),
+        }
+    }
+
+    /// The sender had nothing to send while the window and the pacer
+    /// allowed more: an application-limited phase starts (draft-ietf-ccwg-bbr
+    /// §4.1.2.6), whose rate samples do not lower the model.
+    pub fn on_app_limited(&mut self) {
+        let in_flight = self.bytes_in_flight();
+        self.delivery.mark_app_limited(in_flight);
+    }
+
+    /// The congestion window refused a send (C.is_cwnd_limited).
+    pub fn on_cwnd_limited(&mut self) {
+        self.delivery.note_cwnd_limited();
+    }
+
+    /// The delivery-rate sampler's state.
+    pub fn delivery(&self) -> &super::delivery::DeliveryRate {
+        &self.delivery
     }
 
     // ----- acknowledgments -------------------------------------------------
@@ -443,6 +473,7 @@ impl<T> Recovery<T> {
         // Packets declared lost earlier and acknowledged now were reordered,
         // not lost (RFC 9002 §6.1): adapt, and undo a spurious reduction.
         out.spurious = self.reorder.on_ack(space, largest, ranges.clone(), &mut self.cc);
+        self.delivery.begin_ack();
         let s = self.space_mut(space);
         s.largest_acked = Some(s.largest_acked.map_or(largest, |l| l.max(largest)));
         // A.7 DetectAndRemoveAckedPackets; `acked` comes out largest first.
@@ -455,6 +486,10 @@ impl<T> Recovery<T> {
             return Ok(());
         };
         let (newest_pn, newest_sent) = (newest.pn, newest.time_sent);
+        for p in out.acked.iter().filter(|p| p.in_flight) {
+            self.delivery.on_acked(now, p.pn, p.time_sent, u64::from(p.size), &p.rate);
+        }
+        let mut rtt_sample = None;
 
         // RFC 9002 §5.1: sample only if the largest acknowledged is newly
         // acknowledged and something ack-eliciting was newly acknowledged.
@@ -465,6 +500,7 @@ impl<T> Recovery<T> {
             let ack_delay = if space == SpaceId::Initial { Duration::ZERO } else { ack_delay };
             self.rtt.update(now, latest_rtt, ack_delay, self.max_ack_delay, handshake_confirmed);
             out.rtt_updated = true;
+            rtt_sample = Some(latest_rtt);
         }
 
         // RFC 9002 §7.1 / B.7 ProcessECN: an increased ECN-CE count is a
@@ -487,6 +523,14 @@ impl<T> Recovery<T> {
             }
         }
         out.acked.reverse();
+        // draft-ietf-ccwg-bbr §5.1 UpdateOnACK: the ACK's rate sample.
+        let min_rtt = self.rtt.has_sample().then(|| self.rtt.min_rtt());
+        let in_flight = self.bytes_in_flight();
+        let rs = self.delivery.finish_ack(min_rtt, rtt_sample, in_flight);
+        self.cc.on_rate_sample(now, &rs, &self.rtt);
+        if self.cc.wants_app_limited() {
+            self.delivery.mark_app_limited(in_flight);
+        }
 
         // RFC 9002 §6.2.1 / A.7: reset the backoff, except at a client still
         // unsure the server validated its address.
@@ -526,6 +570,12 @@ impl<T> Recovery<T> {
         match scan.largest_lost_sent {
             Some(sent) => {
                 let (snapshot, window) = (self.cc.clone_box(), self.cc.window());
+                // draft-ietf-ccwg-bbr §5.1 per-loss steps, one per packet.
+                for p in out.lost[lost_before..].iter().filter(|p| p.in_flight && !p.mtu_probe) {
+                    let size = u64::from(p.size);
+                    self.delivery.on_lost(size);
+                    self.cc.on_packet_lost(now, size, &p.rate, self.delivery.lost());
+                }
                 self.cc.on_congestion_event(now, sent, scan.persistent_congestion, scan.lost_bytes);
                 if self.cc.window() < window {
                     self.reorder.on_reduction(snapshot);
@@ -731,7 +781,7 @@ mod tests {
     }
 
     fn pkt(pn: u64, t: Instant) -> SentPacket<u64> {
-        SentPacket { pn, time_sent: t, size: SIZE, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: pn }
+        SentPacket { pn, time_sent: t, size: SIZE, ack_eliciting: true, in_flight: true, mtu_probe: false, rate: Default::default(), payload: pn }
     }
 
     fn config(is_server: bool) -> RecoveryConfig {

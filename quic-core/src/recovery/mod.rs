@@ -13,6 +13,7 @@
 //!   Appendix A) that owns all of the above.
 
 pub mod cc;
+pub mod delivery;
 pub mod loss;
 pub mod pacer;
 pub mod reorder;
@@ -22,6 +23,7 @@ pub mod sent;
 use core::time::Duration;
 
 pub use cc::{CongestionAlgorithm, CongestionController, ControllerFactory, UnknownCongestionAlgorithm};
+pub use delivery::{DeliveryRate, RateSample, RateSnapshot};
 pub use loss::{AckOutcome, Recovery, RecoveryConfig, TimeoutAction, TimerContext};
 pub use pacer::Pacer;
 pub use reorder::SpuriousOutcome;

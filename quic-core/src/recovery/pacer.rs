@@ -72,13 +72,24 @@ impl Pacer {
     /// the deadline to wait for. `cwnd` and `srtt` give the rate (RFC 9002
     /// §7.7); without a usable rate (zero window or RTT) nothing is paced.
     pub fn delay_until(&mut self, now: Instant, bytes_to_send: u64, cwnd: u64, srtt: Duration) -> Option<Instant> {
-        let srtt_ns = srtt.as_nanos();
-        if srtt_ns == 0 || cwnd == 0 {
+        // rate = N * cwnd / srtt bytes per nanosecond.
+        let rate = Rate { bytes: u128::from(cwnd).saturating_mul(N_NUM), per_ns: srtt.as_nanos().saturating_mul(N_DEN) };
+        self.delay_at(now, bytes_to_send, rate)
+    }
+
+    /// As [`delay_until`](Self::delay_until) at a rate the congestion
+    /// controller chose, in bytes per second (BBR's pacing rate).
+    pub fn delay_until_rate(&mut self, now: Instant, bytes_to_send: u64, bytes_per_second: u64) -> Option<Instant> {
+        self.delay_at(now, bytes_to_send, Rate { bytes: u128::from(bytes_per_second), per_ns: 1_000_000_000 })
+    }
+
+    fn delay_at(&mut self, now: Instant, bytes_to_send: u64, rate: Rate) -> Option<Instant> {
+        if rate.bytes == 0 || rate.per_ns == 0 {
             self.tokens = self.capacity;
             self.last_refill = Some(now);
             return None;
         }
-        self.refill(now, cwnd, srtt_ns);
+        self.refill(now, rate);
 
         // A packet larger than the bucket only waits for a full bucket.
         let needed = bytes_to_send.min(self.capacity);
@@ -86,10 +97,8 @@ impl Pacer {
             return None;
         }
         let deficit = u128::from(needed - self.tokens);
-        // interval = deficit / rate = deficit * srtt / (N * cwnd), rounded up.
-        let num = deficit.saturating_mul(srtt_ns).saturating_mul(N_DEN);
-        let den = u128::from(cwnd).saturating_mul(N_NUM);
-        let wait_ns = num.div_ceil(den);
+        // interval = deficit / rate, rounded up.
+        let wait_ns = deficit.saturating_mul(rate.per_ns).div_ceil(rate.bytes);
         let wait = Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX));
         // A deadline the clock cannot represent (absurd RTT) degrades to
         // "send now" rather than panicking.
@@ -104,7 +113,7 @@ impl Pacer {
         self.tokens = self.tokens.saturating_sub(bytes);
     }
 
-    fn refill(&mut self, now: Instant, cwnd: u64, srtt_ns: u128) {
+    fn refill(&mut self, now: Instant, rate: Rate) {
         let Some(last) = self.last_refill else {
             self.last_refill = Some(now);
             return;
@@ -115,8 +124,7 @@ impl Pacer {
             return;
         }
         let elapsed = now.saturating_duration_since(last).as_nanos();
-        // rate * elapsed = N * cwnd * elapsed / srtt
-        let added = elapsed.saturating_mul(u128::from(cwnd)).saturating_mul(N_NUM) / srtt_ns.saturating_mul(N_DEN);
+        let added = elapsed.saturating_mul(rate.bytes) / rate.per_ns;
         if added == 0 {
             // Keep `last_refill`: sub-byte amounts accumulate instead of
             // being lost on every call.
@@ -132,10 +140,18 @@ impl Pacer {
         self.tokens += u64::try_from(added).unwrap_or(0);
         // Advance only by the time those whole bytes took (rounded down), so
         // the fraction of a byte already earned is carried to the next call.
-        let used_ns = added.saturating_mul(srtt_ns).saturating_mul(N_DEN) / u128::from(cwnd).saturating_mul(N_NUM);
+        let used_ns = added.saturating_mul(rate.per_ns) / rate.bytes;
         let used = Duration::from_nanos(u64::try_from(used_ns).unwrap_or(u64::MAX));
         self.last_refill = Some(last.checked_add(used).unwrap_or(now).min(now));
     }
+}
+
+/// A sending rate as the exact fraction `bytes / per_ns` bytes per
+/// nanosecond.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    bytes: u128,
+    per_ns: u128,
 }
 
 #[cfg(test)]
@@ -165,6 +181,22 @@ mod tests {
         assert_eq!(p.delay_until(t0 + ms(8), 1200, 12_000, ms(100)), None);
         p.on_sent(t0 + ms(8), 1200);
         assert_eq!(p.delay_until(t0 + ms(8), 1200, 12_000, ms(100)), Some(t0 + ms(16)));
+    }
+
+    #[test]
+    fn an_explicit_rate_spaces_packets_by_size_over_rate() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(1200);
+        for _ in 0..10 {
+            p.on_sent(t0, 1200);
+        }
+        // 150,000 B/s: 1,200 bytes every 8 ms, as the RFC 9002 rate above.
+        assert_eq!(p.delay_until_rate(t0, 1200, 150_000), Some(t0 + ms(8)));
+        assert_eq!(p.delay_until_rate(t0 + ms(8), 1200, 150_000), None);
+        p.on_sent(t0 + ms(8), 1200);
+        assert_eq!(p.delay_until_rate(t0 + ms(8), 1200, 300_000), Some(t0 + ms(12)));
+        // No rate: nothing is paced.
+        assert_eq!(p.delay_until_rate(t0 + ms(8), 1200, 0), None);
     }
 
     #[test]

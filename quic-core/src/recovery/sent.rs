@@ -43,6 +43,9 @@ pub struct SentPacket<T> {
     pub in_flight: bool,
     /// A path MTU probe (RFC 9000 §14.4): its loss is no congestion signal.
     pub mtu_probe: bool,
+    /// The delivery-rate state when it left (`delivery.rs`); filled in by
+    /// [`Recovery::on_packet_sent`](super::Recovery::on_packet_sent).
+    pub rate: super::delivery::RateSnapshot,
     /// Connection metadata, e.g. the frames to retransmit.
     pub payload: T,
 }
@@ -458,7 +461,7 @@ mod tests {
     use crate::error::TransportErrorCode;
 
     fn pkt(pn: u64, t: Instant) -> SentPacket<u64> {
-        SentPacket { pn, time_sent: t, size: 1000, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: pn }
+        SentPacket { pn, time_sent: t, size: 1000, ack_eliciting: true, in_flight: true, mtu_probe: false, rate: Default::default(), payload: pn }
     }
 
     fn sent(pns: &[u64]) -> (SentPackets<u64>, Instant) {
@@ -500,15 +503,18 @@ mod tests {
         let t = Instant::now();
         let mut s: SentPackets<()> = SentPackets::new();
         for pn in 0..4 {
-            s.insert(SentPacket { pn, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: () }).unwrap();
+            s.insert(SentPacket { pn, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, rate: Default::default(), payload: () })
+                .unwrap();
         }
         let mut out = Vec::new();
         s.remove_acked(2..=3, &mut out);
         s.compact();
-        s.insert(SentPacket { pn: 4, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: () }).unwrap();
+        s.insert(SentPacket { pn: 4, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, rate: Default::default(), payload: () })
+            .unwrap();
         assert!(s.validate_ack([3..=4].into_iter()).is_ok());
         // A real skip is still caught: 5 is never sent.
-        s.insert(SentPacket { pn: 6, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, payload: () }).unwrap();
+        s.insert(SentPacket { pn: 6, time_sent: t, size: 100, ack_eliciting: true, in_flight: true, mtu_probe: false, rate: Default::default(), payload: () })
+            .unwrap();
         assert!(s.validate_ack([5..=6].into_iter()).is_err());
     }
 

@@ -4,6 +4,7 @@
 //! Controllers see per-packet events only; bytes in flight, loss detection
 //! and timers live in [`Recovery`](super::Recovery). Every window is in bytes.
 
+pub mod bbr;
 pub mod cubic;
 pub mod hystart;
 pub mod new_reno;
@@ -12,8 +13,10 @@ use core::fmt;
 use core::str::FromStr;
 use std::time::Instant;
 
+use super::delivery::{RateSample, RateSnapshot};
 use super::rtt::RttEstimator;
 
+pub use bbr::{Bbr, BbrState};
 pub use cubic::Cubic;
 pub use hystart::{HyStart, HyStartPhase, SlowStartStep};
 pub use new_reno::NewReno;
@@ -116,6 +119,41 @@ pub trait CongestionController: Send + fmt::Debug {
     fn hystart_phase(&self) -> Option<HyStartPhase> {
         None
     }
+
+    // ----- model-based controllers (BBR); loss-based ones ignore these ----
+
+    /// An in-flight packet is about to leave with `in_flight_before` bytes
+    /// already in flight; `app_limited`: the sender is in an
+    /// application-limited phase (draft-ietf-ccwg-bbr §5.1 OnTransmit).
+    fn on_transmit(&mut self, _now: Instant, _in_flight_before: u64, _app_limited: bool) {}
+
+    /// One in-flight packet of `size` bytes was declared lost; `sent` is its
+    /// delivery-rate snapshot and `total_lost` the bytes lost on the path so
+    /// far, this packet included (draft-ietf-ccwg-bbr HandleLostPacket).
+    /// Called before the congestion event of the same loss detection.
+    fn on_packet_lost(&mut self, _now: Instant, _size: u64, _sent: &RateSnapshot, _total_lost: u64) {}
+
+    /// The delivery-rate sample of one ACK, after its losses and per-packet
+    /// acknowledgments (draft-ietf-ccwg-bbr §5.1 UpdateOnACK).
+    fn on_rate_sample(&mut self, _now: Instant, _rs: &RateSample, _rtt: &RttEstimator) {}
+
+    /// The pacing rate in bytes per second, if the controller sets one;
+    /// `None` paces at RFC 9002 §7.7's 1.25 × window / smoothed RTT.
+    fn pacing_rate(&self) -> Option<u64> {
+        None
+    }
+
+    /// The controller wants the samples of the current round marked
+    /// application-limited (BBR's ProbeRTT: its low rates are no signal).
+    fn wants_app_limited(&self) -> bool {
+        false
+    }
+
+    /// The controller's state for qlog's congestion_state_updated, when it
+    /// has states of its own beyond slow start, recovery and avoidance.
+    fn model_state(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl Clone for Box<dyn CongestionController> {
@@ -153,6 +191,8 @@ pub enum CongestionAlgorithm {
     /// RFC 9438.
     #[default]
     Cubic,
+    /// BBRv3, draft-ietf-ccwg-bbr.
+    Bbr,
 }
 
 impl CongestionAlgorithm {
@@ -162,6 +202,9 @@ impl CongestionAlgorithm {
         match self {
             CongestionAlgorithm::NewReno => Box::new(NewReno::new(max_datagram_size).with_hystart(hystart)),
             CongestionAlgorithm::Cubic => Box::new(Cubic::new(max_datagram_size).with_hystart(hystart)),
+            // BBR's Startup has its own exit (a bandwidth plateau or high
+            // loss), so HyStart++ does not apply.
+            CongestionAlgorithm::Bbr => Box::new(Bbr::new(max_datagram_size)),
         }
     }
 
@@ -169,6 +212,7 @@ impl CongestionAlgorithm {
         match self {
             CongestionAlgorithm::NewReno => "newreno",
             CongestionAlgorithm::Cubic => "cubic",
+            CongestionAlgorithm::Bbr => "bbr",
         }
     }
 }
@@ -185,7 +229,7 @@ pub struct UnknownCongestionAlgorithm;
 
 impl fmt::Display for UnknownCongestionAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("unknown congestion control algorithm (expected \"newreno\", \"reno\" or \"cubic\")")
+        f.write_str("unknown congestion control algorithm (expected \"newreno\", \"reno\", \"cubic\" or \"bbr\")")
     }
 }
 
@@ -194,13 +238,16 @@ impl std::error::Error for UnknownCongestionAlgorithm {}
 impl FromStr for CongestionAlgorithm {
     type Err = UnknownCongestionAlgorithm;
 
-    /// Case-insensitive: "newreno", "new_reno", "new-reno", "reno", "cubic".
+    /// Case-insensitive: "newreno", "new_reno", "new-reno", "reno", "cubic",
+    /// "bbr", "bbr3", "bbrv3".
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if ["newreno", "new_reno", "new-reno", "reno"].iter().any(|n| s.eq_ignore_ascii_case(n)) {
             Ok(CongestionAlgorithm::NewReno)
         } else if s.eq_ignore_ascii_case("cubic") {
             Ok(CongestionAlgorithm::Cubic)
+        } else if ["bbr", "bbr3", "bbrv3"].iter().any(|n| s.eq_ignore_ascii_case(n)) {
+            Ok(CongestionAlgorithm::Bbr)
         } else {
             Err(UnknownCongestionAlgorithm)
         }
@@ -231,7 +278,9 @@ mod tests {
         assert_eq!("Reno".parse(), Ok(CongestionAlgorithm::NewReno));
         assert_eq!("new-reno".parse(), Ok(CongestionAlgorithm::NewReno));
         assert_eq!(" CUBIC ".parse(), Ok(CongestionAlgorithm::Cubic));
-        assert_eq!("bbr".parse::<CongestionAlgorithm>(), Err(UnknownCongestionAlgorithm));
+        assert_eq!("BBR".parse(), Ok(CongestionAlgorithm::Bbr));
+        assert_eq!("bbrv3".parse(), Ok(CongestionAlgorithm::Bbr));
+        assert_eq!("bbr2".parse::<CongestionAlgorithm>(), Err(UnknownCongestionAlgorithm));
         assert_eq!("".parse::<CongestionAlgorithm>(), Err(UnknownCongestionAlgorithm));
         assert_eq!(CongestionAlgorithm::default(), CongestionAlgorithm::Cubic);
         assert_eq!(CongestionAlgorithm::NewReno.to_string(), "newreno");
@@ -239,27 +288,50 @@ mod tests {
 
     proptest::proptest! {
         /// Any sequence of events keeps the window at or above the minimum
-        /// and never panics, for both controllers.
+        /// and never panics, for every built-in controller; BBR also gets
+        /// arbitrary rate samples and losses.
         #[test]
         fn arbitrary_events_keep_window_sane(
-            events in proptest::collection::vec((0u8..5, 0u64..200, 0u64..400, 0u32..70_000), 1..300),
-            cubic in proptest::bool::ANY,
+            events in proptest::collection::vec((0u8..8, 0u64..200, 0u64..400, 0u32..70_000), 1..300),
+            alg in 0u8..3,
         ) {
-            let alg = if cubic { CongestionAlgorithm::Cubic } else { CongestionAlgorithm::NewReno };
+            let alg = [CongestionAlgorithm::Cubic, CongestionAlgorithm::NewReno, CongestionAlgorithm::Bbr][usize::from(alg)];
             let mut cc = alg.build(1200, true);
             let mut rtt = RttEstimator::default();
             let t0 = Instant::now();
             let mut now = t0;
+            let mut delivered = 0u64;
             for (kind, dt, back, n) in events {
                 now += core::time::Duration::from_millis(dt);
                 let sent = now.checked_sub(core::time::Duration::from_millis(back)).unwrap_or(t0).max(t0);
+                let n64 = u64::from(n);
                 match kind {
-                    0 => cc.on_ack(now, sent, u64::from(n), &rtt, n % 7 == 0),
-                    1 => cc.on_congestion_event(now, sent, n % 11 == 0, u64::from(n)),
+                    0 => cc.on_ack(now, sent, n64, &rtt, n % 7 == 0),
+                    1 => cc.on_congestion_event(now, sent, n % 11 == 0, n64),
                     2 => cc.on_ecn_ce(now, sent),
                     3 => cc.on_mtu_update(1200 + u64::from(n % 8000)),
-                    _ => rtt.update(now, core::time::Duration::from_micros(u64::from(n) + 1),
+                    4 => rtt.update(now, core::time::Duration::from_micros(n64 + 1),
                         core::time::Duration::ZERO, core::time::Duration::ZERO, true),
+                    5 => {
+                        let rs = RateSample {
+                            delivery_rate: n64 * back,
+                            delivered: n64,
+                            prior_delivered: delivered.saturating_sub(back * 100),
+                            app_limited: n % 3 == 0,
+                            tx_in_flight: n64 * 2,
+                            lost: back * 10,
+                            newly_acked: n64,
+                            total_delivered: delivered + n64,
+                            bytes_in_flight: back * 1000,
+                            rtt: Some(core::time::Duration::from_micros(n64 + 1)),
+                            cwnd_limited: n % 2 == 0,
+                            ..RateSample::default()
+                        };
+                        delivered += n64;
+                        cc.on_rate_sample(now, &rs, &rtt);
+                    }
+                    6 => cc.on_packet_lost(now, n64 % 1500, &RateSnapshot::default(), back * 1000),
+                    _ => cc.on_transmit(now, back * 100, n % 2 == 0),
                 }
                 proptest::prop_assert!(cc.window() >= minimum_window(cc.max_datagram_size()));
             }
@@ -268,7 +340,7 @@ mod tests {
 
     #[test]
     fn build_gives_fresh_controllers() {
-        for alg in [CongestionAlgorithm::NewReno, CongestionAlgorithm::Cubic] {
+        for alg in [CongestionAlgorithm::NewReno, CongestionAlgorithm::Cubic, CongestionAlgorithm::Bbr] {
             let cc = alg.build(1200, true);
             assert_eq!(cc.window(), 12_000);
             assert_eq!(cc.ssthresh(), u64::MAX);
