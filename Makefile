@@ -6,7 +6,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 
 
-.PHONY: setup run run-cli demo-inspect test test-style test-rust test-examples test-php test-fuzz test-interop interop fuzz bench build php-ext install clean
+.PHONY: setup peers run run-cli demo-inspect test test-style test-rust test-examples test-php test-fuzz test-interop interop fuzz bench build php-ext install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -40,7 +40,12 @@ demo-inspect: build
 # Every test: unit, property and integration tests (the PHP extension, a
 # cdylib PHP loads, has no Rust test harness: it is tested through PHP), the bench harnesses in
 # test mode, and a short smoke run of each fuzz target.
-test: setup test-style test-rust test-examples test-php test-fuzz test-interop
+test: setup peers test-style test-rust test-examples test-php test-fuzz test-interop
+
+# Peer programs of ours on other stacks that tests run: the quiche peer
+# (BoringSSL through cmake; about 3½ minutes cold, seconds after that).
+peers: setup
+	$(CARGO) build --release --manifest-path interop/peers/quiche-peer/Cargo.toml
 
 test-rust:
 	mkdir -p target; $(CARGO) test --workspace --exclude quicpro --all-targets --no-fail-fast 2>&1 | tee target/test-output.log; \

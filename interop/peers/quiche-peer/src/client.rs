@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 
 use quiche::h3::NameValue;
 
-use crate::common::{
-    self, attach_logs, close_reason, flush, random_cid, recv_batch, ConfigOptions, ALPN_H3,
-    ALPN_HQ, MAX_DATAGRAM,
-};
+use crate::common::{self, attach_logs, close_reason, flush, random_cid, recv_batch, ConfigOptions, ALPN_H3, ALPN_HQ, MAX_DATAGRAM};
 use crate::url::{self, Url};
 use crate::{ClientCase, ClientMode};
 
@@ -37,17 +34,12 @@ enum Proto {
 
 pub fn run(case: ClientCase) -> Result<(), String> {
     let requests = std::env::var("REQUESTS").unwrap_or_default();
-    let urls = requests
-        .split_whitespace()
-        .map(url::parse)
-        .collect::<Result<Vec<Url>, String>>()?;
+    let urls = requests.split_whitespace().map(url::parse).collect::<Result<Vec<Url>, String>>()?;
     if urls.is_empty() {
         return Err("REQUESTS is empty".into());
     }
-    let downloads =
-        PathBuf::from(std::env::var("DOWNLOADS").unwrap_or_else(|_| "/downloads".into()));
-    std::fs::create_dir_all(&downloads)
-        .map_err(|e| format!("creating {}: {e}", downloads.display()))?;
+    let downloads = PathBuf::from(std::env::var("DOWNLOADS").unwrap_or_else(|_| "/downloads".into()));
+    std::fs::create_dir_all(&downloads).map_err(|e| format!("creating {}: {e}", downloads.display()))?;
     let server_name = std::env::var("SERVER_NAME").unwrap_or_else(|_| "localhost".into());
 
     let proto = choose_proto(case.mode, std::env::var("ALPN").ok().as_deref())?;
@@ -59,15 +51,10 @@ pub fn run(case: ClientCase) -> Result<(), String> {
         cert_and_key: None,
     })?;
 
-    let mut job = Job {
-        config: &mut config,
-        proto,
-        server_name: &server_name,
-        downloads: &downloads,
-    };
+    let mut job = Job { config: &mut config, proto, server_name: &server_name, downloads: &downloads, reprioritize: case.mode == ClientMode::Priorities };
 
     match case.mode {
-        ClientMode::Transfer | ClientMode::Http3 => {
+        ClientMode::Transfer | ClientMode::Http3 | ClientMode::Priorities => {
             job.fetch(&urls, None, false, false)?;
         }
         ClientMode::Multiconnect => {
@@ -78,9 +65,7 @@ pub fn run(case: ClientCase) -> Result<(), String> {
         ClientMode::Resumption | ClientMode::ZeroRtt => {
             let zero_rtt = case.mode == ClientMode::ZeroRtt;
             let first = job.fetch(&urls[..1], None, false, true)?;
-            let session = first
-                .session
-                .ok_or("connection 1 ended without a session ticket; cannot resume")?;
+            let session = first.session.ok_or("connection 1 ended without a session ticket; cannot resume")?;
             if urls.len() > 1 {
                 let second = job.fetch(&urls[1..], Some(&session), zero_rtt, false)?;
                 // The files arrived, but the point of the test did not
@@ -89,10 +74,7 @@ pub fn run(case: ClientCase) -> Result<(), String> {
                     return Err("connection 2 did not resume the session".into());
                 }
                 if zero_rtt && second.early_data_reason != EARLY_DATA_ACCEPTED {
-                    return Err(format!(
-                        "server did not accept 0-RTT (BoringSSL early data reason {})",
-                        second.early_data_reason
-                    ));
+                    return Err(format!("server did not accept 0-RTT (BoringSSL early data reason {})", second.early_data_reason));
                 }
             }
         }
@@ -104,7 +86,7 @@ pub fn run(case: ClientCase) -> Result<(), String> {
 /// ALPN variable (set by quicpro's interop runner when the server only
 /// speaks h3, e.g. ngtcp2's examples) asks for h3.
 fn choose_proto(mode: ClientMode, alpn: Option<&str>) -> Result<Proto, String> {
-    if mode == ClientMode::Http3 {
+    if matches!(mode, ClientMode::Http3 | ClientMode::Priorities) {
         return Ok(Proto::H3);
     }
     match alpn {
@@ -119,6 +101,8 @@ struct Job<'a> {
     proto: Proto,
     server_name: &'a str,
     downloads: &'a Path,
+    /// The priorities case: see `ClientMode::Priorities`.
+    reprioritize: bool,
 }
 
 struct Outcome {
@@ -149,37 +133,29 @@ struct Transfer<'u> {
     done: usize,
     h3: Option<quiche::h3::Connection>,
     buf: Vec<u8>,
+    /// Send PRIORITY_UPDATE u=0 for the last request once all are out;
+    /// cleared once sent.
+    reprioritize: bool,
+    /// Print each completed file name to stdout (the priorities case, or
+    /// PRINT_COMPLETIONS set).
+    print_completions: bool,
 }
 
 impl Job<'_> {
     /// Downloads `urls` over one new connection. With `session` the
     /// connection resumes it, and with `early` it sends the requests as
     /// 0-RTT. With `want_session` it waits briefly for a session ticket.
-    fn fetch(
-        &mut self,
-        urls: &[Url],
-        session: Option<&[u8]>,
-        early: bool,
-        want_session: bool,
-    ) -> Result<Outcome, String> {
+    fn fetch(&mut self, urls: &[Url], session: Option<&[u8]>, early: bool, want_session: bool) -> Result<Outcome, String> {
         let peer = urls[0].addr;
-        let bind: SocketAddr = if peer.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        } else {
-            SocketAddr::from(([0u16; 8], 0))
-        };
+        let bind: SocketAddr = if peer.is_ipv4() { SocketAddr::from(([0, 0, 0, 0], 0)) } else { SocketAddr::from(([0u16; 8], 0)) };
         let socket = UdpSocket::bind(bind).map_err(|e| format!("binding {bind}: {e}"))?;
-        let local = socket
-            .local_addr()
-            .map_err(|e| format!("local_addr: {e}"))?;
+        let local = socket.local_addr().map_err(|e| format!("local_addr: {e}"))?;
 
         let scid = random_cid()?;
-        let mut conn = quiche::connect(Some(self.server_name), &scid, local, peer, self.config)
-            .map_err(|e| format!("connect: {e}"))?;
+        let mut conn = quiche::connect(Some(self.server_name), &scid, local, peer, self.config).map_err(|e| format!("connect: {e}"))?;
         attach_logs(&mut conn, "client");
         if let Some(s) = session {
-            conn.set_session(s)
-                .map_err(|e| format!("set_session: {e}"))?;
+            conn.set_session(s).map_err(|e| format!("set_session: {e}"))?;
         }
         log::info!(
             "{} connecting {local} -> {peer} for {} URL(s){}",
@@ -203,6 +179,8 @@ impl Job<'_> {
             done: 0,
             h3: None,
             buf: vec![0; MAX_DATAGRAM],
+            reprioritize: self.reprioritize,
+            print_completions: self.reprioritize || std::env::var_os("PRINT_COMPLETIONS").is_some(),
         };
 
         let mut rbuf = vec![0u8; MAX_DATAGRAM];
@@ -210,11 +188,7 @@ impl Job<'_> {
         let mut all_done_at: Option<Instant> = None;
         let mut closing_since: Option<Instant> = None;
         let mut failure: Option<String> = None;
-        let mut outcome = Outcome {
-            session: None,
-            resumed: false,
-            early_data_reason: 0,
-        };
+        let mut outcome = Outcome { session: None, resumed: false, early_data_reason: 0 };
         let mut announced = false;
 
         loop {
@@ -236,11 +210,7 @@ impl Job<'_> {
                     );
                 }
                 if let Err(e) = t.step(&mut conn, early) {
-                    let code = if self.proto == Proto::H3 {
-                        APP_FAILURE
-                    } else {
-                        1
-                    };
+                    let code = if self.proto == Proto::H3 { APP_FAILURE } else { 1 };
                     let _ = conn.close(true, code, b"client failure");
                     closing_since = Some(Instant::now());
                     failure = Some(e);
@@ -259,11 +229,7 @@ impl Job<'_> {
                     outcome.session = conn.session().map(<[u8]>::to_vec);
                     outcome.resumed = conn.is_resumed();
                     outcome.early_data_reason = conn.early_data_reason();
-                    let code = if self.proto == Proto::H3 {
-                        H3_NO_ERROR
-                    } else {
-                        0
-                    };
+                    let code = if self.proto == Proto::H3 { H3_NO_ERROR } else { 0 };
                     let _ = conn.close(true, code, b"");
                     closing_since = Some(Instant::now());
                     continue;
@@ -278,11 +244,9 @@ impl Job<'_> {
                 // Waiting for a ticket has no timer of its own.
                 wait = wait.min(Duration::from_millis(50));
             }
-            recv_batch(&socket, wait, &mut rbuf, |pkt, from| {
-                match conn.recv(pkt, quiche::RecvInfo { from, to: local }) {
-                    Ok(_) | Err(quiche::Error::Done) => {}
-                    Err(e) => log::debug!("{} recv: {e}", conn.trace_id()),
-                }
+            recv_batch(&socket, wait, &mut rbuf, |pkt, from| match conn.recv(pkt, quiche::RecvInfo { from, to: local }) {
+                Ok(_) | Err(quiche::Error::Done) => {}
+                Err(e) => log::debug!("{} recv: {e}", conn.trace_id()),
             })
             .map_err(|e| format!("recv_from: {e}"))?;
             if conn.timeout_instant().is_some_and(|d| d <= Instant::now()) {
@@ -305,12 +269,7 @@ impl Job<'_> {
             return Err(e);
         }
         if t.done < urls.len() {
-            return Err(format!(
-                "{} of {} downloads finished before the connection ended: {}",
-                t.done,
-                urls.len(),
-                close_reason(&conn)
-            ));
+            return Err(format!("{} of {} downloads finished before the connection ended: {}", t.done, urls.len(), close_reason(&conn)));
         }
         Ok(outcome)
     }
@@ -324,11 +283,13 @@ impl Transfer<'_> {
         }
         if self.proto == Proto::H3 && self.h3.is_none() {
             let cfg = quiche::h3::Config::new().map_err(|e| format!("h3 config: {e}"))?;
-            let h3 = quiche::h3::Connection::with_transport(conn, &cfg)
-                .map_err(|e| format!("HTTP/3 setup: {e}"))?;
+            let h3 = quiche::h3::Connection::with_transport(conn, &cfg).map_err(|e| format!("HTTP/3 setup: {e}"))?;
             self.h3 = Some(h3);
         }
         self.send_requests(conn)?;
+        if self.reprioritize && self.queue.is_empty() {
+            self.send_priority_update(conn)?;
+        }
         match self.proto {
             Proto::Hq => self.read_hq(conn),
             Proto::H3 => self.read_h3(conn),
@@ -389,22 +350,13 @@ impl Transfer<'_> {
                         Ok(sid) => sid,
                         Err(quiche::h3::Error::StreamBlocked)
                         | Err(quiche::h3::Error::Done)
-                        | Err(quiche::h3::Error::TransportError(quiche::Error::StreamLimit)) => {
-                            break
-                        }
+                        | Err(quiche::h3::Error::TransportError(quiche::Error::StreamLimit)) => break,
                         Err(e) => return Err(format!("HTTP/3 request {}: {e}", url.path)),
                     }
                 }
             };
             self.queue.pop_front();
-            self.inflight.insert(
-                sid,
-                InFlight {
-                    url: idx,
-                    body: Vec::new(),
-                    status: None,
-                },
-            );
+            self.inflight.insert(sid, InFlight { url: idx, body: Vec::new(), status: None });
         }
         Ok(())
     }
@@ -430,12 +382,7 @@ impl Transfer<'_> {
                         }
                     }
                     Err(quiche::Error::Done) => break,
-                    Err(quiche::Error::StreamReset(code)) => {
-                        return Err(format!(
-                            "server reset stream {sid} ({}) with 0x{code:x}",
-                            self.describe(sid)
-                        ))
-                    }
+                    Err(quiche::Error::StreamReset(code)) => return Err(format!("server reset stream {sid} ({}) with 0x{code:x}", self.describe(sid))),
                     Err(e) => return Err(format!("stream {sid} recv: {e}")),
                 }
             }
@@ -453,18 +400,11 @@ impl Transfer<'_> {
         result
     }
 
-    fn poll_h3(
-        &mut self,
-        h3: &mut quiche::h3::Connection,
-        conn: &mut quiche::Connection,
-    ) -> Result<(), String> {
+    fn poll_h3(&mut self, h3: &mut quiche::h3::Connection, conn: &mut quiche::Connection) -> Result<(), String> {
         loop {
             match h3.poll(conn) {
                 Ok((sid, quiche::h3::Event::Headers { list, .. })) => {
-                    let status = list
-                        .iter()
-                        .find(|h| h.name() == b":status")
-                        .map(|h| String::from_utf8_lossy(h.value()).into_owned());
+                    let status = list.iter().find(|h| h.name() == b":status").map(|h| String::from_utf8_lossy(h.value()).into_owned());
                     if let Some(f) = self.inflight.get_mut(&sid) {
                         f.status = status;
                     }
@@ -481,25 +421,15 @@ impl Transfer<'_> {
                     }
                 },
                 Ok((sid, quiche::h3::Event::Finished)) => {
-                    let status = self
-                        .inflight
-                        .get(&sid)
-                        .and_then(|f| f.status.clone())
-                        .unwrap_or_default();
+                    let status = self.inflight.get(&sid).and_then(|f| f.status.clone()).unwrap_or_default();
                     if status != "200" {
                         return Err(format!("{}: HTTP status {status:?}", self.describe(sid)));
                     }
                     self.complete(sid)?;
                 }
-                Ok((sid, quiche::h3::Event::Reset(code))) => {
-                    return Err(format!(
-                        "server reset stream {sid} ({}) with 0x{code:x}",
-                        self.describe(sid)
-                    ))
-                }
+                Ok((sid, quiche::h3::Event::Reset(code))) => return Err(format!("server reset stream {sid} ({}) with 0x{code:x}", self.describe(sid))),
                 // A GOAWAY lets in-flight requests finish; nothing to do.
-                Ok((_, quiche::h3::Event::GoAway)) | Ok((_, quiche::h3::Event::PriorityUpdate)) => {
-                }
+                Ok((_, quiche::h3::Event::GoAway)) | Ok((_, quiche::h3::Event::PriorityUpdate)) => {}
                 Err(quiche::h3::Error::Done) => break,
                 Err(e) => return Err(format!("HTTP/3: {e}")),
             }
@@ -507,11 +437,25 @@ impl Transfer<'_> {
         Ok(())
     }
 
+    /// RFC 9218 §7.2: PRIORITY_UPDATE for the last request, urgency 0,
+    /// encoded by quiche on its control stream.
+    fn send_priority_update(&mut self, conn: &mut quiche::Connection) -> Result<(), String> {
+        let (Some(h3), Some(&last)) = (self.h3.as_mut(), self.inflight.keys().max()) else {
+            return Ok(());
+        };
+        match h3.send_priority_update_for_request(conn, last, &quiche::h3::Priority::new(0, false)) {
+            Ok(()) => {
+                log::info!("PRIORITY_UPDATE u=0 for stream {last}");
+                self.reprioritize = false;
+                Ok(())
+            }
+            Err(quiche::h3::Error::StreamBlocked) | Err(quiche::h3::Error::Done) => Ok(()),
+            Err(e) => Err(format!("PRIORITY_UPDATE: {e}")),
+        }
+    }
+
     fn describe(&self, sid: u64) -> String {
-        self.inflight
-            .get(&sid)
-            .map(|f| self.urls[f.url].path.clone())
-            .unwrap_or_else(|| "unknown request".into())
+        self.inflight.get(&sid).map(|f| self.urls[f.url].path.clone()).unwrap_or_else(|| "unknown request".into())
     }
 
     fn complete(&mut self, sid: u64) -> Result<(), String> {
@@ -522,6 +466,9 @@ impl Transfer<'_> {
         let path = self.downloads.join(&url.file_name);
         std::fs::write(&path, &f.body).map_err(|e| format!("writing {}: {e}", path.display()))?;
         log::debug!("saved {} ({} B)", path.display(), f.body.len());
+        if self.print_completions {
+            println!("complete {}", url.file_name);
+        }
         self.done += 1;
         Ok(())
     }

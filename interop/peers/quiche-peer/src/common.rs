@@ -33,28 +33,19 @@ pub struct ConfigOptions<'a> {
 }
 
 pub fn make_config(opts: &ConfigOptions) -> Result<quiche::Config, String> {
-    let mut config = if opts.chacha_only {
-        chacha_only_config()?
-    } else {
-        quiche::Config::new(quiche::PROTOCOL_VERSION).map_err(|e| format!("quiche config: {e}"))?
-    };
+    let mut config =
+        if opts.chacha_only { chacha_only_config()? } else { quiche::Config::new(quiche::PROTOCOL_VERSION).map_err(|e| format!("quiche config: {e}"))? };
 
     if let Some((cert, key)) = &opts.cert_and_key {
-        config
-            .load_cert_chain_from_pem_file(cert)
-            .map_err(|e| format!("loading certificate chain {cert}: {e}"))?;
-        config
-            .load_priv_key_from_pem_file(key)
-            .map_err(|e| format!("loading private key {key}: {e}"))?;
+        config.load_cert_chain_from_pem_file(cert).map_err(|e| format!("loading certificate chain {cert}: {e}"))?;
+        config.load_priv_key_from_pem_file(key).map_err(|e| format!("loading private key {key}: {e}"))?;
     }
 
     // The runner's clients do not check the server certificate (it is
     // signed by a throw-away CA), and neither do we.
     config.verify_peer(false);
 
-    config
-        .set_application_protos(opts.alpns)
-        .map_err(|e| format!("ALPN: {e}"))?;
+    config.set_application_protos(opts.alpns).map_err(|e| format!("ALPN: {e}"))?;
 
     config.set_max_idle_timeout(30_000);
     config.set_max_send_udp_payload_size(MAX_SEND_PAYLOAD);
@@ -96,25 +87,16 @@ fn chacha_only_config() -> Result<quiche::Config, String> {
 
     const TLS_CHACHA20_POLY1305_SHA256: u16 = 0x1303;
 
-    let builder =
-        SslContextBuilder::new(SslMethod::tls()).map_err(|e| format!("SSL_CTX_new: {e}"))?;
+    let builder = SslContextBuilder::new(SslMethod::tls()).map_err(|e| format!("SSL_CTX_new: {e}"))?;
     let ciphers = [TLS_CHACHA20_POLY1305_SHA256];
     // SAFETY: builder.as_ptr() is a live SSL_CTX owned by `builder`; the
     // cipher array outlives the call (BoringSSL copies it), and a null
     // flags pointer is documented as allowed.
-    let rc = unsafe {
-        boring_sys::SSL_CTX_set1_tls13_ciphers(
-            builder.as_ptr(),
-            ciphers.as_ptr(),
-            std::ptr::null(),
-            ciphers.len(),
-        )
-    };
+    let rc = unsafe { boring_sys::SSL_CTX_set1_tls13_ciphers(builder.as_ptr(), ciphers.as_ptr(), std::ptr::null(), ciphers.len()) };
     if rc != 1 {
         return Err("SSL_CTX_set1_tls13_ciphers rejected 0x1303".into());
     }
-    quiche::Config::with_boring_ssl_ctx_builder(quiche::PROTOCOL_VERSION, builder)
-        .map_err(|e| format!("quiche config from SSL_CTX: {e}"))
+    quiche::Config::with_boring_ssl_ctx_builder(quiche::PROTOCOL_VERSION, builder).map_err(|e| format!("quiche config from SSL_CTX: {e}"))
 }
 
 /// Attaches SSLKEYLOGFILE and QLOGDIR output to a new connection.
@@ -138,11 +120,7 @@ pub fn attach_logs(conn: &mut quiche::Connection, role: &str) {
         }
         path.push(format!("{role}-{}.sqlog", conn.trace_id()));
         match File::create(&path) {
-            Ok(f) => conn.set_qlog(
-                Box::new(BufWriter::new(f)),
-                format!("quiche-peer {role}"),
-                format!("quiche-peer {role} {}", conn.trace_id()),
-            ),
+            Ok(f) => conn.set_qlog(Box::new(BufWriter::new(f)), format!("quiche-peer {role}"), format!("quiche-peer {role} {}", conn.trace_id())),
             Err(e) => log::warn!("cannot create qlog {path:?}: {e}"),
         }
     }
@@ -168,12 +146,7 @@ pub fn random_u128() -> Result<u128, String> {
 /// queued without blocking, handing each datagram to `handle`.
 ///
 /// Returns the number of datagrams read.
-pub fn recv_batch(
-    socket: &UdpSocket,
-    wait: Duration,
-    buf: &mut [u8],
-    mut handle: impl FnMut(&mut [u8], SocketAddr),
-) -> io::Result<usize> {
+pub fn recv_batch(socket: &UdpSocket, wait: Duration, buf: &mut [u8], mut handle: impl FnMut(&mut [u8], SocketAddr)) -> io::Result<usize> {
     // set_read_timeout rejects zero; a zero wait means "just drain".
     let mut count = 0;
     if !wait.is_zero() {
@@ -206,21 +179,14 @@ pub fn recv_batch(
 fn is_timeout(e: &io::Error) -> bool {
     // Interrupted: a signal (SIGTERM for the server) cut the wait short;
     // the caller's loop checks for it.
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
 }
 
 /// Sends everything quiche has queued for `conn`.
 ///
 /// Pacing hints (SendInfo::at) are ignored: this peer uses plain sockets,
 /// as quiche's own examples do without GSO/SO_TXTIME.
-pub fn flush(
-    socket: &UdpSocket,
-    conn: &mut quiche::Connection,
-    out: &mut [u8],
-) -> Result<(), String> {
+pub fn flush(socket: &UdpSocket, conn: &mut quiche::Connection, out: &mut [u8]) -> Result<(), String> {
     loop {
         let (len, info) = match conn.send(out) {
             Ok(v) => v,
@@ -242,12 +208,7 @@ pub fn flush(
 /// Describes why a connection ended, for error messages.
 pub fn close_reason(conn: &quiche::Connection) -> String {
     fn fmt(kind: &str, e: &quiche::ConnectionError) -> String {
-        format!(
-            "{kind} {} error 0x{:x} reason {:?}",
-            if e.is_app { "application" } else { "transport" },
-            e.error_code,
-            String::from_utf8_lossy(&e.reason)
-        )
+        format!("{kind} {} error 0x{:x} reason {:?}", if e.is_app { "application" } else { "transport" }, e.error_code, String::from_utf8_lossy(&e.reason))
     }
     if let Some(e) = conn.peer_error() {
         fmt("peer closed with", e)

@@ -29,6 +29,10 @@ pub enum ClientMode {
     ZeroRtt,
     /// All URLs on one connection over HTTP/3.
     Http3,
+    /// As Http3, and once every request is out, a PRIORITY_UPDATE frame
+    /// (RFC 9218 §7.2) gives the last one urgency 0; the order in which
+    /// responses complete is printed to stdout ("complete <file>").
+    Priorities,
 }
 
 /// Client-side settings derived from TESTCASE.
@@ -67,26 +71,18 @@ fn unsupported_reason(testcase: &str) -> Option<&'static str> {
 }
 
 fn client_case(testcase: &str) -> Result<ClientCase, (String, u8)> {
-    let plain = |mode| {
-        Ok(ClientCase {
-            mode,
-            chacha_only: false,
-        })
-    };
+    let plain = |mode| Ok(ClientCase { mode, chacha_only: false });
     match testcase {
         // Everything the runner drives with TESTCASE=transfer or handshake,
         // plus the scenario names themselves so a local harness may pass them.
-        "handshake" | "transfer" | "retry" | "longrtt" | "multiplexing" | "blackhole"
-        | "transferloss" | "transfercorruption" | "amplificationlimit" | "ipv6" | "rebind-port"
-        | "rebind-addr" | "goodput" | "crosstraffic" => plain(ClientMode::Transfer),
+        "handshake" | "transfer" | "retry" | "longrtt" | "multiplexing" | "blackhole" | "transferloss" | "transfercorruption" | "amplificationlimit"
+        | "ipv6" | "rebind-port" | "rebind-addr" | "goodput" | "crosstraffic" => plain(ClientMode::Transfer),
         "multiconnect" | "handshakeloss" | "handshakecorruption" => plain(ClientMode::Multiconnect),
         "resumption" => plain(ClientMode::Resumption),
         "zerortt" => plain(ClientMode::ZeroRtt),
         "http3" => plain(ClientMode::Http3),
-        "chacha20" => Ok(ClientCase {
-            mode: ClientMode::Transfer,
-            chacha_only: true,
-        }),
+        "priorities" => plain(ClientMode::Priorities),
+        "chacha20" => Ok(ClientCase { mode: ClientMode::Transfer, chacha_only: true }),
         "keyupdate" => Err((
             "quiche 0.30 has no API to initiate a key update; it only answers \
              updates started by the peer"
@@ -136,8 +132,7 @@ fn server_case(testcase: &str) -> Result<ServerCase, (String, u8)> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("quiche_peer=info"))
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("quiche_peer=info")).init();
 
     let role = std::env::var("ROLE").unwrap_or_default();
     let testcase = std::env::var("TESTCASE").unwrap_or_default();

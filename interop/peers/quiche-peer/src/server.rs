@@ -11,10 +11,7 @@ use std::time::{Duration, Instant};
 use quiche::h3::NameValue;
 use quiche::ConnectionId;
 
-use crate::common::{
-    self, attach_logs, close_reason, flush, random_cid, random_u128, recv_batch, ConfigOptions,
-    ALPN_H3, ALPN_HQ, CID_LEN, MAX_DATAGRAM,
-};
+use crate::common::{self, attach_logs, close_reason, flush, random_cid, random_u128, recv_batch, ConfigOptions, ALPN_H3, ALPN_HQ, CID_LEN, MAX_DATAGRAM};
 use crate::token::TokenKey;
 use crate::ServerCase;
 
@@ -50,14 +47,11 @@ pub fn run(case: ServerCase) -> Result<(), String> {
     })?;
 
     let socket = UdpSocket::bind(&listen).map_err(|e| format!("binding UDP {listen}: {e}"))?;
-    let local = socket
-        .local_addr()
-        .map_err(|e| format!("local_addr: {e}"))?;
+    let local = socket.local_addr().map_err(|e| format!("local_addr: {e}"))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| format!("installing signal handler: {e}"))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(|e| format!("installing signal handler: {e}"))?;
     }
 
     let mut srv = Server {
@@ -65,11 +59,7 @@ pub fn run(case: ServerCase) -> Result<(), String> {
         h3_config: quiche::h3::Config::new().map_err(|e| format!("h3 config: {e}"))?,
         local,
         www,
-        retry: if case.retry {
-            Some(TokenKey::random()?)
-        } else {
-            None
-        },
+        retry: if case.retry { Some(TokenKey::random()?) } else { None },
         conns: HashMap::new(),
         by_cid: HashMap::new(),
         next_id: 0,
@@ -77,18 +67,12 @@ pub fn run(case: ServerCase) -> Result<(), String> {
         scratch: vec![0; MAX_DATAGRAM],
     };
 
-    log::info!(
-        "server listening on {local}, serving {:?}, retry={}",
-        srv.www,
-        case.retry
-    );
+    log::info!("server listening on {local}, serving {:?}, retry={}", srv.www, case.retry);
 
     let mut buf = vec![0u8; MAX_DATAGRAM];
     while !stop.load(Ordering::Relaxed) {
         let wait = srv.next_timeout().min(SIGNAL_POLL);
-        if let Err(e) = recv_batch(&socket, wait, &mut buf, |pkt, from| {
-            srv.on_datagram(&socket, pkt, from)
-        }) {
+        if let Err(e) = recv_batch(&socket, wait, &mut buf, |pkt, from| srv.on_datagram(&socket, pkt, from)) {
             // Not fatal: a UDP socket error concerns one datagram.
             log::warn!("recv_from: {e}");
             std::thread::sleep(Duration::from_millis(10));
@@ -142,11 +126,7 @@ struct Response {
 
 impl Server {
     fn next_timeout(&self) -> Duration {
-        self.conns
-            .values()
-            .filter_map(|p| p.conn.timeout())
-            .min()
-            .unwrap_or(SIGNAL_POLL)
+        self.conns.values().filter_map(|p| p.conn.timeout()).min().unwrap_or(SIGNAL_POLL)
     }
 
     fn on_datagram(&mut self, socket: &UdpSocket, pkt: &mut [u8], from: SocketAddr) {
@@ -169,10 +149,7 @@ impl Server {
         let Some(peer) = self.conns.get_mut(&id) else {
             return;
         };
-        let info = quiche::RecvInfo {
-            from,
-            to: self.local,
-        };
+        let info = quiche::RecvInfo { from, to: self.local };
         match peer.conn.recv(pkt, info) {
             Ok(_) | Err(quiche::Error::Done) => {}
             // quiche closes the connection itself when the error is fatal.
@@ -182,13 +159,7 @@ impl Server {
 
     /// Handles a packet for an unknown DCID: version negotiation, Retry, or
     /// a new connection. Returns the new connection's key.
-    fn new_connection(
-        &mut self,
-        socket: &UdpSocket,
-        hdr: &quiche::Header,
-        len: usize,
-        from: SocketAddr,
-    ) -> Option<u64> {
+    fn new_connection(&mut self, socket: &UdpSocket, hdr: &quiche::Header, len: usize, from: SocketAddr) -> Option<u64> {
         if hdr.ty != quiche::Type::Initial {
             log::debug!("{:?} from {from} for unknown DCID {:?}", hdr.ty, hdr.dcid);
             return None;
@@ -223,10 +194,7 @@ impl Server {
                     // The client now addresses us by the Retry SCID; keep
                     // it as our SCID, as quiche expects (it is also the
                     // retry_source_connection_id).
-                    Ok(odcid) => (
-                        hdr.dcid.clone().into_owned(),
-                        Some(ConnectionId::from_vec(odcid)),
-                    ),
+                    Ok(odcid) => (hdr.dcid.clone().into_owned(), Some(ConnectionId::from_vec(odcid))),
                     Err(why) => {
                         log::info!("dropping Initial from {from}: invalid token ({why})");
                         return None;
@@ -242,14 +210,13 @@ impl Server {
             },
         };
 
-        let mut conn =
-            match quiche::accept(&scid, odcid.as_ref(), self.local, from, &mut self.config) {
-                Ok(c) => c,
-                Err(e) => {
-                    log::info!("accept from {from} failed: {e}");
-                    return None;
-                }
-            };
+        let mut conn = match quiche::accept(&scid, odcid.as_ref(), self.local, from, &mut self.config) {
+            Ok(c) => c,
+            Err(e) => {
+                log::info!("accept from {from} failed: {e}");
+                return None;
+            }
+        };
         attach_logs(&mut conn, "server");
         log::info!("{} new connection from {from}", conn.trace_id());
 
@@ -283,13 +250,7 @@ impl Server {
         Some(id)
     }
 
-    fn send_retry(
-        &self,
-        socket: &UdpSocket,
-        key: &TokenKey,
-        hdr: &quiche::Header,
-        from: SocketAddr,
-    ) {
+    fn send_retry(&self, socket: &UdpSocket, key: &TokenKey, hdr: &quiche::Header, from: SocketAddr) {
         let new_scid = match random_cid() {
             Ok(c) => c,
             Err(e) => {
@@ -306,14 +267,7 @@ impl Server {
         };
         // A local buffer: self.out is borrowed immutably through `self`.
         let mut out = [0u8; 1500];
-        match quiche::retry(
-            &hdr.scid,
-            &hdr.dcid,
-            &new_scid,
-            &token,
-            hdr.version,
-            &mut out,
-        ) {
+        match quiche::retry(&hdr.scid, &hdr.dcid, &new_scid, &token, hdr.version, &mut out) {
             Ok(n) => {
                 log::info!("sent Retry to {from}");
                 send_logged(socket, &out[..n], from);
@@ -334,14 +288,7 @@ impl Server {
     /// Runs the application protocol on every connection that can carry
     /// data (established, or in 0-RTT).
     fn serve(&mut self) {
-        let Server {
-            conns,
-            by_cid,
-            h3_config,
-            www,
-            scratch,
-            ..
-        } = self;
+        let Server { conns, by_cid, h3_config, www, scratch, .. } = self;
         for (&id, p) in conns.iter_mut() {
             p.housekeeping(id, by_cid);
 
@@ -377,12 +324,7 @@ impl Server {
     }
 
     fn collect_closed(&mut self) {
-        let closed: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, p)| p.conn.is_closed())
-            .map(|(id, _)| *id)
-            .collect();
+        let closed: Vec<u64> = self.conns.iter().filter(|(_, p)| p.conn.is_closed()).map(|(id, _)| *id).collect();
         for id in closed {
             let Some(p) = self.conns.remove(&id) else {
                 continue;
@@ -468,12 +410,8 @@ impl Peer {
                 if req.len() > MAX_HQ_REQUEST {
                     log::info!("{} stream {sid}: oversized request", self.conn.trace_id());
                     self.hq_requests.remove(&sid);
-                    let _ = self
-                        .conn
-                        .stream_shutdown(sid, quiche::Shutdown::Write, HQ_REJECT);
-                    let _ = self
-                        .conn
-                        .stream_shutdown(sid, quiche::Shutdown::Read, HQ_REJECT);
+                    let _ = self.conn.stream_shutdown(sid, quiche::Shutdown::Write, HQ_REJECT);
+                    let _ = self.conn.stream_shutdown(sid, quiche::Shutdown::Read, HQ_REJECT);
                     break;
                 }
                 // Answer at the end of the line or at FIN, whichever first:
@@ -495,32 +433,15 @@ impl Peer {
     fn answer_hq(&mut self, sid: u64, req: &[u8], www: &Path) {
         let text = String::from_utf8_lossy(req);
         let line = text.lines().next().unwrap_or("").trim();
-        let body = line
-            .strip_prefix("GET ")
-            .map(str::trim)
-            .ok_or_else(|| format!("not a GET request: {line:?}"))
-            .and_then(|path| read_file(www, path));
+        let body = line.strip_prefix("GET ").map(str::trim).ok_or_else(|| format!("not a GET request: {line:?}")).and_then(|path| read_file(www, path));
         match body {
             Ok(body) => {
-                log::debug!(
-                    "{} stream {sid}: {line} -> {} B",
-                    self.conn.trace_id(),
-                    body.len()
-                );
-                self.responses.insert(
-                    sid,
-                    Response {
-                        body,
-                        off: 0,
-                        h3_headers: None,
-                    },
-                );
+                log::debug!("{} stream {sid}: {line} -> {} B", self.conn.trace_id(), body.len());
+                self.responses.insert(sid, Response { body, off: 0, h3_headers: None });
             }
             Err(why) => {
                 log::info!("{} stream {sid}: {why}; resetting", self.conn.trace_id());
-                let _ = self
-                    .conn
-                    .stream_shutdown(sid, quiche::Shutdown::Write, HQ_REJECT);
+                let _ = self.conn.stream_shutdown(sid, quiche::Shutdown::Write, HQ_REJECT);
             }
         }
     }
@@ -544,11 +465,7 @@ impl Peer {
             match h3.poll(&mut self.conn) {
                 Ok((sid, quiche::h3::Event::Headers { list, .. })) => {
                     let resp = h3_response(&list, www);
-                    log::debug!(
-                        "{} stream {sid}: {} B",
-                        self.conn.trace_id(),
-                        resp.body.len()
-                    );
+                    log::debug!("{} stream {sid}: {} B", self.conn.trace_id(), resp.body.len());
                     self.responses.insert(sid, resp);
                 }
                 Ok((sid, quiche::h3::Event::Data)) => {
@@ -556,15 +473,10 @@ impl Peer {
                     while h3.recv_body(&mut self.conn, sid, buf).is_ok() {}
                 }
                 Ok((sid, quiche::h3::Event::Reset(code))) => {
-                    log::info!(
-                        "{} stream {sid} reset by client (0x{code:x})",
-                        self.conn.trace_id()
-                    );
+                    log::info!("{} stream {sid} reset by client (0x{code:x})", self.conn.trace_id());
                     self.responses.remove(&sid);
                 }
-                Ok((_, quiche::h3::Event::Finished))
-                | Ok((_, quiche::h3::Event::PriorityUpdate))
-                | Ok((_, quiche::h3::Event::GoAway)) => {}
+                Ok((_, quiche::h3::Event::Finished)) | Ok((_, quiche::h3::Event::PriorityUpdate)) | Ok((_, quiche::h3::Event::GoAway)) => {}
                 Err(quiche::h3::Error::Done) => break,
                 Err(e) => {
                     log::info!("{} HTTP/3 error: {e}", self.conn.trace_id());
@@ -585,13 +497,9 @@ impl Peer {
                         let fin = r.body.is_empty();
                         match h3.send_response(&mut self.conn, sid, headers, fin) {
                             Ok(()) => r.h3_headers = None,
-                            Err(quiche::h3::Error::StreamBlocked)
-                            | Err(quiche::h3::Error::Done) => continue,
+                            Err(quiche::h3::Error::StreamBlocked) | Err(quiche::h3::Error::Done) => continue,
                             Err(e) => {
-                                log::info!(
-                                    "{} stream {sid} send_response: {e}",
-                                    self.conn.trace_id()
-                                );
+                                log::info!("{} stream {sid} send_response: {e}", self.conn.trace_id());
                                 finished.push(sid);
                                 continue;
                             }
@@ -658,11 +566,7 @@ fn h3_response(list: &[quiche::h3::Header], www: &Path) -> Response {
         quiche::h3::Header::new(b"server", b"quiche-peer"),
         quiche::h3::Header::new(b"content-length", body.len().to_string().as_bytes()),
     ];
-    Response {
-        body,
-        off: 0,
-        h3_headers: Some(headers),
-    }
+    Response { body, off: 0, h3_headers: Some(headers) }
 }
 
 /// Maps a request path onto a file under `www`, refusing anything that

@@ -36,16 +36,8 @@ impl TokenKey {
         boring::hash::hmac_sha256(&self.0, data).map_err(|e| format!("HMAC: {e}"))
     }
 
-    pub fn mint(
-        &self,
-        peer: SocketAddr,
-        odcid: &[u8],
-        retry_scid: &[u8],
-    ) -> Result<Vec<u8>, String> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+    pub fn mint(&self, peer: SocketAddr, odcid: &[u8], retry_scid: &[u8]) -> Result<Vec<u8>, String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut t = Vec::with_capacity(96);
         t.extend_from_slice(MAGIC);
         t.extend_from_slice(&now.to_be_bytes());
@@ -61,12 +53,7 @@ impl TokenKey {
 
     /// Checks a token from a client Initial sent from `peer` to
     /// `dcid`. Returns the original DCID, or why the token is refused.
-    pub fn validate(
-        &self,
-        token: &[u8],
-        peer: SocketAddr,
-        dcid: &[u8],
-    ) -> Result<Vec<u8>, &'static str> {
+    pub fn validate(&self, token: &[u8], peer: SocketAddr, dcid: &[u8]) -> Result<Vec<u8>, &'static str> {
         if token.len() < MAGIC.len() + MAC_LEN {
             return Err("too short");
         }
@@ -83,10 +70,7 @@ impl TokenKey {
             return Err("bad magic");
         }
         let issued = u64::from_be_bytes(r.array::<8>()?);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         if now.saturating_sub(issued) > LIFETIME.as_secs() {
             return Err("expired");
         }

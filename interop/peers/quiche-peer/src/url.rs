@@ -17,9 +17,7 @@ pub struct Url {
 }
 
 pub fn parse(s: &str) -> Result<Url, String> {
-    let rest = s
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("{s}: only https:// URLs are supported"))?;
+    let rest = s.strip_prefix("https://").ok_or_else(|| format!("{s}: only https:// URLs are supported"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -45,12 +43,7 @@ pub fn parse(s: &str) -> Result<Url, String> {
         return Err(format!("{s}: no file name in the path"));
     }
 
-    Ok(Url {
-        authority: authority.to_string(),
-        path: path.to_string(),
-        addr,
-        file_name,
-    })
+    Ok(Url { authority: authority.to_string(), path: path.to_string(), addr, file_name })
 }
 
 fn split_host_port(authority: &str) -> Result<(&str, u16), String> {
