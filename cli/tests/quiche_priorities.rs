@@ -5,6 +5,7 @@
 //!
 //! The peer is built by `make peers` (part of `make test`); without it the
 //! test fails and says how to build it.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::process::Command;
