@@ -46,8 +46,31 @@ namespace {
      * @throws Quicpro\Exception\StreamException|Quicpro\Exception\ConnectionException
      */
     function quicpro_receive_response(Quicpro\ClientSession $s, int $id): array|false {}
-    /** Drives the connection for at most $timeout_ms milliseconds (does not suspend Fibers). */
+    /**
+     * Drives the process's client connections for at most $timeout_ms milliseconds. Inside a
+     * Quicpro\Loop Fiber it suspends the Fiber until $s has news or the time is up (other Fibers run).
+     */
     function quicpro_poll(Quicpro\ClientSession $s, int $timeout_ms): bool {}
+    /**
+     * Waits for the whole response of request $id and returns it. Inside a Quicpro\Loop Fiber the
+     * Fiber is suspended meanwhile; elsewhere the call blocks (bounded by max_idle_ms).
+     * @return array{status:int,headers:array<string,string>,body:string,trailers:array<string,string>}
+     * @throws Quicpro\Exception\TimeoutException|Quicpro\Exception\StreamException|Quicpro\Exception\ConnectionException
+     */
+    function quicpro_await(Quicpro\ClientSession $s, int $id): array {}
+    /**
+     * One turn of the process's client endpoint, waiting at most $timeout_ms (0: only what is due);
+     * returns how many sessions had news. Call it when quicpro_stream() is readable.
+     */
+    function quicpro_client_poll(?int $timeout_ms = 0): int {}
+    /**
+     * A read-only stream readable whenever the process's client endpoint (IPv4, or IPv6 with $ipv6)
+     * has work: a datagram, a timer due, news for a session. For stream_select and event loops'
+     * onReadable. CLI only (PHP opens it through php://fd).
+     * @return resource
+     * @throws Quicpro\Exception\ClientException|Quicpro\Exception\SocketException
+     */
+    function quicpro_stream(?bool $ipv6 = false) {}
     /** Closes the connection (waits up to ~3 RTT for a session ticket first). */
     function quicpro_close(Quicpro\ClientSession $s): bool {}
     /** Whether the connection resumed a TLS session ("TLS session resumed"). */
@@ -68,7 +91,7 @@ namespace Quicpro {
          *   client_cert_file?:string,client_key_file?:string,verify_peer?:bool,server_name?:string,
          *   congestion_control?:'cubic'|'newreno'|'bbr',hystart?:bool,quic_version?:'v1'|'v2',versions?:list<'v1'|'v2'>|string,max_udp_payload_size?:int,mtu_discovery?:bool,preferred_address?:string|list<string>,server_id?:string,lb_key?:string,lb_config_rotation?:int,max_streams_bidi?:int,max_streams_uni?:int,initial_max_data?:int,
          *   initial_max_stream_data?:int,retry?:'never'|'always'|'under_load',reuse_port?:bool,max_body_size?:int,
-         *   max_header_size?:int,qlog_dir?:string,keylog?:bool,steering?:bool} $options
+         *   max_header_size?:int,qlog_dir?:string,keylog?:bool,steering?:bool,persistent?:bool} $options
          * @throws Exception\ConfigException
          */
         public function __construct(array $options) {}
@@ -91,6 +114,15 @@ namespace Quicpro {
         public function accept(int $timeout_ms = 100): ?Session {}
         /** Drives the loop for at most $timeout_ms without accepting. False once stopped. */
         public function poll(int $timeout_ms = 0): bool {}
+        /** One turn that does not wait, then the next session if one is waiting, else null (also once stopped). */
+        public function tryAccept(): ?Session {}
+        /**
+         * A read-only stream readable whenever the server has work (a datagram, a timer, a Fiber to
+         * resume, a session to accept): watch it from stream_select or an event loop and call
+         * tryAccept() when it fires. CLI only (php://fd).
+         * @return resource
+         */
+        public function getStream() {}
         /** GOAWAY, let in-flight requests finish (≤ 5 s), close everything. */
         public function stop(): void {}
         public function localAddress(): string {}
@@ -166,16 +198,40 @@ namespace Quicpro {
         public function __construct(string $host, int $port, ?Config $config = null) {}
         public function request(string $path, ?array $headers = null, ?string $body = null, ?string $method = null): int {}
         public function response(int $id): array|false {}
+        /** As quicpro_await(). */
+        public function await(int $id): array {}
         public function poll(int $timeout_ms = 0): bool {}
         public function fetch(string $path): array {}
         public function isResumed(): bool {}
         public function zeroRttAccepted(): ?bool {}
+        /** Closes the connection; with Config 'persistent' it goes back to the process's pool instead, open. */
         public function close(): void {}
+        /** Whether the connection came from the persistent pool (no handshake was made for it). */
+        public function isReused(): bool {}
         public function isOpen(): bool {}
-        /** Active migration to a new local port (RFC 9000 §9.2); returns the new local address. @throws Exception\ClientException */
+        /**
+         * Active migration to a new local port (RFC 9000 §9.2): the process's client socket moves, with
+         * every connection on it. Returns the new local address. @throws Exception\ClientException
+         */
         public function migrate(): string {}
         /** Connection migrations so far. */
         public function migrations(): int {}
+    }
+}
+
+namespace Quicpro {
+    /**
+     * The scheduler of client Fibers: inside its Fibers quicpro_connect, quicpro_await, quicpro_poll
+     * and the ClientSession methods suspend the Fiber while they wait, and the loop runs the others.
+     * One loop at a time per process.
+     */
+    final class Loop {
+        /** Runs $task (a callable or an unstarted Fiber) under the loop; returns what it returned. @throws Exception\ClientException */
+        public static function run(callable|\Fiber $task): mixed {}
+        /** Runs every task concurrently; returns their results under the array's keys. @param array<callable|\Fiber> $tasks */
+        public static function all(array $tasks): array {}
+        /** Whether the calling code runs in a Fiber of the running loop. */
+        public static function inLoop(): bool {}
     }
 }
 

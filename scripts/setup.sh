@@ -5,9 +5,12 @@ set -euo pipefail
 
 # Interop and benchmark peers: caddy (quic-go), ngtcp2's examples, Chromium,
 # PHP-FPM (the Caddy + PHP-FPM benchmark target), cmake (the quiche peer's
-# BoringSSL), openssl (certificate hashes for Chromium).
+# BoringSSL), openssl (certificate hashes for Chromium), amphp (the event
+# loop the PHP client is driven from in a phpt) and cgi-fcgi (FastCGI requests
+# to PHP-FPM in a phpt).
 APT_PKGS=(clang libelf-dev m4 iproute2 php8.2-cli php8.2-dev pkg-config zlib1g-dev
-          caddy ngtcp2-client ngtcp2-server chromium php8.2-fpm cmake openssl)
+          caddy ngtcp2-client ngtcp2-server chromium php8.2-fpm cmake openssl
+          php-amphp-amp libfcgi-bin)
 PIP_PKGS=(aioquic pylsqpack)
 
 need_apt=()

@@ -98,6 +98,11 @@ pub struct ConfigData {
     pub qlog_dir: Option<PathBuf>,
     /// `keylog`: write TLS secrets to `SSLKEYLOGFILE`.
     pub keylog: bool,
+    /// `persistent` (client; default false): `close()`, and the end of the
+    /// PHP request, hand the open connection to the process's pool, and
+    /// the next `quicpro_connect` to the same origin with the same options
+    /// takes it instead of a new handshake (PHP-FPM workers).
+    pub persistent: bool,
     /// `steering` (servers; default true): SO_REUSEPORT steering by
     /// connection ID. The eBPF group is made here, by the process that calls
     /// `Config::new` before forking, so every forked worker joins the same
@@ -148,6 +153,7 @@ const KEYS: &[&str] = &[
     "qlog_dir",
     "keylog",
     "steering",
+    "persistent",
 ];
 
 impl ConfigData {
@@ -196,6 +202,7 @@ impl ConfigData {
             keylog: false,
             steering: None,
             steering_error: None,
+            persistent: false,
             reset_secret,
             token_secret,
         }
@@ -253,6 +260,7 @@ impl ConfigData {
                 "max_header_size" => c.max_header_size = int(&key, value, 256, 16 << 20)?,
                 "qlog_dir" => c.qlog_dir = Some(path(&key, value)?),
                 "keylog" => c.keylog = boolean(&key, value)?,
+                "persistent" => c.persistent = boolean(&key, value)?,
                 "steering" => want_steering = boolean(&key, value)?,
                 "server_id" => server_id = Some(hex(&key, &string(&key, value)?)?),
                 "lb_key" => lb_key = Some(hex(&key, &string(&key, value)?)?),
@@ -364,6 +372,31 @@ impl ConfigData {
 
     pub fn h3(&self) -> h3_core::connection::H3Config {
         h3_core::connection::H3Config { max_field_section_size: self.max_header_size, ..Default::default() }
+    }
+
+    /// What a pooled client connection must match to be reused, beside
+    /// host and port: every option that shapes the connection.
+    pub fn client_identity(&self) -> String {
+        format!(
+            "{:?}|{:?}|{}|{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{}",
+            self.alpn,
+            self.ca_file,
+            self.verify_peer,
+            self.server_name,
+            self.client_cert_file,
+            self.client_key_file,
+            self.early_data,
+            self.quic_version,
+            self.versions,
+            self.congestion,
+            self.hystart,
+            self.max_udp_payload,
+            self.mtu_discovery,
+            self.max_streams_bidi,
+            self.max_data,
+            self.max_stream_data,
+            self.max_header_size,
+        )
     }
 
     pub fn alpn_refs(&self) -> Vec<&[u8]> {

@@ -43,6 +43,16 @@ pub fn resume(fiber: &Zval) {
     }
 }
 
+/// Resumes a suspended Fiber and leaves an exception that escapes it
+/// pending, for the caller to propagate (`Quicpro\Loop`: a task's failure
+/// is the loop's).
+pub fn resume_propagating(fiber: &Zval) {
+    let suspended = fiber.try_call_method("isSuspended", vec![]).ok().and_then(|z| z.bool()).unwrap_or(false);
+    if suspended {
+        let _ = fiber.try_call_method("resume", vec![]);
+    }
+}
+
 /// Starts nothing; only used when a Fiber we resumed threw.
 fn report_escaped_exception() {
     let Some(ex) = ExecutorGlobals::take_exception() else { return };

@@ -34,6 +34,7 @@ extern "C" {
 }
 
 pub mod client;
+pub mod client_loop;
 pub mod config;
 pub mod errors;
 pub mod fiber;
@@ -189,10 +190,40 @@ pub fn quicpro_receive_response(s: &ZendClassObject<client::ClientSession>, id: 
     s.response(id)
 }
 
-/// Drives `$s` for at most `$timeout_ms` milliseconds.
+/// Drives `$s` for at most `$timeout_ms` milliseconds (inside a
+/// `Quicpro\Loop` Fiber: suspends the Fiber until `$s` has news or the
+/// time is up).
 #[php_function]
 pub fn quicpro_poll(s: &ZendClassObject<client::ClientSession>, timeout_ms: i64) -> PhpResult<bool> {
     s.poll(timeout_ms)
+}
+
+/// Waits for the whole response of request `$id` and returns it (the
+/// array of `quicpro_receive_response`). Inside a `Quicpro\Loop` Fiber the
+/// Fiber is suspended meanwhile and other Fibers run.
+#[php_function]
+pub fn quicpro_await(s: &ZendClassObject<client::ClientSession>, id: i64) -> PhpResult<Zval> {
+    s.await_(id)
+}
+
+/// One turn of the process's client endpoint, waiting at most
+/// `$timeout_ms` (0: only what is due); returns how many sessions had
+/// news. What an event loop calls when `quicpro_stream()` is readable.
+#[php_function]
+pub fn quicpro_client_poll(timeout_ms: Option<i64>) -> PhpResult<i64> {
+    let wait = std::time::Duration::from_millis(timeout_ms.unwrap_or(0).clamp(0, 60_000) as u64);
+    Ok(client::with_hub(|h| h.poll_all(wait))? as i64)
+}
+
+/// A read-only PHP stream that is readable whenever the process's client
+/// endpoint (IPv4, or IPv6 with `$ipv6`) has work: a datagram, a timer
+/// due, or news for a session. Watch it with `stream_select` or an event
+/// loop's `onReadable`, and call `quicpro_client_poll(0)` when it fires.
+/// (CLI only: PHP opens the descriptor through `php://fd`.)
+#[php_function]
+pub fn quicpro_stream(ipv6: Option<bool>) -> PhpResult<Zval> {
+    let fd = client::with_hub(|h| h.notifier(usize::from(ipv6.unwrap_or(false))))?;
+    Ok(client::fd_stream(fd)?)
 }
 
 /// Closes `$s`.
@@ -226,6 +257,7 @@ pub fn get_module(module: ModuleBuilder<'_>) -> ModuleBuilder<'_> {
         .class::<server::Session>()
         .class::<server::Stream>()
         .class::<client::ClientSession>()
+        .class::<client_loop::Loop>()
         .function(wrap_function!(quicpro_version))
         .function(wrap_function!(quicpro_get_last_error))
         .function(wrap_function!(quicpro_get_last_error_code))
@@ -235,6 +267,9 @@ pub fn get_module(module: ModuleBuilder<'_>) -> ModuleBuilder<'_> {
         .function(wrap_function!(quicpro_send_request))
         .function(wrap_function!(quicpro_receive_response))
         .function(wrap_function!(quicpro_poll))
+        .function(wrap_function!(quicpro_await))
+        .function(wrap_function!(quicpro_client_poll))
+        .function(wrap_function!(quicpro_stream))
         .function(wrap_function!(quicpro_close))
         .function(wrap_function!(quicpro_is_resumed))
         .function(wrap_function!(quicpro_migrate));

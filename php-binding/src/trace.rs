@@ -68,3 +68,34 @@ pub fn session_accept(worker: u8, stream: u64) {
 pub fn session_close(worker: u8, graceful: bool) {
     probe::probe!(quicpro, session_close, worker as isize, graceful as isize);
 }
+
+/// A qlog file for a client connection (`qlog_dir`, or `QP_TRACE=1`):
+/// `client-<pid>-<n>.sqlog` in `dir`, written by a spool thread of this
+/// process (started on first use, again in a forked child).
+pub fn enable_client_qlog(conn: &mut quic_core::connection::Connection, dir: &std::path::Path, n: usize) {
+    use std::cell::RefCell;
+    thread_local! {
+        static SPOOL: RefCell<Option<(u32, io_backends::qlog_spool::QlogSpool)>> = const { RefCell::new(None) };
+    }
+    let pid = std::process::id();
+    SPOOL.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.as_ref().is_none_or(|(p, _)| *p != pid) {
+            // A parent's spool thread does not exist in a forked child.
+            if let Some((_, old)) = s.take() {
+                std::mem::forget(old);
+            }
+            match io_backends::qlog_spool::QlogSpool::start() {
+                Ok(spool) => *s = Some((pid, spool)),
+                Err(e) => {
+                    event(&format!("client qlog disabled: {e}"));
+                    return;
+                }
+            }
+        }
+        if let Some((_, spool)) = s.as_ref() {
+            let _ = std::fs::create_dir_all(dir);
+            conn.enable_qlog(Box::new(spool.sink(dir.join(format!("client-{pid}-{n}.sqlog")))), std::time::Instant::now());
+        }
+    });
+}

@@ -205,6 +205,11 @@ impl Driver {
         self.h3.insert(h, Box::new(H3Connection::new(self.side, self.h3_config.clone())));
     }
 
+    /// As [`adopt`](Self::adopt) with HTTP/3 settings of its own.
+    pub fn adopt_with(&mut self, h: ConnectionHandle, config: H3Config) {
+        self.h3.insert(h, Box::new(H3Connection::new(self.side, config)));
+    }
+
     pub fn poll_event(&mut self) -> Option<(H3Handle, H3Event)> {
         self.events.pop_front()
     }

@@ -110,6 +110,8 @@ pub struct Server {
     driver: Driver,
     description: String,
     local: SocketAddr,
+    /// Made on first use by [`Server::notifier`].
+    notifier: Option<super::notifier::Notifier>,
 }
 
 impl core::fmt::Debug for Server {
@@ -162,7 +164,7 @@ impl Server {
         if opts.tls.alpn.iter().any(|a| a.as_slice() == HQ_INTEROP) {
             driver.set_raw_alpn(Some(HQ_INTEROP.to_vec()));
         }
-        Ok(Self { driver, description, local })
+        Ok(Self { driver, description, local, notifier: None })
     }
 
     /// The one-line description of the chosen backend, for the start-up log.
@@ -176,6 +178,28 @@ impl Server {
 
     pub fn step(&mut self, max_wait: Duration) -> std::io::Result<()> {
         self.driver.step(max_wait)
+    }
+
+    /// A descriptor readable whenever the server has work (see
+    /// `notifier.rs`): a datagram (or, with io_uring or AF_XDP, a
+    /// completion on its ring), its next timer, events not yet taken, or
+    /// `deadline` (the caller's own, e.g. a parked Fiber's). Re-armed by
+    /// every call: call it after each turn.
+    pub fn notifier(&mut self, deadline: Option<std::time::Instant>) -> std::io::Result<std::os::fd::RawFd> {
+        if self.notifier.is_none() {
+            self.notifier = Some(super::notifier::Notifier::new(self.driver.backend.as_raw_fd())?);
+        }
+        let now = std::time::Instant::now();
+        let pending = self.driver.has_events() || !self.driver.accepted.is_empty() || !self.driver.endpoint.active().is_empty();
+        let due = if pending { Some(now) } else { [deadline, self.driver.endpoint.poll_timeout()].into_iter().flatten().min() };
+        let n = self.notifier.as_ref().ok_or_else(|| std::io::Error::other("no notifier"))?;
+        n.arm(due)?;
+        Ok(n.fd())
+    }
+
+    /// Whether [`notifier`](Self::notifier) was asked for.
+    pub fn has_notifier(&self) -> bool {
+        self.notifier.is_some()
     }
 
     /// New connections, in order of arrival.

@@ -638,7 +638,20 @@ pub fn turn(core: &CoreRef, wait: Duration) -> QpResult<()> {
     for f in ready {
         fiber::resume(&f);
     }
+    rearm_notifier(core);
     Ok(())
+}
+
+/// Re-arms the server's pollable descriptor (`Server::getStream`), once
+/// one was asked for: readable at the next timer, parked Fiber's
+/// deadline, or at once when work is waiting.
+pub fn rearm_notifier(core: &CoreRef) {
+    let mut c = core.borrow_mut();
+    if !c.rt.has_notifier() {
+        return;
+    }
+    let due = if c.sched.has_ready() || !c.accept_queue.is_empty() { Some(Instant::now()) } else { c.sched.next_deadline() };
+    let _ = c.rt.notifier(due);
 }
 
 /// Waits for `what`: suspends the running Fiber, or drives the loop on the

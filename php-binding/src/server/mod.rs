@@ -174,6 +174,35 @@ impl Server {
         Ok(true)
     }
 
+    /// The next session if one is waiting, after one turn that does not
+    /// wait: `null` when there is none yet (or the server is stopped).
+    /// For event loops that call it when `getStream()` is readable.
+    pub fn try_accept(&self) -> PhpResult<Option<Session>> {
+        if signals::stop_requested() {
+            self.core.borrow_mut().begin_drain();
+        }
+        if self.core.borrow().stopped || self.core.borrow().draining_since.is_some() {
+            return Ok(None);
+        }
+        turn(&self.core, Duration::ZERO)?;
+        let mut c = self.core.borrow_mut();
+        Ok(c.next_accepted().map(|id| Session { core: self.core.clone(), id, released: c.released.clone() }))
+    }
+
+    /// A read-only PHP stream readable whenever this server has work (a
+    /// datagram, a timer, a Fiber to resume, a session to accept): watch
+    /// it with `stream_select` or an event loop's `onReadable`, and call
+    /// `tryAccept()` (or `poll(0)`) when it fires. (CLI only: PHP opens the
+    /// descriptor through `php://fd`.)
+    pub fn get_stream(&self) -> PhpResult<Zval> {
+        let fd = {
+            let mut c = self.core.borrow_mut();
+            c.rt.notifier(Some(std::time::Instant::now())).map_err(|e| QpError::new(ErrorKind::Socket, format!("notifier: {e}")))?
+        };
+        crate::server::core::rearm_notifier(&self.core);
+        Ok(crate::client::fd_stream(fd)?)
+    }
+
     /// Graceful stop: GOAWAY, in-flight requests get a few seconds, then
     /// every connection is closed and `accept()` returns null.
     pub fn stop(&self) -> PhpResult<()> {

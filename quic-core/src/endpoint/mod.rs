@@ -911,6 +911,16 @@ impl Endpoint {
         }
     }
 
+    /// Discards connection `h` at once, sending nothing: for a client
+    /// connection that never heard from its peer (a server that is not up),
+    /// which has nothing to be told; RFC 9000 §10 lets an endpoint discard
+    /// state silently. A CONNECTION_CLOSE would only provoke a Retry or a
+    /// handshake from a server that comes up meanwhile. `poll_closed`
+    /// reports it as for any ending.
+    pub fn abandon(&mut self, h: ConnectionHandle) {
+        self.remove(h);
+    }
+
     fn remove(&mut self, h: ConnectionHandle) {
         let Some(conn) = self.connections.get_mut(h.0).and_then(|c| c.take()) else { return };
         self.timers.remove(h);
