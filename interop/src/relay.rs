@@ -36,8 +36,11 @@
 //!   (before impairment; client → listen address) and the server's as
 //!   delivered to the client (listen address → client). The server-side
 //!   pcap holds the client's datagrams as delivered to the server (upstream
-//!   address → server) and the server's as sent. Timestamps are the wall
-//!   clock when the relay observed the datagram. The spec's checks run on
+//!   address → server) and the server's as sent. A received datagram's
+//!   timestamp is the kernel's receive time (as the link sees it), a
+//!   delivered one's the wall clock when the relay wrote it; so records are
+//!   in the relay's processing order, and a record read late may carry a
+//!   time a little before the one written just earlier. The spec's checks run on
 //!   the same two vantage points (spec, "Common rules", Checks).
 //! - **Blackholes** count from the relay's start (ns-3 counts from the
 //!   simulator's start), or from the first datagram with
@@ -643,9 +646,11 @@ impl Engine {
         }
     }
 
-    fn record(writer: &mut Option<pcap::Writer>, errors: &mut u64, src: SocketAddr, dst: SocketAddr, ecn: u8, payload: &[u8]) {
+    /// Writes one record; `time` is the kernel's receive time of a received
+    /// datagram (the time the link model uses too), now if `None`.
+    fn record(writer: &mut Option<pcap::Writer>, errors: &mut u64, src: SocketAddr, dst: SocketAddr, ecn: u8, payload: &[u8], time: Option<SystemTime>) {
         if let Some(w) = writer {
-            let rec = pcap::Record { time: SystemTime::now(), src, dst, ecn, payload: payload.to_vec() };
+            let rec = pcap::Record { time: time.unwrap_or_else(SystemTime::now), src, dst, ecn, payload: payload.to_vec() };
             if w.write(&rec).is_err() {
                 *errors += 1;
             }
@@ -705,7 +710,7 @@ impl Engine {
                 continue;
             }
             let payload = self.buf.get(..r.len).unwrap_or_default();
-            Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, r.src, listen_addr, r.ecn, payload);
+            Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, r.src, listen_addr, r.ecn, payload, r.stamp);
             let Some(flow) = self.flow_for(r.src, via) else {
                 continue;
             };
@@ -732,7 +737,7 @@ impl Engine {
                 continue;
             }
             let payload = self.buf.get(..r.len).unwrap_or_default();
-            Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, r.src, upstream_addr, r.ecn, payload);
+            Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, r.src, upstream_addr, r.ecn, payload, r.stamp);
             self.enqueue(TO_CLIENT, id, r.ecn, r.len, r.stamp);
         }
     }
@@ -807,7 +812,7 @@ impl Engine {
                     Ok(r) => {
                         self.stats.dead_binding += 1;
                         let payload = self.buf.get(..r.len).unwrap_or_default();
-                        Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, r.src, old_addr, r.ecn, payload);
+                        Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, r.src, old_addr, r.ecn, payload, r.stamp);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {}
@@ -835,13 +840,13 @@ impl Engine {
                 };
                 let sent = if dir == TO_SERVER {
                     let r = send_ecn(&flow.upstream, &d.data, None, ecn, ecn_uses_ip_level(self.server));
-                    Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, flow.upstream_addr, self.server, ecn, &d.data);
+                    Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, flow.upstream_addr, self.server, ecn, &d.data, None);
                     r
                 } else {
                     let client = flow.client;
                     let (socket, listen_addr) = listen_socket(&self.listen, self.listen_addr, &self.second, flow.via);
                     let r = send_ecn(socket, &d.data, Some(client), ecn, ecn_uses_ip_level(client));
-                    Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, listen_addr, client, ecn, &d.data);
+                    Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, listen_addr, client, ecn, &d.data, None);
                     r
                 };
                 let stats = self.dir_stats(dir);

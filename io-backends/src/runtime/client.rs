@@ -314,7 +314,7 @@ impl Drop for Client {
 }
 
 /// The token to present: the caller's, else one from the store.
-fn pick_token(store: &Option<TokenStore>, server_name: &str, port: u16, given: Bytes) -> Bytes {
+pub(super) fn pick_token(store: &Option<TokenStore>, server_name: &str, port: u16, given: Bytes) -> Bytes {
     match store {
         Some(s) if given.is_empty() => s.take(server_name, port),
         _ => given,

@@ -89,10 +89,7 @@ impl ClientEndpoint {
         token: Bytes,
     ) -> Result<H3Handle, ClientError> {
         let config = ClientConfig { tls, transport: Arc::new(opts.transport.clone()), version: opts.version };
-        let token = match &opts.tokens {
-            Some(s) if token.is_empty() => s.take(server_name, server.port()),
-            _ => token,
-        };
+        let token = super::client::pick_token(&opts.tokens, server_name, server.port(), token);
         let h = self.driver.endpoint.connect(Instant::now(), &config, server, server_name, token).map_err(ClientError::Connect)?;
         self.driver.adopt_with(h, opts.h3.clone());
         let meta = Meta {

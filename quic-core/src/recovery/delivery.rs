@@ -6,15 +6,16 @@
 //!
 //! [`Recovery`](super::Recovery) keeps one [`DeliveryRate`] per path, stores
 //! a [`RateSnapshot`] in every in-flight packet and hands the controller one
-//! [`RateSample`] per ACK. Times inside a snapshot are kept as nanoseconds
+//! [`RateSample`] per ACK. Times inside a snapshot are kept as microseconds
 //! before the packet's send time, so the snapshot is plain integers and a
-//! sent packet grows by 48 bytes only.
+//! sent packet grows by 32 bytes only.
 
 use core::time::Duration;
 use std::time::Instant;
 
 /// The per-packet state (P in the draft §4.1.2.2) taken when the packet was
-/// sent.
+/// sent. 32 bytes: in-flight bytes fit 32 bits, and the two times are
+/// microseconds before the send time (saturating at 71 minutes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RateSnapshot {
     /// P.delivered: bytes delivered on the path when the packet left.
@@ -23,13 +24,31 @@ pub struct RateSnapshot {
     pub lost: u64,
     /// P.tx_in_flight: bytes in flight right after the packet left,
     /// itself included.
-    pub tx_in_flight: u64,
-    /// P.delivered_time, as nanoseconds before the send time.
-    delivered_ago_ns: u64,
-    /// P.first_send_time, as nanoseconds before the send time.
-    first_sent_ago_ns: u64,
+    tx_in_flight: u32,
+    /// P.delivered_time, as microseconds before the send time.
+    delivered_ago_us: u32,
+    /// P.first_send_time, as microseconds before the send time.
+    first_sent_ago_us: u32,
     /// P.is_app_limited.
     pub app_limited: bool,
+}
+
+impl RateSnapshot {
+    /// P.tx_in_flight.
+    pub fn tx_in_flight(&self) -> u64 {
+        u64::from(self.tx_in_flight)
+    }
+
+    /// A snapshot with `tx_in_flight` bytes in flight (tests, fuzzing).
+    pub fn with_tx_in_flight(mut self, bytes: u64) -> Self {
+        self.tx_in_flight = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self
+    }
+}
+
+fn micros_before(later: Instant, earlier: Option<Instant>) -> u32 {
+    let d = earlier.map_or(Duration::ZERO, |e| later.saturating_duration_since(e));
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 /// The per-ACK output (RS in the draft §4.1.2.3), with the few connection
@@ -75,7 +94,9 @@ impl RateSample {
     }
 }
 
-/// The per-connection state (C in the draft §4.1.2.1).
+/// The per-connection state (C in the draft §4.1.2.1). Only what lasts
+/// from one ACK to the next lives here (it sits in every connection, idle
+/// ones too); one ACK's work is an [`AckSampler`] on the stack.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryRate {
     /// C.delivered: bytes acknowledged so far.
@@ -89,16 +110,25 @@ pub struct DeliveryRate {
     /// C.app_limited: the delivered count that ends the current
     /// application-limited phase; 0 when not application-limited.
     app_limited_until: u64,
-    /// The sample being built for the ACK in progress.
-    rs: RateSample,
-    /// RS.send_elapsed / RS.ack_elapsed of the newest packet so far.
-    send_elapsed: Duration,
-    ack_elapsed: Duration,
-    /// Send time and packet number of the newest packet so far, for
-    /// IsNewestPacket.
-    newest: Option<(Instant, u64)>,
     /// A send was refused by the congestion window since the last sample.
     cwnd_limited: bool,
+}
+
+/// One ACK's sample in the making (InitRateSample .. GenerateRateSample).
+#[derive(Debug, Clone, Copy)]
+pub struct AckSampler {
+    /// Send time and packet number of the newest packet acknowledged so
+    /// far (IsNewestPacket).
+    newest: Option<(Instant, u64)>,
+    prior_delivered: u64,
+    app_limited: bool,
+    tx_in_flight: u64,
+    lost_at_send: u64,
+    send_elapsed: Duration,
+    ack_elapsed: Duration,
+    newly_acked: u64,
+    /// C.lost when the ACK began.
+    lost_before: u64,
 }
 
 impl DeliveryRate {
@@ -124,13 +154,12 @@ impl DeliveryRate {
             self.first_send_time = Some(sent);
             self.delivered_time = Some(sent);
         }
-        let ago = |t: Option<Instant>| sent.saturating_duration_since(t.unwrap_or(sent)).as_nanos().try_into().unwrap_or(u64::MAX);
         RateSnapshot {
             delivered: self.delivered,
             lost: self.lost,
-            tx_in_flight: in_flight_before.saturating_add(size),
-            delivered_ago_ns: ago(self.delivered_time),
-            first_sent_ago_ns: ago(self.first_send_time),
+            tx_in_flight: u32::try_from(in_flight_before.saturating_add(size)).unwrap_or(u32::MAX),
+            delivered_ago_us: micros_before(sent, self.delivered_time),
+            first_sent_ago_us: micros_before(sent, self.first_send_time),
             app_limited: self.app_limited_until != 0,
         }
     }
@@ -147,32 +176,40 @@ impl DeliveryRate {
     }
 
     /// InitRateSample, at the start of an ACK.
-    pub fn begin_ack(&mut self) {
-        self.rs = RateSample::default();
-        self.newest = None;
-        self.send_elapsed = Duration::ZERO;
-        self.ack_elapsed = Duration::ZERO;
+    pub fn begin_ack(&self) -> AckSampler {
+        AckSampler {
+            newest: None,
+            prior_delivered: 0,
+            app_limited: false,
+            tx_in_flight: 0,
+            lost_at_send: 0,
+            send_elapsed: Duration::ZERO,
+            ack_elapsed: Duration::ZERO,
+            newly_acked: 0,
+            lost_before: self.lost,
+        }
     }
 
     /// UpdateRateSample (draft §4.1.2.5) for one newly acknowledged
     /// in-flight packet.
-    pub fn on_acked(&mut self, now: Instant, pn: u64, sent: Instant, size: u64, snap: &RateSnapshot) {
+    pub fn on_acked(&mut self, acc: &mut AckSampler, now: Instant, pn: u64, sent: Instant, size: u64, snap: &RateSnapshot) {
         self.delivered = self.delivered.saturating_add(size);
         self.delivered_time = Some(now);
-        self.rs.newly_acked = self.rs.newly_acked.saturating_add(size);
-        let newest = match self.newest {
+        acc.newly_acked = acc.newly_acked.saturating_add(size);
+        let newest = match acc.newest {
             None => true,
             Some((t, n)) => sent > t || (sent == t && pn > n),
         };
         if newest {
-            let delivered_time = sent.checked_sub(Duration::from_nanos(snap.delivered_ago_ns)).unwrap_or(sent);
-            self.newest = Some((sent, pn));
-            self.rs.prior_delivered = snap.delivered;
-            self.rs.app_limited = snap.app_limited;
-            self.rs.tx_in_flight = snap.tx_in_flight;
-            self.rs.lost = self.lost.saturating_sub(snap.lost);
-            self.send_elapsed = Duration::from_nanos(snap.first_sent_ago_ns);
-            self.ack_elapsed = now.saturating_duration_since(delivered_time);
+            let delivered_ago = Duration::from_micros(u64::from(snap.delivered_ago_us));
+            let delivered_time = sent.checked_sub(delivered_ago).unwrap_or(sent);
+            acc.newest = Some((sent, pn));
+            acc.prior_delivered = snap.delivered;
+            acc.app_limited = snap.app_limited;
+            acc.tx_in_flight = snap.tx_in_flight();
+            acc.lost_at_send = snap.lost;
+            acc.send_elapsed = Duration::from_micros(u64::from(snap.first_sent_ago_us));
+            acc.ack_elapsed = now.saturating_duration_since(delivered_time);
             self.first_send_time = Some(sent);
         }
     }
@@ -180,25 +217,32 @@ impl DeliveryRate {
     /// A packet of `size` bytes was declared lost.
     pub fn on_lost(&mut self, size: u64) {
         self.lost = self.lost.saturating_add(size);
-        self.rs.newly_lost = self.rs.newly_lost.saturating_add(size);
     }
 
     /// GenerateRateSample (draft §4.1.2.5): the finished sample. `min_rtt`
     /// is the path's minimum RTT so far, if any.
-    pub fn finish_ack(&mut self, min_rtt: Option<Duration>, rtt: Option<Duration>, bytes_in_flight: u64) -> RateSample {
+    pub fn finish_ack(&mut self, acc: AckSampler, min_rtt: Option<Duration>, rtt: Option<Duration>, bytes_in_flight: u64) -> RateSample {
         if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
             self.app_limited_until = 0;
         }
-        let mut rs = self.rs;
-        rs.total_delivered = self.delivered;
-        rs.bytes_in_flight = bytes_in_flight;
-        rs.rtt = rtt;
-        rs.cwnd_limited = core::mem::take(&mut self.cwnd_limited);
-        if self.newest.is_none() {
+        let mut rs = RateSample {
+            newly_acked: acc.newly_acked,
+            newly_lost: self.lost.saturating_sub(acc.lost_before),
+            total_delivered: self.delivered,
+            bytes_in_flight,
+            rtt,
+            cwnd_limited: core::mem::take(&mut self.cwnd_limited),
+            ..RateSample::default()
+        };
+        if acc.newest.is_none() {
             return rs;
         }
-        rs.interval = self.send_elapsed.max(self.ack_elapsed);
-        rs.delivered = self.delivered.saturating_sub(rs.prior_delivered);
+        rs.prior_delivered = acc.prior_delivered;
+        rs.app_limited = acc.app_limited;
+        rs.tx_in_flight = acc.tx_in_flight;
+        rs.lost = self.lost.saturating_sub(acc.lost_at_send);
+        rs.interval = acc.send_elapsed.max(acc.ack_elapsed);
+        rs.delivered = self.delivered.saturating_sub(acc.prior_delivered);
         // An interval below min_rtt is not trusted (ACK compression).
         if min_rtt.is_some_and(|m| rs.interval < m) || rs.interval.is_zero() {
             return rs;
@@ -226,13 +270,13 @@ mod tests {
         let mut d = DeliveryRate::default();
         // Sent 10 ms apart: 100 KB/s.
         let snaps: Vec<_> = (0..10u64).map(|i| d.on_sent(t0 + ms(10 * i), 1000, 1000 * i)).collect();
-        assert_eq!(snaps[3].tx_in_flight, 4000);
+        assert_eq!(snaps[3].tx_in_flight(), 4000);
         let mut rates = Vec::new();
         for i in 0..10u64 {
             let now = t0 + ms(100 + 10 * i);
-            d.begin_ack();
-            d.on_acked(now, i, t0 + ms(10 * i), 1000, &snaps[i as usize]);
-            let rs = d.finish_ack(Some(ms(100)), Some(ms(100)), 1000 * (9 - i));
+            let mut acc = d.begin_ack();
+            d.on_acked(&mut acc, now, i, t0 + ms(10 * i), 1000, &snaps[i as usize]);
+            let rs = d.finish_ack(acc, Some(ms(100)), Some(ms(100)), 1000 * (9 - i));
             assert_eq!(rs.newly_acked, 1000);
             rates.push(rs.delivery_rate);
         }
@@ -250,17 +294,17 @@ mod tests {
         let t0 = Instant::now();
         let mut d = DeliveryRate::default();
         let a = d.on_sent(t0, 1000, 0);
-        d.begin_ack();
-        d.on_acked(t0 + ms(50), 0, t0, 1000, &a);
-        let rs = d.finish_ack(None, Some(ms(50)), 0);
+        let mut acc = d.begin_ack();
+        d.on_acked(&mut acc, t0 + ms(50), 0, t0, 1000, &a);
+        let rs = d.finish_ack(acc, None, Some(ms(50)), 0);
         assert_eq!(rs.delivery_rate, 20_000, "1,000 bytes in 50 ms");
         // Now 4 packets sent at +50 ms, acked together at +100 ms.
         let snaps: Vec<_> = (0..4u64).map(|i| d.on_sent(t0 + ms(50), 1000, 1000 * i)).collect();
-        d.begin_ack();
+        let mut acc = d.begin_ack();
         for (i, s) in snaps.iter().enumerate() {
-            d.on_acked(t0 + ms(100), 1 + i as u64, t0 + ms(50), 1000, s);
+            d.on_acked(&mut acc, t0 + ms(100), 1 + i as u64, t0 + ms(50), 1000, s);
         }
-        let rs = d.finish_ack(Some(ms(50)), Some(ms(50)), 0);
+        let rs = d.finish_ack(acc, Some(ms(50)), Some(ms(50)), 0);
         assert_eq!((rs.delivered, rs.prior_delivered, rs.interval), (4000, 1000, ms(50)));
         assert_eq!(rs.delivery_rate, 80_000);
     }
@@ -270,10 +314,10 @@ mod tests {
         let t0 = Instant::now();
         let mut d = DeliveryRate::default();
         let a = d.on_sent(t0, 1000, 0);
-        d.begin_ack();
-        d.on_acked(t0 + ms(10), 0, t0, 1000, &a);
+        let mut acc = d.begin_ack();
+        d.on_acked(&mut acc, t0 + ms(10), 0, t0, 1000, &a);
         // 10 ms is below a 50 ms min_rtt: no rate.
-        let rs = d.finish_ack(Some(ms(50)), None, 0);
+        let rs = d.finish_ack(acc, Some(ms(50)), None, 0);
         assert_eq!((rs.delivery_rate, rs.delivered), (0, 1000));
         // Nothing to send: the next packets are app-limited until what is
         // in flight now has been delivered.
@@ -281,14 +325,14 @@ mod tests {
         assert!(d.app_limited());
         let b = d.on_sent(t0 + ms(20), 1000, 0);
         assert!(b.app_limited);
-        d.begin_ack();
-        d.on_acked(t0 + ms(80), 1, t0 + ms(20), 1000, &b);
-        let rs = d.finish_ack(Some(ms(50)), None, 0);
+        let mut acc = d.begin_ack();
+        d.on_acked(&mut acc, t0 + ms(80), 1, t0 + ms(20), 1000, &b);
+        let rs = d.finish_ack(acc, Some(ms(50)), None, 0);
         assert!(rs.app_limited);
         assert!(!d.app_limited(), "the bubble was delivered");
         // An ACK of nothing in flight has no sample.
-        d.begin_ack();
-        let rs = d.finish_ack(Some(ms(50)), None, 0);
+        let acc = d.begin_ack();
+        let rs = d.finish_ack(acc, Some(ms(50)), None, 0);
         assert!(!rs.has_data());
         assert_eq!(rs.delivery_rate, 0);
     }
@@ -299,10 +343,10 @@ mod tests {
         let mut d = DeliveryRate::default();
         let a = d.on_sent(t0, 1000, 0);
         let b = d.on_sent(t0, 1000, 1000);
-        d.begin_ack();
+        let mut acc = d.begin_ack();
         d.on_lost(1000);
-        d.on_acked(t0 + ms(60), 1, t0, 1000, &b);
-        let rs = d.finish_ack(Some(ms(50)), None, 0);
+        d.on_acked(&mut acc, t0 + ms(60), 1, t0, 1000, &b);
+        let rs = d.finish_ack(acc, Some(ms(50)), None, 0);
         assert_eq!((rs.lost, rs.newly_lost, rs.tx_in_flight), (1000, 1000, 2000));
         assert_eq!(a.lost, 0);
         assert_eq!(d.lost(), 1000);

@@ -473,7 +473,7 @@ impl<T> Recovery<T> {
         // Packets declared lost earlier and acknowledged now were reordered,
         // not lost (RFC 9002 §6.1): adapt, and undo a spurious reduction.
         out.spurious = self.reorder.on_ack(space, largest, ranges.clone(), &mut self.cc);
-        self.delivery.begin_ack();
+        let mut sampler = self.delivery.begin_ack();
         let s = self.space_mut(space);
         s.largest_acked = Some(s.largest_acked.map_or(largest, |l| l.max(largest)));
         // A.7 DetectAndRemoveAckedPackets; `acked` comes out largest first.
@@ -487,7 +487,7 @@ impl<T> Recovery<T> {
         };
         let (newest_pn, newest_sent) = (newest.pn, newest.time_sent);
         for p in out.acked.iter().filter(|p| p.in_flight) {
-            self.delivery.on_acked(now, p.pn, p.time_sent, u64::from(p.size), &p.rate);
+            self.delivery.on_acked(&mut sampler, now, p.pn, p.time_sent, u64::from(p.size), &p.rate);
         }
         let mut rtt_sample = None;
 
@@ -526,7 +526,7 @@ impl<T> Recovery<T> {
         // draft-ietf-ccwg-bbr §5.1 UpdateOnACK: the ACK's rate sample.
         let min_rtt = self.rtt.has_sample().then(|| self.rtt.min_rtt());
         let in_flight = self.bytes_in_flight();
-        let rs = self.delivery.finish_ack(min_rtt, rtt_sample, in_flight);
+        let rs = self.delivery.finish_ack(sampler, min_rtt, rtt_sample, in_flight);
         self.cc.on_rate_sample(now, &rs, &self.rtt);
         if self.cc.wants_app_limited() {
             self.delivery.mark_app_limited(in_flight);

@@ -23,7 +23,7 @@ pub mod sent;
 use core::time::Duration;
 
 pub use cc::{CongestionAlgorithm, CongestionController, ControllerFactory, UnknownCongestionAlgorithm};
-pub use delivery::{DeliveryRate, RateSample, RateSnapshot};
+pub use delivery::{AckSampler, DeliveryRate, RateSample, RateSnapshot};
 pub use loss::{AckOutcome, Recovery, RecoveryConfig, TimeoutAction, TimerContext};
 pub use pacer::Pacer;
 pub use reorder::SpuriousOutcome;

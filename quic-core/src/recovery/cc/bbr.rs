@@ -969,10 +969,11 @@ impl CongestionController for Bbr {
             return;
         }
         let lost = total_lost.saturating_sub(sent.lost);
-        if Self::is_inflight_too_high(lost, sent.tx_in_flight) {
+        let tx_in_flight = sent.tx_in_flight();
+        if Self::is_inflight_too_high(lost, tx_in_flight) {
             // InflightAtLoss: where in this packet the loss rate crossed
             // the threshold.
-            let inflight_prev = sent.tx_in_flight.saturating_sub(size);
+            let inflight_prev = tx_in_flight.saturating_sub(size);
             let lost_prev = lost.saturating_sub(size);
             let lost_prefix = (u128::from(inflight_prev) * u128::from(LOSS_THRESH_PERCENT)).saturating_sub(u128::from(lost_prev) * 100)
                 / u128::from(100 - LOSS_THRESH_PERCENT);
@@ -1191,6 +1192,20 @@ mod tests {
         b
     }
 
+    /// Through CRUISE and REFILL to the start of a ProbeBW_UP probe.
+    fn to_probe_up(now: &mut Instant) -> Bbr {
+        let mut b = to_probe_bw(now);
+        for _ in 0..60 {
+            *now += ms(100);
+            round(&mut b, *now, 800_000, 40_000);
+            if b.state() == BbrState::ProbeBwUp {
+                break;
+            }
+        }
+        assert_eq!(b.state(), BbrState::ProbeBwUp);
+        b
+    }
+
     /// CRUISE → REFILL after the
     /// probe wait (2–3 s), → UP one round later, → DOWN at the next
     /// plateau (§4.3.3).
@@ -1214,20 +1229,10 @@ mod tests {
     #[test]
     fn high_loss_in_probe_up_sets_inflight_longterm_and_goes_down() {
         let mut now = Instant::now();
-        let mut b = to_probe_bw(&mut now);
-        // Cruise, then wait for UP.
-        for _ in 0..60 {
-            now += ms(100);
-            round(&mut b, now, 800_000, 40_000);
-            if b.state() == BbrState::ProbeBwUp {
-                break;
-            }
-        }
-        assert_eq!(b.state(), BbrState::ProbeBwUp);
+        let mut b = to_probe_up(&mut now);
         assert_eq!(b.inflight_longterm(), u64::MAX);
         // 100 KB in flight when the packet left; 5 KB lost since (5 %).
-        let mut snap = RateSnapshot::default();
-        snap.tx_in_flight = 100_000;
+        let snap = RateSnapshot::default().with_tx_in_flight(100_000);
         b.on_packet_lost(now, MDS, &snap, 5_000);
         assert_eq!(b.state(), BbrState::ProbeBwDown);
         // InflightAtLoss: 98,800 in flight before it, 3,800 lost before
@@ -1318,15 +1323,7 @@ mod tests {
     #[test]
     fn ecn_ce_ends_a_probe_and_counts_as_loss_in_the_round() {
         let mut now = Instant::now();
-        let mut b = to_probe_bw(&mut now);
-        for _ in 0..60 {
-            now += ms(100);
-            round(&mut b, now, 800_000, 40_000);
-            if b.state() == BbrState::ProbeBwUp {
-                break;
-            }
-        }
-        assert_eq!(b.state(), BbrState::ProbeBwUp);
+        let mut b = to_probe_up(&mut now);
         b.on_ecn_ce(now, now);
         assert_eq!(b.state(), BbrState::ProbeBwDown);
         assert_ne!(b.inflight_longterm(), u64::MAX);
