@@ -58,19 +58,31 @@ PHP;
 
     $client = <<<'PHP'
 $cfg = Quicpro\Config::new(['ca_file' => getenv('QP_CERT'), 'server_name' => 'localhost', 'handshake_timeout_ms' => 3000]);
+// Each connection from its own client process: a process's connections
+// share one UDP socket, and the veth's RSS spreads flows over its queues
+// (so over the workers) by their addresses and ports.
 $ok = 0; $workers = [];
 foreach (['198.18.0.1', '2001:2::1'] as $host) {
     for ($i = 0; $i < 12; $i++) {
-        for ($try = 0; $try < 5; $try++) {
-            try { $s = quicpro_connect($host, 4433, $cfg); break; } catch (Quicpro\Exception\QuicproException $e) { usleep(200000); }
+        $pid = pcntl_fork();
+        if ($pid === 0) {
+            for ($try = 0; $try < 5; $try++) {
+                try { $s = quicpro_connect($host, 4433, $cfg); break; } catch (Quicpro\Exception\QuicproException $e) { usleep(200000); }
+            }
+            $id = quicpro_send_request($s, "/x$i");
+            while (!$r = quicpro_receive_response($s, $id)) quicpro_poll($s, 5);
+            [$body, $tag] = explode('|', $r['body']);
+            $w = (int) substr($tag, 7);
+            $intact = $r['status'] === 200 && $body === str_repeat(chr(65 + $w), 200000);
+            quicpro_close($s);
+            exit(10 + 2 * $w + ($intact ? 1 : 0));
         }
-        $id = quicpro_send_request($s, "/x$i");
-        while (!$r = quicpro_receive_response($s, $id)) quicpro_poll($s, 5);
-        [$body, $tag] = explode('|', $r['body']);
-        $w = (int) substr($tag, 7);
-        if ($r['status'] === 200 && $body === str_repeat(chr(65 + $w), 200000)) $ok++;
-        $workers[$w] = true;
-        quicpro_close($s);
+        pcntl_waitpid($pid, $status);
+        $code = pcntl_wifexited($status) ? pcntl_wexitstatus($status) : 0;
+        if ($code >= 10) {
+            $workers[intdiv($code - 10, 2)] = true;
+            $ok += ($code - 10) % 2;
+        }
     }
 }
 echo "responses intact: $ok/24\n";
