@@ -38,7 +38,8 @@
 //!   pcap holds the client's datagrams as delivered to the server (upstream
 //!   address → server) and the server's as sent. A received datagram's
 //!   timestamp is the kernel's receive time (as the link sees it), a
-//!   delivered one's the wall clock when the relay wrote it; so records are
+//!   delivered one's the wall clock just before the relay sent it (so an
+//!   answer always sorts after what provoked it); records are
 //!   in the relay's processing order, and a record read late may carry a
 //!   time a little before the one written just earlier. The spec's checks run on
 //!   the same two vantage points (spec, "Common rules", Checks).
@@ -838,15 +839,19 @@ impl Engine {
                     self.dir_stats(dir).flow_gone += 1;
                     continue;
                 };
+                // Stamped before it leaves: the answer it provokes carries a
+                // kernel receive time, and must sort after it even when
+                // this thread is descheduled between sending and recording.
+                let at = Some(SystemTime::now());
                 let sent = if dir == TO_SERVER {
                     let r = send_ecn(&flow.upstream, &d.data, None, ecn, ecn_uses_ip_level(self.server));
-                    Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, flow.upstream_addr, self.server, ecn, &d.data, None);
+                    Self::record(&mut self.server_pcap, &mut self.stats.pcap_errors, flow.upstream_addr, self.server, ecn, &d.data, at);
                     r
                 } else {
                     let client = flow.client;
                     let (socket, listen_addr) = listen_socket(&self.listen, self.listen_addr, &self.second, flow.via);
                     let r = send_ecn(socket, &d.data, Some(client), ecn, ecn_uses_ip_level(client));
-                    Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, listen_addr, client, ecn, &d.data, None);
+                    Self::record(&mut self.client_pcap, &mut self.stats.pcap_errors, listen_addr, client, ecn, &d.data, at);
                     r
                 };
                 let stats = self.dir_stats(dir);
