@@ -174,8 +174,6 @@ pub(crate) struct Hub {
     /// pooled: the next connect to the same origin takes one.
     pool: HashMap<String, Vec<(SessionKey, Instant)>>,
     pooled: usize,
-    /// Sessions handed out from the pool, in this process.
-    pub(crate) reuses: u64,
 }
 
 thread_local! {
@@ -228,7 +226,6 @@ impl Hub {
         let origin = cfg.persistent.then(|| format!("{host}|{port}|{}", cfg.client_identity()));
         if let Some(o) = &origin {
             if let Some(key) = self.take_pooled(o, &cfg) {
-                self.reuses += 1;
                 let s = self.session(key)?;
                 s.cfg = cfg;
                 s.reused = true;

@@ -168,11 +168,6 @@ impl ClientEndpoint {
         self.conns.get_mut(&h)?.events.pop_front()
     }
 
-    /// Whether `h` has events waiting.
-    pub fn has_events(&self, h: H3Handle) -> bool {
-        self.conns.get(&h).is_some_and(|m| !m.events.is_empty())
-    }
-
     pub fn connection(&self, h: H3Handle) -> Option<&Connection> {
         self.driver.endpoint.connection_ref(h.0)
     }

@@ -571,7 +571,7 @@ impl<T> Recovery<T> {
             Some(sent) => {
                 let (snapshot, window) = (self.cc.clone_box(), self.cc.window());
                 // draft-ietf-ccwg-bbr §5.1 per-loss steps, one per packet.
-                for p in out.lost[lost_before..].iter().filter(|p| p.in_flight && !p.mtu_probe) {
+                for p in out.lost.iter().skip(lost_before).filter(|p| p.in_flight && !p.mtu_probe) {
                     let size = u64::from(p.size);
                     self.delivery.on_lost(size);
                     self.cc.on_packet_lost(now, size, &p.rate, self.delivery.lost());
