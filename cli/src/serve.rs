@@ -159,10 +159,6 @@ enum Incoming {
     Ignore,
 }
 
-fn hf(n: &str, v: &str) -> HeaderField {
-    HeaderField::new(n.as_bytes().to_vec(), v.as_bytes().to_vec())
-}
-
 /// A header field from constants: no allocation.
 fn static_field(n: &'static str, v: &'static str) -> HeaderField {
     HeaderField::new(Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes()))
@@ -320,7 +316,7 @@ fn finish_echo(
         let digest = (*ctx).finish();
         let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         let body = Bytes::from(format!("{len} {hex}\n"));
-        if server.respond(h, stream, 200, &[hf("content-type", "text/plain")], false).is_ok() {
+        if server.respond(h, stream, 200, &[static_field("content-type", "text/plain")], false).is_ok() {
             pending.insert((h, stream), Pending { source: BodySource::Bytes(body), carry: None });
         }
     }
@@ -336,7 +332,11 @@ struct Reply {
 impl Reply {
     /// A generated body of known length; `head` keeps the headers only.
     fn bytes(status: u16, ctype: &'static str, body: Bytes, head: bool) -> Self {
-        let headers = vec![static_field("content-type", ctype), static_field("server", "quicpro"), hf("content-length", &body.len().to_string())];
+        let headers = vec![
+            static_field("content-type", ctype),
+            static_field("server", "quicpro"),
+            HeaderField::new(Bytes::from_static(b"content-length"), Bytes::from(body.len().to_string())),
+        ];
         Reply { status, headers, source: if head { BodySource::Empty } else { BodySource::Bytes(body) } }
     }
 }
@@ -352,8 +352,11 @@ fn route(cfg: &ServeConfig, method: &str, path: &str, headers: &[HeaderField], w
     }
     if let Some(rest) = clean.strip_prefix("/bytes/") {
         if let Ok(n) = rest.parse::<u64>() {
-            let headers =
-                vec![static_field("content-type", "application/octet-stream"), static_field("server", "quicpro"), hf("content-length", &n.to_string())];
+            let headers = vec![
+                static_field("content-type", "application/octet-stream"),
+                static_field("server", "quicpro"),
+                HeaderField::new(Bytes::from_static(b"content-length"), Bytes::from(n.to_string())),
+            ];
             let source = if head || n == 0 { BodySource::Empty } else { BodySource::Pattern { next: 0, end: n } };
             return Reply { status: 200, headers, source };
         }

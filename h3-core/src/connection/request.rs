@@ -9,10 +9,14 @@ use quic_core::stream::{Dir, StreamId, StreamReadError};
 
 use super::*;
 use crate::error::{H3Error, H3ErrorCode};
-use crate::frame::{Frame, FrameEvent, FrameType};
+use crate::frame::{FrameEvent, FrameType};
 use crate::message::{parse_request, parse_response, validate_trailers, ContentLengthTracker, RequestOptions};
 use crate::priority::Priority;
 use crate::qpack::{DecodeResult, HeaderField};
+
+/// DATA payloads up to this size are copied into the stream's buffer
+/// rather than kept as their own `Bytes` segment.
+const SMALL_BODY_COPY: usize = 1200;
 
 impl H3Connection {
     // ----- request streams -----
@@ -224,7 +228,7 @@ impl H3Connection {
         self.max_request_seen = Some(self.max_request_seen.map_or(id.0, |m| m.max(id.0)));
         let mut st = RequestStream::new(self.limits);
         st.method = Some(method);
-        self.write_header_section(conn, id, headers)?;
+        self.write_header_section(conn, id, None, headers)?;
         if end_stream {
             let _ = conn.finish(id);
             st.local_fin = true;
@@ -239,7 +243,7 @@ impl H3Connection {
         if !self.requests.contains_key(&stream) {
             return Err(SendError::StreamClosed);
         }
-        self.write_header_section(conn, stream, headers)?;
+        self.write_header_section(conn, stream, None, headers)?;
         if end_stream {
             self.finish(conn, stream)?;
         }
@@ -257,24 +261,43 @@ impl H3Connection {
                 conn.set_priority(stream, Priority::parse(&f.value).quic_priority(stream));
             }
         }
-        let mut all = Vec::with_capacity(headers.len() + 1);
-        all.push(HeaderField::new(&b":status"[..], status.to_string().into_bytes()));
-        all.extend_from_slice(headers);
-        self.send_headers(conn, stream, &all, end_stream)
+        if !self.requests.contains_key(&stream) {
+            return Err(SendError::StreamClosed);
+        }
+        // `:status` goes to the encoder beside the caller's fields: no
+        // merged field list and no status string per response.
+        self.write_header_section(conn, stream, Some(status), headers)?;
+        if end_stream {
+            self.finish(conn, stream)?;
+        }
+        Ok(())
     }
 
-    pub(super) fn write_header_section(&mut self, conn: &mut Connection, stream: StreamId, headers: &[HeaderField]) -> Result<(), SendError> {
+    /// Encodes a header section (with a leading `:status` when given) and
+    /// writes it as one HEADERS frame: the frame header from the stack, the
+    /// field section from the connection's scratch buffer, so a response
+    /// costs no allocation here.
+    pub(super) fn write_header_section(
+        &mut self,
+        conn: &mut Connection,
+        stream: StreamId,
+        status: Option<u16>,
+        headers: &[HeaderField],
+    ) -> Result<(), SendError> {
         self.scratch.clear();
         self.enc_scratch.clear();
-        self.encoder.encode_fields(stream.0, headers, &mut self.scratch, &mut self.enc_scratch);
-        let frame = Frame::Headers(&self.scratch);
-        let len = frame.encoded_len();
-        if (conn.writable(stream) as usize) < len {
+        match status {
+            Some(code) => self.encoder.encode_response_fields(stream.0, code, headers, &mut self.scratch, &mut self.enc_scratch),
+            None => self.encoder.encode_fields(stream.0, headers, &mut self.scratch, &mut self.enc_scratch),
+        }
+        let mut hdr = [0u8; 9];
+        let mut w = Writer::new(&mut hdr);
+        if crate::frame::encode_frame_header(FrameType::HEADERS.0, self.scratch.len() as u64, &mut w).is_err() {
             return Err(SendError::WouldBlock);
         }
-        let mut buf = vec![0u8; len];
-        let mut w = Writer::new(&mut buf);
-        if frame.encode(&mut w).is_err() {
+        let hl = w.len();
+        let len = hl + self.scratch.len();
+        if (conn.writable(stream) as usize) < len {
             return Err(SendError::WouldBlock);
         }
         if !self.enc_scratch.is_empty() {
@@ -282,9 +305,10 @@ impl H3Connection {
                 let _ = conn.write(enc, &self.enc_scratch);
             }
         }
-        match conn.write(stream, &buf) {
-            Ok(n) if n == len => Ok(()),
-            Ok(_) | Err(_) => Err(SendError::StreamClosed),
+        // Both writes fit: `writable` covered the whole frame above.
+        match (conn.write(stream, &hdr[..hl]), conn.write(stream, &self.scratch)) {
+            (Ok(a), Ok(b)) if a + b == len => Ok(()),
+            _ => Err(SendError::StreamClosed),
         }
     }
 
@@ -310,7 +334,14 @@ impl H3Connection {
             }
             let hl = w.len();
             conn.write(stream, &hdr[..hl]).map_err(|_| SendError::StreamClosed)?;
-            conn.write_bytes(stream, data.slice(..n)).map_err(|_| SendError::StreamClosed)?;
+            // A short body is copied behind its frame header: cheaper than
+            // a reference-counted segment of its own.
+            let body = data.get(..n).unwrap_or_default();
+            if n <= SMALL_BODY_COPY {
+                conn.write(stream, body).map_err(|_| SendError::StreamClosed)?;
+            } else {
+                conn.write_bytes(stream, data.slice(..n)).map_err(|_| SendError::StreamClosed)?;
+            }
         }
         if end_stream && n == data.len() {
             self.finish(conn, stream)?;

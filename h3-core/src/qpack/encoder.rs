@@ -37,7 +37,7 @@
 //! against its entry; such entries, and entries whose insertion is not yet
 //! acknowledged, are never evicted (§2.1.1).
 
-use std::collections::VecDeque;
+use smallvec::SmallVec;
 
 // Keyed by stream ID (bounded by stream limits).
 use quic_core::fast_hash::FastHashMap;
@@ -97,9 +97,16 @@ pub enum SetCapacityError {
 #[derive(Debug)]
 struct Section {
     required_insert_count: u64,
-    /// Absolute indices referenced, one per reference.
-    refs: Vec<u64>,
+    /// Absolute indices referenced, one per reference (a response
+    /// references a handful: inline, no allocation per section).
+    refs: SectionRefs,
 }
+
+type SectionRefs = SmallVec<[u64; 6]>;
+
+/// A stream's outstanding sections, oldest first: nearly always one (the
+/// header section), so it lives inline in the map entry.
+type SectionQueue = SmallVec<[Section; 1]>;
 
 /// Fields that are never indexed. The rule: `authorization` and
 /// `proxy-authorization` always (credentials), and `cookie` / `set-cookie`
@@ -145,7 +152,7 @@ pub struct Encoder {
     known_received_count: u64,
     /// Per stream, unacknowledged sections with dynamic references, oldest
     /// first (RFC 9204 §2.2.2.1 acknowledges them in order).
-    outstanding: FastHashMap<u64, VecDeque<Section>>,
+    outstanding: FastHashMap<u64, SectionQueue>,
     outstanding_count: usize,
     /// Streams with an outstanding section whose Required Insert Count is
     /// above the Known Received Count: the blocked streams of RFC 9204
@@ -281,6 +288,22 @@ impl Encoder {
         self.encode_lines(stream_id, lines, out_field_section, out_encoder_stream);
     }
 
+    /// A response's field section: `:status` (RFC 9114 §4.3.2) first, then
+    /// `fields`, without building a merged field list.
+    pub fn encode_response_fields(
+        &mut self,
+        stream_id: u64,
+        status: u16,
+        fields: &[HeaderField],
+        out_field_section: &mut Vec<u8>,
+        out_encoder_stream: &mut Vec<u8>,
+    ) {
+        let mut digits = [0u8; 5];
+        let text = decimal(status, &mut digits);
+        let lines = core::iter::once((&b":status"[..], text, false)).chain(fields.iter().map(|f| (&f.name[..], &f.value[..], f.never_index)));
+        self.encode_lines(stream_id, lines, out_field_section, out_encoder_stream);
+    }
+
     fn encode_lines<'a>(
         &mut self,
         stream_id: u64,
@@ -302,7 +325,7 @@ impl Encoder {
             base: self.table.insert_count(),
             may_block: already_blocking || self.blocking < self.config.max_blocked_streams,
             use_dynamic: self.table.capacity() > 0 && self.max_entries > 0 && self.outstanding_count < self.config.max_unacked_sections,
-            refs: Vec::new(),
+            refs: SectionRefs::new(),
         };
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
@@ -325,7 +348,7 @@ impl Encoder {
             } else {
                 prefix_int::encode(ric - ctx.base - 1, 7, 0x80, out_field_section);
             }
-            self.outstanding.entry(stream_id).or_default().push_back(Section { required_insert_count: ric, refs: std::mem::take(&mut ctx.refs) });
+            self.outstanding.entry(stream_id).or_default().push(Section { required_insert_count: ric, refs: std::mem::take(&mut ctx.refs) });
             self.outstanding_count += 1;
             if ric > self.known_received_count && !already_blocking {
                 self.blocking += 1;
@@ -504,7 +527,7 @@ impl Encoder {
                 let section = self
                     .outstanding
                     .get_mut(&stream_id)
-                    .and_then(|q| q.pop_front())
+                    .and_then(|q| (!q.is_empty()).then(|| q.remove(0)))
                     .ok_or(QpackError::decoder_stream("acknowledgment for no outstanding section"))?;
                 if self.outstanding.get(&stream_id).is_some_and(|q| q.is_empty()) {
                     self.outstanding.remove(&stream_id);
@@ -560,7 +583,7 @@ struct SectionCtx {
     /// May it reference the dynamic table at all?
     use_dynamic: bool,
     /// Dynamic references made so far.
-    refs: Vec<u64>,
+    refs: SectionRefs,
 }
 
 /// §4.5.2 / §4.5.3: indexed dynamic line, relative or post-base.
@@ -572,11 +595,50 @@ fn write_indexed_dynamic(base: u64, abs: u64, out: &mut Vec<u8>) {
     }
 }
 
+/// `n` in decimal ASCII, written at the end of `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        if let Some(d) = buf.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    buf.get(at..).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::decoder::{DecodeResult, Decoder, DecoderConfig};
     use super::*;
+
+    /// `encode_response_fields` writes what `encode_fields` writes for the
+    /// merged list with `:status` first, for statuses in and out of the
+    /// static table, on encoders with and without a dynamic table.
+    #[test]
+    fn a_response_section_equals_the_merged_field_list() {
+        assert_eq!(decimal(0, &mut [0; 5]), b"0");
+        assert_eq!(decimal(200, &mut [0; 5]), b"200");
+        assert_eq!(decimal(65535, &mut [0; 5]), b"65535");
+        let fields = [HeaderField::new(b"content-type".to_vec(), b"text/plain".to_vec()), HeaderField::new(b"x-custom".to_vec(), b"abc".to_vec())];
+        for cap in [0u64, 4096] {
+            for status in [200u16, 404, 299, 999, 7] {
+                let mut a = Encoder::new(EncoderConfig::from_peer(cap, 8));
+                let mut b = Encoder::new(EncoderConfig::from_peer(cap, 8));
+                let mut merged = vec![HeaderField::new(b":status".to_vec(), status.to_string().into_bytes())];
+                merged.extend_from_slice(&fields);
+                let (mut sa, mut ea, mut sb, mut eb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                a.encode_fields(4, &merged, &mut sa, &mut ea);
+                b.encode_response_fields(4, status, &fields, &mut sb, &mut eb);
+                assert_eq!((sa, ea), (sb, eb), "status {status}, table {cap}");
+            }
+        }
+    }
 
     /// The blocked-stream count straight from the outstanding sections.
     fn counted(e: &Encoder) -> usize {

@@ -286,7 +286,7 @@ impl RecvStream {
                 let lo = usize::try_from(gap.start - offset).unwrap_or(usize::MAX);
                 let hi = usize::try_from(gap.end - offset).unwrap_or(usize::MAX);
                 if let Some(piece) = data.get(lo..hi) {
-                    store_piece(&mut self.chunks, self.read_offset, gap.start, piece);
+                    store_piece(&mut self.chunks, self.read_offset, self.final_size, gap.start, piece);
                 }
             }
             // Cannot fail: can_insert was checked above.
@@ -504,7 +504,7 @@ impl RecvStream {
 /// neighbouring chunk when the two together stay within [`MERGE_LIMIT`].
 /// Keeps the invariant that two adjacent chunks are together longer than the
 /// limit (see the module docs).
-fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, read_offset: u64, start: u64, piece: &[u8]) {
+fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, read_offset: u64, final_size: Option<u64>, start: u64, piece: &[u8]) {
     let end = start + piece.len() as u64;
     let mut key = None;
     // Whether the piece continues what is buffered or delivered.
@@ -524,8 +524,11 @@ fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, read_offset: u64, start: u6
             // will be merged into it: room for that up front, instead of a
             // reallocation (and copy) per merge. Only then: pieces after a
             // gap get their own size, or a peer sending a byte every other
-            // byte would make us reserve a chunk per byte.
-            let grows = follows && piece.len() <= MERGE_LIMIT / 2 && chunks.range(start..).next().is_none();
+            // byte would make us reserve a chunk per byte. Nor when the
+            // piece ends the stream (a whole request in one frame): nothing
+            // will be merged, and an exactly sized chunk is handed to the
+            // reader without a shared header.
+            let grows = follows && piece.len() <= MERGE_LIMIT / 2 && chunks.range(start..).next().is_none() && final_size != Some(end);
             let mut chunk = BytesMut::with_capacity(if grows { MERGE_LIMIT } else { piece.len() });
             chunk.extend_from_slice(piece);
             chunks.insert(start, chunk);

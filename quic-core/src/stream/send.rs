@@ -84,13 +84,19 @@ impl core::fmt::Display for WriteError {
 
 impl std::error::Error for WriteError {}
 
+/// Room a tail reserves when it must grow: an HTTP/3 response of about a
+/// kilobyte (HEADERS, DATA header, body) fits in one allocation.
+const TAIL_START: usize = 2048;
+
 /// Unacknowledged stream data from the acknowledged prefix to the write offset.
 ///
 /// Whole `Bytes` segments (zero-copy writes and frozen copies), plus a
-/// `BytesMut` tail that absorbs small copied writes so they do not become one
-/// allocation each. The tail is frozen into a segment when data from it is
-/// first sent, so everything sent (and therefore everything that can be
-/// acknowledged or retransmitted) lives in `segments`.
+/// `BytesMut` tail that absorbs copied writes so they do not become one
+/// allocation each. The tail is frozen into a segment only when a zero-copy
+/// write follows it (segments stay in offset order before the tail); sent
+/// data may stay in the tail, which is read by `copy` like a segment and
+/// advanced as it is acknowledged. A small response (HEADERS, DATA header
+/// and a body copied behind them) so costs one allocation.
 #[derive(Debug, Default)]
 struct SendBuffer {
     /// `(offset of first byte, bytes)`, contiguous and ascending.
@@ -102,6 +108,12 @@ struct SendBuffer {
 
 impl SendBuffer {
     fn push_slice(&mut self, data: &[u8]) {
+        if self.tail.capacity() - self.tail.len() < data.len() {
+            // A fresh tail starts with room for the few small writes a
+            // message is made of (frame headers, a short body), so they
+            // share one allocation instead of growing it step by step.
+            self.tail.reserve(data.len().max(TAIL_START));
+        }
         self.tail.extend_from_slice(data);
     }
 
@@ -125,9 +137,6 @@ impl SendBuffer {
 
     /// Drops data below `offset` (acknowledged).
     fn free_below(&mut self, offset: u64) {
-        if offset > self.tail_offset {
-            self.freeze_tail();
-        }
         while let Some((start, seg)) = self.segments.front_mut() {
             let end = *start + seg.len() as u64;
             if end <= offset {
@@ -140,6 +149,13 @@ impl SendBuffer {
                 *start = offset;
             }
             break;
+        }
+        // Segments end at `tail_offset`, so past it they are all gone and
+        // the acknowledged part is at the tail's front.
+        if offset > self.tail_offset {
+            let skip = usize::try_from(offset - self.tail_offset).unwrap_or(usize::MAX).min(self.tail.len());
+            self.tail.advance(skip);
+            self.tail_offset += skip as u64;
         }
         if self.segments.is_empty() && self.tail.is_empty() {
             // Everything written was acknowledged: a stream that writes now
@@ -518,9 +534,6 @@ impl SendStream {
             }
             let offset = self.sent_offset;
             let end = offset + len;
-            if end > self.buffer.tail_offset {
-                self.buffer.freeze_tail();
-            }
             self.sent_offset = end;
             let fin = self.finished && end == self.write_offset;
             self.on_sent(fin);
