@@ -1,9 +1,10 @@
 //! The loop shared by servers and clients.
 //!
 //! Per turn: receive a bounded number of batches and hand every datagram to
-//! the endpoint, let it fire due timers, run HTTP/3 on the connections it
-//! reports active, then flush. The endpoint keeps the timers and the active
-//! set; this loop only moves bytes. Flushing packs the endpoint's transmits
+//! the endpoint (running HTTP/3 and flushing between batches), let it fire
+//! due timers, run HTTP/3 on the connections it reports active, then flush.
+//! The endpoint keeps the timers and the active set; this loop only moves
+//! bytes. Flushing packs the endpoint's transmits
 //! (every active connection's and its stateless replies) into one arena
 //! and hands them to the backend in batches, so one `sendmmsg` (or one
 //! io_uring submission) carries many connections' GSO batches instead of
@@ -33,6 +34,9 @@ const SEND_BUF: usize = 64 * 1024;
 /// The send arena: enough for dozens of GSO batches (10 × 1472 B each with
 /// the default segment limit) before the backend is called.
 const ARENA: usize = 1024 * 1024 + SEND_BUF;
+
+/// Receive batches read per turn at most (each answered before the next).
+const RECV_ROUNDS: usize = 16;
 
 /// Transmits handed to the backend per call at most.
 const MAX_BATCH: usize = 64;
@@ -242,7 +246,18 @@ impl Driver {
 
     fn receive(&mut self) -> io::Result<()> {
         // Bounded so one busy socket cannot starve timers and sending.
-        for _ in 0..16 {
+        for round in 0..RECV_ROUNDS {
+            if round > 0 {
+                // What the last batch asked for (ACKs, handshake flights,
+                // flow-control credit) leaves before the next batch is read,
+                // so the peer works on it meanwhile. Answering only after
+                // every batch made both sides take turns, each idle while the
+                // other processed a whole round: handshakes/s rose by about
+                // a third with this (`load --phases hs`).
+                let now = Instant::now();
+                self.process(now);
+                self.flush();
+            }
             let now = Instant::now();
             let mut batch = self.backend.recv()?;
             if batch.is_empty() {
