@@ -1,0 +1,180 @@
+//! The per-request hot path of a server answering small GETs, piece by
+//! piece, with the allocations each piece makes.
+//!
+//! Groups (each reports operations/s, and prints allocations per operation
+//! counted by this binary's global allocator):
+//! - `response_section`: a response's QPACK field section (`:status` 200 and
+//!   three fields), encoded the way `send_response` does it now
+//!   (`encode_response_fields`: `:status` beside the caller's fields) and the
+//!   way it did before (a merged field list with a `:status` string).
+//! - `stream_response`: a send stream's life for a 1 KB response: HEADERS
+//!   and DATA frame headers copied in, the body copied behind them or kept
+//!   as its own `Bytes` segment, FIN, the data taken for a packet, and the
+//!   ACK. The copy is what `H3Connection::send_data_bytes` does for bodies
+//!   up to 1200 bytes.
+//! - `stream_request`: a receive stream getting a whole request in one
+//!   STREAM frame with FIN and the reader taking it.
+//!
+//! quinn-proto and h3 keep their stream buffers and QPACK module private,
+//! so there is no equivalent of theirs to run beside these.
+//!
+//! Running: `cargo bench -p quicpro-benches --bench request_path`;
+//! `cargo test -p quicpro-benches --benches` runs each once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use h3_core::qpack::{Encoder, EncoderConfig, HeaderField};
+use quic_core::stream::{RecvStream, RecvWindow, SendStream};
+
+/// Counts allocations (not frees) of the whole process.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations `f` makes per call, over `n` calls.
+fn allocations_per_call(n: u64, mut f: impl FnMut()) -> f64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..n {
+        f();
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
+}
+
+fn fields() -> [HeaderField; 3] {
+    [
+        HeaderField::new(Bytes::from_static(b"content-type"), Bytes::from_static(b"application/octet-stream")),
+        HeaderField::new(Bytes::from_static(b"server"), Bytes::from_static(b"quicpro")),
+        HeaderField::new(Bytes::from_static(b"content-length"), Bytes::from(1024.to_string())),
+    ]
+}
+
+/// A connection's encoder as a server has it: dynamic table in use (the
+/// peer's 4096-byte capacity). Every section goes on stream 0 and is
+/// released right after, so the outstanding set stays small.
+fn encoder() -> Encoder {
+    Encoder::new(EncoderConfig::from_peer(4096, 100))
+}
+
+fn response_section(c: &mut Criterion) {
+    let f = fields();
+    let mut g = c.benchmark_group("response_section");
+    g.throughput(Throughput::Elements(1));
+    let (mut section, mut enc_stream) = (Vec::with_capacity(256), Vec::with_capacity(256));
+    let mut now = |enc: &mut Encoder, stream: u64| {
+        section.clear();
+        enc_stream.clear();
+        enc.encode_response_fields(stream, 200, &f, &mut section, &mut enc_stream);
+        // Stream Cancellation (RFC 9204 §4.4.2) for stream 0: the section's
+        // references are released, as an acknowledgment would.
+        enc.feed_decoder_stream(&[0x40]).unwrap();
+        black_box(section.len());
+    };
+    let mut e = encoder();
+    let per = allocations_per_call(10_000, || now(&mut e, 0));
+    eprintln!("response_section/encode_response_fields: {per:.2} allocations per section");
+    g.bench_function("quicpro/encode_response_fields", |b| {
+        let mut e = encoder();
+        b.iter(|| now(&mut e, 0))
+    });
+    let (mut section, mut enc_stream) = (Vec::with_capacity(256), Vec::with_capacity(256));
+    let mut before = |enc: &mut Encoder, stream: u64| {
+        section.clear();
+        enc_stream.clear();
+        let mut all = Vec::with_capacity(f.len() + 1);
+        all.push(HeaderField::new(&b":status"[..], 200u16.to_string().into_bytes()));
+        all.extend_from_slice(&f);
+        enc.encode_fields(stream, &all, &mut section, &mut enc_stream);
+        // Stream Cancellation (RFC 9204 §4.4.2) for stream 0: the section's
+        // references are released, as an acknowledgment would.
+        enc.feed_decoder_stream(&[0x40]).unwrap();
+        black_box(section.len());
+    };
+    let mut e = encoder();
+    let per = allocations_per_call(10_000, || before(&mut e, 0));
+    eprintln!("response_section/merged_list: {per:.2} allocations per section");
+    g.bench_function("quicpro/merged_list", |b| {
+        let mut e = encoder();
+        b.iter(|| before(&mut e, 0))
+    });
+    g.finish();
+}
+
+/// One response through a fresh send stream: write, send, acknowledge.
+fn one_response(body: &Bytes, copy_body: bool, packet: &mut [u8]) {
+    let mut s = SendStream::new(1 << 20, 1 << 20);
+    let headers = [0x01u8; 28];
+    let data_header = [0x00u8, 0x44, 0x00];
+    s.write(&headers).unwrap();
+    s.write(&data_header).unwrap();
+    if copy_body {
+        s.write(body).unwrap();
+    } else {
+        s.write_bytes(body.clone()).unwrap();
+    }
+    s.finish().unwrap();
+    let chunk = s.next_chunk(packet.len(), u64::MAX).expect("data to send");
+    assert!(s.copy_chunk(chunk.offset, chunk.len, &mut packet[..chunk.len]));
+    s.on_ack(chunk.offset, chunk.len, chunk.fin);
+    black_box(&s);
+}
+
+fn stream_response(c: &mut Criterion) {
+    let body = Bytes::from(vec![0x5au8; 1024]);
+    let mut packet = vec![0u8; 1400];
+    let mut g = c.benchmark_group("stream_response");
+    g.throughput(Throughput::Elements(1));
+    for (name, copy) in [("body_copied", true), ("body_segment", false)] {
+        let per = allocations_per_call(10_000, || one_response(&body, copy, &mut packet));
+        eprintln!("stream_response/{name}: {per:.2} allocations per response");
+        g.bench_function(format!("quicpro/{name}"), |b| b.iter(|| one_response(&body, copy, &mut packet)));
+    }
+    g.finish();
+}
+
+/// A whole request in one STREAM frame with FIN, then read.
+fn one_request(frame: &[u8]) {
+    let mut r = RecvStream::new(RecvWindow::new(1 << 20, 1 << 20));
+    r.on_stream_frame(0, frame, true).unwrap();
+    let c = r.read_chunk(usize::MAX).unwrap();
+    assert!(c.fin && c.data.len() == frame.len());
+    black_box(c);
+}
+
+fn stream_request(c: &mut Criterion) {
+    let frame = [0x01u8; 60];
+    let per = allocations_per_call(10_000, || one_request(&frame));
+    eprintln!("stream_request/one_frame_with_fin: {per:.2} allocations per request");
+    let mut g = c.benchmark_group("stream_request");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("quicpro/one_frame_with_fin", |b| b.iter(|| one_request(&frame)));
+    g.finish();
+}
+
+criterion_group!(benches, response_section, stream_response, stream_request);
+criterion_main!(benches);
