@@ -188,6 +188,9 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     // qlog from each connection's first datagram (the endpoint opens it).
     opts.qlog_dir = cfg.qlog_dir.clone();
     let mut server = Server::bind(opts).map_err(|e| e.to_string())?;
+    // This loop answers every event of a turn at once (file bodies are read
+    // in bounded chunks): the turn's own transmits can wait for the answers.
+    server.driver().set_flush_after_app(true);
     if !quiet {
         eprintln!("[worker {worker_id}] listening on {} — {}", server.local_addr(), server.backend_description());
     }

@@ -153,6 +153,13 @@ pub struct Driver {
     /// could read that event from it; `process` then reports it from the
     /// endpoint's `poll_closed`, exactly once.
     lost_seen: Vec<bool>,
+    /// The turn's last flush is left to the next `step`, which flushes
+    /// first: for an application that answers its events at once (the CLI
+    /// server, the load generator), so what a turn queued (ACKs, QPACK
+    /// decoder instructions) leaves in the same packets as the answers
+    /// instead of in packets of its own. Off by default: an application
+    /// that may run long between turns (PHP) would hold them back.
+    flush_after_app: bool,
 }
 
 impl core::fmt::Debug for Driver {
@@ -176,7 +183,14 @@ impl Driver {
             raw: Vec::new(),
             raw_alpn: None,
             lost_seen: Vec::new(),
+            flush_after_app: false,
         }
+    }
+
+    /// See `flush_after_app`: the caller handles every event of a turn
+    /// without blocking and calls `step` again right after.
+    pub fn set_flush_after_app(&mut self, on: bool) {
+        self.flush_after_app = on;
     }
 
     /// Connections that negotiate `alpn` get no HTTP/3 layer (see `raw`).
@@ -240,12 +254,15 @@ impl Driver {
         let now = Instant::now();
         self.endpoint.handle_timeout(now);
         self.process(now);
-        self.flush();
+        if !self.flush_after_app {
+            self.flush();
+        }
         Ok(())
     }
 
     fn receive(&mut self) -> io::Result<()> {
         // Bounded so one busy socket cannot starve timers and sending.
+        let full = self.backend.capabilities().recv_batch;
         for round in 0..RECV_ROUNDS {
             if round > 0 {
                 // What the last batch asked for (ACKs, handshake flights,
@@ -263,6 +280,10 @@ impl Driver {
             if batch.is_empty() {
                 break;
             }
+            // A short batch drained the socket: another read now would most
+            // likely find nothing (a system call per turn at low load); what
+            // arrives meanwhile wakes the next wait.
+            let drained = batch.len() < full;
             for i in 0..batch.len() {
                 let Some((meta, buf)) = batch.get_mut(i) else { continue };
                 for dgram in datagrams(buf, &meta) {
@@ -282,6 +303,9 @@ impl Driver {
                         self.accepted.push_back(H3Handle(h));
                     }
                 }
+            }
+            if drained {
+                break;
             }
         }
         Ok(())

@@ -64,6 +64,8 @@ struct Params {
     soak_conns: usize,
     phases: Vec<String>,
     gen_backend: BackendConfig,
+    /// `--lat-rate`: the latency phase's offered rate, if not half of peak.
+    lat_rate: Option<f64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -187,6 +189,11 @@ struct Cli {
     /// tens of percent.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=20))]
     repeat: u64,
+    /// Offer this many requests/s in the latency phase instead of half of
+    /// the server's measured peak (to compare servers at the same rate, or
+    /// to trace the latency curve).
+    #[arg(long)]
+    lat_rate: Option<f64>,
     /// Internal: run the quinn server (CERT.der KEY.der gso|no-gso).
     #[arg(long, hide = true, num_args = 3, value_names = ["CERT", "KEY", "GSO"])]
     serve_quinn: Option<Vec<String>>,
@@ -255,6 +262,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         soak_conns: if quick { 5_000 } else { 50_000 },
         phases: cli.phases.clone(),
         gen_backend,
+        lat_rate: cli.lat_rate,
     };
     servers::pin_to_cpu(1).map_err(|e| format!("pin generator to CPU 1: {e}"))?;
 
@@ -443,7 +451,7 @@ fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Targe
     }
     if has("lat") {
         if let Some(peak) = row.rps {
-            match latency(p, &start()?, peak / 2.0) {
+            match latency(p, &start()?, p.lat_rate.unwrap_or(peak / 2.0)) {
                 Ok((p50, p99, achieved, cpu, f)) => {
                     row.p50 = Some(p50);
                     row.p99 = Some(p99);
@@ -866,8 +874,18 @@ fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, 
     let mut rr = 0usize;
     let mut lat: Vec<u32> = Vec::with_capacity((rate * p.measure.as_secs_f64() * 1.2) as usize);
     let mut meter = None;
+    // The generator's own stalls (a loop turn longer than 1 ms: descheduled,
+    // or its own work), reported beside the percentiles: a request due
+    // during one waits for the generator, whatever the server does.
+    let (mut stalls, mut worst, mut last) = (0u32, Duration::ZERO, Instant::now());
     while Instant::now() < m1 {
         let now = Instant::now();
+        let gap = now - last;
+        last = now;
+        if now >= m0 && gap > Duration::from_millis(1) {
+            stalls += 1;
+            worst = worst.max(gap);
+        }
         while next_due <= now && next_due < m1 {
             backlog.push_back(next_due);
             next_due += interval;
@@ -913,7 +931,12 @@ fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, 
     lat.sort_unstable();
     let pct = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64;
     let achieved = lat.len() as f64 / p.measure.as_secs_f64();
-    eprintln!("  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu})", pct(0.5), pct(0.99),);
+    eprintln!(
+        "  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu}); generator turns over 1 ms: {stalls} (longest {:.1} ms)",
+        pct(0.5),
+        pct(0.99),
+        worst.as_secs_f64() * 1e3
+    );
     Ok((pct(0.5), pct(0.99), achieved, cpu, g.failures))
 }
 
