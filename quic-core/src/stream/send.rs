@@ -14,6 +14,8 @@
 
 use std::collections::VecDeque;
 
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::range_set::RangeSet;
@@ -104,6 +106,13 @@ struct SendBuffer {
     tail: BytesMut,
     /// Offset of `tail[0]`, which is also the end of `segments`.
     tail_offset: u64,
+    /// Index of the segment the last `copy` started in: packets take the
+    /// data in order, so the next copy nearly always starts in it or the
+    /// one after, and the binary search over a bulk stream's dozens of
+    /// segments (3 % of a bulk sender's time) is skipped. Only a hint:
+    /// checked before use. Atomic only to stay `Sync` (relaxed loads and
+    /// stores are plain moves); `copy` takes `&self`.
+    hint: AtomicUsize,
 }
 
 impl SendBuffer {
@@ -141,6 +150,7 @@ impl SendBuffer {
             let end = *start + seg.len() as u64;
             if end <= offset {
                 self.segments.pop_front();
+                self.hint.store(self.hint.load(Relaxed).saturating_sub(1), Relaxed);
                 continue;
             }
             if *start < offset {
@@ -171,7 +181,16 @@ impl SendBuffer {
     fn copy(&self, offset: u64, out: &mut [u8]) -> bool {
         let mut pos = offset;
         let mut written = 0usize;
-        let first = self.segments.partition_point(|(s, b)| s + b.len() as u64 <= offset);
+        let covers = |i: usize| self.segments.get(i).is_some_and(|(s, b)| *s <= offset && offset < s + b.len() as u64);
+        let hint = self.hint.load(Relaxed);
+        let first = if covers(hint) {
+            hint
+        } else if covers(hint + 1) {
+            hint + 1
+        } else {
+            self.segments.partition_point(|(s, b)| s + b.len() as u64 <= offset)
+        };
+        self.hint.store(first, Relaxed);
         let pieces = self.segments.range(first..).map(|(s, b)| (*s, &b[..])).chain(core::iter::once((self.tail_offset, &self.tail[..])));
         for (start, bytes) in pieces {
             if written == out.len() {
@@ -656,6 +675,44 @@ mod tests {
         assert_eq!(s.buffered(), 50);
         assert_eq!(s.write(&[3; 70]).unwrap(), 50);
         assert_eq!(s.write_offset(), 150);
+    }
+
+    /// Copies in order, backwards (retransmissions), across segment ends and
+    /// after acknowledged segments were dropped all return the written bytes,
+    /// whatever segment the last copy left its hint at.
+    #[test]
+    fn copies_in_any_order_return_the_written_bytes() {
+        let data: Vec<u8> = (0..4000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let mut s = SendStream::new(1 << 20, 1 << 20);
+        // Segments of uneven sizes, some copied (tail), some zero-copy.
+        let mut at = 0usize;
+        for (i, len) in [5usize, 700, 3, 1200, 1, 900, 191, 1000].into_iter().enumerate() {
+            let piece = &data[at..at + len];
+            if i % 2 == 0 {
+                s.write(piece).unwrap();
+            } else {
+                s.write_bytes(Bytes::copy_from_slice(piece)).unwrap();
+            }
+            at += len;
+        }
+        let _ = s.next_chunk(usize::MAX, u64::MAX).unwrap();
+        let check = |s: &SendStream, off: usize, len: usize| {
+            let mut out = vec![0u8; len];
+            assert!(s.copy_chunk(off as u64, len, &mut out), "copy {off}+{len}");
+            assert_eq!(out, &data[off..off + len], "copy {off}+{len}");
+        };
+        for off in (0..3900).step_by(97) {
+            check(&s, off, 100);
+        }
+        for off in (0..3900).step_by(131).rev() {
+            check(&s, off, 100);
+        }
+        // Acknowledge a prefix: the segments below it are dropped.
+        s.on_ack(0, 1500, false);
+        for off in [1500usize, 3000, 1600, 2000, 1900, 3899] {
+            check(&s, off, 100);
+        }
+        assert!(!s.copy_chunk(100, 10, &mut [0u8; 10]), "acknowledged data is gone");
     }
 
     #[test]
