@@ -1033,6 +1033,77 @@ fn max_streams_follows_streams_closed_by_acknowledgment() {
     assert_eq!(served, 100, "requests served (stuck at the stream limit without MAX_STREAMS)");
 }
 
+/// A peer stream's credit comes back once its request was read and its
+/// response sent whole (FIN out), before the client acknowledged the
+/// response: a client keeping the allowed number of requests in flight
+/// need not wait a round trip per slot. At most the window's worth of such
+/// streams is held: with the client's ACKs held back, a second window of
+/// requests gets no further credit until they arrive.
+#[test]
+fn stream_credit_returns_when_the_response_is_sent() {
+    use quicpro_sim::link::LinkConfig;
+    let c = certs();
+    let t = TransportConfig { max_concurrent_bidi_streams: 4, ..TransportConfig::default() };
+    let mut p = Pair::new(33, server_tls(&c), client_tls(&c), t);
+    p.handshake();
+    let mut buf = [0u8; 64];
+    let mut answered = std::collections::HashSet::new();
+    // Open up to the credit, answer every request the server has.
+    let round = |p: &mut Pair, answered: &mut std::collections::HashSet<quic_core::stream::StreamId>, buf: &mut [u8]| {
+        while let Some(id) = p.client().open_stream(Dir::Bi) {
+            p.client().write(id, b"GET").unwrap();
+            p.client().finish(id).unwrap();
+        }
+        while let Some(s) = p.server().accept_stream(Dir::Bi) {
+            let _ = s;
+        }
+        let ids: Vec<_> = (0..64u64).map(|i| quic_core::stream::StreamId(i * 4)).filter(|id| !answered.contains(id)).collect();
+        for id in ids {
+            let mut fin = false;
+            while let Ok(o) = p.server().read(id, buf) {
+                fin |= o.fin;
+                if o.fin || o.bytes == 0 {
+                    break;
+                }
+            }
+            if fin && answered.insert(id) {
+                p.server().write(id, b"response").unwrap();
+                p.server().finish(id).unwrap();
+            }
+        }
+    };
+    // The client's packets (its ACKs) now take 2 s to arrive; the
+    // requests already at the server are answered at once.
+    p.run_until(Duration::from_millis(100), |p| {
+        round(p, &mut answered, &mut buf);
+        answered.len() == 4
+    });
+    assert_eq!(answered.len(), 4);
+    p.set_links(LinkConfig { delay: Duration::from_secs(2), ..LinkConfig::default() }, LinkConfig::default());
+    let until = p.now + Duration::from_millis(500);
+    p.run_until(Duration::from_millis(600), |p| {
+        round(p, &mut answered, &mut buf);
+        p.now >= until
+    });
+    // Credit for four more went out with the responses, unacknowledged.
+    assert_eq!(p.server().peer_stream_limit(Dir::Bi), 8, "credit returned on sending");
+    // The client opened its next four (their requests are on the slow
+    // link); the server holds four answered-but-unacknowledged streams, so
+    // it gives nothing more until the ACKs come.
+    p.run_until(Duration::from_millis(2600), |p| {
+        round(p, &mut answered, &mut buf);
+        answered.len() == 8
+    });
+    assert_eq!(answered.len(), 8, "the second window was served");
+    assert!(p.server().peer_stream_limit(Dir::Bi) <= 12, "early credit is bounded by the window: {}", p.server().peer_stream_limit(Dir::Bi));
+    p.set_links(LinkConfig::default(), LinkConfig::default());
+    p.run_until(Duration::from_secs(10), |p| {
+        round(p, &mut answered, &mut buf);
+        answered.len() >= 16
+    });
+    assert!(answered.len() >= 16, "served after the ACKs arrived: {}", answered.len());
+}
+
 /// Regression (ngtcp2 against `quicpro serve` with the amplificationlimit
 /// case's big certificate chain): when the Handshake packet filled the
 /// datagram and 0.5-RTT data waited, the datagram was abandoned after its

@@ -872,6 +872,7 @@ impl Connection {
         if self.conn_recv.should_send_max_data().is_some() {
             self.pending.max_data = true;
         }
+        self.streams.credit_early(id);
         self.streams.reap(id);
     }
 

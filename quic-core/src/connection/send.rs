@@ -615,6 +615,9 @@ impl Connection {
             } else {
                 st.queued = false;
             }
+            if chunk.fin && !chunk.retransmission {
+                self.streams.credit_early(id);
+            }
         }
     }
 

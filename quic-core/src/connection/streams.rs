@@ -21,6 +21,9 @@ pub struct Stream {
     pub priority: i32,
     /// Already in `send_queue`.
     pub queued: bool,
+    /// A peer's stream whose credit went back before it was reaped (see
+    /// `Streams::credit_early`).
+    pub credited: bool,
 }
 
 impl Stream {
@@ -68,6 +71,9 @@ pub struct Streams {
     peer_bidi_remote: u64,
     peer_uni: u64,
     config: StreamConfig,
+    /// Peer streams per direction whose credit went back early and that
+    /// are not reaped yet: at most the initial window of them.
+    early_credited: [u64; 2],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +102,7 @@ impl Streams {
             pending_max_stream_data: Vec::new(),
             pending_stop_sending: Vec::new(),
             pending_reset: Vec::new(),
+            early_credited: [0; 2],
             peer_bidi_local: 0,
             peer_bidi_remote: 0,
             peer_uni: 0,
@@ -144,7 +151,7 @@ impl Streams {
             Box::new(SendStream::new(limit, self.config.send_buffer))
         });
         let recv = id.has_recv_part(self.local).then(|| Box::new(RecvStream::new(RecvWindow::new(self.config.window, self.config.max_window))));
-        Stream { send, recv, priority: 0, queued: false }
+        Stream { send, recv, priority: 0, queued: false, credited: false }
     }
 
     /// Opens a stream of ours, if the peer's MAX_STREAMS allows.
@@ -204,10 +211,38 @@ impl Streams {
     pub fn reap(&mut self, id: StreamId) {
         let closed = self.map.get(&id).is_some_and(|s| s.is_closed() && !s.queued);
         if closed {
-            self.map.remove(&id);
-            if id.initiator() != self.local {
+            let credited = self.map.remove(&id).is_some_and(|s| s.credited);
+            if credited {
+                let n = &mut self.early_credited[dir_index(id.dir())];
+                *n = n.saturating_sub(1);
+            } else if id.initiator() != self.local {
                 self.limits.on_peer_stream_closed(id.dir());
             }
+        }
+    }
+
+    /// Returns a peer stream's credit (MAX_STREAMS, RFC 9000 §4.6, which
+    /// leaves the policy to us) once we read all it sent and sent all we
+    /// had, FIN included, without waiting for that to be acknowledged: a
+    /// client keeping as many requests in flight as we allow otherwise
+    /// waits a round trip per slot (the load benchmark's request rate was
+    /// bound by that). The stream stays until reaped, so at most the
+    /// initial window of such streams is held per direction; past that,
+    /// credit waits for the acknowledgment as before.
+    pub fn credit_early(&mut self, id: StreamId) {
+        if id.initiator() == self.local {
+            return;
+        }
+        let k = dir_index(id.dir());
+        if self.early_credited[k] >= self.limits.window(id.dir()) {
+            return;
+        }
+        let Some(s) = self.map.get_mut(&id) else { return };
+        let done = !s.credited && s.send.as_ref().is_none_or(|x| x.all_sent()) && s.recv.as_ref().is_none_or(|r| r.is_closed());
+        if done {
+            s.credited = true;
+            self.early_credited[k] += 1;
+            self.limits.on_peer_stream_closed(id.dir());
         }
     }
 }

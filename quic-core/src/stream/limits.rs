@@ -278,6 +278,12 @@ impl StreamLimits {
         }
     }
 
+    /// The concurrency target for peer streams of this type (the initial
+    /// limit).
+    pub fn window(&self, dir: Dir) -> u64 {
+        self.incoming(dir).window
+    }
+
     /// The limit we advertised for peer streams of this type.
     pub fn local_max_streams(&self, dir: Dir) -> u64 {
         self.incoming(dir).advertised

@@ -319,6 +319,12 @@ impl SendStream {
         matches!(self.state, SendState::DataRecvd | SendState::ResetRecvd { .. })
     }
 
+    /// Everything was sent at least once, FIN included, or the stream was
+    /// reset: nothing new will be written.
+    pub fn all_sent(&self) -> bool {
+        matches!(self.state, SendState::DataSent | SendState::DataRecvd | SendState::ResetSent { .. } | SendState::ResetRecvd { .. })
+    }
+
     fn is_open(&self) -> bool {
         matches!(self.state, SendState::Ready | SendState::Send | SendState::DataSent)
     }
