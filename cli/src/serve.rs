@@ -24,6 +24,7 @@ use quic_core::fast_hash::FastHashMap;
 use quic_core::stream::StreamId;
 use quic_core::tls::ServerTlsOptions;
 use quicpro_bpf::ReuseportGroup;
+use smallvec::SmallVec;
 
 use crate::static_files;
 use crate::steering::{self, SteeringMode};
@@ -201,6 +202,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
     let mut incoming: FastHashMap<(H3Handle, StreamId), Incoming> = FastHashMap::default();
     let mut shutdown_at: Option<Instant> = None;
     let mut hq = crate::hq::HqRequests::default();
+    let mut lengths = LengthFields::default();
     loop {
         let stop = STOP.load(Ordering::SeqCst) || cfg.duration.is_some_and(|d| start.elapsed() >= d);
         if stop && shutdown_at.is_none() {
@@ -236,7 +238,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
                     if !fin {
                         incoming.insert((h, stream), Incoming::Ignore);
                     }
-                    let reply = route(cfg, &method, &path, &headers, worker_id);
+                    let reply = route(cfg, &method, &path, &headers, worker_id, &mut lengths);
                     let end = matches!(reply.source, BodySource::Empty);
                     if server.respond(h, stream, reply.status, &reply.headers, end).is_ok() && !end {
                         // Most bodies fit in the stream's buffer at once: no
@@ -263,7 +265,7 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
                 H3Event::Transport(ev) if server.is_raw(h) => {
                     // hq-interop (HTTP/0.9): the same routes, body only.
                     for (stream, path) in hq.on_event(&mut server, h, &ev) {
-                        let reply = route(cfg, "GET", &path, &[], worker_id);
+                        let reply = route(cfg, "GET", &path, &[], worker_id, &mut lengths);
                         let mut p = Pending { source: reply.source, carry: None };
                         if !pump_one(&mut server, h, stream, &mut p) {
                             pending.insert((h, stream), p);
@@ -325,48 +327,64 @@ fn finish_echo(
     }
 }
 
+/// A response's header fields: a few, so kept inline.
+type Fields = SmallVec<[HeaderField; 4]>;
+
 /// A response chosen by [`route`]: status, header fields, body.
 struct Reply {
     status: u16,
-    headers: Vec<HeaderField>,
+    headers: Fields,
     source: BodySource,
 }
 
 impl Reply {
     /// A generated body of known length; `head` keeps the headers only.
-    fn bytes(status: u16, ctype: &'static str, body: Bytes, head: bool) -> Self {
-        let headers = vec![
-            static_field("content-type", ctype),
-            static_field("server", "quicpro"),
-            HeaderField::new(Bytes::from_static(b"content-length"), Bytes::from(body.len().to_string())),
-        ];
+    fn bytes(status: u16, ctype: &'static str, body: Bytes, head: bool, lengths: &mut LengthFields) -> Self {
+        let headers = SmallVec::from_iter([static_field("content-type", ctype), static_field("server", "quicpro"), lengths.field(body.len() as u64)]);
         Reply { status, headers, source: if head { BodySource::Empty } else { BodySource::Bytes(body) } }
     }
 }
 
-fn route(cfg: &ServeConfig, method: &str, path: &str, headers: &[HeaderField], worker_id: u8) -> Reply {
+/// `content-length` fields of recent lengths: a server answering many
+/// requests of one size formats and allocates its value once, not per
+/// response (a clone of the shared value only counts a reference).
+#[derive(Default)]
+struct LengthFields {
+    recent: FastHashMap<u64, Bytes>,
+}
+
+impl LengthFields {
+    /// Lengths remembered at most; past that the memory starts over.
+    const MAX: usize = 64;
+
+    fn field(&mut self, n: u64) -> HeaderField {
+        if self.recent.len() >= Self::MAX && !self.recent.contains_key(&n) {
+            self.recent.clear();
+        }
+        let value = self.recent.entry(n).or_insert_with(|| Bytes::copy_from_slice(n.to_string().as_bytes()));
+        HeaderField::new(Bytes::from_static(b"content-length"), value.clone())
+    }
+}
+
+fn route(cfg: &ServeConfig, method: &str, path: &str, headers: &[HeaderField], worker_id: u8, lengths: &mut LengthFields) -> Reply {
     let head = method == "HEAD";
     let clean = path.split('?').next().unwrap_or("/");
     let generated = clean.starts_with("/bytes/") || clean.starts_with("/echo") || cfg.root.is_none();
     if generated && method != "GET" && !head {
-        let mut r = Reply::bytes(405, "text/plain; charset=utf-8", Bytes::from_static(b"method not allowed\n"), false);
+        let mut r = Reply::bytes(405, "text/plain; charset=utf-8", Bytes::from_static(b"method not allowed\n"), false, lengths);
         r.headers.push(static_field("allow", "GET, HEAD"));
         return r;
     }
     if let Some(rest) = clean.strip_prefix("/bytes/") {
         if let Ok(n) = rest.parse::<u64>() {
-            let headers = vec![
-                static_field("content-type", "application/octet-stream"),
-                static_field("server", "quicpro"),
-                HeaderField::new(Bytes::from_static(b"content-length"), Bytes::from(n.to_string())),
-            ];
+            let headers = SmallVec::from_iter([static_field("content-type", "application/octet-stream"), static_field("server", "quicpro"), lengths.field(n)]);
             let source = if head || n == 0 { BodySource::Empty } else { BodySource::Pattern { next: 0, end: n } };
             return Reply { status: 200, headers, source };
         }
     }
     let Some(root) = cfg.root.as_deref().filter(|_| !clean.starts_with("/echo")) else {
         let body = format!("echo from worker {worker_id}: {clean}\n");
-        return Reply::bytes(200, "text/plain", Bytes::from(body), head);
+        return Reply::bytes(200, "text/plain", Bytes::from(body), head, lengths);
     };
     let get = |n: &str| headers.iter().find(|f| &f.name[..] == n.as_bytes()).and_then(|f| std::str::from_utf8(&f.value).ok());
     let req = static_files::FileRequest {
@@ -380,7 +398,7 @@ fn route(cfg: &ServeConfig, method: &str, path: &str, headers: &[HeaderField], w
         if_unmodified_since: get("if-unmodified-since"),
     };
     let resp = static_files::respond(root, &req);
-    let mut fields = Vec::with_capacity(resp.headers.len() + 1);
+    let mut fields = Fields::with_capacity(resp.headers.len() + 1);
     fields.push(static_field("server", "quicpro"));
     fields.extend(resp.headers.iter().map(|(n, v)| HeaderField::new(Bytes::from_static(n.as_bytes()), Bytes::from(v.clone()))));
     let source = match resp.body {
@@ -509,4 +527,24 @@ pub fn serve(cfg: ServeConfig) -> Result<(), String> {
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_length_values_are_shared_and_the_memory_is_bounded() {
+        let mut lengths = LengthFields::default();
+        let a = lengths.field(1024);
+        let b = lengths.field(1024);
+        assert_eq!(&a.name[..], b"content-length");
+        assert_eq!(&a.value[..], b"1024");
+        // The second response's value is the first one's bytes, not a copy.
+        assert_eq!(a.value.as_ptr(), b.value.as_ptr());
+        for n in 0..(LengthFields::MAX as u64 * 3) {
+            assert_eq!(lengths.field(n).value, n.to_string().as_bytes());
+            assert!(lengths.recent.len() <= LengthFields::MAX);
+        }
+    }
 }

@@ -426,6 +426,29 @@ pub fn validate_trailers<F: Field>(fields: &[F]) -> Result<(), H3Error> {
     Ok(())
 }
 
+/// What a response's framing needs to know of the request's method (RFC
+/// 9110 §9.3.2, §9.3.6): a request stream keeps this, not the method text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MethodClass {
+    /// HEAD: the response carries no content.
+    Head,
+    /// CONNECT: a 2xx response opens a tunnel.
+    Connect,
+    /// Every other method.
+    #[default]
+    Other,
+}
+
+impl MethodClass {
+    pub fn of(method: &str) -> Self {
+        match method {
+            "HEAD" => Self::Head,
+            "CONNECT" => Self::Connect,
+            _ => Self::Other,
+        }
+    }
+}
+
 /// Counts content bytes (DATA payloads) against Content-Length (RFC 9114
 /// §4.1.2: a message whose Content-Length differs from the sum of its DATA
 /// frame lengths is malformed).
@@ -447,16 +470,16 @@ impl ContentLengthTracker {
         Self::new(if req.is_connect() { None } else { req.content_length })
     }
 
-    /// For a response to a request with `request_method`. RFC 9114 §4.1.2:
+    /// For a response to a request of `request_method`. RFC 9114 §4.1.2:
     /// a response defined to have no content (to HEAD; 1xx, 204, 304; RFC
     /// 9110 §6.4.1) may declare any Content-Length but carries no DATA, so
     /// its expected length is 0. A 2xx response to CONNECT opens a tunnel
     /// whose DATA is not counted.
-    pub fn for_response<F>(request_method: &str, resp: &Response<'_, F>) -> Self {
-        let no_content = request_method == "HEAD" || resp.is_informational() || resp.status == 204 || resp.status == 304;
+    pub fn for_response<F>(request_method: MethodClass, resp: &Response<'_, F>) -> Self {
+        let no_content = request_method == MethodClass::Head || resp.is_informational() || resp.status == 204 || resp.status == 304;
         if no_content {
             Self::new(Some(0))
-        } else if request_method == "CONNECT" && (200..300).contains(&resp.status) {
+        } else if request_method == MethodClass::Connect && (200..300).contains(&resp.status) {
             Self::new(None)
         } else {
             Self::new(resp.content_length)
@@ -757,14 +780,14 @@ mod tests {
 
         let resp = [(":status", "200"), ("content-length", "100")];
         let r = parse_response(&resp).unwrap();
-        assert_eq!(ContentLengthTracker::for_response("GET", &r).expected(), Some(100));
+        assert_eq!(ContentLengthTracker::for_response(MethodClass::of("GET"), &r).expected(), Some(100));
         // RFC 9114 §4.1.2: HEAD responses carry no content despite the header.
-        assert_eq!(ContentLengthTracker::for_response("HEAD", &r).expected(), Some(0));
-        assert_eq!(ContentLengthTracker::for_response("CONNECT", &r).expected(), None);
+        assert_eq!(ContentLengthTracker::for_response(MethodClass::of("HEAD"), &r).expected(), Some(0));
+        assert_eq!(ContentLengthTracker::for_response(MethodClass::of("CONNECT"), &r).expected(), None);
         for s in ["204", "304", "100"] {
             let resp = [(":status", s), ("content-length", "100")];
             let r = parse_response(&resp).unwrap();
-            assert_eq!(ContentLengthTracker::for_response("GET", &r).expected(), Some(0), "{s}");
+            assert_eq!(ContentLengthTracker::for_response(MethodClass::of("GET"), &r).expected(), Some(0), "{s}");
         }
     }
 

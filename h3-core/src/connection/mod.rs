@@ -27,7 +27,7 @@ use quic_core::transport_params::Role;
 use crate::capsule::CapsuleDecoder;
 use crate::error::{H3Error, H3ErrorCode};
 use crate::frame::{Frame, FrameDecoder, FrameLimits, StreamKind};
-use crate::message::{ContentLengthTracker, Field};
+use crate::message::{ContentLengthTracker, Field, MethodClass};
 use crate::priority::Priority;
 use crate::qpack::{Decoder, DecoderConfig, Encoder, EncoderConfig, HeaderField, QpackError};
 use crate::settings::Settings;
@@ -156,8 +156,8 @@ struct RequestStream {
     fin: bool,
     finished_emitted: bool,
     length: ContentLengthTracker,
-    /// Server: the request method, for response framing rules.
-    method: Option<String>,
+    /// Client: the request's method, for the response's framing rules.
+    method: MethodClass,
     local_fin: bool,
     /// Server: HTTP datagrams that arrived before the request's header
     /// section was decoded, delivered right after its `Headers` event.
@@ -180,7 +180,7 @@ impl RequestStream {
             fin: false,
             finished_emitted: false,
             length: ContentLengthTracker::new(None),
-            method: None,
+            method: MethodClass::Other,
             local_fin: false,
             held_datagrams: VecDeque::new(),
             apply_priority: None,

@@ -10,7 +10,7 @@ use quic_core::stream::{Dir, StreamId, StreamReadError};
 use super::*;
 use crate::error::{H3Error, H3ErrorCode};
 use crate::frame::{FrameEvent, FrameType};
-use crate::message::{parse_request, parse_response, validate_trailers, ContentLengthTracker, RequestOptions};
+use crate::message::{parse_request, parse_response, validate_trailers, ContentLengthTracker, MethodClass, RequestOptions};
 use crate::priority::Priority;
 use crate::qpack::{DecodeResult, HeaderField};
 
@@ -88,8 +88,15 @@ impl H3Connection {
                         }
                     }
                     FrameEvent::Headers(section) => {
-                        let section = section.to_vec();
-                        match self.decoder.decode(id.0, &section).map_err(qpack_error)? {
+                        // The section borrows the frame decoder inside `st`,
+                        // which the handling below needs: copied into the
+                        // connection's scratch buffer, not a new one per request.
+                        let mut copy = std::mem::take(&mut self.scratch);
+                        copy.clear();
+                        copy.extend_from_slice(section);
+                        let decoded = self.decoder.decode(id.0, &copy).map_err(qpack_error);
+                        self.scratch = copy;
+                        match decoded? {
                             DecodeResult::Decoded(fields) => {
                                 let at_end = input.is_empty() && fin;
                                 self.on_header_section(id, st, fields, at_end)?;
@@ -154,7 +161,6 @@ impl H3Connection {
                 let header = fields.iter().find(|f| &f.name[..] == b"priority").map(|f| Priority::parse(&f.value));
                 st.apply_priority = Some(self.early_priorities.remove(&id).or(header).unwrap_or_default());
                 st.length = ContentLengthTracker::for_request(&req);
-                st.method = Some(req.method.to_string());
                 st.phase = Phase::Body;
                 self.events.push_back(H3Event::Headers { stream: id, headers: fields, fin: at_end });
                 while let Some(payload) = st.held_datagrams.pop_front() {
@@ -164,8 +170,7 @@ impl H3Connection {
             (Side::Client, Phase::Headers) => {
                 let resp = parse_response(&fields)?;
                 if !resp.is_informational() {
-                    let method = st.method.as_deref().unwrap_or("GET");
-                    st.length = ContentLengthTracker::for_response(method, &resp);
+                    st.length = ContentLengthTracker::for_response(st.method, &resp);
                     st.phase = Phase::Body;
                 }
                 self.events.push_back(H3Event::Headers { stream: id, headers: fields, fin: at_end });
@@ -222,12 +227,12 @@ impl H3Connection {
                 Some(_) => {}
             }
         }
-        let method = req.method.to_string();
+        let method = MethodClass::of(req.method);
         self.open_local_streams(conn);
         let id = conn.open_stream(Dir::Bi).ok_or(SendError::Refused)?;
         self.max_request_seen = Some(self.max_request_seen.map_or(id.0, |m| m.max(id.0)));
         let mut st = RequestStream::new(self.limits);
-        st.method = Some(method);
+        st.method = method;
         self.write_header_section(conn, id, None, headers)?;
         if end_stream {
             let _ = conn.finish(id);

@@ -395,7 +395,8 @@ impl Decoder {
     fn decode_lines(&self, ric: u64, base: u64, mut buf: &[u8]) -> Result<Vec<HeaderField>, QpackError> {
         let limit = self.config.max_field_section_size;
         let mut total: u64 = 0;
-        let mut fields = Vec::new();
+        // Room for a typical request or response at once, not grown 4 → 8.
+        let mut fields = Vec::with_capacity(8);
         // Budget left for one string after `fixed` other bytes of this line.
         let budget = |total: u64, fixed: u64| -> usize {
             let left = limit.saturating_sub(total).saturating_sub(ENTRY_OVERHEAD + fixed);

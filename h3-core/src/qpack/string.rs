@@ -79,6 +79,10 @@ pub fn read(buf: &[u8], prefix_bits: u8, max_len: usize) -> Result<(Bytes, usize
         if out.len() > max_len {
             return Err(StringError::TooLong);
         }
+        // `Bytes::from` a Vec with spare capacity allocates a second block
+        // for the shared count; the decoder reserved 8/5 of the input, so
+        // the shrink is in place for the allocator.
+        out.shrink_to_fit();
         Bytes::from(out)
     } else {
         Bytes::copy_from_slice(data)
