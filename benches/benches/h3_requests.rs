@@ -160,6 +160,7 @@ fn main() {
         println!("{} requests, {} body bytes", PROFILE_ROUNDS * WINDOW, bytes);
         return;
     }
+    let listing = std::env::args().any(|a| a == "--list");
     let mut c = Criterion::default().configure_from_args();
     let mut g = c.benchmark_group("h3_requests");
     g.throughput(Throughput::Elements(WINDOW as u64));
@@ -167,7 +168,9 @@ fn main() {
     g.bench_function("quicpro/pair_round_of_100", |b| b.iter(|| round(&mut h, &script)));
     g.finish();
     c.final_summary();
-
+    if listing {
+        return;
+    }
     let mut h = warm_pair(&script);
     let before = ALLOCS.load(Ordering::Relaxed);
     let n = 10;
