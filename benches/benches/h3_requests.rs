@@ -23,9 +23,7 @@
 //! transport, so nothing of theirs runs beside this.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +31,7 @@ use criterion::{Criterion, Throughput};
 use h3_core::connection::{H3Config, H3Event};
 use h3_core::qpack::HeaderField;
 use quic_core::config::TransportConfig;
+use quicpro_benches::CountingAlloc;
 use quicpro_sim::h3_pair::H3Pair;
 
 /// Requests per round: the load generator keeps 100 in flight per
@@ -43,32 +42,8 @@ const PROFILE_ROUNDS: usize = 20;
 /// The response body's length.
 const BODY: usize = 1024;
 
-/// Counts allocations (not frees) of the whole process.
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the
-// counter only records that it happened.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same layout, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn field(n: &'static str, v: &'static str) -> HeaderField {
     HeaderField::new(Bytes::from_static(n.as_bytes()), Bytes::from_static(v.as_bytes()))
@@ -172,9 +147,9 @@ fn main() {
         return;
     }
     let mut h = warm_pair(&script);
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = CountingAlloc::count();
     let n = 10;
     rounds(&mut h, &script, n);
-    let per = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / (n * WINDOW) as f64;
+    let per = (CountingAlloc::count() - before) as f64 / (n * WINDOW) as f64;
     println!("h3_requests: {per:.2} allocations per request, client and server together");
 }

@@ -27,48 +27,24 @@
 //! `cargo test -p quicpro-benches --benches` runs each once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use h3_core::qpack::{Encoder, EncoderConfig, HeaderField};
 use quic_core::stream::{RecvStream, RecvWindow, SendStream};
-
-/// Counts allocations (not frees) of the whole process.
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use quicpro_benches::CountingAlloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// Allocations `f` makes per call, over `n` calls.
 fn allocations_per_call(n: u64, mut f: impl FnMut()) -> f64 {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = CountingAlloc::count();
     for _ in 0..n {
         f();
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
+    (CountingAlloc::count() - before) as f64 / n as f64
 }
 
 fn fields() -> [HeaderField; 3] {

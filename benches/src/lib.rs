@@ -226,3 +226,38 @@ mod tests {
         assert_eq!(pkts[0].1.len, PACKET_LEN);
     }
 }
+
+/// A global allocator that counts allocations (and reallocations, not frees)
+/// of the whole process and forwards every call to the system allocator:
+/// benches that report allocations per operation install it with
+/// `#[global_allocator] static GLOBAL: CountingAlloc = CountingAlloc;`.
+#[derive(Debug)]
+pub struct CountingAlloc;
+
+static ALLOCATIONS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+impl CountingAlloc {
+    /// Allocations so far.
+    pub fn count() -> u64 {
+        ALLOCATIONS.load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the
+// counter only records that it happened.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
