@@ -259,6 +259,35 @@ fn goaway_refuses_later_requests() {
     assert_eq!(h.client.send_request(conn, &get("/10"), true), Err(h3_core::connection::SendError::Refused));
 }
 
+/// A client at the server's stream limit is refused without a stream
+/// being opened (and before its request is validated: an invalid one is
+/// refused too), and sends again once the answered streams free credit.
+#[test]
+fn requests_beyond_the_stream_limit_are_refused_until_credit_returns() {
+    let t = TransportConfig { max_concurrent_bidi_streams: 5, ..TransportConfig::default() };
+    let mut h = H3Pair::new(21, H3Config::default(), H3Config::default(), t);
+    h.pump();
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let mut sent = Vec::new();
+    while let Ok(id) = h.client.send_request(conn, &get("/10"), true) {
+        sent.push(id);
+    }
+    assert_eq!(sent.len(), 5, "the server's initial_max_streams_bidi");
+    assert!(!conn.can_open_stream(Dir::Bi));
+    assert_eq!(h.client.send_request(conn, &get("/10"), true), Err(h3_core::connection::SendError::Refused));
+    assert_eq!(h.client.send_request(conn, &[hf(":method", "GET")], true), Err(h3_core::connection::SendError::Refused));
+    let (mut bodies, mut resps) = (HashMap::new(), HashMap::new());
+    h.run(Duration::from_secs(10), |h| {
+        serve(h, &mut bodies);
+        client_collect(h, &mut resps);
+        sent.iter().all(|id| resps.get(id).is_some_and(|r| r.done)) && h.p.client.connection_ref(h.p.client_conn).is_some_and(|c| c.can_open_stream(Dir::Bi))
+    });
+    let conn = h.p.client.connection(h.p.client_conn).unwrap();
+    let next = h.client.send_request(conn, &get("/10"), true).expect("credit returned with MAX_STREAMS");
+    assert_eq!(next.0, sent[4].0 + 4, "no stream was used up by the refusals");
+    assert!(matches!(h.client.send_request(conn, &[hf(":method", "GET")], true), Err(h3_core::connection::SendError::Invalid(_))));
+}
+
 /// Writes raw bytes on a new client stream, bypassing the client H3 layer.
 fn raw_client_stream(h: &mut H3Pair, dir: Dir, bytes: &[u8], fin: bool) -> StreamId {
     let conn = h.p.client.connection(h.p.client_conn).unwrap();

@@ -217,6 +217,13 @@ impl H3Connection {
         if self.side != Side::Client || self.goaway_received.is_some() || self.closed.is_some() {
             return Err(SendError::Refused);
         }
+        if !conn.can_open_stream(Dir::Bi) {
+            // Out of stream credit: refused before the request is
+            // validated, as a client at its limit calls again and again.
+            // `open_stream` queues the STREAMS_BLOCKED (RFC 9000 §4.6).
+            let _ = conn.open_stream(Dir::Bi);
+            return Err(SendError::Refused);
+        }
         let req = parse_request(headers, RequestOptions { extended_connect: true }).map_err(SendError::Invalid)?;
         if req.is_extended_connect() {
             // RFC 9220 §3: a client sends :protocol only after it received

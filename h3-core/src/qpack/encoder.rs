@@ -16,13 +16,18 @@
 //!    the draining region, and either acknowledged or the stream may block.
 //!    A draining match is re-inserted with Duplicate (§4.3.4) instead.
 //! 4. Otherwise the line is inserted if it is worth it ([`worth_inserting`]:
-//!    fits in 3/4 of the table, and not a volatile value such as `:path`
-//!    whose name is already referenceable), likely to repeat, and room can
-//!    be made by evicting only evictable entries (§2.1.1); it is referenced
-//!    if the stream may block. "Likely to repeat" means: the name is not
+//!    fits in 3/4 of the table), likely to repeat, and room can be made by
+//!    evicting only evictable entries (§2.1.1); it is referenced if the
+//!    stream may block. "Likely to repeat" means: the name is not
 //!    referenceable yet (the entry makes it so), or the line was seen
 //!    recently (a bounded fingerprint filter), or the stream may block and
-//!    the entry is small (at most 1/32 of the table). The idea: an insert
+//!    the entry is small (at most 1/32 of the table). A volatile value such
+//!    as `:path` or `content-length` whose name is already referenceable
+//!    counts as likely only when this very line was seen recently: most
+//!    such values are one-offs, but a popular path or a common length
+//!    repeats request after request, and then a literal (Huffman-coded by
+//!    one side, decoded by the other, every time) costs far more than an
+//!    index. The idea: an insert
 //!    costs about as much as a literal; a section that may block uses it at
 //!    once, while one that may not pays twice and profits only on a repeat,
 //!    and large one-off values would flush entries that do repeat.
@@ -124,18 +129,16 @@ pub fn is_sensitive(name: &[u8], value: &[u8]) -> bool {
 
 /// Names whose values rarely repeat between sections: once the name can be
 /// referenced (static table or an existing dynamic entry), their values are
-/// sent as literals rather than inserted, to keep room for lines that do
-/// repeat.
+/// inserted only when the same line was seen recently, to keep room for
+/// lines that do repeat.
 fn is_volatile(name: &[u8]) -> bool {
     matches!(name, b":path" | b"content-length" | b"content-range" | b"etag" | b"last-modified" | b"if-modified-since" | b"if-none-match" | b"age" | b"expires")
 }
 
-/// Whether inserting (name, value) pays: it must fit in at most 3/4 of the
-/// table (so one line cannot flush everything), and volatile values are
-/// not inserted when the name is already referenceable.
-pub fn worth_inserting(name: &[u8], value: &[u8], capacity: u64, name_known: bool) -> bool {
-    let size = entry_size(name.len(), value.len());
-    size <= capacity / 4 * 3 && !(name_known && is_volatile(name))
+/// Whether inserting (name, value) can pay: it must fit in at most 3/4 of
+/// the table, so one line cannot flush everything.
+pub fn worth_inserting(name: &[u8], value: &[u8], capacity: u64) -> bool {
+    entry_size(name.len(), value.len()) <= capacity / 4 * 3
 }
 
 /// The QPACK encoder.
@@ -171,6 +174,35 @@ pub struct Encoder {
     /// Allocated on first use: a connection that never encodes a literal
     /// (most idle ones) does not pay for it.
     seen: Option<Box<[u64; SEEN_SLOTS]>>,
+    /// The last volatile lines encoded (see [`is_volatile`]), kept inline:
+    /// every response carries one (`content-length`), so the heap filter
+    /// above would be allocated by every connection that answers once.
+    recent_volatile: RecentLines,
+}
+
+/// A small ring of field-line fingerprints: "was this exact line among the
+/// last [`RECENT_LINES`]?" A popular path or a common length, sent request
+/// after request, is; a stream of one-off values never is.
+#[derive(Debug, Default)]
+struct RecentLines {
+    slots: [u64; RECENT_LINES],
+    next: usize,
+}
+
+const RECENT_LINES: usize = 16;
+
+impl RecentLines {
+    /// Whether `h` is among the recent lines; records it either way.
+    fn seen_before(&mut self, h: u64) -> bool {
+        if self.slots.contains(&h) {
+            return true;
+        }
+        if let Some(slot) = self.slots.get_mut(self.next) {
+            *slot = h;
+        }
+        self.next = (self.next + 1) % RECENT_LINES;
+        false
+    }
 }
 
 /// Size of the "seen before" filter.
@@ -204,6 +236,7 @@ impl Encoder {
             decoder_buf: Vec::new(),
             scratch: Vec::new(),
             seen: None,
+            recent_volatile: RecentLines::default(),
         }
     }
 
@@ -435,8 +468,14 @@ impl Encoder {
                 let name_known = static_name.is_some() || dynamic_name.is_some();
                 // "Likely to repeat", see the module documentation.
                 let small = entry_size(name.len(), value.len()) * 32 <= self.table.capacity();
-                let repeat_likely = (ctx.may_block && small) || !name_known || self.seen_before(name, value);
-                if repeat_likely && worth_inserting(name, value, self.table.capacity(), name_known) && self.can_insert(entry_size(name.len(), value.len())) {
+                let repeat_likely = if name_known && is_volatile(name) {
+                    // Only an exact recent repeat: the fingerprint filter
+                    // never matches a stream of one-off values.
+                    self.recent_volatile.seen_before(fingerprint(name, value))
+                } else {
+                    (ctx.may_block && small) || !name_known || self.seen_before(name, value)
+                };
+                if repeat_likely && worth_inserting(name, value, self.table.capacity()) && self.can_insert(entry_size(name.len(), value.len())) {
                     // §4.3.2 / §4.3.3: the cheapest name form. Encoder-stream
                     // references need no acknowledgment (§2.1.1).
                     if let Some(i) = static_name {

@@ -331,6 +331,37 @@ fn encoder_never_evicts_unacknowledged_references() {
     // acknowledgments were withheld).
 }
 
+/// `:path` and `content-length` are "volatile": a stream of one-off values
+/// stays literal and never touches the table, but the same line sent again
+/// is inserted and then indexed: a section of one byte per field instead of
+/// a Huffman-coded literal each time.
+#[test]
+fn volatile_values_are_inserted_only_when_they_repeat() {
+    let mut e = Encoder::new(EncoderConfig::from_peer(4096, 16));
+    let mut d = dec(4096, 16);
+    for i in 0..50u64 {
+        let (path, len) = (format!("/item/{i}"), format!("{}", 5000 + i));
+        let acks = round(&mut e, &mut d, 4 * i, &[(":path", path.as_str()), ("content-length", len.as_str())]);
+        e.feed_decoder_stream(&acks).unwrap();
+    }
+    assert_eq!(e.table().insert_count(), 0, "one-off values never enter the table");
+    let repeated = [(":path", "/bytes/1024"), ("content-length", "1024")];
+    let first = round(&mut e, &mut d, 400, &repeated);
+    e.feed_decoder_stream(&first).unwrap();
+    assert_eq!(e.table().insert_count(), 0, "the first occurrence is only remembered");
+    let second = round(&mut e, &mut d, 404, &repeated);
+    e.feed_decoder_stream(&second).unwrap();
+    assert_eq!(e.table().insert_count(), 2, "the repeat is inserted");
+    let (mut s, mut es) = (Vec::new(), Vec::new());
+    e.encode(408, &repeated, &mut s, &mut es);
+    assert!(es.is_empty(), "nothing more to insert");
+    // Prefix (2 bytes) and one indexed line (1 byte) per field.
+    assert_eq!(s.len(), 4, "both lines indexed: {s:02x?}");
+    d.feed_encoder_stream(&es).unwrap();
+    let f = decoded(d.decode(408, &s).unwrap());
+    assert_eq!(pairs(&f), [(&b":path"[..], &b"/bytes/1024"[..]), (&b"content-length"[..], &b"1024"[..])]);
+}
+
 #[test]
 fn encoder_respects_blocked_streams_budget() {
     let mut e = Encoder::new(EncoderConfig::from_peer(4096, 1));

@@ -784,6 +784,13 @@ impl Connection {
         id
     }
 
+    /// Whether [`open_stream`](Self::open_stream) would succeed now: a
+    /// caller with work to do before opening (an HTTP/3 client validating
+    /// its request) can learn it is out of stream credit first.
+    pub fn can_open_stream(&self, dir: Dir) -> bool {
+        !self.is_closed() && (self.handshake_complete || self.zero_rtt.is_some() || self.peer_params.is_some()) && self.streams.limits.can_open(dir)
+    }
+
     /// A stream the peer opened, in order of arrival.
     pub fn accept_stream(&mut self, dir: Dir) -> Option<StreamId> {
         self.streams.accept(dir)
