@@ -773,7 +773,7 @@ impl Connection {
     /// Opens a stream of ours; `None` while the peer's MAX_STREAMS forbids it
     /// (a STREAMS_BLOCKED frame is then queued, RFC 9000 §4.6).
     pub fn open_stream(&mut self, dir: Dir) -> Option<StreamId> {
-        if self.is_closed() || (!self.handshake_complete && self.zero_rtt.is_none() && self.peer_params.is_none()) {
+        if !self.may_open_streams() {
             return None;
         }
         let id = self.streams.open(dir);
@@ -788,7 +788,13 @@ impl Connection {
     /// caller with work to do before opening (an HTTP/3 client validating
     /// its request) can learn it is out of stream credit first.
     pub fn can_open_stream(&self, dir: Dir) -> bool {
-        !self.is_closed() && (self.handshake_complete || self.zero_rtt.is_some() || self.peer_params.is_some()) && self.streams.limits.can_open(dir)
+        self.may_open_streams() && self.streams.limits.can_open(dir)
+    }
+
+    /// Open, and the peer's stream limits are known (its transport
+    /// parameters, or remembered ones for 0-RTT).
+    fn may_open_streams(&self) -> bool {
+        !self.is_closed() && (self.handshake_complete || self.zero_rtt.is_some() || self.peer_params.is_some())
     }
 
     /// A stream the peer opened, in order of arrival.
