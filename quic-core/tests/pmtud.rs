@@ -81,6 +81,18 @@ fn upload(p: &mut Pair, size: usize, mid: impl Fn(&mut Pair, usize)) -> Vec<u8> 
     got
 }
 
+/// Each side queues more than a packet at once (3,000 bytes on a
+/// unidirectional stream): what starts the search (`pmtud.rs`).
+fn queue_more_than_a_packet(p: &mut Pair) {
+    let data = pattern(3000);
+    for client in [true, false] {
+        let c = if client { p.client() } else { p.server() };
+        let id = c.open_stream(Dir::Uni).unwrap();
+        assert_eq!(c.write(id, &data).unwrap(), data.len());
+        c.finish(id).unwrap();
+    }
+}
+
 fn search_done(p: &mut Pair) -> bool {
     p.client().pmtud_phase() == PmtudPhase::Complete && p.server().pmtud_phase() == PmtudPhase::Complete
 }
@@ -90,6 +102,19 @@ fn an_open_path_is_used_at_the_bound_after_one_probe() {
     let (mut p, seen) = pair(1, TransportConfig::default(), TransportConfig::default());
     p.handshake();
     assert_eq!(p.client().mtu(), BASE_PLPMTU, "the handshake runs at the base");
+    // Small data each way and seconds of quiet: nothing needs a larger
+    // size, so neither side probes.
+    for client in [true, false] {
+        let c = if client { p.client() } else { p.server() };
+        let id = c.open_stream(Dir::Uni).unwrap();
+        c.write(id, b"small").unwrap();
+        c.finish(id).unwrap();
+    }
+    let quiet_until = p.now + Duration::from_secs(3);
+    p.run_until(Duration::from_secs(5), |p| p.now >= quiet_until);
+    assert_eq!((p.client().stats().mtu_probes_sent, p.server().stats().mtu_probes_sent), (0, 0), "no probes without large data");
+    assert_eq!(p.client().pmtud_phase(), PmtudPhase::Disabled);
+    queue_more_than_a_packet(&mut p);
     p.run_until(Duration::from_secs(5), search_done);
     assert_eq!(p.client().mtu(), 1472);
     assert_eq!(p.server().mtu(), 1472);
@@ -115,6 +140,7 @@ fn a_link_dropping_larger_datagrams_is_found_by_search_without_congestion_losses
     p.set_links(LinkConfig::new(DEFAULT_DELAY).with_mtu(1350), LinkConfig::new(DEFAULT_DELAY).with_mtu(1350));
     p.handshake();
     let cwnd = p.client().congestion_window();
+    queue_more_than_a_packet(&mut p);
     p.run_until(Duration::from_secs(30), search_done);
     let mtu = p.client().mtu();
     assert!(mtu <= 1350 && 1350 - mtu <= 20, "client settled on {mtu} for a 1350-byte link");
@@ -140,6 +166,7 @@ fn the_peer_max_udp_payload_size_bounds_the_search() {
     let server = TransportConfig { max_udp_payload_size: 1300, ..TransportConfig::default() };
     let (mut p, seen) = pair(3, TransportConfig::default(), server);
     p.handshake();
+    queue_more_than_a_packet(&mut p);
     p.run_until(Duration::from_secs(5), search_done);
     assert_eq!(p.client().mtu(), 1300, "the server accepts no more");
     assert_eq!(seen.lock().unwrap().probes, vec![1300]);
@@ -165,6 +192,7 @@ fn discovery_can_be_turned_off() {
 fn a_black_hole_mid_connection_falls_back_and_searches_again() {
     let (mut p, seen) = pair(5, TransportConfig::default(), TransportConfig::default());
     p.handshake();
+    queue_more_than_a_packet(&mut p);
     p.run_until(Duration::from_secs(5), search_done);
     assert_eq!(p.client().mtu(), 1472);
     let narrowed = std::cell::Cell::new(false);

@@ -75,7 +75,7 @@ impl Connection {
         }
         let dcid = self.local_cids.initial();
         let ack_eliciting = match self.process_frames(now, space, false, &dcid, pn, payload) {
-            Ok(e) => e,
+            Ok((e, _)) => e,
             Err(err) => {
                 self.close_with_error(now, err);
                 return;

@@ -815,6 +815,11 @@ impl Connection {
         let n = s.write(data)?;
         if n > 0 {
             self.streams.queue_send(id);
+            if n >= usize::from(self.mtu) {
+                // More than a packet at once: a larger size pays, and the
+                // probe leaves ahead of the data (`pmtud.rs`).
+                let _ = self.pmtud.on_full_datagram();
+            }
         }
         Ok(n)
     }
@@ -825,6 +830,11 @@ impl Connection {
         let n = s.write_bytes(data)?;
         if n > 0 {
             self.streams.queue_send(id);
+            if n >= usize::from(self.mtu) {
+                // More than a packet at once: a larger size pays, and the
+                // probe leaves ahead of the data (`pmtud.rs`).
+                let _ = self.pmtud.on_full_datagram();
+            }
         }
         Ok(n)
     }

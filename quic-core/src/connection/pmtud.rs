@@ -2,8 +2,15 @@
 //! §14.3): the largest UDP payload a path carries, found by probing.
 //!
 //! Every connection starts at the base of 1,200 bytes, which QUIC requires
-//! every path to carry (RFC 9000 §14). Once the handshake is confirmed the
-//! search sends probes — a 1-RTT packet holding PING and PADDING, of exactly
+//! every path to carry (RFC 9000 §14). The search starts once the handshake
+//! is confirmed and the connection has more data than one packet carries:
+//! the application queued more than a packet at once, or a 1-RTT datagram
+//! of the full current size was sent or received. A connection whose
+//! datagrams all fit in the base (a handshake and a small request, ACKs, a
+//! quiet connection) gains nothing from a larger size, and its probes
+//! would be a full-size datagram each way for nothing (RFC 8899 leaves when
+//! to leave DISABLED to the packetization layer, §5.2). Once started it
+//! sends probes — a 1-RTT packet holding PING and PADDING, of exactly
 //! the size tried (RFC 9000 §14.4) — first at the upper bound (most paths
 //! carry it), then, after [`MAX_PROBES`] losses at a size, by binary search
 //! between the largest size acknowledged and the smallest that failed. An
@@ -42,7 +49,8 @@ pub const BLACK_HOLE_PTOS: u32 = 3;
 /// already showed the path carries 1,200 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PmtudPhase {
-    /// Discovery is off, or the handshake is not confirmed yet.
+    /// Discovery is off, the handshake is not confirmed yet, or no
+    /// datagram has needed the full size yet.
     Disabled,
     /// Probing for a larger size.
     Searching,
@@ -67,6 +75,10 @@ pub struct MtuChange {
 #[derive(Debug, Clone)]
 pub struct Pmtud {
     enabled: bool,
+    /// The handshake is confirmed ([`Pmtud::start`]).
+    confirmed: bool,
+    /// More data than a packet carries was seen ([`Pmtud::on_full_datagram`]).
+    needed: bool,
     phase: PmtudPhase,
     /// Our max_udp_payload_size.
     local_max: u16,
@@ -96,6 +108,8 @@ impl Pmtud {
         let local_max = local_max.max(BASE_PLPMTU);
         Self {
             enabled,
+            confirmed: false,
+            needed: false,
             phase: PmtudPhase::Disabled,
             local_max,
             max: local_max,
@@ -128,9 +142,29 @@ impl Pmtud {
     }
 
     /// The handshake is confirmed: the search may start (RFC 9000 §14.3
-    /// probes need 1-RTT packets the peer acknowledges).
+    /// probes need 1-RTT packets the peer acknowledges) once a datagram
+    /// needs the full size.
     pub fn start(&mut self) {
-        if self.enabled && self.phase == PmtudPhase::Disabled {
+        self.confirmed = true;
+        self.maybe_begin();
+    }
+
+    /// The connection has more data than a packet of the current size
+    /// carries: a write of more than one, or a 1-RTT datagram of the full
+    /// size sent or received (called each time: after the first, one
+    /// branch). Returns whether the search started with it.
+    #[inline]
+    pub fn on_full_datagram(&mut self) -> bool {
+        if self.needed {
+            return false;
+        }
+        self.needed = true;
+        self.maybe_begin();
+        self.phase == PmtudPhase::Searching
+    }
+
+    fn maybe_begin(&mut self) {
+        if self.enabled && self.confirmed && self.needed && self.phase == PmtudPhase::Disabled {
             self.begin_search(self.max.saturating_add(1));
         }
     }
@@ -314,6 +348,7 @@ mod tests {
     fn searching(max: u16) -> Pmtud {
         let mut p = Pmtud::new(true, max);
         p.start();
+        let _ = p.on_full_datagram();
         p
     }
 
@@ -335,13 +370,22 @@ mod tests {
     }
 
     #[test]
-    fn disabled_until_started_and_when_off() {
+    fn disabled_until_confirmed_and_needed_and_when_off() {
         let mut p = Pmtud::new(true, 1472);
+        let _ = p.on_full_datagram();
         assert_eq!(p.probe_size(), None, "not before the handshake is confirmed");
         p.start();
         assert_eq!(p.probe_size(), Some(1472));
+        // Confirmed first, then the first full datagram.
+        let mut q = Pmtud::new(true, 1472);
+        q.start();
+        assert_eq!(q.phase(), PmtudPhase::Disabled);
+        assert_eq!(q.probe_size(), None, "no datagram has needed more than the base");
+        let _ = q.on_full_datagram();
+        assert_eq!(q.probe_size(), Some(1472));
         let mut off = Pmtud::new(false, 1472);
         off.start();
+        let _ = off.on_full_datagram();
         assert_eq!(off.phase(), PmtudPhase::Disabled);
         assert_eq!(off.probe_size(), None);
     }
@@ -378,11 +422,13 @@ mod tests {
         let mut p = Pmtud::new(true, 1472);
         p.set_peer_max(1350);
         p.start();
+        let _ = p.on_full_datagram();
         assert_eq!(run(&mut p, now, 9000), vec![1350]);
         assert_eq!(p.current(), 1350);
         let mut q = Pmtud::new(true, 1472);
         q.set_peer_max(1200);
         q.start();
+        let _ = q.on_full_datagram();
         assert_eq!(q.probe_size(), None, "nothing above the base to find");
         assert_eq!(q.phase(), PmtudPhase::Complete);
     }

@@ -238,13 +238,19 @@ impl Connection {
             q.event(now, &crate::qlog::QlogEvent::PacketReceived { packet: &ev, payload: packet.get(payload_start..payload_end).unwrap_or_default() });
         }
         self.rx_new_crypto = false;
-        let ack_eliciting = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, &packet[payload_start..payload_end]) {
+        let (ack_eliciting, padding) = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, &packet[payload_start..payload_end]) {
             Ok(e) => e,
             Err(err) => {
                 self.close_with_error(now, err);
                 return true;
             }
         };
+        // A 1-RTT packet as large as our packets, padding not counted (a
+        // peer's PMTU probe says nothing about our traffic): the peer sends
+        // full-size data, so the path's size is worth finding (`pmtud.rs`).
+        if space == SpaceId::Data && packet.len().saturating_sub(padding) + super::send::GSO_SLACK >= usize::from(self.mtu) {
+            let _ = self.pmtud.on_full_datagram();
+        }
         if ack_eliciting && space != SpaceId::Data && !self.rx_new_crypto {
             self.on_peer_handshake_probe();
         }
@@ -398,7 +404,7 @@ impl Connection {
         dcid: &ConnectionId,
         _pn: u64,
         payload: &[u8],
-    ) -> Result<bool, Error> {
+    ) -> Result<(bool, usize), Error> {
         let ctx = match space {
             SpaceId::Initial => FrameContext::Initial,
             SpaceId::Handshake => FrameContext::Handshake,
@@ -406,15 +412,19 @@ impl Connection {
             SpaceId::Data => FrameContext::OneRtt,
         };
         let mut ack_eliciting = false;
+        let mut padding = 0;
         for frame in FrameIter::for_packet(payload, ctx) {
             let frame = frame?;
             ack_eliciting |= frame.is_ack_eliciting();
+            if let Frame::Padding { len } = frame {
+                padding += len;
+            }
             self.process_frame(now, space, dcid, frame)?;
             if matches!(self.state, State::Draining | State::Drained) {
                 break;
             }
         }
-        Ok(ack_eliciting)
+        Ok((ack_eliciting, padding))
     }
 
     fn process_frame(&mut self, now: Instant, space: SpaceId, dcid: &ConnectionId, frame: Frame<'_>) -> Result<(), Error> {

@@ -15,7 +15,7 @@ use crate::stream::Dir;
 /// AEAD tag length of every QUIC v1/v2 cipher suite (RFC 9001 §5.3).
 pub(super) const TAG_LEN: usize = 16;
 /// How far below the maximum a datagram may end and still start a GSO batch.
-const GSO_SLACK: usize = 24;
+pub(super) const GSO_SLACK: usize = 24;
 /// Smallest room worth starting a packet in.
 pub(super) const MIN_PACKET_ROOM: usize = 64;
 
@@ -73,7 +73,15 @@ impl Connection {
         // A datagram filled with data (within a frame header of full) starts
         // a batch; later segments get exactly its size, and a shorter one
         // ends the batch (GSO needs equal segments but the last).
-        if first + GSO_SLACK >= max_size && self.state == State::Established && self.config.max_gso_segments > 1 {
+        let full = first + GSO_SLACK >= max_size && self.state == State::Established;
+        // One 1-RTT packet (a short header first: nothing coalesced, so not
+        // a padded handshake datagram) filling the datagram: data fills our
+        // packets and a larger size would pay (`pmtud.rs`).
+        // When that starts the search, the probe takes the next slot
+        // rather than waiting behind a whole batch (and the window it may
+        // fill): a larger size found early in slow start, not rounds later.
+        let search_started = full && buf.first().is_some_and(|b| b & 0x80 == 0) && self.pmtud.on_full_datagram();
+        if full && !search_started && self.config.max_gso_segments > 1 {
             while segments < self.config.max_gso_segments && total + first <= buf.len() {
                 let Some(n) = self.build_datagram(now, &mut buf[total..total + first]) else { break };
                 total += n;
