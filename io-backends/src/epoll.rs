@@ -1,5 +1,6 @@
 //! The portable kernel path: a non-blocking UDP socket driven with
-//! `recvmmsg`/`sendmmsg`, sleeping in `epoll_pwait2`.
+//! `recvmmsg`/`sendmmsg`, sleeping in `epoll_pwait2` (`epoll_wait` where the
+//! kernel or a tracer lacks it).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +18,10 @@ pub(crate) struct Epoll {
     epfd: OwnedFd,
     target: RawFd,
     registered: Interest,
+    /// The kernel (before Linux 5.11) or a tracer such as valgrind lacks
+    /// `epoll_pwait2`: `epoll_wait` with the timeout rounded up to
+    /// milliseconds instead.
+    ms_only: bool,
 }
 
 impl Epoll {
@@ -29,7 +34,7 @@ impl Epoll {
         // SAFETY: `fd` was just returned by epoll_create1 and nothing else
         // owns it.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut ep = Epoll { epfd, target, registered: Interest::READABLE };
+        let mut ep = Epoll { epfd, target, registered: Interest::READABLE, ms_only: false };
         ep.ctl(libc::EPOLL_CTL_ADD, Interest::READABLE)?;
         Ok(ep)
     }
@@ -64,13 +69,28 @@ impl Epoll {
         if interest != self.registered {
             self.ctl(libc::EPOLL_CTL_MOD, interest)?;
         }
-        let ts = timeout
-            .map(|d| libc::timespec { tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX), tv_nsec: d.subsec_nanos() as libc::c_long });
-        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 1];
-        // SAFETY: `ev` has room for the 1 event passed as maxevents; the
-        // timespec (if any) lives across the call; no signal mask.
-        let rc = unsafe { libc::epoll_pwait2(self.epfd.as_raw_fd(), ev.as_mut_ptr(), 1, ts_ptr, std::ptr::null()) };
+        let mut rc = -1;
+        if !self.ms_only {
+            let ts = timeout.map(|d| libc::timespec {
+                tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            });
+            let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: `ev` has room for the 1 event passed as maxevents; the
+            // timespec (if any) lives across the call; no signal mask.
+            rc = unsafe { libc::epoll_pwait2(self.epfd.as_raw_fd(), ev.as_mut_ptr(), 1, ts_ptr, std::ptr::null()) };
+            if rc < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                self.ms_only = true;
+            }
+        }
+        if self.ms_only {
+            // Rounded up: a timer must not fire early (a wake-up before the
+            // deadline would find nothing due and spin).
+            let ms = timeout.map_or(-1, |d| libc::c_int::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX));
+            // SAFETY: `ev` has room for the 1 event passed as maxevents.
+            rc = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), ev.as_mut_ptr(), 1, ms) };
+        }
         if rc < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -191,5 +211,28 @@ impl Backend for EpollBackend {
 
     fn wait(&mut self, interest: Interest, timeout: Option<Duration>) -> io::Result<Readiness> {
         self.epoll.wait(interest, timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both waits — `epoll_pwait2` and the millisecond `epoll_wait` used
+    /// where it is missing — time out with nothing to read and report a
+    /// datagram once one is queued.
+    #[test]
+    fn both_waits_report_readiness() {
+        for ms_only in [false, true] {
+            let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut ep = Epoll::new(rx.as_raw_fd()).unwrap();
+            ep.ms_only = ms_only;
+            let idle = ep.wait(Interest::READABLE, Some(Duration::from_micros(300))).unwrap();
+            assert!(!idle.readable, "nothing sent yet (ms_only {ms_only})");
+            tx.send_to(b"x", rx.local_addr().unwrap()).unwrap();
+            let ready = ep.wait(Interest::READABLE, Some(Duration::from_secs(5))).unwrap();
+            assert!(ready.readable, "a datagram is queued (ms_only {ms_only})");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quic_core::config::TransportConfig;
-use quic_core::connection::pmtud::{PmtudPhase, BASE_PLPMTU};
+use quic_core::connection::pmtud::{PmtudPhase, BASE_PLPMTU, SEARCH_AFTER_PACKETS};
 use quic_core::qlog::{QlogEvent, QlogSubscriber};
 use quic_core::stream::Dir;
 use quicpro_sim::link::LinkConfig;
@@ -81,10 +81,12 @@ fn upload(p: &mut Pair, size: usize, mid: impl Fn(&mut Pair, usize)) -> Vec<u8> 
     got
 }
 
-/// Each side queues more than a packet at once (3,000 bytes on a
-/// unidirectional stream): what starts the search (`pmtud.rs`).
+/// Each side queues several packets' worth at once (6,000 bytes on a
+/// unidirectional stream, at least `SEARCH_AFTER_PACKETS` packets): what
+/// starts the search (`pmtud.rs`).
 fn queue_more_than_a_packet(p: &mut Pair) {
-    let data = pattern(3000);
+    let data = pattern(6000);
+    assert!(data.len() / usize::from(BASE_PLPMTU) >= usize::from(SEARCH_AFTER_PACKETS));
     for client in [true, false] {
         let c = if client { p.client() } else { p.server() };
         let id = c.open_stream(Dir::Uni).unwrap();

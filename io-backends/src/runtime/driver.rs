@@ -160,9 +160,6 @@ pub struct Driver {
     /// instead of in packets of its own. Off by default: an application
     /// that may run long between turns (PHP) would hold them back.
     flush_after_app: bool,
-    /// The last `receive` stopped before the socket was drained (see
-    /// there): the next `step` reads again without waiting.
-    unread: bool,
 }
 
 impl core::fmt::Debug for Driver {
@@ -187,7 +184,6 @@ impl Driver {
             raw_alpn: None,
             lost_seen: Vec::new(),
             flush_after_app: false,
-            unread: false,
         }
     }
 
@@ -249,7 +245,7 @@ impl Driver {
         if let Some(t) = self.endpoint.poll_timeout() {
             wait = wait.min(t.saturating_duration_since(now));
         }
-        if !self.events.is_empty() || !self.endpoint.active().is_empty() || std::mem::take(&mut self.unread) {
+        if !self.events.is_empty() || !self.endpoint.active().is_empty() {
             wait = Duration::ZERO;
         }
         let interest = if self.sendq.is_empty() { Interest::READABLE } else { Interest::BOTH };
@@ -277,16 +273,6 @@ impl Driver {
                 // a third with this (`load --phases hs`).
                 let now = Instant::now();
                 self.process(now);
-                if self.flush_after_app && !self.events.is_empty() {
-                    // Requests to answer: the application answers them
-                    // first, so that this flush's ACKs and QPACK decoder
-                    // instructions leave in the answers' packets instead of
-                    // packets of their own (a datagram fewer per request
-                    // burst each way), and the answers leave a batch
-                    // sooner. The rest of the socket is read next turn.
-                    self.unread = true;
-                    break;
-                }
                 self.flush();
             }
             let now = Instant::now();

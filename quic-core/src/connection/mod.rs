@@ -816,9 +816,9 @@ impl Connection {
         if n > 0 {
             self.streams.queue_send(id);
             if n >= usize::from(self.mtu) {
-                // More than a packet at once: a larger size pays, and the
-                // probe leaves ahead of the data (`pmtud.rs`).
-                let _ = self.pmtud.on_full_datagram();
+                // Packets' worth at once: bulk data, for which a larger size
+                // pays; the probe then leaves ahead of it (`pmtud.rs`).
+                let _ = self.pmtud.on_full_packets(n / usize::from(self.mtu));
             }
         }
         Ok(n)
@@ -831,9 +831,9 @@ impl Connection {
         if n > 0 {
             self.streams.queue_send(id);
             if n >= usize::from(self.mtu) {
-                // More than a packet at once: a larger size pays, and the
-                // probe leaves ahead of the data (`pmtud.rs`).
-                let _ = self.pmtud.on_full_datagram();
+                // Packets' worth at once: bulk data, for which a larger size
+                // pays; the probe then leaves ahead of it (`pmtud.rs`).
+                let _ = self.pmtud.on_full_packets(n / usize::from(self.mtu));
             }
         }
         Ok(n)

@@ -3,14 +3,14 @@
 //!
 //! Every connection starts at the base of 1,200 bytes, which QUIC requires
 //! every path to carry (RFC 9000 §14). The search starts once the handshake
-//! is confirmed and the connection has more data than one packet carries:
-//! the application queued more than a packet at once, or a 1-RTT datagram
-//! of the full current size was sent or received. A connection whose
-//! datagrams all fit in the base (a handshake and a small request, ACKs, a
-//! quiet connection) gains nothing from a larger size, and its probes
-//! would be a full-size datagram each way for nothing (RFC 8899 leaves when
-//! to leave DISABLED to the packetization layer, §5.2). Once started it
-//! sends probes — a 1-RTT packet holding PING and PADDING, of exactly
+//! is confirmed and the connection has carried [`SEARCH_AFTER_PACKETS`]
+//! full packets' worth of data: 1-RTT datagrams of the full current size
+//! sent or received, or a single write of that many packets. A connection
+//! that moves a few kilobytes (a handshake, HANDSHAKE_DONE and tickets and
+//! a small response, ACKs, a quiet connection) gains nothing from a larger
+//! size, and its probes would be a full-size datagram each way for nothing
+//! (RFC 8899 leaves when to leave DISABLED to the packetization layer,
+//! §5.2). Once started it sends probes — a 1-RTT packet holding PING and PADDING, of exactly
 //! the size tried (RFC 9000 §14.4) — first at the upper bound (most paths
 //! carry it), then, after [`MAX_PROBES`] losses at a size, by binary search
 //! between the largest size acknowledged and the smallest that failed. An
@@ -30,6 +30,11 @@ use std::time::{Duration, Instant};
 
 /// RFC 8899 BASE_PLPMTU for QUIC: every path carries 1,200 bytes.
 pub const BASE_PLPMTU: u16 = 1200;
+/// Full packets of data (sent, received or written at once) before the
+/// search starts: more than a handshake's first 1-RTT flight with a small
+/// response fills (one or two), few enough that a bulk transfer probes
+/// within its first round trip.
+pub const SEARCH_AFTER_PACKETS: u8 = 4;
 /// RFC 8899 §5.1.2 MAX_PROBES: losses at one size before it counts as failed.
 pub const MAX_PROBES: u8 = 3;
 /// The search stops when the largest size known to work is this close to
@@ -49,8 +54,8 @@ pub const BLACK_HOLE_PTOS: u32 = 3;
 /// already showed the path carries 1,200 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PmtudPhase {
-    /// Discovery is off, the handshake is not confirmed yet, or no
-    /// datagram has needed the full size yet.
+    /// Discovery is off, the handshake is not confirmed yet, or the
+    /// connection has not carried enough data to need a larger size.
     Disabled,
     /// Probing for a larger size.
     Searching,
@@ -77,8 +82,9 @@ pub struct Pmtud {
     enabled: bool,
     /// The handshake is confirmed ([`Pmtud::start`]).
     confirmed: bool,
-    /// More data than a packet carries was seen ([`Pmtud::on_full_datagram`]).
-    needed: bool,
+    /// Full packets of data seen, up to [`SEARCH_AFTER_PACKETS`]
+    /// ([`Pmtud::on_full_packets`]).
+    full_packets: u8,
     phase: PmtudPhase,
     /// Our max_udp_payload_size.
     local_max: u16,
@@ -109,7 +115,7 @@ impl Pmtud {
         Self {
             enabled,
             confirmed: false,
-            needed: false,
+            full_packets: 0,
             phase: PmtudPhase::Disabled,
             local_max,
             max: local_max,
@@ -149,22 +155,22 @@ impl Pmtud {
         self.maybe_begin();
     }
 
-    /// The connection has more data than a packet of the current size
-    /// carries: a write of more than one, or a 1-RTT datagram of the full
-    /// size sent or received (called each time: after the first, one
-    /// branch). Returns whether the search started with it.
+    /// `n` full packets' worth of data: a 1-RTT datagram of the full size
+    /// sent or received (1), or a write of `n` packets (called each time:
+    /// once the count is reached, one branch). Returns whether the search
+    /// started with it.
     #[inline]
-    pub fn on_full_datagram(&mut self) -> bool {
-        if self.needed {
+    pub fn on_full_packets(&mut self, n: usize) -> bool {
+        if self.full_packets >= SEARCH_AFTER_PACKETS {
             return false;
         }
-        self.needed = true;
+        self.full_packets = u8::try_from(n).unwrap_or(u8::MAX).saturating_add(self.full_packets).min(SEARCH_AFTER_PACKETS);
         self.maybe_begin();
         self.phase == PmtudPhase::Searching
     }
 
     fn maybe_begin(&mut self) {
-        if self.enabled && self.confirmed && self.needed && self.phase == PmtudPhase::Disabled {
+        if self.enabled && self.confirmed && self.full_packets >= SEARCH_AFTER_PACKETS && self.phase == PmtudPhase::Disabled {
             self.begin_search(self.max.saturating_add(1));
         }
     }
@@ -348,7 +354,7 @@ mod tests {
     fn searching(max: u16) -> Pmtud {
         let mut p = Pmtud::new(true, max);
         p.start();
-        let _ = p.on_full_datagram();
+        let _ = p.on_full_packets(usize::from(SEARCH_AFTER_PACKETS));
         p
     }
 
@@ -370,9 +376,9 @@ mod tests {
     }
 
     #[test]
-    fn disabled_until_confirmed_and_needed_and_when_off() {
+    fn disabled_until_confirmed_and_enough_data_and_when_off() {
         let mut p = Pmtud::new(true, 1472);
-        let _ = p.on_full_datagram();
+        let _ = p.on_full_packets(usize::from(SEARCH_AFTER_PACKETS));
         assert_eq!(p.probe_size(), None, "not before the handshake is confirmed");
         p.start();
         assert_eq!(p.probe_size(), Some(1472));
@@ -381,11 +387,16 @@ mod tests {
         q.start();
         assert_eq!(q.phase(), PmtudPhase::Disabled);
         assert_eq!(q.probe_size(), None, "no datagram has needed more than the base");
-        let _ = q.on_full_datagram();
+        for _ in 1..SEARCH_AFTER_PACKETS {
+            assert!(!q.on_full_packets(1));
+        }
+        assert_eq!(q.probe_size(), None, "fewer full packets than the threshold");
+        assert!(q.on_full_packets(1), "the last one starts the search");
+        assert!(!q.on_full_packets(1), "and only once");
         assert_eq!(q.probe_size(), Some(1472));
         let mut off = Pmtud::new(false, 1472);
         off.start();
-        let _ = off.on_full_datagram();
+        let _ = off.on_full_packets(usize::from(SEARCH_AFTER_PACKETS));
         assert_eq!(off.phase(), PmtudPhase::Disabled);
         assert_eq!(off.probe_size(), None);
     }
@@ -422,13 +433,13 @@ mod tests {
         let mut p = Pmtud::new(true, 1472);
         p.set_peer_max(1350);
         p.start();
-        let _ = p.on_full_datagram();
+        let _ = p.on_full_packets(usize::from(SEARCH_AFTER_PACKETS));
         assert_eq!(run(&mut p, now, 9000), vec![1350]);
         assert_eq!(p.current(), 1350);
         let mut q = Pmtud::new(true, 1472);
         q.set_peer_max(1200);
         q.start();
-        let _ = q.on_full_datagram();
+        let _ = q.on_full_packets(usize::from(SEARCH_AFTER_PACKETS));
         assert_eq!(q.probe_size(), None, "nothing above the base to find");
         assert_eq!(q.phase(), PmtudPhase::Complete);
     }

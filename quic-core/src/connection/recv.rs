@@ -249,7 +249,7 @@ impl Connection {
         // peer's PMTU probe says nothing about our traffic): the peer sends
         // full-size data, so the path's size is worth finding (`pmtud.rs`).
         if space == SpaceId::Data && packet.len().saturating_sub(padding) + super::send::GSO_SLACK >= usize::from(self.mtu) {
-            let _ = self.pmtud.on_full_datagram();
+            let _ = self.pmtud.on_full_packets(1);
         }
         if ack_eliciting && space != SpaceId::Data && !self.rx_new_crypto {
             self.on_peer_handshake_probe();

@@ -76,11 +76,11 @@ impl Connection {
         let full = first + GSO_SLACK >= max_size && self.state == State::Established;
         // One 1-RTT packet (a short header first: nothing coalesced, so not
         // a padded handshake datagram) filling the datagram: data fills our
-        // packets and a larger size would pay (`pmtud.rs`).
-        // When that starts the search, the probe takes the next slot
+        // packets, which counts toward the search (`pmtud.rs`). When that
+        // starts the search, the probe takes the next slot
         // rather than waiting behind a whole batch (and the window it may
         // fill): a larger size found early in slow start, not rounds later.
-        let search_started = full && buf.first().is_some_and(|b| b & 0x80 == 0) && self.pmtud.on_full_datagram();
+        let search_started = full && buf.first().is_some_and(|b| b & 0x80 == 0) && self.pmtud.on_full_packets(1);
         if full && !search_started && self.config.max_gso_segments > 1 {
             while segments < self.config.max_gso_segments && total + first <= buf.len() {
                 let Some(n) = self.build_datagram(now, &mut buf[total..total + first]) else { break };
@@ -90,6 +90,8 @@ impl Connection {
                     break;
                 }
             }
+            // The batch's other full segments count toward the search too.
+            let _ = self.pmtud.on_full_packets(segments - 1);
         }
         Some(Transmit {
             destination: self.remote,

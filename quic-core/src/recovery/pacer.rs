@@ -98,7 +98,7 @@ impl Pacer {
         }
         let deficit = u128::from(needed - self.tokens);
         // interval = deficit / rate, rounded up.
-        let wait_ns = deficit.saturating_mul(rate.per_ns).div_ceil(rate.bytes);
+        let wait_ns = mul_div(deficit, rate.per_ns, rate.bytes, true);
         let wait = Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX));
         // A deadline the clock cannot represent (absurd RTT) degrades to
         // "send now" rather than panicking.
@@ -124,7 +124,7 @@ impl Pacer {
             return;
         }
         let elapsed = now.saturating_duration_since(last).as_nanos();
-        let added = elapsed.saturating_mul(rate.bytes) / rate.per_ns;
+        let added = mul_div(elapsed, rate.bytes, rate.per_ns, false);
         if added == 0 {
             // Keep `last_refill`: sub-byte amounts accumulate instead of
             // being lost on every call.
@@ -140,9 +140,27 @@ impl Pacer {
         self.tokens += u64::try_from(added).unwrap_or(0);
         // Advance only by the time those whole bytes took (rounded down), so
         // the fraction of a byte already earned is carried to the next call.
-        let used_ns = added.saturating_mul(rate.per_ns) / rate.bytes;
+        let used_ns = mul_div(added, rate.per_ns, rate.bytes, false);
         let used = Duration::from_nanos(u64::try_from(used_ns).unwrap_or(u64::MAX));
         self.last_refill = Some(last.checked_add(used).unwrap_or(now).min(now));
+    }
+}
+
+/// `a * b / c` (saturating; rounded up if `up`), `c` not zero. In 64-bit
+/// arithmetic when the product fits, as it does for every realistic rate
+/// and interval: a 128-bit division is a library call of tens of cycles,
+/// and this runs for every packet built.
+fn mul_div(a: u128, b: u128, c: u128, up: bool) -> u128 {
+    if let (Ok(a), Ok(b), Ok(c)) = (u64::try_from(a), u64::try_from(b), u64::try_from(c)) {
+        if let Some(p) = a.checked_mul(b) {
+            return u128::from(if up { p.div_ceil(c) } else { p / c });
+        }
+    }
+    let p = a.saturating_mul(b);
+    if up {
+        p.div_ceil(c)
+    } else {
+        p / c
     }
 }
 
@@ -157,6 +175,15 @@ struct Rate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mul_div_matches_128_bit_arithmetic() {
+        let big = u128::from(u64::MAX);
+        for (a, b, c) in [(0, 5, 3), (7, 3, 2), (1_200, 1_000_000_000, 150_000), (big, 3, 7), (big, big, big - 1), (u128::MAX, 2, 3)] {
+            assert_eq!(mul_div(a, b, c, false), a.saturating_mul(b) / c, "{a} * {b} / {c}");
+            assert_eq!(mul_div(a, b, c, true), a.saturating_mul(b).div_ceil(c), "{a} * {b} / {c} up");
+        }
+    }
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
