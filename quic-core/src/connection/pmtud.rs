@@ -10,10 +10,11 @@
 //! a small response, ACKs, a quiet connection) gains nothing from a larger
 //! size, and its probes would be a full-size datagram each way for nothing
 //! (RFC 8899 leaves when to leave DISABLED to the packetization layer,
-//! §5.2). Once started it sends probes — a 1-RTT packet holding PING and PADDING, of exactly
-//! the size tried (RFC 9000 §14.4) — first at the upper bound (most paths
-//! carry it), then, after [`MAX_PROBES`] losses at a size, by binary search
-//! between the largest size acknowledged and the smallest that failed. An
+//! §5.2). Once started it sends probes — a 1-RTT packet holding PING and
+//! PADDING, of exactly the size tried (RFC 9000 §14.4) — first at the upper
+//! bound (most paths carry it), then, after [`MAX_PROBES`] losses at a size,
+//! by binary search between the largest size acknowledged and the smallest
+//! that failed. An
 //! acknowledged probe raises the packet size; a lost one says nothing about
 //! congestion (§14.4), so the recovery code keeps it out of the congestion
 //! controller.
@@ -148,8 +149,8 @@ impl Pmtud {
     }
 
     /// The handshake is confirmed: the search may start (RFC 9000 §14.3
-    /// probes need 1-RTT packets the peer acknowledges) once a datagram
-    /// needs the full size.
+    /// probes need 1-RTT packets the peer acknowledges) once the connection
+    /// has carried enough data ([`Pmtud::on_full_packets`]).
     pub fn start(&mut self) {
         self.confirmed = true;
         self.maybe_begin();
@@ -382,7 +383,7 @@ mod tests {
         assert_eq!(p.probe_size(), None, "not before the handshake is confirmed");
         p.start();
         assert_eq!(p.probe_size(), Some(1472));
-        // Confirmed first, then the first full datagram.
+        // Confirmed first, then full packets up to the threshold.
         let mut q = Pmtud::new(true, 1472);
         q.start();
         assert_eq!(q.phase(), PmtudPhase::Disabled);
