@@ -878,6 +878,10 @@ fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, 
     // or its own work), reported beside the percentiles: a request due
     // during one waits for the generator, whatever the server does.
     let (mut stalls, mut worst, mut last) = (0u32, Duration::ZERO, Instant::now());
+    // Requests due but not handed to any connection (every connection at
+    // its stream limit, or out of stream credit): the largest such backlog
+    // and the turns that ended with one, reported beside the percentiles.
+    let (mut max_backlog, mut backlog_turns) = (0usize, 0u32);
     while Instant::now() < m1 {
         let now = Instant::now();
         let gap = now - last;
@@ -907,6 +911,10 @@ fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, 
                 tries += 1;
             }
         }
+        if now >= m0 && !backlog.is_empty() {
+            max_backlog = max_backlog.max(backlog.len());
+            backlog_turns += 1;
+        }
         // Spin: the generator owns its core, and sleeping would add the
         // timer slack to every latency.
         g.step(Duration::ZERO)?;
@@ -932,7 +940,7 @@ fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, 
     let pct = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64;
     let achieved = lat.len() as f64 / p.measure.as_secs_f64();
     eprintln!(
-        "  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu}); generator turns over 1 ms: {stalls} (longest {:.1} ms)",
+        "  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu}); generator turns over 1 ms: {stalls} (longest {:.1} ms); turns ending with requests waiting for a stream: {backlog_turns} (most waiting {max_backlog})",
         pct(0.5),
         pct(0.99),
         worst.as_secs_f64() * 1e3
