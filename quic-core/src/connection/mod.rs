@@ -813,14 +813,7 @@ impl Connection {
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, WriteError> {
         let s = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()).ok_or(WriteError::Finished)?;
         let n = s.write(data)?;
-        if n > 0 {
-            self.streams.queue_send(id);
-            if n >= usize::from(self.mtu) {
-                // Packets' worth at once: bulk data, for which a larger size
-                // pays; the probe then leaves ahead of it (`pmtud.rs`).
-                let _ = self.pmtud.on_full_packets(n / usize::from(self.mtu));
-            }
-        }
+        self.on_written(id, n);
         Ok(n)
     }
 
@@ -828,15 +821,21 @@ impl Connection {
     pub fn write_bytes(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
         let s = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()).ok_or(WriteError::Finished)?;
         let n = s.write_bytes(data)?;
-        if n > 0 {
-            self.streams.queue_send(id);
-            if n >= usize::from(self.mtu) {
-                // Packets' worth at once: bulk data, for which a larger size
-                // pays; the probe then leaves ahead of it (`pmtud.rs`).
-                let _ = self.pmtud.on_full_packets(n / usize::from(self.mtu));
-            }
-        }
+        self.on_written(id, n);
         Ok(n)
+    }
+
+    /// `n` bytes were queued on `id`: the stream is due to send, and
+    /// packets' worth at once is bulk data, for which a larger packet size
+    /// pays (the probe then leaves ahead of it, `pmtud.rs`).
+    fn on_written(&mut self, id: StreamId, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.streams.queue_send(id);
+        if n >= usize::from(self.mtu) {
+            let _ = self.pmtud.on_full_packets(n / usize::from(self.mtu));
+        }
     }
 
     /// Marks the end of the stream's data (a FIN goes out after the data).

@@ -208,14 +208,18 @@ impl Connection {
             self.close_pending = true;
             return true;
         }
-        let payload_start = header_len;
-        let payload_end = header_len + payload_len;
+        // The opened payload lies within the packet (the AEAD checked its
+        // length); a bad bound drops the packet rather than panicking.
+        let Some(payload) = packet.get(header_len..header_len + payload_len) else {
+            self.stats.packets_dropped += 1;
+            return false;
+        };
         if h.ty == PacketType::Short {
             let largest_before = self.spaces[space.index()].largest_rx;
             if self.path.rx_from() != self.remote {
                 // RFC 9000 §9.3: maybe a NAT rebinding or a migration;
                 // decided before the frames run so replies use the new path.
-                self.maybe_migrate(now, pn, largest_before, &h.dcid, &packet[payload_start..payload_end]);
+                self.maybe_migrate(now, pn, largest_before, &h.dcid, payload);
             }
             if largest_before.is_none_or(|l| pn > l) {
                 self.path.on_largest_packet(h.dcid);
@@ -235,10 +239,10 @@ impl Connection {
             hdr.packet_number_length = Some((header_len - h.pn_offset) as u8);
             let mut ev = crate::qlog::PacketEvent::new(hdr);
             ev.raw = crate::qlog::RawInfo::length(packet.len());
-            q.event(now, &crate::qlog::QlogEvent::PacketReceived { packet: &ev, payload: packet.get(payload_start..payload_end).unwrap_or_default() });
+            q.event(now, &crate::qlog::QlogEvent::PacketReceived { packet: &ev, payload });
         }
         self.rx_new_crypto = false;
-        let (ack_eliciting, padding) = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, &packet[payload_start..payload_end]) {
+        let (ack_eliciting, padding) = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, payload) {
             Ok(e) => e,
             Err(err) => {
                 self.close_with_error(now, err);
