@@ -80,7 +80,12 @@ fn encoder(cap: u64) -> Encoder {
 }
 
 fn decoder(cap: u64) -> Decoder {
-    Decoder::new(DecoderConfig { max_table_capacity: cap, max_blocked_streams: BLOCKED_STREAMS, max_field_section_size: u64::MAX })
+    Decoder::new(DecoderConfig {
+        max_table_capacity: cap,
+        max_blocked_streams: BLOCKED_STREAMS,
+        max_field_section_size: u64::MAX,
+        keep_last_static_section: false,
+    })
 }
 
 /// What one lockstep run exchanged, per header set.

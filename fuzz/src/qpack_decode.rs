@@ -14,7 +14,8 @@ use h3_core::qpack::{DecodeResult, Decoder, DecoderConfig, Encoder, EncoderConfi
 
 fn check_reencode(fields: &[HeaderField], capacity: u64) {
     let mut enc = Encoder::new(EncoderConfig::from_peer(capacity, 1));
-    let mut dec = Decoder::new(DecoderConfig { max_table_capacity: capacity, max_blocked_streams: 1, max_field_section_size: u64::MAX });
+    let mut dec =
+        Decoder::new(DecoderConfig { max_table_capacity: capacity, max_blocked_streams: 1, max_field_section_size: u64::MAX, keep_last_static_section: true });
     let (mut section, mut es) = (Vec::new(), Vec::new());
     enc.encode_fields(0, fields, &mut section, &mut es);
     if dec.feed_encoder_stream(&es).is_err() {
@@ -38,7 +39,8 @@ fn check_reencode(fields: &[HeaderField], capacity: u64) {
 /// (`tests/replay.rs`) calls without it.
 pub fn run(data: &[u8]) {
     // 1. Static-only decoder.
-    let mut dec = Decoder::new(DecoderConfig { max_table_capacity: 0, max_blocked_streams: 0, max_field_section_size: 1 << 16 });
+    let mut dec =
+        Decoder::new(DecoderConfig { max_table_capacity: 0, max_blocked_streams: 0, max_field_section_size: 1 << 16, keep_last_static_section: true });
     if let Ok(DecodeResult::Decoded(fields)) = dec.decode(0, data) {
         check_reencode(&fields, 0);
         check_reencode(&fields, 4096);
@@ -50,7 +52,12 @@ pub fn run(data: &[u8]) {
     };
     let capacity = [0u64, 64, 220, 4096][usize::from(settings & 3)];
     let blocked = usize::from((settings >> 2) & 3);
-    let mut dec = Decoder::new(DecoderConfig { max_table_capacity: capacity, max_blocked_streams: blocked, max_field_section_size: 1 << 16 });
+    let mut dec = Decoder::new(DecoderConfig {
+        max_table_capacity: capacity,
+        max_blocked_streams: blocked,
+        max_field_section_size: 1 << 16,
+        keep_last_static_section: true,
+    });
     while let [tag, len, tail @ ..] = rest {
         let n = usize::from(*len).min(tail.len());
         let (chunk, after) = tail.split_at(n);

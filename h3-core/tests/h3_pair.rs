@@ -149,9 +149,8 @@ fn get_request_and_response() {
     assert!(h.server.peer_settings().is_some() && h.client.peer_settings().is_some());
 }
 
-#[test]
-fn thousand_sequential_gets_use_the_dynamic_table() {
-    let mut h = h3_pair(2);
+/// A thousand GETs one after another over 50 paths; every response checked.
+fn thousand_sequential_gets(h: &mut H3Pair) {
     let mut bodies = HashMap::new();
     let mut resps = HashMap::new();
     for i in 0..1000 {
@@ -165,8 +164,31 @@ fn thousand_sequential_gets_use_the_dynamic_table() {
         assert_eq!(resps[&id].body.len(), 10 + i % 50);
     }
     assert_eq!(resps.values().filter(|r| r.done && r.status.as_deref() == Some("200")).count(), 1000);
+}
+
+/// With the server's responses allowed to use the dynamic table, both
+/// sides insert and both sides' inserts are acknowledged.
+#[test]
+fn thousand_sequential_gets_use_the_dynamic_table() {
+    let t = TransportConfig { max_concurrent_bidi_streams: 300, ..TransportConfig::default() };
+    let server = H3Config { qpack_response_static_max: 0, ..H3Config::default() };
+    let mut h = H3Pair::new(2, H3Config::default(), server, t);
+    h.pump();
+    thousand_sequential_gets(&mut h);
     assert!(h.client.qpack_encoder().known_received_count() > 0, "client's QPACK inserts were acknowledged");
     assert!(h.server.qpack_encoder().known_received_count() > 0, "server's QPACK inserts were acknowledged");
+}
+
+/// By default a server's small responses use the static table and
+/// literals only (nothing for the client to acknowledge), while the
+/// client's requests still use the dynamic table.
+#[test]
+fn thousand_sequential_gets_with_small_responses_outside_the_table() {
+    let mut h = h3_pair(2);
+    thousand_sequential_gets(&mut h);
+    assert!(h.client.qpack_encoder().known_received_count() > 0, "client's QPACK inserts were acknowledged");
+    assert_eq!(h.server.qpack_encoder().table().insert_count(), 0, "the server inserted nothing");
+    assert_eq!(h.server.qpack_encoder().outstanding_sections(), 0);
 }
 
 #[test]

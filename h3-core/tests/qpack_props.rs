@@ -85,6 +85,8 @@ proptest! {
         capacity_fraction in 0u64..=4,
         blocked in 0usize..4,
         use_huffman in any::<bool>(),
+        static_only_max in prop_oneof![Just(0u64), 0u64..300],
+        keep_last_static_section in any::<bool>(),
         seed in 1u64..,
     ) {
         let mut rng = Rng(seed);
@@ -92,13 +94,18 @@ proptest! {
         let mut enc = Encoder::new(EncoderConfig {
             table_capacity,
             use_huffman,
+            static_only_max,
             ..EncoderConfig::from_peer(max_capacity, blocked)
         });
         let mut dec = Decoder::new(DecoderConfig {
             max_table_capacity: max_capacity,
             max_blocked_streams: blocked,
             max_field_section_size: u64::MAX,
+            keep_last_static_section,
         });
+        // Each list sent one to three times in a row, as a server answers
+        // the same resource: repeats go through both sides' section memory.
+        let sets: Vec<Vec<Field>> = sets.iter().flat_map(|s| std::iter::repeat_n(s.clone(), 1 + rng.below(3))).collect();
         let mut encoder_stream = Vec::new();
         let mut decoder_stream = Vec::new();
         let mut waiting: HashMap<u64, Vec<Field>> = HashMap::new();
@@ -172,6 +179,7 @@ proptest! {
             max_table_capacity: max_capacity,
             max_blocked_streams: blocked,
             max_field_section_size: 4096,
+            keep_last_static_section: true,
         });
         for c in encoder_stream.chunks(chunk) {
             if let Ok(unblocked) = dec.feed_encoder_stream(c) {
@@ -201,6 +209,7 @@ proptest! {
             max_table_capacity: 1024,
             max_blocked_streams: 4,
             max_field_section_size: 1 << 16,
+            keep_last_static_section: true,
         });
         for (i, set) in sets.iter().enumerate() {
             let (mut section, mut es) = (Vec::new(), Vec::new());

@@ -81,7 +81,7 @@ fn to_set(fields: Vec<HeaderField>) -> HeaderSet {
 }
 
 fn decoder(capacity: u64, blocked: usize) -> Decoder {
-    Decoder::new(DecoderConfig { max_table_capacity: capacity, max_blocked_streams: blocked, max_field_section_size: 1 << 20 })
+    Decoder::new(DecoderConfig { max_table_capacity: capacity, max_blocked_streams: blocked, max_field_section_size: 1 << 20, keep_last_static_section: true })
 }
 
 /// Decodes an interop file; returns the sets by stream ID, checking that

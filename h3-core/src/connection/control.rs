@@ -167,7 +167,11 @@ impl H3Connection {
                     return Err(H3Error::settings_error("H3_DATAGRAM without QUIC DATAGRAM support"));
                 }
                 // The frame decoder already rejects a second SETTINGS.
-                self.encoder = Encoder::new(EncoderConfig::from_peer(s.qpack_max_table_capacity, s.qpack_blocked_streams as usize));
+                let mut config = EncoderConfig::from_peer(s.qpack_max_table_capacity, s.qpack_blocked_streams as usize);
+                if self.side == Side::Server {
+                    config.static_only_max = self.config.qpack_response_static_max;
+                }
+                self.encoder = Encoder::new(config);
                 self.peer_settings = Some(s);
             }
             ControlFrame::Goaway(id) => {

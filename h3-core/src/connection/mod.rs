@@ -55,6 +55,12 @@ pub struct H3Config {
     pub qpack_max_table_capacity: u64,
     /// SETTINGS_QPACK_BLOCKED_STREAMS for our decoder.
     pub qpack_blocked_streams: u64,
+    /// A server's responses whose fields total at most this many bytes
+    /// are encoded without the dynamic table, so that the client need not
+    /// acknowledge them ([`crate::qpack::EncoderConfig::static_only_max`]).
+    /// Requests always may use it: their acknowledgments travel with the
+    /// response. 0: every section may use the table.
+    pub qpack_response_static_max: u64,
     /// RFC 9220 extended CONNECT.
     pub enable_connect_protocol: bool,
     /// RFC 9297 HTTP datagrams (needs QUIC DATAGRAM support too).
@@ -74,6 +80,7 @@ impl Default for H3Config {
             max_field_section_size: 64 * 1024,
             qpack_max_table_capacity: 4096,
             qpack_blocked_streams: 16,
+            qpack_response_static_max: 256,
             enable_connect_protocol: false,
             enable_datagrams: false,
             grease: true,
@@ -287,6 +294,7 @@ impl H3Connection {
             max_table_capacity: config.qpack_max_table_capacity,
             max_blocked_streams: config.qpack_blocked_streams as usize,
             max_field_section_size: config.max_field_section_size,
+            keep_last_static_section: side == Side::Client,
         });
         Self {
             side,

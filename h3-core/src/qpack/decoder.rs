@@ -25,6 +25,7 @@ use super::error::QpackError;
 use super::field::HeaderField;
 use super::instructions::{DecoderInstruction, EncoderInstruction};
 use super::prefix_int::{self, IntError};
+use super::section_cache::DecodedCache;
 use super::static_table;
 use super::string::{self, StringError};
 use super::table::{entry_size, DynamicTable};
@@ -42,11 +43,16 @@ pub struct DecoderConfig {
     /// largest decoded field section accepted, as the sum over lines of
     /// name + value + 32. `u64::MAX` for no limit.
     pub max_field_section_size: u64,
+    /// Keep the last section without table references and its fields, so
+    /// a byte-for-byte repeat is a clone (see [`super::section_cache`]).
+    /// A client sets it: a server's responses repeat, its requests rarely
+    /// do, and it would cost every server connection the memory.
+    pub keep_last_static_section: bool,
 }
 
 impl Default for DecoderConfig {
     fn default() -> Self {
-        Self { max_table_capacity: 4096, max_blocked_streams: 16, max_field_section_size: 64 * 1024 }
+        Self { max_table_capacity: 4096, max_blocked_streams: 16, max_field_section_size: 64 * 1024, keep_last_static_section: false }
     }
 }
 
@@ -86,6 +92,10 @@ pub struct Decoder {
     pending: Vec<u8>,
     /// Our view of the encoder's Known Received Count (RFC 9204 §2.1.4).
     known_received_count: u64,
+    /// The last section decoded, for a repeat of it (see
+    /// [`super::section_cache`]). Allocated on the first decode: idle
+    /// connections do not pay for it.
+    last_decoded: Option<Box<DecodedCache>>,
 }
 
 fn decompression_err(e: IntError) -> QpackError {
@@ -120,6 +130,7 @@ impl Decoder {
             blocked: BTreeMap::new(),
             pending: Vec::new(),
             known_received_count: 0,
+            last_decoded: None,
         }
     }
 
@@ -264,7 +275,18 @@ impl Decoder {
             self.blocked.insert(stream_id, BlockedSection { required_insert_count, base, lines: lines.to_vec() });
             return Ok(DecodeResult::Blocked);
         }
-        self.finish(stream_id, required_insert_count, base, lines).map(DecodeResult::Decoded)
+        // A section without table references (Required Insert Count 0):
+        // the same bytes are the same fields, whatever the table holds.
+        if required_insert_count == 0 && self.config.keep_last_static_section {
+            if let Some(fields) = self.last_decoded.as_ref().and_then(|c| c.lookup(section)) {
+                return Ok(DecodeResult::Decoded(fields.to_vec()));
+            }
+        }
+        let fields = self.finish(stream_id, required_insert_count, base, lines)?;
+        if required_insert_count == 0 && self.config.keep_last_static_section {
+            self.last_decoded.get_or_insert_default().store(section, &fields);
+        }
+        Ok(DecodeResult::Decoded(fields))
     }
 
     /// Decodes the blocked section of `stream_id` if its inserts have
@@ -285,12 +307,7 @@ impl Decoder {
     fn finish(&mut self, stream_id: u64, required_insert_count: u64, base: u64, lines: &[u8]) -> Result<Vec<HeaderField>, QpackError> {
         match self.decode_lines(required_insert_count, base, lines) {
             Ok(fields) => {
-                if required_insert_count > 0 {
-                    // RFC 9204 §4.4.1: acknowledge sections with RIC > 0;
-                    // this raises the Known Received Count (§2.1.4).
-                    DecoderInstruction::SectionAcknowledgment { stream_id }.encode(&mut self.pending);
-                    self.known_received_count = self.known_received_count.max(required_insert_count);
-                }
+                self.acknowledge(stream_id, required_insert_count);
                 Ok(fields)
             }
             Err(e) => {
@@ -301,6 +318,15 @@ impl Decoder {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// RFC 9204 §4.4.1: a decoded section with Required Insert Count above
+    /// 0 is acknowledged, which raises the Known Received Count (§2.1.4).
+    fn acknowledge(&mut self, stream_id: u64, required_insert_count: u64) {
+        if required_insert_count > 0 {
+            DecoderInstruction::SectionAcknowledgment { stream_id }.encode(&mut self.pending);
+            self.known_received_count = self.known_received_count.max(required_insert_count);
         }
     }
 

@@ -7,7 +7,10 @@
 //! acknowledgments.
 //!
 //! # Policy
-//! For each field line, in order:
+//! A section whose plain size is within
+//! [`EncoderConfig::static_only_max`] (a server's responses) uses the
+//! static table and literals only, so it needs no acknowledgment. Otherwise,
+//! for each field line, in order:
 //! 1. Sensitive fields (see [`is_sensitive`], or `never_index` set by the
 //!    caller) become literals with the 'N' bit and are never inserted
 //!    (RFC 9204 §7.1.3). Their name may still come from the static table.
@@ -38,6 +41,10 @@
 //! it already has a section that may block, or fewer than the peer's
 //! SETTINGS_QPACK_BLOCKED_STREAMS streams currently may (§2.1.2).
 //!
+//! A repeat of the previous section's field list, when that section needed
+//! no table change and nothing unacknowledged, is a copy of it (see
+//! [`super::section_cache`]).
+//!
 //! Every dynamic reference in a section not yet acknowledged counts
 //! against its entry; such entries, and entries whose insertion is not yet
 //! acknowledged, are never evicted (§2.1.1).
@@ -53,6 +60,7 @@ use super::error::QpackError;
 use super::field::HeaderField;
 use super::instructions::{self, DecoderInstruction};
 use super::prefix_int;
+use super::section_cache::SectionCache;
 use super::static_table::{self, StaticMatch};
 use super::string;
 use super::table::{entry_size, DynamicTable};
@@ -74,11 +82,21 @@ pub struct EncoderConfig {
     /// dynamic table; past it, sections use only the static table and
     /// literals, so a peer that never acknowledges cannot grow our state.
     pub max_unacked_sections: usize,
+    /// A section whose plain size (names and values, two bytes per line
+    /// for the representation and lengths) is at most this is encoded with
+    /// the static table and literals only: Required Insert Count 0, so the
+    /// peer's decoder sends no Section Acknowledgment for it (RFC 9204
+    /// §4.4.1). A server sets this for responses: a client that has
+    /// nothing else to send after a response would otherwise send the
+    /// acknowledgment in a packet of its own, which the server must in turn
+    /// acknowledge, two extra packets per request where a literal costs a
+    /// few dozen bytes. 0: off.
+    pub static_only_max: u64,
 }
 
 impl Default for EncoderConfig {
     fn default() -> Self {
-        Self { max_table_capacity: 0, max_blocked_streams: 0, table_capacity: 4096, use_huffman: true, max_unacked_sections: 1024 }
+        Self { max_table_capacity: 0, max_blocked_streams: 0, table_capacity: 4096, use_huffman: true, max_unacked_sections: 1024, static_only_max: 0 }
     }
 }
 
@@ -107,7 +125,7 @@ struct Section {
     refs: SectionRefs,
 }
 
-type SectionRefs = SmallVec<[u64; 6]>;
+pub(super) type SectionRefs = SmallVec<[u64; 6]>;
 
 /// A stream's outstanding sections, oldest first: nearly always one (the
 /// header section), so it lives inline in the map entry.
@@ -178,6 +196,15 @@ pub struct Encoder {
     /// every response carries one (`content-length`), so the heap filter
     /// above would be allocated by every connection that answers once.
     recent_volatile: RecentLines,
+    /// The last section made of indexed lines only, for a repeat of the
+    /// same header list (see [`super::section_cache`]). Allocated on the
+    /// second such section: a connection that answered once and went idle
+    /// (the memory target) does not pay for it.
+    last_indexed: Option<Box<SectionCache>>,
+    /// Sections that could have been remembered, up to 2.
+    cacheable_sections: u8,
+    /// Sections copied from `last_indexed`.
+    section_cache_hits: u64,
 }
 
 /// A small ring of field-line fingerprints: "was this exact line among the
@@ -237,6 +264,9 @@ impl Encoder {
             scratch: Vec::new(),
             seen: None,
             recent_volatile: RecentLines::default(),
+            last_indexed: None,
+            cacheable_sections: 0,
+            section_cache_hits: 0,
         }
     }
 
@@ -252,6 +282,12 @@ impl Encoder {
     /// Known Received Count (RFC 9204 §2.1.4).
     pub fn known_received_count(&self) -> u64 {
         self.known_received_count
+    }
+
+    /// Sections that were a copy of the previous indexed-only section (the
+    /// same header list, the table unchanged).
+    pub fn section_cache_hits(&self) -> u64 {
+        self.section_cache_hits
     }
 
     /// Unacknowledged sections that reference the dynamic table.
@@ -294,6 +330,9 @@ impl Encoder {
         }
         instructions::write_set_capacity(capacity, out_encoder_stream);
         self.table.set_capacity(capacity);
+        if let Some(c) = &mut self.last_indexed {
+            c.clear();
+        }
         self.capacity_announced = true;
         Ok(())
     }
@@ -340,7 +379,7 @@ impl Encoder {
     fn encode_lines<'a>(
         &mut self,
         stream_id: u64,
-        lines: impl Iterator<Item = (&'a [u8], &'a [u8], bool)>,
+        lines: impl Iterator<Item = (&'a [u8], &'a [u8], bool)> + Clone,
         out_field_section: &mut Vec<u8>,
         out_encoder_stream: &mut Vec<u8>,
     ) {
@@ -353,16 +392,26 @@ impl Encoder {
             }
             self.capacity_announced = true;
         }
+        let use_dynamic = self.table.capacity() > 0 && self.max_entries > 0 && self.outstanding_count < self.config.max_unacked_sections;
+        if self.copy_last_indexed(stream_id, lines.clone(), use_dynamic, out_field_section) {
+            return;
+        }
+        // Static only by choice (small) or because the peer allows no
+        // table: the encoding then depends on the lines alone.
+        let table_independent = self.table.capacity() == 0 || self.max_entries == 0 || self.is_small(lines.clone());
+        let use_dynamic = use_dynamic && !table_independent;
         let already_blocking = self.stream_may_block_already(stream_id);
         let mut ctx = SectionCtx {
             base: self.table.insert_count(),
             may_block: already_blocking || self.blocking < self.config.max_blocked_streams,
-            use_dynamic: self.table.capacity() > 0 && self.max_entries > 0 && self.outstanding_count < self.config.max_unacked_sections,
+            use_dynamic,
             refs: SectionRefs::new(),
+            literal: false,
         };
+        let (start, enc_start) = (out_field_section.len(), out_encoder_stream.len());
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        for (name, value, never_index) in lines {
+        for (name, value, never_index) in lines.clone() {
             self.encode_line(&mut ctx, name, value, never_index, &mut buf, out_encoder_stream);
         }
 
@@ -381,14 +430,55 @@ impl Encoder {
             } else {
                 prefix_int::encode(ric - ctx.base - 1, 7, 0x80, out_field_section);
             }
-            self.outstanding.entry(stream_id).or_default().push(Section { required_insert_count: ric, refs: std::mem::take(&mut ctx.refs) });
+        }
+        out_field_section.extend_from_slice(&buf);
+        self.scratch = buf;
+        // Remember a section of indexed lines only that can never block:
+        // no literal (a later section may yet insert that line), no encoder
+        // instruction, every reference acknowledged.
+        if (table_independent || !ctx.literal) && out_encoder_stream.len() == enc_start && ric <= self.known_received_count {
+            let encoded = out_field_section.get(start..).unwrap_or_default();
+            let state = (!table_independent).then(|| (self.table.insert_count(), self.table.capacity()));
+            self.cacheable_sections = self.cacheable_sections.saturating_add(1).min(2);
+            if self.cacheable_sections == 2 {
+                self.last_indexed.get_or_insert_default().store(lines, encoded, &ctx.refs, ric, state);
+            }
+        }
+        if ric > 0 {
+            self.outstanding.entry(stream_id).or_default().push(Section { required_insert_count: ric, refs: ctx.refs });
             self.outstanding_count += 1;
             if ric > self.known_received_count && !already_blocking {
                 self.blocking += 1;
             }
         }
-        out_field_section.extend_from_slice(&buf);
-        self.scratch = buf;
+    }
+
+    /// Whether the section is within [`EncoderConfig::static_only_max`].
+    fn is_small<'a>(&self, lines: impl Iterator<Item = (&'a [u8], &'a [u8], bool)>) -> bool {
+        let max = self.config.static_only_max;
+        max > 0 && lines.map(|(n, v, _)| (n.len() + v.len() + 2) as u64).sum::<u64>() <= max
+    }
+
+    /// Appends the remembered section if it encodes `lines` in the
+    /// table's current state, counting its references like a fresh one's.
+    fn copy_last_indexed<'a>(&mut self, stream_id: u64, lines: impl Iterator<Item = (&'a [u8], &'a [u8], bool)>, use_dynamic: bool, out: &mut Vec<u8>) -> bool {
+        let Some(hit) = self.last_indexed.as_ref().and_then(|c| c.lookup(lines, self.table.insert_count(), self.table.capacity())) else {
+            return false;
+        };
+        if hit.required_insert_count > 0 && !use_dynamic {
+            return false;
+        }
+        out.extend_from_slice(hit.encoded);
+        if hit.required_insert_count > 0 {
+            for &abs in hit.refs {
+                self.table.add_ref(abs);
+            }
+            let section = Section { required_insert_count: hit.required_insert_count, refs: hit.refs.clone() };
+            self.outstanding.entry(stream_id).or_default().push(section);
+            self.outstanding_count += 1;
+        }
+        self.section_cache_hits += 1;
+        true
     }
 
     /// Whether `abs` may be referenced from the current section.
@@ -507,6 +597,7 @@ impl Encoder {
     /// §4.5.4 - §4.5.6 literals, with the cheapest usable name reference.
     fn write_literal(&mut self, ctx: &mut SectionCtx, name: &[u8], value: &[u8], sensitive: bool, static_match: Option<StaticMatch>, out: &mut Vec<u8>) {
         let huffman = self.config.use_huffman;
+        ctx.literal = true;
         let n_bit = if sensitive { 0x20 } else { 0 };
         if let Some(StaticMatch::Name(i) | StaticMatch::Full(i)) = static_match {
             // 01 N T=1 index(4+).
@@ -623,6 +714,8 @@ struct SectionCtx {
     use_dynamic: bool,
     /// Dynamic references made so far.
     refs: SectionRefs,
+    /// A line was written as a literal.
+    literal: bool,
 }
 
 /// §4.5.2 / §4.5.3: indexed dynamic line, relative or post-base.
@@ -677,6 +770,122 @@ mod tests {
                 assert_eq!((sa, ea), (sb, eb), "status {status}, table {cap}");
             }
         }
+    }
+
+    /// A server answering the same resource: once the peer has
+    /// acknowledged the entries, the same header list is copied from the
+    /// remembered section. Each copy decodes to the same fields, counts its
+    /// references until acknowledged, and after the table changes (a
+    /// different `content-length` is inserted, moving every relative index)
+    /// the list is encoded afresh, never copied stale.
+    #[test]
+    fn a_repeated_header_list_is_copied_while_the_table_stands_still() {
+        let mut enc = Encoder::new(EncoderConfig::from_peer(4096, 16));
+        let mut dec = Decoder::new(DecoderConfig { max_table_capacity: 4096, max_blocked_streams: 16, ..DecoderConfig::default() });
+        let fields = |len: &str| {
+            vec![
+                HeaderField::new(b"content-type".to_vec(), b"application/octet-stream".to_vec()),
+                HeaderField::new(b"server".to_vec(), b"quicpro".to_vec()),
+                HeaderField::new(b"content-length".to_vec(), len.as_bytes().to_vec()),
+            ]
+        };
+        let mut stream = 0u64;
+        // One response: encode, let the decoder decode and acknowledge.
+        let mut respond = |enc: &mut Encoder, dec: &mut Decoder, f: &[HeaderField], ack: bool| -> Vec<u8> {
+            let (mut section, mut ins) = (Vec::new(), Vec::new());
+            enc.encode_response_fields(stream, 200, f, &mut section, &mut ins);
+            dec.feed_encoder_stream(&ins).unwrap();
+            let Ok(DecodeResult::Decoded(got)) = dec.decode(stream, &section) else { panic!("stream {stream} did not decode") };
+            let mut want = vec![HeaderField::new(b":status".to_vec(), b"200".to_vec())];
+            want.extend_from_slice(f);
+            assert_eq!(got, want, "stream {stream}");
+            if ack {
+                let mut out = Vec::new();
+                dec.write_decoder_stream(&mut out);
+                enc.feed_decoder_stream(&out).unwrap();
+            }
+            stream += 4;
+            section
+        };
+        for _ in 0..3 {
+            respond(&mut enc, &mut dec, &fields("1024"), true);
+        }
+        let first = respond(&mut enc, &mut dec, &fields("1024"), true);
+        let hits = enc.section_cache_hits();
+        let inserts = enc.table().insert_count();
+        // Unacknowledged copies hold their references.
+        let mut copies = Vec::new();
+        for _ in 0..5 {
+            copies.push(respond(&mut enc, &mut dec, &fields("1024"), false));
+        }
+        assert_eq!(enc.section_cache_hits(), hits + 5, "the same list in the same table state is a copy");
+        assert!(copies.iter().all(|c| *c == first) && first.len() <= 6, "indexed lines only: {first:?}");
+        assert_eq!(enc.table().insert_count(), inserts);
+        assert_eq!(enc.outstanding_sections(), 5);
+        let referenced = |enc: &Encoder| (0..enc.table().insert_count()).map(|abs| enc.table().refs(abs)).sum::<u32>();
+        assert_eq!(referenced(&enc), 5 * 3, "three references per copy");
+        let mut out = Vec::new();
+        dec.write_decoder_stream(&mut out);
+        enc.feed_decoder_stream(&out).unwrap();
+        assert_eq!((enc.outstanding_sections(), referenced(&enc)), (0, 0), "acknowledged copies release their references");
+        // Other lengths, repeated until inserted: the table moves, then the
+        // first list again is encoded afresh and still decodes right.
+        for len in ["7", "7", "7", "99", "99", "99"] {
+            respond(&mut enc, &mut dec, &fields(len), true);
+        }
+        assert!(enc.table().insert_count() > inserts, "the other lengths were inserted");
+        let hits = enc.section_cache_hits();
+        let again = respond(&mut enc, &mut dec, &fields("1024"), true);
+        assert_eq!(enc.section_cache_hits(), hits, "a moved table is never copied from");
+        assert_ne!(again, first, "relative indices moved with the inserts");
+        // A flag change is a different list.
+        let mut never = fields("1024");
+        never[1].never_index = true;
+        let hits = enc.section_cache_hits();
+        respond(&mut enc, &mut dec, &never, true);
+        assert_eq!(enc.section_cache_hits(), hits);
+    }
+
+    /// With `static_only_max`, a small response needs no acknowledgment
+    /// (Required Insert Count 0, no encoder instruction) and is copied on
+    /// repeat whatever the table does meanwhile; a large one still uses the
+    /// table. The decoder keeping its last such section returns the same
+    /// fields for a repeat and decodes anything else afresh.
+    #[test]
+    fn small_sections_stay_out_of_the_table_and_are_copied_in_any_table_state() {
+        let mut enc = Encoder::new(EncoderConfig { static_only_max: 256, ..EncoderConfig::from_peer(4096, 16) });
+        let mut dec =
+            Decoder::new(DecoderConfig { max_table_capacity: 4096, max_blocked_streams: 16, keep_last_static_section: true, ..DecoderConfig::default() });
+        let small =
+            [HeaderField::new(b"content-type".to_vec(), b"application/octet-stream".to_vec()), HeaderField::new(b"content-length".to_vec(), b"1024".to_vec())];
+        let large = [HeaderField::new(b"x-policy".to_vec(), vec![b'p'; 300])];
+        let round = |enc: &mut Encoder, dec: &mut Decoder, stream: u64, f: &[HeaderField]| -> (Vec<u8>, Vec<u8>) {
+            let (mut section, mut ins) = (Vec::new(), Vec::new());
+            enc.encode_response_fields(stream, 200, f, &mut section, &mut ins);
+            dec.feed_encoder_stream(&ins).unwrap();
+            let Ok(DecodeResult::Decoded(got)) = dec.decode(stream, &section) else { panic!("stream {stream} did not decode") };
+            assert_eq!(&got[1..], f, "stream {stream}");
+            let mut out = Vec::new();
+            dec.write_decoder_stream(&mut out);
+            enc.feed_decoder_stream(&out).unwrap();
+            (section, ins)
+        };
+        let (first, ins) = round(&mut enc, &mut dec, 0, &small);
+        assert_eq!(first[..2], [0, 0], "Required Insert Count 0");
+        // Only the capacity announcement: nothing inserted.
+        assert_eq!(enc.table().insert_count(), 0);
+        assert!(ins.len() <= 3, "{ins:?}");
+        round(&mut enc, &mut dec, 4, &small);
+        // A large section inserts, moving the table.
+        let (big, ins) = round(&mut enc, &mut dec, 8, &large);
+        assert!(big[0] != 0 && !ins.is_empty() && enc.table().insert_count() == 1, "the large section uses the table");
+        let hits = enc.section_cache_hits();
+        let (again, ins) = round(&mut enc, &mut dec, 12, &small);
+        assert_eq!((again, ins, enc.section_cache_hits()), (first, Vec::new(), hits + 1), "copied after the table moved");
+        // The decoder's kept section is not confused by a different one.
+        let other = [HeaderField::new(b"content-type".to_vec(), b"text/plain".to_vec())];
+        round(&mut enc, &mut dec, 16, &other);
+        round(&mut enc, &mut dec, 20, &small);
     }
 
     /// The blocked-stream count straight from the outstanding sections.

@@ -21,6 +21,7 @@ mod field;
 pub mod huffman;
 pub mod instructions;
 pub mod prefix_int;
+mod section_cache;
 pub mod static_table;
 pub mod string;
 pub mod table;

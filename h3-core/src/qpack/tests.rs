@@ -23,7 +23,7 @@ fn decoded(r: DecodeResult) -> Vec<HeaderField> {
 }
 
 fn dec(cap: u64, blocked: usize) -> Decoder {
-    Decoder::new(DecoderConfig { max_table_capacity: cap, max_blocked_streams: blocked, max_field_section_size: 1 << 16 })
+    Decoder::new(DecoderConfig { max_table_capacity: cap, max_blocked_streams: blocked, max_field_section_size: 1 << 16, keep_last_static_section: false })
 }
 
 fn drain(d: &mut Decoder) -> Vec<u8> {
@@ -556,7 +556,7 @@ fn field_section_errors() {
 
 #[test]
 fn field_section_size_limit_is_a_stream_error() {
-    let mut d = Decoder::new(DecoderConfig { max_table_capacity: 4096, max_blocked_streams: 0, max_field_section_size: 100 });
+    let mut d = Decoder::new(DecoderConfig { max_table_capacity: 4096, max_blocked_streams: 0, max_field_section_size: 100, keep_last_static_section: false });
     // 2 lines of ":method GET" = 2 * (7 + 3 + 32) = 84: fits.
     assert_eq!(decoded(d.decode(0, &hexb("0000 d1 d1")).unwrap()).len(), 2);
     // A third line makes 126 > 100.

@@ -191,7 +191,8 @@ struct Cli {
     repeat: u64,
     /// Offer this many requests/s in the latency phase instead of half of
     /// the server's measured peak (to compare servers at the same rate, or
-    /// to trace the latency curve).
+    /// to trace the latency curve); the peak is then measured only if `rps`
+    /// is among the phases.
     #[arg(long)]
     lat_rate: Option<f64>,
     /// Internal: run the quinn server (CERT.der KEY.der gso|no-gso).
@@ -428,7 +429,8 @@ fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Targe
             Err(e) => row.notes.push(format!("bulk: {e}")),
         }
     }
-    if has("rps") || has("lat") {
+    // The latency phase needs the peak only to offer half of it.
+    if has("rps") || (has("lat") && p.lat_rate.is_none()) {
         let t = start()?;
         match rps(p, &t) {
             Ok((r, cpu, f)) => {
@@ -450,8 +452,8 @@ fn run_phases(p: &Params, row: &mut Row, start: &mut dyn FnMut() -> Result<Targe
         }
     }
     if has("lat") {
-        if let Some(peak) = row.rps {
-            match latency(p, &start()?, p.lat_rate.unwrap_or(peak / 2.0)) {
+        if let Some(rate) = p.lat_rate.or(row.rps.map(|peak| peak / 2.0)) {
+            match latency(p, &start()?, rate) {
                 Ok((p50, p99, achieved, cpu, f)) => {
                     row.p50 = Some(p50);
                     row.p99 = Some(p99);
