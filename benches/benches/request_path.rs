@@ -6,7 +6,14 @@
 //! - `response_section`: a response's QPACK field section (`:status` 200 and
 //!   three fields), encoded the way `send_response` does it now
 //!   (`encode_response_fields`: `:status` beside the caller's fields) and the
-//!   way it did before (a merged field list with a `:status` string).
+//!   way it did before (a merged field list with a `:status` string), on an
+//!   encoder whose inserts are never acknowledged; then the same section
+//!   repeated on an encoder whose inserts are acknowledged (a copy of the
+//!   remembered indexed section) and on a server's encoder, which encodes
+//!   small responses with the static table and literals only (a copy of the
+//!   remembered literal section).
+//! - `response_decode`: a client decoding the same literal response section
+//!   again and again, with and without its decoder keeping the last one.
 //! - `stream_response`: a send stream's life for a 1 KB response: HEADERS
 //!   and DATA frame headers copied in, the body copied behind them or kept
 //!   as its own `Bytes` segment, FIN, the data taken for a packet, and the
@@ -31,7 +38,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use h3_core::qpack::{Encoder, EncoderConfig, HeaderField};
+use h3_core::qpack::{DecodeResult, Decoder, DecoderConfig, Encoder, EncoderConfig, HeaderField};
 use quic_core::stream::{RecvStream, RecvWindow, SendStream};
 use quicpro_benches::CountingAlloc;
 
@@ -62,6 +69,17 @@ fn encoder() -> Encoder {
     Encoder::new(EncoderConfig::from_peer(4096, 100))
 }
 
+/// What the peer's decoder says after each section.
+#[derive(Clone, Copy)]
+enum Peer {
+    /// A Stream Cancellation only: references released, inserts never
+    /// acknowledged (every section is encoded afresh).
+    Cancels,
+    /// The cancellation and an Insert Count Increment for new inserts, as a
+    /// decoder that has received them sends.
+    AcknowledgesInserts,
+}
+
 /// One way of encoding a response section, measured: allocations per
 /// section, then criterion's time. `encode` writes the section for stream
 /// 0; a Stream Cancellation (RFC 9204 §4.4.2) then releases its references,
@@ -69,6 +87,8 @@ fn encoder() -> Encoder {
 fn section_variant(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
+    new_encoder: fn() -> Encoder,
+    peer: Peer,
     mut encode: impl FnMut(&mut Encoder, &mut Vec<u8>, &mut Vec<u8>),
 ) {
     let (mut section, mut enc_stream) = (Vec::with_capacity(256), Vec::with_capacity(256));
@@ -77,13 +97,19 @@ fn section_variant(
         enc_stream.clear();
         encode(enc, &mut section, &mut enc_stream);
         enc.feed_decoder_stream(&[0x40]).unwrap();
+        let unacknowledged = enc.table().insert_count() - enc.known_received_count();
+        if matches!(peer, Peer::AcknowledgesInserts) && unacknowledged > 0 {
+            // RFC 9204 §4.4.3: 00 increment(6+); a response inserts at most
+            // three entries.
+            enc.feed_decoder_stream(&[unacknowledged as u8]).unwrap();
+        }
         black_box(section.len());
     };
-    let mut e = encoder();
+    let mut e = new_encoder();
     let per = allocations_per_call(10_000, || once(&mut e));
     eprintln!("response_section/{name}: {per:.2} allocations per section");
     g.bench_function(format!("quicpro/{name}"), |b| {
-        let mut e = encoder();
+        let mut e = new_encoder();
         b.iter(|| once(&mut e))
     });
 }
@@ -92,15 +118,53 @@ fn response_section(c: &mut Criterion) {
     let f = fields();
     let mut g = c.benchmark_group("response_section");
     g.throughput(Throughput::Elements(1));
-    section_variant(&mut g, "encode_response_fields", |enc, section, enc_stream| {
+    section_variant(&mut g, "encode_response_fields", encoder, Peer::Cancels, |enc, section, enc_stream| {
         enc.encode_response_fields(0, 200, &f, section, enc_stream);
     });
-    section_variant(&mut g, "merged_list", |enc, section, enc_stream| {
+    section_variant(&mut g, "repeat_acknowledged_inserts", encoder, Peer::AcknowledgesInserts, |enc, section, enc_stream| {
+        enc.encode_response_fields(0, 200, &f, section, enc_stream);
+    });
+    // A server's encoder (H3Config::qpack_response_static_max's default).
+    let server = || Encoder::new(EncoderConfig { static_only_max: 256, ..EncoderConfig::from_peer(4096, 100) });
+    section_variant(&mut g, "repeat_server_static_only", server, Peer::AcknowledgesInserts, |enc, section, enc_stream| {
+        enc.encode_response_fields(0, 200, &f, section, enc_stream);
+    });
+    section_variant(&mut g, "merged_list", encoder, Peer::Cancels, |enc, section, enc_stream| {
         let mut all = Vec::with_capacity(f.len() + 1);
         all.push(HeaderField::new(&b":status"[..], 200u16.to_string().into_bytes()));
         all.extend_from_slice(&f);
         enc.encode_fields(0, &all, section, enc_stream);
     });
+    g.finish();
+}
+
+/// A client decoding a server's response section (static table and
+/// literals, as servers now encode small responses), the same bytes each
+/// time, with and without the decoder keeping its last such section.
+fn response_decode(c: &mut Criterion) {
+    let f = fields();
+    let mut enc = Encoder::new(EncoderConfig { static_only_max: 256, ..EncoderConfig::from_peer(4096, 100) });
+    let (mut section, mut enc_stream) = (Vec::new(), Vec::new());
+    enc.encode_response_fields(0, 200, &f, &mut section, &mut enc_stream);
+    let mut g = c.benchmark_group("response_decode");
+    g.throughput(Throughput::Elements(1));
+    for keep in [false, true] {
+        let name = if keep { "keep_last_static_section" } else { "decode_every_time" };
+        let new_decoder = || Decoder::new(DecoderConfig { keep_last_static_section: keep, ..DecoderConfig::default() });
+        let once = |d: &mut Decoder| match d.decode(0, &section) {
+            Ok(DecodeResult::Decoded(fields)) => black_box(fields.len()),
+            other => panic!("{other:?}"),
+        };
+        let mut d = new_decoder();
+        let per = allocations_per_call(10_000, || {
+            once(&mut d);
+        });
+        eprintln!("response_decode/{name}: {per:.2} allocations per section");
+        g.bench_function(format!("quicpro/{name}"), |b| {
+            let mut d = new_decoder();
+            b.iter(|| once(&mut d))
+        });
+    }
     g.finish();
 }
 
@@ -180,5 +244,5 @@ fn stream_bulk_copy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, response_section, stream_response, stream_request, stream_bulk_copy);
+criterion_group!(benches, response_section, response_decode, stream_response, stream_request, stream_bulk_copy);
 criterion_main!(benches);
