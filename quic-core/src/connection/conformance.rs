@@ -68,7 +68,7 @@ impl Connection {
         // Long header: reserved bits 0x0c; short header: 0x18 (§17.2, §17.3.1).
         let shift = if id == SpaceId::Data { 3 } else { 2 };
         buf[0] |= (reserved_bits & 0x03) << shift;
-        let end = self.seal(now, buf, p)?;
+        let end = self.seal(now, buf, &mut p)?;
         let size = self.on_datagram_built(end);
         Some(Transmit { destination: self.remote, ecn: None, size, segment_size: None })
     }

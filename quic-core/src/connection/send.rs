@@ -149,8 +149,13 @@ impl Connection {
             if open.as_ref().is_some_and(|p| budget.saturating_sub(p.end + TAG_LEN) < MIN_PACKET_ROOM) {
                 break;
             }
-            if let Some(p) = open.take() {
-                match self.seal(now, buf, p) {
+            // The open packet is built and sealed where it lies: it is a
+            // few hundred bytes, and moving it by value cost as much as
+            // copying the payload (perf of `quicpro serve` in bulk).
+            if let Some(p) = open.as_mut() {
+                let sealed = self.seal(now, buf, p);
+                open = None;
+                match sealed {
                     Some(w) => written = w,
                     None => break,
                 }
@@ -158,9 +163,11 @@ impl Connection {
             if budget - written < MIN_PACKET_ROOM {
                 break;
             }
-            let Some(mut p) = self.begin_packet(space, buf, written, budget) else { break };
-            self.fill_packet(now, &mut p, buf, cc_ok);
+            open = self.begin_packet(space, buf, written, budget);
+            let Some(p) = open.as_mut() else { break };
+            self.fill_packet(now, p, buf, cc_ok);
             if p.end == p.layout.header_len() {
+                open = None;
                 continue; // Nothing fit; the header is overwritten next.
             }
             if p.expand || (space == SpaceId::Initial && (self.side == Side::Client || p.ack_eliciting)) {
@@ -170,13 +177,12 @@ impl Connection {
                 // PATH_RESPONSE (within the amplification budget).
                 pad_datagram = true;
             }
-            open = Some(p);
         }
         // Packets already sealed are recorded as sent: the datagram that
         // holds them must go out even when nothing follows them (dropping
         // it lost their frames for good: a Handshake flight that never
         // left, so a peer's handshake stalled).
-        let Some(mut p) = open else {
+        let Some(p) = open.as_mut() else {
             if written == 0 && cc_ok && self.state == State::Established {
                 // The window and the pacer allowed more but there was
                 // nothing to send: rate samples from here until this
@@ -633,7 +639,7 @@ impl Connection {
 
     /// Seals the packet in place and records it; returns the datagram offset
     /// where the next packet may start.
-    pub(super) fn seal(&mut self, now: Instant, buf: &mut [u8], mut p: OpenPacket) -> Option<usize> {
+    pub(super) fn seal(&mut self, now: Instant, buf: &mut [u8], p: &mut OpenPacket) -> Option<usize> {
         // RFC 9001 §5.4.2: the sample needs pn_len + payload >= 4 bytes.
         let header_len = p.layout.header_len();
         let min_end = p.layout.pn_offset + 4;
@@ -721,7 +727,7 @@ impl Connection {
                 in_flight,
                 mtu_probe: p.mtu_probe,
                 rate: Default::default(),
-                payload: p.frames,
+                payload: core::mem::replace(&mut p.frames, SentFrames::new(space)),
             },
         );
         self.stats.packets_sent += 1;
@@ -772,7 +778,7 @@ impl Connection {
             p.end = want_end;
             p.padded = true;
         }
-        let end = self.seal(now, buf, p)?;
+        let end = self.seal(now, buf, &mut p)?;
         self.on_datagram_built(end);
         self.pmtud.on_probe_sent(end as u16);
         Some(Transmit { destination: self.remote, ecn: self.tx_ecn.then_some(super::EcnCodepoint::Ect0), size: end, segment_size: None })
@@ -799,7 +805,7 @@ impl Connection {
             p.end = want_end;
             p.padded = true;
         }
-        let end = self.seal(now, buf, p)?;
+        let end = self.seal(now, buf, &mut p)?;
         self.stats.bytes_sent += end as u64;
         Some(end)
     }
@@ -830,8 +836,8 @@ impl Connection {
             if !usable {
                 continue;
             }
-            if let Some(p) = last.take() {
-                written = self.seal(now, buf, p)?;
+            if let Some(mut p) = last.take() {
+                written = self.seal(now, buf, &mut p)?;
             }
             if budget.saturating_sub(written) < MIN_PACKET_ROOM {
                 break;
@@ -863,7 +869,7 @@ impl Connection {
                 p.end = want_end;
             }
         }
-        let end = self.seal(now, buf, p)?;
+        let end = self.seal(now, buf, &mut p)?;
         Some(self.on_datagram_built(end))
     }
 }
