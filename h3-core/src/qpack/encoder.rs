@@ -196,14 +196,15 @@ pub struct Encoder {
     /// every response carries one (`content-length`), so the heap filter
     /// above would be allocated by every connection that answers once.
     recent_volatile: RecentLines,
-    /// The last section made of indexed lines only, for a repeat of the
-    /// same header list (see [`super::section_cache`]). Allocated on the
+    /// The last section made of indexed lines only, or written without the
+    /// table, for a repeat of the same header list (see
+    /// [`super::section_cache`]). Allocated on the
     /// second such section: a connection that answered once and went idle
     /// (the memory target) does not pay for it.
-    last_indexed: Option<Box<SectionCache>>,
+    last_section: Option<Box<SectionCache>>,
     /// Sections that could have been remembered, up to 2.
     cacheable_sections: u8,
-    /// Sections copied from `last_indexed`.
+    /// Sections copied from `last_section`.
     section_cache_hits: u64,
 }
 
@@ -264,7 +265,7 @@ impl Encoder {
             scratch: Vec::new(),
             seen: None,
             recent_volatile: RecentLines::default(),
-            last_indexed: None,
+            last_section: None,
             cacheable_sections: 0,
             section_cache_hits: 0,
         }
@@ -284,8 +285,8 @@ impl Encoder {
         self.known_received_count
     }
 
-    /// Sections that were a copy of the previous indexed-only section (the
-    /// same header list, the table unchanged).
+    /// Sections that were a copy of the remembered one (the same header
+    /// list, in a table state it is valid for).
     pub fn section_cache_hits(&self) -> u64 {
         self.section_cache_hits
     }
@@ -330,7 +331,7 @@ impl Encoder {
         }
         instructions::write_set_capacity(capacity, out_encoder_stream);
         self.table.set_capacity(capacity);
-        if let Some(c) = &mut self.last_indexed {
+        if let Some(c) = &mut self.last_section {
             c.clear();
         }
         self.capacity_announced = true;
@@ -393,7 +394,7 @@ impl Encoder {
             self.capacity_announced = true;
         }
         let use_dynamic = self.table.capacity() > 0 && self.max_entries > 0 && self.outstanding_count < self.config.max_unacked_sections;
-        if self.copy_last_indexed(stream_id, lines.clone(), use_dynamic, out_field_section) {
+        if self.copy_last_section(stream_id, lines.clone(), use_dynamic, out_field_section) {
             return;
         }
         // Static only by choice (small) or because the peer allows no
@@ -433,15 +434,16 @@ impl Encoder {
         }
         out_field_section.extend_from_slice(&buf);
         self.scratch = buf;
-        // Remember a section of indexed lines only that can never block:
-        // no literal (a later section may yet insert that line), no encoder
-        // instruction, every reference acknowledged.
+        // Remember a section that can never block and needs nothing sent
+        // first: no encoder instruction, every reference acknowledged, and
+        // indexed lines only unless written without the table (a literal
+        // the table policy chose might be inserted by a later section).
         if (table_independent || !ctx.literal) && out_encoder_stream.len() == enc_start && ric <= self.known_received_count {
             let encoded = out_field_section.get(start..).unwrap_or_default();
             let state = (!table_independent).then(|| (self.table.insert_count(), self.table.capacity()));
             self.cacheable_sections = self.cacheable_sections.saturating_add(1).min(2);
             if self.cacheable_sections == 2 {
-                self.last_indexed.get_or_insert_default().store(lines, encoded, &ctx.refs, ric, state);
+                self.last_section.get_or_insert_default().store(lines, encoded, &ctx.refs, ric, state);
             }
         }
         if ric > 0 {
@@ -461,8 +463,8 @@ impl Encoder {
 
     /// Appends the remembered section if it encodes `lines` in the
     /// table's current state, counting its references like a fresh one's.
-    fn copy_last_indexed<'a>(&mut self, stream_id: u64, lines: impl Iterator<Item = (&'a [u8], &'a [u8], bool)>, use_dynamic: bool, out: &mut Vec<u8>) -> bool {
-        let Some(hit) = self.last_indexed.as_ref().and_then(|c| c.lookup(lines, self.table.insert_count(), self.table.capacity())) else {
+    fn copy_last_section<'a>(&mut self, stream_id: u64, lines: impl Iterator<Item = (&'a [u8], &'a [u8], bool)>, use_dynamic: bool, out: &mut Vec<u8>) -> bool {
+        let Some(hit) = self.last_section.as_ref().and_then(|c| c.lookup(lines, self.table.insert_count(), self.table.capacity())) else {
             return false;
         };
         if hit.required_insert_count > 0 && !use_dynamic {

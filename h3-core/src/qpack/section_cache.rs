@@ -1,4 +1,4 @@
-//! The encoder's memory of its last fully indexed field section.
+//! The encoder's and the decoder's memory of their last field section.
 //!
 //! A server answering the same resource again and again encodes the same
 //! header list each time (`:status`, `content-type`, `server`,
