@@ -398,7 +398,7 @@ fn download_survives_garbage_flood() {
         }
         // Brief pauses keep the flood from being only a test of the
         // kernel's receive-buffer size.
-        if sent % 256 == 0 {
+        if sent.is_multiple_of(256) {
             std::thread::sleep(Duration::from_micros(200));
         }
     }

@@ -23,7 +23,7 @@ const GREASE_MAX_N: u64 = (VarInt::MAX.into_inner() - GREASE_BASE) / GREASE_STEP
 /// stream types (§6.2.3), frame types (§7.2.8), setting identifiers
 /// (§7.2.4.1) and error codes (§8.1). Such values carry no meaning on receipt.
 pub const fn is_grease(v: u64) -> bool {
-    v >= GREASE_BASE && (v - GREASE_BASE) % GREASE_STEP == 0
+    v >= GREASE_BASE && (v - GREASE_BASE).is_multiple_of(GREASE_STEP)
 }
 
 /// A reserved value `0x1f * N + 0x21` chosen by `seed`, always below 2^62.

@@ -455,7 +455,7 @@ fn path(key: &str, v: &Zval) -> QpResult<PathBuf> {
 /// Octets written in hex.
 fn hex(key: &str, s: &str) -> QpResult<Vec<u8>> {
     let s = s.trim().trim_start_matches("0x");
-    if s.is_empty() || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.is_empty() || !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad(key, &format!("'{s}' is not an even number of hex digits")));
     }
     Ok((0..s.len()).step_by(2).filter_map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect())

@@ -225,7 +225,7 @@ impl VersionInformation {
         // RFC 9368 §3: a Chosen Version followed by zero or more Available
         // Versions, 32 bits each; anything else fails to parse, which
         // RFC 9368 §4 makes a TRANSPORT_PARAMETER_ERROR.
-        if value.is_empty() || value.len() % 4 != 0 {
+        if value.is_empty() || !value.len().is_multiple_of(4) {
             return Err(Error::transport_parameter("version_information length not a positive multiple of 4"));
         }
         let mut r = Reader::new(value);

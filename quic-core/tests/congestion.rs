@@ -66,7 +66,7 @@ fn download(cc: CongestionAlgorithm, hystart: bool, seed: u64) -> Run {
             }
         }
         max_rtt = max_rtt.max(p.server().rtt());
-        if std::env::var_os("CC_TRACE").is_some() && (p.now - start).as_millis() % 50 == 0 {
+        if std::env::var_os("CC_TRACE").is_some() && (p.now - start).as_millis().is_multiple_of(50) {
             let (w, r, l) = (p.server().congestion_window(), p.server().rtt(), p.server().stats().packets_lost);
             eprintln!("  {:?} cwnd {w} srtt {r:?} lost {l}", p.now - start);
         }

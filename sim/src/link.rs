@@ -1216,11 +1216,11 @@ fn parse_index_list(s: &str) -> Result<Vec<u64>, ScenarioError> {
 /// The shortest exact spelling of a duration in the grammar's units.
 fn fmt_duration(d: Duration) -> String {
     let n = d.as_nanos();
-    if n % 1_000_000_000 == 0 {
+    if n.is_multiple_of(1_000_000_000) {
         format!("{}s", n / 1_000_000_000)
-    } else if n % 1_000_000 == 0 {
+    } else if n.is_multiple_of(1_000_000) {
         format!("{}ms", n / 1_000_000)
-    } else if n % 1_000 == 0 {
+    } else if n.is_multiple_of(1_000) {
         format!("{}us", n / 1_000)
     } else {
         format!("{n}ns")

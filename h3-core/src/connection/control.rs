@@ -223,7 +223,7 @@ impl H3Connection {
         // §7.1: the element must be a client-initiated bidirectional
         // stream, and one the client may open.
         let id = StreamId(element);
-        if element % 4 != 0 || element / 4 >= conn.peer_stream_limit(Dir::Bi) {
+        if !element.is_multiple_of(4) || element / 4 >= conn.peer_stream_limit(Dir::Bi) {
             return Err(H3Error::id_error("PRIORITY_UPDATE for a stream that is not a request stream"));
         }
         let awaiting_headers = self.requests.get(&id).is_some_and(|st| st.phase == Phase::Headers);

@@ -220,7 +220,11 @@ pub struct H3Connection {
     peer_settings: Option<Settings>,
     encoder: Encoder,
     decoder: Decoder,
-    requests: FastHashMap<StreamId, RequestStream>,
+    /// Boxed: a request's state is taken out of the map and put back
+    /// around every read, and is removed when it ends; moving a pointer
+    /// instead of the 232-byte state was 3 % of a server's CPU in the
+    /// load command's request phase (perf).
+    requests: FastHashMap<StreamId, Box<RequestStream>>,
     events: VecDeque<H3Event>,
     goaway_received: Option<u64>,
     goaway_sent: Option<u64>,
@@ -411,7 +415,7 @@ impl H3Connection {
                 }
             }
             self.max_request_seen = Some(self.max_request_seen.map_or(id.0, |m| m.max(id.0)));
-            self.requests.insert(id, RequestStream::new(self.limits));
+            self.requests.insert(id, Box::new(RequestStream::new(self.limits)));
             self.on_readable(conn, id)?;
         }
         Ok(())

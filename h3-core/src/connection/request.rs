@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use quic_core::codec::Writer;
 use quic_core::connection::{Connection, Side};
-use quic_core::stream::{Dir, StreamId, StreamReadError};
+use quic_core::stream::{Dir, StreamId, StreamReadError, WriteError};
 
 use super::*;
 use crate::error::{H3Error, H3ErrorCode};
@@ -17,6 +17,15 @@ use crate::qpack::{DecodeResult, HeaderField};
 /// DATA payloads up to this size are copied into the stream's buffer
 /// rather than kept as their own `Bytes` segment.
 const SMALL_BODY_COPY: usize = 1200;
+
+/// A header section that did not fit waits (`WouldBlock`); any other
+/// refusal means the stream cannot take it any more.
+fn write_error(e: WriteError) -> SendError {
+    match e {
+        WriteError::Blocked => SendError::WouldBlock,
+        _ => SendError::StreamClosed,
+    }
+}
 
 impl H3Connection {
     // ----- request streams -----
@@ -238,7 +247,7 @@ impl H3Connection {
         self.open_local_streams(conn);
         let id = conn.open_stream(Dir::Bi).ok_or(SendError::Refused)?;
         self.max_request_seen = Some(self.max_request_seen.map_or(id.0, |m| m.max(id.0)));
-        let mut st = RequestStream::new(self.limits);
+        let mut st = Box::new(RequestStream::new(self.limits));
         st.method = method;
         self.write_header_section(conn, id, None, headers)?;
         if end_stream {
@@ -308,20 +317,18 @@ impl H3Connection {
             return Err(SendError::WouldBlock);
         }
         let hl = w.len();
-        let len = hl + self.scratch.len();
-        if (conn.writable(stream) as usize) < len {
-            return Err(SendError::WouldBlock);
-        }
         if !self.enc_scratch.is_empty() {
+            // The encoder instructions go out only with the section that
+            // needs them (RFC 9204 §4.5.1: they precede its decoding).
+            if (conn.writable(stream) as usize) < hl + self.scratch.len() {
+                return Err(SendError::WouldBlock);
+            }
             if let Some(enc) = self.encoder_out {
                 let _ = conn.write(enc, &self.enc_scratch);
             }
         }
-        // Both writes fit: `writable` covered the whole frame above.
-        match (conn.write(stream, &hdr[..hl]), conn.write(stream, &self.scratch)) {
-            (Ok(a), Ok(b)) if a + b == len => Ok(()),
-            _ => Err(SendError::StreamClosed),
-        }
+        // The frame header and the section in one write, all or nothing.
+        conn.write_parts(stream, &[&hdr[..hl], &self.scratch], false).map_err(write_error)
     }
 
     /// Sends body bytes in one DATA frame; returns how many were taken (may
@@ -345,15 +352,20 @@ impl H3Connection {
                 return Err(SendError::WouldBlock);
             }
             let hl = w.len();
-            conn.write(stream, &hdr[..hl]).map_err(|_| SendError::StreamClosed)?;
-            // A short body is copied behind its frame header: cheaper than
-            // a reference-counted segment of its own.
-            let body = data.get(..n).unwrap_or_default();
             if n <= SMALL_BODY_COPY {
-                conn.write(stream, body).map_err(|_| SendError::StreamClosed)?;
-            } else {
-                conn.write_bytes(stream, data.slice(..n)).map_err(|_| SendError::StreamClosed)?;
+                // A short body is copied behind its frame header, FIN
+                // included: cheaper than a reference-counted segment of
+                // its own, and one write instead of three.
+                let body = data.get(..n).unwrap_or_default();
+                let fin = end_stream && n == data.len();
+                conn.write_parts(stream, &[&hdr[..hl], body], fin).map_err(|_| SendError::StreamClosed)?;
+                if fin {
+                    self.on_local_fin(stream);
+                }
+                return Ok(n);
             }
+            conn.write(stream, &hdr[..hl]).map_err(|_| SendError::StreamClosed)?;
+            conn.write_bytes(stream, data.slice(..n)).map_err(|_| SendError::StreamClosed)?;
         }
         if end_stream && n == data.len() {
             self.finish(conn, stream)?;
@@ -364,13 +376,19 @@ impl H3Connection {
     /// Ends our side of the message.
     pub fn finish(&mut self, conn: &mut Connection, stream: StreamId) -> Result<(), SendError> {
         conn.finish(stream).map_err(|_| SendError::StreamClosed)?;
+        self.on_local_fin(stream);
+        Ok(())
+    }
+
+    /// Our side of the message ended: the request's state goes once the
+    /// peer's side has ended too.
+    fn on_local_fin(&mut self, stream: StreamId) {
         if let Some(st) = self.requests.get_mut(&stream) {
             st.local_fin = true;
             if st.finished_emitted {
                 self.requests.remove(&stream);
             }
         }
-        Ok(())
     }
 
     /// Abandons a message (RFC 9114 §4.1.1): reset our side, stop the peer's.

@@ -219,7 +219,7 @@ const fn round_up(x: usize, to: usize) -> usize {
 
 /// How a region of `size` bytes is carved up, or why it cannot be.
 pub(crate) fn plan(size: usize, slot_size: usize, seed: [u64; 2]) -> Result<Geometry, ShmError> {
-    if !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&slot_size) || slot_size % 8 != 0 {
+    if !(MIN_SLOT_SIZE..=MAX_SLOT_SIZE).contains(&slot_size) || !slot_size.is_multiple_of(8) {
         return Err(ShmError::BadSlotSize { slot_size, min: MIN_SLOT_SIZE, max: MAX_SLOT_SIZE });
     }
     if size > MAX_REGION_SIZE {

@@ -817,6 +817,21 @@ impl Connection {
         Ok(n)
     }
 
+    /// Writes all of `parts` to `id` (copied) and, with `fin`, ends the
+    /// stream, or nothing if they do not all fit (`Err(Blocked)`): a frame
+    /// and its header in one lookup and one queueing, not one per piece.
+    pub fn write_parts(&mut self, id: StreamId, parts: &[&[u8]], fin: bool) -> Result<(), WriteError> {
+        let s = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()).ok_or(WriteError::Finished)?;
+        s.write_parts(parts, fin)?;
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if n == 0 && fin {
+            // A FIN alone is due to send too (`on_written` skips nothing written).
+            self.streams.queue_send(id);
+        }
+        self.on_written(id, n);
+        Ok(())
+    }
+
     /// Zero-copy variant of [`Connection::write`].
     pub fn write_bytes(&mut self, id: StreamId, data: Bytes) -> Result<usize, WriteError> {
         let s = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()).ok_or(WriteError::Finished)?;

@@ -627,7 +627,9 @@ impl Connection {
         }
         let newly_marked = out.acked.iter().filter(|p| p.payload.ecn).count() as u64;
         let mut ecn_change = self.ecn.on_ack(space, newly_marked, ecn);
-        for p in out.acked.drain(..) {
+        // Oldest first, so each stream's acknowledged ranges grow at their
+        // end; records are read where they lie, not moved out.
+        for p in out.acked.iter().rev() {
             if let Some(k) = &mut self.one_rtt {
                 if space == SpaceId::Data && k.phase_first_sent.is_some_and(|f| p.pn >= f) {
                     k.phase_acked = true;
@@ -636,8 +638,9 @@ impl Connection {
             if space == SpaceId::Data {
                 self.pmtud_on_acked(now, p.size, p.mtu_probe);
             }
-            self.on_frames_acked(p.payload);
+            self.on_frames_acked(&p.payload);
         }
+        out.acked.clear();
         for p in out.lost.drain(..) {
             ecn_change = ecn_change.or(self.on_packet_lost(now, p));
         }
@@ -681,7 +684,7 @@ impl Connection {
         ecn_change
     }
 
-    pub(super) fn on_frames_acked(&mut self, f: SentFrames) {
+    pub(super) fn on_frames_acked(&mut self, f: &SentFrames) {
         let space = f.space;
         if let Some((off, len)) = f.crypto {
             self.spaces[space.index()].crypto_send.on_ack(off, len as usize, false);

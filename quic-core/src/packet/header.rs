@@ -146,7 +146,7 @@ impl ProtectedHeader {
         if version == Version::NEGOTIATION {
             // RFC 9000 §17.2.1: the rest is a list of 32-bit versions.
             let list = r.peek_rest();
-            if list.is_empty() || list.len() % 4 != 0 {
+            if list.is_empty() || !list.len().is_multiple_of(4) {
                 return Err(HeaderError::MalformedVersionNegotiation);
             }
             return Ok(ProtectedHeader {

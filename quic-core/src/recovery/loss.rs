@@ -92,7 +92,10 @@ pub struct TimerContext {
 /// allocate. Every call that takes it clears it first.
 #[derive(Debug)]
 pub struct AckOutcome<T> {
-    /// Newly acknowledged packets, increasing packet number order.
+    /// Newly acknowledged packets, largest packet number first: the order
+    /// an ACK frame lists its ranges in (RFC 9000 §19.3.1). Iterate with
+    /// `.rev()` for increasing order; records are not moved to reverse
+    /// them (a bulk sender acknowledges thousands a second).
     pub acked: Vec<SentPacket<T>>,
     /// Packets declared lost, increasing packet number order. Their
     /// retransmittable frames must be sent again (RFC 9000 §13.3).
@@ -522,7 +525,6 @@ impl<T> Recovery<T> {
                 self.cc.on_ack(now, p.time_sent, u64::from(p.size), &self.rtt, self.app_limited);
             }
         }
-        out.acked.reverse();
         // draft-ietf-ccwg-bbr §5.1 UpdateOnACK: the ACK's rate sample.
         let min_rtt = self.rtt.has_sample().then(|| self.rtt.min_rtt());
         let in_flight = self.bytes_in_flight();
@@ -796,6 +798,12 @@ mod tests {
         v.iter().map(|p| p.pn).collect()
     }
 
+    /// The newly acknowledged packet numbers in increasing order (the
+    /// outcome lists them largest first).
+    fn acked_pns(out: &AckOutcome<u64>) -> Vec<u64> {
+        out.acked.iter().rev().map(|p| p.pn).collect()
+    }
+
     /// Ack `ranges` (largest first) in `space` with no ACK delay or ECN.
     fn ack(r: &mut Recovery<u64>, space: SpaceId, ranges: &[RangeInclusive<u64>], now: Instant, out: &mut AckOutcome<u64>) -> Result<(), Error> {
         r.on_ack_received(space, ranges.iter().cloned(), Duration::ZERO, None, now, true, out)
@@ -815,7 +823,7 @@ mod tests {
         assert_eq!(r.window_available(), 7200);
 
         ack(&mut r, SpaceId::Data, &[0..=3], t0 + ms(53), &mut out).unwrap();
-        assert_eq!(pns(&out.acked), vec![0, 1, 2, 3]);
+        assert_eq!(acked_pns(&out), vec![0, 1, 2, 3]);
         assert!(out.lost.is_empty());
         assert!(out.rtt_updated);
         assert!(!out.persistent_congestion);
@@ -846,7 +854,7 @@ mod tests {
             r.on_packet_sent(SpaceId::Data, pkt(pn, t0 + ms(pn)));
         }
         ack(&mut r, SpaceId::Data, &[5..=5], t0 + ms(50), &mut out).unwrap();
-        assert_eq!(pns(&out.acked), vec![5]);
+        assert_eq!(acked_pns(&out), vec![5]);
         // 5 >= pn + 3 for pn 1 and 2; 3 and 4 are within the threshold.
         assert_eq!(pns(&out.lost), vec![1, 2]);
         assert_eq!(r.bytes_in_flight(), 2400);
@@ -1016,7 +1024,7 @@ mod tests {
         // pn 3 (sent at 800 ms) arrives: the lost packets form two periods,
         // 200..500 and 1100..1300 ms, both shorter than 825 ms.
         ack(&mut r, SpaceId::Data, &[6..=6, 3..=3], t0 + ms(1500), &mut out).unwrap();
-        assert_eq!(pns(&out.acked), vec![3, 6]);
+        assert_eq!(acked_pns(&out), vec![3, 6]);
         assert_eq!(pns(&out.lost), vec![1, 2, 4, 5]);
         assert!(!out.persistent_congestion);
         assert_eq!(r.congestion_window(), 6600);
@@ -1063,7 +1071,7 @@ mod tests {
         assert_eq!(e.code, TransportErrorCode::PROTOCOL_VIOLATION);
         // Ranges below what is tracked are fine.
         ack(&mut r, SpaceId::Data, &[4..=4, 0..=2], t0 + ms(10), &mut out).unwrap();
-        assert_eq!(pns(&out.acked), vec![0, 1, 2, 4]);
+        assert_eq!(acked_pns(&out), vec![0, 1, 2, 4]);
     }
 
     #[test]
@@ -1155,7 +1163,7 @@ mod tests {
         assert_eq!(r.bytes_in_flight(), 0);
         assert_eq!(r.loss_detection_timer(confirmed()), None);
         ack(&mut r, SpaceId::Data, &[0..=0], t0 + ms(30), &mut out).unwrap();
-        assert_eq!(pns(&out.acked), vec![0]);
+        assert_eq!(acked_pns(&out), vec![0]);
         assert!(!out.rtt_updated);
         assert!(!r.rtt().has_sample());
         assert_eq!(r.congestion_window(), 12_000);
@@ -1165,7 +1173,7 @@ mod tests {
         ack(&mut r, SpaceId::Data, &[2..=2], t0 + ms(80), &mut out).unwrap();
         assert!(out.rtt_updated);
         ack(&mut r, SpaceId::Data, &[2..=2, 1..=1], t0 + ms(90), &mut out).unwrap();
-        assert_eq!(pns(&out.acked), vec![1]);
+        assert_eq!(acked_pns(&out), vec![1]);
         assert!(!out.rtt_updated);
         assert_eq!(r.rtt().latest_rtt(), ms(39));
     }

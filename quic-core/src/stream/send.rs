@@ -117,13 +117,18 @@ struct SendBuffer {
 
 impl SendBuffer {
     fn push_slice(&mut self, data: &[u8]) {
-        if self.tail.capacity() - self.tail.len() < data.len() {
+        self.reserve_tail(data.len());
+        self.tail.extend_from_slice(data);
+    }
+
+    /// Room for `len` more bytes in the tail.
+    fn reserve_tail(&mut self, len: usize) {
+        if self.tail.capacity() - self.tail.len() < len {
             // A fresh tail starts with room for the few small writes a
             // message is made of (frame headers, a short body), so they
             // share one allocation instead of growing it step by step.
-            self.tail.reserve(data.len().max(TAIL_START));
+            self.tail.reserve(len.max(TAIL_START));
         }
-        self.tail.extend_from_slice(data);
     }
 
     fn push_bytes(&mut self, data: Bytes) {
@@ -359,6 +364,27 @@ impl SendStream {
             self.write_offset += n as u64;
         }
         Ok(n)
+    }
+
+    /// Buffers all of `parts` (copying them) and, with `fin`, ends the
+    /// stream after them; nothing is taken unless all of it fits
+    /// (`Err(Blocked)`). For a message written as a frame header and its
+    /// payload: one call instead of a write per piece and a `finish`.
+    pub fn write_parts(&mut self, parts: &[&[u8]], fin: bool) -> Result<(), WriteError> {
+        self.check_writable()?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len as u64 > self.writable() {
+            return Err(WriteError::Blocked);
+        }
+        self.buffer.reserve_tail(len);
+        for part in parts {
+            self.buffer.push_slice(part);
+        }
+        self.write_offset += len as u64;
+        if fin {
+            self.finish()?;
+        }
+        Ok(())
     }
 
     /// As [`write`](Self::write) without copying: keeps (a slice of) `data`.
@@ -686,6 +712,25 @@ mod tests {
     /// Copies in order, backwards (retransmissions), across segment ends and
     /// after acknowledged segments were dropped all return the written bytes,
     /// whatever segment the last copy left its hint at.
+    #[test]
+    fn write_parts_takes_all_or_nothing_and_can_end_the_stream() {
+        let mut s = SendStream::new(1000, 100);
+        assert_eq!(s.write_parts(&[&[1; 60], &[2; 41]], false), Err(WriteError::Blocked), "101 bytes do not fit in 100");
+        assert_eq!(s.writable(), 100, "a refused write takes nothing");
+        s.write_parts(&[b"ab", b"", b"cde"], false).unwrap();
+        assert_eq!(s.write_offset(), 5);
+        s.write_parts(&[b"fg"], true).unwrap();
+        assert!(s.is_finished());
+        assert_eq!(s.write_parts(&[b"h"], false), Err(WriteError::Finished));
+        let c = s.next_chunk(100, u64::MAX).unwrap();
+        assert_eq!(c, chunk(0, 7, true, false), "the FIN rides with the data");
+        assert_eq!(payload(&s, &c), b"abcdefg");
+        // A FIN alone, on a stream with nothing buffered.
+        let mut t = SendStream::new(1000, 100);
+        t.write_parts(&[], true).unwrap();
+        assert_eq!(t.next_chunk(100, u64::MAX).unwrap(), chunk(0, 0, true, false));
+    }
+
     #[test]
     fn copies_in_any_order_return_the_written_bytes() {
         let data: Vec<u8> = (0..4000u32).map(|i| (i * 7 + i / 13) as u8).collect();
