@@ -444,3 +444,20 @@ fn frame_classification() {
     assert_eq!(Frame::Stream { id: 0, offset: 1, fin: true, data: b"" }.frame_type(), FrameType(0x0f));
     assert_eq!(Frame::Datagram { data: b"" }.frame_type(), FrameType::DATAGRAM_LEN);
 }
+
+#[test]
+fn padding_runs_end_at_the_first_nonzero_byte_at_any_position() {
+    // Runs of every length around the 16-byte blocks the scan takes, ended
+    // by a PING or by the end of the packet.
+    for len in 0..70usize {
+        for end_with_ping in [false, true] {
+            let mut bytes = vec![0u8; len + 1];
+            if end_with_ping {
+                bytes.push(0x01);
+            }
+            let mut r = Reader::new(&bytes);
+            assert_eq!(Frame::decode(&mut r).unwrap(), Frame::Padding { len: len + 1 }, "run of {len}");
+            assert_eq!(r.remaining(), usize::from(end_with_ping));
+        }
+    }
+}
