@@ -22,6 +22,9 @@ pub(crate) struct RecvRing {
     iovecs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     entries: Vec<RecvEntry>,
+    /// Headers the kernel wrote into on the last call (it writes only the
+    /// ones it filled): the ones whose lengths and flags need resetting.
+    dirty: usize,
     /// `entries` hold a batch not yet handed out (busy-poll receives in
     /// `wait` and hands the batch out in the next `recv`).
     pending: bool,
@@ -31,9 +34,10 @@ pub(crate) struct RecvRing {
 }
 
 // SAFETY: the raw pointers inside `iovecs` and `hdrs` only ever point into
-// vectors owned by this same struct; they are rewritten right before each
-// recvmmsg and never dereferenced by Rust code, so moving the ring to another
-// thread moves everything they refer to along with it.
+// the heap buffers of vectors owned by this same struct, which are never
+// resized (moving the struct does not move them); `fill` checks them before
+// each recvmmsg and they are never dereferenced by Rust code, so moving the
+// ring to another thread moves everything they refer to along with it.
 unsafe impl Send for RecvRing {}
 
 impl std::fmt::Debug for RecvRing {
@@ -46,7 +50,7 @@ impl RecvRing {
     pub(crate) fn new(batch: usize, slot_size: usize) -> Self {
         let batch = batch.clamp(1, 1024);
         let slot_size = slot_size.max(1);
-        RecvRing {
+        let mut ring = RecvRing {
             slot_size,
             arena: vec![0u8; batch * slot_size],
             control: vec![0u8; batch * RECV_SPACE],
@@ -56,11 +60,48 @@ impl RecvRing {
             // zero value is valid and every field is set before use.
             hdrs: (0..batch).map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() }).collect(),
             entries: Vec::with_capacity(batch),
+            dirty: 0,
             pending: false,
             calls: 0,
             buffers: 0,
             truncated: 0,
+        };
+        ring.link();
+        ring
+    }
+
+    /// Points every header at its slot, name and control space, with full
+    /// lengths.
+    fn link(&mut self) {
+        for i in 0..self.hdrs.len() {
+            let base = self.arena.as_mut_ptr().wrapping_add(i * self.slot_size);
+            if let Some(iov) = self.iovecs.get_mut(i) {
+                *iov = libc::iovec { iov_base: base.cast(), iov_len: self.slot_size };
+            }
         }
+        let iov_base = self.iovecs.as_mut_ptr();
+        let name_base = self.names.as_mut_ptr();
+        let ctrl_base = self.control.as_mut_ptr();
+        for (i, h) in self.hdrs.iter_mut().enumerate() {
+            h.msg_hdr.msg_name = name_base.wrapping_add(i).cast();
+            h.msg_hdr.msg_iov = iov_base.wrapping_add(i);
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = ctrl_base.wrapping_add(i * RECV_SPACE).cast();
+        }
+        self.dirty = self.hdrs.len();
+    }
+
+    /// Whether the headers still point into this ring's buffers (they
+    /// always do: the buffers are never resized; checked, not assumed,
+    /// since the kernel writes through them).
+    fn linked(&self) -> bool {
+        let first = self.hdrs.first().zip(self.iovecs.first());
+        first.is_none_or(|(h, v)| {
+            ptr::eq(v.iov_base.cast::<u8>(), self.arena.as_ptr())
+                && ptr::eq(h.msg_hdr.msg_iov.cast_const(), self.iovecs.as_ptr())
+                && ptr::eq(h.msg_hdr.msg_name.cast::<libc::sockaddr_storage>().cast_const(), self.names.as_ptr())
+                && ptr::eq(h.msg_hdr.msg_control.cast::<u8>().cast_const(), self.control.as_ptr())
+        })
     }
 
     pub(crate) fn batch(&self) -> usize {
@@ -79,27 +120,19 @@ impl RecvRing {
         }
         self.entries.clear();
         let batch = self.hdrs.len();
-        for i in 0..batch {
-            // Pointers are rebuilt each call so they are right even after the
-            // ring moved; this is a few stores per slot.
-            let base = self.arena.as_mut_ptr().wrapping_add(i * self.slot_size);
-            if let Some(iov) = self.iovecs.get_mut(i) {
-                *iov = libc::iovec { iov_base: base.cast(), iov_len: self.slot_size };
-            }
+        if !self.linked() {
+            self.link();
         }
-        let iov_base = self.iovecs.as_mut_ptr();
-        let name_base = self.names.as_mut_ptr();
-        let ctrl_base = self.control.as_mut_ptr();
-        for (i, h) in self.hdrs.iter_mut().enumerate() {
-            h.msg_hdr.msg_name = name_base.wrapping_add(i).cast();
+        // The kernel wrote lengths and flags only into the headers it
+        // filled last time: per call, work in the datagrams received, not
+        // in the batch size (a lone request's turn reset 64 headers).
+        for h in self.hdrs.iter_mut().take(self.dirty) {
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = iov_base.wrapping_add(i);
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = ctrl_base.wrapping_add(i * RECV_SPACE).cast();
             h.msg_hdr.msg_controllen = RECV_SPACE as _;
             h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
+        self.dirty = 0;
         self.calls += 1;
         let n = loop {
             // SAFETY: `hdrs` holds `batch` initialised headers whose name,
@@ -118,6 +151,7 @@ impl RecvRing {
                 _ => return Err(err),
             }
         };
+        self.dirty = n.min(batch);
         for i in 0..n.min(batch) {
             let (Some(h), Some(name)) = (self.hdrs.get(i), self.names.get(i)) else {
                 break;
@@ -193,5 +227,69 @@ pub(crate) fn parse_control(ctrl: &[u8], meta: &mut RecvMeta) {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// Drains what has arrived, as (source port, bytes).
+    fn drain(ring: &mut RecvRing, fd: RawFd) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut batch = ring.recv(fd).unwrap();
+        while let Some((meta, buf)) = batch.next_buffer() {
+            out.push((meta.source.port(), buf.to_vec()));
+        }
+        out
+    }
+
+    fn wait_readable(s: &UdpSocket) {
+        s.set_nonblocking(false).unwrap();
+        let mut b = [0u8; 1];
+        let _ = s.peek_from(&mut b);
+        s.set_nonblocking(true).unwrap();
+    }
+
+    #[test]
+    fn successive_batches_of_any_size_read_their_own_lengths_and_sources() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let (a, b) = (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap());
+        let (pa, pb) = (a.local_addr().unwrap().port(), b.local_addr().unwrap().port());
+        let mut ring = RecvRing::new(4, 64);
+        // A full batch, with one datagram too large for a slot (dropped,
+        // the headers after it still read right); then fewer than the
+        // batch; then more than the batch, over two calls.
+        let rounds: [&[(bool, usize)]; 3] =
+            [&[(true, 10), (false, 64), (true, 65), (false, 1)], &[(false, 3)], &[(true, 5), (true, 6), (false, 7), (true, 8), (false, 9)]];
+        for (r, round) in rounds.iter().enumerate() {
+            for (i, (from_a, len)) in round.iter().enumerate() {
+                let s = if *from_a { &a } else { &b };
+                s.send_to(&vec![(r * 16 + i) as u8; *len], rx.local_addr().unwrap()).unwrap();
+            }
+            wait_readable(&rx);
+            let mut got = Vec::new();
+            let expected = round.iter().filter(|(_, l)| *l <= 64).count();
+            for _ in 0..1000 {
+                if got.len() >= expected {
+                    break;
+                }
+                got.extend(drain(&mut ring, rx.as_raw_fd()));
+            }
+            let want: Vec<(u16, Vec<u8>)> = round
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, len))| *len <= 64)
+                .map(|(i, (from_a, len))| (if *from_a { pa } else { pb }, vec![(r * 16 + i) as u8; *len]))
+                .collect();
+            assert_eq!(got, want, "round {r}");
+        }
+        assert_eq!(ring.truncated, 1);
+        assert!(ring.linked());
     }
 }
