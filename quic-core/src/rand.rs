@@ -58,6 +58,48 @@ impl RandomSource for SystemRandom {
     }
 }
 
+/// Random bytes drawn from another source in one call and handed out in
+/// order, for a burst of draws known in advance: a server issuing its
+/// connection IDs after a handshake made one `getrandom` system call per
+/// ID. Nothing is kept past the burst (the buffer is on the stack of the
+/// caller), so a forked process never replays it.
+pub(crate) struct Prefetched<'a> {
+    inner: &'a mut dyn RandomSource,
+    buf: [u8; PREFETCH_MAX],
+    pos: usize,
+    len: usize,
+}
+
+/// Enough for eight 20-byte IDs with their 16-byte reset tokens.
+pub(crate) const PREFETCH_MAX: usize = 8 * (20 + 16);
+
+impl<'a> Prefetched<'a> {
+    /// Draws `want` bytes (at most [`PREFETCH_MAX`]) from `inner` now.
+    pub(crate) fn new(inner: &'a mut dyn RandomSource, want: usize) -> Self {
+        let mut buf = [0u8; PREFETCH_MAX];
+        let len = want.min(PREFETCH_MAX);
+        inner.fill(&mut buf[..len]);
+        Self { inner, buf, pos: 0, len }
+    }
+}
+
+impl RandomSource for Prefetched<'_> {
+    fn fill(&mut self, out: &mut [u8]) {
+        match self.buf.get(self.pos..self.len).and_then(|left| left.get(..out.len())) {
+            Some(bytes) => {
+                out.copy_from_slice(bytes);
+                self.pos += out.len();
+            }
+            // More than was prefetched: straight from the source.
+            None => self.inner.fill(out),
+        }
+    }
+
+    fn fork(&mut self) -> Box<dyn RandomSource> {
+        self.inner.fork()
+    }
+}
+
 /// A deterministic generator (xoshiro256**) for tests and simulations. Not
 /// for production: its output is predictable from earlier output, so it
 /// exists only in test builds and with the `sim` feature (the test
@@ -167,6 +209,46 @@ impl rustls::crypto::SecureRandom for SharedRandom {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the calls made to a seeded source.
+    struct Counting(SeededRandom, usize);
+
+    impl RandomSource for Counting {
+        fn fill(&mut self, buf: &mut [u8]) {
+            self.1 += 1;
+            self.0.fill(buf);
+        }
+        fn fork(&mut self) -> Box<dyn RandomSource> {
+            self.0.fork()
+        }
+    }
+
+    #[test]
+    fn prefetched_bytes_come_out_in_order_from_one_draw_then_straight_from_the_source() {
+        let mut reference = SeededRandom::new(3);
+        let mut expected = [0u8; 40];
+        reference.fill(&mut expected);
+        let mut src = Counting(SeededRandom::new(3), 0);
+        let mut got = [0u8; 40];
+        {
+            let mut p = Prefetched::new(&mut src, 40);
+            for chunk in got.chunks_mut(8) {
+                p.fill(chunk);
+            }
+        }
+        assert_eq!(got, expected, "the draw, handed out in order");
+        assert_eq!(src.1, 1, "one call to the source for five draws");
+        let mut more = [0u8; 8];
+        {
+            let mut p = Prefetched::new(&mut src, 4);
+            p.fill(&mut more);
+        }
+        assert_ne!(more, [0u8; 8]);
+        assert_eq!(src.1, 3, "a draw larger than what is left goes to the source");
+        // A request beyond the buffer is capped, not a panic.
+        let p = Prefetched::new(&mut src, PREFETCH_MAX + 1);
+        assert_eq!(p.len, PREFETCH_MAX);
+    }
 
     #[test]
     fn seeded_is_reproducible_and_spread() {

@@ -73,6 +73,15 @@ impl LocalCids {
         }
         // Our own bound, whatever the peer allows.
         let limit = limit.min(8);
+        let missing = (limit as usize).saturating_sub(self.issued.len());
+        if missing == 0 {
+            return;
+        }
+        // The IDs' random bytes (and tokens', without a reset key) in one
+        // draw: one system call for the burst instead of one per ID.
+        let per_id = self.generator.cid_len() + if self.reset_key.is_some() { 0 } else { 16 };
+        let mut rng = crate::rand::Prefetched::new(rng, missing * per_id);
+        let rng: &mut dyn RandomSource = &mut rng;
         while (self.issued.len() as u64) < limit {
             let cid = self.generator.generate(rng);
             let token = match &self.reset_key {
