@@ -188,8 +188,10 @@ impl<'a> Writer<'a> {
 
     /// Minimal varint encoding. Values of 2^62 and above are a caller bug,
     /// reported as [`BufferTooShort`] rather than a panic.
+    #[inline]
     pub fn varint(&mut self, v: u64) -> Result<(), BufferTooShort> {
-        let n = varint::encode(v, &mut self.buf[self.pos..]).ok_or(BufferTooShort)?;
+        let rest = self.buf.get_mut(self.pos..).ok_or(BufferTooShort)?;
+        let n = varint::encode(v, rest).ok_or(BufferTooShort)?;
         self.pos += n;
         Ok(())
     }
@@ -200,7 +202,8 @@ impl<'a> Writer<'a> {
 
     /// Varint in exactly `len` bytes; used to back-fill reserved length fields.
     pub fn varint_with_len(&mut self, v: u64, len: usize) -> Result<(), BufferTooShort> {
-        if !varint::encode_with_len(v, len, &mut self.buf[self.pos..]) {
+        let rest = self.buf.get_mut(self.pos..).ok_or(BufferTooShort)?;
+        if !varint::encode_with_len(v, len, rest) {
             return Err(BufferTooShort);
         }
         self.pos += len;

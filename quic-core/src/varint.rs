@@ -140,11 +140,18 @@ pub fn decode(buf: &[u8]) -> Option<(u64, usize)> {
 /// or `None` when `out` is too short or `v` is not below 2^62.
 #[inline]
 pub fn encode(v: u64, out: &mut [u8]) -> Option<usize> {
-    if v > VarInt::MAX.0 {
-        return None;
+    // One ladder picks the length and the store (RFC 9000 §16, Table 4).
+    if v < 1 << 6 {
+        put(out, [v as u8]).then_some(1)
+    } else if v < 1 << 14 {
+        put(out, (v as u16 | 0x4000).to_be_bytes()).then_some(2)
+    } else if v < 1 << 30 {
+        put(out, (v as u32 | 0x8000_0000).to_be_bytes()).then_some(4)
+    } else if v < 1 << 62 {
+        put(out, (v | 0xc000_0000_0000_0000).to_be_bytes()).then_some(8)
+    } else {
+        None
     }
-    let len = size(v);
-    encode_with_len(v, len, out).then_some(len)
 }
 
 /// Encodes `v` in exactly `len` bytes (1, 2, 4 or 8), as needed when a length
