@@ -78,7 +78,9 @@ impl<'a> Prefetched<'a> {
     pub(crate) fn new(inner: &'a mut dyn RandomSource, want: usize) -> Self {
         let mut buf = [0u8; PREFETCH_MAX];
         let len = want.min(PREFETCH_MAX);
-        inner.fill(&mut buf[..len]);
+        if let Some(draw) = buf.get_mut(..len) {
+            inner.fill(draw);
+        }
         Self { inner, buf, pos: 0, len }
     }
 }

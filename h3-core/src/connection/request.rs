@@ -316,11 +316,11 @@ impl H3Connection {
         if crate::frame::encode_frame_header(FrameType::HEADERS.0, self.scratch.len() as u64, &mut w).is_err() {
             return Err(SendError::WouldBlock);
         }
-        let hl = w.len();
+        let head = w.written();
         if !self.enc_scratch.is_empty() {
             // The encoder instructions go out only with the section that
             // needs them (RFC 9204 §4.5.1: they precede its decoding).
-            if (conn.writable(stream) as usize) < hl + self.scratch.len() {
+            if (conn.writable(stream) as usize) < head.len() + self.scratch.len() {
                 return Err(SendError::WouldBlock);
             }
             if let Some(enc) = self.encoder_out {
@@ -328,7 +328,7 @@ impl H3Connection {
             }
         }
         // The frame header and the section in one write, all or nothing.
-        conn.write_parts(stream, &[&hdr[..hl], &self.scratch], false).map_err(write_error)
+        conn.write_parts(stream, &[head, &self.scratch], false).map_err(write_error)
     }
 
     /// Sends body bytes in one DATA frame; returns how many were taken (may
@@ -351,20 +351,20 @@ impl H3Connection {
             if crate::frame::encode_frame_header(FrameType::DATA.0, n as u64, &mut w).is_err() {
                 return Err(SendError::WouldBlock);
             }
-            let hl = w.len();
+            let head = w.written();
             if n <= SMALL_BODY_COPY {
                 // A short body is copied behind its frame header, FIN
                 // included: cheaper than a reference-counted segment of
                 // its own, and one write instead of three.
                 let body = data.get(..n).unwrap_or_default();
                 let fin = end_stream && n == data.len();
-                conn.write_parts(stream, &[&hdr[..hl], body], fin).map_err(|_| SendError::StreamClosed)?;
+                conn.write_parts(stream, &[head, body], fin).map_err(|_| SendError::StreamClosed)?;
                 if fin {
                     self.on_local_fin(stream);
                 }
                 return Ok(n);
             }
-            conn.write(stream, &hdr[..hl]).map_err(|_| SendError::StreamClosed)?;
+            conn.write(stream, head).map_err(|_| SendError::StreamClosed)?;
             conn.write_bytes(stream, data.slice(..n)).map_err(|_| SendError::StreamClosed)?;
         }
         if end_stream && n == data.len() {

@@ -822,8 +822,7 @@ impl Connection {
     /// and its header in one lookup and one queueing, not one per piece.
     pub fn write_parts(&mut self, id: StreamId, parts: &[&[u8]], fin: bool) -> Result<(), WriteError> {
         let s = self.streams.map.get_mut(&id).and_then(|s| s.send.as_mut()).ok_or(WriteError::Finished)?;
-        s.write_parts(parts, fin)?;
-        let n: usize = parts.iter().map(|p| p.len()).sum();
+        let n = s.write_parts(parts, fin)?;
         if n == 0 && fin {
             // A FIN alone is due to send too (`on_written` skips nothing written).
             self.streams.queue_send(id);

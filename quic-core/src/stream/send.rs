@@ -370,7 +370,8 @@ impl SendStream {
     /// stream after them; nothing is taken unless all of it fits
     /// (`Err(Blocked)`). For a message written as a frame header and its
     /// payload: one call instead of a write per piece and a `finish`.
-    pub fn write_parts(&mut self, parts: &[&[u8]], fin: bool) -> Result<(), WriteError> {
+    /// Returns the bytes taken.
+    pub fn write_parts(&mut self, parts: &[&[u8]], fin: bool) -> Result<usize, WriteError> {
         self.check_writable()?;
         let len: usize = parts.iter().map(|p| p.len()).sum();
         if len as u64 > self.writable() {
@@ -384,7 +385,7 @@ impl SendStream {
         if fin {
             self.finish()?;
         }
-        Ok(())
+        Ok(len)
     }
 
     /// As [`write`](Self::write) without copying: keeps (a slice of) `data`.
@@ -717,9 +718,9 @@ mod tests {
         let mut s = SendStream::new(1000, 100);
         assert_eq!(s.write_parts(&[&[1; 60], &[2; 41]], false), Err(WriteError::Blocked), "101 bytes do not fit in 100");
         assert_eq!(s.writable(), 100, "a refused write takes nothing");
-        s.write_parts(&[b"ab", b"", b"cde"], false).unwrap();
+        assert_eq!(s.write_parts(&[b"ab", b"", b"cde"], false), Ok(5));
         assert_eq!(s.write_offset(), 5);
-        s.write_parts(&[b"fg"], true).unwrap();
+        assert_eq!(s.write_parts(&[b"fg"], true), Ok(2));
         assert!(s.is_finished());
         assert_eq!(s.write_parts(&[b"h"], false), Err(WriteError::Finished));
         let c = s.next_chunk(100, u64::MAX).unwrap();
@@ -727,7 +728,7 @@ mod tests {
         assert_eq!(payload(&s, &c), b"abcdefg");
         // A FIN alone, on a stream with nothing buffered.
         let mut t = SendStream::new(1000, 100);
-        t.write_parts(&[], true).unwrap();
+        assert_eq!(t.write_parts(&[], true), Ok(0));
         assert_eq!(t.next_chunk(100, u64::MAX).unwrap(), chunk(0, 0, true, false));
     }
 
