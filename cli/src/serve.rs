@@ -299,6 +299,15 @@ pub fn run_worker(cfg: &ServeConfig, worker_id: u8, secrets: ([u8; 32], [u8; 32]
             s.stateless_resets_sent,
             s.retries_sent
         );
+        // Loss recovery over the connections still open: a latency tail
+        // with losses in it is recovery time, one without is queueing.
+        let ep = &server.driver().endpoint;
+        let (mut sent, mut lost, mut spurious) = (0u64, 0u64, 0u64);
+        for c in ep.handles().filter_map(|h| ep.connection_ref(h)) {
+            let st = c.stats();
+            (sent, lost, spurious) = (sent + st.packets_sent, lost + st.packets_lost, spurious + st.spurious_losses);
+        }
+        eprintln!("[worker {worker_id}] open connections: {sent} packets sent, {lost} declared lost, {spurious} of them spuriously");
         // Backend-specific counters (AF_XDP rings and XDP program).
         if let Some(r) = server.driver().backend.report() {
             eprintln!("[worker {worker_id}] io: {r}");

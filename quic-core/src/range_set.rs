@@ -213,7 +213,16 @@ impl RangeSet {
             return Ok(false);
         }
         let merged = (start.min(first.0), end.max(last.1));
-        self.ranges.splice_one(lo, hi, merged);
+        if hi - lo == 1 {
+            // The common case (in-order stream data, the next packet number
+            // received): one range grows. Rewrite it where it lies rather
+            // than rebuild the storage around it.
+            if let Some(slot) = self.ranges.as_mut_slice().get_mut(lo) {
+                *slot = merged;
+            }
+        } else {
+            self.ranges.splice_one(lo, hi, merged);
+        }
         Ok(true)
     }
 
@@ -404,6 +413,27 @@ mod tests {
         // Empty ranges are no-ops.
         assert!(!s.insert(50..50).unwrap());
         assert_eq!(ranges(&s), vec![5..40]);
+    }
+
+    #[test]
+    fn growing_one_range_rewrites_it_in_place_inline_and_on_the_heap() {
+        // Inline (two ranges) and spilled (five): growing the first, a middle
+        // and the last range, on either side, leaves the others untouched.
+        for base in [vec![10..20, 40..50], vec![10..20, 40..50, 70..80, 100..110, 130..140]] {
+            let mut s = set(&base);
+            let mut want = base.clone();
+            for (ins, idx, grown) in [(20..25, 0, 10..25), (5..12, 0, 5..25), (35..40, 1, 35..50), (48..60, 1, 35..60)] {
+                assert!(s.insert(ins).unwrap());
+                want[idx] = grown;
+                assert_eq!(ranges(&s), want);
+            }
+            let last = want.len() - 1;
+            let end = want[last].end;
+            assert!(s.insert(end..end + 7).unwrap());
+            want[last].end = end + 7;
+            assert_eq!(ranges(&s), want);
+            assert_eq!(s.len(), want.len());
+        }
     }
 
     #[test]

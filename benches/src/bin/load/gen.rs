@@ -206,6 +206,13 @@ impl Generator {
         (st.packets_received > 0).then(|| st.bytes_received as f64 / st.packets_received as f64)
     }
 
+    /// Packets this generator declared lost, summed over its open
+    /// connections (RFC 9002 §6): a latency tail with losses is recovery
+    /// time, one without is queueing.
+    pub fn packets_lost(&self) -> u64 {
+        self.connected.iter().filter_map(|h| self.driver.endpoint.connection_ref(h.0)).map(|c| c.stats().packets_lost).sum()
+    }
+
     pub fn in_flight(&self) -> usize {
         self.pending.len()
     }

@@ -942,10 +942,13 @@ fn latency(p: &Params, t: &Target, rate: f64) -> Result<(f64, f64, f64, CpuUse, 
     let pct = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64;
     let achieved = lat.len() as f64 / p.measure.as_secs_f64();
     eprintln!(
-        "  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu}); generator turns over 1 ms: {stalls} (longest {:.1} ms); turns ending with requests waiting for a stream: {backlog_turns} (most waiting {max_backlog})",
+        "  latency at {rate:.0} req/s offered ({achieved:.0} completed/s): p50 {:.0} µs, p99 {:.0} µs ({cpu}); generator turns over 1 ms: {stalls} (longest {:.1} ms); turns ending with requests waiting for a stream: {backlog_turns} (most waiting {max_backlog}); p99.9 {:.0} µs, max {:.0} µs; packets the generator declared lost: {}",
         pct(0.5),
         pct(0.99),
-        worst.as_secs_f64() * 1e3
+        worst.as_secs_f64() * 1e3,
+        pct(0.999),
+        pct(1.0),
+        g.packets_lost()
     );
     Ok((pct(0.5), pct(0.99), achieved, cpu, g.failures))
 }
