@@ -9,7 +9,17 @@
 //!   buffered chunks are coalesced so that any two neighbouring chunks hold
 //!   more than [`MERGE_LIMIT`] bytes together. The chunk count is therefore at
 //!   most `ranges + 2 * buffered_bytes / MERGE_LIMIT + 1`, whatever the frame
-//!   sizes (RFC 9000 §21.7: limit the size of tracking data structures).
+//!   sizes (RFC 9000 §21.7: limit the size of tracking data structures), plus
+//!   one empty chunk at the read offset that keeps reserved room (below).
+//!
+//! A transfer's in-order data is appended to the room reserved at the end of
+//! the last chunk ([`BULK_RESERVE`] once a stream has carried
+//! [`KEEP_NODE_AFTER`] bytes, within its flow-control window). When the reader
+//! takes everything buffered, the chunk's unused room stays as an empty chunk
+//! at the new read offset, so the next packets land in the same allocation:
+//! one allocation per reserve rather than per packet, and the `Bytes` handed
+//! out share it, so a reader that keeps them holds no more than the data and
+//! one partly filled reserve.
 //!
 //! The connection-level side is left to the caller: `on_stream_frame` and
 //! `on_reset` return how much new flow-control credit the peer used, and
@@ -36,8 +46,13 @@ pub const DEFAULT_MAX_RECV_RANGES: usize = 1024;
 pub const MERGE_LIMIT: usize = 4096;
 
 /// Bytes read after which a drained stream keeps its reassembly map's node
-/// (see `RecvStream::release_if_drained`).
+/// (see `RecvStream::release_if_drained`) and reserves [`BULK_RESERVE`] for
+/// in-order data: it is carrying a transfer, not a request or control data.
 const KEEP_NODE_AFTER: u64 = 64 * 1024;
+
+/// Room reserved for in-order data on a stream past [`KEEP_NODE_AFTER`]
+/// (within the flow-control window): about twenty 1,500-byte packets.
+pub const BULK_RESERVE: usize = 32 * 1024;
 
 /// RFC 9000 §19.8: the largest offset a stream can reach.
 const MAX_OFFSET: u64 = VarInt::MAX.into_inner();
@@ -286,7 +301,8 @@ impl RecvStream {
                 let lo = usize::try_from(gap.start - offset).unwrap_or(usize::MAX);
                 let hi = usize::try_from(gap.end - offset).unwrap_or(usize::MAX);
                 if let Some(piece) = data.get(lo..hi) {
-                    store_piece(&mut self.chunks, self.read_offset, self.final_size, gap.start, piece);
+                    let reserve = self.in_order_reserve();
+                    store_piece(&mut self.chunks, self.read_offset, self.final_size, reserve, gap.start, piece);
                 }
             }
             // Cannot fail: can_insert was checked above.
@@ -294,6 +310,18 @@ impl RecvStream {
         }
         self.update_data_recvd();
         Ok(delta)
+    }
+
+    /// Room to reserve for a new chunk of in-order data: [`MERGE_LIMIT`],
+    /// or on a transfer [`BULK_RESERVE`] capped by what the flow-control
+    /// window still allows (memory the peer can make us reserve stays
+    /// within the window it was given).
+    fn in_order_reserve(&self) -> usize {
+        if self.read_offset < KEEP_NODE_AFTER {
+            return MERGE_LIMIT;
+        }
+        let open = usize::try_from(self.window.limit().saturating_sub(self.read_offset)).unwrap_or(usize::MAX);
+        open.clamp(MERGE_LIMIT, BULK_RESERVE)
     }
 
     fn update_data_recvd(&mut self) {
@@ -476,8 +504,27 @@ impl RecvStream {
     pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk, StreamReadError> {
         self.check_readable()?;
         let offset = self.read_offset;
-        let front_ready = self.chunks.first_key_value().is_some_and(|(&k, _)| k == offset);
+        let front_ready = self.chunks.first_key_value().is_some_and(|(&k, c)| k == offset && !c.is_empty());
         if front_ready && max > 0 {
+            // The last chunk of a transfer, read whole, with room left in its
+            // reserve and more data to come: hand out its data and keep the
+            // room, re-keyed at the new read offset, for the packets that
+            // follow. (Not on short streams: an idle connection's control
+            // streams hold no reserve.)
+            if self.chunks.len() == 1 && offset >= KEEP_NODE_AFTER {
+                if let Some(mut entry) = self.chunks.first_entry() {
+                    let c = entry.get_mut();
+                    let end = offset + c.len() as u64;
+                    if c.len() <= max && c.capacity() - c.len() >= MERGE_LIMIT / 2 && self.final_size != Some(end) {
+                        let data = c.split().freeze();
+                        let room = entry.remove();
+                        self.chunks.insert(offset + data.len() as u64, room);
+                        self.on_delivered(data.len());
+                        let fin = self.at_fin();
+                        return Ok(ReadChunk { offset, data, fin });
+                    }
+                }
+            }
             // The first entry is the one at `offset`: take it without a
             // second search.
             if let Some(mut chunk) = self.chunks.first_entry().map(|e| e.remove()) {
@@ -506,7 +553,7 @@ impl RecvStream {
 /// neighbouring chunk when the two together stay within [`MERGE_LIMIT`].
 /// Keeps the invariant that two adjacent chunks are together longer than the
 /// limit (see the module docs).
-fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, read_offset: u64, final_size: Option<u64>, start: u64, piece: &[u8]) {
+fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, read_offset: u64, final_size: Option<u64>, reserve: usize, start: u64, piece: &[u8]) {
     let end = start + piece.len() as u64;
     // In-order arrival, the common case: the piece continues the last
     // buffered chunk and fits its reserved room. Append without searching
@@ -543,7 +590,7 @@ fn store_piece(chunks: &mut BTreeMap<u64, BytesMut>, read_offset: u64, final_siz
             // will be merged, and an exactly sized chunk is handed to the
             // reader without a shared header.
             let grows = follows && piece.len() <= MERGE_LIMIT / 2 && chunks.range(start..).next().is_none() && final_size != Some(end);
-            let mut chunk = BytesMut::with_capacity(if grows { MERGE_LIMIT } else { piece.len() });
+            let mut chunk = BytesMut::with_capacity(if grows { reserve } else { piece.len() });
             chunk.extend_from_slice(piece);
             chunks.insert(start, chunk);
             start
@@ -919,7 +966,8 @@ mod tests {
                     out.extend_from_slice(&c.data);
                 }
             }
-            assert!(s.buffered_chunks() <= s.received.len() + 2 * s.buffered_bytes() / MERGE_LIMIT + 1, "chunks {}", s.buffered_chunks());
+            // The module's bound, plus the empty chunk keeping reserved room.
+            assert!(s.buffered_chunks() <= s.received.len() + 2 * s.buffered_bytes() / MERGE_LIMIT + 2, "chunks {}", s.buffered_chunks());
         }
         for (a, b) in late {
             s.on_stream_frame(a as u64, &d[a..b], false).unwrap();
@@ -929,6 +977,46 @@ mod tests {
         out.extend_from_slice(&rest);
         assert!(fin);
         assert_eq!(out, d);
+    }
+
+    #[test]
+    fn a_transfer_read_packet_by_packet_fills_one_reserve_and_short_streams_keep_no_room() {
+        let d = data(300_000);
+        let mut s = stream(1 << 20);
+        let mut prev: Option<Bytes> = None;
+        let (mut contiguous, mut off) = (0, 0usize);
+        while off < d.len() {
+            let len = 1400.min(d.len() - off);
+            s.on_stream_frame(off as u64, &d[off..off + len], false).unwrap();
+            let c = s.read_chunk(usize::MAX).unwrap();
+            assert_eq!((c.offset as usize, &c.data[..]), (off, &d[off..off + len]));
+            if (off as u64) < KEEP_NODE_AFTER {
+                // Below the transfer threshold: nothing stays reserved.
+                assert_eq!(s.buffered_chunks(), 0);
+            } else {
+                assert!(s.buffered_capacity() <= BULK_RESERVE, "{}", s.buffered_capacity());
+            }
+            if let Some(p) = &prev {
+                // The next packet's bytes follow the previous ones in memory:
+                // the same allocation, not a new one per packet.
+                contiguous += usize::from(c.data.as_ptr() == p.as_ptr().wrapping_add(p.len()));
+            }
+            prev = Some(c.data);
+            off += len;
+        }
+        // Past 64 KiB, 22 packets of 1,400 B share each 32 KiB reserve.
+        let packets_after = (d.len() - KEEP_NODE_AFTER as usize) / 1400;
+        assert!(contiguous >= packets_after * 20 / 22, "{contiguous} of {packets_after}");
+        // The reserve stays within the flow-control window: a window that
+        // leaves 8 KiB open reserves no more than that.
+        let mut w = stream(KEEP_NODE_AFTER + 8192);
+        for off in (0..KEEP_NODE_AFTER as usize).step_by(1024) {
+            w.on_stream_frame(off as u64, &d[off..off + 1024], false).unwrap();
+            while w.read_chunk(usize::MAX).is_ok_and(|c| !c.data.is_empty()) {}
+        }
+        let off = KEEP_NODE_AFTER as usize;
+        w.on_stream_frame(off as u64, &d[off..off + 1000], false).unwrap();
+        assert!(w.buffered_capacity() <= 8192, "{}", w.buffered_capacity());
     }
 
     #[test]
