@@ -99,7 +99,7 @@ impl Connection {
         let spaces: Vec<_> = self.spaces.iter().map(|s| (s.discarded, s.ack.deadline())).collect();
         format!(
             "idle {:?} handshake {:?} loss {:?} ({}) probes {:?} ack {:?} amplification_blocked {} keep_alive {:?} pmtud {:?} pacing {:?} path {:?} close {:?}",
-            self.idle_deadline,
+            self.idle_deadline(),
             self.handshake_deadline,
             self.recovery.loss_detection_timer(self.timer_ctx()),
             self.recovery.fuzz_describe(self.timer_ctx()),

@@ -296,7 +296,12 @@ pub struct Connection {
     local_params: TransportParameters,
     peer_params: Option<TransportParameters>,
     idle_timeout: Option<Duration>,
-    idle_deadline: Option<Instant>,
+    /// When the idle timer last restarted (RFC 9000 §10.1: on receiving a
+    /// packet, on sending the first ack-eliciting packet after one). The
+    /// deadline is worked out from it when timers are polled
+    /// ([`Connection::idle_deadline`]), not at every restart: a restart
+    /// happens for every packet, a poll once per turn.
+    idle_restarted: Option<Instant>,
     /// When an incomplete handshake is given up (`handshake_timeout`).
     handshake_deadline: Option<Instant>,
     /// An ack-eliciting packet went out since the last packet received: the
@@ -347,6 +352,9 @@ pub struct Connection {
     qlog_cc_state: Option<&'static str>,
     /// The packet being processed carried CRYPTO data not seen before.
     rx_new_crypto: bool,
+    /// The packet being processed carried a CRYPTO frame (new or not): TLS
+    /// must be driven even after the handshake.
+    rx_crypto: bool,
     /// Flights resent early because the peer's probe showed it lacks them
     /// (RFC 9002 §6.2.3), bounded per connection.
     early_retransmits: u8,
@@ -428,7 +436,7 @@ impl Connection {
             local_params,
             peer_params: None,
             idle_timeout: None,
-            idle_deadline: None,
+            idle_restarted: None,
             // Servers only: the limit protects a server's state from
             // clients that never finish. A client's handshake may take long
             // on a bad path (30 % corruption, PTO backoff) while it still
@@ -462,6 +470,7 @@ impl Connection {
             tx_ecn: false,
             qlog_cc_state: None,
             rx_new_crypto: false,
+            rx_crypto: false,
             early_retransmits: 0,
             config: cfg,
         };
@@ -1058,12 +1067,17 @@ impl Connection {
     // ----- timers -----
 
     fn reset_idle(&mut self, now: Instant) {
-        if let Some(t) = self.effective_idle_timeout() {
-            self.idle_deadline = Some(deadline_after(now, t));
-        }
+        self.idle_restarted = Some(now);
         if let Some(k) = self.config.keep_alive_interval {
             self.keep_alive_deadline = Some(now + k);
         }
+    }
+
+    /// When the connection times out if nothing arrives: the last restart
+    /// plus the effective idle timeout (RFC 9000 §10.1).
+    fn idle_deadline(&self) -> Option<Instant> {
+        let since = self.idle_restarted?;
+        Some(deadline_after(since, self.effective_idle_timeout()?))
     }
 
     /// RFC 9000 §10.1: the smaller of both sides' timeouts, but at least
@@ -1103,7 +1117,7 @@ impl Connection {
         if let Some(d) = self.close_deadline {
             return Some(d);
         }
-        let mut t = self.idle_deadline;
+        let mut t = self.idle_deadline();
         let mut take = |x: Option<Instant>| {
             if let Some(x) = x {
                 t = Some(t.map_or(x, |t: Instant| t.min(x)));
@@ -1144,7 +1158,7 @@ impl Connection {
             }
             return;
         }
-        if self.idle_deadline.is_some_and(|d| now >= d) {
+        if self.idle_deadline().is_some_and(|d| now >= d) {
             // RFC 9000 §10.1: silently close.
             self.set_error(now, ConnectionError::TimedOut);
             self.state = State::Drained;

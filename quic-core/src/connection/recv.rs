@@ -242,6 +242,7 @@ impl Connection {
             q.event(now, &crate::qlog::QlogEvent::PacketReceived { packet: &ev, payload });
         }
         self.rx_new_crypto = false;
+        self.rx_crypto = false;
         let (ack_eliciting, padding) = match self.process_frames(now, space, zero_rtt, &h.dcid, pn, payload) {
             Ok(e) => e,
             Err(err) => {
@@ -267,8 +268,13 @@ impl Connection {
         sp.ack.on_packet(pn, now, ack_eliciting, ecn, threshold, max_delay);
         self.ack_eliciting_sent_since_rx = false;
         self.reset_idle(now);
-        if let Err(err) = self.drive_tls(now) {
-            self.close_with_error(now, err);
+        // Once the handshake is complete TLS has nothing to say unless CRYPTO
+        // data arrived (a NewSessionTicket): no need to ask it for every
+        // packet of a transfer.
+        if !self.handshake_complete || self.rx_crypto {
+            if let Err(err) = self.drive_tls(now) {
+                self.close_with_error(now, err);
+            }
         }
         true
     }
@@ -446,6 +452,7 @@ impl Connection {
                     }
                 })?;
                 self.rx_new_crypto |= newly > 0;
+                self.rx_crypto = true;
             }
             Frame::Stream { id, offset, fin, data } => {
                 let sid = StreamId(id);
