@@ -124,16 +124,20 @@ impl Pacer {
             return;
         }
         let elapsed = now.saturating_duration_since(last).as_nanos();
+        let room = u128::from(self.capacity - self.tokens);
+        // Enough time passed to fill the bucket: floor(elapsed * bytes /
+        // per_ns) >= room exactly when elapsed * bytes >= room * per_ns, so
+        // the common case (a fast path refills between two packets) needs
+        // two multiplications and no division.
+        if elapsed.saturating_mul(rate.bytes) >= room.saturating_mul(rate.per_ns) {
+            self.tokens = self.capacity;
+            self.last_refill = Some(now);
+            return;
+        }
         let added = mul_div(elapsed, rate.bytes, rate.per_ns, false);
         if added == 0 {
             // Keep `last_refill`: sub-byte amounts accumulate instead of
             // being lost on every call.
-            return;
-        }
-        let room = u128::from(self.capacity - self.tokens);
-        if added >= room {
-            self.tokens = self.capacity;
-            self.last_refill = Some(now);
             return;
         }
         // `added < room <= u64::MAX`, so this conversion cannot fail.
@@ -237,6 +241,23 @@ mod tests {
         assert_eq!(p.delay_until(t0, 1200, 12_000, ms(10)), Some(t0 + Duration::from_micros(800)));
         // Odd values round the wait up: 1 byte at 1.25 * 3 B / 1 s = 266.67 ms.
         assert_eq!(p.delay_until(t0, 1, 3, Duration::from_secs(1)), Some(t0 + Duration::from_nanos(266_666_667)));
+    }
+
+    #[test]
+    fn refill_is_exact_on_both_sides_of_a_full_bucket() {
+        // 12,000 bytes per millisecond: an empty 12,000-byte bucket fills in
+        // exactly 1 ms. One nanosecond short leaves it a byte short (the
+        // division path), at or past 1 ms it is full (the multiplication
+        // path), and the fraction carried over stays exact.
+        let t0 = Instant::now();
+        for (elapsed_ns, want) in [(1_000u64, 12u64), (999_999, 11_999), (1_000_000, 12_000), (1_000_001, 12_000), (5_000_000, 12_000), (500_000, 6_000)] {
+            let mut p = Pacer::with_burst(1_200, 10);
+            p.on_sent(t0, 12_000);
+            assert_eq!(p.tokens(), 0);
+            let at = t0 + Duration::from_nanos(elapsed_ns);
+            let _ = p.delay_until_rate(at, 1, 12_000_000);
+            assert_eq!(p.tokens(), want, "after {elapsed_ns} ns");
+        }
     }
 
     #[test]
