@@ -221,10 +221,10 @@ impl Connection {
     }
 
     pub(super) fn can_send_in(&self, space: SpaceId) -> bool {
-        let s = &self.spaces[space.index()];
-        if s.discarded {
+        if self.spaces.is_discarded(space.index()) {
             return false;
         }
+        let s = &self.spaces[space.index()];
         match space {
             SpaceId::Initial | SpaceId::Handshake => s.keys.is_some(),
             SpaceId::Data => self.one_rtt.is_some() || (self.side == Side::Client && self.zero_rtt.is_some()),
