@@ -506,34 +506,28 @@ impl RecvStream {
         let offset = self.read_offset;
         let front_ready = self.chunks.first_key_value().is_some_and(|(&k, c)| k == offset && !c.is_empty());
         if front_ready && max > 0 {
-            // The last chunk of a transfer, read whole, with room left in its
-            // reserve and more data to come: hand out its data and keep the
-            // room, re-keyed at the new read offset, for the packets that
-            // follow. (Not on short streams: an idle connection's control
-            // streams hold no reserve.)
-            if self.chunks.len() == 1 && offset >= KEEP_NODE_AFTER {
-                if let Some(mut entry) = self.chunks.first_entry() {
-                    let c = entry.get_mut();
-                    let end = offset + c.len() as u64;
-                    if c.len() <= max && c.capacity() - c.len() >= MERGE_LIMIT / 2 && self.final_size != Some(end) {
-                        let data = c.split().freeze();
-                        let room = entry.remove();
-                        self.chunks.insert(offset + data.len() as u64, room);
-                        self.on_delivered(data.len());
-                        let fin = self.at_fin();
-                        return Ok(ReadChunk { offset, data, fin });
-                    }
-                }
-            }
             // The first entry is the one at `offset`: take it without a
             // second search.
-            if let Some(mut chunk) = self.chunks.first_entry().map(|e| e.remove()) {
-                let data = if chunk.len() <= max {
-                    chunk.freeze()
-                } else {
-                    let head = chunk.split_to(max).freeze();
-                    self.chunks.insert(offset + max as u64, chunk);
+            if let Some(entry) = self.chunks.first_entry() {
+                let mut chunk = entry.remove();
+                // The last chunk of a transfer, read whole, with room left in
+                // its reserve and more data to come: its unused room stays,
+                // re-keyed at the new read offset, for the packets that
+                // follow. (Not on short streams: an idle connection's control
+                // streams hold no reserve.)
+                let keep_room = self.chunks.is_empty()
+                    && offset >= KEEP_NODE_AFTER
+                    && chunk.len() <= max
+                    && chunk.capacity() - chunk.len() >= MERGE_LIMIT / 2
+                    && self.final_size != Some(offset + chunk.len() as u64);
+                // Either way the rest of the chunk (data beyond `max`, or the
+                // kept room) goes back at the offset after what is handed out.
+                let data = if chunk.len() > max || keep_room {
+                    let head = chunk.split_to(chunk.len().min(max)).freeze();
+                    self.chunks.insert(offset + head.len() as u64, chunk);
                     head
+                } else {
+                    chunk.freeze()
                 };
                 self.on_delivered(data.len());
                 self.release_if_drained();
