@@ -244,5 +244,31 @@ fn stream_bulk_copy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, response_section, response_decode, stream_response, stream_request, stream_bulk_copy);
+/// A transfer's sender side per packet: take the next 1,200 bytes and, as
+/// an in-order ACK would, acknowledge them (`SendStream::on_ack`'s in-order
+/// path; quinn-proto's send buffer is private, so no peer beside it).
+fn stream_ack(c: &mut Criterion) {
+    let piece = Bytes::from(vec![0x5au8; 1 << 20]);
+    // Stream credit for as many iterations as criterion asks (2^62 - 1,
+    // the largest varint).
+    let mut s = SendStream::new((1 << 62) - 1, 1 << 30);
+    let mut g = c.benchmark_group("stream_ack");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("quicpro/in_order_1200", |b| {
+        b.iter(|| {
+            let chunk = match s.next_chunk(1200, u64::MAX) {
+                Some(c) => c,
+                None => {
+                    s.write_bytes(piece.clone()).expect("room: everything sent is acknowledged");
+                    s.next_chunk(1200, u64::MAX).expect("data")
+                }
+            };
+            s.on_ack(chunk.offset, chunk.len, chunk.fin);
+            black_box(s.acked_offset());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, response_section, response_decode, stream_response, stream_request, stream_bulk_copy, stream_ack);
 criterion_main!(benches);
