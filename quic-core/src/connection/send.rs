@@ -203,9 +203,11 @@ impl Connection {
         // bytes in flight (`padded`) like the datagram's other bytes.
         let want_end = budget.saturating_sub(TAG_LEN);
         if fill_slack && p.space == SpaceId::Data && p.end < want_end && want_end - p.end <= GSO_SLACK && want_end <= p.limit {
-            buf[p.end..want_end].fill(0);
-            p.end = want_end;
-            p.padded = true;
+            if let Some(pad) = buf.get_mut(p.end..want_end) {
+                pad.fill(0);
+                p.end = want_end;
+                p.padded = true;
+            }
         }
         if pad_datagram {
             let target = MIN_INITIAL_DATAGRAM_SIZE.min(budget);

@@ -124,7 +124,7 @@ impl Pacer {
             return;
         }
         let elapsed = now.saturating_duration_since(last).as_nanos();
-        let room = u128::from(self.capacity - self.tokens);
+        let room = u128::from(self.capacity.saturating_sub(self.tokens));
         // Enough time passed to fill the bucket: floor(elapsed * bytes /
         // per_ns) >= room exactly when elapsed * bytes >= room * per_ns, so
         // the common case (a fast path refills between two packets) needs
